@@ -1,0 +1,247 @@
+//! The command-line interface: clap definitions only. Values are validated
+//! here (queue names, durations, counts), so a usage error exits 2 before
+//! anything is opened or created.
+
+use crate::input;
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn queue_name(s: &str) -> Result<String, String> {
+    input::queue_name(s)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    input::duration(s).map_err(|e| e.to_string())
+}
+
+/// A durable message queue that lives in a directory.
+#[derive(Debug, Parser)]
+#[command(
+    name = "spoolmq",
+    version,
+    about = "A durable message queue that lives in a directory",
+    long_about = "A durable message queue that lives in a directory: shell scripts, cron jobs and CI \
+                  pipelines hand work to each other through a spool. Exit 0 after push, ack, nack \
+                  or retry means the change is fsynced.",
+    after_help = "Exit codes: 0 done, 1 runtime error, 2 usage error, 3 nothing to pop, 4 stale or unknown receipt.\n\
+                  Spool: --dir > SPOOLMQ_DIR > $XDG_DATA_HOME/spoolmq > ~/.local/share/spoolmq."
+)]
+pub struct Cli {
+    /// The spool directory
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print JSON, one object per line
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add messages to a queue (each BODY, each stdin line, or all of stdin)
+    #[command(after_help = "Examples:\n  spoolmq push jobs 'resize img1.png' 'resize img2.png'\n  \
+                            find . -name '*.log' | spoolmq push logs --lines\n  \
+                            spoolmq push reminders --delay 1h < note.txt")]
+    Push(PushArgs),
+    /// Lease ready messages, oldest first
+    #[command(after_help = "Examples:\n  spoolmq pop jobs --json\n  \
+                            spoolmq pop jobs --count 10 --lease 30s --json\n  \
+                            spoolmq pop jobs --wait 1m --json")]
+    Pop(PopArgs),
+    /// Delete leased messages: their work is done
+    #[command(after_help = "Example:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\"")]
+    Ack(ReceiptsArgs),
+    /// Give leased messages back for another attempt
+    #[command(after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m")]
+    Nack(NackArgs),
+    /// Make a lease end later, for long work
+    #[command(after_help = "Example:\n  spoolmq extend jobs \"$receipt\" --lease 10m")]
+    Extend(ExtendArgs),
+    /// Move dead letters back to ready
+    #[command(after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007")]
+    Retry(RetryArgs),
+    /// Show counters per queue
+    #[command(after_help = "Examples:\n  spoolmq stats\n  spoolmq stats jobs --json")]
+    Stats(StatsArgs),
+    /// Pop a message and run a command on it; ack on success, nack on failure
+    #[command(after_help = "Examples:\n  spoolmq exec jobs -- sh -c 'convert \"$(cat)\" out.png'\n  \
+                            spoolmq exec jobs --loop -- ./handle.sh\n  \
+                            spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker")]
+    Exec(ExecArgs),
+    /// List the queues in the spool
+    #[command(after_help = "Example:\n  spoolmq list --json")]
+    List,
+    /// Show ready messages without leasing them
+    #[command(after_help = "Example:\n  spoolmq peek jobs --count 5")]
+    Peek(PeekArgs),
+    /// Delete every ready and delayed message (or, with --dead, every dead letter)
+    #[command(after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead")]
+    Purge(PurgeArgs),
+    /// Check every record and the index; --repair fixes what it finds
+    #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Queue name
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// Message bodies, one message each; with none, stdin is one message
+    pub bodies: Vec<OsString>,
+    /// Each line of stdin (newline stripped) is one message
+    #[arg(long, conflicts_with = "bodies")]
+    pub lines: bool,
+    /// Not deliverable before this long from now
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub delay: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct PopArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// How many messages to lease at most
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// Wait for a message (up to DUR; forever without DUR)
+    #[arg(long, value_name = "DUR", num_args = 0..=1, value_parser = duration)]
+    pub wait: Option<Option<Duration>>,
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// How long the lease lasts
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = duration)]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AttemptsArgs {
+    /// Deliveries after which a nacked or expired message becomes a dead letter
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiptsArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// Receipts printed by pop
+    #[arg(required = true)]
+    pub receipts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NackArgs {
+    #[command(flatten)]
+    pub target: ReceiptsArgs,
+    /// Redeliver no sooner than this long from now
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub delay: Option<Duration>,
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    #[command(flatten)]
+    pub target: ReceiptsArgs,
+    /// The lease now ends this long from now
+    #[arg(long, value_name = "DUR", required = true, value_parser = duration)]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// Ids of dead letters (all of them with none)
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this queue
+    #[arg(value_parser = queue_name)]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// Keep going until the queue is empty
+    #[arg(long = "loop")]
+    pub repeat: bool,
+    /// Wait for a message (up to DUR; forever without DUR)
+    #[arg(long, value_name = "DUR", num_args = 0..=1, value_parser = duration)]
+    pub wait: Option<Option<Duration>>,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    #[command(flatten)]
+    pub attempts: AttemptsArgs,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// How many messages to show at most
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// Purge the dead letters instead
+    #[arg(long)]
+    pub dead: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Only this queue
+    #[arg(value_parser = queue_name)]
+    pub queue: Option<String>,
+    /// Truncate torn tails, quarantine damaged records, rebuild the index
+    #[arg(long)]
+    pub repair: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn wait_takes_an_optional_duration() {
+        let c = Cli::try_parse_from(["spoolmq", "pop", "q", "--wait"]).unwrap();
+        let Command::Pop(p) = c.command else { panic!() };
+        assert_eq!(p.wait, Some(None));
+        let c = Cli::try_parse_from(["spoolmq", "pop", "q", "--wait", "2s"]).unwrap();
+        let Command::Pop(p) = c.command else { panic!() };
+        assert_eq!(p.wait, Some(Some(Duration::from_secs(2))));
+    }
+}

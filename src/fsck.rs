@@ -1,0 +1,199 @@
+//! `fsck`: reads every record and slot of a queue, checks CRCs, the index
+//! against the segments and the counters against the slots, and reports each
+//! problem with its file and offset. `--repair` rebuilds the queue's index
+//! ([`crate::fsstore::rebuild`]) and checks again.
+
+use crate::error::{Error, Result};
+use crate::fsstore::{self, FsStore};
+use crate::index::{SLOT_LEN, SlotDamage};
+use crate::segment::{self, Found};
+use crate::store::Counters;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub queue: String,
+    pub file: PathBuf,
+    pub offset: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.queue, self.file.display())?;
+        if let Some(o) = self.offset {
+            write!(f, ": offset {o}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// What checking one queue found.
+#[derive(Debug, Default)]
+pub struct QueueReport {
+    pub records: u64,
+    pub problems: Vec<Problem>,
+    /// Lines about things recovery or repair did on the way.
+    pub notes: Vec<String>,
+}
+
+/// Checks queue `name` in directory `dir`.
+pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
+    let mut r = QueueReport::default();
+    let problem = |file: &Path, offset: Option<u64>, what: String| Problem {
+        queue: name.to_string(),
+        file: file.to_path_buf(),
+        offset,
+        what,
+    };
+    // Segments, read whole.
+    let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
+    let mut bad_seqs = std::collections::HashSet::new();
+    let on_disk = segment::list(dir)?;
+    for &base in &on_disk {
+        let path = segment::path(dir, base);
+        let (_, found, head) = segment::check(&path)?;
+        if let Some(h) = head {
+            r.problems.push(problem(&path, Some(0), h));
+        }
+        for f in found {
+            match f {
+                Found::Good { offset, header } => {
+                    r.records += 1;
+                    good.insert(header.seq, (base, offset));
+                }
+                Found::BadBody { offset, header } => {
+                    r.records += 1;
+                    bad_seqs.insert(header.seq);
+                    r.problems.push(problem(
+                        &path,
+                        Some(offset),
+                        format!("message {:016x}: body checksum mismatch", header.seq),
+                    ));
+                }
+                Found::Garbage { offset, len, damage } => {
+                    r.problems.push(problem(
+                        &path,
+                        Some(offset),
+                        format!("{} ({len} bytes)", damage.describe()),
+                    ));
+                }
+            }
+        }
+    }
+    // The index.
+    let store = match FsStore::open(dir, false) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
+        Err(Error::Corrupt { path, detail }) => {
+            r.problems.push(problem(&path, None, detail));
+            return Ok(r);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut store = store;
+    r.notes.extend(
+        crate::store::Store::take_notices(&mut store)
+            .into_iter()
+            .map(|n| format!("{name}: {n}")),
+    );
+    let h = store.header().clone();
+    for &base in &on_disk {
+        if !h.segments.iter().any(|s| s.base == base) {
+            r.problems.push(problem(
+                &segment::path(dir, base),
+                None,
+                "segment file not named in the index".into(),
+            ));
+        }
+    }
+    for s in &h.segments {
+        if !on_disk.contains(&s.base) && s.live > 0 {
+            r.problems.push(problem(
+                &segment::path(dir, s.base),
+                None,
+                format!("segment missing ({} live messages)", s.live),
+            ));
+        }
+    }
+    let slots_path = dir.join("slots");
+    let first = h.segments.first().map_or(h.next_seq, |s| s.base);
+    let mut counted = Counters::default();
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    let mut slot_problems = Vec::new();
+    store.all_slots(first, &mut |seq, slot| match slot {
+        Ok(m) => {
+            counted.add(m.state, m.len);
+            if m.state.is_live() {
+                *live.entry(m.loc.segment).or_default() += 1;
+                let at = good.get(&seq).copied();
+                if at != Some((m.loc.segment, u64::from(m.loc.offset))) && !bad_seqs.contains(&seq) {
+                    slot_problems.push((
+                        seq,
+                        format!(
+                            "message {seq:016x} is {} but its record is missing or damaged",
+                            m.state.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        Err(SlotDamage::Empty) if !good.contains_key(&seq) => {}
+        Err(d) => slot_problems.push((
+            seq,
+            format!(
+                "index slot of message {seq:016x} is {}",
+                if d == SlotDamage::Empty { "missing" } else { "damaged" }
+            ),
+        )),
+    })?;
+    for (seq, what) in slot_problems {
+        r.problems
+            .push(problem(&slots_path, Some(seq * SLOT_LEN as u64), what));
+    }
+    let c = h.counters;
+    let pairs = [
+        ("ready", c.ready, counted.ready),
+        ("delayed", c.delayed, counted.delayed),
+        ("leased", c.leased, counted.leased),
+        ("dead", c.dead, counted.dead),
+        ("bytes", c.bytes, counted.bytes),
+    ];
+    for (what, stored, seen) in pairs {
+        if stored != seen {
+            r.problems.push(problem(
+                &dir.join("index"),
+                None,
+                format!("counter {what} is {stored} but the slots say {seen}"),
+            ));
+        }
+    }
+    for s in &h.segments {
+        let seen = live.get(&s.base).copied().unwrap_or(0);
+        if s.live != seen {
+            r.problems.push(problem(
+                &segment::path(dir, s.base),
+                None,
+                format!("index says {} live messages, the slots say {seen}", s.live),
+            ));
+        }
+    }
+    Ok(r)
+}
+
+/// Checks, and with `repair` rebuilds and checks again, queue `name`.
+/// Returns the report of the first check and, after a repair, of the second.
+pub fn run(name: &str, dir: &Path, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
+    let first = check(name, dir)?;
+    if !repair || first.problems.is_empty() {
+        return Ok((first, None));
+    }
+    let notes = fsstore::rebuild(dir)?;
+    let mut second = check(name, dir)?;
+    second
+        .notes
+        .splice(0..0, notes.into_iter().map(|n| format!("{name}: {n}")));
+    Ok((first, Some(second)))
+}

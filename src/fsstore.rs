@@ -1,0 +1,1194 @@
+//! The file store: one queue as segment files plus an index, and the order in
+//! which every byte is written and synced. This is the one place to read to
+//! know why an acknowledged change survives a crash.
+//!
+//! Files (formats: [`crate::record`] for segments, [`crate::index`] for the rest):
+//!
+//! ```text
+//! QUEUE/lock      flock held for the whole critical section (crate::lock)
+//! QUEUE/index     live header (regions 0/1) + checkpoint header (regions 2/3)
+//! QUEUE/slots     64-byte slot per message at seq * 64: its state
+//! QUEUE/wal       write-ahead log of state changes since the last checkpoint
+//! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
+//! ```
+//!
+//! ## Source of truth
+//! The segments are the truth for *which messages exist*; the WAL (replayed
+//! over the checkpointed slots) is the truth for *what state each is in*. The
+//! live header and the slots written since the last checkpoint are a cache
+//! that is exact while the machine stays up: after a process crash the page
+//! cache still holds them; after a machine crash (a different kernel boot id
+//! in the live header) they are rebuilt from the checkpoint.
+//!
+//! ## Write order
+//! **push** (durable at return):
+//! 1. if the active segment is full: fsync it, create the next one
+//!    (`O_EXCL`, header, fsync, fsync the directory);
+//! 2. append the records; write their slots (past `next_seq`, so no reader
+//!    trusts them yet);
+//! 3. `fdatasync` the segment(s);
+//! 4. write the live header: new `next_seq`, counters, committed length.
+//!
+//! A crash before 4 leaves records past the committed length: the next
+//! command *adopts* every whole record there (and truncates a torn tail),
+//! so a push is either entirely visible or (if it never reached step 3 for
+//! a record) that record is gone; nothing half-written is ever served.
+//!
+//! **pop, ack, nack, extend, retry, purge** (a set of state changes):
+//! 1. append one CRC'd WAL record holding every new slot and each old state;
+//! 2. `fdatasync` the WAL (pop skips this: an unsynced lease lost in a
+//!    machine crash only means the message is delivered again);
+//! 3. write the slots in place;
+//! 4. write the live header (counters, lsn, WAL length).
+//!
+//! A crash after 1 and before 4 is repaired by replaying the WAL records past
+//! the header's lsn; a torn WAL record (crash during 1) was never reported
+//! done and is cut off.
+//!
+//! **checkpoint** (when the WAL passes 1 MiB, a segment rolls, or a segment
+//! has nothing live left):
+//! 1. `fdatasync` the slots;
+//! 2. write the checkpoint header into the older checkpoint region, `fdatasync`;
+//! 3. truncate the WAL to 0, `fdatasync`;
+//! 4. unlink segments with nothing live (and strays), fsync the directory;
+//! 5. punch the slots of reclaimed segments out of `slots`.
+//!
+//! ## Recovery (every open, under the lock)
+//! * Live header valid and written in this boot: trust it; replay WAL
+//!   records past its `wal_len`; adopt records past the committed length.
+//! * Otherwise (machine crash): start from the checkpoint header, adopt every
+//!   record past its committed length (READY), then replay the whole WAL
+//!   (records with lsn above the checkpoint's), then checkpoint.
+
+use crate::error::{Error, IoContext, Result};
+use crate::index::{
+    self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot, encode_slot,
+};
+use crate::lock::QueueLock;
+use crate::record::{self, RECORD_HEADER_LEN};
+use crate::segment::{self, Found, sync_dir};
+use crate::store::{Change, Counters, From, Loc, Meta, NewMessage, State, Step, Store};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Segments roll over past this size (see the README for why 64 MiB).
+pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
+/// Checkpoint when the WAL grows past this.
+const WAL_LIMIT: u64 = 1024 * 1024;
+/// Bytes of records buffered before a write during a push.
+const PUSH_CHUNK: usize = 4 * 1024 * 1024;
+/// Slots read per pread during a scan.
+const SCAN_CHUNK: u64 = 256;
+
+/// The kernel's id of this boot, or zeros where there is none.
+pub fn boot_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        let hex: Vec<u8> = text
+            .bytes()
+            .filter(u8::is_ascii_hexdigit)
+            .map(|c| (c as char).to_digit(16).unwrap_or(0) as u8)
+            .collect();
+        for (i, pair) in hex.chunks(2).take(16).enumerate() {
+            id[i] = (pair[0] << 4) | pair.get(1).copied().unwrap_or(0);
+        }
+    }
+    id
+}
+
+fn create_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ctx("create", path)
+}
+
+/// One queue in the file store, open and locked.
+pub struct FsStore {
+    dir: PathBuf,
+    index: File,
+    slots: File,
+    wal: File,
+    h: Header,
+    boot: [u8; 16],
+    /// The checkpoint region (2 or 3) the next checkpoint goes to.
+    next_ckpt_region: usize,
+    /// Segment files opened so far (base → file).
+    files: HashMap<u64, File>,
+    /// The header changed in memory (cursor moved) and is not yet written.
+    dirty: bool,
+    notices: Vec<String>,
+    // Held last: dropped after everything above is written.
+    _lock: QueueLock,
+}
+
+impl FsStore {
+    /// Opens (and with `create`, creates) the queue in directory `dir`, takes
+    /// its lock and recovers. `Ok(None)`: the queue does not exist.
+    pub fn open(dir: &Path, create: bool) -> Result<Option<FsStore>> {
+        let index_path = dir.join("index");
+        if !create && !index_path.exists() {
+            return Ok(None);
+        }
+        let Some(lock) = QueueLock::acquire(&dir.join("lock"), create)? else {
+            // A queue whose lock file went missing is still a queue.
+            return FsStore::open_locked(dir, QueueLock::acquire(&dir.join("lock"), true)?);
+        };
+        FsStore::open_locked(dir, Some(lock))
+    }
+
+    fn open_locked(dir: &Path, lock: Option<QueueLock>) -> Result<Option<FsStore>> {
+        let Some(lock) = lock else { return Ok(None) };
+        let index_path = dir.join("index");
+        let boot = boot_id();
+        if !index_path.exists() {
+            FsStore::init(dir, boot)?;
+        }
+        let mut store = FsStore {
+            dir: dir.to_path_buf(),
+            index: segment::open_rw(&index_path)?,
+            slots: segment::open_rw(&dir.join("slots"))?,
+            wal: segment::open_rw(&dir.join("wal"))?,
+            h: Header::default(),
+            boot,
+            next_ckpt_region: 2,
+            files: HashMap::new(),
+            dirty: false,
+            notices: Vec::new(),
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(Some(store))
+    }
+
+    /// Creates the files of a new queue. The index appears last, by rename,
+    /// so a queue either has a valid index or is not a queue yet.
+    fn init(dir: &Path, boot: [u8; 16]) -> Result<()> {
+        create_file(&dir.join("slots"))?.sync_all().ctx("sync", &dir.join("slots"))?;
+        create_file(&dir.join("wal"))?.sync_all().ctx("sync", &dir.join("wal"))?;
+        let h = Header {
+            generation: 1,
+            boot_id: boot,
+            next_seq: 1,
+            scan_lo: 1,
+            punched: 0,
+            ..Header::default()
+        };
+        let bytes = h.encode().ok_or_else(|| Error::Runtime("header too large".into()))?;
+        let tmp = dir.join("index.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        f.set_len((REGION_LEN * index::REGIONS) as u64).ctx("write", &tmp)?;
+        f.write_all_at(&bytes, 0).ctx("write", &tmp)?;
+        f.write_all_at(&bytes, (2 * REGION_LEN) as u64).ctx("write", &tmp)?;
+        f.sync_all().ctx("sync", &tmp)?;
+        std::fs::rename(&tmp, dir.join("index")).ctx("rename", &tmp)?;
+        sync_dir(dir)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index")
+    }
+    fn slots_path(&self) -> PathBuf {
+        self.dir.join("slots")
+    }
+    fn wal_path(&self) -> PathBuf {
+        self.dir.join("wal")
+    }
+
+    /// The queue directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The header as of now (for fsck).
+    pub fn header(&self) -> &Header {
+        &self.h
+    }
+
+    fn read_region(&self, i: usize) -> Result<Option<Header>> {
+        let mut buf = vec![0u8; 4096];
+        let at = (i * REGION_LEN) as u64;
+        let n = segment::read_at_most(&self.index, &self.index_path(), &mut buf, at)?;
+        buf.truncate(n);
+        if buf.len() >= 16 {
+            let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
+            if len > buf.len() && len <= REGION_LEN {
+                buf.resize(len, 0);
+                let n = segment::read_at_most(&self.index, &self.index_path(), &mut buf, at)?;
+                buf.truncate(n);
+            }
+        }
+        Ok(Header::decode(&buf))
+    }
+
+    fn best(a: Option<Header>, b: Option<Header>) -> Option<Header> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a.generation >= b.generation { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        let live = FsStore::best(self.read_region(0)?, self.read_region(1)?);
+        let c2 = self.read_region(2)?;
+        let c3 = self.read_region(3)?;
+        let g = |h: &Option<Header>| h.as_ref().map_or(0, |h| h.generation);
+        self.next_ckpt_region = if g(&c2) <= g(&c3) { 2 } else { 3 };
+        let ckpt = FsStore::best(c2, c3);
+        let boot_known = self.boot != [0; 16];
+        let (h, fast) = match live {
+            Some(h) if boot_known && h.boot_id == self.boot => (h, true),
+            _ => match ckpt {
+                Some(h) => (h, false),
+                None => {
+                    return Err(Error::corrupt(
+                        &self.index_path(),
+                        "no valid header: run `spoolmq fsck --repair`",
+                    ));
+                }
+            },
+        };
+        self.h = h;
+        let mut changed = self.adopt()?;
+        let from = if fast { self.h.wal_len } else { 0 };
+        changed |= self.replay_wal(from)?;
+        if !fast {
+            self.checkpoint()?;
+        } else if changed {
+            self.write_live()?;
+        }
+        Ok(())
+    }
+
+    /// Adopts whole records past the committed length of the active segment
+    /// and in segments created after it (by a roll, or the first push, that
+    /// crashed before its header was written); truncates torn tails.
+    fn adopt(&mut self) -> Result<bool> {
+        let mut changed = false;
+        if self.h.segments.is_empty() {
+            if !segment::path(&self.dir, self.h.next_seq).exists() {
+                return Ok(false);
+            }
+            self.start_segment(self.h.next_seq);
+            changed = true;
+        }
+        loop {
+            let base = self.h.active;
+            let path = segment::path(&self.dir, base);
+            let file = match segment::open_rw(&path) {
+                Ok(f) => f,
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    if self.h.active_len > segment::FIRST_RECORD {
+                        self.notices.push(format!(
+                            "{}: segment missing; its messages are lost",
+                            path.display()
+                        ));
+                    }
+                    return Ok(changed);
+                }
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata().ctx("stat", &path)?.len();
+            if self.h.active_len < segment::FIRST_RECORD {
+                // A segment no header has named yet: check (or rewrite) its file header.
+                let mut head = [0u8; record::SEGMENT_HEADER_LEN as usize];
+                let n = segment::read_at_most(&file, &path, &mut head, 0)?;
+                if n < head.len() || record::check_segment_header(&head).is_err() {
+                    file.set_len(0).ctx("truncate", &path)?;
+                    file.write_all_at(&record::segment_header(), 0)
+                        .ctx("write segment header", &path)?;
+                    file.sync_data().ctx("sync", &path)?;
+                    self.h.active_len = segment::FIRST_RECORD;
+                    self.files.insert(base, file);
+                    return Ok(true);
+                }
+                self.h.active_len = segment::FIRST_RECORD;
+                changed = true;
+            }
+            if len < self.h.active_len {
+                self.notices.push(format!(
+                    "{}: file is {} bytes shorter than recorded; messages past offset {} are lost",
+                    path.display(),
+                    self.h.active_len - len,
+                    len
+                ));
+                self.h.active_len = len;
+                changed = true;
+            } else if len > self.h.active_len {
+                self.adopt_tail(&file, &path, base, len)?;
+                changed = true;
+            }
+            self.files.insert(base, file);
+            if self.h.next_seq != base && segment::path(&self.dir, self.h.next_seq).exists() {
+                self.start_segment(self.h.next_seq);
+                changed = true;
+                continue;
+            }
+            return Ok(changed);
+        }
+    }
+
+    /// Makes segment `base` the active one, with nothing committed yet.
+    fn start_segment(&mut self, base: u64) {
+        self.h.segments.push(SegmentEntry { base, live: 0 });
+        self.h.active = base;
+        self.h.active_len = 0;
+    }
+
+    fn adopt_tail(&mut self, file: &File, path: &Path, base: u64, len: u64) -> Result<()> {
+        let from = self.h.active_len;
+        let mut buf = vec![0u8; (len - from) as usize];
+        let n = segment::read_at_most(file, path, &mut buf, from)?;
+        buf.truncate(n);
+        let (found, end) = segment::scan(&buf, from);
+        let mut adopted = 0u64;
+        for f in found {
+            match f {
+                Found::Good { offset, header } | Found::BadBody { offset, header }
+                    if header.seq >= self.h.next_seq =>
+                {
+                    let good = matches!(f, Found::Good { .. });
+                    // Seqs skipped by damage before this record are lost messages.
+                    while self.h.next_seq < header.seq {
+                        let lost = self.h.next_seq;
+                        self.put_new(Meta {
+                            seq: lost,
+                            state: State::Corrupt,
+                            attempts: 0,
+                            max_attempts: 0,
+                            pushed_at_ms: 0,
+                            until_ms: 0,
+                            receipt: [0; 12],
+                            len: 0,
+                            loc: Loc::default(),
+                        }, base)?;
+                    }
+                    let state = if !good {
+                        self.notices.push(format!(
+                            "{}: offset {offset}: {}; skipped",
+                            path.display(),
+                            record::Damage::BadBodyCrc.describe()
+                        ));
+                        State::Corrupt
+                    } else if header.not_before_ms > 0 {
+                        State::Delayed
+                    } else {
+                        State::Ready
+                    };
+                    self.put_new(Meta {
+                        seq: header.seq,
+                        state,
+                        attempts: 0,
+                        max_attempts: 0,
+                        pushed_at_ms: header.pushed_at_ms,
+                        until_ms: header.not_before_ms,
+                        receipt: [0; 12],
+                        len: header.body_len,
+                        loc: Loc {
+                            segment: base,
+                            offset: offset as u32,
+                        },
+                    }, base)?;
+                    adopted += 1;
+                }
+                Found::Good { offset, .. } | Found::BadBody { offset, .. } => {
+                    self.notices.push(format!(
+                        "{}: offset {offset}: record out of sequence; skipped",
+                        path.display()
+                    ));
+                }
+                Found::Garbage { offset, len, damage } if offset < end => {
+                    self.notices.push(format!(
+                        "{}: offset {offset}: {} ({len} bytes); skipped",
+                        path.display(),
+                        damage.describe()
+                    ));
+                }
+                Found::Garbage { .. } => {}
+            }
+        }
+        if end < len {
+            self.notices.push(format!(
+                "{}: offset {end}: dropped a torn tail of {} bytes (an unfinished push)",
+                path.display(),
+                len - end
+            ));
+            file.set_len(end).ctx("truncate torn tail", path)?;
+        }
+        if adopted > 0 || end < len {
+            file.sync_data().ctx("sync", path)?;
+        }
+        self.h.active_len = end;
+        Ok(())
+    }
+
+    /// Writes the slot of a message new to the index and counts it.
+    fn put_new(&mut self, m: Meta, base: u64) -> Result<()> {
+        self.write_slot(&m)?;
+        self.h.counters.add(m.state, m.len);
+        if m.state.is_live() {
+            if let Some(s) = self.h.segments.iter_mut().find(|s| s.base == base) {
+                s.live += 1;
+            }
+        }
+        self.h.next_seq = m.seq + 1;
+        Ok(())
+    }
+
+    fn write_slot(&self, m: &Meta) -> Result<()> {
+        self.slots
+            .write_all_at(&encode_slot(m), m.seq * SLOT_LEN as u64)
+            .ctx("write", &self.slots_path())
+    }
+
+    fn replay_wal(&mut self, from: u64) -> Result<bool> {
+        let path = self.wal_path();
+        let size = self.wal.metadata().ctx("stat", &path)?.len();
+        if size <= from {
+            if size < from {
+                self.h.wal_len = size;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (size - from) as usize];
+        let n = segment::read_at_most(&self.wal, &path, &mut buf, from)?;
+        buf.truncate(n);
+        let mut pos = 0;
+        while let Some(rec) = index::decode_wal(&buf[pos..]) {
+            if rec.lsn > self.h.lsn {
+                for (old, slot) in &rec.entries {
+                    self.apply(*old, slot)?;
+                }
+                self.h.lsn = rec.lsn;
+            }
+            pos += rec.len;
+        }
+        if pos < buf.len() {
+            self.notices.push(format!(
+                "{}: offset {}: dropped {} bytes of an unfinished change",
+                path.display(),
+                from + pos as u64,
+                buf.len() - pos
+            ));
+            self.wal
+                .set_len(from + pos as u64)
+                .ctx("truncate", &path)?;
+            self.wal.sync_data().ctx("sync", &path)?;
+        }
+        self.h.wal_len = from + pos as u64;
+        Ok(true)
+    }
+
+    /// Applies one committed change to the slots and the header.
+    fn apply(&mut self, old: State, new: &Meta) -> Result<()> {
+        self.write_slot(new)?;
+        self.h.counters.apply(old, new.state, new.len);
+        if old.is_live() != new.state.is_live() {
+            if let Some(s) = self
+                .h
+                .segments
+                .iter_mut()
+                .find(|s| s.base == new.loc.segment)
+            {
+                if new.state.is_live() {
+                    s.live += 1;
+                } else {
+                    s.live = s.live.saturating_sub(1);
+                }
+            }
+        }
+        if new.state.is_pending() && new.seq < self.h.scan_lo {
+            self.h.scan_lo = new.seq;
+        }
+        Ok(())
+    }
+
+    fn write_header_at(&self, region: usize, h: &Header) -> Result<()> {
+        let bytes = h.encode().ok_or_else(|| {
+            Error::Runtime(format!(
+                "{}: the queue has more than {} segments; ack or purge messages first",
+                self.dir.display(),
+                index::MAX_SEGMENTS
+            ))
+        })?;
+        self.index
+            .write_all_at(&bytes, (region * REGION_LEN) as u64)
+            .ctx("write", &self.index_path())
+    }
+
+    /// Writes the live header (not synced: see the module doc).
+    fn write_live(&mut self) -> Result<()> {
+        self.h.generation += 1;
+        self.h.boot_id = self.boot;
+        self.write_header_at((self.h.generation % 2) as usize, &self.h)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        self.slots.sync_data().ctx("sync", &self.slots_path())?;
+        if let Some(f) = self.files.get(&self.h.active) {
+            f.sync_data()
+                .ctx("sync", &segment::path(&self.dir, self.h.active))?;
+        }
+        self.h.generation += 1;
+        let mut ck = self.h.clone();
+        ck.wal_len = 0;
+        let region = self.next_ckpt_region;
+        self.write_header_at(region, &ck)?;
+        self.index.sync_data().ctx("sync", &self.index_path())?;
+        self.next_ckpt_region = if region == 2 { 3 } else { 2 };
+        self.wal.set_len(0).ctx("truncate", &self.wal_path())?;
+        self.wal.sync_data().ctx("sync", &self.wal_path())?;
+        self.h.wal_len = 0;
+        self.reclaim()?;
+        self.write_live()
+    }
+
+    /// Unlinks segments with nothing live, and punches their slots out.
+    fn reclaim(&mut self) -> Result<()> {
+        let active = self.h.active;
+        let mut removed = false;
+        let mut keep = Vec::with_capacity(self.h.segments.len());
+        for s in std::mem::take(&mut self.h.segments) {
+            if s.live == 0 && s.base != active {
+                let p = segment::path(&self.dir, s.base);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => removed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove segment", &p, e)),
+                }
+                self.files.remove(&s.base);
+            } else {
+                keep.push(s);
+            }
+        }
+        self.h.segments = keep;
+        // Strays: segments below the active one that no header lists
+        // (an unlink lost in a machine crash).
+        for entry in std::fs::read_dir(&self.dir).ctx("list", &self.dir)? {
+            let entry = entry.ctx("list", &self.dir)?;
+            let name = entry.file_name();
+            let Some(base) = name.to_str().and_then(segment::parse_name) else {
+                continue;
+            };
+            if base < active && !self.h.segments.iter().any(|s| s.base == base) {
+                let p = entry.path();
+                match std::fs::remove_file(&p) {
+                    Ok(()) => removed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove segment", &p, e)),
+                }
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        let oldest = self.h.segments.first().map_or(self.h.next_seq, |s| s.base);
+        if self.h.scan_lo < oldest {
+            self.h.scan_lo = oldest;
+        }
+        let from = self.h.punched * SLOT_LEN as u64;
+        let to = (oldest * SLOT_LEN as u64) & !4095;
+        if to > from {
+            // Best effort: a file system without hole punching keeps the bytes.
+            // SAFETY: fallocate on a valid descriptor with plain integer arguments.
+            let rc = unsafe {
+                use std::os::fd::AsRawFd;
+                libc::fallocate(
+                    self.slots.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    from as libc::off_t,
+                    (to - from) as libc::off_t,
+                )
+            };
+            if rc == 0 {
+                self.h.punched = to / SLOT_LEN as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_checkpoint(&mut self, force: bool) -> Result<()> {
+        let empty_segment = self
+            .h
+            .segments
+            .iter()
+            .any(|s| s.live == 0 && s.base != self.h.active);
+        if force || empty_segment || self.h.wal_len > WAL_LIMIT {
+            self.checkpoint()
+        } else {
+            self.write_live()
+        }
+    }
+
+    fn segment_file(&mut self, base: u64) -> Result<&File> {
+        if !self.files.contains_key(&base) {
+            let p = segment::path(&self.dir, base);
+            let f = File::open(&p).ctx("open segment", &p)?;
+            self.files.insert(base, f);
+        }
+        self.files
+            .get(&base)
+            .ok_or_else(|| Error::Runtime("segment cache".into()))
+    }
+
+    /// Reads the slot of `seq`.
+    fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
+        let mut b = [0u8; SLOT_LEN];
+        let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut b, seq * SLOT_LEN as u64)?;
+        if n < SLOT_LEN {
+            return Ok(Err(SlotDamage::Empty));
+        }
+        Ok(decode_slot(&b).and_then(|m| if m.seq == seq { Ok(m) } else { Err(SlotDamage::Bad) }))
+    }
+
+    /// Every slot from `from` (inclusive) to `next_seq`, decoded, for fsck.
+    pub fn all_slots(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, std::result::Result<Meta, SlotDamage>),
+    ) -> Result<()> {
+        let mut seq = from.max(self.h.punched);
+        let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
+        while seq < self.h.next_seq {
+            let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut buf, seq * SLOT_LEN as u64)?;
+            let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
+            for i in 0..count {
+                let at = i * SLOT_LEN;
+                let s = seq + i as u64;
+                let r = if at + SLOT_LEN > n {
+                    Err(SlotDamage::Empty)
+                } else {
+                    decode_slot(&buf[at..at + SLOT_LEN])
+                        .and_then(|m| if m.seq == s { Ok(m) } else { Err(SlotDamage::Bad) })
+                };
+                visit(s, r);
+            }
+            seq += count as u64;
+        }
+        Ok(())
+    }
+
+}
+
+impl Store for FsStore {
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage>>) -> Result<Vec<u64>> {
+        let saved = self.h.clone();
+        let mut created: Vec<u64> = Vec::new();
+        match self.push_inner(msgs, &mut created) {
+            Ok((ids, rolled)) => {
+                self.maybe_checkpoint(rolled)?;
+                Ok(ids)
+            }
+            Err(e) => {
+                // Nothing was made visible: leave the queue exactly as before by
+                // cutting what was appended and removing segments this push created.
+                if !saved.segments.is_empty() {
+                    let p = segment::path(&self.dir, saved.active);
+                    if let Ok(f) = segment::open_rw(&p) {
+                        let _ = f.set_len(saved.active_len);
+                        let _ = f.sync_data();
+                    }
+                }
+                for base in created {
+                    let _ = std::fs::remove_file(segment::path(&self.dir, base));
+                    self.files.remove(&base);
+                }
+                let _ = sync_dir(&self.dir);
+                self.h = saved;
+                Err(e)
+            }
+        }
+    }
+
+    fn scan(&mut self, from: From, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+        let start = match from {
+            From::Pending => self.h.scan_lo,
+            From::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
+        };
+        let mut seq = start.max(self.h.punched);
+        let mut contiguous = matches!(from, From::Pending);
+        let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
+        while seq < self.h.next_seq {
+            let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut buf, seq * SLOT_LEN as u64)?;
+            let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
+            for i in 0..count {
+                let s = seq + i as u64;
+                let at = i * SLOT_LEN;
+                let slot = if at + SLOT_LEN > n {
+                    Err(SlotDamage::Empty)
+                } else {
+                    decode_slot(&buf[at..at + SLOT_LEN])
+                        .and_then(|m| if m.seq == s { Ok(m) } else { Err(SlotDamage::Bad) })
+                };
+                match slot {
+                    Ok(m) => {
+                        let wanted = match from {
+                            From::Pending => m.state.is_pending(),
+                            From::Live => m.state.is_live(),
+                        };
+                        if !wanted {
+                            if contiguous && s == self.h.scan_lo {
+                                self.h.scan_lo = s + 1;
+                                self.dirty = true;
+                            }
+                            continue;
+                        }
+                        contiguous = false;
+                        if visit(&m) == Step::Stop {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => {
+                        contiguous = false;
+                        self.notices.push(format!(
+                            "{}: offset {}: index slot of message {:016x} is damaged; skipped (run `spoolmq fsck --repair`)",
+                            self.slots_path().display(),
+                            s * SLOT_LEN as u64,
+                            s
+                        ));
+                    }
+                }
+            }
+            seq += count as u64;
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, seq: u64) -> Result<Option<Meta>> {
+        if seq < self.h.punched || seq >= self.h.next_seq || seq == 0 {
+            return Ok(None);
+        }
+        Ok(self.read_slot(seq)?.ok())
+    }
+
+    fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        let path = segment::path(&self.dir, meta.loc.segment);
+        let file = self.segment_file(meta.loc.segment)?;
+        match segment::read_record(file, &path, u64::from(meta.loc.offset), meta.len)? {
+            Ok((h, body)) if h.seq == meta.seq => Ok(body),
+            Ok(_) => Err(Error::corrupt(
+                &path,
+                format!("offset {}: record belongs to another message", meta.loc.offset),
+            )),
+            Err(d) => Err(Error::corrupt(
+                &path,
+                format!("offset {}: {}", meta.loc.offset, d.describe()),
+            )),
+        }
+    }
+
+    fn commit(&mut self, changes: &[Change], durable: bool) -> Result<()> {
+        if changes.is_empty() {
+            if self.dirty {
+                self.write_live()?;
+            }
+            return Ok(());
+        }
+        let lsn = self.h.lsn + 1;
+        let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
+        let rec = index::encode_wal(lsn, &entries);
+        let path = self.wal_path();
+        let written = self
+            .wal
+            .write_all_at(&rec, self.h.wal_len)
+            .and_then(|_| if durable { self.wal.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            let _ = self.wal.set_len(self.h.wal_len);
+            return Err(Error::io("append", &path, e));
+        }
+        for (old, m) in &entries {
+            self.apply(*old, m)?;
+        }
+        self.h.lsn = lsn;
+        self.h.wal_len += rec.len() as u64;
+        self.maybe_checkpoint(false)
+    }
+
+    fn counters(&self) -> Counters {
+        self.h.counters
+    }
+
+    fn segments(&self) -> u64 {
+        self.h.segments.len() as u64
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        let mut paths = vec![self.index_path(), self.slots_path(), self.wal_path()];
+        paths.extend(self.h.segments.iter().map(|s| segment::path(&self.dir, s.base)));
+        for p in paths {
+            if let Ok(m) = std::fs::metadata(&p) {
+                use std::os::unix::fs::MetadataExt;
+                total += m.blocks() * 512;
+            }
+        }
+        Ok(total)
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+}
+
+impl FsStore {
+    /// Steps 1-4 of a push (see the module doc). Returns the new seqs and
+    /// whether a segment was rolled; `created` lists segments it created.
+    fn push_inner(
+        &mut self,
+        msgs: &mut dyn Iterator<Item = Result<NewMessage>>,
+        created: &mut Vec<u64>,
+    ) -> Result<(Vec<u64>, bool)> {
+        let mut new_segments: Vec<SegmentEntry> = Vec::new();
+        if self.h.segments.is_empty() {
+            let base = self.h.next_seq;
+            segment::create(&self.dir, base)?;
+            created.push(base);
+            new_segments.push(SegmentEntry { base, live: 0 });
+        }
+        let mut base = new_segments.last().map_or(self.h.active, |s| s.base);
+        let mut path = segment::path(&self.dir, base);
+        let mut file = segment::open_rw(&path)?;
+        let mut len = if new_segments.is_empty() { self.h.active_len } else { segment::FIRST_RECORD };
+        let mut next = self.h.next_seq;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut buf_at = len;
+        let mut slots: Vec<u8> = Vec::new();
+        let mut slots_at = next;
+        let mut counted: Vec<(State, u32, u64)> = Vec::new();
+        let mut rolled = false;
+        for msg in msgs {
+            let msg = msg?;
+            if msg.body.len() as u64 > record::MAX_BODY {
+                return Err(Error::usage(format!(
+                    "message body of {} bytes is larger than the limit of {} bytes",
+                    msg.body.len(),
+                    record::MAX_BODY
+                )));
+            }
+            let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
+            if len + rec_len > SEGMENT_LIMIT && len > segment::FIRST_RECORD {
+                // Roll: what the old segment got so far is written and synced first.
+                file.write_all_at(&buf, buf_at).ctx("append", &path)?;
+                buf.clear();
+                file.sync_data().ctx("sync", &path)?;
+                self.flush_slots(&mut slots, slots_at)?;
+                slots_at = next;
+                base = next;
+                path = segment::path(&self.dir, base);
+                file = segment::create(&self.dir, base)?;
+                created.push(base);
+                new_segments.push(SegmentEntry { base, live: 0 });
+                len = segment::FIRST_RECORD;
+                buf_at = len;
+                rolled = true;
+            }
+            let state = if msg.not_before_ms > 0 { State::Delayed } else { State::Ready };
+            let m = Meta {
+                seq: next,
+                state,
+                attempts: 0,
+                max_attempts: 0,
+                pushed_at_ms: msg.pushed_at_ms,
+                until_ms: msg.not_before_ms,
+                receipt: [0; 12],
+                len: msg.body.len() as u32,
+                loc: Loc {
+                    segment: base,
+                    offset: len as u32,
+                },
+            };
+            record::encode(m.seq, msg.pushed_at_ms, msg.not_before_ms, &msg.body, &mut buf);
+            slots.extend_from_slice(&encode_slot(&m));
+            counted.push((state, m.len, base));
+            len += rec_len;
+            next += 1;
+            if buf.len() >= PUSH_CHUNK {
+                file.write_all_at(&buf, buf_at).ctx("append", &path)?;
+                buf_at += buf.len() as u64;
+                buf.clear();
+                self.flush_slots(&mut slots, slots_at)?;
+                slots_at = next;
+            }
+        }
+        file.write_all_at(&buf, buf_at).ctx("append", &path)?;
+        file.sync_data().ctx("sync", &path)?;
+        self.flush_slots(&mut slots, slots_at)?;
+        // Durable: now make it visible.
+        let first = self.h.next_seq;
+        self.h.segments.extend(new_segments);
+        for (state, body_len, seg) in counted {
+            self.h.counters.add(state, body_len);
+            if let Some(s) = self.h.segments.iter_mut().rev().find(|s| s.base == seg) {
+                s.live += 1;
+            }
+        }
+        self.h.active = base;
+        self.h.active_len = len;
+        self.h.next_seq = next;
+        self.files.insert(base, file);
+        Ok(((first..next).collect(), rolled))
+    }
+
+    fn flush_slots(&mut self, slots: &mut Vec<u8>, first_seq: u64) -> Result<()> {
+        if !slots.is_empty() {
+            self.slots
+                .write_all_at(slots, first_seq * SLOT_LEN as u64)
+                .ctx("write", &self.slots_path())?;
+            slots.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FsStore {
+    fn drop(&mut self) {
+        if self.dirty {
+            let _ = self.write_live();
+        }
+    }
+}
+
+/// Rebuilds a queue's index from its segments and whatever slots and WAL
+/// records are still readable, for `fsck --repair`. Damaged records are
+/// quarantined and cut out of their segments. Returns a line per thing done.
+///
+/// Rules, per message seq between the oldest segment and the end:
+/// * a good record and a good slot: the slot's state is kept (its location
+///   updated to where the record now is);
+/// * a good record and no good slot: ready, attempts 0 (at-least-once: a
+///   message is never lost for want of its slot);
+/// * no good record: an acked or purged slot stays so; anything else is
+///   marked corrupt (lost) and never served.
+///
+/// Everything is written and synced, then the WAL is emptied and the new
+/// header written to all four regions with a generation above any old one.
+pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    // Let ordinary recovery replay what it can first.
+    match FsStore::open(dir, false) {
+        Ok(Some(mut s)) => notes.extend(s.take_notices()),
+        Ok(None) => {}
+        Err(e) => notes.push(format!("index unreadable ({e}); rebuilding it from the segments")),
+    }
+    let _lock = QueueLock::acquire(&dir.join("lock"), true)?;
+    let index = create_file(&dir.join("index"))?;
+    let slots = create_file(&dir.join("slots"))?;
+    let wal = create_file(&dir.join("wal"))?;
+    let index_path = dir.join("index");
+    let slots_path = dir.join("slots");
+    let wal_path = dir.join("wal");
+
+    let mut old: Option<Header> = None;
+    for i in 0..index::REGIONS {
+        let mut buf = vec![0u8; REGION_LEN];
+        let n = segment::read_at_most(&index, &index_path, &mut buf, (i * REGION_LEN) as u64)?;
+        buf.truncate(n);
+        if let Some(h) = Header::decode(&buf) {
+            if old.as_ref().is_none_or(|o| h.generation > o.generation) {
+                old = Some(h);
+            }
+        }
+    }
+
+    // Segments: keep the good records, quarantine the rest.
+    let mut records: Vec<(u64, u64, record::RecordHeader)> = Vec::new(); // (base, offset, header)
+    let mut segs: Vec<(u64, u64)> = Vec::new(); // (base, file length)
+    for base in segment::list(dir)? {
+        let path = segment::path(dir, base);
+        let (bytes, found, head_problem) = segment::check(&path)?;
+        let damaged = head_problem.is_some()
+            || found.iter().any(|f| !matches!(f, Found::Good { .. }));
+        let good: Vec<(u64, record::RecordHeader)> = if damaged {
+            let g = segment::rewrite_good(dir, &path, &bytes, &found)?;
+            notes.push(format!(
+                "{}: kept {} good records; damaged bytes moved to quarantine/",
+                path.display(),
+                g.len()
+            ));
+            g
+        } else {
+            found
+                .iter()
+                .filter_map(|f| match f {
+                    Found::Good { offset, header } => Some((*offset, *header)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let len = std::fs::metadata(&path).ctx("stat", &path)?.len();
+        let mut last = records.last().map(|r| r.2.seq);
+        for (offset, h) in good {
+            if h.seq < base || last.is_some_and(|l| h.seq <= l) {
+                notes.push(format!("{}: offset {offset}: record out of sequence; dropped", path.display()));
+                continue;
+            }
+            last = Some(h.seq);
+            records.push((base, offset, h));
+        }
+        segs.push((base, len));
+    }
+
+    let first = segs.first().map(|s| s.0);
+    let end = records
+        .last()
+        .map(|r| r.2.seq + 1)
+        .into_iter()
+        .chain(old.as_ref().map(|h| h.next_seq))
+        .chain(first)
+        .max()
+        .unwrap_or(1);
+    let lo = first.unwrap_or(end).min(end);
+
+    // Slots as they are, with the WAL's later images on top.
+    let mut known: HashMap<u64, Meta> = HashMap::new();
+    let mut buf = vec![0u8; SLOT_LEN];
+    for seq in lo..end {
+        let n = segment::read_at_most(&slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
+        if n == SLOT_LEN {
+            if let Ok(m) = decode_slot(&buf) {
+                if m.seq == seq {
+                    known.insert(seq, m);
+                }
+            }
+        }
+    }
+    let wal_bytes = {
+        let len = wal.metadata().ctx("stat", &wal_path)?.len();
+        let mut b = vec![0u8; len as usize];
+        let n = segment::read_at_most(&wal, &wal_path, &mut b, 0)?;
+        b.truncate(n);
+        b
+    };
+    let mut pos = 0;
+    while let Some(rec) = index::decode_wal(&wal_bytes[pos..]) {
+        if old.as_ref().is_none_or(|h| rec.lsn > h.lsn) {
+            for (_, m) in rec.entries {
+                if (lo..end).contains(&m.seq) {
+                    known.insert(m.seq, m);
+                }
+            }
+        }
+        pos += rec.len;
+    }
+
+    let by_seq: HashMap<u64, (u64, u64, record::RecordHeader)> =
+        records.iter().map(|r| (r.2.seq, *r)).collect();
+    let mut counters = Counters::default();
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    let mut scan_lo = end;
+    let mut lost = 0u64;
+    let mut out = Vec::with_capacity(((end - lo) as usize) * SLOT_LEN);
+    for seq in lo..end {
+        let m = match (by_seq.get(&seq), known.get(&seq)) {
+            (Some((base, offset, h)), slot) => {
+                let loc = Loc {
+                    segment: *base,
+                    offset: *offset as u32,
+                };
+                match slot {
+                    Some(m) if m.state != State::Corrupt => Meta { loc, len: h.body_len, ..*m },
+                    _ => Meta {
+                        seq,
+                        state: if h.not_before_ms > 0 { State::Delayed } else { State::Ready },
+                        attempts: 0,
+                        max_attempts: 0,
+                        pushed_at_ms: h.pushed_at_ms,
+                        until_ms: h.not_before_ms,
+                        receipt: [0; 12],
+                        len: h.body_len,
+                        loc,
+                    },
+                }
+            }
+            (None, Some(m)) if matches!(m.state, State::Acked | State::Purged | State::Corrupt) => *m,
+            (None, slot) => {
+                if slot.is_some() {
+                    lost += 1;
+                }
+                Meta {
+                    seq,
+                    state: State::Corrupt,
+                    attempts: 0,
+                    max_attempts: 0,
+                    pushed_at_ms: slot.map_or(0, |m| m.pushed_at_ms),
+                    until_ms: 0,
+                    receipt: [0; 12],
+                    len: 0,
+                    loc: Loc::default(),
+                }
+            }
+        };
+        counters.add(m.state, m.len);
+        if m.state.is_live() {
+            *live.entry(m.loc.segment).or_default() += 1;
+        }
+        if m.state.is_pending() && scan_lo == end {
+            scan_lo = seq;
+        }
+        out.extend_from_slice(&encode_slot(&m));
+    }
+    if lost > 0 {
+        notes.push(format!("{lost} messages had no intact record left and are marked lost"));
+    }
+    slots
+        .write_all_at(&out, lo * SLOT_LEN as u64)
+        .ctx("write", &slots_path)?;
+    slots.sync_data().ctx("sync", &slots_path)?;
+
+    if let Some(o) = &old {
+        // Totals count messages acked or purged before the oldest segment too.
+        counters.pushed = o.counters.pushed.max(counters.pushed);
+        counters.acked = o.counters.acked.max(counters.acked);
+        counters.purged = o.counters.purged.max(counters.purged);
+    }
+    let (active, active_len) = segs.last().copied().unwrap_or((end, 0));
+    let h = Header {
+        generation: old.as_ref().map_or(0, |h| h.generation) + 1,
+        lsn: old.as_ref().map_or(0, |h| h.lsn),
+        wal_len: 0,
+        boot_id: boot_id(),
+        next_seq: end,
+        active,
+        active_len,
+        scan_lo,
+        counters,
+        punched: old.as_ref().map_or(0, |h| h.punched).min(lo),
+        segments: segs
+            .iter()
+            .map(|(base, _)| SegmentEntry {
+                base: *base,
+                live: live.get(base).copied().unwrap_or(0),
+            })
+            .collect(),
+    };
+    wal.set_len(0).ctx("truncate", &wal_path)?;
+    wal.sync_data().ctx("sync", &wal_path)?;
+    let bytes = h
+        .encode()
+        .ok_or_else(|| Error::Runtime(format!("{}: too many segments", dir.display())))?;
+    for i in 0..index::REGIONS {
+        index
+            .write_all_at(&bytes, (i * REGION_LEN) as u64)
+            .ctx("write", &index_path)?;
+    }
+    index.sync_data().ctx("sync", &index_path)?;
+    sync_dir(dir)?;
+    Ok(notes)
+}

@@ -1,0 +1,473 @@
+//! The index formats: slots, the header and the write-ahead log. Pure
+//! encode/decode with CRCs, no I/O ([`crate::fsstore`] owns the files and
+//! the order in which they are written and synced).
+//!
+//! ## `slots`: one fixed 64-byte slot per message, at offset `seq * 64`
+//!
+//! ```text
+//! +0     +1    +2        +4        +8    +16       +24     +28    +32        +40      +48       +60
+//! | state| 0   | max_att | attempts| seq | segment | offset| len  | pushed_at | until  | receipt | crc |
+//! | u8   | u8  | u16     | u32     | u64 | u64     | u32   | u32  | u64 ms    | u64 ms | 12 B    | u32 |
+//! ```
+//! `state` 0 means "never written" (a hole in the file reads as zeros); the
+//! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
+//! segment file, `offset` where the record starts in it.
+//!
+//! ## `index`: four 64 KiB regions holding a header each
+//!
+//! Regions 0 and 1 hold the *live* header, written (not synced) after every
+//! change; regions 2 and 3 hold the *checkpoint* header, written and synced
+//! at a checkpoint. Each pair is written alternately, so a torn write leaves
+//! the other copy intact; the valid copy with the higher `generation` wins.
+//!
+//! ```text
+//! +0        +8       +12     +16         +24   +32      +40      +56       +64     +72        +80
+//! | SPMQIDX1| version| length| generation| lsn | wal_len| boot_id| next_seq| active| act_len  | scan_lo |
+//! | magic   | u32    | u32   | u64       | u64 | u64    | 16 B   | u64     | u64   | u64      | u64     |
+//! +88: counters, 9 x u64: ready delayed leased dead pushed acked purged corrupt bytes
+//! +160 | punched u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
+//! ```
+//! `length` is the encoded length including the CRC. `lsn` is the last WAL
+//! record applied, `wal_len` the WAL length that covers it. `active` is the
+//! base of the segment being appended to and `act_len` its committed length.
+//! `boot_id` is the kernel's boot id when the header was written.
+//!
+//! ## `wal`: one record per committed change set
+//!
+//! ```text
+//! +0       +4         +8    +16   +20
+//! | length | crc      | lsn | n   | n x (old_state u8, slot 64 B) |
+//! | u32    | u32      | u64 | u32 |
+//! ```
+//! `length` counts the bytes after the CRC; the CRC covers them. A record is
+//! applied by writing each slot and moving the counters from `old_state` to
+//! the slot's state, so replaying a record twice from the same header gives
+//! the same result.
+
+use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
+
+pub const SLOT_LEN: usize = 64;
+pub const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
+pub const INDEX_VERSION: u32 = 1;
+/// Size of one header region in the `index` file.
+pub const REGION_LEN: usize = 64 * 1024;
+/// Regions in the `index` file: live A, live B, checkpoint A, checkpoint B.
+pub const REGIONS: usize = 4;
+const HEADER_FIXED: usize = 172;
+/// Most segments one header can list.
+pub const MAX_SEGMENTS: usize = (REGION_LEN - HEADER_FIXED - 4) / 16;
+pub const WAL_HEAD_LEN: usize = 8;
+pub const WAL_ENTRY_LEN: usize = 1 + SLOT_LEN;
+
+/// A slot is a message's [`Meta`], location included.
+pub type Slot = Meta;
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Why a slot could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotDamage {
+    /// All zeros: never written (or lost before it was synced).
+    Empty,
+    /// Checksum mismatch or impossible field.
+    Bad,
+}
+
+/// Encodes a slot.
+pub fn encode_slot(m: &Slot) -> [u8; SLOT_LEN] {
+    {
+        let mut b = [0u8; SLOT_LEN];
+        b[0] = m.state as u8;
+        b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
+        b[4..8].copy_from_slice(&m.attempts.to_le_bytes());
+        b[8..16].copy_from_slice(&m.seq.to_le_bytes());
+        b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
+        b[24..28].copy_from_slice(&m.loc.offset.to_le_bytes());
+        b[28..32].copy_from_slice(&m.len.to_le_bytes());
+        b[32..40].copy_from_slice(&m.pushed_at_ms.to_le_bytes());
+        b[40..48].copy_from_slice(&m.until_ms.to_le_bytes());
+        b[48..60].copy_from_slice(&m.receipt);
+        let crc = crc32fast::hash(&b[0..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+}
+
+/// Decodes a slot; `Err(Empty)` for zeros, `Err(Bad)` for damage.
+pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
+    {
+        if b.len() < SLOT_LEN {
+            return Err(SlotDamage::Bad);
+        }
+        if b[..SLOT_LEN].iter().all(|&x| x == 0) {
+            return Err(SlotDamage::Empty);
+        }
+        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) {
+            return Err(SlotDamage::Bad);
+        }
+        let state = State::from_u8(b[0]).ok_or(SlotDamage::Bad)?;
+        let mut receipt: ReceiptTag = [0; 12];
+        receipt.copy_from_slice(&b[48..60]);
+        Ok(Meta {
+            seq: u64_at(b, 8),
+            state,
+            attempts: u32_at(b, 4),
+            max_attempts: u32::from(u16_at(b, 2)),
+            pushed_at_ms: u64_at(b, 32),
+            until_ms: u64_at(b, 40),
+            receipt,
+            len: u32_at(b, 28),
+            loc: Loc {
+                segment: u64_at(b, 16),
+                offset: u32_at(b, 24),
+            },
+        })
+    }
+}
+
+/// One segment's entry in the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentEntry {
+    /// Seq of its first message; names the file.
+    pub base: u64,
+    /// Messages in it that still hold a body.
+    pub live: u64,
+}
+
+/// The index header.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Header {
+    pub generation: u64,
+    pub lsn: u64,
+    pub wal_len: u64,
+    pub boot_id: [u8; 16],
+    pub next_seq: u64,
+    pub active: u64,
+    pub active_len: u64,
+    pub scan_lo: u64,
+    pub counters: Counters,
+    /// Slots below this seq have been punched out of the `slots` file.
+    pub punched: u64,
+    pub segments: Vec<SegmentEntry>,
+}
+
+impl Header {
+    /// Encodes the header; `None` when it would not fit in a region.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        if self.segments.len() > MAX_SEGMENTS {
+            return None;
+        }
+        let len = HEADER_FIXED + self.segments.len() * 16 + 4;
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&INDEX_MAGIC);
+        b.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        for v in [self.generation, self.lsn, self.wal_len] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.boot_id);
+        let c = &self.counters;
+        for v in [
+            self.next_seq,
+            self.active,
+            self.active_len,
+            self.scan_lo,
+            c.ready,
+            c.delayed,
+            c.leased,
+            c.dead,
+            c.pushed,
+            c.acked,
+            c.purged,
+            c.corrupt,
+            c.bytes,
+            self.punched,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
+        debug_assert_eq!(b.len(), HEADER_FIXED);
+        for s in &self.segments {
+            b.extend_from_slice(&s.base.to_le_bytes());
+            b.extend_from_slice(&s.live.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        Some(b)
+    }
+
+    /// Decodes a header region; `None` if it is not a valid header.
+    pub fn decode(b: &[u8]) -> Option<Header> {
+        if b.len() < HEADER_FIXED + 4 || b[0..8] != INDEX_MAGIC {
+            return None;
+        }
+        if u32_at(b, 8) != INDEX_VERSION {
+            return None;
+        }
+        let len = u32_at(b, 12) as usize;
+        if !(HEADER_FIXED + 4..=b.len().min(REGION_LEN)).contains(&len) {
+            return None;
+        }
+        if crc32fast::hash(&b[..len - 4]) != u32_at(b, len - 4) {
+            return None;
+        }
+        let nsegs = u32_at(b, 168) as usize;
+        if HEADER_FIXED + nsegs * 16 + 4 != len {
+            return None;
+        }
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&b[40..56]);
+        let v = |i: usize| u64_at(b, 56 + i * 8);
+        let segments = (0..nsegs)
+            .map(|i| {
+                let at = HEADER_FIXED + i * 16;
+                SegmentEntry {
+                    base: u64_at(b, at),
+                    live: u64_at(b, at + 8),
+                }
+            })
+            .collect();
+        Some(Header {
+            generation: u64_at(b, 16),
+            lsn: u64_at(b, 24),
+            wal_len: u64_at(b, 32),
+            boot_id,
+            next_seq: v(0),
+            active: v(1),
+            active_len: v(2),
+            scan_lo: v(3),
+            counters: Counters {
+                ready: v(4),
+                delayed: v(5),
+                leased: v(6),
+                dead: v(7),
+                pushed: v(8),
+                acked: v(9),
+                purged: v(10),
+                corrupt: v(11),
+                bytes: v(12),
+            },
+            punched: v(13),
+            segments,
+        })
+    }
+}
+
+/// Encodes one WAL record for `entries` (old state, new slot).
+pub fn encode_wal(lsn: u64, entries: &[(State, Slot)]) -> Vec<u8> {
+    let payload_len = 12 + entries.len() * WAL_ENTRY_LEN;
+    let mut b = Vec::with_capacity(WAL_HEAD_LEN + payload_len);
+    b.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&lsn.to_le_bytes());
+    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (old, slot) in entries {
+        b.push(*old as u8);
+        b.extend_from_slice(&encode_slot(slot));
+    }
+    let crc = crc32fast::hash(&b[WAL_HEAD_LEN..]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// A decoded WAL record.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WalRecord {
+    pub lsn: u64,
+    pub entries: Vec<(State, Slot)>,
+    /// Bytes this record takes in the WAL.
+    pub len: usize,
+}
+
+/// Decodes the WAL record at the start of `b`; `None` if it is torn or damaged.
+pub fn decode_wal(b: &[u8]) -> Option<WalRecord> {
+    if b.len() < WAL_HEAD_LEN {
+        return None;
+    }
+    let payload_len = u32_at(b, 0) as usize;
+    let total = WAL_HEAD_LEN.checked_add(payload_len)?;
+    if payload_len < 12 || b.len() < total {
+        return None;
+    }
+    let payload = &b[WAL_HEAD_LEN..total];
+    if crc32fast::hash(payload) != u32_at(b, 4) {
+        return None;
+    }
+    let lsn = u64_at(payload, 0);
+    let n = u32_at(payload, 8) as usize;
+    if 12 + n.checked_mul(WAL_ENTRY_LEN)? != payload_len {
+        return None;
+    }
+    let mut entries = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = 12 + i * WAL_ENTRY_LEN;
+        let old = State::from_u8(payload[at])?;
+        let slot = decode_slot(&payload[at + 1..at + WAL_ENTRY_LEN]).ok()?;
+        entries.push((old, slot));
+    }
+    Some(WalRecord {
+        lsn,
+        entries,
+        len: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(seq: u64, state: State) -> Slot {
+        Meta {
+            seq,
+            state,
+            attempts: 3,
+            max_attempts: 5,
+            pushed_at_ms: 1_700_000_000_123,
+            until_ms: 1_700_000_300_000,
+            receipt: [7; 12],
+            len: 99,
+            loc: Loc {
+                segment: 1,
+                offset: 16,
+            },
+        }
+    }
+
+    #[test]
+    fn a_slot_round_trips_at_the_documented_offsets() {
+        let s = slot(42, State::Leased);
+        let b = encode_slot(&s);
+        assert_eq!(b[0], State::Leased as u8);
+        assert_eq!(u16_at(&b, 2), 5);
+        assert_eq!(u32_at(&b, 4), 3);
+        assert_eq!(u64_at(&b, 8), 42);
+        assert_eq!(u64_at(&b, 16), 1);
+        assert_eq!(u32_at(&b, 24), 16);
+        assert_eq!(u32_at(&b, 28), 99);
+        assert_eq!(u64_at(&b, 32), 1_700_000_000_123);
+        assert_eq!(u64_at(&b, 40), 1_700_000_300_000);
+        assert_eq!(&b[48..60], &[7; 12]);
+        assert_eq!(u32_at(&b, 60), crc32fast::hash(&b[..60]));
+        assert_eq!(decode_slot(&b), Ok(s));
+    }
+
+    #[test]
+    fn damaged_and_empty_slots_are_told_apart() {
+        assert_eq!(decode_slot(&[0; 64]), Err(SlotDamage::Empty));
+        let good = encode_slot(&slot(1, State::Ready));
+        for i in 0..64 {
+            let mut bad = good;
+            bad[i] ^= 0x10;
+            assert_eq!(decode_slot(&bad), Err(SlotDamage::Bad), "byte {i}");
+        }
+        assert_eq!(decode_slot(&good[..10]), Err(SlotDamage::Bad));
+    }
+
+    fn header() -> Header {
+        Header {
+            generation: 9,
+            lsn: 8,
+            wal_len: 7,
+            boot_id: [3; 16],
+            next_seq: 100,
+            active: 50,
+            active_len: 4096,
+            scan_lo: 60,
+            counters: Counters {
+                ready: 1,
+                delayed: 2,
+                leased: 3,
+                dead: 4,
+                pushed: 5,
+                acked: 6,
+                purged: 7,
+                corrupt: 8,
+                bytes: 9,
+            },
+            punched: 10,
+            segments: vec![
+                SegmentEntry { base: 1, live: 2 },
+                SegmentEntry { base: 50, live: 40 },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_header_round_trips_at_the_documented_offsets() {
+        let h = header();
+        let b = h.encode().unwrap();
+        assert_eq!(&b[0..8], b"SPMQIDX1");
+        assert_eq!(u32_at(&b, 12) as usize, b.len());
+        assert_eq!(u64_at(&b, 16), 9);
+        assert_eq!(u64_at(&b, 24), 8);
+        assert_eq!(u64_at(&b, 32), 7);
+        assert_eq!(&b[40..56], &[3; 16]);
+        assert_eq!(u64_at(&b, 56), 100);
+        assert_eq!(u64_at(&b, 64), 50);
+        assert_eq!(u64_at(&b, 72), 4096);
+        assert_eq!(u64_at(&b, 80), 60);
+        assert_eq!(u64_at(&b, 88), 1); // ready
+        assert_eq!(u64_at(&b, 152), 9); // bytes
+        assert_eq!(u64_at(&b, 160), 10); // punched
+        assert_eq!(u32_at(&b, 168), 2);
+        assert_eq!(u64_at(&b, 172), 1);
+        assert_eq!(u64_at(&b, 188), 50);
+        assert_eq!(Header::decode(&b), Some(h));
+    }
+
+    #[test]
+    fn a_damaged_header_is_rejected() {
+        let b = header().encode().unwrap();
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 1;
+            assert_eq!(Header::decode(&bad), None, "byte {i}");
+        }
+        for cut in 0..b.len() {
+            assert_eq!(Header::decode(&b[..cut]), None);
+        }
+        assert_eq!(Header::decode(&vec![0; REGION_LEN]), None);
+    }
+
+    #[test]
+    fn too_many_segments_do_not_encode() {
+        let mut h = header();
+        h.segments = vec![SegmentEntry { base: 1, live: 1 }; MAX_SEGMENTS];
+        assert!(h.encode().unwrap().len() <= REGION_LEN);
+        h.segments.push(SegmentEntry { base: 1, live: 1 });
+        assert!(h.encode().is_none());
+    }
+
+    #[test]
+    fn a_wal_record_round_trips_and_a_torn_one_is_rejected() {
+        let entries = vec![
+            (State::Ready, slot(1, State::Leased)),
+            (State::Leased, slot(2, State::Acked)),
+        ];
+        let b = encode_wal(77, &entries);
+        let r = decode_wal(&b).unwrap();
+        assert_eq!(r.lsn, 77);
+        assert_eq!(r.entries, entries);
+        assert_eq!(r.len, b.len());
+        for cut in 0..b.len() {
+            assert_eq!(decode_wal(&b[..cut]), None);
+        }
+        let mut bad = b.clone();
+        bad[30] ^= 4;
+        assert_eq!(decode_wal(&bad), None);
+        assert_eq!(decode_wal(&[0xff; 64]), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! spoolmq: a durable message queue that lives in a directory.
+//!
+//! The binary (`src/main.rs`) only parses arguments and prints; everything
+//! else is here. Map of the engine:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`input`] | queue names and durations as typed by users |
+//! | [`record`] | a message record's bytes and CRCs (no I/O) |
+//! | [`segment`] | segment files: create, append, read, scan |
+//! | [`index`] | slots, headers and WAL records (no I/O) |
+//! | [`fsstore`] | the file store: write order, fsyncs, recovery |
+//! | [`store`] | the seam between queue logic and storage |
+//! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
+//! | [`lock`] | the per-queue flock |
+//! | [`spool`] | where the spool is, its directories and queues |
+//! | [`fsck`] | checking and repairing a spool |
+//! | [`exec`] | the `exec` work loop |
+//! | [`cli`] | clap definitions |
+//! | [`output`] | plain and JSON output |
+//! | [`error`] | typed errors and exit codes |
+
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod fsck;
+pub mod fsstore;
+pub mod index;
+pub mod input;
+pub mod lock;
+pub mod output;
+pub mod queue;
+pub mod record;
+pub mod segment;
+pub mod spool;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use queue::Queue;
+pub use spool::Spool;

@@ -1,0 +1,369 @@
+//! The `spoolmq` binary: parse the command line, call the library, print.
+//! Errors are printed once, as one line (`spoolmq: ...`), and mapped to the
+//! contract's exit codes (see `spoolmq::error`).
+
+use clap::Parser;
+use spoolmq::cli::{Cli, Command};
+use spoolmq::error::{Error, IoContext, Result};
+use spoolmq::exec::{self, ExecRequest, PopRequest};
+use spoolmq::queue::{Queue, now_ms};
+use spoolmq::{Spool, fsck, input, output, spool};
+use std::io::{BufRead, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let result = run(cli, &mut out);
+    let flushed = out.flush();
+    match result {
+        Ok(()) => match flushed {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("spoolmq: writing output: {e}");
+                ExitCode::from(1)
+            }
+            _ => ExitCode::SUCCESS,
+        },
+        Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Io(e)) => {
+            eprintln!("spoolmq: writing output: {e}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Spool(e)) => {
+            eprintln!("spoolmq: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Prints a clap error as one line (help and version as they are).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        });
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("bad usage")
+        .trim_start_matches("error: ")
+        .to_string();
+    let tips: Vec<&str> = lines.filter(|l| l.starts_with("tip:")).collect();
+    let mut line = first;
+    for t in tips {
+        line.push_str(&format!(" ({t})"));
+    }
+    eprintln!("spoolmq: {line} (see 'spoolmq --help')");
+    ExitCode::from(2)
+}
+
+enum Failure {
+    Spool(Error),
+    Io(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Spool(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Io(e)
+    }
+}
+
+fn warn(line: String) {
+    eprintln!("spoolmq: {line}");
+}
+
+fn flush_notices(q: &mut Queue) {
+    q.take_notices().into_iter().for_each(warn);
+}
+
+/// Reads stdin whole, as one body.
+fn stdin_body() -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut body)
+        .ctx("read", Path::new("<stdin>"))?;
+    Ok(body)
+}
+
+fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
+    let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
+    let spool = Spool::new(root);
+    let json = cli.json;
+    match cli.command {
+        Command::Push(a) => {
+            let delay = a.delay.unwrap_or(Duration::ZERO);
+            let mut q = Queue::open(&spool, &a.queue, true)?
+                .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
+            let ids = if a.lines {
+                let stdin = std::io::stdin().lock();
+                let mut lines = stdin.split(b'\n').map(|l| {
+                    l.map(|mut l| {
+                        if l.last() == Some(&b'\r') {
+                            l.pop();
+                        }
+                        l
+                    })
+                    .ctx("read", Path::new("<stdin>"))
+                });
+                q.push(&mut lines, delay, now_ms())?
+            } else if a.bodies.is_empty() {
+                let body = stdin_body()?;
+                q.push(&mut std::iter::once(Ok(body)), delay, now_ms())?
+            } else {
+                use std::os::unix::ffi::OsStrExt;
+                let mut bodies = a.bodies.iter().map(|b| Ok(b.as_bytes().to_vec()));
+                q.push(&mut bodies, delay, now_ms())?
+            };
+            flush_notices(&mut q);
+            drop(q);
+            for id in ids {
+                if json {
+                    writeln!(out, "{}", output::id_json(&id))?;
+                } else {
+                    writeln!(out, "{id}")?;
+                }
+            }
+        }
+        Command::Pop(a) => {
+            let req = PopRequest {
+                count: a.count as usize,
+                lease: a.lease.lease,
+                max_attempts: a.attempts.max_attempts,
+                wait: a.wait,
+            };
+            let got = exec::pop(&spool, &a.queue, &req, &mut warn)?;
+            if got.is_empty() {
+                return Err(Error::Empty(format!("{}: nothing to pop", a.queue)).into());
+            }
+            for d in &got {
+                if json {
+                    writeln!(out, "{}", output::delivery_json(d))?;
+                } else {
+                    writeln!(out, "{}", output::delivery_plain(d))?;
+                }
+            }
+        }
+        Command::Ack(a) => {
+            let mut q = open_for_receipts(&spool, &a.queue, &a.receipts)?;
+            let r = q.ack(&a.receipts, now_ms());
+            flush_notices(&mut q);
+            r?.into_result()?;
+        }
+        Command::Nack(a) => {
+            let mut q = open_for_receipts(&spool, &a.target.queue, &a.target.receipts)?;
+            let r = q.nack(
+                &a.target.receipts,
+                a.delay.unwrap_or(Duration::ZERO),
+                a.attempts.max_attempts,
+                now_ms(),
+            );
+            flush_notices(&mut q);
+            r?.into_result()?;
+        }
+        Command::Extend(a) => {
+            let mut q = open_for_receipts(&spool, &a.target.queue, &a.target.receipts)?;
+            let r = q.extend(&a.target.receipts, a.lease, now_ms());
+            flush_notices(&mut q);
+            r?.into_result()?;
+        }
+        Command::Retry(a) => {
+            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let r = q.retry(&a.ids, now_ms());
+            flush_notices(&mut q);
+            let r = r?;
+            if json {
+                writeln!(out, "{}", output::count_json("moved", r.moved))?;
+            } else {
+                writeln!(out, "{}", r.moved)?;
+            }
+            if !r.missing.is_empty() {
+                out.flush()?;
+                return Err(Error::Runtime(format!(
+                    "{}: not dead letters of this queue: {}",
+                    a.queue,
+                    r.missing.join(", ")
+                ))
+                .into());
+            }
+        }
+        Command::Stats(a) => {
+            let names = match a.queue {
+                Some(q) => vec![q],
+                None => spool.queues()?,
+            };
+            let mut rows = Vec::new();
+            for name in names {
+                let mut q = Queue::open_existing(&spool, &name)?;
+                let s = q.stats(now_ms());
+                flush_notices(&mut q);
+                rows.push(s?);
+            }
+            if json {
+                for s in &rows {
+                    writeln!(out, "{}", output::stats_json(s))?;
+                }
+            } else {
+                write!(out, "{}", output::stats_table(&rows))?;
+            }
+        }
+        Command::Exec(a) => {
+            let req = ExecRequest {
+                lease: a.lease.lease,
+                max_attempts: a.attempts.max_attempts,
+                wait: a.wait,
+                repeat: a.repeat,
+                cmd: a.cmd,
+            };
+            exec::exec(&spool, &a.queue, &req, &mut warn)?;
+        }
+        Command::List => {
+            for name in spool.queues()? {
+                if json {
+                    writeln!(out, "{}", output::queue_json(&name))?;
+                } else {
+                    writeln!(out, "{name}")?;
+                }
+            }
+        }
+        Command::Peek(a) => {
+            let Some(mut q) = Queue::open(&spool, &a.queue, false)? else {
+                return Ok(());
+            };
+            let r = q.peek(a.count as usize, now_ms());
+            flush_notices(&mut q);
+            for p in r? {
+                if json {
+                    writeln!(out, "{}", output::peeked_json(&p))?;
+                } else {
+                    writeln!(out, "{}", output::peeked_plain(&p))?;
+                }
+            }
+        }
+        Command::Purge(a) => {
+            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let r = q.purge(a.dead, now_ms());
+            flush_notices(&mut q);
+            let n = r?;
+            if json {
+                writeln!(out, "{}", output::count_json("purged", n))?;
+            } else {
+                writeln!(out, "{n}")?;
+            }
+        }
+        Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+    }
+    Ok(())
+}
+
+/// Opens the queue receipts belong to; a missing queue makes every receipt unknown.
+fn open_for_receipts(spool: &Spool, name: &str, receipts: &[String]) -> Result<Queue> {
+    Queue::open(spool, name, false)?.ok_or_else(|| {
+        Error::Stale(format!(
+            "unknown receipt{} {}: queue {name} does not exist",
+            if receipts.len() > 1 { "s" } else { "" },
+            receipts.join(", ")
+        ))
+    })
+}
+
+fn run_fsck(
+    spool: &Spool,
+    queue: Option<String>,
+    repair: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> std::result::Result<(), Failure> {
+    let names = match queue {
+        Some(q) => {
+            if !spool.exists()? || !spool.queue_dir(&q).join("index").exists() {
+                return Err(Error::NoSuchQueue(q).into());
+            }
+            vec![q]
+        }
+        None => spool.queues()?,
+    };
+    let (mut records, mut found, mut left) = (0u64, 0usize, 0usize);
+    for name in &names {
+        input::queue_name(name)?;
+        let (first, second) = fsck::run(name, &spool.queue_dir(name), repair)?;
+        first.notes.iter().cloned().for_each(warn);
+        records += first.records;
+        found += first.problems.len();
+        for p in &first.problems {
+            if json {
+                let line = serde_json::json!({
+                    "queue": p.queue,
+                    "file": p.file.display().to_string(),
+                    "offset": p.offset,
+                    "problem": p.what,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{p}")?;
+            }
+        }
+        match second {
+            Some(s) => {
+                s.notes.iter().cloned().for_each(warn);
+                for p in &s.problems {
+                    writeln!(out, "after repair: {p}")?;
+                }
+                left += s.problems.len();
+            }
+            None => left += first.problems.len(),
+        }
+    }
+    let summary = format!(
+        "fsck: {} queue{}, {records} records, {found} problem{}{}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        if found == 1 { "" } else { "s" },
+        match (repair, found, left) {
+            (true, f, 0) if f > 0 => ", all repaired".to_string(),
+            (true, f, l) if f > 0 => format!(", {l} left after repair"),
+            _ => String::new(),
+        }
+    );
+    if json {
+        let line = serde_json::json!({
+            "queues": names.len(),
+            "records": records,
+            "problems": found,
+            "left": left,
+            "repaired": repair && found > 0 && left == 0,
+        });
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "{summary}")?;
+    }
+    if left > 0 {
+        out.flush()?;
+        return Err(Error::Runtime(format!(
+            "{left} problem{} found{}",
+            if left == 1 { "" } else { "s" },
+            if repair { " after repair" } else { "; run `spoolmq fsck --repair`" }
+        ))
+        .into());
+    }
+    Ok(())
+}

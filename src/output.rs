@@ -1,0 +1,210 @@
+//! What commands print: JSON lines (the contract) and plain text.
+//!
+//! Plain message lines are tab-separated with the body escaped, so one
+//! message is always one line: `\\`, `\n`, `\t`, `\r`, and `\xHH` for other
+//! control bytes and bytes that are not valid UTF-8.
+
+use crate::queue::{Delivery, Peeked, Stats};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+
+/// Escapes a body for a plain, one-line display.
+pub fn escape(body: &[u8]) -> String {
+    let mut out = String::with_capacity(body.len());
+    for chunk in body.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Puts the body in `obj` as `body`, or `body_base64` when it is not UTF-8.
+fn put_body(obj: &mut Map<String, Value>, body: &[u8]) {
+    match std::str::from_utf8(body) {
+        Ok(s) => obj.insert("body".into(), Value::String(s.to_string())),
+        Err(_) => obj.insert(
+            "body_base64".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+        ),
+    };
+}
+
+pub fn delivery_json(d: &Delivery) -> String {
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(d.id));
+    obj.insert("receipt".into(), json!(d.receipt));
+    obj.insert("attempt".into(), json!(d.attempt));
+    put_body(&mut obj, &d.body);
+    Value::Object(obj).to_string()
+}
+
+pub fn delivery_plain(d: &Delivery) -> String {
+    format!("{}\t{}\t{}\t{}", d.id, d.receipt, d.attempt, escape(&d.body))
+}
+
+pub fn peeked_json(p: &Peeked) -> String {
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(p.id));
+    obj.insert("attempt".into(), json!(p.attempt));
+    put_body(&mut obj, &p.body);
+    Value::Object(obj).to_string()
+}
+
+pub fn peeked_plain(p: &Peeked) -> String {
+    format!("{}\t{}\t{}", p.id, p.attempt, escape(&p.body))
+}
+
+pub fn id_json(id: &str) -> String {
+    json!({ "id": id }).to_string()
+}
+
+pub fn queue_json(name: &str) -> String {
+    json!({ "queue": name }).to_string()
+}
+
+pub fn count_json(key: &str, n: u64) -> String {
+    let mut obj = Map::new();
+    obj.insert(key.into(), json!(n));
+    Value::Object(obj).to_string()
+}
+
+pub fn stats_json(s: &Stats) -> String {
+    json!({
+        "queue": s.queue,
+        "ready": s.ready,
+        "leased": s.leased,
+        "delayed": s.delayed,
+        "dead": s.dead,
+        "pushed": s.pushed,
+        "acked": s.acked,
+        "purged": s.purged,
+        "corrupt": s.corrupt,
+        "bytes": s.bytes,
+        "segments": s.segments,
+        "disk_bytes": s.disk_bytes,
+        "oldest_ready_age_ms": s.oldest_ready_age_ms,
+    })
+    .to_string()
+}
+
+/// A size for people: `512 B`, `1.5 KiB`, `3.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// An age for people: `0s`, `45s`, `3m`, `2h`, `5d`.
+pub fn human_age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// A readable table of queue figures.
+pub fn stats_table(rows: &[Stats]) -> String {
+    let header = [
+        "QUEUE", "READY", "LEASED", "DELAYED", "DEAD", "PUSHED", "ACKED", "BYTES", "SEGMENTS",
+        "OLDEST",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for s in rows {
+        cells.push(vec![
+            s.queue.clone(),
+            s.ready.to_string(),
+            s.leased.to_string(),
+            s.delayed.to_string(),
+            s.dead.to_string(),
+            s.pushed.to_string(),
+            s.acked.to_string(),
+            human_bytes(s.bytes),
+            s.segments.to_string(),
+            if s.ready == 0 {
+                "-".into()
+            } else {
+                human_age(s.oldest_ready_age_ms)
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_one_message_on_one_line() {
+        assert_eq!(escape(b"plain text"), "plain text");
+        assert_eq!(escape(b"a\nb\tc\rd\\e"), "a\\nb\\tc\\rd\\\\e");
+        assert_eq!(escape(b"\x00\x1b"), "\\x00\\x1b");
+        assert_eq!(escape(b"caf\xc3\xa9 \xff"), "caf\u{e9} \\xff");
+    }
+
+    #[test]
+    fn a_binary_body_comes_as_base64() {
+        let d = Delivery {
+            id: "1".into(),
+            receipt: "r".into(),
+            attempt: 2,
+            body: vec![0xff, 0x00],
+        };
+        let v: Value = serde_json::from_str(&delivery_json(&d)).unwrap();
+        assert_eq!(v["body_base64"], "/wA=");
+        assert!(v.get("body").is_none());
+        assert_eq!(v["attempt"], 2);
+    }
+
+    #[test]
+    fn sizes_and_ages_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_age(45_000), "45s");
+        assert_eq!(human_age(7_200_000), "2h");
+    }
+}

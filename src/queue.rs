@@ -1,0 +1,612 @@
+//! Delivery, decided once, above the store: leases, attempts, receipts,
+//! delays and dead letters. A [`Queue`] is one queue, open and locked; each
+//! method is one command's critical section and commits its changes in one
+//! atomic [`Store::commit`].
+//!
+//! Rules (SQS-style visibility timeouts):
+//! * `pop` leases the oldest deliverable messages: ready ones, delayed ones
+//!   whose time has come, and leased ones whose lease ran out. Each lease gets
+//!   a fresh random 96-bit receipt tag and counts one attempt.
+//! * A lease that ran out on a message whose attempts reached the
+//!   `--max-attempts` of the pop that leased it makes a dead letter instead.
+//! * `ack`, `nack` and `extend` take effect only if the receipt names the
+//!   message's current delivery and its lease has not run out; otherwise the
+//!   receipt is stale (exit 4) and nothing changes for it.
+//! * `nack` of a message whose attempts reached `--max-attempts` makes a dead
+//!   letter; `retry` makes dead letters ready again with no attempts.
+
+use crate::error::{Error, Result};
+use crate::fsstore::FsStore;
+use crate::spool::Spool;
+use crate::store::{Change, Counters, From, Meta, NewMessage, ReceiptTag, State, Step, Store};
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the UNIX epoch: the one clock every command reads.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// A message's id as users see it.
+pub fn format_id(seq: u64) -> String {
+    format!("{seq:016x}")
+}
+
+/// Parses an id printed by [`format_id`].
+pub fn parse_id(id: &str) -> Option<u64> {
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(id, 16).ok()
+}
+
+/// A receipt: the message id and the random tag of one delivery.
+pub fn format_receipt(seq: u64, tag: &ReceiptTag) -> String {
+    let mut s = format_id(seq);
+    for b in tag {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Parses a receipt printed by [`format_receipt`].
+pub fn parse_receipt(r: &str) -> Option<(u64, ReceiptTag)> {
+    if r.len() != 40 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let seq = parse_id(&r[..16])?;
+    let mut tag = [0u8; 12];
+    for (i, t) in tag.iter_mut().enumerate() {
+        *t = u8::from_str_radix(&r[16 + 2 * i..18 + 2 * i], 16).ok()?;
+    }
+    Some((seq, tag))
+}
+
+fn new_tag() -> Result<ReceiptTag> {
+    let mut tag = [0u8; 12];
+    getrandom::fill(&mut tag)
+        .map_err(|e| Error::Runtime(format!("cannot get random bytes for a receipt: {e}")))?;
+    Ok(tag)
+}
+
+/// One leased message, as `pop` returns it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub receipt: String,
+    pub attempt: u32,
+    pub body: Vec<u8>,
+}
+
+/// One message as `peek` shows it.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    pub id: String,
+    pub attempt: u32,
+    pub body: Vec<u8>,
+}
+
+/// What `ack`, `nack` or `extend` did.
+#[derive(Debug, Default)]
+pub struct Settled {
+    pub done: usize,
+    /// Receipts that were stale or unknown; nothing changed for them.
+    pub stale: Vec<String>,
+}
+
+impl Settled {
+    /// `Ok` if every receipt took effect, else the contract's exit-4 error.
+    pub fn into_result(self) -> Result<usize> {
+        if self.stale.is_empty() {
+            return Ok(self.done);
+        }
+        Err(Error::Stale(format!(
+            "stale or unknown receipt{} {} (the lease expired and the message may have been redelivered, or it was already acked)",
+            if self.stale.len() > 1 { "s" } else { "" },
+            self.stale.join(", ")
+        )))
+    }
+}
+
+/// What `retry` did.
+#[derive(Debug, Default)]
+pub struct Retried {
+    pub moved: u64,
+    /// Named ids that are not dead letters of this queue.
+    pub missing: Vec<String>,
+}
+
+/// A queue's figures, as `stats` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub queue: String,
+    pub ready: u64,
+    pub leased: u64,
+    pub delayed: u64,
+    pub dead: u64,
+    pub pushed: u64,
+    pub acked: u64,
+    pub purged: u64,
+    pub corrupt: u64,
+    pub bytes: u64,
+    pub segments: u64,
+    pub disk_bytes: u64,
+    pub oldest_ready_age_ms: u64,
+}
+
+/// How a message stands at time `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// May be delivered now.
+    Deliverable,
+    /// A lease ran out on its last allowed attempt: it is a dead letter.
+    Expired,
+    /// Leased or delayed, not yet due.
+    Waiting,
+    /// Dead, acked, purged or corrupt.
+    Done,
+}
+
+fn standing(m: &Meta, now: u64) -> Standing {
+    match m.state {
+        State::Ready => Standing::Deliverable,
+        State::Delayed if m.until_ms <= now => Standing::Deliverable,
+        State::Leased if m.until_ms <= now => {
+            if m.max_attempts > 0 && m.attempts >= m.max_attempts {
+                Standing::Expired
+            } else {
+                Standing::Deliverable
+            }
+        }
+        State::Delayed | State::Leased => Standing::Waiting,
+        _ => Standing::Done,
+    }
+}
+
+/// A message moved to `state`, with its delivery fields reset.
+fn moved(m: &Meta, state: State) -> Meta {
+    Meta {
+        state,
+        until_ms: 0,
+        receipt: [0; 12],
+        ..*m
+    }
+}
+
+/// One queue, open and locked for the duration of a command.
+pub struct Queue {
+    name: String,
+    store: Box<dyn Store>,
+    notices: Vec<String>,
+}
+
+impl Queue {
+    /// Opens queue `name` (already validated). With `create`, the spool and
+    /// the queue are created if missing; without, `Ok(None)` if it does not exist.
+    pub fn open(spool: &Spool, name: &str, create: bool) -> Result<Option<Queue>> {
+        let dir = if create {
+            spool.create_queue_dir(name)?
+        } else {
+            if !spool.exists()? {
+                return Ok(None);
+            }
+            spool.queue_dir(name)
+        };
+        Ok(FsStore::open(&dir, create)?.map(|s| Queue {
+            name: name.to_string(),
+            store: Box::new(s),
+            notices: Vec::new(),
+        }))
+    }
+
+    /// Opens an existing queue or fails with "no such queue".
+    pub fn open_existing(spool: &Spool, name: &str) -> Result<Queue> {
+        Queue::open(spool, name, false)?.ok_or_else(|| Error::NoSuchQueue(name.to_string()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Lines for stderr about damage found and skipped so far.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        let name = self.name.clone();
+        let mut out: Vec<String> = self
+            .store
+            .take_notices()
+            .into_iter()
+            .map(|n| format!("{name}: {n}"))
+            .collect();
+        out.append(&mut self.notices);
+        out
+    }
+
+    /// Pushes bodies (one message each); durable on return. Returns their ids.
+    pub fn push(
+        &mut self,
+        bodies: &mut dyn Iterator<Item = Result<Vec<u8>>>,
+        delay: Duration,
+        now: u64,
+    ) -> Result<Vec<String>> {
+        let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
+        let mut msgs = bodies.map(|b| {
+            b.map(|body| NewMessage {
+                body,
+                pushed_at_ms: now,
+                not_before_ms: not_before,
+            })
+        });
+        let seqs = self.store.push(&mut msgs)?;
+        Ok(seqs.into_iter().map(format_id).collect())
+    }
+
+    /// Finds up to `count` deliverable messages not in `skip`, oldest first;
+    /// lapsed last attempts found on the way become dead letters in `changes`.
+    fn deliverable(
+        &mut self,
+        count: usize,
+        now: u64,
+        skip: &HashSet<u64>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Vec<Meta>> {
+        let mut found = Vec::new();
+        self.store.scan(From::Pending, &mut |m| {
+            if skip.contains(&m.seq) {
+                return Step::Continue;
+            }
+            match standing(m, now) {
+                Standing::Deliverable => {
+                    found.push(*m);
+                    if found.len() >= count {
+                        return Step::Stop;
+                    }
+                }
+                Standing::Expired => changes.push(Change {
+                    old: m.state,
+                    new: moved(m, State::Dead),
+                }),
+                Standing::Waiting | Standing::Done => {}
+            }
+            Step::Continue
+        })?;
+        Ok(found)
+    }
+
+    /// Reads the bodies of `metas`; damaged ones are reported, marked corrupt
+    /// in `changes` and left out.
+    fn bodies(&mut self, metas: Vec<Meta>, changes: &mut Vec<Change>) -> Result<Vec<(Meta, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for m in metas {
+            match self.store.body(&m) {
+                Ok(b) => out.push((m, b)),
+                Err(Error::Corrupt { path, detail }) => {
+                    let line = format!("{}: {}: {detail}; skipped", self.name, path.display());
+                    self.notices.push(line);
+                    changes.push(Change {
+                        old: m.state,
+                        new: moved(&m, State::Corrupt),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leases up to `count` messages for `lease`.
+    pub fn pop(
+        &mut self,
+        count: usize,
+        lease: Duration,
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<Vec<Delivery>> {
+        let mut changes = Vec::new();
+        let mut skip = HashSet::new();
+        let mut out = Vec::new();
+        while out.len() < count {
+            let found = self.deliverable(count - out.len(), now, &skip, &mut changes)?;
+            if found.is_empty() {
+                break;
+            }
+            skip.extend(found.iter().map(|m| m.seq));
+            for (m, body) in self.bodies(found, &mut changes)? {
+                let tag = new_tag()?;
+                let new = Meta {
+                    state: State::Leased,
+                    attempts: m.attempts.saturating_add(1),
+                    max_attempts,
+                    until_ms: now.saturating_add(ms(lease)),
+                    receipt: tag,
+                    ..m
+                };
+                changes.push(Change { old: m.state, new });
+                out.push(Delivery {
+                    id: format_id(m.seq),
+                    receipt: format_receipt(m.seq, &tag),
+                    attempt: new.attempts,
+                    body,
+                });
+            }
+        }
+        self.store.commit(&changes, false)?;
+        Ok(out)
+    }
+
+    /// Shows up to `count` deliverable messages without leasing them.
+    pub fn peek(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
+        let mut ignored = Vec::new();
+        let mut skip = HashSet::new();
+        let mut out = Vec::new();
+        while out.len() < count {
+            let found = self.deliverable(count - out.len(), now, &skip, &mut ignored)?;
+            if found.is_empty() {
+                break;
+            }
+            skip.extend(found.iter().map(|m| m.seq));
+            for (m, body) in self.bodies(found, &mut ignored)? {
+                out.push(Peeked {
+                    id: format_id(m.seq),
+                    attempt: m.attempts.saturating_add(1),
+                    body,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies `decide` to the live delivery each receipt names; stale or
+    /// unknown receipts change nothing and are returned.
+    fn settle(
+        &mut self,
+        receipts: &[String],
+        now: u64,
+        mut decide: impl FnMut(&Meta) -> Meta,
+    ) -> Result<Settled> {
+        let mut changes = Vec::new();
+        let mut seen = HashSet::new();
+        let mut settled = Settled::default();
+        for r in receipts {
+            let live = match parse_receipt(r) {
+                Some((seq, tag)) => self.store.get(seq)?.filter(|m| {
+                    m.state == State::Leased && m.receipt == tag && m.until_ms > now
+                }),
+                None => None,
+            };
+            match live {
+                Some(m) => {
+                    if seen.insert(m.seq) {
+                        changes.push(Change {
+                            old: m.state,
+                            new: decide(&m),
+                        });
+                        settled.done += 1;
+                    }
+                }
+                None => settled.stale.push(r.clone()),
+            }
+        }
+        self.store.commit(&changes, true)?;
+        Ok(settled)
+    }
+
+    /// Deletes the leased messages the receipts name.
+    pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
+        self.settle(receipts, now, |m| moved(m, State::Acked))
+    }
+
+    /// Gives leased messages back, after `delay`; dead letters at `max_attempts`.
+    pub fn nack(
+        &mut self,
+        receipts: &[String],
+        delay: Duration,
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<Settled> {
+        self.settle(receipts, now, |m| {
+            if m.attempts >= max_attempts {
+                moved(m, State::Dead)
+            } else if delay.is_zero() {
+                moved(m, State::Ready)
+            } else {
+                Meta {
+                    until_ms: now.saturating_add(ms(delay)),
+                    ..moved(m, State::Delayed)
+                }
+            }
+        })
+    }
+
+    /// Makes leases end `lease` from now.
+    pub fn extend(&mut self, receipts: &[String], lease: Duration, now: u64) -> Result<Settled> {
+        self.settle(receipts, now, |m| Meta {
+            until_ms: now.saturating_add(ms(lease)),
+            ..*m
+        })
+    }
+
+    /// Moves dead letters (all, or those named) back to ready with no attempts.
+    pub fn retry(&mut self, ids: &[String], now: u64) -> Result<Retried> {
+        let mut out = Retried::default();
+        let mut dead = Vec::new();
+        if ids.is_empty() {
+            self.store.scan(From::Live, &mut |m| {
+                if m.state == State::Dead {
+                    dead.push(*m);
+                }
+                Step::Continue
+            })?;
+            // Leases that ran out on their last attempt are dead letters too.
+            let mut lapsed = Vec::new();
+            self.store.scan(From::Pending, &mut |m| {
+                if standing(m, now) == Standing::Expired {
+                    lapsed.push(*m);
+                }
+                Step::Continue
+            })?;
+            dead.extend(lapsed);
+        } else {
+            let mut seen = HashSet::new();
+            for id in ids {
+                let m = match parse_id(id) {
+                    Some(seq) => self.store.get(seq)?,
+                    None => None,
+                };
+                match m {
+                    Some(m)
+                        if m.state == State::Dead || standing(&m, now) == Standing::Expired =>
+                    {
+                        if seen.insert(m.seq) {
+                            dead.push(m);
+                        }
+                    }
+                    _ => out.missing.push(id.clone()),
+                }
+            }
+        }
+        let changes: Vec<Change> = dead
+            .iter()
+            .map(|m| Change {
+                old: m.state,
+                new: Meta {
+                    attempts: 0,
+                    max_attempts: 0,
+                    ..moved(m, State::Ready)
+                },
+            })
+            .collect();
+        out.moved = changes.len() as u64;
+        self.store.commit(&changes, true)?;
+        Ok(out)
+    }
+
+    /// Deletes every ready and delayed message (or, with `dead`, every dead
+    /// letter). Returns how many.
+    pub fn purge(&mut self, dead: bool, now: u64) -> Result<u64> {
+        let mut changes = Vec::new();
+        let from = if dead { From::Live } else { From::Pending };
+        self.store.scan(from, &mut |m| {
+            let take = if dead {
+                m.state == State::Dead || standing(m, now) == Standing::Expired
+            } else {
+                matches!(m.state, State::Ready | State::Delayed)
+                    || standing(m, now) == Standing::Deliverable
+            };
+            if take {
+                changes.push(Change {
+                    old: m.state,
+                    new: moved(m, State::Purged),
+                });
+            }
+            Step::Continue
+        })?;
+        self.store.commit(&changes, true)?;
+        Ok(changes.len() as u64)
+    }
+
+    /// The queue's figures at time `now`. Counters come from the index;
+    /// only leased and delayed messages (whose standing depends on the
+    /// clock) are visited, oldest first, plus the oldest ready one.
+    pub fn stats(&mut self, now: u64) -> Result<Stats> {
+        let c: Counters = self.store.counters();
+        let mut s = Stats {
+            queue: self.name.clone(),
+            ready: c.ready,
+            leased: c.leased,
+            delayed: c.delayed,
+            dead: c.dead,
+            pushed: c.pushed,
+            acked: c.acked,
+            purged: c.purged,
+            corrupt: c.corrupt,
+            bytes: c.bytes,
+            segments: self.store.segments(),
+            disk_bytes: self.store.disk_bytes()?,
+            oldest_ready_age_ms: 0,
+        };
+        let timed = c.leased + c.delayed;
+        let mut seen_timed = 0;
+        let mut oldest: Option<u64> = None;
+        self.store.scan(From::Pending, &mut |m| {
+            let was_timed = matches!(m.state, State::Leased | State::Delayed);
+            if was_timed {
+                seen_timed += 1;
+            }
+            match (m.state, standing(m, now)) {
+                (State::Leased, Standing::Deliverable) => {
+                    s.leased -= 1;
+                    s.ready += 1;
+                }
+                (State::Leased, Standing::Expired) => {
+                    s.leased -= 1;
+                    s.dead += 1;
+                }
+                (State::Delayed, Standing::Deliverable) => {
+                    s.delayed -= 1;
+                    s.ready += 1;
+                }
+                _ => {}
+            }
+            if oldest.is_none() && standing(m, now) == Standing::Deliverable {
+                oldest = Some(m.pushed_at_ms);
+            }
+            if seen_timed >= timed && (oldest.is_some() || c.ready == 0) {
+                Step::Stop
+            } else {
+                Step::Continue
+            }
+        })?;
+        s.oldest_ready_age_ms = oldest.map_or(0, |t| now.saturating_sub(t));
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_receipts_round_trip() {
+        assert_eq!(format_id(255), "00000000000000ff");
+        assert_eq!(parse_id("00000000000000ff"), Some(255));
+        assert_eq!(parse_id("ff"), None);
+        let tag = [0xab; 12];
+        let r = format_receipt(7, &tag);
+        assert_eq!(r.len(), 40);
+        assert_eq!(parse_receipt(&r), Some((7, tag)));
+        assert_eq!(parse_receipt("zz"), None);
+        assert_eq!(parse_receipt(&"g".repeat(40)), None);
+    }
+
+    fn meta(state: State, attempts: u32, max: u32, until: u64) -> Meta {
+        Meta {
+            seq: 1,
+            state,
+            attempts,
+            max_attempts: max,
+            pushed_at_ms: 0,
+            until_ms: until,
+            receipt: [0; 12],
+            len: 0,
+            loc: Default::default(),
+        }
+    }
+
+    #[test]
+    fn standing_follows_the_clock() {
+        assert_eq!(standing(&meta(State::Ready, 0, 0, 0), 10), Standing::Deliverable);
+        assert_eq!(standing(&meta(State::Delayed, 0, 0, 20), 10), Standing::Waiting);
+        assert_eq!(standing(&meta(State::Delayed, 0, 0, 10), 10), Standing::Deliverable);
+        assert_eq!(standing(&meta(State::Leased, 1, 5, 20), 10), Standing::Waiting);
+        assert_eq!(standing(&meta(State::Leased, 1, 5, 10), 10), Standing::Deliverable);
+        assert_eq!(standing(&meta(State::Leased, 5, 5, 10), 10), Standing::Expired);
+        assert_eq!(standing(&meta(State::Dead, 5, 5, 0), 10), Standing::Done);
+        assert_eq!(standing(&meta(State::Acked, 1, 5, 0), 10), Standing::Done);
+    }
+}

@@ -1,0 +1,331 @@
+//! Segment files: append-only files of message records
+//! (format in [`crate::record`]).
+//!
+//! A segment is named by the seq of its first message, zero-padded to 20
+//! digits so that `ls` sorts segments in order: `00000000000000000001.seg`.
+//!
+//! Invariants:
+//! * Bytes are only ever appended past the committed length recorded in the
+//!   index header; committed bytes are never rewritten (only `fsck --repair`
+//!   replaces a damaged segment, by a temporary file, fsync and rename).
+//! * A new segment is created with `O_EXCL`, mode 0600, its 16-byte header
+//!   written and fsynced, then the directory fsynced, before any record is
+//!   appended to it.
+//! * Reading never trusts the file: every record is checked by
+//!   [`crate::record::decode`], and a damaged one is reported with its offset.
+
+use crate::error::{Error, IoContext, Result};
+use crate::record::{self, Damage, RecordHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The file name of the segment whose first message has seq `base`.
+pub fn file_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// The path of segment `base` in queue directory `dir`.
+pub fn path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(file_name(base))
+}
+
+/// Parses a segment file name back into its base seq.
+pub fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Opens a file read-write without following symlinks.
+pub fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ctx("open", path)
+}
+
+/// Fsyncs a directory, so that entries created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx("sync directory", dir)
+}
+
+/// Creates segment `base`: exclusive create (0600), header, fsync, directory fsync.
+pub fn create(dir: &Path, base: u64) -> Result<File> {
+    let p = path(dir, base);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .ctx("create segment", &p)?;
+    let written = f
+        .write_all(&record::segment_header())
+        .and_then(|_| f.sync_data());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&p);
+        return Err(Error::io("write segment header", &p, e));
+    }
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+/// Reads the record at `offset` of `file` and checks it. The outer error is
+/// an I/O failure; the inner one says how the record is damaged.
+pub fn read_record(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    expect_len: u32,
+) -> Result<Result<(RecordHeader, Vec<u8>), Damage>> {
+    let mut buf = vec![0u8; RECORD_HEADER_LEN + expect_len as usize];
+    let n = read_at_most(file, path, &mut buf, offset)?;
+    buf.truncate(n);
+    let header = match record::decode_header(&buf) {
+        Ok(h) => h,
+        Err(d) => return Ok(Err(d)),
+    };
+    if header.body_len != expect_len {
+        return Ok(Err(Damage::BadHeaderCrc));
+    }
+    if let Err(d) = record::check_body(&header, &buf[RECORD_HEADER_LEN..]) {
+        return Ok(Err(d));
+    }
+    buf.drain(..RECORD_HEADER_LEN);
+    Ok(Ok((header, buf)))
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
+pub fn read_at_most(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    }
+    Ok(done)
+}
+
+/// What a scan of a byte range found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A record whose header and body check out.
+    Good { offset: u64, header: RecordHeader },
+    /// A record whose header checks out but whose body does not.
+    BadBody { offset: u64, header: RecordHeader },
+    /// Bytes that are no record: `len` bytes from `offset`.
+    Garbage { offset: u64, len: u64, damage: Damage },
+}
+
+/// Scans `buf`, which holds the file's bytes from `base_offset` on, record by
+/// record. After damage it resynchronises on the next good record header.
+/// Returns what it found and the offset just past the last record with a
+/// good header (where a torn tail starts).
+pub fn scan(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
+    let mut found = Vec::new();
+    let mut at = 0usize;
+    let mut end = base_offset;
+    while at < buf.len() {
+        match record::decode_header(&buf[at..]) {
+            Ok(h) if (buf.len() - at) as u64 >= h.record_len() => {
+                let offset = base_offset + at as u64;
+                let body = &buf[at + RECORD_HEADER_LEN..at + h.record_len() as usize];
+                if record::check_body(&h, body).is_ok() {
+                    found.push(Found::Good { offset, header: h });
+                } else {
+                    found.push(Found::BadBody { offset, header: h });
+                }
+                at += h.record_len() as usize;
+                end = base_offset + at as u64;
+            }
+            first => {
+                let damage = match first {
+                    Ok(_) => Damage::Short,
+                    Err(d) => d,
+                };
+                let next = record::find_next(buf, at + 1).unwrap_or(buf.len());
+                found.push(Found::Garbage {
+                    offset: base_offset + at as u64,
+                    len: (next - at) as u64,
+                    damage,
+                });
+                at = next;
+            }
+        }
+    }
+    (found, end)
+}
+
+/// Reads a whole segment file and checks its header; returns its bytes.
+pub fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let f = File::open(path).ctx("open segment", path)?;
+    let len = f.metadata().ctx("stat segment", path)?.len();
+    let mut buf = vec![0u8; len as usize];
+    let n = read_at_most(&f, path, &mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The offset of the first record in a segment.
+pub const FIRST_RECORD: u64 = SEGMENT_HEADER_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_and_parse_back() {
+        assert_eq!(file_name(1), "00000000000000000001.seg");
+        assert_eq!(parse_name(&file_name(123_456)), Some(123_456));
+        assert_eq!(parse_name("1.seg"), None);
+        assert_eq!(parse_name("0000000000000000000x.seg"), None);
+        assert!(file_name(9) < file_name(10));
+    }
+
+    fn rec(seq: u64, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        record::encode(seq, 5, 0, body, &mut v);
+        v
+    }
+
+    #[test]
+    fn a_scan_skips_a_damaged_record_and_finds_its_neighbours() {
+        let mut buf = rec(1, b"one");
+        let second = buf.len();
+        buf.extend(rec(2, b"two"));
+        let third = buf.len();
+        buf.extend(rec(3, b"three"));
+        buf[second + RECORD_HEADER_LEN] ^= 0xff; // body of 2
+        let (found, end) = scan(&buf, 16);
+        assert_eq!(found.len(), 3);
+        assert!(matches!(found[0], Found::Good { offset: 16, .. }));
+        assert!(matches!(found[1], Found::BadBody { offset, .. } if offset == 16 + second as u64));
+        assert!(matches!(found[2], Found::Good { offset, .. } if offset == 16 + third as u64));
+        assert_eq!(end, 16 + buf.len() as u64);
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_as_garbage_past_the_end() {
+        let mut buf = rec(1, b"one");
+        let good_end = buf.len();
+        let second = rec(2, b"two two two");
+        buf.extend_from_slice(&second[..second.len() - 3]);
+        let (found, end) = scan(&buf, 0);
+        assert_eq!(end, good_end as u64);
+        assert!(matches!(found.last(), Some(Found::Garbage { damage: Damage::Short, .. })));
+    }
+
+    #[test]
+    fn a_broken_header_resyncs_on_the_next_record() {
+        let mut buf = rec(1, b"one");
+        let second = buf.len();
+        buf.extend(rec(2, b"two"));
+        buf[5] ^= 1; // header of 1
+        let (found, _) = scan(&buf, 0);
+        assert!(matches!(found[0], Found::Garbage { offset: 0, len, .. } if len == second as u64));
+        assert!(matches!(found[1], Found::Good { header, .. } if header.seq == 2));
+    }
+}
+
+/// Rewrites segment `path` keeping only its good records (and a fresh file
+/// header): write `<name>.tmp`, fsync, rename over, fsync the directory.
+/// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
+/// Returns the good records with their new offsets.
+pub fn rewrite_good(dir: &Path, path: &Path, bytes: &[u8], found: &[Found]) -> Result<Vec<(u64, RecordHeader)>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let qdir = dir.join("quarantine");
+    let mut quarantined = false;
+    for f in found {
+        let (offset, len) = match f {
+            Found::BadBody { offset, header } => (*offset, header.record_len()),
+            Found::Garbage { offset, len, .. } => (*offset, *len),
+            Found::Good { .. } => continue,
+        };
+        if !quarantined {
+            match std::fs::DirBuilder::new().mode(0o700).create(&qdir) {
+                Ok(()) => sync_dir(dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create directory", &qdir, e)),
+            }
+            quarantined = true;
+        }
+        let from = offset as usize;
+        let to = (from + len as usize).min(bytes.len());
+        let qpath = qdir.join(format!("{name}-{offset}.bad"));
+        let mut q = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&qpath)
+            .ctx("create", &qpath)?;
+        q.write_all(&bytes[from.min(to)..to]).ctx("write", &qpath)?;
+        q.sync_all().ctx("sync", &qpath)?;
+    }
+    if quarantined {
+        sync_dir(&qdir)?;
+    }
+    let mut out = record::segment_header().to_vec();
+    let mut good = Vec::new();
+    for f in found {
+        if let Found::Good { offset, header } = f {
+            let from = *offset as usize;
+            let to = from + header.record_len() as usize;
+            good.push((out.len() as u64, *header));
+            out.extend_from_slice(&bytes[from..to]);
+        }
+    }
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut t = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .ctx("create", &tmp)?;
+    t.write_all(&out).ctx("write", &tmp)?;
+    t.sync_all().ctx("sync", &tmp)?;
+    std::fs::rename(&tmp, path).ctx("rename", &tmp)?;
+    sync_dir(dir)?;
+    Ok(good)
+}
+
+/// The segment files in `dir`, sorted by base.
+pub fn list(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).ctx("list", dir)? {
+        let entry = entry.ctx("list", dir)?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Reads and scans a whole segment: its bytes, the records found after the
+/// file header, and a problem with the file header if any.
+pub fn check(path: &Path) -> Result<(Vec<u8>, Vec<Found>, Option<String>)> {
+    let bytes = read_all(path)?;
+    let head_problem = record::check_segment_header(&bytes).err();
+    let from = (FIRST_RECORD as usize).min(bytes.len());
+    let (found, _) = scan(&bytes[from..], FIRST_RECORD);
+    Ok((bytes, found, head_problem))
+}

@@ -1,0 +1,252 @@
+//! The seam between queue logic and storage.
+//!
+//! [`crate::queue`] decides everything about delivery (leases, attempts, dead
+//! letters, delays, receipts) in terms of [`Meta`] values; a [`Store`] only
+//! keeps them durable, finds them in delivery order and returns bodies. The
+//! default store is [`crate::fsstore::FsStore`] (segment files plus an index).
+//!
+//! Invariants every store keeps:
+//! * `commit` is atomic: after a crash either every change of a call is seen or
+//!   none is; with `durable` it is on stable storage when `commit` returns.
+//! * `push` is durable when it returns.
+//! * [`Counters`] always equal what applying [`Counters::apply`] to every
+//!   transition ever committed gives; they are never recomputed by a scan.
+
+use crate::error::Result;
+
+/// Where a message is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    Ready = 1,
+    Delayed = 2,
+    Leased = 3,
+    Dead = 4,
+    Acked = 5,
+    Purged = 6,
+    /// Its record is damaged: reported once and never served.
+    Corrupt = 7,
+}
+
+impl State {
+    pub fn from_u8(b: u8) -> Option<State> {
+        Some(match b {
+            1 => State::Ready,
+            2 => State::Delayed,
+            3 => State::Leased,
+            4 => State::Dead,
+            5 => State::Acked,
+            6 => State::Purged,
+            7 => State::Corrupt,
+            _ => return None,
+        })
+    }
+
+    /// Whether the message still holds a body (not acked, purged or lost).
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            State::Ready | State::Delayed | State::Leased | State::Dead
+        )
+    }
+
+    /// Whether the message may yet be delivered (without a `retry`).
+    pub fn is_pending(self) -> bool {
+        matches!(self, State::Ready | State::Delayed | State::Leased)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Delayed => "delayed",
+            State::Leased => "leased",
+            State::Dead => "dead",
+            State::Acked => "acked",
+            State::Purged => "purged",
+            State::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// Random part of a receipt: 96 bits.
+pub type ReceiptTag = [u8; 12];
+
+/// What the queue logic knows of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Sequence number in the queue: the message id.
+    pub seq: u64,
+    pub state: State,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// For a leased message: the `--max-attempts` of the pop that leased it,
+    /// applied if the lease expires.
+    pub max_attempts: u32,
+    pub pushed_at_ms: u64,
+    /// Leased: when the lease ends. Delayed: when it becomes ready. Else 0.
+    pub until_ms: u64,
+    /// Leased: the current delivery's receipt tag. Else zero.
+    pub receipt: ReceiptTag,
+    /// Body length in bytes.
+    pub len: u32,
+    /// Where the store keeps the body; the queue logic only copies it along.
+    pub loc: Loc,
+}
+
+/// A store's own address for a message's body (for the file store: the
+/// segment's base seq and the record's offset in it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loc {
+    pub segment: u64,
+    pub offset: u32,
+}
+
+/// One state change, as committed.
+#[derive(Clone, Copy, Debug)]
+pub struct Change {
+    pub old: State,
+    pub new: Meta,
+}
+
+/// A message to push.
+pub struct NewMessage {
+    pub body: Vec<u8>,
+    pub pushed_at_ms: u64,
+    /// 0 for ready at once.
+    pub not_before_ms: u64,
+}
+
+/// Counts by stored state, and totals since the queue was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub ready: u64,
+    pub delayed: u64,
+    pub leased: u64,
+    pub dead: u64,
+    pub pushed: u64,
+    pub acked: u64,
+    pub purged: u64,
+    pub corrupt: u64,
+    /// Body bytes of live messages.
+    pub bytes: u64,
+}
+
+impl Counters {
+    fn slot(&mut self, s: State) -> &mut u64 {
+        match s {
+            State::Ready => &mut self.ready,
+            State::Delayed => &mut self.delayed,
+            State::Leased => &mut self.leased,
+            State::Dead => &mut self.dead,
+            State::Acked => &mut self.acked,
+            State::Purged => &mut self.purged,
+            State::Corrupt => &mut self.corrupt,
+        }
+    }
+
+    /// A message of `len` bytes enters the queue in state `s`.
+    pub fn add(&mut self, s: State, len: u32) {
+        self.pushed += 1;
+        *self.slot(s) += 1;
+        if s.is_live() {
+            self.bytes += u64::from(len);
+        }
+    }
+
+    /// A message of `len` bytes moves from `old` to `new`. Acked, purged and
+    /// corrupt are running totals: nothing leaves them except by `retry`
+    /// of a dead letter, which is live.
+    pub fn apply(&mut self, old: State, new: State, len: u32) {
+        if old == new {
+            return;
+        }
+        let from = self.slot(old);
+        *from = from.saturating_sub(1);
+        *self.slot(new) += 1;
+        match (old.is_live(), new.is_live()) {
+            (true, false) => self.bytes = self.bytes.saturating_sub(u64::from(len)),
+            (false, true) => self.bytes += u64::from(len),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a scan goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Stop,
+}
+
+/// Where a scan starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The oldest message that may still be delivered (ready, delayed, leased).
+    Pending,
+    /// The oldest message that still holds a body (dead letters included).
+    Live,
+}
+
+/// Storage for one queue, held under the queue's lock.
+pub trait Store {
+    /// Appends messages in order and makes them durable. Returns their seqs.
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage>>) -> Result<Vec<u64>>;
+
+    /// Visits messages in seq order from `from`, skipping finished ones
+    /// (acked, purged, corrupt) where it cheaply can, until `visit` says stop.
+    fn scan(&mut self, from: From, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()>;
+
+    /// The message with this seq, if the store holds one.
+    fn get(&mut self, seq: u64) -> Result<Option<Meta>>;
+
+    /// The body of a message. A damaged record is an `Error::Corrupt` naming
+    /// the file and offset.
+    fn body(&mut self, meta: &Meta) -> Result<Vec<u8>>;
+
+    /// Applies `changes` atomically; durable on return when `durable`.
+    fn commit(&mut self, changes: &[Change], durable: bool) -> Result<()>;
+
+    /// The counters as of the last commit.
+    fn counters(&self) -> Counters;
+
+    /// Number of segment files (or the store's equivalent).
+    fn segments(&self) -> u64;
+
+    /// Bytes the queue takes on disk.
+    fn disk_bytes(&self) -> Result<u64>;
+
+    /// Things noticed and repaired on the way (torn tails, damaged records),
+    /// each one line, for stderr. Drained by the caller.
+    fn take_notices(&mut self) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_transitions() {
+        let mut c = Counters::default();
+        c.add(State::Ready, 10);
+        c.add(State::Delayed, 5);
+        assert_eq!((c.ready, c.delayed, c.pushed, c.bytes), (1, 1, 2, 15));
+        c.apply(State::Ready, State::Leased, 10);
+        c.apply(State::Leased, State::Acked, 10);
+        assert_eq!((c.ready, c.leased, c.acked, c.bytes), (0, 0, 1, 5));
+        c.apply(State::Delayed, State::Dead, 5);
+        c.apply(State::Dead, State::Ready, 5);
+        assert_eq!((c.ready, c.dead, c.bytes), (1, 0, 5));
+        c.apply(State::Ready, State::Purged, 5);
+        assert_eq!((c.ready, c.purged, c.bytes), (0, 1, 0));
+    }
+
+    #[test]
+    fn states_round_trip_through_bytes() {
+        for b in 0..=255u8 {
+            if let Some(s) = State::from_u8(b) {
+                assert_eq!(s as u8, b);
+            }
+        }
+        assert_eq!(State::from_u8(0), None);
+    }
+}
