@@ -46,9 +46,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Add messages to a queue (each BODY, each stdin line, or all of stdin)
-    #[command(after_help = "Examples:\n  spoolmq push jobs 'resize img1.png' 'resize img2.png'\n  \
+    #[command(
+        after_help = "Examples:\n  spoolmq push jobs 'resize img1.png' 'resize img2.png'\n  \
                             find . -name '*.log' | spoolmq push logs --lines\n  \
-                            spoolmq push reminders --delay 1h < note.txt")]
+                            spoolmq push reminders --delay 1h < note.txt"
+    )]
     Push(PushArgs),
     /// Lease ready messages, oldest first
     #[command(after_help = "Examples:\n  spoolmq pop jobs --json\n  \
@@ -56,24 +58,32 @@ pub enum Command {
                             spoolmq pop jobs --wait 1m --json")]
     Pop(PopArgs),
     /// Delete leased messages: their work is done
-    #[command(after_help = "Example:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\"")]
+    #[command(
+        after_help = "Example:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\""
+    )]
     Ack(ReceiptsArgs),
     /// Give leased messages back for another attempt
-    #[command(after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m")]
+    #[command(
+        after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m"
+    )]
     Nack(NackArgs),
     /// Make a lease end later, for long work
     #[command(after_help = "Example:\n  spoolmq extend jobs \"$receipt\" --lease 10m")]
     Extend(ExtendArgs),
     /// Move dead letters back to ready
-    #[command(after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007")]
+    #[command(
+        after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007"
+    )]
     Retry(RetryArgs),
     /// Show counters per queue
     #[command(after_help = "Examples:\n  spoolmq stats\n  spoolmq stats jobs --json")]
     Stats(StatsArgs),
     /// Pop a message and run a command on it; ack on success, nack on failure
-    #[command(after_help = "Examples:\n  spoolmq exec jobs -- sh -c 'convert \"$(cat)\" out.png'\n  \
+    #[command(
+        after_help = "Examples:\n  spoolmq exec jobs -- sh -c 'convert \"$(cat)\" out.png'\n  \
                             spoolmq exec jobs --loop -- ./handle.sh\n  \
-                            spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker")]
+                            spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker"
+    )]
     Exec(ExecArgs),
     /// List the queues in the spool
     #[command(after_help = "Example:\n  spoolmq list --json")]

@@ -101,7 +101,9 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
         }
     }
     if ran == 0 {
-        return Err(Error::Empty(format!("{queue}: nothing to do: no ready message")));
+        return Err(Error::Empty(format!(
+            "{queue}: nothing to do: no ready message"
+        )));
     }
     if stale > 0 {
         return Err(Error::Stale(format!(
@@ -142,7 +144,13 @@ fn settle(spool: &Spool, queue: &str, receipt: &str, ok: bool, req: &ExecRequest
     s.into_result()
 }
 
-fn run_one(spool: &Spool, queue: &str, req: &ExecRequest, d: &Delivery, warn: Warn) -> Result<Handled> {
+fn run_one(
+    spool: &Spool,
+    queue: &str,
+    req: &ExecRequest,
+    d: &Delivery,
+    warn: Warn,
+) -> Result<Handled> {
     let (program, args) = req
         .cmd
         .split_first()
@@ -192,7 +200,10 @@ fn run_one(spool: &Spool, queue: &str, req: &ExecRequest, d: &Delivery, warn: Wa
                     });
                     if let Err(e) = extended {
                         lease_ok = false;
-                        warn(format!("{queue}: message {}: cannot extend the lease: {e}", d.id));
+                        warn(format!(
+                            "{queue}: message {}: cannot extend the lease: {e}",
+                            d.id
+                        ));
                     }
                 }
             }

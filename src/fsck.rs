@@ -73,7 +73,11 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
                         format!("message {:016x}: body checksum mismatch", header.seq),
                     ));
                 }
-                Found::Garbage { offset, len, damage } => {
+                Found::Garbage {
+                    offset,
+                    len,
+                    damage,
+                } => {
                     r.problems.push(problem(
                         &path,
                         Some(offset),
@@ -129,7 +133,8 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
             if m.state.is_live() {
                 *live.entry(m.loc.segment).or_default() += 1;
                 let at = good.get(&seq).copied();
-                if at != Some((m.loc.segment, u64::from(m.loc.offset))) && !bad_seqs.contains(&seq) {
+                if at != Some((m.loc.segment, u64::from(m.loc.offset))) && !bad_seqs.contains(&seq)
+                {
                     slot_problems.push((
                         seq,
                         format!(
@@ -145,7 +150,11 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
             seq,
             format!(
                 "index slot of message {seq:016x} is {}",
-                if d == SlotDamage::Empty { "missing" } else { "damaged" }
+                if d == SlotDamage::Empty {
+                    "missing"
+                } else {
+                    "damaged"
+                }
             ),
         )),
     })?;

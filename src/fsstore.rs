@@ -171,17 +171,25 @@ impl FsStore {
     /// Creates the files of a new queue. The index appears last, by rename,
     /// so a queue either has a valid index or is not a queue yet.
     fn init(dir: &Path, boot: [u8; 16]) -> Result<()> {
-        create_file(&dir.join("slots"))?.sync_all().ctx("sync", &dir.join("slots"))?;
-        create_file(&dir.join("wal"))?.sync_all().ctx("sync", &dir.join("wal"))?;
+        create_file(&dir.join("slots"))?
+            .sync_all()
+            .ctx("sync", &dir.join("slots"))?;
+        create_file(&dir.join("wal"))?
+            .sync_all()
+            .ctx("sync", &dir.join("wal"))?;
         let h = Header {
             generation: 1,
             boot_id: boot,
             next_seq: 1,
             scan_lo: 1,
             punched: 0,
+            salt: getrandom::u64()
+                .map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?,
             ..Header::default()
         };
-        let bytes = h.encode().ok_or_else(|| Error::Runtime("header too large".into()))?;
+        let bytes = h
+            .encode()
+            .ok_or_else(|| Error::Runtime("header too large".into()))?;
         let tmp = dir.join("index.tmp");
         let _ = std::fs::remove_file(&tmp);
         let f = OpenOptions::new()
@@ -191,9 +199,11 @@ impl FsStore {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .ctx("create", &tmp)?;
-        f.set_len((REGION_LEN * index::REGIONS) as u64).ctx("write", &tmp)?;
+        f.set_len((REGION_LEN * index::REGIONS) as u64)
+            .ctx("write", &tmp)?;
         f.write_all_at(&bytes, 0).ctx("write", &tmp)?;
-        f.write_all_at(&bytes, (2 * REGION_LEN) as u64).ctx("write", &tmp)?;
+        f.write_all_at(&bytes, (2 * REGION_LEN) as u64)
+            .ctx("write", &tmp)?;
         f.sync_all().ctx("sync", &tmp)?;
         std::fs::rename(&tmp, dir.join("index")).ctx("rename", &tmp)?;
         sync_dir(dir)
@@ -365,17 +375,20 @@ impl FsStore {
                     // Seqs skipped by damage before this record are lost messages.
                     while self.h.next_seq < header.seq {
                         let lost = self.h.next_seq;
-                        self.put_new(Meta {
-                            seq: lost,
-                            state: State::Corrupt,
-                            attempts: 0,
-                            max_attempts: 0,
-                            pushed_at_ms: 0,
-                            until_ms: 0,
-                            receipt: [0; 12],
-                            len: 0,
-                            loc: Loc::default(),
-                        }, base)?;
+                        self.put_new(
+                            Meta {
+                                seq: lost,
+                                state: State::Corrupt,
+                                attempts: 0,
+                                max_attempts: 0,
+                                pushed_at_ms: 0,
+                                until_ms: 0,
+                                receipt: [0; 12],
+                                len: 0,
+                                loc: Loc::default(),
+                            },
+                            base,
+                        )?;
                     }
                     let state = if !good {
                         self.notices.push(format!(
@@ -389,20 +402,23 @@ impl FsStore {
                     } else {
                         State::Ready
                     };
-                    self.put_new(Meta {
-                        seq: header.seq,
-                        state,
-                        attempts: 0,
-                        max_attempts: 0,
-                        pushed_at_ms: header.pushed_at_ms,
-                        until_ms: header.not_before_ms,
-                        receipt: [0; 12],
-                        len: header.body_len,
-                        loc: Loc {
-                            segment: base,
-                            offset: offset as u32,
+                    self.put_new(
+                        Meta {
+                            seq: header.seq,
+                            state,
+                            attempts: 0,
+                            max_attempts: 0,
+                            pushed_at_ms: header.pushed_at_ms,
+                            until_ms: header.not_before_ms,
+                            receipt: [0; 12],
+                            len: header.body_len,
+                            loc: Loc {
+                                segment: base,
+                                offset: offset as u32,
+                            },
                         },
-                    }, base)?;
+                        base,
+                    )?;
                     adopted += 1;
                 }
                 Found::Good { offset, .. } | Found::BadBody { offset, .. } => {
@@ -411,7 +427,11 @@ impl FsStore {
                         path.display()
                     ));
                 }
-                Found::Garbage { offset, len, damage } if offset < end => {
+                Found::Garbage {
+                    offset,
+                    len,
+                    damage,
+                } if offset < end => {
                     self.notices.push(format!(
                         "{}: offset {offset}: {} ({len} bytes); skipped",
                         path.display(),
@@ -485,9 +505,7 @@ impl FsStore {
                 from + pos as u64,
                 buf.len() - pos
             ));
-            self.wal
-                .set_len(from + pos as u64)
-                .ctx("truncate", &path)?;
+            self.wal.set_len(from + pos as u64).ctx("truncate", &path)?;
             self.wal.sync_data().ctx("sync", &path)?;
         }
         self.h.wal_len = from + pos as u64;
@@ -651,11 +669,22 @@ impl FsStore {
     /// Reads the slot of `seq`.
     fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
         let mut b = [0u8; SLOT_LEN];
-        let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut b, seq * SLOT_LEN as u64)?;
+        let n = segment::read_at_most(
+            &self.slots,
+            &self.slots_path(),
+            &mut b,
+            seq * SLOT_LEN as u64,
+        )?;
         if n < SLOT_LEN {
             return Ok(Err(SlotDamage::Empty));
         }
-        Ok(decode_slot(&b).and_then(|m| if m.seq == seq { Ok(m) } else { Err(SlotDamage::Bad) }))
+        Ok(decode_slot(&b).and_then(|m| {
+            if m.seq == seq {
+                Ok(m)
+            } else {
+                Err(SlotDamage::Bad)
+            }
+        }))
     }
 
     /// Every slot from `from` (inclusive) to `next_seq`, decoded, for fsck.
@@ -667,7 +696,12 @@ impl FsStore {
         let mut seq = from.max(self.h.punched);
         let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
         while seq < self.h.next_seq {
-            let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut buf, seq * SLOT_LEN as u64)?;
+            let n = segment::read_at_most(
+                &self.slots,
+                &self.slots_path(),
+                &mut buf,
+                seq * SLOT_LEN as u64,
+            )?;
             let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
             for i in 0..count {
                 let at = i * SLOT_LEN;
@@ -675,8 +709,13 @@ impl FsStore {
                 let r = if at + SLOT_LEN > n {
                     Err(SlotDamage::Empty)
                 } else {
-                    decode_slot(&buf[at..at + SLOT_LEN])
-                        .and_then(|m| if m.seq == s { Ok(m) } else { Err(SlotDamage::Bad) })
+                    decode_slot(&buf[at..at + SLOT_LEN]).and_then(|m| {
+                        if m.seq == s {
+                            Ok(m)
+                        } else {
+                            Err(SlotDamage::Bad)
+                        }
+                    })
                 };
                 visit(s, r);
             }
@@ -684,7 +723,6 @@ impl FsStore {
         }
         Ok(())
     }
-
 }
 
 impl Store for FsStore {
@@ -726,7 +764,12 @@ impl Store for FsStore {
         let mut contiguous = matches!(from, From::Pending);
         let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
         while seq < self.h.next_seq {
-            let n = segment::read_at_most(&self.slots, &self.slots_path(), &mut buf, seq * SLOT_LEN as u64)?;
+            let n = segment::read_at_most(
+                &self.slots,
+                &self.slots_path(),
+                &mut buf,
+                seq * SLOT_LEN as u64,
+            )?;
             let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
             for i in 0..count {
                 let s = seq + i as u64;
@@ -734,8 +777,13 @@ impl Store for FsStore {
                 let slot = if at + SLOT_LEN > n {
                     Err(SlotDamage::Empty)
                 } else {
-                    decode_slot(&buf[at..at + SLOT_LEN])
-                        .and_then(|m| if m.seq == s { Ok(m) } else { Err(SlotDamage::Bad) })
+                    decode_slot(&buf[at..at + SLOT_LEN]).and_then(|m| {
+                        if m.seq == s {
+                            Ok(m)
+                        } else {
+                            Err(SlotDamage::Bad)
+                        }
+                    })
                 };
                 match slot {
                     Ok(m) => {
@@ -785,7 +833,10 @@ impl Store for FsStore {
             Ok((h, body)) if h.seq == meta.seq => Ok(body),
             Ok(_) => Err(Error::corrupt(
                 &path,
-                format!("offset {}: record belongs to another message", meta.loc.offset),
+                format!(
+                    "offset {}: record belongs to another message",
+                    meta.loc.offset
+                ),
             )),
             Err(d) => Err(Error::corrupt(
                 &path,
@@ -805,10 +856,13 @@ impl Store for FsStore {
         let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
-        let written = self
-            .wal
-            .write_all_at(&rec, self.h.wal_len)
-            .and_then(|_| if durable { self.wal.sync_data() } else { Ok(()) });
+        let written = self.wal.write_all_at(&rec, self.h.wal_len).and_then(|_| {
+            if durable {
+                self.wal.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             let _ = self.wal.set_len(self.h.wal_len);
             return Err(Error::io("append", &path, e));
@@ -825,6 +879,10 @@ impl Store for FsStore {
         self.h.counters
     }
 
+    fn salt(&self) -> u64 {
+        self.h.salt
+    }
+
     fn segments(&self) -> u64 {
         self.h.segments.len() as u64
     }
@@ -832,7 +890,12 @@ impl Store for FsStore {
     fn disk_bytes(&self) -> Result<u64> {
         let mut total = 0;
         let mut paths = vec![self.index_path(), self.slots_path(), self.wal_path()];
-        paths.extend(self.h.segments.iter().map(|s| segment::path(&self.dir, s.base)));
+        paths.extend(
+            self.h
+                .segments
+                .iter()
+                .map(|s| segment::path(&self.dir, s.base)),
+        );
         for p in paths {
             if let Ok(m) = std::fs::metadata(&p) {
                 use std::os::unix::fs::MetadataExt;
@@ -865,7 +928,11 @@ impl FsStore {
         let mut base = new_segments.last().map_or(self.h.active, |s| s.base);
         let mut path = segment::path(&self.dir, base);
         let mut file = segment::open_rw(&path)?;
-        let mut len = if new_segments.is_empty() { self.h.active_len } else { segment::FIRST_RECORD };
+        let mut len = if new_segments.is_empty() {
+            self.h.active_len
+        } else {
+            segment::FIRST_RECORD
+        };
         let mut next = self.h.next_seq;
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_at = len;
@@ -899,7 +966,11 @@ impl FsStore {
                 buf_at = len;
                 rolled = true;
             }
-            let state = if msg.not_before_ms > 0 { State::Delayed } else { State::Ready };
+            let state = if msg.not_before_ms > 0 {
+                State::Delayed
+            } else {
+                State::Ready
+            };
             let m = Meta {
                 seq: next,
                 state,
@@ -914,7 +985,13 @@ impl FsStore {
                     offset: len as u32,
                 },
             };
-            record::encode(m.seq, msg.pushed_at_ms, msg.not_before_ms, &msg.body, &mut buf);
+            record::encode(
+                m.seq,
+                msg.pushed_at_ms,
+                msg.not_before_ms,
+                &msg.body,
+                &mut buf,
+            );
             slots.extend_from_slice(&encode_slot(&m));
             counted.push((state, m.len, base));
             len += rec_len;
@@ -985,7 +1062,9 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     match FsStore::open(dir, false) {
         Ok(Some(mut s)) => notes.extend(s.take_notices()),
         Ok(None) => {}
-        Err(e) => notes.push(format!("index unreadable ({e}); rebuilding it from the segments")),
+        Err(e) => notes.push(format!(
+            "index unreadable ({e}); rebuilding it from the segments"
+        )),
     }
     let _lock = QueueLock::acquire(&dir.join("lock"), true)?;
     let index = create_file(&dir.join("index"))?;
@@ -1013,8 +1092,8 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     for base in segment::list(dir)? {
         let path = segment::path(dir, base);
         let (bytes, found, head_problem) = segment::check(&path)?;
-        let damaged = head_problem.is_some()
-            || found.iter().any(|f| !matches!(f, Found::Good { .. }));
+        let damaged =
+            head_problem.is_some() || found.iter().any(|f| !matches!(f, Found::Good { .. }));
         let good: Vec<(u64, record::RecordHeader)> = if damaged {
             let g = segment::rewrite_good(dir, &path, &bytes, &found)?;
             notes.push(format!(
@@ -1036,7 +1115,10 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         let mut last = records.last().map(|r| r.2.seq);
         for (offset, h) in good {
             if h.seq < base || last.is_some_and(|l| h.seq <= l) {
-                notes.push(format!("{}: offset {offset}: record out of sequence; dropped", path.display()));
+                notes.push(format!(
+                    "{}: offset {offset}: record out of sequence; dropped",
+                    path.display()
+                ));
                 continue;
             }
             last = Some(h.seq);
@@ -1103,10 +1185,18 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
                     offset: *offset as u32,
                 };
                 match slot {
-                    Some(m) if m.state != State::Corrupt => Meta { loc, len: h.body_len, ..*m },
+                    Some(m) if m.state != State::Corrupt => Meta {
+                        loc,
+                        len: h.body_len,
+                        ..*m
+                    },
                     _ => Meta {
                         seq,
-                        state: if h.not_before_ms > 0 { State::Delayed } else { State::Ready },
+                        state: if h.not_before_ms > 0 {
+                            State::Delayed
+                        } else {
+                            State::Ready
+                        },
                         attempts: 0,
                         max_attempts: 0,
                         pushed_at_ms: h.pushed_at_ms,
@@ -1117,7 +1207,9 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
                     },
                 }
             }
-            (None, Some(m)) if matches!(m.state, State::Acked | State::Purged | State::Corrupt) => *m,
+            (None, Some(m)) if matches!(m.state, State::Acked | State::Purged | State::Corrupt) => {
+                *m
+            }
             (None, slot) => {
                 if slot.is_some() {
                     lost += 1;
@@ -1145,7 +1237,9 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         out.extend_from_slice(&encode_slot(&m));
     }
     if lost > 0 {
-        notes.push(format!("{lost} messages had no intact record left and are marked lost"));
+        notes.push(format!(
+            "{lost} messages had no intact record left and are marked lost"
+        ));
     }
     slots
         .write_all_at(&out, lo * SLOT_LEN as u64)
@@ -1170,6 +1264,11 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         scan_lo,
         counters,
         punched: old.as_ref().map_or(0, |h| h.punched).min(lo),
+        salt: match &old {
+            Some(h) => h.salt,
+            None => getrandom::u64()
+                .map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?,
+        },
         segments: segs
             .iter()
             .map(|(base, _)| SegmentEntry {

@@ -25,7 +25,7 @@
 //! | SPMQIDX1| version| length| generation| lsn | wal_len| boot_id| next_seq| active| act_len  | scan_lo |
 //! | magic   | u32    | u32   | u64       | u64 | u64    | 16 B   | u64     | u64   | u64      | u64     |
 //! +88: counters, 9 x u64: ready delayed leased dead pushed acked purged corrupt bytes
-//! +160 | punched u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
+//! +160 | punched u64 | salt u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
 //! ```
 //! `length` is the encoded length including the CRC. `lsn` is the last WAL
 //! record applied, `wal_len` the WAL length that covers it. `active` is the
@@ -53,7 +53,7 @@ pub const INDEX_VERSION: u32 = 1;
 pub const REGION_LEN: usize = 64 * 1024;
 /// Regions in the `index` file: live A, live B, checkpoint A, checkpoint B.
 pub const REGIONS: usize = 4;
-const HEADER_FIXED: usize = 172;
+const HEADER_FIXED: usize = 180;
 /// Most segments one header can list.
 pub const MAX_SEGMENTS: usize = (REGION_LEN - HEADER_FIXED - 4) / 16;
 pub const WAL_HEAD_LEN: usize = 8;
@@ -103,7 +103,6 @@ pub fn encode_slot(m: &Slot) -> [u8; SLOT_LEN] {
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
     }
-
 }
 
 /// Decodes a slot; `Err(Empty)` for zeros, `Err(Bad)` for damage.
@@ -161,6 +160,9 @@ pub struct Header {
     pub counters: Counters,
     /// Slots below this seq have been punched out of the `slots` file.
     pub punched: u64,
+    /// Random, fixed when the queue is created: ids are `seq ^ salt`, so ids
+    /// of different queues do not collide.
+    pub salt: u64,
     pub segments: Vec<SegmentEntry>,
 }
 
@@ -195,6 +197,7 @@ impl Header {
             c.corrupt,
             c.bytes,
             self.punched,
+            self.salt,
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
@@ -224,7 +227,7 @@ impl Header {
         if crc32fast::hash(&b[..len - 4]) != u32_at(b, len - 4) {
             return None;
         }
-        let nsegs = u32_at(b, 168) as usize;
+        let nsegs = u32_at(b, 176) as usize;
         if HEADER_FIXED + nsegs * 16 + 4 != len {
             return None;
         }
@@ -261,6 +264,7 @@ impl Header {
                 bytes: v(12),
             },
             punched: v(13),
+            salt: v(14),
             segments,
         })
     }
@@ -398,6 +402,7 @@ mod tests {
                 bytes: 9,
             },
             punched: 10,
+            salt: 11,
             segments: vec![
                 SegmentEntry { base: 1, live: 2 },
                 SegmentEntry { base: 50, live: 40 },
@@ -422,9 +427,10 @@ mod tests {
         assert_eq!(u64_at(&b, 88), 1); // ready
         assert_eq!(u64_at(&b, 152), 9); // bytes
         assert_eq!(u64_at(&b, 160), 10); // punched
-        assert_eq!(u32_at(&b, 168), 2);
-        assert_eq!(u64_at(&b, 172), 1);
-        assert_eq!(u64_at(&b, 188), 50);
+        assert_eq!(u64_at(&b, 168), 11); // salt
+        assert_eq!(u32_at(&b, 176), 2);
+        assert_eq!(u64_at(&b, 180), 1);
+        assert_eq!(u64_at(&b, 196), 50);
         assert_eq!(Header::decode(&b), Some(h));
     }
 

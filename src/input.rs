@@ -10,7 +10,8 @@ use std::time::Duration;
 pub const MAX_QUEUE_NAME: usize = 64;
 
 /// The rule, as printed in errors and help.
-pub const QUEUE_NAME_RULE: &str = "a queue name is 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'";
+pub const QUEUE_NAME_RULE: &str =
+    "a queue name is 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'";
 
 /// Checks a queue name against the contract's rule.
 pub fn queue_name(name: &str) -> Result<&str> {
@@ -78,7 +79,15 @@ mod tests {
     #[test]
     fn bad_durations_are_usage_errors() {
         for bad in [
-            "", "s", "-1", "1.5s", "5x", " 5", "5 s", "1h30m", "99999999999999999999",
+            "",
+            "s",
+            "-1",
+            "1.5s",
+            "5x",
+            " 5",
+            "5 s",
+            "1h30m",
+            "99999999999999999999",
         ] {
             let e = duration(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}");
@@ -92,7 +101,15 @@ mod tests {
             assert!(queue_name(ok).is_ok(), "{ok:?}");
         }
         for bad in [
-            "", ".x", "-x", "../x", "a/b", "a b", "a\0b", "é", &"q".repeat(65),
+            "",
+            ".x",
+            "-x",
+            "../x",
+            "a/b",
+            "a b",
+            "a\0b",
+            "é",
+            &"q".repeat(65),
         ] {
             let e = queue_name(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2);

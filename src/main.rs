@@ -48,23 +48,32 @@ fn usage_error(e: clap::Error) -> ExitCode {
         || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     {
         let _ = e.print();
-        return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            2
-        } else {
-            0
-        });
+        return ExitCode::from(
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                2
+            } else {
+                0
+            },
+        );
     }
+    // One line: the message (a value may contain newlines), then any tips.
     let text = e.render().to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines
-        .next()
-        .unwrap_or("bad usage")
-        .trim_start_matches("error: ")
-        .to_string();
-    let tips: Vec<&str> = lines.filter(|l| l.starts_with("tip:")).collect();
-    let mut line = first;
+    let mut message = Vec::new();
+    let mut tips = Vec::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            continue;
+        }
+        if l.starts_with("tip:") {
+            tips.push(format!("({l})"));
+        } else {
+            message.push(l.trim_start_matches("error: "));
+        }
+    }
+    let mut line = message.join(" ");
     for t in tips {
-        line.push_str(&format!(" ({t})"));
+        line.push(' ');
+        line.push_str(&t);
     }
     eprintln!("spoolmq: {line} (see 'spoolmq --help')");
     ExitCode::from(2)
@@ -361,7 +370,11 @@ fn run_fsck(
         return Err(Error::Runtime(format!(
             "{left} problem{} found{}",
             if left == 1 { "" } else { "s" },
-            if repair { " after repair" } else { "; run `spoolmq fsck --repair`" }
+            if repair {
+                " after repair"
+            } else {
+                "; run `spoolmq fsck --repair`"
+            }
         ))
         .into());
     }

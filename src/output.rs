@@ -52,7 +52,13 @@ pub fn delivery_json(d: &Delivery) -> String {
 }
 
 pub fn delivery_plain(d: &Delivery) -> String {
-    format!("{}\t{}\t{}\t{}", d.id, d.receipt, d.attempt, escape(&d.body))
+    format!(
+        "{}\t{}\t{}\t{}",
+        d.id,
+        d.receipt,
+        d.attempt,
+        escape(&d.body)
+    )
 }
 
 pub fn peeked_json(p: &Peeked) -> String {
@@ -153,7 +159,13 @@ pub fn stats_table(rows: &[Stats]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &cells {

@@ -33,22 +33,23 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-/// A message's id as users see it.
-pub fn format_id(seq: u64) -> String {
-    format!("{seq:016x}")
+/// A message's id as users see it: 16 hex digits of `seq ^ salt`, where the
+/// salt is random per queue, so ids of different queues do not collide.
+pub fn format_id(seq: u64, salt: u64) -> String {
+    format!("{:016x}", seq ^ salt)
 }
 
-/// Parses an id printed by [`format_id`].
-pub fn parse_id(id: &str) -> Option<u64> {
+/// Parses an id printed by [`format_id`] back into a seq.
+pub fn parse_id(id: &str, salt: u64) -> Option<u64> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u64::from_str_radix(id, 16).ok()
+    u64::from_str_radix(id, 16).ok().map(|v| v ^ salt)
 }
 
-/// A receipt: the message id and the random tag of one delivery.
-pub fn format_receipt(seq: u64, tag: &ReceiptTag) -> String {
-    let mut s = format_id(seq);
+/// A receipt: the message id and the random tag of one delivery (40 hex digits).
+pub fn format_receipt(seq: u64, salt: u64, tag: &ReceiptTag) -> String {
+    let mut s = format_id(seq, salt);
     for b in tag {
         s.push_str(&format!("{b:02x}"));
     }
@@ -56,11 +57,11 @@ pub fn format_receipt(seq: u64, tag: &ReceiptTag) -> String {
 }
 
 /// Parses a receipt printed by [`format_receipt`].
-pub fn parse_receipt(r: &str) -> Option<(u64, ReceiptTag)> {
+pub fn parse_receipt(r: &str, salt: u64) -> Option<(u64, ReceiptTag)> {
     if r.len() != 40 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    let seq = parse_id(&r[..16])?;
+    let seq = parse_id(&r[..16], salt)?;
     let mut tag = [0u8; 12];
     for (i, t) in tag.iter_mut().enumerate() {
         *t = u8::from_str_radix(&r[16 + 2 * i..18 + 2 * i], 16).ok()?;
@@ -243,7 +244,8 @@ impl Queue {
             })
         });
         let seqs = self.store.push(&mut msgs)?;
-        Ok(seqs.into_iter().map(format_id).collect())
+        let salt = self.store.salt();
+        Ok(seqs.into_iter().map(|s| format_id(s, salt)).collect())
     }
 
     /// Finds up to `count` deliverable messages not in `skip`, oldest first;
@@ -280,7 +282,11 @@ impl Queue {
 
     /// Reads the bodies of `metas`; damaged ones are reported, marked corrupt
     /// in `changes` and left out.
-    fn bodies(&mut self, metas: Vec<Meta>, changes: &mut Vec<Change>) -> Result<Vec<(Meta, Vec<u8>)>> {
+    fn bodies(
+        &mut self,
+        metas: Vec<Meta>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Vec<(Meta, Vec<u8>)>> {
         let mut out = Vec::new();
         for m in metas {
             match self.store.body(&m) {
@@ -328,8 +334,8 @@ impl Queue {
                 };
                 changes.push(Change { old: m.state, new });
                 out.push(Delivery {
-                    id: format_id(m.seq),
-                    receipt: format_receipt(m.seq, &tag),
+                    id: format_id(m.seq, self.store.salt()),
+                    receipt: format_receipt(m.seq, self.store.salt(), &tag),
                     attempt: new.attempts,
                     body,
                 });
@@ -352,7 +358,7 @@ impl Queue {
             skip.extend(found.iter().map(|m| m.seq));
             for (m, body) in self.bodies(found, &mut ignored)? {
                 out.push(Peeked {
-                    id: format_id(m.seq),
+                    id: format_id(m.seq, self.store.salt()),
                     attempt: m.attempts.saturating_add(1),
                     body,
                 });
@@ -373,10 +379,11 @@ impl Queue {
         let mut seen = HashSet::new();
         let mut settled = Settled::default();
         for r in receipts {
-            let live = match parse_receipt(r) {
-                Some((seq, tag)) => self.store.get(seq)?.filter(|m| {
-                    m.state == State::Leased && m.receipt == tag && m.until_ms > now
-                }),
+            let live = match parse_receipt(r, self.store.salt()) {
+                Some((seq, tag)) => self
+                    .store
+                    .get(seq)?
+                    .filter(|m| m.state == State::Leased && m.receipt == tag && m.until_ms > now),
                 None => None,
             };
             match live {
@@ -454,14 +461,12 @@ impl Queue {
         } else {
             let mut seen = HashSet::new();
             for id in ids {
-                let m = match parse_id(id) {
+                let m = match parse_id(id, self.store.salt()) {
                     Some(seq) => self.store.get(seq)?,
                     None => None,
                 };
                 match m {
-                    Some(m)
-                        if m.state == State::Dead || standing(&m, now) == Standing::Expired =>
-                    {
+                    Some(m) if m.state == State::Dead || standing(&m, now) == Standing::Expired => {
                         if seen.insert(m.seq) {
                             dead.push(m);
                         }
@@ -573,15 +578,16 @@ mod tests {
 
     #[test]
     fn ids_and_receipts_round_trip() {
-        assert_eq!(format_id(255), "00000000000000ff");
-        assert_eq!(parse_id("00000000000000ff"), Some(255));
-        assert_eq!(parse_id("ff"), None);
+        assert_eq!(format_id(255, 0), "00000000000000ff");
+        assert_eq!(format_id(1, 0xf0), "00000000000000f1");
+        assert_eq!(parse_id("00000000000000f1", 0xf0), Some(1));
+        assert_eq!(parse_id("ff", 0), None);
         let tag = [0xab; 12];
-        let r = format_receipt(7, &tag);
+        let r = format_receipt(7, 99, &tag);
         assert_eq!(r.len(), 40);
-        assert_eq!(parse_receipt(&r), Some((7, tag)));
-        assert_eq!(parse_receipt("zz"), None);
-        assert_eq!(parse_receipt(&"g".repeat(40)), None);
+        assert_eq!(parse_receipt(&r, 99), Some((7, tag)));
+        assert_eq!(parse_receipt("zz", 0), None);
+        assert_eq!(parse_receipt(&"g".repeat(40), 0), None);
     }
 
     fn meta(state: State, attempts: u32, max: u32, until: u64) -> Meta {
@@ -600,12 +606,30 @@ mod tests {
 
     #[test]
     fn standing_follows_the_clock() {
-        assert_eq!(standing(&meta(State::Ready, 0, 0, 0), 10), Standing::Deliverable);
-        assert_eq!(standing(&meta(State::Delayed, 0, 0, 20), 10), Standing::Waiting);
-        assert_eq!(standing(&meta(State::Delayed, 0, 0, 10), 10), Standing::Deliverable);
-        assert_eq!(standing(&meta(State::Leased, 1, 5, 20), 10), Standing::Waiting);
-        assert_eq!(standing(&meta(State::Leased, 1, 5, 10), 10), Standing::Deliverable);
-        assert_eq!(standing(&meta(State::Leased, 5, 5, 10), 10), Standing::Expired);
+        assert_eq!(
+            standing(&meta(State::Ready, 0, 0, 0), 10),
+            Standing::Deliverable
+        );
+        assert_eq!(
+            standing(&meta(State::Delayed, 0, 0, 20), 10),
+            Standing::Waiting
+        );
+        assert_eq!(
+            standing(&meta(State::Delayed, 0, 0, 10), 10),
+            Standing::Deliverable
+        );
+        assert_eq!(
+            standing(&meta(State::Leased, 1, 5, 20), 10),
+            Standing::Waiting
+        );
+        assert_eq!(
+            standing(&meta(State::Leased, 1, 5, 10), 10),
+            Standing::Deliverable
+        );
+        assert_eq!(
+            standing(&meta(State::Leased, 5, 5, 10), 10),
+            Standing::Expired
+        );
         assert_eq!(standing(&meta(State::Dead, 5, 5, 0), 10), Standing::Done);
         assert_eq!(standing(&meta(State::Acked, 1, 5, 0), 10), Standing::Done);
     }

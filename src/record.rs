@@ -268,7 +268,10 @@ mod tests {
         let mut buf = one(1, b"aaaa");
         buf[RECORD_HEADER_LEN] ^= 0xff;
         let h = decode_header(&buf).unwrap();
-        assert_eq!(check_body(&h, &buf[RECORD_HEADER_LEN..]), Err(Damage::BadBodyCrc));
+        assert_eq!(
+            check_body(&h, &buf[RECORD_HEADER_LEN..]),
+            Err(Damage::BadBodyCrc)
+        );
         assert_eq!(h.record_len(), buf.len() as u64);
     }
 

@@ -15,7 +15,7 @@
 //!   [`crate::record::decode`], and a damaged one is reported with its offset.
 
 use crate::error::{Error, IoContext, Result};
-use crate::record::{self, Damage, RecordHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -126,7 +126,11 @@ pub enum Found {
     /// A record whose header checks out but whose body does not.
     BadBody { offset: u64, header: RecordHeader },
     /// Bytes that are no record: `len` bytes from `offset`.
-    Garbage { offset: u64, len: u64, damage: Damage },
+    Garbage {
+        offset: u64,
+        len: u64,
+        damage: Damage,
+    },
 }
 
 /// Scans `buf`, which holds the file's bytes from `base_offset` on, record by
@@ -224,7 +228,13 @@ mod tests {
         buf.extend_from_slice(&second[..second.len() - 3]);
         let (found, end) = scan(&buf, 0);
         assert_eq!(end, good_end as u64);
-        assert!(matches!(found.last(), Some(Found::Garbage { damage: Damage::Short, .. })));
+        assert!(matches!(
+            found.last(),
+            Some(Found::Garbage {
+                damage: Damage::Short,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -243,7 +253,12 @@ mod tests {
 /// header): write `<name>.tmp`, fsync, rename over, fsync the directory.
 /// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
 /// Returns the good records with their new offsets.
-pub fn rewrite_good(dir: &Path, path: &Path, bytes: &[u8], found: &[Found]) -> Result<Vec<(u64, RecordHeader)>> {
+pub fn rewrite_good(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    found: &[Found],
+) -> Result<Vec<(u64, RecordHeader)>> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

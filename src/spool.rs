@@ -22,10 +22,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Resolves the spool directory from the flag and the environment.
-pub fn resolve(
-    flag: Option<PathBuf>,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<PathBuf> {
+pub fn resolve(flag: Option<PathBuf>, env: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(d) = flag {
         if d.as_os_str().is_empty() {
@@ -134,8 +131,7 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
     }
     // The umask may have taken bits away; the contract wants exactly 0700.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .ctx("chmod", dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).ctx("chmod", dir)?;
     sync_dir(parent)
 }
 
@@ -154,10 +150,20 @@ mod tests {
 
     #[test]
     fn the_flag_beats_the_environment() {
-        let all = [("SPOOLMQ_DIR", "/s"), ("XDG_DATA_HOME", "/x"), ("HOME", "/h")];
-        assert_eq!(resolve(Some("/f".into()), env(&all)).unwrap(), PathBuf::from("/f"));
+        let all = [
+            ("SPOOLMQ_DIR", "/s"),
+            ("XDG_DATA_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(
+            resolve(Some("/f".into()), env(&all)).unwrap(),
+            PathBuf::from("/f")
+        );
         assert_eq!(resolve(None, env(&all)).unwrap(), PathBuf::from("/s"));
-        assert_eq!(resolve(None, env(&all[1..])).unwrap(), PathBuf::from("/x/spoolmq"));
+        assert_eq!(
+            resolve(None, env(&all[1..])).unwrap(),
+            PathBuf::from("/x/spoolmq")
+        );
         assert_eq!(
             resolve(None, env(&all[2..])).unwrap(),
             PathBuf::from("/h/.local/share/spoolmq")

@@ -209,6 +209,9 @@ pub trait Store {
     /// The counters as of the last commit.
     fn counters(&self) -> Counters;
 
+    /// A random number fixed when the queue was created (ids are `seq ^ salt`).
+    fn salt(&self) -> u64;
+
     /// Number of segment files (or the store's equivalent).
     fn segments(&self) -> u64;
 

@@ -17,8 +17,15 @@ fn ack_deletes_the_message() {
     let m = s.pop_one("q", &[]);
     let out = s.run(&["ack", "q", receipt(&m)]);
     out.ok().stdout_empty();
-    assert!(out.stderr.is_empty(), "ack prints nothing: {:?}", out.stderr);
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("pushed", 1), ("acked", 1)]);
+    assert!(
+        out.stderr.is_empty(),
+        "ack prints nothing: {:?}",
+        out.stderr
+    );
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("pushed", 1), ("acked", 1)],
+    );
     s.pop_nothing("q", &[]);
 }
 
@@ -50,7 +57,9 @@ fn ack_of_an_unknown_receipt_exits_4_and_changes_nothing() {
     let s = Spool::new();
     s.push("q", &["a"]);
     let m = s.pop_one("q", &[]);
-    s.run(&["ack", "q", UNKNOWN_RECEIPT]).fails(4).stdout_empty();
+    s.run(&["ack", "q", UNKNOWN_RECEIPT])
+        .fails(4)
+        .stdout_empty();
     assert_counts(&s.stats("q"), &[("leased", 1), ("acked", 0)]);
     s.ack("q", &[receipt(&m)]);
 }
@@ -94,7 +103,13 @@ fn ack_with_one_stale_receipt_among_several_acks_the_valid_ones_and_exits_4() {
     let s = Spool::new();
     s.push("q", &["a", "b", "c"]);
     let msgs = s.pop_json("q", &["--count", "3"]);
-    let out = s.run(&["ack", "q", receipt(&msgs[0]), UNKNOWN_RECEIPT, receipt(&msgs[2])]);
+    let out = s.run(&[
+        "ack",
+        "q",
+        receipt(&msgs[0]),
+        UNKNOWN_RECEIPT,
+        receipt(&msgs[2]),
+    ]);
     out.fails(4).stdout_empty();
     assert_counts(&s.stats("q"), &[("acked", 2), ("leased", 1), ("ready", 0)]);
     // The untouched one is still leased under its receipt; the acked ones are gone.
@@ -140,10 +155,15 @@ fn a_stale_receipt_cannot_ack_nack_or_extend_the_new_delivery() {
 
     s.run(&["ack", "q", receipt(&old)]).fails(4).stdout_empty();
     s.run(&["nack", "q", receipt(&old)]).fails(4).stdout_empty();
-    s.run(&["extend", "q", receipt(&old), "--lease", "1h"]).fails(4).stdout_empty();
+    s.run(&["extend", "q", receipt(&old), "--lease", "1h"])
+        .fails(4)
+        .stdout_empty();
 
     // The new delivery is untouched: still leased, not acked, not given back.
-    assert_counts(&s.stats("q"), &[("leased", 1), ("ready", 0), ("acked", 0), ("dead", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("leased", 1), ("ready", 0), ("acked", 0), ("dead", 0)],
+    );
     s.pop_nothing("q", &[]);
     s.ack("q", &[receipt(&new)]);
     assert_counts(&s.stats("q"), &[("leased", 0), ("ready", 0), ("acked", 1)]);
@@ -156,8 +176,15 @@ fn nack_gives_the_message_back_with_the_next_attempt() {
     let m = s.pop_one("q", &[]);
     let out = s.run(&["nack", "q", receipt(&m)]);
     out.ok().stdout_empty();
-    assert!(out.stderr.is_empty(), "nack prints nothing: {:?}", out.stderr);
-    assert_counts(&s.stats("q"), &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)]);
+    assert!(
+        out.stderr.is_empty(),
+        "nack prints nothing: {:?}",
+        out.stderr
+    );
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)],
+    );
     let again = s.pop_one("q", &[]);
     assert_eq!(id(&again), ids[0]);
     assert_eq!(body(&again), "retry me");
@@ -194,7 +221,9 @@ fn nack_of_an_unknown_receipt_exits_4() {
     let s = Spool::new();
     s.push("q", &["x"]);
     let m = s.pop_one("q", &[]);
-    s.run(&["nack", "q", UNKNOWN_RECEIPT]).fails(4).stdout_empty();
+    s.run(&["nack", "q", UNKNOWN_RECEIPT])
+        .fails(4)
+        .stdout_empty();
     assert_counts(&s.stats("q"), &[("leased", 1), ("ready", 0)]);
     s.ack("q", &[receipt(&m)]);
 }
@@ -207,8 +236,14 @@ fn nack_delay_hides_the_message_until_then() {
     let start = Instant::now();
     s.nack("q", &[receipt(&m)], &["--delay", "1s"]);
     s.pop_nothing("q", &[]);
-    assert!(start.elapsed() < Duration::from_millis(900), "machine too slow to check the delay");
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("delayed", 1)]);
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "machine too slow to check the delay"
+    );
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("delayed", 1)],
+    );
     sleep_ms(1300u64.saturating_sub(start.elapsed().as_millis() as u64));
     let again = s.pop_one("q", &[]);
     assert_eq!(body(&again), "later");
@@ -225,7 +260,16 @@ fn a_message_nacked_at_max_attempts_becomes_a_dead_letter() {
     let m2 = s.pop_one("q", &["--max-attempts", "2"]);
     assert_eq!(attempt(&m2), 2);
     s.nack("q", &[receipt(&m2)], &["--max-attempts", "2"]);
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("delayed", 0), ("dead", 1), ("acked", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[
+            ("ready", 0),
+            ("leased", 0),
+            ("delayed", 0),
+            ("dead", 1),
+            ("acked", 0),
+        ],
+    );
     s.pop_nothing("q", &[]);
     s.pop_nothing("q", &["--max-attempts", "10"]);
 }
@@ -239,7 +283,10 @@ fn the_default_max_attempts_is_five() {
         assert_eq!(attempt(&m), n);
         s.nack("q", &[receipt(&m)], &[]);
         let expect_dead = u64::from(n == 5);
-        assert_counts(&s.stats("q"), &[("ready", 1 - expect_dead), ("dead", expect_dead)]);
+        assert_counts(
+            &s.stats("q"),
+            &[("ready", 1 - expect_dead), ("dead", expect_dead)],
+        );
     }
     s.pop_nothing("q", &[]);
 }
@@ -341,8 +388,15 @@ fn extend_keeps_a_lease_alive_past_its_original_end() {
     let m = s.pop_one("q", &["--lease", "1s"]);
     let out = s.run(&["extend", "q", receipt(&m), "--lease", "4s"]);
     out.ok().stdout_empty();
-    assert!(out.stderr.is_empty(), "extend prints nothing: {:?}", out.stderr);
-    assert!(start.elapsed() < Duration::from_millis(900), "machine too slow to check extend");
+    assert!(
+        out.stderr.is_empty(),
+        "extend prints nothing: {:?}",
+        out.stderr
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "machine too slow to check extend"
+    );
     sleep_ms(1600u64.saturating_sub(start.elapsed().as_millis() as u64));
     s.pop_nothing("q", &[]);
     assert_counts(&s.stats("q"), &[("leased", 1), ("ready", 0)]);
@@ -355,7 +409,8 @@ fn extend_can_also_shorten_a_lease() {
     let s = Spool::new();
     s.push("q", &["job"]);
     let m = s.pop_one("q", &[]);
-    s.run(&["extend", "q", receipt(&m), "--lease", "300ms"]).ok();
+    s.run(&["extend", "q", receipt(&m), "--lease", "300ms"])
+        .ok();
     sleep_ms(800);
     let again = s.pop_one("q", &[]);
     assert_eq!(attempt(&again), 2);
@@ -367,8 +422,11 @@ fn extend_with_a_stale_receipt_exits_4() {
     s.push("q", &["job"]);
     let m = s.pop_one("q", &["--lease", "300ms"]);
     sleep_ms(800);
-    s.run(&["extend", "q", receipt(&m), "--lease", "1h"]).fails(4).stdout_empty();
+    s.run(&["extend", "q", receipt(&m), "--lease", "1h"])
+        .fails(4)
+        .stdout_empty();
     // Nothing was revived by the failed extend: the message is ready again.
     assert_counts(&s.stats("q"), &[("ready", 1), ("leased", 0)]);
-    s.run(&["extend", "q", UNKNOWN_RECEIPT, "--lease", "1h"]).fails(4);
+    s.run(&["extend", "q", UNKNOWN_RECEIPT, "--lease", "1h"])
+        .fails(4);
 }

@@ -74,7 +74,10 @@ fn every_command_rejects_a_bad_queue_name_with_exit_2() {
         let out = s.run(&args);
         out.code(2);
         let line = out.error_line();
-        assert!(line.to_lowercase().contains("queue name"), "{args:?}: {line:?}");
+        assert!(
+            line.to_lowercase().contains("queue name"),
+            "{args:?}: {line:?}"
+        );
     }
 }
 
@@ -137,7 +140,10 @@ fn bad_durations_are_usage_errors_that_change_nothing() {
         s.run(&args).fails(2).stdout_empty();
     }
     // Nothing was pushed, popped, nacked or extended by the rejected commands.
-    assert_counts(&s.stats("q"), &[("ready", 1), ("leased", 1), ("pushed", 2), ("delayed", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 1), ("leased", 1), ("pushed", 2), ("delayed", 0)],
+    );
     s.ack("q", &[&r]);
 }
 
@@ -245,15 +251,28 @@ fn the_spool_is_created_0700_and_every_file_in_it_0600() {
     popped.ok();
     let msgs = popped.json();
     open_umask(&s, &["ack", "q", receipt(&msgs[0])], b"").ok();
-    open_umask(&s, &["nack", "q", receipt(&msgs[1]), "--max-attempts", "1"], b"").ok();
-    open_umask(&s, &["extend", "q", receipt(&msgs[2]), "--lease", "1h"], b"").ok();
+    open_umask(
+        &s,
+        &["nack", "q", receipt(&msgs[1]), "--max-attempts", "1"],
+        b"",
+    )
+    .ok();
+    open_umask(
+        &s,
+        &["extend", "q", receipt(&msgs[2]), "--lease", "1h"],
+        b"",
+    )
+    .ok();
     open_umask(&s, &["retry", "q"], b"").ok();
     open_umask(&s, &["exec", "q", "--", "sh", "-c", "cat > /dev/null"], b"").ok();
     open_umask(&s, &["purge", "q"], b"").ok();
     open_umask(&s, &["stats"], b"").ok();
     open_umask(&s, &["fsck", "--repair"], b"").ok();
     let all = walk(&s.dir);
-    let files: Vec<_> = all.iter().filter(|p| fs::symlink_metadata(p).unwrap().is_file()).collect();
+    let files: Vec<_> = all
+        .iter()
+        .filter(|p| fs::symlink_metadata(p).unwrap().is_file())
+        .collect();
     assert!(!files.is_empty());
     for f in files {
         assert_eq!(mode(f), 0o600, "mode of {}", f.display());
@@ -377,13 +396,21 @@ fn read_only_commands_create_nothing() {
     list.ok().stdout_empty();
     s.run(&["list", "--json"]).ok().stdout_empty();
     let peek = s.run(&["peek", "q", "--json"]);
-    assert!(peek.code == 0 || peek.code == 3, "peek on nothing: exit {}", peek.code);
+    assert!(
+        peek.code == 0 || peek.code == 3,
+        "peek on nothing: exit {}",
+        peek.code
+    );
     peek.stdout_empty();
     s.pop_nothing("q", &[]);
     s.pop_nothing("q", &["--wait", "200ms"]);
     s.run(&["fsck"]).ok();
     s.run(&["fsck", "q"]);
-    assert!(!s.dir.exists(), "read-only commands created {}", s.dir.display());
+    assert!(
+        !s.dir.exists(),
+        "read-only commands created {}",
+        s.dir.display()
+    );
     assert_eq!(walk(s.scratch()), Vec::<std::path::PathBuf>::new());
 }
 

@@ -41,7 +41,10 @@ fn exec_gives_the_body_on_stdin_with_the_spoolmq_variables_and_acks_on_success()
     assert!(is_receipt(vars[1]), "SPOOLMQ_RECEIPT: {:?}", vars[1]);
     assert_eq!(vars[2], "1", "SPOOLMQ_ATTEMPT");
     assert_eq!(vars[3], "jobs", "SPOOLMQ_QUEUE");
-    assert_counts(&s.stats("jobs"), &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)]);
+    assert_counts(
+        &s.stats("jobs"),
+        &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)],
+    );
     s.pop_nothing("jobs", &[]);
     // The receipt handed to the command was the real one, and it is used up now.
     s.run(&["ack", "jobs", vars[1]]).fails(4);
@@ -71,7 +74,10 @@ fn exec_nacks_when_the_command_fails_and_exits_1() {
     let id = s.push("q", &["flaky"]);
     let script = r#"cat > /dev/null; echo "$SPOOLMQ_ATTEMPT" >> "$1/log"; exit 7"#;
     exec(&s, "q", &[], script).code(1);
-    assert_counts(&s.stats("q"), &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)],
+    );
     exec(&s, "q", &[], script).code(1);
     assert_eq!(read(&s, "log"), "1\n2\n");
     let m = s.pop_one("q", &[]);
@@ -92,7 +98,13 @@ fn exec_handles_one_message_without_loop() {
 fn exec_loop_handles_every_message_in_order_then_exits_0() {
     let s = Spool::new();
     s.push("q", &["m1", "m2", "m3", "m4"]);
-    exec(&s, "q", &["--loop"], r#"cat >> "$1/log"; echo " $SPOOLMQ_ATTEMPT" >> "$1/log""#).ok();
+    exec(
+        &s,
+        "q",
+        &["--loop"],
+        r#"cat >> "$1/log"; echo " $SPOOLMQ_ATTEMPT" >> "$1/log""#,
+    )
+    .ok();
     assert_eq!(read(&s, "log"), "m1 1\nm2 1\nm3 1\nm4 1\n");
     assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 4)]);
     s.pop_nothing("q", &[]);
@@ -107,7 +119,10 @@ fn exec_on_an_empty_queue_exits_3_without_running_the_command() {
     s.ack("q", &[receipt(&m)]);
     exec(&s, "q", &[], r#"touch "$1/ran""#).code(3);
     exec(&s, "q", &["--loop"], r#"touch "$1/ran""#).code(3);
-    assert!(!s.scratch().join("ran").exists(), "the command must not run");
+    assert!(
+        !s.scratch().join("ran").exists(),
+        "the command must not run"
+    );
 }
 
 #[test]
@@ -117,8 +132,14 @@ fn exec_wait_on_an_empty_queue_exits_3_after_about_that_long() {
     let start = Instant::now();
     exec(&s, "q", &["--wait", "300ms"], r#"touch "$1/ran""#).code(3);
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(280), "returned too early: {took:?}");
-    assert!(took < Duration::from_millis(3000), "waited far too long: {took:?}");
+    assert!(
+        took >= Duration::from_millis(280),
+        "returned too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3000),
+        "waited far too long: {took:?}"
+    );
     assert!(!s.scratch().join("ran").exists());
 }
 
@@ -127,7 +148,18 @@ fn exec_wait_handles_a_message_pushed_later_by_another_process() {
     let s = Spool::new();
     s.push("other", &["x"]);
     let scratch = s.scratch().to_str().unwrap().to_string();
-    let bg = s.spawn(&["exec", "q", "--wait", "5s", "--", "sh", "-c", r#"cat > "$1/body""#, "sh", &scratch]);
+    let bg = s.spawn(&[
+        "exec",
+        "q",
+        "--wait",
+        "5s",
+        "--",
+        "sh",
+        "-c",
+        r#"cat > "$1/body""#,
+        "sh",
+        &scratch,
+    ]);
     sleep_ms(300);
     s.push("q", &["late arrival"]);
     let out = bg.wait(Duration::from_secs(8));
@@ -142,12 +174,22 @@ fn exec_keeps_the_lease_alive_while_a_long_command_runs() {
     s.push("q", &["long job"]);
     let scratch = s.scratch().to_str().unwrap().to_string();
     let bg = s.spawn(&[
-        "exec", "q", "--lease", "1s", "--", "sh", "-c",
+        "exec",
+        "q",
+        "--lease",
+        "1s",
+        "--",
+        "sh",
+        "-c",
         r#"cat > /dev/null; touch "$1/started"; sleep 2.5; echo "$SPOOLMQ_ATTEMPT" > "$1/done""#,
-        "sh", &scratch,
+        "sh",
+        &scratch,
     ]);
     let started = s.scratch().join("started");
-    assert!(wait_for(Duration::from_secs(5), || started.exists()), "the command never started");
+    assert!(
+        wait_for(Duration::from_secs(5), || started.exists()),
+        "the command never started"
+    );
     let t0 = Instant::now();
     sleep_ms(1500);
     s.pop_nothing("q", &[]);
@@ -159,7 +201,10 @@ fn exec_keeps_the_lease_alive_while_a_long_command_runs() {
     let out = bg.wait(Duration::from_secs(10));
     out.ok();
     assert_eq!(read(&s, "done"), "1\n");
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)],
+    );
     s.pop_nothing("q", &[]);
 }
 
@@ -171,7 +216,10 @@ fn exec_max_attempts_turns_a_failing_message_into_a_dead_letter() {
     exec(&s, "q", &["--max-attempts", "2"], script).code(1);
     assert_counts(&s.stats("q"), &[("ready", 1), ("dead", 0)]);
     exec(&s, "q", &["--max-attempts", "2"], script).code(1);
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("dead", 1), ("acked", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("dead", 1), ("acked", 0)],
+    );
     exec(&s, "q", &["--max-attempts", "2"], script).code(3);
 }
 
@@ -185,5 +233,8 @@ fn exec_loop_keeps_going_past_a_failure_and_exits_1() {
     let mut runs: Vec<&str> = log.lines().collect();
     runs.sort();
     assert_eq!(runs, ["fail", "fail", "ok1", "ok2"], "log: {log:?}");
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 2), ("dead", 1)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("acked", 2), ("dead", 1)],
+    );
 }

@@ -18,7 +18,11 @@ const D: &str = "fourth-message-body-dddddddddddd";
 /// The segment file holding `body`, and the body's byte offset in it.
 fn locate(s: &Spool, q: &str, body: &str) -> (PathBuf, usize) {
     let segs = s.segment_files(q);
-    assert!(!segs.is_empty(), "no .seg file under {}", s.queue_dir(q).display());
+    assert!(
+        !segs.is_empty(),
+        "no .seg file under {}",
+        s.queue_dir(q).display()
+    );
     for seg in segs {
         let data = fs::read(&seg).unwrap();
         if let Some(pos) = find_bytes(&data, body.as_bytes()) {
@@ -42,7 +46,11 @@ fn corrupt_next_header(s: &Spool, q: &str, before: &str) -> PathBuf {
     let (seg, pos) = locate(s, q, before);
     let mut data = fs::read(&seg).unwrap();
     let head = pos + before.len();
-    assert_eq!(&data[head..head + 4], b"SPMR", "record header magic expected at {head}");
+    assert_eq!(
+        &data[head..head + 4],
+        b"SPMR",
+        "record header magic expected at {head}"
+    );
     data[head + 7] ^= 0x7f; // high byte of the little-endian u32 body_len
     fs::write(&seg, &data).unwrap();
     seg
@@ -55,7 +63,10 @@ fn file_name(p: &Path) -> String {
 /// Whether `line` contains `offset N` with N a number.
 fn has_offset(line: &str) -> bool {
     line.match_indices("offset ").any(|(i, m)| {
-        line[i + m.len()..].chars().next().is_some_and(|c| c.is_ascii_digit())
+        line[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
     })
 }
 
@@ -101,7 +112,16 @@ fn fsck_on_a_healthy_spool_exits_0() {
     s.run(&["fsck"]).ok();
     // A repair of a sound spool changes nothing.
     s.run(&["fsck", "--repair"]).ok();
-    assert_counts(&s.stats("q"), &[("pushed", 4), ("acked", 1), ("leased", 1), ("ready", 0), ("dead", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[
+            ("pushed", 4),
+            ("acked", 1),
+            ("leased", 1),
+            ("ready", 0),
+            ("dead", 0),
+        ],
+    );
     assert_eq!(body_bytes(&s.pop_one("bin", &[])), b"\xff\x00\x01binary");
 }
 
@@ -113,8 +133,15 @@ fn pop_reports_a_corrupt_body_and_still_delivers_its_neighbours() {
     let out = s.run(&["pop", "q", "--json", "--count", "10"]);
     out.ok();
     let msgs = out.json();
-    assert_eq!(bodies(&msgs), [A, C], "the intact neighbours are delivered, the damaged one is not");
-    assert_eq!(msgs.iter().map(id).collect::<Vec<_>>(), [ids[0].as_str(), ids[2].as_str()]);
+    assert_eq!(
+        bodies(&msgs),
+        [A, C],
+        "the intact neighbours are delivered, the damaged one is not"
+    );
+    assert_eq!(
+        msgs.iter().map(id).collect::<Vec<_>>(),
+        [ids[0].as_str(), ids[2].as_str()]
+    );
     let name = file_name(&seg);
     assert!(
         out.stderr.lines().all(|l| l.starts_with("spoolmq: ")),
@@ -198,7 +225,11 @@ fn a_corrupt_record_header_is_skipped_and_the_records_after_it_survive() {
     let out = s.run(&["pop", "pre", "--json", "--count", "10"]);
     out.ok();
     assert_eq!(bodies(&out.json()), [A, C]);
-    assert!(out.stderr.lines().any(has_offset), "damage reported: {:?}", out.stderr);
+    assert!(
+        out.stderr.lines().any(has_offset),
+        "damage reported: {:?}",
+        out.stderr
+    );
 
     fsck_finds(&s, &["post"], &seg);
     repair_then_sound(&s);
@@ -211,7 +242,11 @@ fn a_torn_tail_is_reported_and_repaired_without_losing_earlier_messages() {
     s.push("q", &[A, B, C]);
     let (seg, pos) = locate(&s, "q", C);
     let data = fs::read(&seg).unwrap();
-    assert_eq!(data.len(), pos + C.len(), "C is the last record of its segment");
+    assert_eq!(
+        data.len(),
+        pos + C.len(),
+        "C is the last record of its segment"
+    );
     fs::write(&seg, &data[..pos + C.len() / 2]).unwrap();
 
     let out = s.run(&["pop", "q", "--json", "--count", "10"]);

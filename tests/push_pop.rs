@@ -14,13 +14,20 @@ fn push_prints_one_id_per_body() {
     let s = Spool::new();
     let out = s.run(&["push", "q", "one", "two", "three"]);
     out.ok();
-    assert!(out.stderr.is_empty(), "push prints nothing on stderr: {:?}", out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "push prints nothing on stderr: {:?}",
+        out.stderr
+    );
     let ids = out.lines();
     assert_eq!(ids.len(), 3);
     for id in &ids {
         assert!(is_id(id), "id must be 16 lowercase hex chars: {id:?}");
     }
-    assert_eq!(out.stdout_str(), format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2]));
+    assert_eq!(
+        out.stdout_str(),
+        format!("{}\n{}\n{}\n", ids[0], ids[1], ids[2])
+    );
 }
 
 #[test]
@@ -156,8 +163,13 @@ fn push_delay_hides_the_message_until_the_delay_passed() {
     let id = out.lines();
     assert_eq!(id.len(), 1);
     s.pop_nothing("q", &[]);
-    assert!(start.elapsed() < Duration::from_millis(900), "machine too slow to check the delay");
-    thread::sleep(Duration::from_millis(1000).saturating_sub(start.elapsed()) + Duration::from_millis(300));
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "machine too slow to check the delay"
+    );
+    thread::sleep(
+        Duration::from_millis(1000).saturating_sub(start.elapsed()) + Duration::from_millis(300),
+    );
     let m = s.pop_one("q", &[]);
     assert_eq!(common::id(&m), id[0]);
     assert_eq!(body(&m), "later");
@@ -177,7 +189,10 @@ fn push_delay_does_not_hold_back_earlier_or_undelayed_messages() {
 fn pop_count_leases_the_oldest_first_and_no_more_than_asked() {
     let s = Spool::new();
     s.push("q", &["m1", "m2", "m3", "m4", "m5"]);
-    assert_eq!(bodies(&s.pop_json("q", &["--count", "3"])), ["m1", "m2", "m3"]);
+    assert_eq!(
+        bodies(&s.pop_json("q", &["--count", "3"])),
+        ["m1", "m2", "m3"]
+    );
     assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["m4", "m5"]);
     s.pop_nothing("q", &["--count", "10"]);
 }
@@ -197,7 +212,10 @@ fn pop_order_spans_separate_pushes() {
     s.push_stdin("q", b"b");
     s.run_stdin(&["push", "q", "--lines"], b"c\nd\n").ok();
     s.push("q", &["e"]);
-    assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        bodies(&s.pop_json("q", &["--count", "10"])),
+        ["a", "b", "c", "d", "e"]
+    );
 }
 
 #[test]
@@ -232,7 +250,10 @@ fn pop_json_gives_a_non_utf8_body_as_body_base64() {
     bytes.extend((0..=255u8).rev());
     s.push_stdin("q", &bytes);
     let m = s.pop_one("q", &[]);
-    assert!(m.get("body").is_none(), "a non-UTF-8 body must not come as body: {m}");
+    assert!(
+        m.get("body").is_none(),
+        "a non-UTF-8 body must not come as body: {m}"
+    );
     assert_eq!(body_bytes(&m), bytes);
 }
 
@@ -241,7 +262,10 @@ fn pop_json_gives_a_lone_invalid_byte_as_body_base64() {
     let s = Spool::new();
     s.push_stdin("q", b"abc\xffdef");
     let m = s.pop_one("q", &[]);
-    assert_eq!(m["body_base64"].as_str().map(base64_decode), Some(b"abc\xffdef".to_vec()));
+    assert_eq!(
+        m["body_base64"].as_str().map(base64_decode),
+        Some(b"abc\xffdef".to_vec())
+    );
 }
 
 #[test]
@@ -262,7 +286,12 @@ fn a_ten_mebibyte_body_round_trips_exactly() {
     let m = s.pop_one("big", &[]);
     assert_eq!(common::id(&m), id);
     let got = body(&m);
-    assert!(got.len() == text.len(), "length {} != {}", got.len(), text.len());
+    assert!(
+        got.len() == text.len(),
+        "length {} != {}",
+        got.len(),
+        text.len()
+    );
     assert!(got == text, "the 10 MiB body came back different");
 }
 
@@ -294,9 +323,17 @@ fn pop_plain_prints_tab_separated_fields_with_an_escaped_body() {
     let text = out.stdout_str();
     assert!(text.ends_with('\n'));
     let lines = out.lines();
-    assert_eq!(lines.len(), 1, "the escaped body stays on one line: {text:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "the escaped body stays on one line: {text:?}"
+    );
     let fields: Vec<&str> = lines[0].split('\t').collect();
-    assert_eq!(fields.len(), 4, "ID<TAB>RECEIPT<TAB>ATTEMPT<TAB>BODY: {text:?}");
+    assert_eq!(
+        fields.len(),
+        4,
+        "ID<TAB>RECEIPT<TAB>ATTEMPT<TAB>BODY: {text:?}"
+    );
     assert_eq!(fields[0], id);
     assert!(is_receipt(fields[1]), "{text:?}");
     assert_eq!(fields[2], "1");
@@ -335,8 +372,14 @@ fn pop_wait_on_an_empty_queue_exits_3_after_about_that_long() {
     let out = s.run(&["pop", "q", "--wait", "300ms"]);
     let took = start.elapsed();
     out.code(3).stdout_empty();
-    assert!(took >= Duration::from_millis(280), "returned too early: {took:?}");
-    assert!(took < Duration::from_millis(3000), "waited far too long: {took:?}");
+    assert!(
+        took >= Duration::from_millis(280),
+        "returned too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3000),
+        "waited far too long: {took:?}"
+    );
 }
 
 #[test]
@@ -346,8 +389,14 @@ fn pop_wait_on_a_queue_that_does_not_exist_exits_3_after_about_that_long() {
     let out = s.run(&["pop", "nosuch", "--wait", "300ms"]);
     let took = start.elapsed();
     out.code(3).stdout_empty();
-    assert!(took >= Duration::from_millis(280), "returned too early: {took:?}");
-    assert!(took < Duration::from_millis(3000), "waited far too long: {took:?}");
+    assert!(
+        took >= Duration::from_millis(280),
+        "returned too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3000),
+        "waited far too long: {took:?}"
+    );
 }
 
 #[test]
@@ -357,7 +406,11 @@ fn pop_wait_returns_at_once_when_a_message_is_ready() {
     let start = Instant::now();
     let m = s.pop_one("q", &["--wait", "5s"]);
     assert_eq!(body(&m), "ready");
-    assert!(start.elapsed() < Duration::from_millis(2500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        start.elapsed()
+    );
     // `--wait` without a duration, given last.
     s.push("q", &["again"]);
     let m = s.pop_one("q", &["--wait"]);
@@ -385,8 +438,14 @@ fn receive_while_waiting(s: &Spool, queue: &str) {
     assert_eq!(msgs.len(), 1);
     assert_eq!(body(&msgs[0]), "arrived");
     assert_eq!(attempt(&msgs[0]), 1);
-    assert!(took >= Duration::from_millis(250), "pop returned before the push: {took:?}");
-    assert!(took < Duration::from_millis(3000), "pop noticed the push too late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "pop returned before the push: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3000),
+        "pop noticed the push too late: {took:?}"
+    );
 }
 
 #[test]

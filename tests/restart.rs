@@ -18,19 +18,36 @@ fn every_step_of_a_message_life_is_seen_by_the_next_process() {
     let all_ids: Vec<String> = ids.iter().cloned().chain(lines.lines()).collect();
     assert_counts(
         &s.stats("q"),
-        &[("ready", 4), ("leased", 0), ("delayed", 0), ("dead", 0), ("pushed", 4), ("acked", 0), ("bytes", 19)],
+        &[
+            ("ready", 4),
+            ("leased", 0),
+            ("delayed", 0),
+            ("dead", 0),
+            ("pushed", 4),
+            ("acked", 0),
+            ("bytes", 19),
+        ],
     );
     let peeked = s.peek_json("q", &["--count", "10"]);
     assert_eq!(bodies(&peeked), ["alpha", "beta", "gamma", "delta"]);
     assert_eq!(peeked.iter().map(id).collect::<Vec<_>>(), all_ids);
 
     let a = s.pop_one("q", &[]);
-    assert_eq!((id(&a), body(&a), attempt(&a)), (all_ids[0].as_str(), "alpha", 1));
+    assert_eq!(
+        (id(&a), body(&a), attempt(&a)),
+        (all_ids[0].as_str(), "alpha", 1)
+    );
     assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 1), ("acked", 0)]);
 
     s.ack("q", &[receipt(&a)]);
-    assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 0), ("acked", 1), ("bytes", 14)]);
-    assert_eq!(bodies(&s.peek_json("q", &["--count", "10"])), ["beta", "gamma", "delta"]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 3), ("leased", 0), ("acked", 1), ("bytes", 14)],
+    );
+    assert_eq!(
+        bodies(&s.peek_json("q", &["--count", "10"])),
+        ["beta", "gamma", "delta"]
+    );
 
     let b = s.pop_one("q", &[]);
     assert_eq!(body(&b), "beta");
@@ -38,7 +55,10 @@ fn every_step_of_a_message_life_is_seen_by_the_next_process() {
     assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 0), ("acked", 1)]);
 
     let again = s.pop_one("q", &[]);
-    assert_eq!((id(&again), body(&again), attempt(&again)), (all_ids[1].as_str(), "beta", 2));
+    assert_eq!(
+        (id(&again), body(&again), attempt(&again)),
+        (all_ids[1].as_str(), "beta", 2)
+    );
     s.ack("q", &[receipt(&again)]);
     assert_counts(&s.stats("q"), &[("ready", 2), ("acked", 2), ("bytes", 10)]);
 
@@ -47,7 +67,15 @@ fn every_step_of_a_message_life_is_seen_by_the_next_process() {
     s.ack("q", &[receipt(&rest[0]), receipt(&rest[1])]);
     assert_counts(
         &s.stats("q"),
-        &[("ready", 0), ("leased", 0), ("delayed", 0), ("dead", 0), ("pushed", 4), ("acked", 4), ("bytes", 0)],
+        &[
+            ("ready", 0),
+            ("leased", 0),
+            ("delayed", 0),
+            ("dead", 0),
+            ("pushed", 4),
+            ("acked", 4),
+            ("bytes", 0),
+        ],
     );
     s.pop_nothing("q", &[]);
     let list = s.run(&["list"]);
@@ -60,7 +88,8 @@ fn every_step_of_a_message_life_is_seen_by_the_next_process() {
 fn many_processes_each_acking_one_message_deliver_each_exactly_once() {
     let s = Spool::new();
     let input: String = (0..15).map(|i| format!("msg-{i}\n")).collect();
-    s.run_stdin(&["push", "q", "--lines"], input.as_bytes()).ok();
+    s.run_stdin(&["push", "q", "--lines"], input.as_bytes())
+        .ok();
     let mut seen = Vec::new();
     for _ in 0..15 {
         let m = s.pop_one("q", &[]);
@@ -71,7 +100,10 @@ fn many_processes_each_acking_one_message_deliver_each_exactly_once() {
     let expected: Vec<String> = (0..15).map(|i| format!("msg-{i}")).collect();
     assert_eq!(seen, expected);
     s.pop_nothing("q", &[]);
-    assert_counts(&s.stats("q"), &[("pushed", 15), ("acked", 15), ("ready", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("pushed", 15), ("acked", 15), ("ready", 0)],
+    );
 }
 
 #[test]
@@ -107,11 +139,22 @@ fn a_consumer_killed_with_sigkill_leaves_its_message_for_redelivery_after_the_le
     let ids = s.push("q", &["job"]);
     let scratch = s.scratch().to_str().unwrap().to_string();
     let bg = s.spawn(&[
-        "exec", "q", "--lease", "1s", "--", "sh", "-c",
-        r#"cat > /dev/null; touch "$1/started"; sleep 5"#, "sh", &scratch,
+        "exec",
+        "q",
+        "--lease",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        r#"cat > /dev/null; touch "$1/started"; sleep 5"#,
+        "sh",
+        &scratch,
     ]);
     let started = s.scratch().join("started");
-    assert!(wait_for(Duration::from_secs(5), || started.exists()), "the command never started");
+    assert!(
+        wait_for(Duration::from_secs(5), || started.exists()),
+        "the command never started"
+    );
     bg.kill9();
     // The lease it held is still honoured...
     s.pop_nothing("q", &[]);

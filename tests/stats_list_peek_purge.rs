@@ -32,9 +32,16 @@ fn check_stats_shape(s: &Spool, v: &Value) {
     }
     let segs = s.segment_files(q).len() as u64;
     assert!(segs >= 1, "a queue with messages has a segment file");
-    assert_eq!(num(v, "segments"), segs, "segments = number of .seg files: {v}");
+    assert_eq!(
+        num(v, "segments"),
+        segs,
+        "segments = number of .seg files: {v}"
+    );
     if v.get("disk_bytes").is_some() {
-        assert!(num(v, "disk_bytes") >= num(v, "bytes"), "disk_bytes >= bytes: {v}");
+        assert!(
+            num(v, "disk_bytes") >= num(v, "bytes"),
+            "disk_bytes >= bytes: {v}"
+        );
     }
 }
 
@@ -72,7 +79,15 @@ fn stats_counts_delayed_pushes_apart_from_ready_ones() {
     check_stats_shape(&s, &v);
     assert_counts(
         &v,
-        &[("ready", 1), ("leased", 0), ("delayed", 2), ("dead", 0), ("pushed", 3), ("acked", 0), ("bytes", 6)],
+        &[
+            ("ready", 1),
+            ("leased", 0),
+            ("delayed", 2),
+            ("dead", 0),
+            ("pushed", 3),
+            ("acked", 0),
+            ("bytes", 6),
+        ],
     );
 }
 
@@ -83,21 +98,43 @@ fn stats_follows_pop_and_ack() {
     let m = s.pop_one("q", &[]);
     assert_counts(
         &s.stats("q"),
-        &[("ready", 2), ("leased", 1), ("delayed", 0), ("pushed", 3), ("acked", 0), ("bytes", 6)],
+        &[
+            ("ready", 2),
+            ("leased", 1),
+            ("delayed", 0),
+            ("pushed", 3),
+            ("acked", 0),
+            ("bytes", 6),
+        ],
     );
     s.ack("q", &[receipt(&m)]);
     let v = s.stats("q");
     check_stats_shape(&s, &v);
     assert_counts(
         &v,
-        &[("ready", 2), ("leased", 0), ("delayed", 0), ("dead", 0), ("pushed", 3), ("acked", 1), ("bytes", 5)],
+        &[
+            ("ready", 2),
+            ("leased", 0),
+            ("delayed", 0),
+            ("dead", 0),
+            ("pushed", 3),
+            ("acked", 1),
+            ("bytes", 5),
+        ],
     );
     let msgs = s.pop_json("q", &["--count", "2"]);
     s.ack("q", &[receipt(&msgs[0]), receipt(&msgs[1])]);
     let v = s.stats("q");
     assert_counts(
         &v,
-        &[("ready", 0), ("leased", 0), ("pushed", 3), ("acked", 3), ("bytes", 0), ("oldest_ready_age_ms", 0)],
+        &[
+            ("ready", 0),
+            ("leased", 0),
+            ("pushed", 3),
+            ("acked", 3),
+            ("bytes", 0),
+            ("oldest_ready_age_ms", 0),
+        ],
     );
 }
 
@@ -106,13 +143,27 @@ fn stats_follows_nack_and_nack_with_delay() {
     let s = Spool::new();
     s.push("q", &["abc", "de"]);
     let msgs = s.pop_json("q", &["--count", "2"]);
-    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 2), ("delayed", 0)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 2), ("delayed", 0)],
+    );
     s.nack("q", &[receipt(&msgs[0])], &[]);
-    assert_counts(&s.stats("q"), &[("ready", 1), ("leased", 1), ("delayed", 0), ("bytes", 5)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 1), ("leased", 1), ("delayed", 0), ("bytes", 5)],
+    );
     s.nack("q", &[receipt(&msgs[1])], &["--delay", "1h"]);
     assert_counts(
         &s.stats("q"),
-        &[("ready", 1), ("leased", 0), ("delayed", 1), ("dead", 0), ("pushed", 2), ("acked", 0), ("bytes", 5)],
+        &[
+            ("ready", 1),
+            ("leased", 0),
+            ("delayed", 1),
+            ("dead", 0),
+            ("pushed", 2),
+            ("acked", 0),
+            ("bytes", 5),
+        ],
     );
 }
 
@@ -123,16 +174,36 @@ fn stats_follows_dead_letters_retry_and_purge_dead() {
     s.push("q", &["live"]);
     assert_counts(
         &s.stats("q"),
-        &[("ready", 1), ("leased", 0), ("delayed", 0), ("dead", 3), ("pushed", 4), ("acked", 0), ("bytes", 16)],
+        &[
+            ("ready", 1),
+            ("leased", 0),
+            ("delayed", 0),
+            ("dead", 3),
+            ("pushed", 4),
+            ("acked", 0),
+            ("bytes", 16),
+        ],
     );
     s.run(&["retry", "q", &ids[2]]).ok();
-    assert_counts(&s.stats("q"), &[("ready", 2), ("dead", 2), ("pushed", 4), ("bytes", 16)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 2), ("dead", 2), ("pushed", 4), ("bytes", 16)],
+    );
     let out = s.run(&["purge", "q", "--dead"]);
     out.ok();
     assert_eq!(out.stdout_str(), "2\n");
     let v = s.stats("q");
     check_stats_shape(&s, &v);
-    assert_counts(&v, &[("ready", 2), ("dead", 0), ("pushed", 4), ("acked", 0), ("bytes", 5)]);
+    assert_counts(
+        &v,
+        &[
+            ("ready", 2),
+            ("dead", 0),
+            ("pushed", 4),
+            ("acked", 0),
+            ("bytes", 5),
+        ],
+    );
 }
 
 #[test]
@@ -147,7 +218,16 @@ fn stats_follows_purge() {
     check_stats_shape(&s, &v);
     assert_counts(
         &v,
-        &[("ready", 0), ("leased", 1), ("delayed", 0), ("dead", 0), ("pushed", 4), ("acked", 0), ("bytes", 6), ("oldest_ready_age_ms", 0)],
+        &[
+            ("ready", 0),
+            ("leased", 1),
+            ("delayed", 0),
+            ("dead", 0),
+            ("pushed", 4),
+            ("acked", 0),
+            ("bytes", 6),
+            ("oldest_ready_age_ms", 0),
+        ],
     );
     if v.get("purged").is_some() {
         assert_eq!(num(&v, "purged"), 3);
@@ -185,7 +265,10 @@ fn oldest_ready_age_ms_is_the_age_of_the_oldest_ready_message() {
     sleep_ms(400);
     s.push("q", &["new"]);
     let age = num(&s.stats("q"), "oldest_ready_age_ms");
-    assert!(age >= 400, "the oldest message is at least 400 ms old, got {age}");
+    assert!(
+        age >= 400,
+        "the oldest message is at least 400 ms old, got {age}"
+    );
     assert!(age < 30_000, "age in milliseconds, got {age}");
     // Once the old one is leased, the newer one is the oldest ready message.
     s.pop_one("q", &[]);
@@ -208,17 +291,28 @@ fn stats_without_a_queue_prints_one_object_per_queue() {
     for v in by_name.values() {
         check_stats_shape(&s, v);
     }
-    assert_counts(&by_name["alpha"], &[("ready", 1), ("pushed", 1), ("bytes", 3)]);
-    assert_counts(&by_name["beta"], &[("ready", 2), ("pushed", 2), ("bytes", 2)]);
+    assert_counts(
+        &by_name["alpha"],
+        &[("ready", 1), ("pushed", 1), ("bytes", 3)],
+    );
+    assert_counts(
+        &by_name["beta"],
+        &[("ready", 2), ("pushed", 2), ("bytes", 2)],
+    );
 }
 
 #[test]
 fn stats_of_a_queue_that_does_not_exist_exits_1_with_one_line() {
     let s = Spool::new();
     s.push("q", &["x"]);
-    s.run(&["stats", "nosuch", "--json"]).fails(1).stdout_empty();
+    s.run(&["stats", "nosuch", "--json"])
+        .fails(1)
+        .stdout_empty();
     let line = s.run(&["stats", "nosuch"]).fails(1).error_line();
-    assert!(line.contains("nosuch"), "the error names the queue: {line:?}");
+    assert!(
+        line.contains("nosuch"),
+        "the error names the queue: {line:?}"
+    );
 }
 
 #[test]
@@ -232,7 +326,10 @@ fn plain_stats_exits_0_and_mentions_the_queue() {
     let out = s.run(&["stats"]);
     out.ok();
     let text = out.stdout_str();
-    assert!(text.contains("orders") && text.contains("invoices"), "{text}");
+    assert!(
+        text.contains("orders") && text.contains("invoices"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -257,7 +354,12 @@ fn list_json_prints_a_queue_object_per_line() {
     let names: Vec<String> = out
         .json()
         .iter()
-        .map(|o| o["queue"].as_str().unwrap_or_else(|| panic!("no queue in {o}")).to_string())
+        .map(|o| {
+            o["queue"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no queue in {o}"))
+                .to_string()
+        })
         .collect();
     assert_eq!(names, ["a", "b"]);
 }
@@ -373,7 +475,10 @@ fn purge_deletes_ready_and_delayed_messages_and_prints_how_many() {
     assert_eq!(out.stdout_str(), "3\n");
     s.pop_nothing("q", &[]);
     assert_eq!(s.peek_json("q", &["--count", "10"]), Vec::<Value>::new());
-    assert_counts(&s.stats("q"), &[("ready", 0), ("delayed", 0), ("leased", 1)]);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("delayed", 0), ("leased", 1)],
+    );
     // The leased message finishes as usual.
     s.ack("q", &[receipt(&m)]);
     assert_counts(&s.stats("q"), &[("leased", 0), ("acked", 1)]);
@@ -438,6 +543,10 @@ fn purge_dead_deletes_only_the_dead_letters() {
     out.ok();
     assert_eq!(out.stdout_str(), "0\n");
     let out = s.run(&["retry", "q", &dead[0]]);
-    assert!(out.stdout_str() == "0\n" || out.code != 0, "{}", out.stdout_str());
+    assert!(
+        out.stdout_str() == "0\n" || out.code != 0,
+        "{}",
+        out.stdout_str()
+    );
     assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["ready"]);
 }

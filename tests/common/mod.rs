@@ -81,7 +81,12 @@ fn finish(what: String, status: std::process::ExitStatus, stdout: Vec<u8>, stder
         !stderr.contains("panicked"),
         "`spoolmq {what}` panicked:\n{stderr}"
     );
-    Out { what, code, stdout, stderr }
+    Out {
+        what,
+        code,
+        stdout,
+        stderr,
+    }
 }
 
 impl Out {
@@ -104,7 +109,12 @@ impl Out {
     /// Asserts the exit code.
     #[track_caller]
     pub fn code(&self, expected: i32) -> &Self {
-        assert_eq!(self.code, expected, "unexpected exit code\n{}", self.context());
+        assert_eq!(
+            self.code,
+            expected,
+            "unexpected exit code\n{}",
+            self.context()
+        );
         self
     }
 
@@ -170,7 +180,11 @@ impl Out {
 
     #[track_caller]
     pub fn stdout_empty(&self) -> &Self {
-        assert!(self.stdout.is_empty(), "expected no stdout\n{}", self.context());
+        assert!(
+            self.stdout.is_empty(),
+            "expected no stdout\n{}",
+            self.context()
+        );
         self
     }
 }
@@ -276,7 +290,11 @@ impl Spool {
         args.extend_from_slice(extra);
         let out = self.run(&args);
         out.code(3).stdout_empty();
-        assert!(out.stderr.lines().count() <= 1, "at most one stderr line: {:?}", out.stderr);
+        assert!(
+            out.stderr.lines().count() <= 1,
+            "at most one stderr line: {:?}",
+            out.stderr
+        );
     }
 
     /// `peek QUEUE --json EXTRA...`; asserts success (exit 0) and returns the messages.
@@ -373,7 +391,13 @@ impl Bg {
         cmd.stdout(out.try_clone().unwrap())
             .stderr(err.try_clone().unwrap());
         let child = cmd.spawn().expect("spoolmq could be spawned");
-        Bg { child: Some(child), out, err, what, started: Instant::now() }
+        Bg {
+            child: Some(child),
+            out,
+            err,
+            what,
+            started: Instant::now(),
+        }
     }
 
     pub fn id(&self) -> u32 {
@@ -448,12 +472,16 @@ pub fn sleep_ms(ms: u64) {
 
 /// A message id: 16 lowercase hex characters.
 pub fn is_id(s: &str) -> bool {
-    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A receipt: 40 lowercase hex characters.
 pub fn is_receipt(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checks the shape of one `pop --json` object: id, receipt, attempt >= 1, and exactly one of
@@ -462,11 +490,20 @@ pub fn is_receipt(s: &str) -> bool {
 pub fn check_delivery(m: &Value) {
     assert!(m.is_object(), "a delivery is an object: {m}");
     assert!(m["id"].as_str().is_some_and(is_id), "bad id in {m}");
-    assert!(m["receipt"].as_str().is_some_and(is_receipt), "bad receipt in {m}");
-    assert!(m["attempt"].as_u64().is_some_and(|a| a >= 1), "bad attempt in {m}");
+    assert!(
+        m["receipt"].as_str().is_some_and(is_receipt),
+        "bad receipt in {m}"
+    );
+    assert!(
+        m["attempt"].as_u64().is_some_and(|a| a >= 1),
+        "bad attempt in {m}"
+    );
     let has_body = m.get("body").is_some();
     let has_b64 = m.get("body_base64").is_some();
-    assert!(has_body != has_b64, "exactly one of body/body_base64 in {m}");
+    assert!(
+        has_body != has_b64,
+        "exactly one of body/body_base64 in {m}"
+    );
 }
 
 #[track_caller]
@@ -476,26 +513,38 @@ pub fn id(m: &Value) -> &str {
 
 #[track_caller]
 pub fn receipt(m: &Value) -> &str {
-    m["receipt"].as_str().unwrap_or_else(|| panic!("no receipt in {m}"))
+    m["receipt"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no receipt in {m}"))
 }
 
 #[track_caller]
 pub fn attempt(m: &Value) -> u64 {
-    m["attempt"].as_u64().unwrap_or_else(|| panic!("no attempt in {m}"))
+    m["attempt"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no attempt in {m}"))
 }
 
 /// The `body` field, which must be present (the body is valid UTF-8).
 #[track_caller]
 pub fn body(m: &Value) -> &str {
-    assert!(m.get("body_base64").is_none(), "unexpected body_base64 in {m}");
-    m["body"].as_str().unwrap_or_else(|| panic!("no string body in {m}"))
+    assert!(
+        m.get("body_base64").is_none(),
+        "unexpected body_base64 in {m}"
+    );
+    m["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string body in {m}"))
 }
 
 /// The body bytes, from `body` or `body_base64`.
 #[track_caller]
 pub fn body_bytes(m: &Value) -> Vec<u8> {
     if let Some(b) = m.get("body") {
-        b.as_str().unwrap_or_else(|| panic!("body is not a string in {m}")).as_bytes().to_vec()
+        b.as_str()
+            .unwrap_or_else(|| panic!("body is not a string in {m}"))
+            .as_bytes()
+            .to_vec()
     } else {
         let b = m["body_base64"]
             .as_str()
@@ -556,10 +605,15 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
-            if fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            if fs::symlink_metadata(&p)
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
+            {
                 todo.push(p.clone());
             }
             found.push(p);
