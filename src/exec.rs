@@ -86,10 +86,7 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
     let mut ran = 0u64;
     let mut failed = 0u64;
     let mut stale = 0u64;
-    loop {
-        let Some(d) = pop(spool, queue, &pop_req, warn)?.into_iter().next() else {
-            break;
-        };
+    while let Some(d) = pop(spool, queue, &pop_req, warn)?.into_iter().next() {
         ran += 1;
         match run_one(spool, queue, req, &d, warn)? {
             Handled::Acked => {}

@@ -460,10 +460,10 @@ impl FsStore {
     fn put_new(&mut self, m: Meta, base: u64) -> Result<()> {
         self.write_slot(&m)?;
         self.h.counters.add(m.state, m.len);
-        if m.state.is_live() {
-            if let Some(s) = self.h.segments.iter_mut().find(|s| s.base == base) {
-                s.live += 1;
-            }
+        if m.state.is_live()
+            && let Some(s) = self.h.segments.iter_mut().find(|s| s.base == base)
+        {
+            s.live += 1;
         }
         self.h.next_seq = m.seq + 1;
         Ok(())
@@ -516,18 +516,17 @@ impl FsStore {
     fn apply(&mut self, old: State, new: &Meta) -> Result<()> {
         self.write_slot(new)?;
         self.h.counters.apply(old, new.state, new.len);
-        if old.is_live() != new.state.is_live() {
-            if let Some(s) = self
+        if old.is_live() != new.state.is_live()
+            && let Some(s) = self
                 .h
                 .segments
                 .iter_mut()
                 .find(|s| s.base == new.loc.segment)
-            {
-                if new.state.is_live() {
-                    s.live += 1;
-                } else {
-                    s.live = s.live.saturating_sub(1);
-                }
+        {
+            if new.state.is_live() {
+                s.live += 1;
+            } else {
+                s.live = s.live.saturating_sub(1);
             }
         }
         if new.state.is_pending() && new.seq < self.h.scan_lo {
@@ -1079,10 +1078,10 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         let mut buf = vec![0u8; REGION_LEN];
         let n = segment::read_at_most(&index, &index_path, &mut buf, (i * REGION_LEN) as u64)?;
         buf.truncate(n);
-        if let Some(h) = Header::decode(&buf) {
-            if old.as_ref().is_none_or(|o| h.generation > o.generation) {
-                old = Some(h);
-            }
+        if let Some(h) = Header::decode(&buf)
+            && old.as_ref().is_none_or(|o| h.generation > o.generation)
+        {
+            old = Some(h);
         }
     }
 
@@ -1143,12 +1142,11 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     let mut buf = vec![0u8; SLOT_LEN];
     for seq in lo..end {
         let n = segment::read_at_most(&slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
-        if n == SLOT_LEN {
-            if let Ok(m) = decode_slot(&buf) {
-                if m.seq == seq {
-                    known.insert(seq, m);
-                }
-            }
+        if n == SLOT_LEN
+            && let Ok(m) = decode_slot(&buf)
+            && m.seq == seq
+        {
+            known.insert(seq, m);
         }
     }
     let wal_bytes = {

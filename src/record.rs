@@ -183,9 +183,7 @@ pub fn find_next(buf: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     while at + RECORD_HEADER_LEN <= buf.len() {
         let rest = &buf[at..];
-        let Some(rel) = rest.windows(4).position(|w| w == RECORD_MAGIC) else {
-            return None;
-        };
+        let rel = rest.windows(4).position(|w| w == RECORD_MAGIC)?;
         let pos = at + rel;
         if decode_header(&buf[pos..]).is_ok() {
             return Some(pos);

@@ -185,70 +185,6 @@ pub fn read_all(path: &Path) -> Result<Vec<u8>> {
 /// The offset of the first record in a segment.
 pub const FIRST_RECORD: u64 = SEGMENT_HEADER_LEN;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_sort_and_parse_back() {
-        assert_eq!(file_name(1), "00000000000000000001.seg");
-        assert_eq!(parse_name(&file_name(123_456)), Some(123_456));
-        assert_eq!(parse_name("1.seg"), None);
-        assert_eq!(parse_name("0000000000000000000x.seg"), None);
-        assert!(file_name(9) < file_name(10));
-    }
-
-    fn rec(seq: u64, body: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        record::encode(seq, 5, 0, body, &mut v);
-        v
-    }
-
-    #[test]
-    fn a_scan_skips_a_damaged_record_and_finds_its_neighbours() {
-        let mut buf = rec(1, b"one");
-        let second = buf.len();
-        buf.extend(rec(2, b"two"));
-        let third = buf.len();
-        buf.extend(rec(3, b"three"));
-        buf[second + RECORD_HEADER_LEN] ^= 0xff; // body of 2
-        let (found, end) = scan(&buf, 16);
-        assert_eq!(found.len(), 3);
-        assert!(matches!(found[0], Found::Good { offset: 16, .. }));
-        assert!(matches!(found[1], Found::BadBody { offset, .. } if offset == 16 + second as u64));
-        assert!(matches!(found[2], Found::Good { offset, .. } if offset == 16 + third as u64));
-        assert_eq!(end, 16 + buf.len() as u64);
-    }
-
-    #[test]
-    fn a_torn_tail_is_reported_as_garbage_past_the_end() {
-        let mut buf = rec(1, b"one");
-        let good_end = buf.len();
-        let second = rec(2, b"two two two");
-        buf.extend_from_slice(&second[..second.len() - 3]);
-        let (found, end) = scan(&buf, 0);
-        assert_eq!(end, good_end as u64);
-        assert!(matches!(
-            found.last(),
-            Some(Found::Garbage {
-                damage: Damage::Short,
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn a_broken_header_resyncs_on_the_next_record() {
-        let mut buf = rec(1, b"one");
-        let second = buf.len();
-        buf.extend(rec(2, b"two"));
-        buf[5] ^= 1; // header of 1
-        let (found, _) = scan(&buf, 0);
-        assert!(matches!(found[0], Found::Garbage { offset: 0, len, .. } if len == second as u64));
-        assert!(matches!(found[1], Found::Good { header, .. } if header.seq == 2));
-    }
-}
-
 /// Rewrites segment `path` keeping only its good records (and a fresh file
 /// header): write `<name>.tmp`, fsync, rename over, fsync the directory.
 /// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
@@ -343,4 +279,67 @@ pub fn check(path: &Path) -> Result<(Vec<u8>, Vec<Found>, Option<String>)> {
     let from = (FIRST_RECORD as usize).min(bytes.len());
     let (found, _) = scan(&bytes[from..], FIRST_RECORD);
     Ok((bytes, found, head_problem))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_and_parse_back() {
+        assert_eq!(file_name(1), "00000000000000000001.seg");
+        assert_eq!(parse_name(&file_name(123_456)), Some(123_456));
+        assert_eq!(parse_name("1.seg"), None);
+        assert_eq!(parse_name("0000000000000000000x.seg"), None);
+        assert!(file_name(9) < file_name(10));
+    }
+
+    fn rec(seq: u64, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        record::encode(seq, 5, 0, body, &mut v);
+        v
+    }
+
+    #[test]
+    fn a_scan_skips_a_damaged_record_and_finds_its_neighbours() {
+        let mut buf = rec(1, b"one");
+        let second = buf.len();
+        buf.extend(rec(2, b"two"));
+        let third = buf.len();
+        buf.extend(rec(3, b"three"));
+        buf[second + RECORD_HEADER_LEN] ^= 0xff; // body of 2
+        let (found, end) = scan(&buf, 16);
+        assert_eq!(found.len(), 3);
+        assert!(matches!(found[0], Found::Good { offset: 16, .. }));
+        assert!(matches!(found[1], Found::BadBody { offset, .. } if offset == 16 + second as u64));
+        assert!(matches!(found[2], Found::Good { offset, .. } if offset == 16 + third as u64));
+        assert_eq!(end, 16 + buf.len() as u64);
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_as_garbage_past_the_end() {
+        let mut buf = rec(1, b"one");
+        let good_end = buf.len();
+        let second = rec(2, b"two two two");
+        buf.extend_from_slice(&second[..second.len() - 3]);
+        let (found, end) = scan(&buf, 0);
+        assert_eq!(end, good_end as u64);
+        assert!(matches!(
+            found.last(),
+            Some(Found::Garbage {
+                damage: Damage::Short,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_broken_header_resyncs_on_the_next_record() {
+        let mut buf = rec(1, b"one");
+        let second = buf.len();
+        buf.extend(rec(2, b"two"));
+        buf[5] ^= 1; // header of 1
+        let (found, _) = scan(&buf, 0);
+        assert!(matches!(found[0], Found::Garbage { offset: 0, len, .. } if len == second as u64));
+        assert!(matches!(found[1], Found::Good { header, .. } if header.seq == 2));
+    }
 }
