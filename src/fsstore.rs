@@ -1289,3 +1289,25 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     sync_dir(dir)?;
     Ok(notes)
 }
+
+/// Test support: makes the live header look as if written before a reboot,
+/// so the next open recovers from the checkpoint, as after a machine crash.
+#[cfg(test)]
+pub(crate) fn simulate_reboot(dir: &Path) -> Result<()> {
+    let path = dir.join("index");
+    let index = segment::open_rw(&path)?;
+    for region in 0..2 {
+        let mut buf = vec![0u8; REGION_LEN];
+        let n = segment::read_at_most(&index, &path, &mut buf, (region * REGION_LEN) as u64)?;
+        buf.truncate(n);
+        if let Some(mut h) = Header::decode(&buf) {
+            h.boot_id = [0xee; 16];
+            if let Some(bytes) = h.encode() {
+                index
+                    .write_all_at(&bytes, (region * REGION_LEN) as u64)
+                    .ctx("write", &path)?;
+            }
+        }
+    }
+    Ok(())
+}

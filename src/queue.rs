@@ -248,31 +248,37 @@ impl Queue {
         Ok(seqs.into_iter().map(|s| format_id(s, salt)).collect())
     }
 
-    /// Finds up to `count` deliverable messages not in `skip`, oldest first;
+    /// Finds up to `count` deliverable messages not in `seen`, oldest first;
     /// lapsed last attempts found on the way become dead letters in `changes`.
+    /// Every message returned or changed is added to `seen`, so that calling
+    /// again finds the next ones and changes nothing twice.
     fn deliverable(
         &mut self,
         count: usize,
         now: u64,
-        skip: &HashSet<u64>,
+        seen: &mut HashSet<u64>,
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
         self.store.scan(From::Pending, &mut |m| {
-            if skip.contains(&m.seq) {
+            if seen.contains(&m.seq) {
                 return Step::Continue;
             }
             match standing(m, now) {
                 Standing::Deliverable => {
+                    seen.insert(m.seq);
                     found.push(*m);
                     if found.len() >= count {
                         return Step::Stop;
                     }
                 }
-                Standing::Expired => changes.push(Change {
-                    old: m.state,
-                    new: moved(m, State::Dead),
-                }),
+                Standing::Expired => {
+                    seen.insert(m.seq);
+                    changes.push(Change {
+                        old: m.state,
+                        new: moved(m, State::Dead),
+                    });
+                }
                 Standing::Waiting | Standing::Done => {}
             }
             Step::Continue
@@ -314,14 +320,13 @@ impl Queue {
         now: u64,
     ) -> Result<Vec<Delivery>> {
         let mut changes = Vec::new();
-        let mut skip = HashSet::new();
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = self.deliverable(count - out.len(), now, &skip, &mut changes)?;
+            let found = self.deliverable(count - out.len(), now, &mut seen, &mut changes)?;
             if found.is_empty() {
                 break;
             }
-            skip.extend(found.iter().map(|m| m.seq));
             for (m, body) in self.bodies(found, &mut changes)? {
                 let tag = new_tag()?;
                 let new = Meta {
@@ -348,14 +353,13 @@ impl Queue {
     /// Shows up to `count` deliverable messages without leasing them.
     pub fn peek(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
         let mut ignored = Vec::new();
-        let mut skip = HashSet::new();
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = self.deliverable(count - out.len(), now, &skip, &mut ignored)?;
+            let found = self.deliverable(count - out.len(), now, &mut seen, &mut ignored)?;
             if found.is_empty() {
                 break;
             }
-            skip.extend(found.iter().map(|m| m.seq));
             for (m, body) in self.bodies(found, &mut ignored)? {
                 out.push(Peeked {
                     id: format_id(m.seq, self.store.salt()),
@@ -632,5 +636,315 @@ mod tests {
         );
         assert_eq!(standing(&meta(State::Dead, 5, 5, 0), 10), Standing::Done);
         assert_eq!(standing(&meta(State::Acked, 1, 5, 0), 10), Standing::Done);
+    }
+
+    /// A tiny deterministic generator for the model test.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum MState {
+        Ready,
+        Delayed(u64),
+        Leased {
+            until: u64,
+            max: u32,
+            receipt: String,
+        },
+        Dead,
+        Gone,
+    }
+
+    #[derive(Clone, Debug)]
+    struct MMsg {
+        id: String,
+        body: Vec<u8>,
+        state: MState,
+        attempts: u32,
+    }
+
+    /// A queue in memory, with the contract's rules and nothing else.
+    #[derive(Default)]
+    struct Model {
+        msgs: Vec<MMsg>,
+        pushed: u64,
+        acked: u64,
+        purged: u64,
+    }
+
+    impl Model {
+        /// The state as of `now`: a lapsed last attempt is a dead letter,
+        /// a due delay or a lapsed lease is ready.
+        fn eff(m: &MMsg, now: u64) -> MState {
+            match &m.state {
+                MState::Delayed(t) if *t <= now => MState::Ready,
+                MState::Leased { until, max, .. } if *until <= now => {
+                    if m.attempts >= *max {
+                        MState::Dead
+                    } else {
+                        MState::Ready
+                    }
+                }
+                s => s.clone(),
+            }
+        }
+
+        fn stats(&self, now: u64) -> (u64, u64, u64, u64, u64) {
+            let (mut r, mut l, mut d, mut dead, mut bytes) = (0, 0, 0, 0, 0);
+            for m in &self.msgs {
+                match Model::eff(m, now) {
+                    MState::Ready => r += 1,
+                    MState::Delayed(_) => d += 1,
+                    MState::Leased { .. } => l += 1,
+                    MState::Dead => dead += 1,
+                    MState::Gone => continue,
+                }
+                bytes += m.body.len() as u64;
+            }
+            (r, l, d, dead, bytes)
+        }
+
+        fn live_receipt(&self, r: &str, now: u64) -> Option<usize> {
+            self.msgs.iter().position(|m| {
+                matches!(Model::eff(m, now), MState::Leased { ref receipt, .. } if receipt == r)
+            })
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Queue {
+        Queue::open(&Spool::new(dir.to_path_buf()), "q", true)
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Random operations against the real queue (on a real temporary spool,
+    /// reopened and "rebooted" now and then) and against [`Model`]; every
+    /// answer and every counter must agree.
+    #[test]
+    fn random_operations_agree_with_a_model_queue() {
+        for seed in 1..=6u64 {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("spool");
+            let mut q = open(&dir);
+            let mut model = Model::default();
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut now = 1_000_000u64;
+            let mut receipts: Vec<String> = Vec::new();
+            for step in 0..600 {
+                let ctx = format!("seed {seed} step {step}");
+                match rng.below(14) {
+                    0..=2 => {
+                        let n = 1 + rng.below(4) as usize;
+                        let delay = if rng.below(4) == 0 {
+                            1 + rng.below(3000)
+                        } else {
+                            0
+                        };
+                        let bodies: Vec<Vec<u8>> = (0..n)
+                            .map(|i| {
+                                format!("m{step}-{i}")
+                                    .repeat(rng.below(3) as usize)
+                                    .into_bytes()
+                            })
+                            .collect();
+                        let mut it = bodies.clone().into_iter().map(Ok);
+                        let ids = q.push(&mut it, Duration::from_millis(delay), now).unwrap();
+                        for (id, body) in ids.into_iter().zip(bodies) {
+                            model.pushed += 1;
+                            model.msgs.push(MMsg {
+                                id,
+                                body,
+                                state: if delay > 0 {
+                                    MState::Delayed(now + delay)
+                                } else {
+                                    MState::Ready
+                                },
+                                attempts: 0,
+                            });
+                        }
+                    }
+                    3..=4 => {
+                        let count = 1 + rng.below(3) as usize;
+                        let lease = 1 + rng.below(2000);
+                        let max = 1 + rng.below(3) as u32;
+                        let got = q
+                            .pop(count, Duration::from_millis(lease), max, now)
+                            .unwrap();
+                        let mut expect = Vec::new();
+                        for m in model.msgs.iter_mut() {
+                            if expect.len() == count {
+                                break;
+                            }
+                            if Model::eff(m, now) == MState::Ready {
+                                expect.push(m.id.clone());
+                                m.attempts += 1;
+                                let receipt = got
+                                    .get(expect.len() - 1)
+                                    .map(|d| d.receipt.clone())
+                                    .unwrap_or_default();
+                                m.state = MState::Leased {
+                                    until: now + lease,
+                                    max,
+                                    receipt,
+                                };
+                            }
+                        }
+                        let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+                        assert_eq!(ids, expect, "{ctx}: pop");
+                        for d in &got {
+                            let m = model.msgs.iter().find(|m| m.id == d.id).unwrap();
+                            assert_eq!(d.attempt, m.attempts, "{ctx}: attempt");
+                            assert_eq!(d.body, m.body, "{ctx}: body");
+                            receipts.push(d.receipt.clone());
+                        }
+                    }
+                    5..=6 if !receipts.is_empty() => {
+                        let r = receipts[rng.below(receipts.len() as u64) as usize].clone();
+                        let which = rng.below(3);
+                        let expect = model.live_receipt(&r, now);
+                        let delay = if rng.below(2) == 0 {
+                            0
+                        } else {
+                            1 + rng.below(1000)
+                        };
+                        let max = 1 + rng.below(3) as u32;
+                        let s = match which {
+                            0 => q.ack(std::slice::from_ref(&r), now).unwrap(),
+                            1 => q
+                                .nack(
+                                    std::slice::from_ref(&r),
+                                    Duration::from_millis(delay),
+                                    max,
+                                    now,
+                                )
+                                .unwrap(),
+                            _ => q
+                                .extend(
+                                    std::slice::from_ref(&r),
+                                    Duration::from_millis(delay + 1),
+                                    now,
+                                )
+                                .unwrap(),
+                        };
+                        assert_eq!(
+                            s.done,
+                            usize::from(expect.is_some()),
+                            "{ctx}: settle {which}"
+                        );
+                        if let Some(i) = expect {
+                            let m = &mut model.msgs[i];
+                            match which {
+                                0 => {
+                                    m.state = MState::Gone;
+                                    model.acked += 1;
+                                }
+                                1 => {
+                                    m.state = if m.attempts >= max {
+                                        MState::Dead
+                                    } else if delay > 0 {
+                                        MState::Delayed(now + delay)
+                                    } else {
+                                        MState::Ready
+                                    }
+                                }
+                                _ => {
+                                    if let MState::Leased { until, .. } = &mut m.state {
+                                        *until = now + delay + 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    7 => {
+                        let moved = q.retry(&[], now).unwrap().moved;
+                        let mut n = 0;
+                        for m in model.msgs.iter_mut() {
+                            if Model::eff(m, now) == MState::Dead {
+                                m.state = MState::Ready;
+                                m.attempts = 0;
+                                n += 1;
+                            }
+                        }
+                        assert_eq!(moved, n, "{ctx}: retry");
+                    }
+                    8 if rng.below(4) == 0 => {
+                        let dead = rng.below(2) == 0;
+                        let n = q.purge(dead, now).unwrap();
+                        let mut m_n = 0;
+                        for m in model.msgs.iter_mut() {
+                            let e = Model::eff(m, now);
+                            let take = if dead {
+                                e == MState::Dead
+                            } else {
+                                matches!(e, MState::Ready | MState::Delayed(_))
+                            };
+                            if take {
+                                m.state = MState::Gone;
+                                m_n += 1;
+                            }
+                        }
+                        model.purged += m_n;
+                        assert_eq!(n, m_n, "{ctx}: purge");
+                    }
+                    9 => {
+                        let count = 1 + rng.below(4) as usize;
+                        let got: Vec<String> = q
+                            .peek(count, now)
+                            .unwrap()
+                            .into_iter()
+                            .map(|p| p.id)
+                            .collect();
+                        let expect: Vec<String> = model
+                            .msgs
+                            .iter()
+                            .filter(|m| Model::eff(m, now) == MState::Ready)
+                            .take(count)
+                            .map(|m| m.id.clone())
+                            .collect();
+                        assert_eq!(got, expect, "{ctx}: peek");
+                    }
+                    10 => {
+                        drop(q);
+                        if rng.below(2) == 0 {
+                            crate::fsstore::simulate_reboot(&dir.join("q")).unwrap();
+                        }
+                        q = open(&dir);
+                        assert!(
+                            q.take_notices().is_empty(),
+                            "{ctx}: recovery had to repair something"
+                        );
+                    }
+                    _ => now += rng.below(800),
+                }
+                let s = q.stats(now).unwrap();
+                let (r, l, d, dead, bytes) = model.stats(now);
+                assert_eq!(
+                    (
+                        s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged
+                    ),
+                    (
+                        r,
+                        l,
+                        d,
+                        dead,
+                        bytes,
+                        model.pushed,
+                        model.acked,
+                        model.purged
+                    ),
+                    "{ctx}: stats (ready, leased, delayed, dead, bytes, pushed, acked, purged)"
+                );
+            }
+        }
     }
 }
