@@ -75,6 +75,23 @@ use std::path::{Path, PathBuf};
 
 /// Segments roll over past this size (see the README for why 64 MiB).
 pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests shrink segments to exercise roll-over and reclaim cheaply.
+    pub(crate) static TEST_SEGMENT_LIMIT: std::cell::Cell<u64> = const { std::cell::Cell::new(SEGMENT_LIMIT) };
+}
+
+fn segment_limit() -> u64 {
+    #[cfg(test)]
+    {
+        TEST_SEGMENT_LIMIT.with(|l| l.get())
+    }
+    #[cfg(not(test))]
+    {
+        SEGMENT_LIMIT
+    }
+}
 /// Checkpoint when the WAL grows past this.
 const WAL_LIMIT: u64 = 1024 * 1024;
 /// Bytes of records buffered before a write during a push.
@@ -949,7 +966,7 @@ impl FsStore {
                 )));
             }
             let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
-            if len + rec_len > SEGMENT_LIMIT && len > segment::FIRST_RECORD {
+            if len + rec_len > segment_limit() && len > segment::FIRST_RECORD {
                 // Roll: what the old segment got so far is written and synced first.
                 file.write_all_at(&buf, buf_at).ctx("append", &path)?;
                 buf.clear();
@@ -1310,4 +1327,208 @@ pub(crate) fn simulate_reboot(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str) -> Result<NewMessage> {
+        Ok(NewMessage {
+            body: body.as_bytes().to_vec(),
+            pushed_at_ms: 1000,
+            not_before_ms: 0,
+        })
+    }
+
+    fn queue_dir() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        std::fs::create_dir(&dir).unwrap();
+        (tmp, dir)
+    }
+
+    fn open(dir: &Path) -> FsStore {
+        FsStore::open(dir, true).unwrap().unwrap()
+    }
+
+    fn push(s: &mut FsStore, bodies: &[&str]) -> Vec<u64> {
+        s.push(&mut bodies.iter().map(|b| msg(b))).unwrap()
+    }
+
+    fn lease_and_ack(s: &mut FsStore, seq: u64) {
+        let m = s.get(seq).unwrap().unwrap();
+        let leased = Meta {
+            state: State::Leased,
+            attempts: 1,
+            until_ms: u64::MAX,
+            ..m
+        };
+        s.commit(
+            &[Change {
+                old: State::Ready,
+                new: leased,
+            }],
+            false,
+        )
+        .unwrap();
+        let acked = Meta {
+            state: State::Acked,
+            ..leased
+        };
+        s.commit(
+            &[Change {
+                old: State::Leased,
+                new: acked,
+            }],
+            true,
+        )
+        .unwrap();
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        use std::io::Write;
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn records_appended_by_a_push_that_died_before_its_header_are_adopted() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        assert_eq!(push(&mut s, &["a", "b"]), vec![1, 2]);
+        drop(s);
+        let mut rec = Vec::new();
+        record::encode(3, 1000, 0, b"c", &mut rec);
+        append(&segment::path(&dir, 1), &rec);
+        let mut s = open(&dir);
+        assert_eq!(s.counters().pushed, 3);
+        assert_eq!(s.counters().ready, 3);
+        let m = s.get(3).unwrap().unwrap();
+        assert_eq!(s.body(&m).unwrap(), b"c");
+        assert!(s.take_notices().is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_reported() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b"]);
+        drop(s);
+        let seg = segment::path(&dir, 1);
+        let good_len = std::fs::metadata(&seg).unwrap().len();
+        let mut rec = Vec::new();
+        record::encode(3, 1000, 0, b"never finished", &mut rec);
+        append(&seg, &rec[..rec.len() - 4]);
+        let mut s = open(&dir);
+        assert_eq!(s.counters().pushed, 2);
+        let notices = s.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].contains(&format!("offset {good_len}")),
+            "{notices:?}"
+        );
+        assert!(notices[0].contains("torn tail"), "{notices:?}");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
+        // The next push goes right after the last good record.
+        assert_eq!(push(&mut s, &["c"]), vec![3]);
+        let m = s.get(3).unwrap().unwrap();
+        assert_eq!(s.body(&m).unwrap(), b"c");
+    }
+
+    #[test]
+    fn a_change_whose_header_write_was_lost_is_replayed_from_the_wal() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        drop(s);
+        let before = std::fs::read(dir.join("index")).unwrap();
+        let mut s = open(&dir);
+        lease_and_ack(&mut s, 2);
+        drop(s);
+        // Put back the headers as they were before the ack: as if the process
+        // died after the WAL write and before the header write.
+        std::fs::write(dir.join("index"), &before).unwrap();
+        let mut s = open(&dir);
+        let c = s.counters();
+        assert_eq!((c.ready, c.leased, c.acked, c.pushed), (2, 0, 1, 3));
+        assert_eq!(s.get(2).unwrap().unwrap().state, State::Acked);
+        assert!(s.take_notices().is_empty());
+    }
+
+    #[test]
+    fn a_torn_wal_record_is_dropped_and_reported() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a"]);
+        lease_and_ack(&mut s, 1);
+        drop(s);
+        let wal_len = std::fs::metadata(dir.join("wal")).unwrap().len();
+        append(&dir.join("wal"), &[0x55; 30]);
+        let mut s = open(&dir);
+        assert_eq!(s.counters().acked, 1);
+        assert_eq!(s.take_notices().len(), 1);
+        assert_eq!(std::fs::metadata(dir.join("wal")).unwrap().len(), wal_len);
+    }
+
+    #[test]
+    fn after_a_machine_crash_the_checkpoint_and_wal_give_the_same_state() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        lease_and_ack(&mut s, 1);
+        let expect = s.counters();
+        drop(s);
+        simulate_reboot(&dir).unwrap();
+        let mut s = open(&dir);
+        assert_eq!(s.counters(), expect);
+        assert_eq!(s.get(1).unwrap().unwrap().state, State::Acked);
+        assert!(s.take_notices().is_empty());
+    }
+
+    #[test]
+    fn segments_roll_over_and_are_reclaimed_when_nothing_in_them_is_live() {
+        TEST_SEGMENT_LIMIT.with(|l| l.set(200));
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        // 100-byte bodies make 140-byte records: one per segment.
+        let body = "x".repeat(100);
+        let seqs = push(&mut s, &[&body, &body, &body, &body]);
+        assert_eq!(s.segments(), 4);
+        assert_eq!(segment::list(&dir).unwrap(), vec![1, 2, 3, 4]);
+        for seq in &seqs[..3] {
+            lease_and_ack(&mut s, *seq);
+        }
+        // Nothing is live in 1..=3; 4 is active and holds a message.
+        assert_eq!(segment::list(&dir).unwrap(), vec![4]);
+        assert_eq!(s.segments(), 1);
+        drop(s);
+        simulate_reboot(&dir).unwrap();
+        let mut s = open(&dir);
+        assert_eq!(s.counters().ready, 1);
+        assert_eq!(s.counters().acked, 3);
+        let m = s.get(4).unwrap().unwrap();
+        assert_eq!(s.body(&m).unwrap(), body.as_bytes());
+        TEST_SEGMENT_LIMIT.with(|l| l.set(SEGMENT_LIMIT));
+    }
+
+    #[test]
+    fn a_push_that_fails_leaves_the_queue_as_it_was() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a"]);
+        let seg_len = std::fs::metadata(segment::path(&dir, 1)).unwrap().len();
+        let before = s.counters();
+        let mut failing = vec![msg("b"), Err(Error::Runtime("stdin broke".into()))].into_iter();
+        assert!(s.push(&mut failing).is_err());
+        assert_eq!(s.counters(), before);
+        assert_eq!(
+            std::fs::metadata(segment::path(&dir, 1)).unwrap().len(),
+            seg_len
+        );
+        assert_eq!(push(&mut s, &["c"]), vec![2]);
+        drop(s);
+        let s = open(&dir);
+        assert_eq!(s.counters().pushed, 2);
+    }
 }
