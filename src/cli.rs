@@ -97,6 +97,37 @@ pub enum Command {
     /// Check every record and the index; --repair fixes what it finds
     #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
     Fsck(FsckArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  spoolmq completions bash > ~/.local/share/bash-completion/completions/spoolmq\n  \
+                            spoolmq completions zsh > ~/.zfunc/_spoolmq"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    #[command(after_help = "Example:\n  spoolmq man | man -l -")]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "spoolmq", &mut out);
+    out
+}
+
+/// The man page, in roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
 }
 
 #[derive(Debug, Args)]

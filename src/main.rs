@@ -115,6 +115,12 @@ fn stdin_body() -> Result<Vec<u8>> {
 }
 
 fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
+    // These need no spool.
+    match &cli.command {
+        Command::Completions(a) => return Ok(out.write_all(&spoolmq::cli::completions(a.shell))?),
+        Command::Man => return Ok(out.write_all(&spoolmq::cli::man_page()?)?),
+        _ => {}
+    }
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
     let spool = Spool::new(root);
     let json = cli.json;
@@ -280,6 +286,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             }
         }
         Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Completions(_) | Command::Man => {} // printed above
     }
     Ok(())
 }

@@ -1,0 +1,192 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[spoolmq] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'spoolmq'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'spoolmq'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand push 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
+            cand pop 'Lease ready messages, oldest first'
+            cand ack 'Delete leased messages: their work is done'
+            cand nack 'Give leased messages back for another attempt'
+            cand extend 'Make a lease end later, for long work'
+            cand retry 'Move dead letters back to ready'
+            cand stats 'Show counters per queue'
+            cand exec 'Pop a message and run a command on it; ack on success, nack on failure'
+            cand list 'List the queues in the spool'
+            cand peek 'Show ready messages without leasing them'
+            cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
+            cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'spoolmq;push'= {
+            cand --delay 'Not deliverable before this long from now'
+            cand --dir 'The spool directory'
+            cand --lines 'Each line of stdin (newline stripped) is one message'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;pop'= {
+            cand --count 'How many messages to lease at most'
+            cand --lease 'How long the lease lasts'
+            cand --wait 'Wait for a message (up to DUR; forever without DUR)'
+            cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;ack'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;nack'= {
+            cand --delay 'Redeliver no sooner than this long from now'
+            cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;extend'= {
+            cand --lease 'The lease now ends this long from now'
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;retry'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;stats'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;exec'= {
+            cand --wait 'Wait for a message (up to DUR; forever without DUR)'
+            cand --lease 'How long the lease lasts'
+            cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
+            cand --dir 'The spool directory'
+            cand --loop 'Keep going until the queue is empty'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;list'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;peek'= {
+            cand --count 'How many messages to show at most'
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;purge'= {
+            cand --dir 'The spool directory'
+            cand --dead 'Purge the dead letters instead'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;fsck'= {
+            cand --dir 'The spool directory'
+            cand --repair 'Truncate torn tails, quarantine damaged records, rebuild the index'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;completions'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;man'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;help'= {
+            cand push 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
+            cand pop 'Lease ready messages, oldest first'
+            cand ack 'Delete leased messages: their work is done'
+            cand nack 'Give leased messages back for another attempt'
+            cand extend 'Make a lease end later, for long work'
+            cand retry 'Move dead letters back to ready'
+            cand stats 'Show counters per queue'
+            cand exec 'Pop a message and run a command on it; ack on success, nack on failure'
+            cand list 'List the queues in the spool'
+            cand peek 'Show ready messages without leasing them'
+            cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
+            cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand completions 'Print a shell completion script'
+            cand man 'Print the man page (roff)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'spoolmq;help;push'= {
+        }
+        &'spoolmq;help;pop'= {
+        }
+        &'spoolmq;help;ack'= {
+        }
+        &'spoolmq;help;nack'= {
+        }
+        &'spoolmq;help;extend'= {
+        }
+        &'spoolmq;help;retry'= {
+        }
+        &'spoolmq;help;stats'= {
+        }
+        &'spoolmq;help;exec'= {
+        }
+        &'spoolmq;help;list'= {
+        }
+        &'spoolmq;help;peek'= {
+        }
+        &'spoolmq;help;purge'= {
+        }
+        &'spoolmq;help;fsck'= {
+        }
+        &'spoolmq;help;completions'= {
+        }
+        &'spoolmq;help;man'= {
+        }
+        &'spoolmq;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,118 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_spoolmq_global_optspecs
+    string join \n dir= json h/help V/version
+end
+
+function __fish_spoolmq_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_spoolmq_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_spoolmq_using_subcommand
+    set -l cmd (__fish_spoolmq_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -s V -l version -d 'Print version'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "pop" -d 'Lease ready messages, oldest first'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "ack" -d 'Delete leased messages: their work is done'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "nack" -d 'Give leased messages back for another attempt'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "extend" -d 'Make a lease end later, for long work'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "retry" -d 'Move dead letters back to ready'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "stats" -d 'Show counters per queue'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "list" -d 'List the queues in the spool'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "peek" -d 'Show ready messages without leasing them'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "purge" -d 'Delete every ready and delayed message (or, with --dead, every dead letter)'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "fsck" -d 'Check every record and the index; --repair fixes what it finds'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "man" -d 'Print the man page (roff)'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l count -d 'How many messages to lease at most' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l lease -d 'How long the lease lasts' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l lease -d 'How long the lease lasts' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "pop" -d 'Lease ready messages, oldest first'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "ack" -d 'Delete leased messages: their work is done'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "nack" -d 'Give leased messages back for another attempt'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "extend" -d 'Make a lease end later, for long work'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "retry" -d 'Move dead letters back to ready'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "stats" -d 'Show counters per queue'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "list" -d 'List the queues in the spool'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "peek" -d 'Show ready messages without leasing them'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "purge" -d 'Delete every ready and delayed message (or, with --dead, every dead letter)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "fsck" -d 'Check every record and the index; --repair fixes what it finds'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
