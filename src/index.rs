@@ -160,7 +160,7 @@ pub struct Header {
     pub counters: Counters,
     /// Slots below this seq have been punched out of the `slots` file.
     pub punched: u64,
-    /// Random, fixed when the queue is created: ids are `seq ^ salt`, so ids
+    /// Random, fixed when the queue is created: ids are `salt + seq`, so ids
     /// of different queues do not collide.
     pub salt: u64,
     pub segments: Vec<SegmentEntry>,

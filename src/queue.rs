@@ -33,10 +33,11 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-/// A message's id as users see it: 16 hex digits of `seq ^ salt`, where the
-/// salt is random per queue, so ids of different queues do not collide.
+/// A message's id as users see it: 16 hex digits of `salt + seq`, where the
+/// salt is random per queue, so ids of different queues do not collide and
+/// ids of one queue sort in push order.
 pub fn format_id(seq: u64, salt: u64) -> String {
-    format!("{:016x}", seq ^ salt)
+    format!("{:016x}", salt.wrapping_add(seq))
 }
 
 /// Parses an id printed by [`format_id`] back into a seq.
@@ -44,7 +45,9 @@ pub fn parse_id(id: &str, salt: u64) -> Option<u64> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u64::from_str_radix(id, 16).ok().map(|v| v ^ salt)
+    u64::from_str_radix(id, 16)
+        .ok()
+        .map(|v| v.wrapping_sub(salt))
 }
 
 /// A receipt: the message id and the random tag of one delivery (40 hex digits).
@@ -585,6 +588,8 @@ mod tests {
         assert_eq!(format_id(255, 0), "00000000000000ff");
         assert_eq!(format_id(1, 0xf0), "00000000000000f1");
         assert_eq!(parse_id("00000000000000f1", 0xf0), Some(1));
+        assert_eq!(parse_id(&format_id(5, u64::MAX), u64::MAX), Some(5));
+        assert!(format_id(1, 77) < format_id(2, 77));
         assert_eq!(parse_id("ff", 0), None);
         let tag = [0xab; 12];
         let r = format_receipt(7, 99, &tag);

@@ -209,7 +209,7 @@ pub trait Store {
     /// The counters as of the last commit.
     fn counters(&self) -> Counters;
 
-    /// A random number fixed when the queue was created (ids are `seq ^ salt`).
+    /// A random number fixed when the queue was created (ids are `salt + seq`).
     fn salt(&self) -> u64;
 
     /// Number of segment files (or the store's equivalent).
