@@ -212,12 +212,15 @@ fn run_one(
     let status = status.map_err(|e| Error::Runtime(format!("waiting for the command: {e}")))?;
     let ok = status.success();
     if !ok {
+        let fate = if d.attempt >= req.max_attempts {
+            format!("it is now a dead letter after {} attempts", d.attempt)
+        } else {
+            format!("nacked (attempt {} of {})", d.attempt, req.max_attempts)
+        };
         warn(format!(
-            "{queue}: message {}: command {}; nacked (attempt {} of {})",
+            "{queue}: message {}: command {}; {fate}",
             d.id,
-            describe(&status),
-            d.attempt,
-            req.max_attempts
+            describe(&status)
         ));
     }
     match settle(spool, queue, &d.receipt, ok, req) {

@@ -509,6 +509,15 @@ impl FsStore {
         while let Some(rec) = index::decode_wal(&buf[pos..]) {
             if rec.lsn > self.h.lsn {
                 for (old, slot) in &rec.entries {
+                    if slot.seq == 0 || slot.seq >= self.h.next_seq {
+                        self.notices.push(format!(
+                            "{}: offset {}: change to unknown message {}; skipped",
+                            path.display(),
+                            from + pos as u64,
+                            slot.seq
+                        ));
+                        continue;
+                    }
                     self.apply(*old, slot)?;
                 }
                 self.h.lsn = rec.lsn;

@@ -87,6 +87,9 @@ pub fn read_record(
     offset: u64,
     expect_len: u32,
 ) -> Result<Result<(RecordHeader, Vec<u8>), Damage>> {
+    if u64::from(expect_len) > record::MAX_BODY {
+        return Ok(Err(Damage::TooLong));
+    }
     let mut buf = vec![0u8; RECORD_HEADER_LEN + expect_len as usize];
     let n = read_at_most(file, path, &mut buf, offset)?;
     buf.truncate(n);
