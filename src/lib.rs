@@ -15,7 +15,8 @@
 //! | [`lock`] | the per-queue flock |
 //! | [`spool`] | where the spool is, its directories and queues |
 //! | [`fsck`] | checking and repairing a spool |
-//! | [`exec`] | the `exec` work loop |
+//! | [`exec`] | waiting for messages, and the `exec` work loop |
+//! | [`ingest`] | `push --lines`: stdin in batches |
 //! | [`cli`] | clap definitions |
 //! | [`output`] | plain and JSON output |
 //! | [`error`] | typed errors and exit codes |
@@ -26,6 +27,7 @@ pub mod exec;
 pub mod fsck;
 pub mod fsstore;
 pub mod index;
+pub mod ingest;
 pub mod input;
 pub mod lock;
 pub mod output;

@@ -7,8 +7,8 @@ use spoolmq::cli::{Cli, Command};
 use spoolmq::error::{Error, IoContext, Result};
 use spoolmq::exec::{self, ExecRequest, PopRequest};
 use spoolmq::queue::{Queue, now_ms};
-use spoolmq::{Spool, fsck, input, output, spool};
-use std::io::{BufRead, BufWriter, Read, Write};
+use spoolmq::{Spool, fsck, ingest, input, output, spool};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -127,36 +127,38 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     match cli.command {
         Command::Push(a) => {
             let delay = a.delay.unwrap_or(Duration::ZERO);
-            let mut q = Queue::open(&spool, &a.queue, true)?
-                .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-            let ids = if a.lines {
-                let stdin = std::io::stdin().lock();
-                let mut lines = stdin.split(b'\n').map(|l| {
-                    l.map(|mut l| {
-                        if l.last() == Some(&b'\r') {
-                            l.pop();
-                        }
-                        l
-                    })
-                    .ctx("read", Path::new("<stdin>"))
-                });
-                q.push(&mut lines, delay, now_ms())?
-            } else if a.bodies.is_empty() {
-                let body = stdin_body()?;
-                q.push(&mut std::iter::once(Ok(body)), delay, now_ms())?
-            } else {
-                use std::os::unix::ffi::OsStrExt;
-                let mut bodies = a.bodies.iter().map(|b| Ok(b.as_bytes().to_vec()));
-                q.push(&mut bodies, delay, now_ms())?
-            };
-            flush_notices(&mut q);
-            drop(q);
-            for id in ids {
-                if json {
-                    writeln!(out, "{}", output::id_json(&id))?;
-                } else {
-                    writeln!(out, "{id}")?;
+            let mut print = |ids: &[String]| -> Result<()> {
+                for id in ids {
+                    let line = if json {
+                        output::id_json(id)
+                    } else {
+                        id.clone()
+                    };
+                    match writeln!(out, "{line}") {
+                        // Nobody reads the ids: the push still counts.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                        r => r.ctx("write", Path::new("<stdout>"))?,
+                    }
                 }
+                Ok(())
+            };
+            if a.lines {
+                let stdin = std::io::BufReader::new(std::io::stdin());
+                ingest::push_lines(&spool, &a.queue, stdin, delay, &mut print, &mut warn)?;
+            } else {
+                // Read stdin before taking the lock: a slow producer must not block consumers.
+                let bodies: Vec<Vec<u8>> = if a.bodies.is_empty() {
+                    vec![stdin_body()?]
+                } else {
+                    use std::os::unix::ffi::OsStrExt;
+                    a.bodies.iter().map(|b| b.as_bytes().to_vec()).collect()
+                };
+                let mut q = Queue::open(&spool, &a.queue, true)?
+                    .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
+                let r = q.push(&mut bodies.into_iter().map(Ok), delay, now_ms());
+                flush_notices(&mut q);
+                drop(q);
+                print(&r?)?;
             }
         }
         Command::Pop(a) => {
