@@ -48,6 +48,24 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
         offset,
         what,
     };
+    // The index first: opening it runs recovery (adopting whole records past
+    // the committed end, cutting torn tails), which is not a problem.
+    let mut store = match FsStore::open(dir, false) {
+        Ok(Some(s)) => Some(s),
+        Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
+        Err(Error::Corrupt { path, detail }) => {
+            r.problems.push(problem(&path, None, detail));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(s) = store.as_mut() {
+        r.notes.extend(
+            crate::store::Store::take_notices(s)
+                .into_iter()
+                .map(|n| format!("{name}: {n}")),
+        );
+    }
     // Segments, read whole.
     let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
     let mut bad_seqs = std::collections::HashSet::new();
@@ -87,22 +105,10 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
             }
         }
     }
-    // The index.
-    let store = match FsStore::open(dir, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
-        Err(Error::Corrupt { path, detail }) => {
-            r.problems.push(problem(&path, None, detail));
-            return Ok(r);
-        }
-        Err(e) => return Err(e),
+    let Some(store) = store else {
+        return Ok(r);
     };
-    let mut store = store;
-    r.notes.extend(
-        crate::store::Store::take_notices(&mut store)
-            .into_iter()
-            .map(|n| format!("{name}: {n}")),
-    );
+    check_wal(dir, &mut r, &problem)?;
     let h = store.header().clone();
     for &base in &on_disk {
         if !h.segments.iter().any(|s| s.base == base) {
@@ -190,6 +196,31 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
         }
     }
     Ok(r)
+}
+
+/// Every WAL record up to the end of the file must decode.
+fn check_wal(
+    dir: &Path,
+    r: &mut QueueReport,
+    problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
+) -> Result<()> {
+    let path = dir.join("wal");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let mut pos = 0;
+    while let Some(rec) = crate::index::decode_wal(&bytes[pos..]) {
+        pos += rec.len;
+    }
+    if pos < bytes.len() {
+        r.problems.push(problem(
+            &path,
+            Some(pos as u64),
+            format!("damaged change record ({} bytes to the end)", bytes.len() - pos),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
