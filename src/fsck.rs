@@ -217,7 +217,10 @@ fn check_wal(
         r.problems.push(problem(
             &path,
             Some(pos as u64),
-            format!("damaged change record ({} bytes to the end)", bytes.len() - pos),
+            format!(
+                "damaged change record ({} bytes to the end)",
+                bytes.len() - pos
+            ),
         ));
     }
     Ok(())

@@ -54,13 +54,15 @@
 //! 5. punch the slots of reclaimed segments out of `slots`.
 //!
 //! ## Recovery (every open, under the lock)
-//! * Live header valid and written in this boot: trust it; replay WAL
-//!   records past its `wal_len`; adopt records past the committed length.
+//! * Live header valid, written in this boot and after the newest
+//!   checkpoint: trust it; replay WAL records past its `wal_len`; adopt
+//!   records past the committed length.
 //! * Otherwise (machine crash): start from the checkpoint header, adopt every
 //!   record past its committed length (READY), then replay the whole WAL
 //!   (records with lsn above the checkpoint's), then checkpoint.
 
 use crate::error::{Error, IoContext, Result};
+use crate::failpoint;
 use crate::index::{
     self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot, encode_slot,
 };
@@ -218,9 +220,14 @@ impl FsStore {
             .ctx("create", &tmp)?;
         f.set_len((REGION_LEN * index::REGIONS) as u64)
             .ctx("write", &tmp)?;
-        f.write_all_at(&bytes, 0).ctx("write", &tmp)?;
+        // The checkpoint (region 2) at generation 1, the live header (region 0)
+        // at generation 2: a new queue opens on the fast path.
         f.write_all_at(&bytes, (2 * REGION_LEN) as u64)
             .ctx("write", &tmp)?;
+        let live = Header { generation: 2, ..h }
+            .encode()
+            .ok_or_else(|| Error::Runtime("header too large".into()))?;
+        f.write_all_at(&live, 0).ctx("write", &tmp)?;
         f.sync_all().ctx("sync", &tmp)?;
         std::fs::rename(&tmp, dir.join("index")).ctx("rename", &tmp)?;
         sync_dir(dir)
@@ -277,8 +284,14 @@ impl FsStore {
         self.next_ckpt_region = if g(&c2) <= g(&c3) { 2 } else { 3 };
         let ckpt = FsStore::best(c2, c3);
         let boot_known = self.boot != [0; 16];
+        // The live header is exact if it was written in this boot and after
+        // the last checkpoint (a crash between a checkpoint, which empties
+        // the WAL, and the next live header write leaves an older one).
+        let newest_ckpt = ckpt.as_ref().map_or(0, |c| c.generation);
         let (h, fast) = match live {
-            Some(h) if boot_known && h.boot_id == self.boot => (h, true),
+            Some(h) if boot_known && h.boot_id == self.boot && h.generation > newest_ckpt => {
+                (h, true)
+            }
             _ => match ckpt {
                 Some(h) => (h, false),
                 None => {
@@ -562,6 +575,11 @@ impl FsStore {
     }
 
     fn write_header_at(&self, region: usize, h: &Header) -> Result<()> {
+        let crash_point = if region < 2 {
+            "header.torn"
+        } else {
+            "checkpoint.torn"
+        };
         let bytes = h.encode().ok_or_else(|| {
             Error::Runtime(format!(
                 "{}: the queue has more than {} segments; ack or purge messages first",
@@ -569,9 +587,13 @@ impl FsStore {
                 index::MAX_SEGMENTS
             ))
         })?;
-        self.index
-            .write_all_at(&bytes, (region * REGION_LEN) as u64)
-            .ctx("write", &self.index_path())
+        failpoint::write_at(
+            crash_point,
+            &self.index,
+            &bytes,
+            (region * REGION_LEN) as u64,
+        )
+        .ctx("write", &self.index_path())
     }
 
     /// Writes the live header (not synced: see the module doc).
@@ -595,6 +617,7 @@ impl FsStore {
         let region = self.next_ckpt_region;
         self.write_header_at(region, &ck)?;
         self.index.sync_data().ctx("sync", &self.index_path())?;
+        failpoint::hit("checkpoint.after-header");
         self.next_ckpt_region = if region == 2 { 3 } else { 2 };
         self.wal.set_len(0).ctx("truncate", &self.wal_path())?;
         self.wal.sync_data().ctx("sync", &self.wal_path())?;
@@ -616,6 +639,7 @@ impl FsStore {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("remove segment", &p, e)),
                 }
+                failpoint::hit("reclaim.after-unlink");
                 self.files.remove(&s.base);
             } else {
                 keep.push(s);
@@ -881,18 +905,23 @@ impl Store for FsStore {
         let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
-        let written = self.wal.write_all_at(&rec, self.h.wal_len).and_then(|_| {
-            if durable {
-                self.wal.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written =
+            failpoint::write_at("wal.torn", &self.wal, &rec, self.h.wal_len).and_then(|_| {
+                if durable {
+                    self.wal.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(e) = written {
             let _ = self.wal.set_len(self.h.wal_len);
             return Err(Error::io("append", &path, e));
         }
-        for (old, m) in &entries {
+        failpoint::hit("commit.after-wal");
+        for (i, (old, m)) in entries.iter().enumerate() {
+            if i == entries.len() / 2 {
+                failpoint::hit("commit.mid-slots");
+            }
             self.apply(*old, m)?;
         }
         self.h.lsn = lsn;
@@ -986,6 +1015,7 @@ impl FsStore {
                 path = segment::path(&self.dir, base);
                 file = segment::create(&self.dir, base)?;
                 created.push(base);
+                failpoint::hit("roll.after-create");
                 new_segments.push(SegmentEntry { base, live: 0 });
                 len = segment::FIRST_RECORD;
                 buf_at = len;
@@ -1030,8 +1060,10 @@ impl FsStore {
             }
         }
         file.write_all_at(&buf, buf_at).ctx("append", &path)?;
+        failpoint::hit("push.after-append");
         file.sync_data().ctx("sync", &path)?;
         self.flush_slots(&mut slots, slots_at)?;
+        failpoint::hit("push.after-sync");
         // Durable: now make it visible.
         let first = self.h.next_seq;
         self.h.segments.extend(new_segments);
@@ -1152,6 +1184,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         segs.push((base, len));
     }
 
+    failpoint::hit("repair.after-segments");
     let first = segs.first().map(|s| s.0);
     let end = records
         .last()

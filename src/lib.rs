@@ -20,10 +20,12 @@
 //! | [`cli`] | clap definitions |
 //! | [`output`] | plain and JSON output |
 //! | [`error`] | typed errors and exit codes |
+//! | [`failpoint`] | crash points for tests (feature `failpoints`) |
 
 pub mod cli;
 pub mod error;
 pub mod exec;
+pub mod failpoint;
 pub mod fsck;
 pub mod fsstore;
 pub mod index;

@@ -1,0 +1,66 @@
+//! Crash points for tests: with the `failpoints` feature (on for `cargo test`,
+//! off in the installed tool), `SPOOLMQ_FAILPOINT=NAME` makes the process
+//! abort the first time it reaches the step called NAME, and
+//! `SPOOLMQ_FAILPOINT=NAME:N` the N-th time. Without the feature every
+//! function here is an empty inline function.
+//!
+//! Names, in the order a write path meets them (see `crate::fsstore`):
+//!
+//! | name | where |
+//! |---|---|
+//! | `push.after-append` | records appended, segment not yet fsynced |
+//! | `push.after-sync` | segment fsynced, index not yet updated |
+//! | `roll.after-create` | a new segment created, nothing appended to it yet |
+//! | `header.torn` | half of the live header written |
+//! | `checkpoint.torn` | half of a checkpoint header written |
+//! | `wal.torn` | half of a WAL record written |
+//! | `commit.after-wal` | WAL record written (and synced), slots not yet updated |
+//! | `commit.mid-slots` | half of a change set's slots written |
+//! | `checkpoint.after-header` | checkpoint header synced, WAL not yet truncated |
+//! | `reclaim.after-unlink` | an empty segment unlinked, header not yet written |
+//! | `repair.after-segments` | `fsck --repair` rewrote segments, index not yet rebuilt |
+
+#[cfg(feature = "failpoints")]
+mod imp {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static HITS: AtomicU64 = AtomicU64::new(0);
+
+    /// Whether the crash point `name` fires now.
+    pub fn armed(name: &str) -> bool {
+        let Ok(spec) = std::env::var("SPOOLMQ_FAILPOINT") else {
+            return false;
+        };
+        let (want, nth) = match spec.split_once(':') {
+            Some((w, n)) => (w, n.parse::<u64>().unwrap_or(1)),
+            None => (spec.as_str(), 1),
+        };
+        want == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == nth
+    }
+}
+
+/// Aborts the process if the crash point `name` is armed.
+#[inline(always)]
+pub fn hit(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if imp::armed(name) {
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
+/// Writes `buf` at `offset`; if the crash point `name` is armed, writes only
+/// the first half and aborts (a torn write).
+#[inline(always)]
+pub fn write_at(name: &str, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    #[cfg(feature = "failpoints")]
+    if imp::armed(name) {
+        let _ = file.write_all_at(&buf[..buf.len() / 2], offset);
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+    file.write_all_at(buf, offset)
+}
