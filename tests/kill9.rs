@@ -77,7 +77,7 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         } else {
             let cmd = format!("cat >> '{}'; echo >> '{}'", log.display(), log.display());
             [
-                "exec", "q", "--loop", "--lease", "1s", "--", "sh", "-c", &cmd,
+                "exec", "q", "--loop", "--lease", "3s", "--", "sh", "-c", &cmd,
             ]
             .map(String::from)
             .to_vec()
