@@ -120,7 +120,7 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
         }
     }
     for s in &h.segments {
-        if !on_disk.contains(&s.base) && s.live > 0 {
+        if !on_disk.contains(&s.base) {
             r.problems.push(problem(
                 &segment::path(dir, s.base),
                 None,

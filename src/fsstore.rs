@@ -877,7 +877,12 @@ impl Store for FsStore {
 
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
         let path = segment::path(&self.dir, meta.loc.segment);
-        let file = self.segment_file(meta.loc.segment)?;
+        let file = match self.segment_file(meta.loc.segment) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(&path, "segment file missing"));
+            }
+            r => r?,
+        };
         match segment::read_record(file, &path, u64::from(meta.loc.offset), meta.len)? {
             Ok((h, body)) if h.seq == meta.seq => Ok(body),
             Ok(_) => Err(Error::corrupt(
@@ -1194,7 +1199,17 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         .chain(first)
         .max()
         .unwrap_or(1);
-    let lo = first.unwrap_or(end).min(end);
+    // From the oldest segment on disk or named by the old header: messages
+    // of a named segment that has gone missing are lost, and counted so.
+    let lo = first
+        .into_iter()
+        .chain(
+            old.as_ref()
+                .and_then(|h| h.segments.first().map(|s| s.base)),
+        )
+        .min()
+        .unwrap_or(end)
+        .min(end);
 
     // Slots as they are, with the WAL's later images on top.
     let mut known: HashMap<u64, Meta> = HashMap::new();
