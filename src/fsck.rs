@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::fsstore::{self, FsStore};
 use crate::index::{SLOT_LEN, SlotDamage};
 use crate::segment::{self, Found};
-use crate::store::Counters;
+use crate::store::{Counters, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -88,7 +88,7 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
                     r.problems.push(problem(
                         &path,
                         Some(offset),
-                        format!("message {:016x}: body checksum mismatch", header.seq),
+                        "message body checksum mismatch".to_string(),
                     ));
                 }
                 Found::Garbage {
@@ -133,36 +133,38 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
     let mut counted = Counters::default();
     let mut live: HashMap<u64, u64> = HashMap::new();
     let mut slot_problems = Vec::new();
-    store.all_slots(first, &mut |seq, slot| match slot {
-        Ok(m) => {
-            counted.add(m.state, m.len);
-            if m.state.is_live() {
-                *live.entry(m.loc.segment).or_default() += 1;
-                let at = good.get(&seq).copied();
-                if at != Some((m.loc.segment, u64::from(m.loc.offset))) && !bad_seqs.contains(&seq)
-                {
-                    slot_problems.push((
-                        seq,
-                        format!(
-                            "message {seq:016x} is {} but its record is missing or damaged",
-                            m.state.name()
-                        ),
-                    ));
+    let id = |seq: u64| crate::queue::format_id(seq, h.salt);
+    store.all_slots(first, &mut |seq, slot| {
+        match slot {
+            Ok(m) => {
+                counted.add(m.state, m.len);
+                if m.state.is_live() {
+                    *live.entry(m.loc.segment).or_default() += 1;
+                    let at = good.get(&seq).copied();
+                    let ok = at == Some((m.loc.segment, u64::from(m.loc.offset)));
+                    if !ok && !bad_seqs.contains(&seq) {
+                        slot_problems.push((
+                            seq,
+                            format!(
+                                "message {} is {} but its record is missing or damaged",
+                                id(seq),
+                                m.state.name()
+                            ),
+                        ));
+                    }
                 }
             }
-        }
-        Err(SlotDamage::Empty) if !good.contains_key(&seq) => {}
-        Err(d) => slot_problems.push((
-            seq,
-            format!(
-                "index slot of message {seq:016x} is {}",
-                if d == SlotDamage::Empty {
+            Err(SlotDamage::Empty) if !good.contains_key(&seq) => {}
+            Err(d) => {
+                let what = if d == SlotDamage::Empty {
                     "missing"
                 } else {
                     "damaged"
-                }
-            ),
-        )),
+                };
+                slot_problems.push((seq, format!("index slot of message {} is {what}", id(seq))));
+            }
+        }
+        Step::Continue
     })?;
     for (seq, what) in slot_problems {
         r.problems

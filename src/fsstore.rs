@@ -71,8 +71,8 @@ use crate::record::{self, RECORD_HEADER_LEN};
 use crate::segment::{self, Found, sync_dir};
 use crate::store::{Change, Counters, From, Loc, Meta, NewMessage, State, Step, Store};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Segments roll over past this size (see the README for why 64 MiB).
@@ -118,15 +118,7 @@ pub fn boot_id() -> [u8; 16] {
 }
 
 fn create_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ctx("create", path)
+    segment::open_file(path, segment::Open::OrCreate)
 }
 
 /// One queue in the file store, open and locked.
@@ -211,13 +203,7 @@ impl FsStore {
             .ok_or_else(|| Error::Runtime("header too large".into()))?;
         let tmp = dir.join("index.tmp");
         let _ = std::fs::remove_file(&tmp);
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
+        let f = segment::open_file(&tmp, segment::Open::New)?;
         f.set_len((REGION_LEN * index::REGIONS) as u64)
             .ctx("write", &tmp)?;
         // The checkpoint (region 2) at generation 1, the live header (region 0)
@@ -736,11 +722,12 @@ impl FsStore {
         }))
     }
 
-    /// Every slot from `from` (inclusive) to `next_seq`, decoded, for fsck.
+    /// Visits every slot from `from` (inclusive) to `next_seq`, decoded, in
+    /// chunks of [`SCAN_CHUNK`] slots per read, until `visit` says stop.
     pub fn all_slots(
         &self,
         from: u64,
-        visit: &mut dyn FnMut(u64, std::result::Result<Meta, SlotDamage>),
+        visit: &mut dyn FnMut(u64, std::result::Result<Meta, SlotDamage>) -> Step,
     ) -> Result<()> {
         let mut seq = from.max(self.h.punched);
         let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
@@ -766,7 +753,9 @@ impl FsStore {
                         }
                     })
                 };
-                visit(s, r);
+                if visit(s, r) == Step::Stop {
+                    return Ok(());
+                }
             }
             seq += count as u64;
         }
@@ -809,61 +798,42 @@ impl Store for FsStore {
             From::Pending => self.h.scan_lo,
             From::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
         };
-        let mut seq = start.max(self.h.punched);
+        // The pending cursor moves past finished messages at its front.
+        let mut cursor = self.h.scan_lo;
         let mut contiguous = matches!(from, From::Pending);
-        let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
-        while seq < self.h.next_seq {
-            let n = segment::read_at_most(
-                &self.slots,
-                &self.slots_path(),
-                &mut buf,
-                seq * SLOT_LEN as u64,
-            )?;
-            let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
-            for i in 0..count {
-                let s = seq + i as u64;
-                let at = i * SLOT_LEN;
-                let slot = if at + SLOT_LEN > n {
-                    Err(SlotDamage::Empty)
-                } else {
-                    decode_slot(&buf[at..at + SLOT_LEN]).and_then(|m| {
-                        if m.seq == s {
-                            Ok(m)
-                        } else {
-                            Err(SlotDamage::Bad)
-                        }
-                    })
+        let mut damaged = Vec::new();
+        self.all_slots(start, &mut |s, slot| match slot {
+            Ok(m) => {
+                let wanted = match from {
+                    From::Pending => m.state.is_pending(),
+                    From::Live => m.state.is_live(),
                 };
-                match slot {
-                    Ok(m) => {
-                        let wanted = match from {
-                            From::Pending => m.state.is_pending(),
-                            From::Live => m.state.is_live(),
-                        };
-                        if !wanted {
-                            if contiguous && s == self.h.scan_lo {
-                                self.h.scan_lo = s + 1;
-                                self.dirty = true;
-                            }
-                            continue;
-                        }
-                        contiguous = false;
-                        if visit(&m) == Step::Stop {
-                            return Ok(());
-                        }
+                if !wanted {
+                    if contiguous && s == cursor {
+                        cursor = s + 1;
                     }
-                    Err(_) => {
-                        contiguous = false;
-                        self.notices.push(format!(
-                            "{}: offset {}: index slot of message {:016x} is damaged; skipped (run `spoolmq fsck --repair`)",
-                            self.slots_path().display(),
-                            s * SLOT_LEN as u64,
-                            s
-                        ));
-                    }
+                    return Step::Continue;
                 }
+                contiguous = false;
+                visit(&m)
             }
-            seq += count as u64;
+            Err(_) => {
+                contiguous = false;
+                damaged.push(s);
+                Step::Continue
+            }
+        })?;
+        if cursor != self.h.scan_lo {
+            self.h.scan_lo = cursor;
+            self.dirty = true;
+        }
+        for s in damaged {
+            self.notices.push(format!(
+                "{}: offset {}: index slot of message {} is damaged; skipped (run `spoolmq fsck --repair`)",
+                self.slots_path().display(),
+                s * SLOT_LEN as u64,
+                crate::queue::format_id(s, self.h.salt)
+            ));
         }
         Ok(())
     }
@@ -1445,7 +1415,7 @@ mod tests {
 
     fn append(path: &Path, bytes: &[u8]) {
         use std::io::Write;
-        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
         f.write_all(bytes).unwrap();
     }
 

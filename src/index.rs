@@ -44,6 +44,7 @@
 //! the slot's state, so replaying a record twice from the same header gives
 //! the same result.
 
+use crate::record::{u32_at, u64_at};
 use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
 
 pub const SLOT_LEN: usize = 64;
@@ -64,16 +65,6 @@ pub type Slot = Meta;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// Why a slot could not be read.

@@ -40,14 +40,41 @@ pub fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Opens a file read-write without following symlinks.
-pub fn open_rw(path: &Path) -> Result<File> {
+/// What [`open_file`] does when the file is missing (or present).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// It must exist.
+    Existing,
+    /// Create it if missing.
+    OrCreate,
+    /// Create it; it must not exist (`O_EXCL`).
+    New,
+}
+
+/// Opens `path` read-write without following symlinks; a file it creates
+/// gets mode 0600. Every spool file is opened through here.
+pub fn open_file(path: &Path, how: Open) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
+        .create(how == Open::OrCreate)
+        .create_new(how == Open::New)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .ctx("open", path)
+        .ctx(
+            if how == Open::Existing {
+                "open"
+            } else {
+                "create"
+            },
+            path,
+        )
+}
+
+/// Opens an existing file read-write without following symlinks.
+pub fn open_rw(path: &Path) -> Result<File> {
+    open_file(path, Open::Existing)
 }
 
 /// Fsyncs a directory, so that entries created, renamed or removed in it are durable.
@@ -60,14 +87,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Creates segment `base`: exclusive create (0600), header, fsync, directory fsync.
 pub fn create(dir: &Path, base: u64) -> Result<File> {
     let p = path(dir, base);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&p)
-        .ctx("create segment", &p)?;
+    let mut f = open_file(&p, Open::New)?;
     let written = f
         .write_all(&record::segment_header())
         .and_then(|_| f.sync_data());
@@ -221,14 +241,8 @@ pub fn rewrite_good(
         let from = offset as usize;
         let to = (from + len as usize).min(bytes.len());
         let qpath = qdir.join(format!("{name}-{offset}.bad"));
-        let mut q = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&qpath)
-            .ctx("create", &qpath)?;
+        let _ = std::fs::remove_file(&qpath);
+        let mut q = open_file(&qpath, Open::New)?;
         q.write_all(&bytes[from.min(to)..to]).ctx("write", &qpath)?;
         q.sync_all().ctx("sync", &qpath)?;
     }
@@ -247,13 +261,7 @@ pub fn rewrite_good(
     }
     let tmp = dir.join(format!("{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
-    let mut t = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .ctx("create", &tmp)?;
+    let mut t = open_file(&tmp, Open::New)?;
     t.write_all(&out).ctx("write", &tmp)?;
     t.sync_all().ctx("sync", &tmp)?;
     std::fs::rename(&tmp, path).ctx("rename", &tmp)?;
