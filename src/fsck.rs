@@ -70,17 +70,27 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
     let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
     let mut bad_seqs = std::collections::HashSet::new();
     let on_disk = segment::list(dir)?;
+    let mut last: Option<u64> = None;
     for &base in &on_disk {
         let path = segment::path(dir, base);
         let (_, found, head) = segment::check(&path)?;
-        if let Some(h) = head {
+        if let Err(h) = head {
             r.problems.push(problem(&path, Some(0), h));
         }
         for f in found {
             match f {
                 Found::Good { offset, header } => {
                     r.records += 1;
-                    good.insert(header.seq, (base, offset));
+                    if header.seq < base || last.is_some_and(|l| header.seq <= l) {
+                        r.problems.push(problem(
+                            &path,
+                            Some(offset),
+                            crate::record::Damage::OutOfSequence.describe().to_string(),
+                        ));
+                    } else {
+                        last = Some(header.seq);
+                        good.insert(header.seq, (base, offset));
+                    }
                 }
                 Found::BadBody { offset, header } => {
                     r.records += 1;

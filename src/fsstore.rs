@@ -335,7 +335,7 @@ impl FsStore {
                 let n = segment::read_at_most(&file, &path, &mut head, 0)?;
                 if n < head.len() || record::check_segment_header(&head).is_err() {
                     file.set_len(0).ctx("truncate", &path)?;
-                    file.write_all_at(&record::segment_header(), 0)
+                    file.write_all_at(&record::segment_header(self.h.salt), 0)
                         .ctx("write segment header", &path)?;
                     file.sync_data().ctx("sync", &path)?;
                     self.h.active_len = segment::FIRST_RECORD;
@@ -352,8 +352,21 @@ impl FsStore {
                     self.h.active_len - len,
                     len
                 ));
-                self.h.active_len = len;
                 changed = true;
+                self.files.insert(base, file);
+                if self.h.next_seq == base {
+                    // Nothing was committed in it: start it again.
+                    self.h.active_len = 0;
+                    continue;
+                }
+                // Never append after bytes that may end in half a record:
+                // later pushes go to a new segment.
+                self.h.active_len = len;
+                if !segment::path(&self.dir, self.h.next_seq).exists() {
+                    segment::create(&self.dir, self.h.next_seq, self.h.salt)?;
+                }
+                self.start_segment(self.h.next_seq);
+                continue;
             } else if len > self.h.active_len {
                 self.adopt_tail(&file, &path, base, len)?;
                 changed = true;
@@ -380,8 +393,20 @@ impl FsStore {
         let mut buf = vec![0u8; (len - from) as usize];
         let n = segment::read_at_most(file, path, &mut buf, from)?;
         buf.truncate(n);
-        let (found, end) = segment::scan(&buf, from);
+        let (found, _) = segment::scan(&buf, from);
         let mut adopted = 0u64;
+        // The new committed end: just past the last record adopted. Anything
+        // after it (a torn record, garbage, a stray copy) is cut off.
+        let mut end = from;
+        let mut expect = self.h.next_seq;
+        for f in &found {
+            if let Found::Good { offset, header } | Found::BadBody { offset, header } = f {
+                if header.seq >= expect {
+                    expect = header.seq + 1;
+                    end = offset + header.record_len();
+                }
+            }
+        }
         for f in found {
             match f {
                 Found::Good { offset, header } | Found::BadBody { offset, header }
@@ -437,7 +462,7 @@ impl FsStore {
                     )?;
                     adopted += 1;
                 }
-                Found::Good { offset, .. } | Found::BadBody { offset, .. } => {
+                Found::Good { offset, .. } | Found::BadBody { offset, .. } if offset < end => {
                     self.notices.push(format!(
                         "{}: offset {offset}: record out of sequence; skipped",
                         path.display()
@@ -454,12 +479,12 @@ impl FsStore {
                         damage.describe()
                     ));
                 }
-                Found::Garbage { .. } => {}
+                Found::Good { .. } | Found::BadBody { .. } | Found::Garbage { .. } => {}
             }
         }
         if end < len {
             self.notices.push(format!(
-                "{}: offset {end}: dropped a torn tail of {} bytes (an unfinished push)",
+                "{}: offset {end}: dropped a torn tail of {} bytes after the last whole record (an unfinished push)",
                 path.display(),
                 len - end
             ));
@@ -950,7 +975,7 @@ impl FsStore {
         let mut new_segments: Vec<SegmentEntry> = Vec::new();
         if self.h.segments.is_empty() {
             let base = self.h.next_seq;
-            segment::create(&self.dir, base)?;
+            segment::create(&self.dir, base, self.h.salt)?;
             created.push(base);
             new_segments.push(SegmentEntry { base, live: 0 });
         }
@@ -988,7 +1013,7 @@ impl FsStore {
                 slots_at = next;
                 base = next;
                 path = segment::path(&self.dir, base);
-                file = segment::create(&self.dir, base)?;
+                file = segment::create(&self.dir, base, self.h.salt)?;
                 created.push(base);
                 failpoint::hit("roll.after-create");
                 new_segments.push(SegmentEntry { base, live: 0 });
@@ -1118,16 +1143,50 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         }
     }
 
-    // Segments: keep the good records, quarantine the rest.
+    // The salt is in every segment header: ids survive the loss of the index.
+    let bases = segment::list(dir)?;
+    let mut salt = None;
+    for &base in &bases {
+        let mut head = [0u8; record::SEGMENT_HEADER_LEN as usize];
+        if let Ok(f) = File::open(segment::path(dir, base)) {
+            let n = segment::read_at_most(&f, &segment::path(dir, base), &mut head, 0)?;
+            if let Ok(s) = record::check_segment_header(&head[..n]) {
+                salt = Some(s);
+                break;
+            }
+        }
+    }
+    let salt = match (salt, &old) {
+        (Some(s), _) => s,
+        (None, Some(h)) => h.salt,
+        (None, None) => {
+            getrandom::u64().map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?
+        }
+    };
+
+    // Segments: keep the good records in sequence, quarantine the rest.
     let mut records: Vec<(u64, u64, record::RecordHeader)> = Vec::new(); // (base, offset, header)
     let mut segs: Vec<(u64, u64)> = Vec::new(); // (base, file length)
-    for base in segment::list(dir)? {
+    for base in bases {
         let path = segment::path(dir, base);
-        let (bytes, found, head_problem) = segment::check(&path)?;
-        let damaged =
-            head_problem.is_some() || found.iter().any(|f| !matches!(f, Found::Good { .. }));
+        let (bytes, mut found, head) = segment::check(&path)?;
+        let mut last = records.last().map(|r| r.2.seq);
+        for f in found.iter_mut() {
+            if let Found::Good { offset, header } = *f {
+                if header.seq < base || last.is_some_and(|l| header.seq <= l) {
+                    *f = Found::Garbage {
+                        offset,
+                        len: header.record_len(),
+                        damage: record::Damage::OutOfSequence,
+                    };
+                } else {
+                    last = Some(header.seq);
+                }
+            }
+        }
+        let damaged = head.is_err() || found.iter().any(|f| !matches!(f, Found::Good { .. }));
         let good: Vec<(u64, record::RecordHeader)> = if damaged {
-            let g = segment::rewrite_good(dir, &path, &bytes, &found)?;
+            let g = segment::rewrite_good(salt, dir, &path, &bytes, &found)?;
             notes.push(format!(
                 "{}: kept {} good records; damaged bytes moved to quarantine/",
                 path.display(),
@@ -1144,18 +1203,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
                 .collect()
         };
         let len = std::fs::metadata(&path).ctx("stat", &path)?.len();
-        let mut last = records.last().map(|r| r.2.seq);
-        for (offset, h) in good {
-            if h.seq < base || last.is_some_and(|l| h.seq <= l) {
-                notes.push(format!(
-                    "{}: offset {offset}: record out of sequence; dropped",
-                    path.display()
-                ));
-                continue;
-            }
-            last = Some(h.seq);
-            records.push((base, offset, h));
-        }
+        records.extend(good.into_iter().map(|(offset, h)| (base, offset, h)));
         segs.push((base, len));
     }
 
@@ -1306,11 +1354,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         scan_lo,
         counters,
         punched: old.as_ref().map_or(0, |h| h.punched).min(lo),
-        salt: match &old {
-            Some(h) => h.salt,
-            None => getrandom::u64()
-                .map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?,
-        },
+        salt,
         segments: segs
             .iter()
             .map(|(base, _)| SegmentEntry {

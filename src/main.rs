@@ -299,7 +299,11 @@ fn open_for_receipts(spool: &Spool, name: &str, receipts: &[String]) -> Result<Q
         Error::Stale(format!(
             "unknown receipt{} {}: queue {name} does not exist",
             if receipts.len() > 1 { "s" } else { "" },
-            receipts.join(", ")
+            receipts
+                .iter()
+                .map(|r| r.escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }

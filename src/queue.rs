@@ -403,7 +403,8 @@ impl Queue {
                         settled.done += 1;
                     }
                 }
-                None => settled.stale.push(r.clone()),
+                // Escaped: whatever was typed, the error stays one line.
+                None => settled.stale.push(r.escape_debug().to_string()),
             }
         }
         self.store.commit(&changes, true)?;
@@ -478,7 +479,7 @@ impl Queue {
                             dead.push(m);
                         }
                     }
-                    _ => out.missing.push(id.clone()),
+                    _ => out.missing.push(id.escape_debug().to_string()),
                 }
             }
         }

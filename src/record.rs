@@ -6,9 +6,9 @@
 //!
 //! ```text
 //! segment file header (16 bytes)
-//! +0        +8          +12         +16
-//! | magic   | version   | reserved  |
-//! | SPOOLSEG| u32 = 1   | u32 = 0   |
+//! +0      +4          +8                 +16
+//! | magic | version   | salt             |
+//! | SPQS  | u32 = 1   | u64 (the queue's)|
 //!
 //! record (40-byte header + body)
 //! +0      +4         +8     +16           +24            +32        +36        +40
@@ -20,6 +20,9 @@
 //!   `body_len` can be trusted, so a record whose body is damaged is skipped
 //!   exactly and the next record is found right after it.
 //! * `body_crc` is the CRC32 of the body alone.
+//! * `seq` is the message's sequence number in its queue; the id users see
+//!   is `salt + seq`, and the salt is in every segment header so that ids
+//!   survive even the loss of the whole index.
 //! * `seq` is the message's sequence number in its queue (the message id).
 //! * `not_before` is 0 for a message that is ready at once.
 //!
@@ -28,7 +31,7 @@
 //! the next `SPMR` whose head checks out ([`find_next`]).
 
 /// Magic bytes at the start of every segment file.
-pub const SEGMENT_MAGIC: [u8; 8] = *b"SPOOLSEG";
+pub const SEGMENT_MAGIC: [u8; 4] = *b"SPQS";
 /// Version of the segment format written by this build.
 pub const SEGMENT_VERSION: u32 = 1;
 /// Length of the segment file header; the first record starts here.
@@ -70,6 +73,8 @@ pub enum Damage {
     TooLong,
     /// The header is fine, the body's CRC does not match.
     BadBodyCrc,
+    /// A whole record whose seq does not belong here (a stray copy).
+    OutOfSequence,
 }
 
 impl Damage {
@@ -80,31 +85,33 @@ impl Damage {
             Damage::BadHeaderCrc => "record header checksum mismatch",
             Damage::TooLong => "record header claims an impossible length",
             Damage::BadBodyCrc => "message body checksum mismatch",
+            Damage::OutOfSequence => "record out of sequence (a stray copy)",
         }
     }
 }
 
-/// The segment file header.
-pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN as usize] {
+/// The segment file header of a queue with this salt.
+pub fn segment_header(salt: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
-    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[0..4].copy_from_slice(&SEGMENT_MAGIC);
+    h[4..8].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    h[8..16].copy_from_slice(&salt.to_le_bytes());
     h
 }
 
-/// Checks a segment file header.
-pub fn check_segment_header(buf: &[u8]) -> Result<(), String> {
+/// Checks a segment file header; returns the queue's salt.
+pub fn check_segment_header(buf: &[u8]) -> Result<u64, String> {
     if buf.len() < SEGMENT_HEADER_LEN as usize {
         return Err("segment header cut short".into());
     }
-    if buf[0..8] != SEGMENT_MAGIC {
+    if buf[0..4] != SEGMENT_MAGIC {
         return Err("not a spoolmq segment (bad magic)".into());
     }
-    let version = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    let version = u32_at(buf, 4);
     if version != SEGMENT_VERSION {
         return Err(format!("unsupported segment version {version}"));
     }
-    Ok(())
+    Ok(u64_at(buf, 8))
 }
 
 /// Appends one encoded record to `out`.
@@ -235,10 +242,11 @@ mod tests {
         assert_eq!(u32_at(&buf, 32), crc32fast::hash(b"xyz"));
         assert_eq!(u32_at(&buf, 36), crc32fast::hash(&buf[0..36]));
         assert_eq!(&buf[40..], b"xyz");
-        let h = segment_header();
-        assert_eq!(&h[0..8], b"SPOOLSEG");
-        assert_eq!(u32_at(&h, 8), SEGMENT_VERSION);
-        assert!(check_segment_header(&h).is_ok());
+        let h = segment_header(0xabcd);
+        assert_eq!(&h[0..4], b"SPQS");
+        assert_eq!(u32_at(&h, 4), SEGMENT_VERSION);
+        assert_eq!(u64_at(&h, 8), 0xabcd);
+        assert_eq!(check_segment_header(&h), Ok(0xabcd));
     }
 
     #[test]

@@ -85,11 +85,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates segment `base`: exclusive create (0600), header, fsync, directory fsync.
-pub fn create(dir: &Path, base: u64) -> Result<File> {
+pub fn create(dir: &Path, base: u64, salt: u64) -> Result<File> {
     let p = path(dir, base);
     let mut f = open_file(&p, Open::New)?;
     let written = f
-        .write_all(&record::segment_header())
+        .write_all(&record::segment_header(salt))
         .and_then(|_| f.sync_data());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&p);
@@ -213,6 +213,7 @@ pub const FIRST_RECORD: u64 = SEGMENT_HEADER_LEN;
 /// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
 /// Returns the good records with their new offsets.
 pub fn rewrite_good(
+    salt: u64,
     dir: &Path,
     path: &Path,
     bytes: &[u8],
@@ -249,7 +250,7 @@ pub fn rewrite_good(
     if quarantined {
         sync_dir(&qdir)?;
     }
-    let mut out = record::segment_header().to_vec();
+    let mut out = record::segment_header(salt).to_vec();
     let mut good = Vec::new();
     for f in found {
         if let Found::Good { offset, header } = f {
@@ -283,10 +284,10 @@ pub fn list(dir: &Path) -> Result<Vec<u64>> {
 }
 
 /// Reads and scans a whole segment: its bytes, the records found after the
-/// file header, and a problem with the file header if any.
-pub fn check(path: &Path) -> Result<(Vec<u8>, Vec<Found>, Option<String>)> {
+/// file header, and the file header's salt (or what is wrong with it).
+pub fn check(path: &Path) -> Result<(Vec<u8>, Vec<Found>, std::result::Result<u64, String>)> {
     let bytes = read_all(path)?;
-    let head_problem = record::check_segment_header(&bytes).err();
+    let head_problem = record::check_segment_header(&bytes);
     let from = (FIRST_RECORD as usize).min(bytes.len());
     let (found, _) = scan(&bytes[from..], FIRST_RECORD);
     Ok((bytes, found, head_problem))
