@@ -53,8 +53,12 @@ pub fn hit(name: &str) {
 /// Writes `buf` at `offset`; if the crash point `name` is armed, writes only
 /// the first half and aborts (a torn write).
 #[inline(always)]
-pub fn write_at(name: &str, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
+pub fn write_at(
+    name: &str,
+    file: &dyn crate::io::FileIo,
+    buf: &[u8],
+    offset: u64,
+) -> std::io::Result<()> {
     #[cfg(feature = "failpoints")]
     if imp::armed(name) {
         let _ = file.write_all_at(&buf[..buf.len() / 2], offset);

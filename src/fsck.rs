@@ -6,10 +6,12 @@
 use crate::error::{Error, Result};
 use crate::fsstore::{self, FsStore};
 use crate::index::{SLOT_LEN, SlotDamage};
+use crate::io::Fs;
 use crate::segment::{self, Found};
 use crate::store::{Counters, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +42,7 @@ pub struct QueueReport {
 }
 
 /// Checks queue `name` in directory `dir`.
-pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
+pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     let mut r = QueueReport::default();
     let problem = |file: &Path, offset: Option<u64>, what: String| Problem {
         queue: name.to_string(),
@@ -50,7 +52,7 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
     };
     // The index first: opening it runs recovery (adopting whole records past
     // the committed end, cutting torn tails), which is not a problem.
-    let mut store = match FsStore::open(dir, false) {
+    let mut store = match FsStore::open_with(Arc::clone(fs), dir, false) {
         Ok(Some(s)) => Some(s),
         Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
         Err(Error::Corrupt { path, detail }) => {
@@ -69,11 +71,11 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
     // Segments, read whole.
     let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
     let mut bad_seqs = std::collections::HashSet::new();
-    let on_disk = segment::list(dir)?;
+    let on_disk = segment::list(&**fs, dir)?;
     let mut last: Option<u64> = None;
     for &base in &on_disk {
         let path = segment::path(dir, base);
-        let (_, found, head) = segment::check(&path)?;
+        let (_, found, head) = segment::check(&**fs, &path)?;
         if let Err(h) = head {
             r.problems.push(problem(&path, Some(0), h));
         }
@@ -118,7 +120,7 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
     let Some(store) = store else {
         return Ok(r);
     };
-    check_wal(dir, &mut r, &problem)?;
+    check_wal(&**fs, dir, &mut r, &problem)?;
     let h = store.header().clone();
     for &base in &on_disk {
         if !h.segments.iter().any(|s| s.base == base) {
@@ -212,15 +214,13 @@ pub fn check(name: &str, dir: &Path) -> Result<QueueReport> {
 
 /// Every WAL record up to the end of the file must decode.
 fn check_wal(
+    fs: &dyn Fs,
     dir: &Path,
     r: &mut QueueReport,
     problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
 ) -> Result<()> {
     let path = dir.join("wal");
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
+    let bytes = segment::read_all(fs, &path)?;
     let mut pos = 0;
     while let Some(rec) = crate::index::decode_wal(&bytes[pos..]) {
         pos += rec.len;
@@ -240,13 +240,18 @@ fn check_wal(
 
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
 /// Returns the report of the first check and, after a repair, of the second.
-pub fn run(name: &str, dir: &Path, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
-    let first = check(name, dir)?;
+pub fn run(
+    fs: &Arc<dyn Fs>,
+    name: &str,
+    dir: &Path,
+    repair: bool,
+) -> Result<(QueueReport, Option<QueueReport>)> {
+    let first = check(fs, name, dir)?;
     if !repair || first.problems.is_empty() {
         return Ok((first, None));
     }
-    let notes = fsstore::rebuild(dir)?;
-    let mut second = check(name, dir)?;
+    let notes = fsstore::rebuild(Arc::clone(fs), dir)?;
+    let mut second = check(fs, name, dir)?;
     second
         .notes
         .splice(0..0, notes.into_iter().map(|n| format!("{name}: {n}")));

@@ -66,14 +66,13 @@ use crate::failpoint;
 use crate::index::{
     self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot, encode_slot,
 };
-use crate::lock::QueueLock;
+use crate::io::{self, FileIo, Fs, Open};
 use crate::record::{self, RECORD_HEADER_LEN};
 use crate::segment::{self, Found, sync_dir};
 use crate::store::{Change, Counters, From, Loc, Meta, NewMessage, State, Step, Store};
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Segments roll over past this size (see the README for why 64 MiB).
 pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
@@ -101,72 +100,62 @@ const PUSH_CHUNK: usize = 4 * 1024 * 1024;
 /// Slots read per pread during a scan.
 const SCAN_CHUNK: u64 = 256;
 
-/// The kernel's id of this boot, or zeros where there is none.
-pub fn boot_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    if let Ok(text) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        let hex: Vec<u8> = text
-            .bytes()
-            .filter(u8::is_ascii_hexdigit)
-            .map(|c| (c as char).to_digit(16).unwrap_or(0) as u8)
-            .collect();
-        for (i, pair) in hex.chunks(2).take(16).enumerate() {
-            id[i] = (pair[0] << 4) | pair.get(1).copied().unwrap_or(0);
-        }
-    }
-    id
-}
-
-fn create_file(path: &Path) -> Result<File> {
-    segment::open_file(path, segment::Open::OrCreate)
+fn create_file(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
+    segment::open_file(fs, path, Open::OrCreate)
 }
 
 /// One queue in the file store, open and locked.
 pub struct FsStore {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
-    index: File,
-    slots: File,
-    wal: File,
+    index: Box<dyn FileIo>,
+    slots: Box<dyn FileIo>,
+    wal: Box<dyn FileIo>,
     h: Header,
     boot: [u8; 16],
     /// The checkpoint region (2 or 3) the next checkpoint goes to.
     next_ckpt_region: usize,
     /// Segment files opened so far (base → file).
-    files: HashMap<u64, File>,
+    files: HashMap<u64, Box<dyn FileIo>>,
     /// The header changed in memory (cursor moved) and is not yet written.
     dirty: bool,
     notices: Vec<String>,
     // Held last: dropped after everything above is written.
-    _lock: QueueLock,
+    _lock: Box<dyn Send>,
 }
 
 impl FsStore {
     /// Opens (and with `create`, creates) the queue in directory `dir`, takes
     /// its lock and recovers. `Ok(None)`: the queue does not exist.
     pub fn open(dir: &Path, create: bool) -> Result<Option<FsStore>> {
-        let index_path = dir.join("index");
-        if !create && !index_path.exists() {
-            return Ok(None);
-        }
-        let Some(lock) = QueueLock::acquire(&dir.join("lock"), create)? else {
-            // A queue whose lock file went missing is still a queue.
-            return FsStore::open_locked(dir, QueueLock::acquire(&dir.join("lock"), true)?);
-        };
-        FsStore::open_locked(dir, Some(lock))
+        FsStore::open_with(io::real(), dir, create)
     }
 
-    fn open_locked(dir: &Path, lock: Option<QueueLock>) -> Result<Option<FsStore>> {
-        let Some(lock) = lock else { return Ok(None) };
+    /// [`FsStore::open`] on the file system `fs`.
+    pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, create: bool) -> Result<Option<FsStore>> {
         let index_path = dir.join("index");
-        let boot = boot_id();
-        if !index_path.exists() {
-            FsStore::init(dir, boot)?;
+        if !create && !fs.exists(&index_path) {
+            return Ok(None);
+        }
+        let lock_path = dir.join("lock");
+        // A queue whose lock file went missing is still a queue.
+        let lock = match fs.lock(&lock_path, create).ctx("lock", &lock_path)? {
+            Some(l) => l,
+            None => fs
+                .lock(&lock_path, true)
+                .ctx("lock", &lock_path)?
+                .ok_or_else(|| Error::Runtime(format!("{}: cannot lock", lock_path.display())))?,
+        };
+        let boot = fs.boot_id();
+        if !fs.exists(&index_path) {
+            FsStore::init(&*fs, dir, boot)?;
         }
         let mut store = FsStore {
+            index: segment::open_rw(&*fs, &index_path)?,
+            slots: segment::open_rw(&*fs, &dir.join("slots"))?,
+            wal: segment::open_rw(&*fs, &dir.join("wal"))?,
+            fs,
             dir: dir.to_path_buf(),
-            index: segment::open_rw(&index_path)?,
-            slots: segment::open_rw(&dir.join("slots"))?,
-            wal: segment::open_rw(&dir.join("wal"))?,
             h: Header::default(),
             boot,
             next_ckpt_region: 2,
@@ -181,12 +170,12 @@ impl FsStore {
 
     /// Creates the files of a new queue. The index appears last, by rename,
     /// so a queue either has a valid index or is not a queue yet.
-    fn init(dir: &Path, boot: [u8; 16]) -> Result<()> {
-        create_file(&dir.join("slots"))?
-            .sync_all()
+    fn init(fs: &dyn Fs, dir: &Path, boot: [u8; 16]) -> Result<()> {
+        create_file(fs, &dir.join("slots"))?
+            .sync_data()
             .ctx("sync", &dir.join("slots"))?;
-        create_file(&dir.join("wal"))?
-            .sync_all()
+        create_file(fs, &dir.join("wal"))?
+            .sync_data()
             .ctx("sync", &dir.join("wal"))?;
         let h = Header {
             generation: 1,
@@ -202,8 +191,8 @@ impl FsStore {
             .encode()
             .ok_or_else(|| Error::Runtime("header too large".into()))?;
         let tmp = dir.join("index.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let f = segment::open_file(&tmp, segment::Open::New)?;
+        let _ = fs.remove_file(&tmp);
+        let f = segment::open_file(fs, &tmp, Open::New)?;
         f.set_len((REGION_LEN * index::REGIONS) as u64)
             .ctx("write", &tmp)?;
         // The checkpoint (region 2) at generation 1, the live header (region 0)
@@ -214,9 +203,9 @@ impl FsStore {
             .encode()
             .ok_or_else(|| Error::Runtime("header too large".into()))?;
         f.write_all_at(&live, 0).ctx("write", &tmp)?;
-        f.sync_all().ctx("sync", &tmp)?;
-        std::fs::rename(&tmp, dir.join("index")).ctx("rename", &tmp)?;
-        sync_dir(dir)
+        f.sync_data().ctx("sync", &tmp)?;
+        fs.rename(&tmp, &dir.join("index")).ctx("rename", &tmp)?;
+        sync_dir(fs, dir)
     }
 
     fn index_path(&self) -> PathBuf {
@@ -242,13 +231,13 @@ impl FsStore {
     fn read_region(&self, i: usize) -> Result<Option<Header>> {
         let mut buf = vec![0u8; 4096];
         let at = (i * REGION_LEN) as u64;
-        let n = segment::read_at_most(&self.index, &self.index_path(), &mut buf, at)?;
+        let n = segment::read_at_most(&*self.index, &self.index_path(), &mut buf, at)?;
         buf.truncate(n);
         if buf.len() >= 16 {
             let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
             if len > buf.len() && len <= REGION_LEN {
                 buf.resize(len, 0);
-                let n = segment::read_at_most(&self.index, &self.index_path(), &mut buf, at)?;
+                let n = segment::read_at_most(&*self.index, &self.index_path(), &mut buf, at)?;
                 buf.truncate(n);
             }
         }
@@ -306,7 +295,7 @@ impl FsStore {
     fn adopt(&mut self) -> Result<bool> {
         let mut changed = false;
         if self.h.segments.is_empty() {
-            if !segment::path(&self.dir, self.h.next_seq).exists() {
+            if !self.fs.exists(&segment::path(&self.dir, self.h.next_seq)) {
                 return Ok(false);
             }
             self.start_segment(self.h.next_seq);
@@ -315,7 +304,7 @@ impl FsStore {
         loop {
             let base = self.h.active;
             let path = segment::path(&self.dir, base);
-            let file = match segment::open_rw(&path) {
+            let file = match segment::open_rw(&*self.fs, &path) {
                 Ok(f) => f,
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     if self.h.active_len > segment::FIRST_RECORD {
@@ -328,11 +317,11 @@ impl FsStore {
                 }
                 Err(e) => return Err(e),
             };
-            let len = file.metadata().ctx("stat", &path)?.len();
+            let len = file.len().ctx("stat", &path)?;
             if self.h.active_len < segment::FIRST_RECORD {
                 // A segment no header has named yet: check (or rewrite) its file header.
                 let mut head = [0u8; record::SEGMENT_HEADER_LEN as usize];
-                let n = segment::read_at_most(&file, &path, &mut head, 0)?;
+                let n = segment::read_at_most(&*file, &path, &mut head, 0)?;
                 if n < head.len() || record::check_segment_header(&head).is_err() {
                     file.set_len(0).ctx("truncate", &path)?;
                     file.write_all_at(&record::segment_header(self.h.salt), 0)
@@ -362,17 +351,18 @@ impl FsStore {
                 // Never append after bytes that may end in half a record:
                 // later pushes go to a new segment.
                 self.h.active_len = len;
-                if !segment::path(&self.dir, self.h.next_seq).exists() {
-                    segment::create(&self.dir, self.h.next_seq, self.h.salt)?;
+                if !self.fs.exists(&segment::path(&self.dir, self.h.next_seq)) {
+                    segment::create(&*self.fs, &self.dir, self.h.next_seq, self.h.salt)?;
                 }
                 self.start_segment(self.h.next_seq);
                 continue;
             } else if len > self.h.active_len {
-                self.adopt_tail(&file, &path, base, len)?;
+                self.adopt_tail(&*file, &path, base, len)?;
                 changed = true;
             }
             self.files.insert(base, file);
-            if self.h.next_seq != base && segment::path(&self.dir, self.h.next_seq).exists() {
+            if self.h.next_seq != base && self.fs.exists(&segment::path(&self.dir, self.h.next_seq))
+            {
                 self.start_segment(self.h.next_seq);
                 changed = true;
                 continue;
@@ -388,7 +378,7 @@ impl FsStore {
         self.h.active_len = 0;
     }
 
-    fn adopt_tail(&mut self, file: &File, path: &Path, base: u64, len: u64) -> Result<()> {
+    fn adopt_tail(&mut self, file: &dyn FileIo, path: &Path, base: u64, len: u64) -> Result<()> {
         let from = self.h.active_len;
         let mut buf = vec![0u8; (len - from) as usize];
         let n = segment::read_at_most(file, path, &mut buf, from)?;
@@ -400,11 +390,11 @@ impl FsStore {
         let mut end = from;
         let mut expect = self.h.next_seq;
         for f in &found {
-            if let Found::Good { offset, header } | Found::BadBody { offset, header } = f {
-                if header.seq >= expect {
-                    expect = header.seq + 1;
-                    end = offset + header.record_len();
-                }
+            if let Found::Good { offset, header } | Found::BadBody { offset, header } = f
+                && header.seq >= expect
+            {
+                expect = header.seq + 1;
+                end = offset + header.record_len();
             }
         }
         for f in found {
@@ -518,7 +508,7 @@ impl FsStore {
 
     fn replay_wal(&mut self, from: u64) -> Result<bool> {
         let path = self.wal_path();
-        let size = self.wal.metadata().ctx("stat", &path)?.len();
+        let size = self.wal.len().ctx("stat", &path)?;
         if size <= from {
             if size < from {
                 self.h.wal_len = size;
@@ -527,7 +517,7 @@ impl FsStore {
             return Ok(false);
         }
         let mut buf = vec![0u8; (size - from) as usize];
-        let n = segment::read_at_most(&self.wal, &path, &mut buf, from)?;
+        let n = segment::read_at_most(&*self.wal, &path, &mut buf, from)?;
         buf.truncate(n);
         let mut pos = 0;
         while let Some(rec) = index::decode_wal(&buf[pos..]) {
@@ -600,7 +590,7 @@ impl FsStore {
         })?;
         failpoint::write_at(
             crash_point,
-            &self.index,
+            &*self.index,
             &bytes,
             (region * REGION_LEN) as u64,
         )
@@ -644,12 +634,7 @@ impl FsStore {
         let mut keep = Vec::with_capacity(self.h.segments.len());
         for s in std::mem::take(&mut self.h.segments) {
             if s.live == 0 && s.base != active {
-                let p = segment::path(&self.dir, s.base);
-                match std::fs::remove_file(&p) {
-                    Ok(()) => removed = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("remove segment", &p, e)),
-                }
+                removed |= self.remove_segment(s.base)?;
                 failpoint::hit("reclaim.after-unlink");
                 self.files.remove(&s.base);
             } else {
@@ -659,23 +644,13 @@ impl FsStore {
         self.h.segments = keep;
         // Strays: segments below the active one that no header lists
         // (an unlink lost in a machine crash).
-        for entry in std::fs::read_dir(&self.dir).ctx("list", &self.dir)? {
-            let entry = entry.ctx("list", &self.dir)?;
-            let name = entry.file_name();
-            let Some(base) = name.to_str().and_then(segment::parse_name) else {
-                continue;
-            };
+        for base in segment::list(&*self.fs, &self.dir)? {
             if base < active && !self.h.segments.iter().any(|s| s.base == base) {
-                let p = entry.path();
-                match std::fs::remove_file(&p) {
-                    Ok(()) => removed = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("remove segment", &p, e)),
-                }
+                removed |= self.remove_segment(base)?;
             }
         }
         if removed {
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
         }
         let oldest = self.h.segments.first().map_or(self.h.next_seq, |s| s.base);
         if self.h.scan_lo < oldest {
@@ -683,23 +658,21 @@ impl FsStore {
         }
         let from = self.h.punched * SLOT_LEN as u64;
         let to = (oldest * SLOT_LEN as u64) & !4095;
-        if to > from {
-            // Best effort: a file system without hole punching keeps the bytes.
-            // SAFETY: fallocate on a valid descriptor with plain integer arguments.
-            let rc = unsafe {
-                use std::os::fd::AsRawFd;
-                libc::fallocate(
-                    self.slots.as_raw_fd(),
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    from as libc::off_t,
-                    (to - from) as libc::off_t,
-                )
-            };
-            if rc == 0 {
-                self.h.punched = to / SLOT_LEN as u64;
-            }
+        // Best effort: a file system without hole punching keeps the bytes.
+        if to > from && self.slots.punch_hole(from, to - from).unwrap_or(false) {
+            self.h.punched = to / SLOT_LEN as u64;
         }
         Ok(())
+    }
+
+    /// Unlinks segment `base`; `false` if it was already gone.
+    fn remove_segment(&self, base: u64) -> Result<bool> {
+        let p = segment::path(&self.dir, base);
+        match self.fs.remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("remove segment", &p, e)),
+        }
     }
 
     fn maybe_checkpoint(&mut self, force: bool) -> Result<()> {
@@ -715,14 +688,15 @@ impl FsStore {
         }
     }
 
-    fn segment_file(&mut self, base: u64) -> Result<&File> {
+    fn segment_file(&mut self, base: u64) -> Result<&dyn FileIo> {
         if !self.files.contains_key(&base) {
             let p = segment::path(&self.dir, base);
-            let f = File::open(&p).ctx("open segment", &p)?;
+            let f = segment::open_rw(&*self.fs, &p)?;
             self.files.insert(base, f);
         }
         self.files
             .get(&base)
+            .map(|f| &**f)
             .ok_or_else(|| Error::Runtime("segment cache".into()))
     }
 
@@ -730,7 +704,7 @@ impl FsStore {
     fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
         let mut b = [0u8; SLOT_LEN];
         let n = segment::read_at_most(
-            &self.slots,
+            &*self.slots,
             &self.slots_path(),
             &mut b,
             seq * SLOT_LEN as u64,
@@ -758,7 +732,7 @@ impl FsStore {
         let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
         while seq < self.h.next_seq {
             let n = segment::read_at_most(
-                &self.slots,
+                &*self.slots,
                 &self.slots_path(),
                 &mut buf,
                 seq * SLOT_LEN as u64,
@@ -802,16 +776,16 @@ impl Store for FsStore {
                 // cutting what was appended and removing segments this push created.
                 if !saved.segments.is_empty() {
                     let p = segment::path(&self.dir, saved.active);
-                    if let Ok(f) = segment::open_rw(&p) {
+                    if let Ok(f) = segment::open_rw(&*self.fs, &p) {
                         let _ = f.set_len(saved.active_len);
                         let _ = f.sync_data();
                     }
                 }
                 for base in created {
-                    let _ = std::fs::remove_file(segment::path(&self.dir, base));
+                    let _ = self.fs.remove_file(&segment::path(&self.dir, base));
                     self.files.remove(&base);
                 }
-                let _ = sync_dir(&self.dir);
+                let _ = sync_dir(&*self.fs, &self.dir);
                 self.h = saved;
                 Err(e)
             }
@@ -906,7 +880,7 @@ impl Store for FsStore {
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
         let written =
-            failpoint::write_at("wal.torn", &self.wal, &rec, self.h.wal_len).and_then(|_| {
+            failpoint::write_at("wal.torn", &*self.wal, &rec, self.h.wal_len).and_then(|_| {
                 if durable {
                     self.wal.sync_data()
                 } else {
@@ -975,13 +949,13 @@ impl FsStore {
         let mut new_segments: Vec<SegmentEntry> = Vec::new();
         if self.h.segments.is_empty() {
             let base = self.h.next_seq;
-            segment::create(&self.dir, base, self.h.salt)?;
+            segment::create(&*self.fs, &self.dir, base, self.h.salt)?;
             created.push(base);
             new_segments.push(SegmentEntry { base, live: 0 });
         }
         let mut base = new_segments.last().map_or(self.h.active, |s| s.base);
         let mut path = segment::path(&self.dir, base);
-        let mut file = segment::open_rw(&path)?;
+        let mut file = segment::open_rw(&*self.fs, &path)?;
         let mut len = if new_segments.is_empty() {
             self.h.active_len
         } else {
@@ -1013,7 +987,7 @@ impl FsStore {
                 slots_at = next;
                 base = next;
                 path = segment::path(&self.dir, base);
-                file = segment::create(&self.dir, base, self.h.salt)?;
+                file = segment::create(&*self.fs, &self.dir, base, self.h.salt)?;
                 created.push(base);
                 failpoint::hit("roll.after-create");
                 new_segments.push(SegmentEntry { base, live: 0 });
@@ -1113,20 +1087,23 @@ impl Drop for FsStore {
 ///
 /// Everything is written and synced, then the WAL is emptied and the new
 /// header written to all four regions with a generation above any old one.
-pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
+pub fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     // Let ordinary recovery replay what it can first.
-    match FsStore::open(dir, false) {
+    match FsStore::open_with(Arc::clone(&fs), dir, false) {
         Ok(Some(mut s)) => notes.extend(s.take_notices()),
         Ok(None) => {}
         Err(e) => notes.push(format!(
             "index unreadable ({e}); rebuilding it from the segments"
         )),
     }
-    let _lock = QueueLock::acquire(&dir.join("lock"), true)?;
-    let index = create_file(&dir.join("index"))?;
-    let slots = create_file(&dir.join("slots"))?;
-    let wal = create_file(&dir.join("wal"))?;
+    let fs = &*fs;
+    let _lock = fs
+        .lock(&dir.join("lock"), true)
+        .ctx("lock", &dir.join("lock"))?;
+    let index = create_file(fs, &dir.join("index"))?;
+    let slots = create_file(fs, &dir.join("slots"))?;
+    let wal = create_file(fs, &dir.join("wal"))?;
     let index_path = dir.join("index");
     let slots_path = dir.join("slots");
     let wal_path = dir.join("wal");
@@ -1134,7 +1111,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     let mut old: Option<Header> = None;
     for i in 0..index::REGIONS {
         let mut buf = vec![0u8; REGION_LEN];
-        let n = segment::read_at_most(&index, &index_path, &mut buf, (i * REGION_LEN) as u64)?;
+        let n = segment::read_at_most(&*index, &index_path, &mut buf, (i * REGION_LEN) as u64)?;
         buf.truncate(n);
         if let Some(h) = Header::decode(&buf)
             && old.as_ref().is_none_or(|o| h.generation > o.generation)
@@ -1144,12 +1121,12 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     }
 
     // The salt is in every segment header: ids survive the loss of the index.
-    let bases = segment::list(dir)?;
+    let bases = segment::list(fs, dir)?;
     let mut salt = None;
     for &base in &bases {
         let mut head = [0u8; record::SEGMENT_HEADER_LEN as usize];
-        if let Ok(f) = File::open(segment::path(dir, base)) {
-            let n = segment::read_at_most(&f, &segment::path(dir, base), &mut head, 0)?;
+        if let Ok(f) = segment::open_rw(fs, &segment::path(dir, base)) {
+            let n = segment::read_at_most(&*f, &segment::path(dir, base), &mut head, 0)?;
             if let Ok(s) = record::check_segment_header(&head[..n]) {
                 salt = Some(s);
                 break;
@@ -1169,7 +1146,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     let mut segs: Vec<(u64, u64)> = Vec::new(); // (base, file length)
     for base in bases {
         let path = segment::path(dir, base);
-        let (bytes, mut found, head) = segment::check(&path)?;
+        let (bytes, mut found, head) = segment::check(fs, &path)?;
         let mut last = records.last().map(|r| r.2.seq);
         for f in found.iter_mut() {
             if let Found::Good { offset, header } = *f {
@@ -1186,7 +1163,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         }
         let damaged = head.is_err() || found.iter().any(|f| !matches!(f, Found::Good { .. }));
         let good: Vec<(u64, record::RecordHeader)> = if damaged {
-            let g = segment::rewrite_good(salt, dir, &path, &bytes, &found)?;
+            let g = segment::rewrite_good(fs, salt, dir, &path, &bytes, &found)?;
             notes.push(format!(
                 "{}: kept {} good records; damaged bytes moved to quarantine/",
                 path.display(),
@@ -1202,7 +1179,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
                 })
                 .collect()
         };
-        let len = std::fs::metadata(&path).ctx("stat", &path)?.len();
+        let len = segment::open_rw(fs, &path)?.len().ctx("stat", &path)?;
         records.extend(good.into_iter().map(|(offset, h)| (base, offset, h)));
         segs.push((base, len));
     }
@@ -1233,7 +1210,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
     let mut known: HashMap<u64, Meta> = HashMap::new();
     let mut buf = vec![0u8; SLOT_LEN];
     for seq in lo..end {
-        let n = segment::read_at_most(&slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
+        let n = segment::read_at_most(&*slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
         if n == SLOT_LEN
             && let Ok(m) = decode_slot(&buf)
             && m.seq == seq
@@ -1242,9 +1219,9 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         }
     }
     let wal_bytes = {
-        let len = wal.metadata().ctx("stat", &wal_path)?.len();
+        let len = wal.len().ctx("stat", &wal_path)?;
         let mut b = vec![0u8; len as usize];
-        let n = segment::read_at_most(&wal, &wal_path, &mut b, 0)?;
+        let n = segment::read_at_most(&*wal, &wal_path, &mut b, 0)?;
         b.truncate(n);
         b
     };
@@ -1347,7 +1324,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
         generation: old.as_ref().map_or(0, |h| h.generation) + 1,
         lsn: old.as_ref().map_or(0, |h| h.lsn),
         wal_len: 0,
-        boot_id: boot_id(),
+        boot_id: fs.boot_id(),
         next_seq: end,
         active,
         active_len,
@@ -1374,7 +1351,7 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
             .ctx("write", &index_path)?;
     }
     index.sync_data().ctx("sync", &index_path)?;
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     Ok(notes)
 }
 
@@ -1383,10 +1360,10 @@ pub fn rebuild(dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 pub(crate) fn simulate_reboot(dir: &Path) -> Result<()> {
     let path = dir.join("index");
-    let index = segment::open_rw(&path)?;
+    let index = segment::open_rw(&io::RealFs, &path)?;
     for region in 0..2 {
         let mut buf = vec![0u8; REGION_LEN];
-        let n = segment::read_at_most(&index, &path, &mut buf, (region * REGION_LEN) as u64)?;
+        let n = segment::read_at_most(&*index, &path, &mut buf, (region * REGION_LEN) as u64)?;
         buf.truncate(n);
         if let Some(mut h) = Header::decode(&buf) {
             h.boot_id = [0xee; 16];
@@ -1566,12 +1543,12 @@ mod tests {
         let body = "x".repeat(100);
         let seqs = push(&mut s, &[&body, &body, &body, &body]);
         assert_eq!(s.segments(), 4);
-        assert_eq!(segment::list(&dir).unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(segment::list(&io::RealFs, &dir).unwrap(), vec![1, 2, 3, 4]);
         for seq in &seqs[..3] {
             lease_and_ack(&mut s, *seq);
         }
         // Nothing is live in 1..=3; 4 is active and holds a message.
-        assert_eq!(segment::list(&dir).unwrap(), vec![4]);
+        assert_eq!(segment::list(&io::RealFs, &dir).unwrap(), vec![4]);
         assert_eq!(s.segments(), 1);
         drop(s);
         simulate_reboot(&dir).unwrap();

@@ -31,6 +31,7 @@ pub mod fsstore;
 pub mod index;
 pub mod ingest;
 pub mod input;
+pub mod io;
 pub mod lock;
 pub mod output;
 pub mod queue;

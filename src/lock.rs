@@ -7,9 +7,9 @@
 //! queue locked.
 
 use crate::error::{Error, IoContext, Result};
-use crate::segment::{Open, open_file};
 use fs2::FileExt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// A held lock; released when dropped.
@@ -22,17 +22,18 @@ impl QueueLock {
     /// Locks `path`, creating the lock file (0600) if `create` and it is missing.
     /// Returns `None` if it is missing and `create` is false.
     pub fn acquire(path: &Path, create: bool) -> Result<Option<QueueLock>> {
-        let how = if create {
-            Open::OrCreate
-        } else {
-            Open::Existing
-        };
-        let file = match open_file(path, how) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
             Ok(f) => f,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open lock file", path, e)),
         };
         file.lock_exclusive().ctx("lock", path)?;
         Ok(Some(QueueLock { file }))

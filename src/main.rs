@@ -327,7 +327,8 @@ fn run_fsck(
     let (mut records, mut found, mut left) = (0u64, 0usize, 0usize);
     for name in &names {
         input::queue_name(name)?;
-        let (first, second) = fsck::run(name, &spool.queue_dir(name), repair)?;
+        let fs = spoolmq::io::real();
+        let (first, second) = fsck::run(&fs, name, &spool.queue_dir(name), repair)?;
         first.notes.iter().cloned().for_each(warn);
         records += first.records;
         found += first.problems.len();

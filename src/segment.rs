@@ -15,10 +15,8 @@
 //!   [`crate::record::decode`], and a damaged one is reported with its offset.
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{FileIo, Fs, Open};
 use crate::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The file name of the segment whose first message has seq `base`.
@@ -40,69 +38,47 @@ pub fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// What [`open_file`] does when the file is missing (or present).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Open {
-    /// It must exist.
-    Existing,
-    /// Create it if missing.
-    OrCreate,
-    /// Create it; it must not exist (`O_EXCL`).
-    New,
-}
-
-/// Opens `path` read-write without following symlinks; a file it creates
-/// gets mode 0600. Every spool file is opened through here.
-pub fn open_file(path: &Path, how: Open) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(how == Open::OrCreate)
-        .create_new(how == Open::New)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ctx(
-            if how == Open::Existing {
-                "open"
-            } else {
-                "create"
-            },
-            path,
-        )
+/// Opens `path` through `fs` (read-write, no symlinks, 0600 when created).
+pub fn open_file(fs: &dyn Fs, path: &Path, how: Open) -> Result<Box<dyn FileIo>> {
+    fs.open(path, how).ctx(
+        if how == Open::Existing {
+            "open"
+        } else {
+            "create"
+        },
+        path,
+    )
 }
 
 /// Opens an existing file read-write without following symlinks.
-pub fn open_rw(path: &Path) -> Result<File> {
-    open_file(path, Open::Existing)
+pub fn open_rw(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
+    open_file(fs, path, Open::Existing)
 }
 
 /// Fsyncs a directory, so that entries created, renamed or removed in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx("sync directory", dir)
+pub fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).ctx("sync directory", dir)
 }
 
 /// Creates segment `base`: exclusive create (0600), header, fsync, directory fsync.
-pub fn create(dir: &Path, base: u64, salt: u64) -> Result<File> {
+pub fn create(fs: &dyn Fs, dir: &Path, base: u64, salt: u64) -> Result<Box<dyn FileIo>> {
     let p = path(dir, base);
-    let mut f = open_file(&p, Open::New)?;
+    let f = open_file(fs, &p, Open::New)?;
     let written = f
-        .write_all(&record::segment_header(salt))
+        .write_all_at(&record::segment_header(salt), 0)
         .and_then(|_| f.sync_data());
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&p);
+        let _ = fs.remove_file(&p);
         return Err(Error::io("write segment header", &p, e));
     }
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     Ok(f)
 }
 
 /// Reads the record at `offset` of `file` and checks it. The outer error is
 /// an I/O failure; the inner one says how the record is damaged.
 pub fn read_record(
-    file: &File,
+    file: &dyn FileIo,
     path: &Path,
     offset: u64,
     expect_len: u32,
@@ -128,7 +104,7 @@ pub fn read_record(
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
-pub fn read_at_most(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<usize> {
+pub fn read_at_most(file: &dyn FileIo, path: &Path, buf: &mut [u8], offset: u64) -> Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {
@@ -196,11 +172,11 @@ pub fn scan(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
 }
 
 /// Reads a whole segment file and checks its header; returns its bytes.
-pub fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let f = File::open(path).ctx("open segment", path)?;
-    let len = f.metadata().ctx("stat segment", path)?.len();
+pub fn read_all(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
+    let f = open_rw(fs, path)?;
+    let len = f.len().ctx("stat", path)?;
     let mut buf = vec![0u8; len as usize];
-    let n = read_at_most(&f, path, &mut buf, 0)?;
+    let n = read_at_most(&*f, path, &mut buf, 0)?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -213,6 +189,7 @@ pub const FIRST_RECORD: u64 = SEGMENT_HEADER_LEN;
 /// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
 /// Returns the good records with their new offsets.
 pub fn rewrite_good(
+    fs: &dyn Fs,
     salt: u64,
     dir: &Path,
     path: &Path,
@@ -232,23 +209,21 @@ pub fn rewrite_good(
             Found::Good { .. } => continue,
         };
         if !quarantined {
-            match std::fs::DirBuilder::new().mode(0o700).create(&qdir) {
-                Ok(()) => sync_dir(dir)?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("create directory", &qdir, e)),
-            }
+            fs.mkdir(&qdir).ctx("create directory", &qdir)?;
+            sync_dir(fs, dir)?;
             quarantined = true;
         }
         let from = offset as usize;
         let to = (from + len as usize).min(bytes.len());
         let qpath = qdir.join(format!("{name}-{offset}.bad"));
-        let _ = std::fs::remove_file(&qpath);
-        let mut q = open_file(&qpath, Open::New)?;
-        q.write_all(&bytes[from.min(to)..to]).ctx("write", &qpath)?;
-        q.sync_all().ctx("sync", &qpath)?;
+        let _ = fs.remove_file(&qpath);
+        let q = open_file(fs, &qpath, Open::New)?;
+        q.write_all_at(&bytes[from.min(to)..to], 0)
+            .ctx("write", &qpath)?;
+        q.sync_data().ctx("sync", &qpath)?;
     }
     if quarantined {
-        sync_dir(&qdir)?;
+        sync_dir(fs, &qdir)?;
     }
     let mut out = record::segment_header(salt).to_vec();
     let mut good = Vec::new();
@@ -261,21 +236,20 @@ pub fn rewrite_good(
         }
     }
     let tmp = dir.join(format!("{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut t = open_file(&tmp, Open::New)?;
-    t.write_all(&out).ctx("write", &tmp)?;
-    t.sync_all().ctx("sync", &tmp)?;
-    std::fs::rename(&tmp, path).ctx("rename", &tmp)?;
-    sync_dir(dir)?;
+    let _ = fs.remove_file(&tmp);
+    let t = open_file(fs, &tmp, Open::New)?;
+    t.write_all_at(&out, 0).ctx("write", &tmp)?;
+    t.sync_data().ctx("sync", &tmp)?;
+    fs.rename(&tmp, path).ctx("rename", &tmp)?;
+    sync_dir(fs, dir)?;
     Ok(good)
 }
 
 /// The segment files in `dir`, sorted by base.
-pub fn list(dir: &Path) -> Result<Vec<u64>> {
+pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).ctx("list", dir)? {
-        let entry = entry.ctx("list", dir)?;
-        if let Some(base) = entry.file_name().to_str().and_then(parse_name) {
+    for name in fs.list(dir).ctx("list", dir)? {
+        if let Some(base) = parse_name(&name) {
             bases.push(base);
         }
     }
@@ -283,10 +257,13 @@ pub fn list(dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
-/// Reads and scans a whole segment: its bytes, the records found after the
+/// A whole segment read and scanned: its bytes, the records found after the
 /// file header, and the file header's salt (or what is wrong with it).
-pub fn check(path: &Path) -> Result<(Vec<u8>, Vec<Found>, std::result::Result<u64, String>)> {
-    let bytes = read_all(path)?;
+pub type Checked = (Vec<u8>, Vec<Found>, std::result::Result<u64, String>);
+
+/// Reads and scans a whole segment.
+pub fn check(fs: &dyn Fs, path: &Path) -> Result<Checked> {
+    let bytes = read_all(fs, path)?;
     let head_problem = record::check_segment_header(&bytes);
     let from = (FIRST_RECORD as usize).min(bytes.len());
     let (found, _) = scan(&bytes[from..], FIRST_RECORD);

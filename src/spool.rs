@@ -132,7 +132,7 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
     // The umask may have taken bits away; the contract wants exactly 0700.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).ctx("chmod", dir)?;
-    sync_dir(parent)
+    sync_dir(&crate::io::RealFs, parent)
 }
 
 #[cfg(test)]
