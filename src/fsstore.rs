@@ -36,8 +36,10 @@
 //!
 //! **pop, ack, nack, extend, retry, purge** (a set of state changes):
 //! 1. append one CRC'd WAL record holding every new slot and each old state;
-//! 2. `fdatasync` the WAL (pop skips this: an unsynced lease lost in a
-//!    machine crash only means the message is delivered again);
+//! 2. `fdatasync` the WAL: a slot may only be overwritten once the record
+//!    that can redo it is durable, or a torn slot write in a machine crash
+//!    could not be repaired (the power-loss tests found this for `pop`,
+//!    which once skipped the sync);
 //! 3. write the slots in place;
 //! 4. write the live header (counters, lsn, WAL length).
 //!
@@ -204,6 +206,8 @@ impl FsStore {
             .ok_or_else(|| Error::Runtime("header too large".into()))?;
         f.write_all_at(&live, 0).ctx("write", &tmp)?;
         f.sync_data().ctx("sync", &tmp)?;
+        // slots and wal must be durable entries before the index appears.
+        sync_dir(fs, dir)?;
         fs.rename(&tmp, &dir.join("index")).ctx("rename", &tmp)?;
         sync_dir(fs, dir)
     }
@@ -868,7 +872,7 @@ impl Store for FsStore {
         }
     }
 
-    fn commit(&mut self, changes: &[Change], durable: bool) -> Result<()> {
+    fn commit(&mut self, changes: &[Change]) -> Result<()> {
         if changes.is_empty() {
             if self.dirty {
                 self.write_live()?;
@@ -879,14 +883,8 @@ impl Store for FsStore {
         let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
-        let written =
-            failpoint::write_at("wal.torn", &*self.wal, &rec, self.h.wal_len).and_then(|_| {
-                if durable {
-                    self.wal.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
+        let written = failpoint::write_at("wal.torn", &*self.wal, &rec, self.h.wal_len)
+            .and_then(|_| self.wal.sync_data());
         if let Err(e) = written {
             let _ = self.wal.set_len(self.h.wal_len);
             return Err(Error::io("append", &path, e));
@@ -1412,25 +1410,19 @@ mod tests {
             until_ms: u64::MAX,
             ..m
         };
-        s.commit(
-            &[Change {
-                old: State::Ready,
-                new: leased,
-            }],
-            false,
-        )
+        s.commit(&[Change {
+            old: State::Ready,
+            new: leased,
+        }])
         .unwrap();
         let acked = Meta {
             state: State::Acked,
             ..leased
         };
-        s.commit(
-            &[Change {
-                old: State::Leased,
-                new: acked,
-            }],
-            true,
-        )
+        s.commit(&[Change {
+            old: State::Leased,
+            new: acked,
+        }])
         .unwrap();
     }
 

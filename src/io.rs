@@ -1,7 +1,7 @@
 //! The I/O seam: every read, write, fsync, create, rename, unlink, truncate
 //! and directory sync of the file store goes through [`Fs`] and [`FileIo`].
-//! The product uses [`RealFs`]; tests plug in a simulated file system that
-//! can lose power (`tests` of `crate::simfs`).
+//! The product uses [`RealFs`]; the power-loss tests plug in
+//! [`crate::simfs::SimFs`], which can lose power at any event.
 
 use crate::lock::QueueLock;
 use std::fs::{File, OpenOptions};

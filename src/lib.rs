@@ -10,6 +10,7 @@
 //! | [`segment`] | segment files: create, append, read, scan |
 //! | [`index`] | slots, headers and WAL records (no I/O) |
 //! | [`fsstore`] | the file store: write order, fsyncs, recovery |
+//! | [`io`] | the I/O seam (real file system, or [`simfs`] in tests) |
 //! | [`store`] | the seam between queue logic and storage |
 //! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
 //! | [`lock`] | the per-queue flock |
@@ -34,9 +35,12 @@ pub mod input;
 pub mod io;
 pub mod lock;
 pub mod output;
+#[cfg(test)]
+mod power_loss;
 pub mod queue;
 pub mod record;
 pub mod segment;
+pub mod simfs;
 pub mod spool;
 pub mod store;
 

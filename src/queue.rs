@@ -209,6 +209,15 @@ impl Queue {
         }))
     }
 
+    /// A queue over an already open store.
+    pub fn with_store(name: &str, store: Box<dyn Store>) -> Queue {
+        Queue {
+            name: name.to_string(),
+            store,
+            notices: Vec::new(),
+        }
+    }
+
     /// Opens an existing queue or fails with "no such queue".
     pub fn open_existing(spool: &Spool, name: &str) -> Result<Queue> {
         Queue::open(spool, name, false)?.ok_or_else(|| Error::NoSuchQueue(name.to_string()))
@@ -349,7 +358,7 @@ impl Queue {
                 });
             }
         }
-        self.store.commit(&changes, false)?;
+        self.store.commit(&changes)?;
         Ok(out)
     }
 
@@ -407,7 +416,7 @@ impl Queue {
                 None => settled.stale.push(r.escape_debug().to_string()),
             }
         }
-        self.store.commit(&changes, true)?;
+        self.store.commit(&changes)?;
         Ok(settled)
     }
 
@@ -495,7 +504,7 @@ impl Queue {
             })
             .collect();
         out.moved = changes.len() as u64;
-        self.store.commit(&changes, true)?;
+        self.store.commit(&changes)?;
         Ok(out)
     }
 
@@ -519,7 +528,7 @@ impl Queue {
             }
             Step::Continue
         })?;
-        self.store.commit(&changes, true)?;
+        self.store.commit(&changes)?;
         Ok(changes.len() as u64)
     }
 

@@ -7,7 +7,7 @@
 //!
 //! Invariants every store keeps:
 //! * `commit` is atomic: after a crash either every change of a call is seen or
-//!   none is; with `durable` it is on stable storage when `commit` returns.
+//!   none is, and it is on stable storage when `commit` returns.
 //! * `push` is durable when it returns.
 //! * [`Counters`] always equal what applying [`Counters::apply`] to every
 //!   transition ever committed gives; they are never recomputed by a scan.
@@ -203,8 +203,8 @@ pub trait Store {
     /// the file and offset.
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>>;
 
-    /// Applies `changes` atomically; durable on return when `durable`.
-    fn commit(&mut self, changes: &[Change], durable: bool) -> Result<()>;
+    /// Applies `changes` atomically; durable on return.
+    fn commit(&mut self, changes: &[Change]) -> Result<()>;
 
     /// The counters as of the last commit.
     fn counters(&self) -> Counters;
