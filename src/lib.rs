@@ -36,6 +36,8 @@ pub mod io;
 pub mod lock;
 pub mod output;
 #[cfg(test)]
+mod model_test;
+#[cfg(test)]
 mod power_loss;
 pub mod queue;
 pub mod record;

@@ -1,0 +1,417 @@
+//! The model test: seeded random sequences of push, pop, ack, nack, extend,
+//! retry, purge, peek, clock jumps, reopens and power cuts, run against the
+//! engine (on [`SimFs`]) and against [`Model`], a list of messages with
+//! states; every answer and every counter must agree.
+//!
+//! Every operation that returns is durable, so a power cut *between*
+//! operations must change nothing: after a cut (any subset of unsynced work
+//! kept, writes torn) the reopened queue must still agree with the model.
+//!
+//! On a divergence the test prints the seed and a shrunk sequence of
+//! operations. `cargo test --release model` runs at least 100,000
+//! operations; `SPOOLMQ_MODEL_OPS=N` runs about N.
+
+use crate::fsstore::{FsStore, TEST_SEGMENT_LIMIT};
+use crate::queue::Queue;
+use crate::simfs::{Chooser, SimFs};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+impl Chooser for Rng {
+    fn keep(&mut self) -> bool {
+        self.next() % 2 == 0
+    }
+    fn tear(&mut self, len: usize) -> usize {
+        (self.next() as usize) % (len + 1)
+    }
+}
+
+/// One step of a sequence.
+#[derive(Clone, Debug)]
+enum Op {
+    Push { n: usize, delay: u64, size: usize },
+    Pop { count: usize, lease: u64, max: u32 },
+    /// 0 ack, 1 nack, 2 extend, on the `pick`-th receipt seen so far.
+    Settle { which: u8, pick: usize, delay: u64, max: u32 },
+    Retry,
+    Purge { dead: bool },
+    Peek { count: usize },
+    Advance(u64),
+    Reopen,
+    PowerCut(u64),
+}
+
+fn generate(seed: u64, len: usize) -> Vec<Op> {
+    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    (0..len)
+        .map(|_| match r.below(16) {
+            0..=2 => Op::Push {
+                n: 1 + r.below(4) as usize,
+                delay: if r.below(4) == 0 { 1 + r.below(3000) } else { 0 },
+                size: r.below(3) as usize,
+            },
+            3..=4 => Op::Pop {
+                count: 1 + r.below(3) as usize,
+                lease: 1 + r.below(2000),
+                max: 1 + r.below(3) as u32,
+            },
+            5..=7 => Op::Settle {
+                which: r.below(3) as u8,
+                pick: r.below(1000) as usize,
+                delay: if r.below(2) == 0 { 0 } else { 1 + r.below(1000) },
+                max: 1 + r.below(3) as u32,
+            },
+            8 => Op::Retry,
+            9 if r.below(4) == 0 => Op::Purge {
+                dead: r.below(2) == 0,
+            },
+            10 => Op::Peek {
+                count: 1 + r.below(4) as usize,
+            },
+            11 => Op::Reopen,
+            12 if r.below(2) == 0 => Op::PowerCut(r.next()),
+            _ => Op::Advance(r.below(800)),
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum MState {
+    Ready,
+    Delayed(u64),
+    Leased { until: u64, max: u32, receipt: String },
+    Dead,
+    Gone,
+}
+
+#[derive(Clone, Debug)]
+struct MMsg {
+    id: String,
+    body: Vec<u8>,
+    state: MState,
+    attempts: u32,
+}
+
+/// A queue in memory, with the contract's rules and nothing else.
+#[derive(Default)]
+struct Model {
+    msgs: Vec<MMsg>,
+    pushed: u64,
+    acked: u64,
+    purged: u64,
+}
+
+impl Model {
+    /// The state as of `now`: a lapsed last attempt is a dead letter, a due
+    /// delay or a lapsed lease is ready.
+    fn eff(m: &MMsg, now: u64) -> MState {
+        match &m.state {
+            MState::Delayed(t) if *t <= now => MState::Ready,
+            MState::Leased { until, max, .. } if *until <= now => {
+                if m.attempts >= *max {
+                    MState::Dead
+                } else {
+                    MState::Ready
+                }
+            }
+            s => s.clone(),
+        }
+    }
+
+    fn stats(&self, now: u64) -> (u64, u64, u64, u64, u64) {
+        let (mut r, mut l, mut d, mut dead, mut bytes) = (0, 0, 0, 0, 0);
+        for m in &self.msgs {
+            match Model::eff(m, now) {
+                MState::Ready => r += 1,
+                MState::Delayed(_) => d += 1,
+                MState::Leased { .. } => l += 1,
+                MState::Dead => dead += 1,
+                MState::Gone => continue,
+            }
+            bytes += m.body.len() as u64;
+        }
+        (r, l, d, dead, bytes)
+    }
+
+    fn live_receipt(&self, r: &str, now: u64) -> Option<usize> {
+        self.msgs.iter().position(
+            |m| matches!(Model::eff(m, now), MState::Leased { ref receipt, .. } if receipt == r),
+        )
+    }
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from("/spool/q")
+}
+
+fn open(fs: &SimFs) -> Result<Queue, String> {
+    FsStore::open_with(Arc::new(fs.clone()), &dir(), true)
+        .map_err(|e| format!("open: {e}"))?
+        .map(|s| Queue::with_store("q", Box::new(s)))
+        .ok_or_else(|| "open: no queue".to_string())
+}
+
+/// Runs `ops` against the engine and the model; `Err` describes the first
+/// divergence. Returns how many operations ran.
+fn run(ops: &[Op]) -> Result<usize, String> {
+    let mut fs = SimFs::new();
+    let mut q = open(&fs)?;
+    let mut model = Model::default();
+    let mut now = 1_000_000u64;
+    let mut receipts: Vec<String> = Vec::new();
+    let e = |what: &str, err: crate::error::Error| format!("{what}: {err}");
+    for (step, op) in ops.iter().enumerate() {
+        let ctx = format!("step {step} ({op:?})");
+        match op.clone() {
+            Op::Push { n, delay, size } => {
+                let bodies: Vec<Vec<u8>> = (0..n)
+                    .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
+                    .collect();
+                let mut it = bodies.clone().into_iter().map(Ok);
+                let ids = q
+                    .push(&mut it, Duration::from_millis(delay), now)
+                    .map_err(|x| e(&ctx, x))?;
+                for (id, body) in ids.into_iter().zip(bodies) {
+                    model.pushed += 1;
+                    model.msgs.push(MMsg {
+                        id,
+                        body,
+                        state: if delay > 0 {
+                            MState::Delayed(now + delay)
+                        } else {
+                            MState::Ready
+                        },
+                        attempts: 0,
+                    });
+                }
+            }
+            Op::Pop { count, lease, max } => {
+                let got = q
+                    .pop(count, Duration::from_millis(lease), max, now)
+                    .map_err(|x| e(&ctx, x))?;
+                let mut expect = Vec::new();
+                for m in model.msgs.iter_mut() {
+                    if expect.len() == count {
+                        break;
+                    }
+                    if Model::eff(m, now) == MState::Ready {
+                        let receipt = got
+                            .get(expect.len())
+                            .map(|d| d.receipt.clone())
+                            .unwrap_or_default();
+                        expect.push(m.id.clone());
+                        m.attempts += 1;
+                        m.state = MState::Leased {
+                            until: now + lease,
+                            max,
+                            receipt,
+                        };
+                    }
+                }
+                let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+                if ids != expect {
+                    return Err(format!("{ctx}: popped {ids:?}, model says {expect:?}"));
+                }
+                for d in &got {
+                    let Some(m) = model.msgs.iter().find(|m| m.id == d.id) else {
+                        return Err(format!("{ctx}: unknown id {}", d.id));
+                    };
+                    if d.attempt != m.attempts || d.body != m.body {
+                        return Err(format!("{ctx}: {} attempt/body differ", d.id));
+                    }
+                    receipts.push(d.receipt.clone());
+                }
+            }
+            Op::Settle {
+                which,
+                pick,
+                delay,
+                max,
+            } => {
+                if receipts.is_empty() {
+                    continue;
+                }
+                let r = receipts[pick % receipts.len()].clone();
+                let expect = model.live_receipt(&r, now);
+                let one = std::slice::from_ref(&r);
+                let s = match which {
+                    0 => q.ack(one, now),
+                    1 => q.nack(one, Duration::from_millis(delay), max, now),
+                    _ => q.extend(one, Duration::from_millis(delay + 1), now),
+                }
+                .map_err(|x| e(&ctx, x))?;
+                if s.done != usize::from(expect.is_some()) {
+                    return Err(format!("{ctx}: done {} but model expects {expect:?}", s.done));
+                }
+                if let Some(i) = expect {
+                    let m = &mut model.msgs[i];
+                    match which {
+                        0 => {
+                            m.state = MState::Gone;
+                            model.acked += 1;
+                        }
+                        1 => {
+                            m.state = if m.attempts >= max {
+                                MState::Dead
+                            } else if delay > 0 {
+                                MState::Delayed(now + delay)
+                            } else {
+                                MState::Ready
+                            }
+                        }
+                        _ => {
+                            if let MState::Leased { until, .. } = &mut m.state {
+                                *until = now + delay + 1;
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Retry => {
+                let moved = q.retry(&[], now).map_err(|x| e(&ctx, x))?.moved;
+                let mut n = 0;
+                for m in model.msgs.iter_mut() {
+                    if Model::eff(m, now) == MState::Dead {
+                        m.state = MState::Ready;
+                        m.attempts = 0;
+                        n += 1;
+                    }
+                }
+                if moved != n {
+                    return Err(format!("{ctx}: retry moved {moved}, model {n}"));
+                }
+            }
+            Op::Purge { dead } => {
+                let n = q.purge(dead, now).map_err(|x| e(&ctx, x))?;
+                let mut m_n = 0;
+                for m in model.msgs.iter_mut() {
+                    let s = Model::eff(m, now);
+                    let take = if dead {
+                        s == MState::Dead
+                    } else {
+                        matches!(s, MState::Ready | MState::Delayed(_))
+                    };
+                    if take {
+                        m.state = MState::Gone;
+                        m_n += 1;
+                    }
+                }
+                model.purged += m_n;
+                if n != m_n {
+                    return Err(format!("{ctx}: purged {n}, model {m_n}"));
+                }
+            }
+            Op::Peek { count } => {
+                let got: Vec<String> = q
+                    .peek(count, now)
+                    .map_err(|x| e(&ctx, x))?
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect();
+                let expect: Vec<String> = model
+                    .msgs
+                    .iter()
+                    .filter(|m| Model::eff(m, now) == MState::Ready)
+                    .take(count)
+                    .map(|m| m.id.clone())
+                    .collect();
+                if got != expect {
+                    return Err(format!("{ctx}: peeked {got:?}, model {expect:?}"));
+                }
+            }
+            Op::Advance(ms) => now += ms,
+            Op::Reopen => {
+                drop(q);
+                q = open(&fs)?;
+            }
+            Op::PowerCut(seed) => {
+                drop(q);
+                fs = fs.crash(&mut Rng(seed | 1));
+                q = open(&fs)?;
+                let notices = q.take_notices();
+                if notices.iter().any(|n| !n.contains("torn tail") && !n.contains("unfinished change")) {
+                    return Err(format!("{ctx}: recovery reported damage: {notices:?}"));
+                }
+            }
+        }
+        let s = q.stats(now).map_err(|x| e(&ctx, x))?;
+        let (r, l, d, dead, bytes) = model.stats(now);
+        let got = (s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged);
+        let want = (r, l, d, dead, bytes, model.pushed, model.acked, model.purged);
+        if got != want {
+            return Err(format!(
+                "{ctx}: stats (ready, leased, delayed, dead, bytes, pushed, acked, purged) {got:?}, model {want:?}"
+            ));
+        }
+    }
+    Ok(ops.len())
+}
+
+/// Shrinks a failing sequence: drops chunks, then single ops, while it still fails.
+fn shrink(mut ops: Vec<Op>) -> Vec<Op> {
+    let mut chunk = ops.len() / 2;
+    while chunk >= 1 {
+        let mut i = 0;
+        while i < ops.len() {
+            let mut shorter = ops.clone();
+            shorter.drain(i..(i + chunk).min(ops.len()));
+            if run(&shorter).is_err() {
+                ops = shorter;
+            } else {
+                i += chunk;
+            }
+        }
+        chunk /= 2;
+    }
+    ops
+}
+
+#[test]
+fn model_random_operations_agree_with_an_in_memory_queue() {
+    // Small segments, so that roll-over and reclaim happen all the time.
+    TEST_SEGMENT_LIMIT.with(|l| l.set(300));
+    let target: usize = std::env::var("SPOOLMQ_MODEL_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let per_seed = 500;
+    let seeds = target.div_ceil(per_seed) as u64;
+    let mut total = 0;
+    let mut report = String::new();
+    let mut divergences = 0;
+    for seed in 1..=seeds {
+        let ops = generate(seed, per_seed);
+        match run(&ops) {
+            Ok(n) => total += n,
+            Err(first) => {
+                divergences += 1;
+                if divergences <= 3 {
+                    let small = shrink(ops);
+                    let _ = writeln!(
+                        report,
+                        "seed {seed}: {first}\n  shrunk to {} ops: {small:?}\n  which fails with: {}",
+                        small.len(),
+                        run(&small).err().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    TEST_SEGMENT_LIMIT.with(|l| l.set(crate::fsstore::SEGMENT_LIMIT));
+    println!("model: {total} operations over {seeds} seeds, {divergences} divergences");
+    assert_eq!(divergences, 0, "{report}");
+}
