@@ -181,7 +181,7 @@ pub struct ReceiptsArgs {
     pub queue: String,
     /// Receipts printed by pop
     #[arg(required = true)]
-    pub receipts: Vec<String>,
+    pub receipts: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

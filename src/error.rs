@@ -97,7 +97,7 @@ impl fmt::Display for Error {
             Error::DiskFull { what, path } => {
                 write!(
                     f,
-                    "{}: {what}: disk full (no space left on the device or file size limit reached); nothing was changed",
+                    "{}: {what}: disk full (no space left on the device, or the file size limit reached)",
                     path.display()
                 )
             }

@@ -122,6 +122,13 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     };
     check_wal(&**fs, dir, &mut r, &problem)?;
     let h = store.header().clone();
+    for p in store.missing_files() {
+        r.problems.push(problem(
+            p,
+            None,
+            "file was missing (recreated empty)".into(),
+        ));
+    }
     for &base in &on_disk {
         if !h.segments.iter().any(|s| s.base == base) {
             r.problems.push(problem(

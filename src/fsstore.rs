@@ -102,6 +102,10 @@ const PUSH_CHUNK: usize = 4 * 1024 * 1024;
 /// Slots read per pread during a scan.
 const SCAN_CHUNK: u64 = 256;
 
+fn new_salt() -> Result<u64> {
+    getrandom::u64().map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))
+}
+
 fn create_file(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
     segment::open_file(fs, path, Open::OrCreate)
 }
@@ -121,7 +125,12 @@ pub struct FsStore {
     files: HashMap<u64, Box<dyn FileIo>>,
     /// The header changed in memory (cursor moved) and is not yet written.
     dirty: bool,
+    /// A write failed after the change was durable: the in-memory header may
+    /// be ahead of the files, so nothing more is written by this handle.
+    poisoned: bool,
     notices: Vec<String>,
+    /// Files that were missing when the queue was opened (recreated empty).
+    missing: Vec<PathBuf>,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -136,7 +145,7 @@ impl FsStore {
     /// [`FsStore::open`] on the file system `fs`.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, create: bool) -> Result<Option<FsStore>> {
         let index_path = dir.join("index");
-        if !create && !fs.exists(&index_path) {
+        if !create && !FsStore::is_queue(&*fs, dir)? {
             return Ok(None);
         }
         let lock_path = dir.join("lock");
@@ -149,13 +158,28 @@ impl FsStore {
                 .ok_or_else(|| Error::Runtime(format!("{}: cannot lock", lock_path.display())))?,
         };
         let boot = fs.boot_id();
-        if !fs.exists(&index_path) {
+        if !fs.exists(&index_path).ctx("open", &index_path)? {
+            if !segment::list(&*fs, dir)?.is_empty() {
+                return Err(Error::corrupt(
+                    &index_path,
+                    "index missing while segments remain: run `spoolmq fsck --repair`",
+                ));
+            }
             FsStore::init(&*fs, dir, boot)?;
+        }
+        // A lost slots or wal file is recreated empty: recovery, a checkpoint
+        // and fsck take it from there.
+        let mut missing = Vec::new();
+        for name in ["slots", "wal"] {
+            let p = dir.join(name);
+            if !fs.exists(&p).ctx("open", &p)? {
+                missing.push(p);
+            }
         }
         let mut store = FsStore {
             index: segment::open_rw(&*fs, &index_path)?,
-            slots: segment::open_rw(&*fs, &dir.join("slots"))?,
-            wal: segment::open_rw(&*fs, &dir.join("wal"))?,
+            slots: create_file(&*fs, &dir.join("slots"))?,
+            wal: create_file(&*fs, &dir.join("wal"))?,
             fs,
             dir: dir.to_path_buf(),
             h: Header::default(),
@@ -163,11 +187,42 @@ impl FsStore {
             next_ckpt_region: 2,
             files: HashMap::new(),
             dirty: false,
+            poisoned: false,
             notices: Vec::new(),
+            missing: Vec::new(),
             _lock: lock,
         };
         store.recover()?;
+        if !missing.is_empty() {
+            for p in &missing {
+                store
+                    .notices
+                    .push(format!("{}: file missing; recreated it empty", p.display()));
+            }
+            sync_dir(&*store.fs, dir)?;
+            // What the lost WAL held is in the slots of this boot: make it
+            // the checkpoint before a machine crash could need the WAL.
+            store.checkpoint()?;
+            store.missing = missing;
+        }
         Ok(Some(store))
+    }
+
+    /// Whether `dir` holds a queue: an index, or segments whose index was lost.
+    pub fn is_queue(fs: &dyn Fs, dir: &Path) -> Result<bool> {
+        let index = dir.join("index");
+        if fs.exists(&index).ctx("open", &index)? {
+            return Ok(true);
+        }
+        if !fs.exists(dir).ctx("open", dir)? {
+            return Ok(false);
+        }
+        Ok(!segment::list(fs, dir)?.is_empty())
+    }
+
+    fn segment_exists(&self, base: u64) -> Result<bool> {
+        let p = segment::path(&self.dir, base);
+        self.fs.exists(&p).ctx("open", &p)
     }
 
     /// Creates the files of a new queue. The index appears last, by rename,
@@ -185,8 +240,11 @@ impl FsStore {
             next_seq: 1,
             scan_lo: 1,
             punched: 0,
-            salt: getrandom::u64()
-                .map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?,
+            // A queue whose index was lost keeps the ids its segments imply.
+            salt: match segment::find_salt(fs, dir)? {
+                Some(s) => s,
+                None => new_salt()?,
+            },
             ..Header::default()
         };
         let bytes = h
@@ -230,6 +288,11 @@ impl FsStore {
     /// The header as of now (for fsck).
     pub fn header(&self) -> &Header {
         &self.h
+    }
+
+    /// Files that were missing when the queue was opened (for fsck).
+    pub fn missing_files(&self) -> &[PathBuf] {
+        &self.missing
     }
 
     fn read_region(&self, i: usize) -> Result<Option<Header>> {
@@ -299,7 +362,7 @@ impl FsStore {
     fn adopt(&mut self) -> Result<bool> {
         let mut changed = false;
         if self.h.segments.is_empty() {
-            if !self.fs.exists(&segment::path(&self.dir, self.h.next_seq)) {
+            if !self.segment_exists(self.h.next_seq)? {
                 return Ok(false);
             }
             self.start_segment(self.h.next_seq);
@@ -355,7 +418,7 @@ impl FsStore {
                 // Never append after bytes that may end in half a record:
                 // later pushes go to a new segment.
                 self.h.active_len = len;
-                if !self.fs.exists(&segment::path(&self.dir, self.h.next_seq)) {
+                if !self.segment_exists(self.h.next_seq)? {
                     segment::create(&*self.fs, &self.dir, self.h.next_seq, self.h.salt)?;
                 }
                 self.start_segment(self.h.next_seq);
@@ -365,8 +428,7 @@ impl FsStore {
                 changed = true;
             }
             self.files.insert(base, file);
-            if self.h.next_seq != base && self.fs.exists(&segment::path(&self.dir, self.h.next_seq))
-            {
+            if self.h.next_seq != base && self.segment_exists(self.h.next_seq)? {
                 self.start_segment(self.h.next_seq);
                 changed = true;
                 continue;
@@ -679,7 +741,9 @@ impl FsStore {
         }
     }
 
-    fn maybe_checkpoint(&mut self, force: bool) -> Result<()> {
+    /// Checkpoints if `force`, if a segment has nothing live left, or if the
+    /// WAL is large; else writes the live header.
+    fn checkpoint_or_write_live(&mut self, force: bool) -> Result<()> {
         let empty_segment = self
             .h
             .segments
@@ -770,9 +834,20 @@ impl Store for FsStore {
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage>>) -> Result<Vec<u64>> {
         let saved = self.h.clone();
         let mut created: Vec<u64> = Vec::new();
-        match self.push_inner(msgs, &mut created) {
+        // Publishing is writing the live header; until it is written the push
+        // can be undone.
+        let published = self
+            .push_inner(msgs, &mut created)
+            .and_then(|(ids, rolled)| self.write_live().map(|_| (ids, rolled)));
+        match published {
             Ok((ids, rolled)) => {
-                self.maybe_checkpoint(rolled)?;
+                // Done and visible: a checkpoint that fails now is only postponed.
+                if rolled && let Err(e) = self.checkpoint() {
+                    self.poisoned = true;
+                    self.notices.push(format!(
+                        "the messages are stored; a checkpoint failed and will be retried: {e}"
+                    ));
+                }
                 Ok(ids)
             }
             Err(e) => {
@@ -791,7 +866,13 @@ impl Store for FsStore {
                 }
                 let _ = sync_dir(&*self.fs, &self.dir);
                 self.h = saved;
-                Err(e)
+                Err(match e {
+                    Error::DiskFull { what, path } => Error::DiskFull {
+                        what: format!("{what} (the push was undone: nothing was stored)"),
+                        path,
+                    },
+                    e => e,
+                })
             }
         }
     }
@@ -890,15 +971,27 @@ impl Store for FsStore {
             return Err(Error::io("append", &path, e));
         }
         failpoint::hit("commit.after-wal");
-        for (i, (old, m)) in entries.iter().enumerate() {
-            if i == entries.len() / 2 {
-                failpoint::hit("commit.mid-slots");
+        // The change is durable: it is done, whatever happens below.
+        let applied = (|| {
+            for (i, (old, m)) in entries.iter().enumerate() {
+                if i == entries.len() / 2 {
+                    failpoint::hit("commit.mid-slots");
+                }
+                self.apply(*old, m)?;
             }
-            self.apply(*old, m)?;
+            self.h.lsn = lsn;
+            self.h.wal_len += rec.len() as u64;
+            self.checkpoint_or_write_live(false)
+        })();
+        if let Err(e) = applied {
+            // Leave the index as it was on disk: the next command replays
+            // the WAL record and finishes the job.
+            self.poisoned = true;
+            self.notices.push(format!(
+                "the change is recorded; updating the index failed and the next command will finish it: {e}"
+            ));
         }
-        self.h.lsn = lsn;
-        self.h.wal_len += rec.len() as u64;
-        self.maybe_checkpoint(false)
+        Ok(())
     }
 
     fn counters(&self) -> Counters {
@@ -1065,7 +1158,7 @@ impl FsStore {
 
 impl Drop for FsStore {
     fn drop(&mut self) {
-        if self.dirty {
+        if self.dirty && !self.poisoned {
             let _ = self.write_live();
         }
     }
@@ -1120,23 +1213,10 @@ pub fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
 
     // The salt is in every segment header: ids survive the loss of the index.
     let bases = segment::list(fs, dir)?;
-    let mut salt = None;
-    for &base in &bases {
-        let mut head = [0u8; record::SEGMENT_HEADER_LEN as usize];
-        if let Ok(f) = segment::open_rw(fs, &segment::path(dir, base)) {
-            let n = segment::read_at_most(&*f, &segment::path(dir, base), &mut head, 0)?;
-            if let Ok(s) = record::check_segment_header(&head[..n]) {
-                salt = Some(s);
-                break;
-            }
-        }
-    }
-    let salt = match (salt, &old) {
+    let salt = match (segment::find_salt(fs, dir)?, &old) {
         (Some(s), _) => s,
         (None, Some(h)) => h.salt,
-        (None, None) => {
-            getrandom::u64().map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))?
-        }
+        (None, None) => new_salt()?,
     };
 
     // Segments: keep the good records in sequence, quarantine the rest.

@@ -53,8 +53,9 @@ pub trait Fs: Send + Sync {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the entries of `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Whether a file exists at `path`.
-    fn exists(&self, path: &Path) -> bool;
+    /// Whether a file exists at `path` (an error, such as a directory that
+    /// cannot be searched, is not "no").
+    fn exists(&self, path: &Path) -> io::Result<bool>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Creates directory `dir` (0700) if missing.
@@ -129,8 +130,8 @@ impl Fs for RealFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

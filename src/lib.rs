@@ -34,9 +34,9 @@ pub mod ingest;
 pub mod input;
 pub mod io;
 pub mod lock;
-pub mod output;
 #[cfg(test)]
 mod model_test;
+pub mod output;
 #[cfg(test)]
 mod power_loss;
 pub mod queue;

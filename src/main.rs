@@ -24,18 +24,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => match flushed {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                eprintln!("spoolmq: writing output: {e}");
+                warn(format!("writing output: {e}"));
                 ExitCode::from(1)
             }
             _ => ExitCode::SUCCESS,
         },
         Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(Failure::Io(e)) => {
-            eprintln!("spoolmq: writing output: {e}");
+            warn(format!("writing output: {e}"));
             ExitCode::from(1)
         }
         Err(Failure::Spool(e)) => {
-            eprintln!("spoolmq: {e}");
+            warn(e.to_string());
             ExitCode::from(e.exit_code())
         }
     }
@@ -75,7 +75,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         line.push(' ');
         line.push_str(&t);
     }
-    eprintln!("spoolmq: {line} (see 'spoolmq --help')");
+    warn(format!("{line} (see 'spoolmq --help')"));
     ExitCode::from(2)
 }
 
@@ -96,8 +96,10 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// One line on stderr. A stderr that cannot be written (a full disk under
+/// `2>>log`) must not turn an error into a panic: the exit code still says it.
 fn warn(line: String) {
-    eprintln!("spoolmq: {line}");
+    let _ = writeln!(std::io::stderr().lock(), "spoolmq: {line}");
 }
 
 fn flush_notices(q: &mut Queue) {
@@ -181,15 +183,17 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             }
         }
         Command::Ack(a) => {
-            let mut q = open_for_receipts(&spool, &a.queue, &a.receipts)?;
-            let r = q.ack(&a.receipts, now_ms());
+            let receipts = text(&a.receipts);
+            let mut q = open_for_receipts(&spool, &a.queue, &receipts)?;
+            let r = q.ack(&receipts, now_ms());
             flush_notices(&mut q);
             r?.into_result()?;
         }
         Command::Nack(a) => {
-            let mut q = open_for_receipts(&spool, &a.target.queue, &a.target.receipts)?;
+            let receipts = text(&a.target.receipts);
+            let mut q = open_for_receipts(&spool, &a.target.queue, &receipts)?;
             let r = q.nack(
-                &a.target.receipts,
+                &receipts,
                 a.delay.unwrap_or(Duration::ZERO),
                 a.attempts.max_attempts,
                 now_ms(),
@@ -198,8 +202,9 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             r?.into_result()?;
         }
         Command::Extend(a) => {
-            let mut q = open_for_receipts(&spool, &a.target.queue, &a.target.receipts)?;
-            let r = q.extend(&a.target.receipts, a.lease, now_ms());
+            let receipts = text(&a.target.receipts);
+            let mut q = open_for_receipts(&spool, &a.target.queue, &receipts)?;
+            let r = q.extend(&receipts, a.lease, now_ms());
             flush_notices(&mut q);
             r?.into_result()?;
         }
@@ -224,13 +229,18 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             }
         }
         Command::Stats(a) => {
+            let all = a.queue.is_none();
             let names = match a.queue {
                 Some(q) => vec![q],
                 None => spool.queues()?,
             };
             let mut rows = Vec::new();
             for name in names {
-                let mut q = Queue::open_existing(&spool, &name)?;
+                let mut q = match Queue::open(&spool, &name, false)? {
+                    Some(q) => q,
+                    None if all => continue,
+                    None => return Err(Error::NoSuchQueue(name).into()),
+                };
                 let s = q.stats(now_ms());
                 flush_notices(&mut q);
                 rows.push(s?);
@@ -255,6 +265,10 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         }
         Command::List => {
             for name in spool.queues()? {
+                // Damaged queues are listed; never-pushed leftovers are not.
+                if let Ok(None) = Queue::open(&spool, &name, false) {
+                    continue;
+                }
                 if json {
                     writeln!(out, "{}", output::queue_json(&name))?;
                 } else {
@@ -293,6 +307,13 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     Ok(())
 }
 
+/// Receipts as typed; bytes that are not UTF-8 make an unknown receipt (exit 4), not a usage error.
+fn text(args: &[std::ffi::OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Opens the queue receipts belong to; a missing queue makes every receipt unknown.
 fn open_for_receipts(spool: &Spool, name: &str, receipts: &[String]) -> Result<Queue> {
     Queue::open(spool, name, false)?.ok_or_else(|| {
@@ -317,7 +338,9 @@ fn run_fsck(
 ) -> std::result::Result<(), Failure> {
     let names = match queue {
         Some(q) => {
-            if !spool.exists()? || !spool.queue_dir(&q).join("index").exists() {
+            let dir = spool.queue_dir(&q);
+            if !spool.exists()? || !spoolmq::fsstore::FsStore::is_queue(&spoolmq::io::RealFs, &dir)?
+            {
                 return Err(Error::NoSuchQueue(q).into());
             }
             vec![q]

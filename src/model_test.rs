@@ -33,7 +33,7 @@ impl Rng {
 }
 impl Chooser for Rng {
     fn keep(&mut self) -> bool {
-        self.next() % 2 == 0
+        self.next().is_multiple_of(2)
     }
     fn tear(&mut self, len: usize) -> usize {
         (self.next() as usize) % (len + 1)
@@ -43,13 +43,30 @@ impl Chooser for Rng {
 /// One step of a sequence.
 #[derive(Clone, Debug)]
 enum Op {
-    Push { n: usize, delay: u64, size: usize },
-    Pop { count: usize, lease: u64, max: u32 },
+    Push {
+        n: usize,
+        delay: u64,
+        size: usize,
+    },
+    Pop {
+        count: usize,
+        lease: u64,
+        max: u32,
+    },
     /// 0 ack, 1 nack, 2 extend, on the `pick`-th receipt seen so far.
-    Settle { which: u8, pick: usize, delay: u64, max: u32 },
+    Settle {
+        which: u8,
+        pick: usize,
+        delay: u64,
+        max: u32,
+    },
     Retry,
-    Purge { dead: bool },
-    Peek { count: usize },
+    Purge {
+        dead: bool,
+    },
+    Peek {
+        count: usize,
+    },
     Advance(u64),
     Reopen,
     PowerCut(u64),
@@ -61,7 +78,11 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
         .map(|_| match r.below(16) {
             0..=2 => Op::Push {
                 n: 1 + r.below(4) as usize,
-                delay: if r.below(4) == 0 { 1 + r.below(3000) } else { 0 },
+                delay: if r.below(4) == 0 {
+                    1 + r.below(3000)
+                } else {
+                    0
+                },
                 size: r.below(3) as usize,
             },
             3..=4 => Op::Pop {
@@ -72,7 +93,11 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
             5..=7 => Op::Settle {
                 which: r.below(3) as u8,
                 pick: r.below(1000) as usize,
-                delay: if r.below(2) == 0 { 0 } else { 1 + r.below(1000) },
+                delay: if r.below(2) == 0 {
+                    0
+                } else {
+                    1 + r.below(1000)
+                },
                 max: 1 + r.below(3) as u32,
             },
             8 => Op::Retry,
@@ -93,7 +118,11 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
 enum MState {
     Ready,
     Delayed(u64),
-    Leased { until: u64, max: u32, receipt: String },
+    Leased {
+        until: u64,
+        max: u32,
+        receipt: String,
+    },
     Dead,
     Gone,
 }
@@ -255,7 +284,10 @@ fn run(ops: &[Op]) -> Result<usize, String> {
                 }
                 .map_err(|x| e(&ctx, x))?;
                 if s.done != usize::from(expect.is_some()) {
-                    return Err(format!("{ctx}: done {} but model expects {expect:?}", s.done));
+                    return Err(format!(
+                        "{ctx}: done {} but model expects {expect:?}",
+                        s.done
+                    ));
                 }
                 if let Some(i) = expect {
                     let m = &mut model.msgs[i];
@@ -343,15 +375,29 @@ fn run(ops: &[Op]) -> Result<usize, String> {
                 fs = fs.crash(&mut Rng(seed | 1));
                 q = open(&fs)?;
                 let notices = q.take_notices();
-                if notices.iter().any(|n| !n.contains("torn tail") && !n.contains("unfinished change")) {
+                if notices
+                    .iter()
+                    .any(|n| !n.contains("torn tail") && !n.contains("unfinished change"))
+                {
                     return Err(format!("{ctx}: recovery reported damage: {notices:?}"));
                 }
             }
         }
         let s = q.stats(now).map_err(|x| e(&ctx, x))?;
         let (r, l, d, dead, bytes) = model.stats(now);
-        let got = (s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged);
-        let want = (r, l, d, dead, bytes, model.pushed, model.acked, model.purged);
+        let got = (
+            s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged,
+        );
+        let want = (
+            r,
+            l,
+            d,
+            dead,
+            bytes,
+            model.pushed,
+            model.acked,
+            model.purged,
+        );
         if got != want {
             return Err(format!(
                 "{ctx}: stats (ready, leased, delayed, dead, bytes, pushed, acked, purged) {got:?}, model {want:?}"

@@ -33,7 +33,7 @@ impl Chooser for Rng {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % 2 == 0
+        self.0.is_multiple_of(2)
     }
     fn tear(&mut self, len: usize) -> usize {
         self.keep();
@@ -224,7 +224,7 @@ fn open(fs: &SimFs, create: bool) -> crate::error::Result<Queue> {
 fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
     let mut v = Vec::new();
     let fs: Arc<dyn Fs> = Arc::new(image.clone());
-    if !image.exists(&dir().join("index")) {
+    if !image.exists(&dir().join("index")).unwrap_or(false) {
         // The queue's creation itself was never reported done.
         if !seen.pushed.is_empty() {
             v.push(format!("{what}: the queue vanished"));

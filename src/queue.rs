@@ -202,11 +202,15 @@ impl Queue {
             }
             spool.queue_dir(name)
         };
-        Ok(FsStore::open(&dir, create)?.map(|s| Queue {
-            name: name.to_string(),
-            store: Box::new(s),
-            notices: Vec::new(),
-        }))
+        let Some(store) = FsStore::open(&dir, create)? else {
+            return Ok(None);
+        };
+        // A queue exists once something was pushed to it (a first push that
+        // failed leaves files, not a queue).
+        if !create && store.counters().pushed == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Queue::with_store(name, Box::new(store))))
     }
 
     /// A queue over an already open store.

@@ -6,9 +6,9 @@
 //!
 //! ```text
 //! segment file header (16 bytes)
-//! +0      +4          +8                 +16
-//! | magic | version   | salt             |
-//! | SPQS  | u32 = 1   | u64 (the queue's)|
+//! +0      +4                  +12        +16
+//! | magic | salt              | crc      |
+//! | SPQ1  | u64 (the queue's) | u32      |
 //!
 //! record (40-byte header + body)
 //! +0      +4         +8     +16           +24            +32        +36        +40
@@ -16,6 +16,8 @@
 //! | magic | u32      | u64  | u64 ms UNIX | u64 ms UNIX  | u32      | u32      | body_len bytes
 //! ```
 //!
+//! * The file header's `crc` is the CRC32 of its bytes `0..12`; the `1` of
+//!   the magic is the format version.
 //! * `head_crc` is the CRC32 of bytes `0..36` of the header. A valid head means
 //!   `body_len` can be trusted, so a record whose body is damaged is skipped
 //!   exactly and the next record is found right after it.
@@ -31,9 +33,7 @@
 //! the next `SPMR` whose head checks out ([`find_next`]).
 
 /// Magic bytes at the start of every segment file.
-pub const SEGMENT_MAGIC: [u8; 4] = *b"SPQS";
-/// Version of the segment format written by this build.
-pub const SEGMENT_VERSION: u32 = 1;
+pub const SEGMENT_MAGIC: [u8; 4] = *b"SPQ1";
 /// Length of the segment file header; the first record starts here.
 pub const SEGMENT_HEADER_LEN: u64 = 16;
 /// Magic bytes at the start of every record.
@@ -94,8 +94,9 @@ impl Damage {
 pub fn segment_header(salt: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
     h[0..4].copy_from_slice(&SEGMENT_MAGIC);
-    h[4..8].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    h[8..16].copy_from_slice(&salt.to_le_bytes());
+    h[4..12].copy_from_slice(&salt.to_le_bytes());
+    let crc = crc32fast::hash(&h[0..12]);
+    h[12..16].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
@@ -104,14 +105,16 @@ pub fn check_segment_header(buf: &[u8]) -> Result<u64, String> {
     if buf.len() < SEGMENT_HEADER_LEN as usize {
         return Err("segment header cut short".into());
     }
-    if buf[0..4] != SEGMENT_MAGIC {
+    if buf[0..3] != SEGMENT_MAGIC[0..3] {
         return Err("not a spoolmq segment (bad magic)".into());
     }
-    let version = u32_at(buf, 4);
-    if version != SEGMENT_VERSION {
-        return Err(format!("unsupported segment version {version}"));
+    if buf[3] != SEGMENT_MAGIC[3] {
+        return Err(format!("unsupported segment version {:?}", buf[3] as char));
     }
-    Ok(u64_at(buf, 8))
+    if crc32fast::hash(&buf[0..12]) != u32_at(buf, 12) {
+        return Err("segment header checksum mismatch".into());
+    }
+    Ok(u64_at(buf, 4))
 }
 
 /// Appends one encoded record to `out`.
@@ -243,10 +246,15 @@ mod tests {
         assert_eq!(u32_at(&buf, 36), crc32fast::hash(&buf[0..36]));
         assert_eq!(&buf[40..], b"xyz");
         let h = segment_header(0xabcd);
-        assert_eq!(&h[0..4], b"SPQS");
-        assert_eq!(u32_at(&h, 4), SEGMENT_VERSION);
-        assert_eq!(u64_at(&h, 8), 0xabcd);
+        assert_eq!(&h[0..4], b"SPQ1");
+        assert_eq!(u64_at(&h, 4), 0xabcd);
+        assert_eq!(u32_at(&h, 12), crc32fast::hash(&h[0..12]));
         assert_eq!(check_segment_header(&h), Ok(0xabcd));
+        for i in 0..16 {
+            let mut bad = h;
+            bad[i] ^= 0x20;
+            assert!(check_segment_header(&bad).is_err(), "byte {i}");
+        }
     }
 
     #[test]

@@ -245,6 +245,21 @@ pub fn rewrite_good(
     Ok(good)
 }
 
+/// The salt recorded in the first segment of `dir` whose header checks out.
+pub fn find_salt(fs: &dyn Fs, dir: &Path) -> Result<Option<u64>> {
+    for base in list(fs, dir)? {
+        let p = path(dir, base);
+        if let Ok(f) = open_rw(fs, &p) {
+            let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+            let n = read_at_most(&*f, &p, &mut head, 0)?;
+            if let Ok(salt) = record::check_segment_header(&head[..n]) {
+                return Ok(Some(salt));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The segment files in `dir`, sorted by base.
 pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();

@@ -319,8 +319,8 @@ impl Fs for SimFs {
         s.dir_ops = rest;
         Ok(())
     }
-    fn exists(&self, path: &Path) -> bool {
-        self.lock().names.contains_key(path)
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.lock().names.contains_key(path))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.lock();
@@ -335,7 +335,7 @@ impl Fs for SimFs {
         self.lock().alive()
     }
     fn lock(&self, path: &Path, create: bool) -> io::Result<Option<Box<dyn Send>>> {
-        if !self.exists(path) {
+        if !self.exists(path)? {
             if !create {
                 return Ok(None);
             }

@@ -79,7 +79,7 @@ impl Spool {
         Ok(dir)
     }
 
-    /// The queues in the spool, sorted by name.
+    /// The queue directories in the spool (damaged ones included), sorted by name.
     pub fn queues(&self) -> Result<Vec<String>> {
         if !self.exists()? {
             return Ok(Vec::new());
@@ -90,7 +90,9 @@ impl Spool {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if input::queue_name(&name).is_ok() && entry.path().join("index").is_file() {
+            if input::queue_name(&name).is_ok()
+                && crate::fsstore::FsStore::is_queue(&crate::io::RealFs, &entry.path())?
+            {
                 names.push(name);
             }
         }

@@ -253,9 +253,25 @@ fn a_torn_tail_is_reported_and_repaired_without_losing_earlier_messages() {
     out.ok();
     let msgs = out.json();
     assert_eq!(bodies(&msgs), [A, B]);
+    // The damage is reported where it is met, with the file and offset.
+    let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains(&name) && has_offset(l)),
+        "damage reported: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        num(&s.stats("q"), "corrupt"),
+        1,
+        "the cut message is counted as lost"
+    );
     s.ack("q", &[receipt(&msgs[0]), receipt(&msgs[1])]);
 
-    fsck_finds(&s, &[], &seg);
+    // Nothing live is left in the damaged segment: it is reclaimed, and new
+    // pushes never follow its torn bytes (they go to a new segment).
+    assert!(!seg.exists(), "the drained damaged segment is reclaimed");
     repair_then_sound(&s);
     s.pop_nothing("q", &[]);
     s.push("q", &[D]);

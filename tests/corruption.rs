@@ -1,0 +1,1336 @@
+//! Proves that damage to any file of a queue (segments, index, slots, wal, lock) — flipped
+//! bytes, truncation at random offsets, appended garbage — never makes spoolmq panic, hang or
+//! serve a wrong body; that every intact message is still delivered (before and after
+//! `fsck --repair`), that each damaged record is reported on stderr with file and offset and
+//! skipped, that `fsck` finds the damage (exit 1) and that `fsck --repair` leaves a sound spool.
+//!
+//! Each test builds one template queue (30 messages: acked, leased, dead, nacked and ready, so
+//! every file has content), then runs seeded rounds: copy the template to a fresh spool, damage
+//! one file, check. Damage is computed exactly from the documented layouts (README, module docs
+//! of src/record.rs and src/index.rs), so for segments the test knows which records are intact.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const Q: &str = "q";
+/// Shorter than the common timeout: a hang fails the round quickly.
+const CMD_TIMEOUT: Duration = Duration::from_secs(10);
+const SEG_HEADER: u64 = 16;
+const REC_HEADER: u64 = 40;
+const REGION: u64 = 64 * 1024;
+const SLOT: u64 = 64;
+
+/// xorshift64: deterministic, seeded per test.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    fn byte_nonzero(&mut self) -> u8 {
+        (self.below(255) + 1) as u8
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// Random bytes, between `lo` and `hi` of them.
+    fn garbage(&mut self, lo: u64, hi: u64) -> Vec<u8> {
+        let n = self.range(lo, hi) as usize;
+        self.bytes(n)
+    }
+}
+
+/// CRC-32 (IEEE), as the on-disk formats use, to re-seal a header the test edits on purpose.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Runs spoolmq against `s` with a short timeout (panics on a hang, a signal or "panicked").
+fn sm(s: &Spool, args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.args(args).timeout(CMD_TIMEOUT);
+    run(&mut cmd)
+}
+
+/// Every stderr line starts with `spoolmq: `.
+#[track_caller]
+fn stderr_well_formed(out: &Out) {
+    for l in out.stderr.lines() {
+        assert!(
+            l.starts_with("spoolmq: "),
+            "`spoolmq {}`: stderr line without the `spoolmq: ` prefix: {l:?}\nstderr: {}",
+            out.what,
+            out.stderr
+        );
+    }
+}
+
+/// Exit 0, or exit 1 with exactly one `spoolmq: ` line and no stdout.
+#[track_caller]
+fn ok_or_one_line_failure(out: &Out) -> bool {
+    match out.code {
+        0 => {
+            stderr_well_formed(out);
+            true
+        }
+        1 => {
+            out.fails(1);
+            true
+        }
+        c => panic!(
+            "`spoolmq {}` exited {c}; expected 0 or 1\nstderr: {}",
+            out.what, out.stderr
+        ),
+    }
+}
+
+/// Whether `text` mentions `offset N` for exactly this N.
+fn mentions_offset(text: &str, n: u64) -> bool {
+    let needle = format!("offset {n}");
+    text.match_indices(&needle).any(|(i, m)| {
+        !text[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum St {
+    Acked,
+    Leased(String),
+    Dead,
+    Ready,
+}
+
+/// The template queue and everything the test knows about it.
+struct Fixture {
+    template: Spool,
+    /// Indexed by seq - 1.
+    bodies: Vec<Vec<u8>>,
+    ids: Vec<String>,
+    states: Vec<St>,
+    /// (offset, length) of each message's record in the one segment.
+    records: Vec<(u64, u64)>,
+    seg_name: String,
+    stats: Value,
+    peek: Vec<String>,
+    /// (old id, new id) of messages served under an id other than the one push printed.
+    renamed: RefCell<BTreeSet<(String, String)>>,
+}
+
+/// What a round may tolerate.
+#[derive(Clone, Debug, Default)]
+struct Allow {
+    /// Messages whose record was damaged: they must never be served.
+    lost: BTreeSet<usize>,
+    /// Acked messages that may come back (their slot was damaged: at-least-once).
+    acked_may_return: BTreeSet<usize>,
+    /// Every acked message may come back.
+    any_acked_may_return: bool,
+    /// Exact bookkeeping expected (retry counts, receipts still valid).
+    strict: bool,
+}
+
+impl Fixture {
+    fn build(seed: u64) -> Fixture {
+        let mut rng = Rng::new(seed);
+        let template = Spool::new();
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        let text_body = |rng: &mut Rng, i: usize| -> Vec<u8> {
+            let len = rng.range(0, 180) as usize;
+            let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 _-";
+            let mut b = format!("m{i:03}:").into_bytes();
+            b.extend((0..len).map(|_| alphabet[rng.below(alphabet.len() as u64) as usize]));
+            b
+        };
+        // Three pushes of text bodies and two binary bodies (NULs, not UTF-8) through stdin.
+        for (count, binary) in [(10, true), (10, true), (8, false)] {
+            let batch: Vec<Vec<u8>> = (0..count)
+                .map(|k| text_body(&mut rng, bodies.len() + k))
+                .collect();
+            let args: Vec<&str> = batch
+                .iter()
+                .map(|b| std::str::from_utf8(b).unwrap())
+                .collect();
+            ids.extend(template.push(Q, &args));
+            bodies.extend(batch);
+            if binary {
+                let mut b = vec![0u8, 0xff, 0xfe, b'\n', 0];
+                b.extend(format!("bin{:03}", bodies.len()).bytes());
+                b.extend(rng.garbage(1, 300));
+                while find_bytes(&b, b"SPMR").is_some() {
+                    b = rng.bytes(64);
+                }
+                ids.push(template.push_stdin(Q, &b));
+                bodies.push(b);
+            }
+        }
+        assert_eq!(bodies.len(), 30);
+        let mut states = vec![St::Ready; 30];
+        let idx = |ids: &[String], m: &Value| ids.iter().position(|i| i == id(m)).unwrap();
+        // 1-5 acked.
+        let msgs = template.pop_json(Q, &["--count", "5"]);
+        let rs: Vec<&str> = msgs.iter().map(receipt).collect();
+        template.ack(Q, &rs);
+        for m in &msgs {
+            states[idx(&ids, m)] = St::Acked;
+        }
+        // 6-9 leased for an hour.
+        for m in template.pop_json(Q, &["--count", "4", "--lease", "1h"]) {
+            states[idx(&ids, &m)] = St::Leased(receipt(&m).to_string());
+        }
+        // 10-12 dead.
+        let msgs = template.pop_json(Q, &["--count", "3", "--max-attempts", "1"]);
+        let rs: Vec<&str> = msgs.iter().map(receipt).collect();
+        template.nack(Q, &rs, &["--max-attempts", "1"]);
+        for m in &msgs {
+            states[idx(&ids, m)] = St::Dead;
+        }
+        // 13-14 delivered once and given back; 15-30 never delivered.
+        let msgs = template.pop_json(Q, &["--count", "2"]);
+        let rs: Vec<&str> = msgs.iter().map(receipt).collect();
+        template.nack(Q, &rs, &[]);
+
+        let segs = template.segment_files(Q);
+        assert_eq!(segs.len(), 1, "one segment expected: {segs:?}");
+        let data = fs::read(&segs[0]).unwrap();
+        let mut records = Vec::new();
+        let mut at = SEG_HEADER;
+        for (i, b) in bodies.iter().enumerate() {
+            let a = at as usize;
+            assert_eq!(&data[a..a + 4], b"SPMR", "record {i} at {at}");
+            assert_eq!(u32_at(&data, a + 4) as usize, b.len());
+            assert_eq!(u64_at(&data, a + 8), i as u64 + 1, "seq of record at {at}");
+            assert_eq!(&data[a + 40..a + 40 + b.len()], &b[..]);
+            let len = REC_HEADER + b.len() as u64;
+            records.push((at, len));
+            at += len;
+        }
+        assert_eq!(
+            at,
+            data.len() as u64,
+            "the segment holds exactly the 30 records"
+        );
+        let dir = template.queue_dir(Q);
+        assert!(
+            fs::metadata(dir.join("wal")).unwrap().len() > 0,
+            "the WAL has records"
+        );
+        assert_eq!(
+            fs::metadata(dir.join("slots")).unwrap().len(),
+            31 * SLOT,
+            "slots up to seq 30"
+        );
+        template.run(&["fsck"]).ok();
+        let stats = template.stats(Q);
+        assert_counts(
+            &stats,
+            &[
+                ("ready", 18),
+                ("leased", 4),
+                ("dead", 3),
+                ("acked", 5),
+                ("pushed", 30),
+            ],
+        );
+        let peek: Vec<String> = template
+            .peek_json(Q, &["--count", "1000"])
+            .iter()
+            .map(|m| id(m).to_string())
+            .collect();
+        let f = Fixture {
+            seg_name: segs[0].file_name().unwrap().to_string_lossy().into_owned(),
+            template,
+            bodies,
+            ids,
+            states,
+            records,
+            stats,
+            peek,
+            renamed: RefCell::new(BTreeSet::new()),
+        };
+        assert_eq!(f.peek, f.ready_ids(&BTreeSet::new()));
+        f
+    }
+
+    /// A fresh spool holding a copy of the template queue.
+    fn copy(&self) -> Spool {
+        self.renamed.borrow_mut().clear();
+        let s = Spool::new();
+        let from = self.template.queue_dir(Q);
+        let to = s.queue_dir(Q);
+        fs::create_dir_all(&to).unwrap();
+        for e in fs::read_dir(&from).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        s
+    }
+
+    fn file(&self, s: &Spool, name: &str) -> PathBuf {
+        if name == "seg" {
+            s.queue_dir(Q).join(&self.seg_name)
+        } else {
+            s.queue_dir(Q).join(name)
+        }
+    }
+
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|i| i == id)
+    }
+
+    /// Ids of the ready messages not in `lost`, oldest first (what peek/pop must show).
+    fn ready_ids(&self, lost: &BTreeSet<usize>) -> Vec<String> {
+        (0..30)
+            .filter(|i| self.states[*i] == St::Ready && !lost.contains(i))
+            .map(|i| self.ids[i].clone())
+            .collect()
+    }
+
+    /// Every served message is one that was pushed, with exactly the body pushed under its id;
+    /// damaged records are never served. Returns the indexes served.
+    #[track_caller]
+    fn check_served(&self, msgs: &[Value], allow: &Allow, what: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let i = match self.index_of(id(m)) {
+                Some(i) => i,
+                None => {
+                    // A pushed body under another id: remember it, fail at the end of the
+                    // round (after the other checks) in `check_ids_kept`.
+                    let b = body_bytes(m);
+                    let i = self.bodies.iter().position(|x| *x == b).unwrap_or_else(|| {
+                        panic!("{what}: served a message that was never pushed: {m}")
+                    });
+                    self.renamed
+                        .borrow_mut()
+                        .insert((self.ids[i].clone(), id(m).to_string()));
+                    i
+                }
+            };
+            assert_eq!(
+                body_bytes(m),
+                self.bodies[i],
+                "{what}: message {} served with a wrong body",
+                self.ids[i]
+            );
+            assert!(
+                !allow.lost.contains(&i),
+                "{what}: message {} (record damaged) was served",
+                self.ids[i]
+            );
+            out.push(i);
+        }
+        out
+    }
+
+    /// `peek` and `pop` before repair: exactly the intact ready messages, in order, each
+    /// damaged ready record reported on stderr with the segment's name and its offset. The
+    /// popped messages are given back with `nack`.
+    #[track_caller]
+    fn check_before_repair_exact(&self, s: &Spool, allow: &Allow, ctx: &str) {
+        let expect = self.ready_ids(&allow.lost);
+        for cmd in ["peek", "pop"] {
+            let mut args = vec![cmd, Q, "--json", "--count", "1000"];
+            if cmd == "pop" {
+                args.extend(["--lease", "1h"]);
+            }
+            let out = sm(s, &args);
+            if cmd == "pop" && expect.is_empty() {
+                out.code(3).stdout_empty();
+            } else {
+                out.ok();
+            }
+            stderr_well_formed(&out);
+            let msgs = out.json();
+            self.check_served(&msgs, allow, &format!("{ctx}: {cmd} before repair"));
+            let got: Vec<&str> = msgs.iter().map(id).collect();
+            assert_eq!(
+                got, expect,
+                "{ctx}: {cmd} before repair must deliver exactly the intact ready messages\nstderr: {}",
+                out.stderr
+            );
+            for &i in &allow.lost {
+                if self.states[i] != St::Ready {
+                    continue;
+                }
+                let off = self.records[i].0;
+                assert!(
+                    out.stderr
+                        .lines()
+                        .any(|l| l.contains(&self.seg_name) && mentions_offset(l, off)),
+                    "{ctx}: {cmd} must report the damaged record of message {} at offset {off} of {}\nstderr: {}",
+                    self.ids[i],
+                    self.seg_name,
+                    out.stderr
+                );
+            }
+            if cmd == "pop" && !msgs.is_empty() {
+                let mut args = vec!["nack", Q];
+                args.extend(msgs.iter().map(receipt));
+                sm(s, &args).ok().stdout_empty();
+            }
+        }
+    }
+
+    /// Before repair, with weaker promises: each command exits 0 (serving only right bodies) or
+    /// 1 with one line. Popped messages are given back.
+    #[track_caller]
+    fn check_before_repair_weak(&self, s: &Spool, allow: &Allow, ctx: &str) {
+        for args in [
+            vec!["stats", Q, "--json"],
+            vec!["list"],
+            vec!["peek", Q, "--json", "--count", "1000"],
+        ] {
+            let out = sm(s, &args);
+            ok_or_one_line_failure(&out);
+            if out.code == 0 && args[0] == "peek" {
+                self.check_served(&out.json(), allow, &format!("{ctx}: peek before repair"));
+            }
+        }
+        let out = sm(s, &["pop", Q, "--json", "--count", "1000", "--lease", "1h"]);
+        match out.code {
+            3 => out.stdout_empty(),
+            _ => {
+                ok_or_one_line_failure(&out);
+                &out
+            }
+        };
+        if out.code == 0 {
+            let msgs = out.json();
+            self.check_served(&msgs, allow, &format!("{ctx}: pop before repair"));
+            let mut args = vec!["nack", Q];
+            args.extend(msgs.iter().map(receipt));
+            // A pop that worked leaves a queue whose leases can be given back.
+            sm(s, &args).ok().stdout_empty();
+        }
+    }
+
+    /// After repair (or with no repair needed): the spool is sound, every message that must
+    /// survive is delivered exactly once with its body, later pushes work.
+    #[track_caller]
+    fn check_all_delivered(&self, s: &Spool, allow: &Allow, ctx: &str) {
+        let retry = sm(s, &["retry", Q]);
+        retry.ok();
+        if allow.strict {
+            let dead_intact = (0..30)
+                .filter(|i| self.states[*i] == St::Dead && !allow.lost.contains(i))
+                .count();
+            assert_eq!(
+                retry.stdout_str().trim(),
+                dead_intact.to_string(),
+                "{ctx}: retry moves every intact dead letter"
+            );
+        }
+        for (i, st) in self.states.iter().enumerate() {
+            if let St::Leased(r) = st {
+                let out = sm(s, &["nack", Q, r]);
+                out.stdout_empty();
+                if allow.strict && !allow.lost.contains(&i) {
+                    assert_eq!(
+                        out.code, 0,
+                        "{ctx}: the receipt of intact leased message {} still works\nstderr: {}",
+                        self.ids[i], out.stderr
+                    );
+                } else if out.code != 0 {
+                    out.fails(4);
+                }
+            }
+        }
+        let mut served: BTreeMap<usize, u32> = BTreeMap::new();
+        for round in 0.. {
+            assert!(round < 5, "{ctx}: pop keeps delivering");
+            let out = sm(s, &["pop", Q, "--json", "--count", "1000", "--lease", "1h"]);
+            if out.code == 3 {
+                out.stdout_empty();
+                break;
+            }
+            out.ok();
+            stderr_well_formed(&out);
+            for i in self.check_served(&out.json(), allow, &format!("{ctx}: pop after repair")) {
+                *served.entry(i).or_default() += 1;
+            }
+        }
+        for (i, n) in &served {
+            assert_eq!(
+                *n, 1,
+                "{ctx}: message {} delivered twice while leased",
+                self.ids[*i]
+            );
+        }
+        self.check_ids_kept(ctx);
+        for i in 0..30 {
+            let got = served.contains_key(&i);
+            match (&self.states[i], allow.lost.contains(&i)) {
+                (St::Acked, _) => assert!(
+                    !got || allow.any_acked_may_return || allow.acked_may_return.contains(&i),
+                    "{ctx}: acked message {} was delivered again",
+                    self.ids[i]
+                ),
+                (_, true) => {}
+                (st, false) => assert!(
+                    got,
+                    "{ctx}: intact {st:?} message {} was not delivered; served: {:?}",
+                    self.ids[i],
+                    served.keys().map(|i| &self.ids[*i]).collect::<Vec<_>>()
+                ),
+            }
+        }
+        // Later pushes work and the spool stays sound.
+        let fresh = s.push(Q, &["pushed-after-the-damage"]);
+        let m = s.pop_one(Q, &[]);
+        assert_eq!(
+            (id(&m), body_bytes(&m)),
+            (fresh[0].as_str(), b"pushed-after-the-damage".to_vec())
+        );
+        s.ack(Q, &[receipt(&m)]);
+        let fsck = sm(s, &["fsck"]);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{ctx}: fsck at the end\n{}\n{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+    }
+
+    /// Every message was served under the id `push` printed for it.
+    #[track_caller]
+    fn check_ids_kept(&self, ctx: &str) {
+        let renamed = self.renamed.borrow();
+        assert!(
+            renamed.is_empty(),
+            "{ctx}: messages are served under ids other than the ones push printed \
+             (old id -> new id): {:?}",
+            renamed.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+
+    /// `fsck --repair` exits 0 and a following `fsck` exits 0.
+    #[track_caller]
+    fn repair(&self, s: &Spool, ctx: &str) {
+        let out = sm(s, &["fsck", "--repair"]);
+        assert_eq!(
+            out.code,
+            0,
+            "{ctx}: fsck --repair must repair everything\nstdout: {}\nstderr: {}",
+            out.stdout_str(),
+            out.stderr
+        );
+        stderr_well_formed(&out);
+        let again = sm(s, &["fsck"]);
+        assert_eq!(
+            again.code,
+            0,
+            "{ctx}: fsck after fsck --repair must find a sound spool\nstdout: {}\nstderr: {}",
+            again.stdout_str(),
+            again.stderr
+        );
+    }
+
+    /// No damage visible at all: fsck passes, stats and peek are as in the template, nothing
+    /// on stderr, every message where it was.
+    #[track_caller]
+    fn check_transparent(&self, s: &Spool, ctx: &str) {
+        self.check_transparent_to_messages(s, false, ctx)
+    }
+
+    /// Every message as before. With `fsck_may_report`, `fsck` may find the damage (exit 1,
+    /// naming the file); `fsck --repair` must then fix it without changing any message.
+    #[track_caller]
+    fn check_transparent_to_messages(&self, s: &Spool, fsck_may_report: bool, ctx: &str) {
+        let fsck = sm(s, &["fsck"]);
+        if fsck_may_report && fsck.code == 1 {
+            stderr_well_formed(&fsck);
+            self.repair(s, ctx);
+        }
+        assert_eq!(
+            fsck.code,
+            if fsck_may_report && fsck.code == 1 {
+                1
+            } else {
+                0
+            },
+            "{ctx}: fsck must pass\nstdout: {}\nstderr: {}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        let stats = sm(s, &["stats", Q, "--json"]);
+        stats.ok();
+        let v = &stats.json()[0];
+        for k in [
+            "ready", "leased", "delayed", "dead", "pushed", "acked", "corrupt", "bytes",
+        ] {
+            assert_eq!(
+                v[k], self.stats[k],
+                "{ctx}: stats field {k}: {v} vs {}",
+                self.stats
+            );
+        }
+        let peek = sm(s, &["peek", Q, "--json", "--count", "1000"]);
+        peek.ok();
+        assert_eq!(peek.stderr, "", "{ctx}: peek reports nothing");
+        let got: Vec<String> = peek.json().iter().map(|m| id(m).to_string()).collect();
+        assert_eq!(
+            got, self.peek,
+            "{ctx}: peek shows what it showed before the damage"
+        );
+        self.check_served(&peek.json(), &Allow::default(), ctx);
+        self.check_all_delivered(
+            s,
+            &Allow {
+                strict: true,
+                ..Allow::default()
+            },
+            ctx,
+        );
+    }
+
+    /// Indexes of messages whose record overlaps byte range `from..to` of the segment.
+    fn records_touching(&self, from: u64, to: u64) -> BTreeSet<usize> {
+        (0..30)
+            .filter(|&i| {
+                let (off, len) = self.records[i];
+                off < to && from < off + len
+            })
+            .collect()
+    }
+}
+
+fn flip(path: &Path, positions: &[u64], rng: &mut Rng) {
+    let mut data = fs::read(path).unwrap();
+    for &p in positions {
+        data[p as usize] ^= rng.byte_nonzero();
+    }
+    fs::write(path, data).unwrap();
+}
+
+fn truncate(path: &Path, len: u64) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Runs `n` rounds, each to its end even when an earlier one failed, then fails with a line
+/// per failed round (the full message of each is printed above by the panic hook).
+fn rounds(n: usize, mut round: impl FnMut(usize)) {
+    let mut failed = Vec::new();
+    for r in 0..n {
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| round(r))) {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let short: Vec<&str> = msg.lines().take(3).collect();
+            failed.push(format!("round {r}: {}", short.join(" | ")));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {n} rounds failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// `fsck` must exit 1 and name `file` on stdout.
+#[track_caller]
+fn fsck_finds(s: &Spool, file: &str, ctx: &str) -> String {
+    let out = sm(s, &["fsck"]);
+    let text = out.stdout_str();
+    assert_eq!(
+        out.code, 1,
+        "{ctx}: fsck must find the damage\nstdout: {text}\nstderr: {}",
+        out.stderr
+    );
+    assert!(
+        text.lines().any(|l| l.contains(file)),
+        "{ctx}: fsck must name {file}\nstdout: {text}"
+    );
+    text
+}
+
+// ---------------------------------------------------------------- segments
+
+/// Segment damage: everything about the outcome is known exactly.
+/// `present`: the segment's length after the damage (records wholly past it are gone).
+fn segment_round(
+    f: &Fixture,
+    s: &Spool,
+    lost: BTreeSet<usize>,
+    header_damaged: bool,
+    present: u64,
+    ctx: &str,
+) {
+    let allow = Allow {
+        lost: lost.clone(),
+        strict: true,
+        ..Allow::default()
+    };
+    if !lost.is_empty() || header_damaged {
+        // Records cut away whole (a cut at a record boundary) leave nothing to see in the
+        // segment: their slots are what points at the missing data.
+        let only_whole_records_gone =
+            !header_damaged && lost.iter().all(|&i| f.records[i].0 >= present);
+        let named = if only_whole_records_gone {
+            "slots"
+        } else {
+            &f.seg_name
+        };
+        let text = fsck_finds(s, named, ctx);
+        // Every damaged record that follows an intact one is reported at its own offset.
+        // A live message whose record is gone altogether is reported at its slot.
+        for &i in &lost {
+            let off = f.records[i].0;
+            if off >= present {
+                if f.states[i] != St::Acked {
+                    let slot = (i as u64 + 1) * SLOT;
+                    assert!(
+                        text.lines()
+                            .any(|l| l.contains("slots") && mentions_offset(l, slot)),
+                        "{ctx}: fsck must report the slot of message {} (offset {slot}), whose record is gone\n{text}",
+                        f.ids[i]
+                    );
+                }
+            } else if i == 0 || !lost.contains(&(i - 1)) {
+                assert!(
+                    text.lines()
+                        .any(|l| l.contains(&f.seg_name) && mentions_offset(l, off)),
+                    "{ctx}: fsck must report offset {off} (message {}) of {}\n{text}",
+                    f.ids[i],
+                    f.seg_name
+                );
+            }
+        }
+        if header_damaged {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(&f.seg_name) && mentions_offset(l, 0)),
+                "{ctx}: fsck must report the damaged segment header at offset 0\n{text}"
+            );
+        }
+    }
+    f.check_before_repair_exact(s, &allow, ctx);
+    f.repair(s, ctx);
+    f.check_all_delivered(s, &allow, ctx);
+}
+
+#[test]
+fn flipped_bytes_in_a_segment_skip_exactly_the_damaged_records_and_repair_keeps_the_rest() {
+    let f = Fixture::build(1);
+    let mut rng = Rng::new(101);
+    let seg_len = f.records[29].0 + f.records[29].1;
+    rounds(16, |round| {
+        let s = f.copy();
+        let n = rng.range(1, 3);
+        let positions: Vec<u64> = (0..n)
+            .map(|_| match round % 4 {
+                // Anywhere, the segment header included.
+                0 => rng.below(seg_len),
+                // In the segment header.
+                1 if rng.below(2) == 0 => rng.below(SEG_HEADER),
+                // In some record header.
+                1 | 2 => {
+                    let (off, _) = f.records[rng.below(30) as usize];
+                    off + rng.below(REC_HEADER)
+                }
+                // In some body (or header, for an empty body).
+                _ => {
+                    let (off, len) = f.records[rng.below(30) as usize];
+                    off + REC_HEADER.min(len - 1) + rng.below(len - REC_HEADER.min(len - 1))
+                }
+            })
+            .collect();
+        let mut lost = BTreeSet::new();
+        for &p in &positions {
+            lost.extend(f.records_touching(p, p + 1));
+        }
+        let header_damaged = positions.iter().any(|&p| p < SEG_HEADER);
+        flip(&f.file(&s, "seg"), &positions, &mut rng);
+        let ctx = format!("segment flip round {round} at {positions:?} (damaged {lost:?})");
+        segment_round(&f, &s, lost, header_damaged, u64::MAX, &ctx);
+    });
+}
+
+#[test]
+fn a_segment_truncated_at_a_random_offset_keeps_every_record_before_the_cut() {
+    let f = Fixture::build(2);
+    let mut rng = Rng::new(202);
+    let seg_len = f.records[29].0 + f.records[29].1;
+    rounds(16, |round| {
+        let s = f.copy();
+        let cut = match round {
+            0 => 0,
+            1 => rng.below(SEG_HEADER),
+            // Exactly at a record boundary.
+            2 | 3 => f.records[rng.range(5, 29) as usize].0,
+            _ => rng.range(SEG_HEADER, seg_len - 1),
+        };
+        truncate(&f.file(&s, "seg"), cut);
+        let lost = f.records_touching(cut, u64::MAX);
+        let ctx = format!("segment truncated at {cut} of {seg_len} (damaged {lost:?})");
+        segment_round(&f, &s, lost, cut < SEG_HEADER, cut, &ctx);
+    });
+}
+
+#[test]
+fn garbage_appended_to_a_segment_loses_no_record() {
+    let f = Fixture::build(3);
+    let mut rng = Rng::new(303);
+    rounds(10, |round| {
+        let s = f.copy();
+        let n = rng.range(1, 400) as usize;
+        let mut garbage = rng.bytes(n);
+        if round % 3 == 1 {
+            // Garbage that starts like a record header.
+            garbage.splice(0..0, b"SPMR".iter().copied());
+        }
+        append(&f.file(&s, "seg"), &garbage);
+        let ctx = format!(
+            "segment round {round}: {} garbage bytes appended",
+            garbage.len()
+        );
+        // The garbage is past every record. fsck either reports it (exit 1) or its recovery
+        // cuts it off as the torn tail of an unfinished push and says so, with the offset.
+        let seg_len = f.records[29].0 + f.records[29].1;
+        let out = sm(&s, &["fsck"]);
+        stderr_well_formed(&out);
+        let in_report = out.code == 1 && out.stdout_str().lines().any(|l| l.contains(&f.seg_name));
+        let as_torn_tail = out.code == 0
+            && out
+                .stderr
+                .lines()
+                .any(|l| l.contains(&f.seg_name) && mentions_offset(l, seg_len));
+        assert!(
+            in_report || as_torn_tail,
+            "{ctx}: fsck must report the garbage (or say it cut it at offset {seg_len})\nexit {}\nstdout: {}\nstderr: {}",
+            out.code,
+            out.stdout_str(),
+            out.stderr
+        );
+        segment_round(&f, &s, BTreeSet::new(), false, u64::MAX, &ctx);
+    });
+}
+
+#[test]
+fn a_copy_of_an_old_record_appended_to_a_segment_is_not_delivered_twice() {
+    let f = Fixture::build(4);
+    let sources = [0usize, 7, 15, 29];
+    rounds(sources.len(), |round| {
+        let src = sources[round];
+        let s = f.copy();
+        let seg = f.file(&s, "seg");
+        let data = fs::read(&seg).unwrap();
+        let (off, len) = f.records[src];
+        append(&seg, &data[off as usize..(off + len) as usize]);
+        let ctx = format!(
+            "round {round}: record of message {} appended again",
+            f.ids[src]
+        );
+        let pre = sm(&s, &["fsck"]);
+        assert!(pre.code <= 1, "{ctx}: fsck exits 0 or 1");
+        f.check_before_repair_exact(&s, &Allow::default(), &ctx);
+        f.repair(&s, &ctx);
+        f.check_all_delivered(
+            &s,
+            &Allow {
+                strict: true,
+                ..Allow::default()
+            },
+            &ctx,
+        );
+    });
+}
+
+/// The cut makes what follows it lost; a message pushed after the cut must survive as any
+/// other message that `push` reported durable, before and after repair.
+#[test]
+fn a_message_pushed_after_a_segment_was_truncated_survives_repair() {
+    let f = Fixture::build(5);
+    let mut rng = Rng::new(505);
+    let (last_off, last_len) = f.records[29];
+    let cuts = [
+        // Inside the last record's header, inside its body, at its start.
+        last_off + rng.range(1, REC_HEADER - 1),
+        last_off
+            + REC_HEADER
+            + rng
+                .below(last_len - REC_HEADER)
+                .max(1)
+                .min(last_len - REC_HEADER - 1),
+        last_off,
+        // Inside a body further back.
+        f.records[20].0 + REC_HEADER + 1,
+    ];
+    rounds(cuts.len(), |round| {
+        let cut = cuts[round];
+        let s = f.copy();
+        truncate(&f.file(&s, "seg"), cut);
+        let ctx = format!("segment truncated at {cut}, then a push");
+        let new_id = s.push(Q, &["pushed-after-the-cut"])[0].clone();
+        let peek = sm(&s, &["peek", Q, "--json", "--count", "1000"]);
+        peek.ok();
+        assert!(
+            peek.json().iter().any(|m| id(m) == new_id),
+            "{ctx}: the new message is visible before repair"
+        );
+        f.repair(&s, &ctx);
+        let out = sm(&s, &["pop", Q, "--json", "--count", "1000"]);
+        out.ok();
+        let msgs = out.json();
+        let mine: Vec<&Value> = msgs.iter().filter(|m| id(m) == new_id).collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{ctx}: the message pushed (exit 0) after the damage must survive `fsck --repair`; delivered: {:?}",
+            msgs.iter().map(id).collect::<Vec<_>>()
+        );
+        assert_eq!(body_bytes(mine[0]), b"pushed-after-the-cut");
+    });
+}
+
+/// The segment header holds the queue's salt (ids are salt + seq), kept so that ids survive
+/// the loss of the index. Damage to it must be found while the index can still fix it, or a
+/// later rebuild silently gives every message a new id.
+#[test]
+fn a_damaged_salt_in_a_segment_header_is_found_before_it_can_change_ids() {
+    let f = Fixture::build(20);
+    let mut rng = Rng::new(2020);
+    rounds(4, |round| {
+        let s = f.copy();
+        let at = 8 + rng.below(8);
+        flip(&f.file(&s, "seg"), &[at], &mut rng);
+        let ctx = format!("round {round}: segment header byte {at} flipped");
+        let text = fsck_finds(&s, &f.seg_name, &ctx);
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&f.seg_name) && mentions_offset(l, 0)),
+            "{ctx}: reported at offset 0\n{text}"
+        );
+        f.repair(&s, &ctx);
+        // Now lose the whole index: the rebuilt queue keeps every id.
+        truncate(&f.file(&s, "index"), 0);
+        f.repair(&s, &format!("{ctx}, then the index lost"));
+        f.check_all_delivered(&s, &Allow::default(), &ctx);
+    });
+}
+
+// ---------------------------------------------------------------- index
+
+fn header_len(f: &Fixture) -> u64 {
+    let data = fs::read(f.template.queue_dir(Q).join("index")).unwrap();
+    let len = u32_at(&data, 12) as u64;
+    assert!((180..4096).contains(&len), "header length {len}");
+    len
+}
+
+/// Makes the live headers look written before a reboot (another boot id, CRC re-sealed), so
+/// the next command recovers from the checkpoint, as after a machine crash.
+fn simulate_reboot(index: &Path) {
+    let mut data = fs::read(index).unwrap();
+    for region in 0..2 {
+        let at = (region * REGION) as usize;
+        if data.len() < at + 16 || &data[at..at + 8] != b"SPMQIDX1" {
+            continue;
+        }
+        let len = u32_at(&data, at + 12) as usize;
+        if len < 184 || at + len > data.len() {
+            continue;
+        }
+        let h = &mut data[at..at + len];
+        if crc32(&h[..len - 4]) != u32_at(h, len - 4) {
+            continue;
+        }
+        h[40..56].copy_from_slice(&[0xee; 16]);
+        let crc = crc32(&h[..len - 4]);
+        h[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+    fs::write(index, data).unwrap();
+}
+
+#[test]
+fn damage_to_one_live_header_copy_alone_is_fully_transparent() {
+    let f = Fixture::build(6);
+    let hlen = header_len(&f);
+    let mut rng = Rng::new(606);
+    rounds(8, |round| {
+        let s = f.copy();
+        let index = f.file(&s, "index");
+        let region = (round % 2) as u64;
+        let at = region * REGION;
+        let what = match round / 2 {
+            0 => {
+                let p: Vec<u64> = (0..rng.range(1, 3)).map(|_| at + rng.below(hlen)).collect();
+                flip(&index, &p, &mut rng);
+                format!("flipped {p:?}")
+            }
+            1 => {
+                let mut data = fs::read(&index).unwrap();
+                let from = (at + rng.below(hlen)) as usize;
+                let g = rng.bytes(hlen as usize);
+                data[from..from + g.len()].copy_from_slice(&g);
+                fs::write(&index, data).unwrap();
+                format!("garbage from {from}")
+            }
+            2 => {
+                let mut data = fs::read(&index).unwrap();
+                data[at as usize..(at + REGION) as usize].fill(0);
+                fs::write(&index, data).unwrap();
+                "zeroed".to_string()
+            }
+            _ => {
+                let mut data = fs::read(&index).unwrap();
+                data[at as usize..(at + 8) as usize].copy_from_slice(b"NOTANIDX");
+                fs::write(&index, data).unwrap();
+                "bad magic".to_string()
+            }
+        };
+        f.check_transparent(&s, &format!("live header region {region} {what}"));
+    });
+}
+
+#[test]
+fn a_reboot_with_intact_files_is_transparent() {
+    // Checks the test's own reboot simulation against an undamaged queue.
+    let f = Fixture::build(7);
+    let s = f.copy();
+    simulate_reboot(&f.file(&s, "index"));
+    f.check_transparent(&s, "reboot without damage");
+}
+
+#[test]
+fn a_damaged_checkpoint_found_after_a_reboot_is_repaired_without_losing_messages() {
+    let f = Fixture::build(8);
+    let hlen = header_len(&f);
+    let mut rng = Rng::new(808);
+    rounds(4, |round| {
+        let s = f.copy();
+        let index = f.file(&s, "index");
+        let p: Vec<u64> = (0..rng.range(1, 3))
+            .map(|_| 2 * REGION + rng.below(hlen))
+            .collect();
+        flip(&index, &p, &mut rng);
+        if round % 2 == 1 {
+            // The other checkpoint copy too (it was never written: zeros).
+            let q: Vec<u64> = (0..3).map(|_| 3 * REGION + rng.below(hlen)).collect();
+            flip(&index, &q, &mut rng);
+        }
+        simulate_reboot(&index);
+        let ctx = format!("round {round}: checkpoint flipped at {p:?}, then a reboot");
+        let allow = Allow::default();
+        f.check_before_repair_weak(&s, &allow, &ctx);
+        f.repair(&s, &ctx);
+        f.check_all_delivered(&s, &allow, &ctx);
+    });
+}
+
+/// Index damage: states may be rebuilt; nothing not acked is lost after repair.
+fn weak_round(f: &Fixture, s: &Spool, allow: &Allow, ctx: &str) {
+    f.check_before_repair_weak(s, allow, ctx);
+    f.repair(s, ctx);
+    f.check_all_delivered(s, allow, ctx);
+}
+
+#[test]
+fn flipped_bytes_in_the_index_never_lose_a_message_after_repair() {
+    let f = Fixture::build(9);
+    let hlen = header_len(&f);
+    let mut rng = Rng::new(909);
+    rounds(12, |round| {
+        let s = f.copy();
+        let index = f.file(&s, "index");
+        // Each position in the used part of a random region.
+        let p: Vec<u64> = (0..rng.range(1, 6))
+            .map(|_| rng.below(4) * REGION + rng.below(hlen))
+            .collect();
+        flip(&index, &p, &mut rng);
+        weak_round(
+            &f,
+            &s,
+            &Allow::default(),
+            &format!("round {round}: index flipped at {p:?}"),
+        );
+    });
+}
+
+#[test]
+fn an_index_truncated_at_a_random_offset_never_loses_a_message_after_repair() {
+    let f = Fixture::build(10);
+    let hlen = header_len(&f);
+    let mut rng = Rng::new(1010);
+    rounds(12, |round| {
+        let s = f.copy();
+        let cut = match round % 3 {
+            // Every header gone.
+            _ if round == 0 => 0,
+            0 => rng.below(4 * REGION),
+            1 => rng.below(4) * REGION + rng.below(hlen),
+            _ => rng.below(4) * REGION,
+        };
+        truncate(&f.file(&s, "index"), cut);
+        weak_round(
+            &f,
+            &s,
+            &Allow::default(),
+            &format!("index truncated at {cut}"),
+        );
+    });
+}
+
+#[test]
+fn garbage_appended_to_the_index_never_loses_a_message() {
+    let f = Fixture::build(11);
+    let mut rng = Rng::new(1111);
+    rounds(6, |round| {
+        let s = f.copy();
+        let g = rng.garbage(1, 70_000);
+        append(&f.file(&s, "index"), &g);
+        weak_round(
+            &f,
+            &s,
+            &Allow::default(),
+            &format!("round {round}: {} bytes appended to the index", g.len()),
+        );
+    });
+}
+
+// ---------------------------------------------------------------- slots
+
+#[test]
+fn flipped_bytes_in_slots_are_found_by_fsck_and_repair_delivers_every_unacked_message() {
+    let f = Fixture::build(12);
+    let mut rng = Rng::new(1212);
+    rounds(12, |round| {
+        let s = f.copy();
+        let slots = f.file(&s, "slots");
+        let p: Vec<u64> = (0..rng.range(1, 4))
+            .map(|_| rng.range(1, 30) * SLOT + rng.below(SLOT))
+            .collect();
+        flip(&slots, &p, &mut rng);
+        let damaged: BTreeSet<usize> = p.iter().map(|x| (x / SLOT - 1) as usize).collect();
+        let ctx = format!("round {round}: slots flipped at {p:?} (messages {damaged:?})");
+        fsck_finds(&s, "slots", &ctx);
+        let allow = Allow {
+            acked_may_return: damaged,
+            ..Allow::default()
+        };
+        weak_round(&f, &s, &allow, &ctx);
+    });
+}
+
+#[test]
+fn slots_truncated_at_a_random_offset_are_found_by_fsck_and_repaired() {
+    let f = Fixture::build(13);
+    let mut rng = Rng::new(1313);
+    rounds(12, |round| {
+        let s = f.copy();
+        let cut = if round % 3 == 0 {
+            rng.range(1, 30) * SLOT
+        } else {
+            rng.below(31 * SLOT)
+        };
+        truncate(&f.file(&s, "slots"), cut);
+        let damaged: BTreeSet<usize> = (0..30).filter(|i| (*i as u64 + 2) * SLOT > cut).collect();
+        let ctx = format!("slots truncated at {cut} (messages {damaged:?})");
+        fsck_finds(&s, "slots", &ctx);
+        let allow = Allow {
+            acked_may_return: damaged,
+            ..Allow::default()
+        };
+        weak_round(&f, &s, &allow, &ctx);
+    });
+}
+
+#[test]
+fn garbage_appended_to_slots_is_transparent() {
+    let f = Fixture::build(14);
+    let mut rng = Rng::new(1414);
+    rounds(6, |round| {
+        let s = f.copy();
+        let g = rng.garbage(1, 700);
+        append(&f.file(&s, "slots"), &g);
+        f.check_transparent(
+            &s,
+            &format!("round {round}: {} bytes appended to slots", g.len()),
+        );
+    });
+}
+
+// ---------------------------------------------------------------- wal
+
+#[test]
+fn a_wal_truncated_at_a_random_offset_is_transparent_for_applied_changes() {
+    let f = Fixture::build(15);
+    let mut rng = Rng::new(1515);
+    let wal_len = fs::metadata(f.template.queue_dir(Q).join("wal"))
+        .unwrap()
+        .len();
+    rounds(10, |round| {
+        let s = f.copy();
+        let cut = if round == 0 { 0 } else { rng.below(wal_len) };
+        truncate(&f.file(&s, "wal"), cut);
+        // fsck may report the torn record left at the cut; a repair must change no message.
+        f.check_transparent_to_messages(&s, true, &format!("wal truncated at {cut} of {wal_len}"));
+    });
+}
+
+#[test]
+fn garbage_appended_to_the_wal_is_transparent_for_applied_changes() {
+    let f = Fixture::build(16);
+    let mut rng = Rng::new(1616);
+    rounds(10, |round| {
+        let s = f.copy();
+        let mut g = rng.garbage(1, 600);
+        if round % 2 == 1 && g.len() >= 8 {
+            // A length field that claims a plausible record.
+            let claimed = (g.len() as u32).saturating_sub(8);
+            g[0..4].copy_from_slice(&claimed.to_le_bytes());
+        }
+        append(&f.file(&s, "wal"), &g);
+        f.check_transparent(
+            &s,
+            &format!("round {round}: {} bytes appended to the wal", g.len()),
+        );
+    });
+}
+
+#[test]
+fn flipped_bytes_in_the_wal_never_lose_a_message() {
+    let f = Fixture::build(17);
+    let mut rng = Rng::new(1717);
+    let wal_len = fs::metadata(f.template.queue_dir(Q).join("wal"))
+        .unwrap()
+        .len();
+    rounds(10, |round| {
+        let s = f.copy();
+        let p: Vec<u64> = (0..rng.range(1, 3)).map(|_| rng.below(wal_len)).collect();
+        flip(&f.file(&s, "wal"), &p, &mut rng);
+        let ctx = format!("wal flipped at {p:?}");
+        if round % 2 == 0 {
+            // The changes were applied already: no message may change (fsck may report the
+            // damaged record, which would matter after a machine crash).
+            f.check_transparent_to_messages(&s, true, &ctx);
+        } else {
+            // After a machine crash the WAL is replayed over the checkpoint: a damaged record
+            // may lose later acks (at-least-once), never a message.
+            simulate_reboot(&f.file(&s, "index"));
+            let allow = Allow {
+                any_acked_may_return: true,
+                ..Allow::default()
+            };
+            weak_round(&f, &s, &allow, &format!("{ctx}, then a reboot"));
+        }
+    });
+}
+
+// ---------------------------------------------------------------- missing files
+
+/// A file of the queue removed altogether (a stray `rm`, a lost directory entry after a
+/// crash): fsck finds it and `fsck --repair` rebuilds what is missing from what is left.
+#[test]
+fn a_missing_index_slots_or_wal_file_is_found_by_fsck_and_repaired() {
+    let f = Fixture::build(19);
+    let files = ["index", "slots", "wal"];
+    rounds(files.len(), |round| {
+        let name = files[round];
+        let s = f.copy();
+        fs::remove_file(f.file(&s, name)).unwrap();
+        let ctx = format!("{name} removed");
+        let out = sm(&s, &["fsck"]);
+        assert_eq!(
+            out.code,
+            1,
+            "{ctx}: fsck must find that the queue lost its {name}\nstdout: {}\nstderr: {}",
+            out.stdout_str(),
+            out.stderr
+        );
+        let allow = Allow {
+            // Without slots, the states of messages are gone: at-least-once.
+            any_acked_may_return: name == "slots",
+            ..Allow::default()
+        };
+        weak_round(&f, &s, &allow, &ctx);
+    });
+}
+
+// ---------------------------------------------------------------- lock
+
+#[test]
+fn damage_to_the_lock_file_is_transparent() {
+    let f = Fixture::build(18);
+    let mut rng = Rng::new(1818);
+    rounds(4, |round| {
+        let s = f.copy();
+        let lock = f.file(&s, "lock");
+        let what = match round {
+            0 => {
+                append(&lock, &rng.bytes(100));
+                "garbage appended"
+            }
+            1 => {
+                fs::write(&lock, rng.bytes(5000)).unwrap();
+                truncate(&lock, rng.below(5000));
+                "garbage, truncated"
+            }
+            2 => {
+                fs::remove_file(&lock).unwrap();
+                "removed"
+            }
+            _ => {
+                fs::write(&lock, vec![0xff; 1 << 16]).unwrap();
+                "64 KiB of 0xff"
+            }
+        };
+        f.check_transparent(&s, &format!("lock {what}"));
+    });
+}
