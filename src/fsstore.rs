@@ -454,20 +454,30 @@ impl FsStore {
         // The new committed end: just past the last record adopted. Anything
         // after it (a torn record, garbage, a stray copy) is cut off.
         let mut end = from;
+        // A record is the next one in sequence if its seq is at least the
+        // expected one and no further ahead than the damaged bytes before it
+        // could have held records (a foreign or crafted seq is not followed).
+        let in_sequence = |seq: u64, expect: u64, offset: u64, prev_end: u64| {
+            let room = (offset - prev_end) / RECORD_HEADER_LEN as u64;
+            seq >= expect && seq - expect <= room && seq < u64::MAX
+        };
         let mut expect = self.h.next_seq;
         for f in &found {
             if let Found::Good { offset, header } | Found::BadBody { offset, header } = f
-                && header.seq >= expect
+                && in_sequence(header.seq, expect, *offset, end)
             {
                 expect = header.seq + 1;
                 end = offset + header.record_len();
             }
         }
+        let mut prev_end = from;
         for f in found {
             match f {
                 Found::Good { offset, header } | Found::BadBody { offset, header }
-                    if header.seq >= self.h.next_seq =>
+                    if offset < end
+                        && in_sequence(header.seq, self.h.next_seq, offset, prev_end) =>
                 {
+                    prev_end = offset + header.record_len();
                     let good = matches!(f, Found::Good { .. });
                     // Seqs skipped by damage before this record are lost messages.
                     while self.h.next_seq < header.seq {

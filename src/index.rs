@@ -105,7 +105,9 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
         if b[..SLOT_LEN].iter().all(|&x| x == 0) {
             return Err(SlotDamage::Empty);
         }
-        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) {
+        // The reserved byte must be 0, so that a slot decodes only from the
+        // one encoding (found by fuzzing).
+        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || b[1] != 0 {
             return Err(SlotDamage::Bad);
         }
         let state = State::from_u8(b[0]).ok_or(SlotDamage::Bad)?;

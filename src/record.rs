@@ -193,7 +193,7 @@ pub fn decode(buf: &[u8]) -> Result<(RecordHeader, &[u8]), Damage> {
 /// after `from`: `SPMR` followed by a header whose CRC checks out.
 pub fn find_next(buf: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
-    while at + RECORD_HEADER_LEN <= buf.len() {
+    while at.saturating_add(RECORD_HEADER_LEN) <= buf.len() {
         let rest = &buf[at..];
         let rel = rest.windows(4).position(|w| w == RECORD_MAGIC)?;
         let pos = at + rel;
