@@ -158,6 +158,15 @@ impl FsStore {
                 .ok_or_else(|| Error::Runtime(format!("{}: cannot lock", lock_path.display())))?,
         };
         let boot = fs.boot_id();
+        let marker = dir.join(REPAIRING);
+        let mut finished_repair = Vec::new();
+        if fs.exists(&marker).ctx("open", &marker)? {
+            finished_repair.push(format!(
+                "{}: a repair was interrupted; finishing it",
+                marker.display()
+            ));
+            finished_repair.extend(rebuild_locked(&*fs, dir)?);
+        }
         if !fs.exists(&index_path).ctx("open", &index_path)? {
             if !segment::list(&*fs, dir)?.is_empty() {
                 return Err(Error::corrupt(
@@ -188,7 +197,7 @@ impl FsStore {
             files: HashMap::new(),
             dirty: false,
             poisoned: false,
-            notices: Vec::new(),
+            notices: finished_repair,
             missing: Vec::new(),
             _lock: lock,
         };
@@ -1198,10 +1207,25 @@ pub fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
             "index unreadable ({e}); rebuilding it from the segments"
         )),
     }
-    let fs = &*fs;
     let _lock = fs
         .lock(&dir.join("lock"), true)
         .ctx("lock", &dir.join("lock"))?;
+    notes.extend(rebuild_locked(&*fs, dir)?);
+    Ok(notes)
+}
+
+/// The marker of a repair under way: while it exists, the next open of the
+/// queue finishes the repair before anything else.
+const REPAIRING: &str = "repairing";
+
+/// [`rebuild`], with the queue's lock held. The marker is made durable before
+/// the first segment is rewritten and removed after the index is synced, so a
+/// repair cut short by a crash is finished by the next command.
+fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let marker = dir.join(REPAIRING);
+    create_file(fs, &marker)?.sync_data().ctx("sync", &marker)?;
+    sync_dir(fs, dir)?;
     let index = create_file(fs, &dir.join("index"))?;
     let slots = create_file(fs, &dir.join("slots"))?;
     let wal = create_file(fs, &dir.join("wal"))?;
@@ -1439,6 +1463,8 @@ pub fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
             .ctx("write", &index_path)?;
     }
     index.sync_data().ctx("sync", &index_path)?;
+    sync_dir(fs, dir)?;
+    fs.remove_file(&marker).ctx("remove", &marker)?;
     sync_dir(fs, dir)?;
     Ok(notes)
 }
