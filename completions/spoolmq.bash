@@ -19,6 +19,12 @@ _spoolmq() {
             spoolmq,ack)
                 cmd="spoolmq__subcmd__ack"
                 ;;
+            spoolmq,bench)
+                cmd="spoolmq__subcmd__bench"
+                ;;
+            spoolmq,bench-worker)
+                cmd="spoolmq__subcmd__bench__subcmd__worker"
+                ;;
             spoolmq,completions)
                 cmd="spoolmq__subcmd__completions"
                 ;;
@@ -63,6 +69,12 @@ _spoolmq() {
                 ;;
             spoolmq__subcmd__help,ack)
                 cmd="spoolmq__subcmd__help__subcmd__ack"
+                ;;
+            spoolmq__subcmd__help,bench)
+                cmd="spoolmq__subcmd__help__subcmd__bench"
+                ;;
+            spoolmq__subcmd__help,bench-worker)
+                cmd="spoolmq__subcmd__help__subcmd__bench__subcmd__worker"
                 ;;
             spoolmq__subcmd__help,completions)
                 cmd="spoolmq__subcmd__help__subcmd__completions"
@@ -113,7 +125,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck completions man help"
+            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -132,6 +144,62 @@ _spoolmq() {
             ;;
         spoolmq__subcmd__ack)
             opts="-h --dir --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__bench)
+            opts="-h --count --size --batch --producers --consumers --dir --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --producers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consumers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__bench__subcmd__worker)
+            opts="-h --dir --json --help produce consume"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -237,7 +305,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck completions man help"
+            opts="push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -251,6 +319,34 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help__subcmd__ack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__bench__subcmd__worker)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -36,6 +36,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand peek 'Show ready messages without leasing them'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
+            cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -128,6 +130,23 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'spoolmq;bench'= {
+            cand --count 'Messages to push (and, one by one, to time from push to pop)'
+            cand --size 'Body size in bytes'
+            cand --batch 'Messages per push (one fsync each) in the throughput run'
+            cand --producers 'Producer processes in the latency run'
+            cand --consumers 'Consumer processes in the latency run'
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;bench-worker'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'spoolmq;completions'= {
             cand --dir 'The spool directory'
             cand --json 'Print JSON, one object per line'
@@ -153,6 +172,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand peek 'Show ready messages without leasing them'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
+            cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
             cand man 'Print the man page (roff)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -180,6 +201,10 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;help;purge'= {
         }
         &'spoolmq;help;fsck'= {
+        }
+        &'spoolmq;help;bench'= {
+        }
+        &'spoolmq;help;bench-worker'= {
         }
         &'spoolmq;help;completions'= {
         }

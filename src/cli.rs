@@ -97,6 +97,14 @@ pub enum Command {
     /// Check every record and the index; --repair fixes what it finds
     #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
     Fsck(FsckArgs),
+    /// Measure push throughput and push-to-pop latency on a scratch queue
+    #[command(after_help = "Examples:\n  spoolmq bench\n  \
+                            spoolmq bench --count 100000 --size 1024 --batch 1000 --json\n  \
+                            spoolmq bench --producers 4 --consumers 4")]
+    Bench(BenchArgs),
+    /// (internal) a producer or consumer process of `spoolmq bench`
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  spoolmq completions bash > ~/.local/share/bash-completion/completions/spoolmq\n  \
@@ -106,6 +114,37 @@ pub enum Command {
     /// Print the man page (roff)
     #[command(after_help = "Example:\n  spoolmq man | man -l -")]
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Messages to push (and, one by one, to time from push to pop)
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub count: u64,
+    /// Body size in bytes
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_073_741_824))]
+    pub size: u64,
+    /// Messages per push (one fsync each) in the throughput run
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+    /// Producer processes in the latency run
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub producers: u64,
+    /// Consumer processes in the latency run
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub consumers: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWorkerArgs {
+    /// produce or consume
+    #[arg(value_parser = ["produce", "consume"])]
+    pub role: String,
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    pub count: u64,
+    #[arg(default_value_t = 100)]
+    pub size: u64,
 }
 
 #[derive(Debug, Args)]

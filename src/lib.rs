@@ -18,11 +18,13 @@
 //! | [`fsck`] | checking and repairing a spool |
 //! | [`exec`] | waiting for messages, and the `exec` work loop |
 //! | [`ingest`] | `push --lines`: stdin in batches |
+//! | [`bench`] | `spoolmq bench`: throughput and latency |
 //! | [`cli`] | clap definitions |
 //! | [`output`] | plain and JSON output |
 //! | [`error`] | typed errors and exit codes |
 //! | [`failpoint`] | crash points for tests (feature `failpoints`) |
 
+pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod exec;

@@ -302,6 +302,27 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             }
         }
         Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Bench(a) => {
+            let req = spoolmq::bench::BenchRequest {
+                count: a.count,
+                size: a.size as usize,
+                batch: a.batch,
+                producers: a.producers,
+                consumers: a.consumers,
+            };
+            let report = spoolmq::bench::run(&spool, &req)?;
+            if json {
+                let line = serde_json::to_string(&report)
+                    .map_err(|e| Error::Runtime(format!("json: {e}")))?;
+                writeln!(out, "{line}")?;
+            } else {
+                write!(out, "{}", spoolmq::bench::table(&report))?;
+            }
+        }
+        Command::BenchWorker(a) => match a.role.as_str() {
+            "produce" => spoolmq::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
+            _ => spoolmq::bench::consume(&spool, &a.queue, a.count, out)?,
+        },
         Command::Completions(_) | Command::Man => {} // printed above
     }
     Ok(())

@@ -1,0 +1,248 @@
+//! `spoolmq bench`: push throughput and end-to-end latency on a scratch
+//! queue of the chosen spool (removed afterwards), measured as a user would:
+//!
+//! * throughput = messages / seconds for `count` messages of `size` bytes,
+//!   pushed `batch` per push (one fsync each);
+//! * latency = time a consumer popped a message - time its producer pushed it
+//!   (the producer writes its clock into the body), over `count` messages
+//!   pushed one by one by `producers` processes and popped and acked by
+//!   `consumers` processes (this binary, run with a hidden subcommand).
+
+use crate::error::{Error, Result};
+use crate::exec::{self, PopRequest};
+use crate::queue::{Queue, now_ms};
+use crate::spool::Spool;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchRequest {
+    pub count: u64,
+    pub size: usize,
+    pub batch: u64,
+    pub producers: u64,
+    pub consumers: u64,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub count: u64,
+    pub size: usize,
+    pub batch: u64,
+    pub producers: u64,
+    pub consumers: u64,
+    pub push_seconds: f64,
+    pub push_msgs_per_sec: f64,
+    pub push_mb_per_sec: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p90: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub latency_seconds: f64,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// A body of `size` bytes that starts with the current time in nanoseconds.
+fn stamped(size: usize) -> Vec<u8> {
+    let mut b = format!("{} ", now_ns()).into_bytes();
+    b.resize(size.max(b.len()), b'x');
+    b
+}
+
+/// Removes the scratch queue when dropped, whatever happened.
+struct Scratch(std::path::PathBuf);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the benchmark on a scratch queue of `spool`.
+pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
+    let mut tag = [0u8; 6];
+    getrandom::fill(&mut tag).map_err(|e| Error::Runtime(format!("random: {e}")))?;
+    let name = format!(
+        "bench-{}",
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let _scratch = Scratch(spool.queue_dir(&name));
+
+    // Throughput: `batch` messages per push, one fsync each.
+    let body = vec![b'x'; req.size];
+    let mut q = Queue::open(spool, &name, true)?
+        .ok_or_else(|| Error::Runtime("cannot create the scratch queue".into()))?;
+    let started = Instant::now();
+    let mut left = req.count;
+    while left > 0 {
+        let n = left.min(req.batch.max(1));
+        let mut bodies = (0..n).map(|_| Ok(body.clone()));
+        q.push(&mut bodies, Duration::ZERO, now_ms())?;
+        left -= n;
+    }
+    let push_seconds = started.elapsed().as_secs_f64();
+    q.purge(false, now_ms())?;
+    drop(q);
+
+    // Latency: producers and consumers in their own processes.
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Runtime(format!("cannot find this program: {e}")))?;
+    let share = |i: u64, n: u64| req.count / n + u64::from(i < req.count % n);
+    let started = Instant::now();
+    let mut consumers = Vec::new();
+    for i in 0..req.consumers {
+        consumers.push(
+            Command::new(&exe)
+                .arg("--dir")
+                .arg(&spool.root)
+                .args(["bench-worker", "consume", &name])
+                .arg(share(i, req.consumers).to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::Runtime(format!("cannot start a consumer: {e}")))?,
+        );
+    }
+    let mut producers = Vec::new();
+    for i in 0..req.producers {
+        producers.push(
+            Command::new(&exe)
+                .arg("--dir")
+                .arg(&spool.root)
+                .args(["bench-worker", "produce", &name])
+                .arg(share(i, req.producers).to_string())
+                .arg(req.size.to_string())
+                .spawn()
+                .map_err(|e| Error::Runtime(format!("cannot start a producer: {e}")))?,
+        );
+    }
+    let mut latencies: Vec<f64> = Vec::new();
+    for mut c in consumers {
+        if let Some(out) = c.stdout.take() {
+            for line in BufReader::new(out)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if let Ok(ms) = line.trim().parse::<f64>() {
+                    latencies.push(ms);
+                }
+            }
+        }
+        let status = c
+            .wait()
+            .map_err(|e| Error::Runtime(format!("consumer: {e}")))?;
+        if !status.success() {
+            return Err(Error::Runtime(format!("a consumer failed ({status})")));
+        }
+    }
+    for mut p in producers {
+        let status = p
+            .wait()
+            .map_err(|e| Error::Runtime(format!("producer: {e}")))?;
+        if !status.success() {
+            return Err(Error::Runtime(format!("a producer failed ({status})")));
+        }
+    }
+    let latency_seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        latencies[i.clamp(1, latencies.len()) - 1]
+    };
+    let bytes = (req.count * req.size as u64) as f64;
+    Ok(BenchReport {
+        count: req.count,
+        size: req.size,
+        batch: req.batch,
+        producers: req.producers,
+        consumers: req.consumers,
+        push_seconds,
+        push_msgs_per_sec: req.count as f64 / push_seconds.max(1e-9),
+        push_mb_per_sec: bytes / 1e6 / push_seconds.max(1e-9),
+        latency_ms_p50: pct(50.0),
+        latency_ms_p90: pct(90.0),
+        latency_ms_p99: pct(99.0),
+        latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+        latency_seconds,
+    })
+}
+
+/// The producer side of the latency run: `count` pushes of one message each.
+pub fn produce(spool: &Spool, queue: &str, count: u64, size: usize) -> Result<()> {
+    for _ in 0..count {
+        let mut q = Queue::open(spool, queue, true)?
+            .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;
+        q.push(
+            &mut std::iter::once(Ok(stamped(size))),
+            Duration::ZERO,
+            now_ms(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The consumer side: pops and acks `count` messages, printing each one's
+/// latency in milliseconds, one per line.
+pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Write) -> Result<()> {
+    let req = PopRequest {
+        count: 1,
+        lease: Duration::from_secs(60),
+        max_attempts: 5,
+        wait: Some(Some(Duration::from_secs(60))),
+    };
+    let mut warn = |_line: String| {};
+    for _ in 0..count {
+        let got = exec::pop(spool, queue, &req, &mut warn)?;
+        let received = now_ns();
+        let Some(d) = got.into_iter().next() else {
+            return Err(Error::Empty(format!(
+                "{queue}: no message came within a minute"
+            )));
+        };
+        let sent: u128 = d
+            .body
+            .split(|&b| b == b' ')
+            .next()
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(received);
+        let mut q = Queue::open_existing(spool, queue)?;
+        q.ack(std::slice::from_ref(&d.receipt), now_ms())?
+            .into_result()?;
+        let ms = received.saturating_sub(sent) as f64 / 1e6;
+        writeln!(out, "{ms:.3}").map_err(|e| Error::Runtime(format!("stdout: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The report as a table.
+pub fn table(r: &BenchReport) -> String {
+    format!(
+        "spoolmq bench: {} messages of {} bytes, {} per push; {} producer(s), {} consumer(s)\n\
+         push throughput   {:>12.0} msg/s  {:>8.1} MB/s  ({:.2} s, {} fsyncs)\n\
+         latency push->pop p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.2} s)\n",
+        r.count,
+        r.size,
+        r.batch,
+        r.producers,
+        r.consumers,
+        r.push_msgs_per_sec,
+        r.push_mb_per_sec,
+        r.push_seconds,
+        r.count.div_ceil(r.batch.max(1)),
+        r.latency_ms_p50,
+        r.latency_ms_p90,
+        r.latency_ms_p99,
+        r.latency_ms_max,
+        r.latency_seconds
+    )
+}

@@ -1,0 +1,51 @@
+//! `spoolmq bench` runs to completion on a scratch queue, prints sane figures and leaves nothing behind.
+
+mod common;
+use common::*;
+
+#[test]
+fn bench_measures_throughput_and_latency_and_removes_its_scratch_queue() {
+    let s = Spool::new();
+    s.push("keep", &["mine"]);
+    let out = s.run(&[
+        "bench",
+        "--count",
+        "300",
+        "--size",
+        "64",
+        "--batch",
+        "50",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--json",
+    ]);
+    out.ok();
+    let r = &out.json()[0];
+    assert_eq!(r["count"], 300);
+    assert_eq!(r["size"], 64);
+    let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(f("push_msgs_per_sec") > 0.0 && f("push_mb_per_sec") > 0.0);
+    let (p50, p90, p99, max) = (
+        f("latency_ms_p50"),
+        f("latency_ms_p90"),
+        f("latency_ms_p99"),
+        f("latency_ms_max"),
+    );
+    assert!(0.0 <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max, "{r}");
+    assert!(max < 60_000.0, "{r}");
+    // Only the user's queue is left, untouched.
+    assert_eq!(s.run(&["list"]).lines(), vec!["keep"]);
+    assert_eq!(num(&s.stats("keep"), "ready"), 1);
+}
+
+#[test]
+fn bench_prints_a_readable_table() {
+    let s = Spool::new();
+    let out = s.run(&["bench", "--count", "100"]);
+    out.ok();
+    let text = out.stdout_str();
+    assert!(text.contains("msg/s") && text.contains("MB/s"), "{text}");
+    assert!(text.contains("p50") && text.contains("p99"), "{text}");
+}
