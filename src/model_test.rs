@@ -13,32 +13,11 @@
 
 use crate::fsstore::{FsStore, TEST_SEGMENT_LIMIT};
 use crate::queue::Queue;
-use crate::simfs::{Chooser, SimFs};
+use crate::simfs::{SimFs, XorShift};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-impl Chooser for Rng {
-    fn keep(&mut self) -> bool {
-        self.next().is_multiple_of(2)
-    }
-    fn tear(&mut self, len: usize) -> usize {
-        (self.next() as usize) % (len + 1)
-    }
-}
 
 /// One step of a sequence.
 #[derive(Clone, Debug)]
@@ -73,7 +52,7 @@ enum Op {
 }
 
 fn generate(seed: u64, len: usize) -> Vec<Op> {
-    let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut r = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     (0..len)
         .map(|_| match r.below(16) {
             0..=2 => Op::Push {
@@ -372,7 +351,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             }
             Op::PowerCut(seed) => {
                 drop(q);
-                fs = fs.crash(&mut Rng(seed | 1));
+                fs = fs.crash(&mut XorShift(seed | 1));
                 q = open(&fs)?;
                 let notices = q.take_notices();
                 if notices

@@ -15,7 +15,7 @@
 use crate::fsstore::{self, FsStore, TEST_SEGMENT_LIMIT};
 use crate::io::Fs;
 use crate::queue::Queue;
-use crate::simfs::{Chooser, SimFs};
+use crate::simfs::{Chooser, SimFs, XorShift};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,20 +25,6 @@ const Q: &str = "q";
 
 fn dir() -> PathBuf {
     PathBuf::from("/spool/q")
-}
-
-struct Rng(u64);
-impl Chooser for Rng {
-    fn keep(&mut self) -> bool {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0.is_multiple_of(2)
-    }
-    fn tear(&mut self, len: usize) -> usize {
-        self.keep();
-        (self.0 as usize) % (len + 1)
-    }
 }
 
 struct Fixed(bool);
@@ -446,7 +432,7 @@ fn run(name: &str, workload: Workload) -> (u64, Vec<String>) {
         for k in 0..3u64 {
             choosers.push((
                 format!("random subset {k}"),
-                Box::new(Rng(cut * 7919 + k * 104_729 + 1)),
+                Box::new(XorShift(cut * 7919 + k * 104_729 + 1)),
             ));
         }
         for (how, mut chooser) in choosers {

@@ -209,6 +209,32 @@ impl SimFs {
     }
 }
 
+/// xorshift64: the seeded random source of the simulation tests; as a
+/// [`Chooser`] it keeps each piece of unsynced work with probability 1/2.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+impl Chooser for XorShift {
+    fn keep(&mut self) -> bool {
+        self.next().is_multiple_of(2)
+    }
+    fn tear(&mut self, len: usize) -> usize {
+        (self.next() as usize) % (len + 1)
+    }
+}
+
 struct SimFile {
     fs: SimFs,
     ino: usize,

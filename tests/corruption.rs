@@ -29,39 +29,6 @@ const REC_HEADER: u64 = 40;
 const REGION: u64 = 64 * 1024;
 const SLOT: u64 = 64;
 
-/// xorshift64: deterministic, seeded per test.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-    fn byte_nonzero(&mut self) -> u8 {
-        (self.below(255) + 1) as u8
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    /// Random bytes, between `lo` and `hi` of them.
-    fn garbage(&mut self, lo: u64, hi: u64) -> Vec<u8> {
-        let n = self.range(lo, hi) as usize;
-        self.bytes(n)
-    }
-}
-
 /// CRC-32 (IEEE), as the on-disk formats use, to re-seal a header the test edits on purpose.
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;

@@ -20,22 +20,6 @@ use serde_json::Value;
 
 const Q: &str = "q";
 
-/// xorshift64: deterministic bodies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// `n` printable bytes (no newline).
-    fn text(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| b'a' + (self.next() % 26) as u8).collect()
-    }
-}
-
 /// Makes `cmd` run with RLIMIT_FSIZE = `limit` bytes and SIGXFSZ ignored.
 fn limit_file_size(cmd: &mut std::process::Command, limit: u64) {
     // SAFETY: signal and setrlimit are async-signal-safe; nothing else runs between fork and

@@ -5,19 +5,6 @@ use common::*;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Kills `bg` if it is still running (4 times in 5), else waits for it.
 /// Returns its output if it finished by itself.
 fn maybe_kill(mut bg: Bg, rng: &mut Rng, kills: &mut u32) -> Option<Out> {

@@ -627,3 +627,42 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// xorshift64: a deterministic, seeded random source for the fault tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator whose stream depends on `seed` (never the all-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    pub fn byte_nonzero(&mut self) -> u8 {
+        (self.below(255) + 1) as u8
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// Random bytes, between `lo` and `hi` of them.
+    pub fn garbage(&mut self, lo: u64, hi: u64) -> Vec<u8> {
+        let n = self.range(lo, hi) as usize;
+        self.bytes(n)
+    }
+    /// `n` printable bytes (no newline).
+    pub fn text(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| b'a' + (self.next() % 26) as u8).collect()
+    }
+}
