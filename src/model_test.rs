@@ -87,7 +87,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                 count: 1 + r.below(4) as usize,
             },
             11 => Op::Reopen,
-            12 if r.below(2) == 0 => Op::PowerCut(r.next()),
+            12 if r.below(2) == 0 => Op::PowerCut(r.next_u64()),
             _ => Op::Advance(r.below(800)),
         })
         .collect()

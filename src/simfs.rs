@@ -214,7 +214,7 @@ impl SimFs {
 pub struct XorShift(pub u64);
 
 impl XorShift {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -222,16 +222,16 @@ impl XorShift {
     }
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
 
 impl Chooser for XorShift {
     fn keep(&mut self) -> bool {
-        self.next().is_multiple_of(2)
+        self.next_u64().is_multiple_of(2)
     }
     fn tear(&mut self, len: usize) -> usize {
-        (self.next() as usize) % (len + 1)
+        (self.next_u64() as usize) % (len + 1)
     }
 }
 
