@@ -55,6 +55,13 @@
 //! 4. unlink segments with nothing live (and strays), fsync the directory;
 //! 5. punch the slots of reclaimed segments out of `slots`.
 //!
+//! **repair** (`fsck --repair`, [`rebuild`]): a `repairing` marker is made
+//! durable first; damaged records are copied to `quarantine/` and each
+//! damaged segment is rewritten (temporary file, fsync, rename, directory
+//! fsync); the slots and headers are rebuilt and synced, the WAL emptied;
+//! then the marker is removed. An open that finds the marker finishes the
+//! repair before anything else.
+//!
 //! ## Recovery (every open, under the lock)
 //! * Live header valid, written in this boot and after the newest
 //!   checkpoint: trust it; replay WAL records past its `wal_len`; adopt
@@ -62,6 +69,12 @@
 //! * Otherwise (machine crash): start from the checkpoint header, adopt every
 //!   record past its committed length (READY), then replay the whole WAL
 //!   (records with lsn above the checkpoint's), then checkpoint.
+//! * Never append after bytes that may end in half a record: an active
+//!   segment found shorter than its committed length is left as it is and
+//!   pushes continue in a new segment; adoption cuts everything after the
+//!   last whole record it adopts.
+//! * A lost `slots` or `wal` file is recreated empty (and reported); a lost
+//!   `index` with segments left is an error until `fsck --repair`.
 
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
