@@ -131,12 +131,13 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             let delay = a.delay.unwrap_or(Duration::ZERO);
             let mut print = |ids: &[String]| -> Result<()> {
                 for id in ids {
-                    let line = if json {
-                        output::id_json(id)
+                    let written = if json {
+                        writeln!(out, "{}", output::id_json(id))
                     } else {
-                        id.clone()
+                        out.write_all(id.as_bytes())
+                            .and_then(|_| out.write_all(b"\n"))
                     };
-                    match writeln!(out, "{line}") {
+                    match written {
                         // Nobody reads the ids: the push still counts.
                         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                         r => r.ctx("write", Path::new("<stdout>"))?,
@@ -145,7 +146,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
                 Ok(())
             };
             if a.lines {
-                let stdin = std::io::BufReader::new(std::io::stdin());
+                let stdin = std::io::stdin();
                 ingest::push_lines(&spool, &a.queue, stdin, delay, &mut print, &mut warn)?;
             } else {
                 // Read stdin before taking the lock: a slow producer must not block consumers.

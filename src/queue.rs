@@ -37,7 +37,13 @@ fn ms(d: Duration) -> u64 {
 /// salt is random per queue, so ids of different queues do not collide and
 /// ids of one queue sort in push order.
 pub fn format_id(seq: u64, salt: u64) -> String {
-    format!("{:016x}", salt.wrapping_add(seq))
+    // By hand: a push of a million lines formats a million ids.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let v = salt.wrapping_add(seq);
+    (0..16)
+        .rev()
+        .map(|i| HEX[((v >> (i * 4)) & 0xf) as usize] as char)
+        .collect()
 }
 
 /// Parses an id printed by [`format_id`] back into a seq.
