@@ -49,3 +49,50 @@ fn lines_that_arrive_together_are_one_push_in_order() {
     let expect: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
     assert_eq!(bodies(&got), expect);
 }
+
+/// CPU ticks (user + system) a process has used, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_waiting_pop_wakes_at_once_on_a_push_and_idles_without_cpu() {
+    let s = Spool::new();
+    s.push("q", &["warm-up"]);
+    s.pop_json("q", &[]);
+    // Three wake-ups in a row, each within 100 ms of the push (the target is
+    // 50 ms; the slack is for a loaded machine). Without inotify, the 250 ms
+    // fallback poll would miss this most of the time.
+    for round in 0..3 {
+        let mut waiter = s.spawn(&["pop", "q", "--wait", "20s", "--json"]);
+        sleep_ms(if round == 0 { 1500 } else { 300 });
+        assert!(
+            !waiter.finished(),
+            "pop --wait returned with nothing to pop"
+        );
+        if round == 0 {
+            let ticks = cpu_ticks(waiter.id());
+            // Less than 0.1 s of CPU in 1.5 s of waiting (ticks are 1/100 s).
+            assert!(
+                ticks <= 10,
+                "the waiter used {ticks} ticks of CPU while idle"
+            );
+        }
+        let pushed = Instant::now();
+        s.push("q", &["wake up"]);
+        let pushed_for = pushed.elapsed();
+        let out = waiter.wait(Duration::from_secs(10));
+        let woke_after = pushed.elapsed() - pushed_for;
+        out.ok();
+        assert_eq!(bodies(&out.json()), vec!["wake up"]);
+        assert!(
+            woke_after < Duration::from_millis(100),
+            "round {round}: the waiter took {woke_after:?} to notice the push"
+        );
+    }
+}
