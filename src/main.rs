@@ -126,6 +126,27 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
     let spool = Spool::new(root);
     let json = cli.json;
+    run_command(cli, &spool, json, out).map_err(|f| match f {
+        // Say which queues there are: the fix is often a typo.
+        Failure::Spool(Error::NoSuchQueue(q)) => Failure::Spool(Error::Runtime(format!(
+            "no such queue: {q} ({})",
+            match spool.queues() {
+                Ok(names) if names.is_empty() => "the spool has no queues".to_string(),
+                Ok(names) => format!("the queues are: {}", names.join(", ")),
+                Err(_) => format!("spool {}", spool.root.display()),
+            }
+        ))),
+        f => f,
+    })
+}
+
+fn run_command(
+    cli: Cli,
+    spool: &Spool,
+    json: bool,
+    out: &mut impl Write,
+) -> std::result::Result<(), Failure> {
+    let spool = spool.clone();
     match cli.command {
         Command::Push(a) => {
             let delay = a.delay.unwrap_or(Duration::ZERO);
@@ -251,7 +272,14 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
                     writeln!(out, "{}", output::stats_json(s))?;
                 }
             } else {
-                write!(out, "{}", output::stats_table(&rows))?;
+                use std::io::IsTerminal;
+                if std::io::stdout().is_terminal() {
+                    write!(out, "{}", output::stats_table(&rows))?;
+                } else {
+                    for s in &rows {
+                        writeln!(out, "{}", output::stats_tsv(s))?;
+                    }
+                }
             }
         }
         Command::Exec(a) => {

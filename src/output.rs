@@ -106,6 +106,25 @@ pub fn stats_json(s: &Stats) -> String {
     .to_string()
 }
 
+/// One queue's figures as a stable tab-separated line, for pipes: queue,
+/// ready, leased, delayed, dead, pushed, acked, bytes, segments,
+/// oldest_ready_age_ms.
+pub fn stats_tsv(s: &Stats) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        s.queue,
+        s.ready,
+        s.leased,
+        s.delayed,
+        s.dead,
+        s.pushed,
+        s.acked,
+        s.bytes,
+        s.segments,
+        s.oldest_ready_age_ms
+    )
+}
+
 /// A size for people: `512 B`, `1.5 KiB`, `3.0 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -1,0 +1,56 @@
+//! Output for people on a terminal, stable tab-separated lines in a pipe, and errors that suggest the fix.
+
+mod common;
+use common::*;
+
+#[test]
+fn stats_in_a_pipe_is_one_tab_separated_line_per_queue() {
+    let s = Spool::new();
+    s.push("jobs", &["a", "bb"]);
+    s.push("mail", &["c"]);
+    let out = s.run(&["stats"]);
+    out.ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let f: Vec<&str> = lines[0].split('\t').collect();
+    // queue ready leased delayed dead pushed acked bytes segments oldest_ready_age_ms
+    assert_eq!(&f[..9], ["jobs", "2", "0", "0", "0", "2", "0", "3", "1"]);
+    assert!(f[9].parse::<u64>().is_ok(), "{f:?}");
+    assert!(lines[1].starts_with("mail\t1\t"));
+}
+
+#[test]
+fn stats_on_a_terminal_is_an_aligned_table_with_human_sizes() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: the `script` program (util-linux) is not installed");
+        return;
+    }
+    let s = Spool::new();
+    s.push_stdin("jobs", &vec![b'x'; 3 * 1024]);
+    let cmd = format!("{} --dir '{}' stats", BIN, s.dir.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("QUEUE") && text.contains("READY"), "{text}");
+    assert!(text.contains("3.0 KiB"), "{text}");
+}
+
+#[test]
+fn an_unknown_queue_error_names_the_queues_that_exist() {
+    let s = Spool::new();
+    let out = s.run(&["stats", "nope"]);
+    out.fails(1);
+    assert!(out.error_line().contains("no queues"), "{}", out.stderr);
+    s.push("jobs", &["a"]);
+    let out = s.run(&["stats", "jbos"]);
+    out.fails(1);
+    let line = out.error_line();
+    assert!(line.contains("jbos") && line.contains("jobs"), "{line}");
+}
