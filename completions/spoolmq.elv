@@ -39,7 +39,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
-            cand man 'Print the man page (roff)'
+            cand man 'Print the man page (roff), of spoolmq or of one command'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'spoolmq;push'= {
@@ -175,7 +175,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
-            cand man 'Print the man page (roff)'
+            cand man 'Print the man page (roff), of spoolmq or of one command'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'spoolmq;help;push'= {

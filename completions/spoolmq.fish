@@ -43,7 +43,7 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "fsck" -d 'Check eve
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "completions" -d 'Print a shell completion script'
-complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "man" -d 'Print the man page (roff)'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "man" -d 'Print the man page (roff), of spoolmq or of one command'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spool directory' -r -F
@@ -129,5 +129,5 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_see
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "man" -d 'Print the man page (roff)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "man" -d 'Print the man page (roff), of spoolmq or of one command'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -111,9 +111,9 @@ pub enum Command {
                             spoolmq completions zsh > ~/.zfunc/_spoolmq"
     )]
     Completions(CompletionsArgs),
-    /// Print the man page (roff)
-    #[command(after_help = "Example:\n  spoolmq man | man -l -")]
-    Man,
+    /// Print the man page (roff), of spoolmq or of one command
+    #[command(after_help = "Examples:\n  spoolmq man | man -l -\n  spoolmq man push | man -l -")]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,11 +161,44 @@ pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
     out
 }
 
-/// The man page, in roff.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (spoolmq's own page without one)
+    pub command: Option<String>,
+}
+
+/// The commands that have a man page of their own (`spoolmq-NAME.1`).
+pub fn man_commands() -> Vec<String> {
     use clap::CommandFactory;
+    Cli::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
+/// A man page, in roff: spoolmq's, or the one of command `sub`.
+pub fn man_page(sub: Option<&str>) -> Result<Vec<u8>, String> {
+    use clap::CommandFactory;
+    let top = Cli::command();
+    let cmd = match sub {
+        None => top,
+        Some(name) => top
+            .find_subcommand(name)
+            .filter(|c| !c.is_hide_set())
+            .cloned()
+            .map(|c| c.name(format!("spoolmq-{name}")))
+            .ok_or_else(|| {
+                format!(
+                    "no man page for {name:?}: the commands are {}",
+                    man_commands().join(", ")
+                )
+            })?,
+    };
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 

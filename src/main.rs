@@ -120,7 +120,10 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     // These need no spool.
     match &cli.command {
         Command::Completions(a) => return Ok(out.write_all(&spoolmq::cli::completions(a.shell))?),
-        Command::Man => return Ok(out.write_all(&spoolmq::cli::man_page()?)?),
+        Command::Man(a) => {
+            let page = spoolmq::cli::man_page(a.command.as_deref()).map_err(Error::Usage)?;
+            return Ok(out.write_all(&page)?);
+        }
         _ => {}
     }
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
@@ -352,7 +355,7 @@ fn run_command(
             "produce" => spoolmq::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
             _ => spoolmq::bench::consume(&spool, &a.queue, a.count, out)?,
         },
-        Command::Completions(_) | Command::Man => {} // printed above
+        Command::Completions(_) | Command::Man(_) => {} // printed above
     }
     Ok(())
 }

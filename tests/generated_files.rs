@@ -32,6 +32,27 @@ fn checked_in_completions_and_man_page_match_the_binary() {
 }
 
 #[test]
+fn every_command_has_a_checked_in_man_page_of_its_own() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let commands = spoolmq::cli::man_commands();
+    assert!(commands.len() >= 12, "{commands:?}");
+    for c in commands {
+        let file = format!("man/spoolmq-{c}.1");
+        let out = Command::cargo_bin("spoolmq")
+            .unwrap()
+            .args(["man", &c])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "spoolmq man {c} failed");
+        let on_disk = std::fs::read(root.join(&file)).unwrap_or_default();
+        assert!(
+            out.stdout == on_disk,
+            "{file} is stale: regenerate it with `spoolmq man {c} > {file}`"
+        );
+    }
+}
+
+#[test]
 fn completions_and_man_need_no_spool() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path().join("spool");
