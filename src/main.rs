@@ -106,6 +106,21 @@ fn flush_notices(q: &mut Queue) {
     q.take_notices().into_iter().for_each(warn);
 }
 
+/// A spinner on stderr when stderr is a terminal; hidden otherwise, so
+/// scripts and logs never see it.
+fn progress(template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// Reads stdin whole, as one body.
 fn stdin_body() -> Result<Vec<u8>> {
     let mut body = Vec::new();
@@ -171,7 +186,21 @@ fn run_command(
             };
             if a.lines {
                 let stdin = std::io::stdin();
-                ingest::push_lines(&spool, &a.queue, stdin, delay, &mut print, &mut warn)?;
+                // A progress line on stderr, only for a person watching.
+                let bar = progress("pushed {pos} messages {spinner}");
+                let mut print_and_count = |ids: &[String]| -> Result<()> {
+                    bar.inc(ids.len() as u64);
+                    print(ids)
+                };
+                ingest::push_lines(
+                    &spool,
+                    &a.queue,
+                    stdin,
+                    delay,
+                    &mut print_and_count,
+                    &mut warn,
+                )?;
+                bar.finish_and_clear();
             } else {
                 // Read stdin before taking the lock: a slow producer must not block consumers.
                 let bodies: Vec<Vec<u8>> = if a.bodies.is_empty() {
@@ -401,8 +430,11 @@ fn run_fsck(
         None => spool.queues()?,
     };
     let (mut records, mut found, mut left) = (0u64, 0usize, 0usize);
+    let bar = progress("checking {msg} {spinner}");
     for name in &names {
         input::queue_name(name)?;
+        bar.set_message(name.clone());
+        bar.tick();
         let fs = spoolmq::io::real();
         let (first, second) = fsck::run(&fs, name, &spool.queue_dir(name), repair)?;
         first.notes.iter().cloned().for_each(warn);
@@ -432,6 +464,7 @@ fn run_fsck(
             None => left += first.problems.len(),
         }
     }
+    bar.finish_and_clear();
     let summary = format!(
         "fsck: {} queue{}, {records} records, {found} problem{}{}",
         names.len(),

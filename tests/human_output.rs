@@ -54,3 +54,49 @@ fn an_unknown_queue_error_names_the_queues_that_exist() {
     let line = out.error_line();
     assert!(line.contains("jbos") && line.contains("jobs"), "{line}");
 }
+
+#[test]
+fn a_long_push_shows_progress_on_a_terminal_and_nothing_in_a_pipe() {
+    let s = Spool::new();
+    let input = s.scratch().join("lines.txt");
+    let text: String = (0..400_000).map(|i| format!("{i:099}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    // In a pipe: stderr stays empty.
+    let out = std::process::Command::new(BIN)
+        .arg("--dir")
+        .arg(&s.dir)
+        .args(["push", "piped", "--lines"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the terminal half: the `script` program (util-linux) is not installed");
+        return;
+    }
+    let cmd = format!(
+        "{} --dir '{}' push tty --lines < '{}' > /dev/null",
+        BIN,
+        s.dir.display(),
+        input.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("pushed") && shown.contains("messages"),
+        "{shown:?}"
+    );
+}
