@@ -88,6 +88,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --help 'Print help'
         }
         &'spoolmq;stats'= {
+            cand --watch 'Refresh every INTERVAL (2s without one) with rates, until interrupted'
             cand --dir 'The spool directory'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'

@@ -72,6 +72,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'

@@ -76,7 +76,9 @@ pub enum Command {
     )]
     Retry(RetryArgs),
     /// Show counters per queue
-    #[command(after_help = "Examples:\n  spoolmq stats\n  spoolmq stats jobs --json")]
+    #[command(
+        after_help = "Examples:\n  spoolmq stats\n  spoolmq stats jobs --json\n  spoolmq stats --watch 1s"
+    )]
     Stats(StatsArgs),
     /// Pop a message and run a command on it; ack on success, nack on failure
     #[command(
@@ -289,6 +291,9 @@ pub struct StatsArgs {
     /// Only this queue
     #[arg(value_parser = queue_name)]
     pub queue: Option<String>,
+    /// Refresh every INTERVAL (2s without one) with rates, until interrupted
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = duration)]
+    pub watch: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -283,35 +283,38 @@ fn run_command(
             }
         }
         Command::Stats(a) => {
-            let all = a.queue.is_none();
-            let names = match a.queue {
-                Some(q) => vec![q],
-                None => spool.queues()?,
+            let Some(every) = a
+                .watch
+                .map(|d| d.max(std::time::Duration::from_millis(100)))
+            else {
+                let rows = collect_stats(&spool, a.queue.as_deref())?;
+                return print_stats(out, &rows, None, json);
             };
-            let mut rows = Vec::new();
-            for name in names {
-                let mut q = match Queue::open(&spool, &name, false)? {
-                    Some(q) => q,
-                    None if all => continue,
-                    None => return Err(Error::NoSuchQueue(name).into()),
-                };
-                let s = q.stats(now_ms());
-                flush_notices(&mut q);
-                rows.push(s?);
-            }
-            if json {
-                for s in &rows {
-                    writeln!(out, "{}", output::stats_json(s))?;
-                }
-            } else {
+            // Refresh until interrupted, with rates since the previous sample.
+            let mut before: Option<(std::time::Instant, Vec<spoolmq::queue::Stats>)> = None;
+            loop {
+                let rows = collect_stats(&spool, a.queue.as_deref())?;
+                let now = std::time::Instant::now();
+                let rates = before.as_ref().map(|(t, prev)| {
+                    let secs = now.duration_since(*t).as_secs_f64().max(1e-3);
+                    rows.iter()
+                        .map(|r| {
+                            let p = prev.iter().find(|p| p.queue == r.queue);
+                            let d = |f: fn(&spoolmq::queue::Stats) -> u64| {
+                                p.map_or(0.0, |p| f(r).saturating_sub(f(p)) as f64 / secs)
+                            };
+                            (d(|s| s.pushed), d(|s| s.acked))
+                        })
+                        .collect::<Vec<_>>()
+                });
                 use std::io::IsTerminal;
-                if std::io::stdout().is_terminal() {
-                    write!(out, "{}", output::stats_table(&rows))?;
-                } else {
-                    for s in &rows {
-                        writeln!(out, "{}", output::stats_tsv(s))?;
-                    }
+                if !json && std::io::stdout().is_terminal() {
+                    write!(out, "\x1b[H\x1b[2J")?;
                 }
+                print_stats(out, &rows, rates.as_deref(), json)?;
+                out.flush()?;
+                before = Some((now, rows));
+                std::thread::sleep(every);
             }
         }
         Command::Exec(a) => {
@@ -394,6 +397,63 @@ fn text(args: &[std::ffi::OsString]) -> Vec<String> {
     args.iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
+}
+
+/// The figures of one queue, or of every queue.
+fn collect_stats(spool: &Spool, queue: Option<&str>) -> Result<Vec<spoolmq::queue::Stats>> {
+    let names = match queue {
+        Some(q) => vec![q.to_string()],
+        None => spool.queues()?,
+    };
+    let mut rows = Vec::new();
+    for name in names {
+        let mut q = match Queue::open(spool, &name, false)? {
+            Some(q) => q,
+            None if queue.is_none() => continue,
+            None => return Err(Error::NoSuchQueue(name)),
+        };
+        let s = q.stats(now_ms());
+        flush_notices(&mut q);
+        rows.push(s?);
+    }
+    Ok(rows)
+}
+
+/// Prints figures as JSON lines, a table (terminal) or tab-separated lines
+/// (pipe); `rates` adds pushed/s and acked/s per row.
+fn print_stats(
+    out: &mut impl Write,
+    rows: &[spoolmq::queue::Stats],
+    rates: Option<&[(f64, f64)]>,
+    json: bool,
+) -> std::result::Result<(), Failure> {
+    use std::io::IsTerminal;
+    let rate = |i: usize| rates.and_then(|r| r.get(i)).copied();
+    if json {
+        for (i, s) in rows.iter().enumerate() {
+            let mut v = output::stats_value(s);
+            if let (Some((p, a)), Some(obj)) = (rate(i), v.as_object_mut()) {
+                obj.insert("pushed_per_sec".into(), serde_json::json!(p));
+                obj.insert("acked_per_sec".into(), serde_json::json!(a));
+            }
+            writeln!(out, "{v}")?;
+        }
+    } else if std::io::stdout().is_terminal() {
+        write!(out, "{}", output::stats_table(rows))?;
+        if let Some(r) = rates {
+            for (s, (p, a)) in rows.iter().zip(r) {
+                writeln!(out, "{}: {p:.1} pushed/s, {a:.1} acked/s", s.queue)?;
+            }
+        }
+    } else {
+        for (i, s) in rows.iter().enumerate() {
+            match rate(i) {
+                Some((p, a)) => writeln!(out, "{}\t{p:.1}\t{a:.1}", output::stats_tsv(s))?,
+                None => writeln!(out, "{}", output::stats_tsv(s))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the queue receipts belong to; a missing queue makes every receipt unknown.

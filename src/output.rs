@@ -88,6 +88,11 @@ pub fn count_json(key: &str, n: u64) -> String {
 }
 
 pub fn stats_json(s: &Stats) -> String {
+    stats_value(s).to_string()
+}
+
+/// The JSON object of one queue's figures.
+pub fn stats_value(s: &Stats) -> Value {
     json!({
         "queue": s.queue,
         "ready": s.ready,
@@ -103,7 +108,6 @@ pub fn stats_json(s: &Stats) -> String {
         "disk_bytes": s.disk_bytes,
         "oldest_ready_age_ms": s.oldest_ready_age_ms,
     })
-    .to_string()
 }
 
 /// One queue's figures as a stable tab-separated line, for pipes: queue,

@@ -100,3 +100,40 @@ fn a_long_push_shows_progress_on_a_terminal_and_nothing_in_a_pipe() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn stats_watch_refreshes_with_rates_until_interrupted() {
+    let s = Spool::new();
+    s.push("q", &["first"]);
+    let log = s.scratch().join("watch.out");
+    let mut child = s
+        .std_cmd()
+        .args(["stats", "q", "--watch", "200ms", "--json"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    sleep_ms(300);
+    s.push("q", &["a", "b", "c", "d"]);
+    sleep_ms(700);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let samples: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(samples.len() >= 3, "{text}");
+    assert!(
+        samples[0].get("pushed_per_sec").is_none(),
+        "no rate before a second sample"
+    );
+    assert_eq!(samples.last().unwrap()["pushed"], 5);
+    let rates: Vec<f64> = samples[1..]
+        .iter()
+        .map(|v| v["pushed_per_sec"].as_f64().unwrap())
+        .collect();
+    assert!(
+        rates.iter().any(|&r| r > 0.0),
+        "the push shows as a rate: {rates:?}"
+    );
+}
