@@ -100,6 +100,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;stats' {
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every INTERVAL (2s without one) with rates, until interrupted')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print the Prometheus text format (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

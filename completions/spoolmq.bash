@@ -733,7 +733,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__stats)
-            opts="-h --watch --dir --json --help"
+            opts="-h --prometheus --watch --dir --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -90,6 +90,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;stats'= {
             cand --watch 'Refresh every INTERVAL (2s without one) with rates, until interrupted'
             cand --dir 'The spool directory'
+            cand --prometheus 'Print the Prometheus text format (for node_exporter''s textfile collector)'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'

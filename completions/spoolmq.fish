@@ -74,6 +74,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r

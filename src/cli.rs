@@ -291,6 +291,9 @@ pub struct StatsArgs {
     /// Only this queue
     #[arg(value_parser = queue_name)]
     pub queue: Option<String>,
+    /// Print the Prometheus text format (for node_exporter's textfile collector)
+    #[arg(long, conflicts_with = "watch")]
+    pub prometheus: bool,
     /// Refresh every INTERVAL (2s without one) with rates, until interrupted
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s", value_parser = duration)]
     pub watch: Option<Duration>,

@@ -283,6 +283,11 @@ fn run_command(
             }
         }
         Command::Stats(a) => {
+            if a.prometheus {
+                let rows = collect_stats(&spool, a.queue.as_deref())?;
+                write!(out, "{}", output::stats_prometheus(&rows))?;
+                return Ok(());
+            }
             let Some(every) = a
                 .watch
                 .map(|d| d.max(std::time::Duration::from_millis(100)))

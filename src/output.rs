@@ -129,6 +129,75 @@ pub fn stats_tsv(s: &Stats) -> String {
     )
 }
 
+/// Figures in the Prometheus text exposition format (for node_exporter's
+/// textfile collector): one family per figure, one sample per queue.
+pub fn stats_prometheus(rows: &[Stats]) -> String {
+    type Get = fn(&Stats) -> f64;
+    let families: [(&str, &str, &str, Get); 10] = [
+        (
+            "spoolmq_ready",
+            "gauge",
+            "Messages ready to be popped.",
+            |s| s.ready as f64,
+        ),
+        (
+            "spoolmq_leased",
+            "gauge",
+            "Messages leased (being worked on).",
+            |s| s.leased as f64,
+        ),
+        (
+            "spoolmq_delayed",
+            "gauge",
+            "Messages not deliverable yet.",
+            |s| s.delayed as f64,
+        ),
+        ("spoolmq_dead", "gauge", "Dead letters.", |s| s.dead as f64),
+        (
+            "spoolmq_pushed_total",
+            "counter",
+            "Messages pushed since the queue was created.",
+            |s| s.pushed as f64,
+        ),
+        (
+            "spoolmq_acked_total",
+            "counter",
+            "Messages acked since the queue was created.",
+            |s| s.acked as f64,
+        ),
+        (
+            "spoolmq_purged_total",
+            "counter",
+            "Messages purged since the queue was created.",
+            |s| s.purged as f64,
+        ),
+        (
+            "spoolmq_bytes",
+            "gauge",
+            "Body bytes of messages not yet acked or purged.",
+            |s| s.bytes as f64,
+        ),
+        ("spoolmq_segments", "gauge", "Segment files.", |s| {
+            s.segments as f64
+        }),
+        (
+            "spoolmq_oldest_ready_age_seconds",
+            "gauge",
+            "Age of the oldest ready message.",
+            |s| s.oldest_ready_age_ms as f64 / 1000.0,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, get) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for s in rows {
+            // Queue names are [A-Za-z0-9._-]: nothing to escape in a label.
+            out.push_str(&format!("{name}{{queue=\"{}\"}} {}\n", s.queue, get(s)));
+        }
+    }
+    out
+}
+
 /// A size for people: `512 B`, `1.5 KiB`, `3.0 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -137,3 +137,32 @@ fn stats_watch_refreshes_with_rates_until_interrupted() {
         "the push shows as a rate: {rates:?}"
     );
 }
+
+#[test]
+fn stats_prometheus_prints_one_family_per_figure_and_one_sample_per_queue() {
+    let s = Spool::new();
+    s.push("jobs", &["a", "b"]);
+    s.push("mail", &["c"]);
+    let out = s.run(&["stats", "--prometheus"]);
+    out.ok();
+    let text = out.stdout_str();
+    assert!(text.contains("# TYPE spoolmq_ready gauge\n"), "{text}");
+    assert!(
+        text.contains("# TYPE spoolmq_pushed_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("spoolmq_ready{queue=\"jobs\"} 2\n"), "{text}");
+    assert!(
+        text.contains("spoolmq_pushed_total{queue=\"mail\"} 1\n"),
+        "{text}"
+    );
+    // Every line is a comment or `name{labels} number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (metric, value) = line.rsplit_once(' ').unwrap();
+        assert!(
+            metric.starts_with("spoolmq_") && metric.ends_with("\"}"),
+            "{line}"
+        );
+        value.parse::<f64>().unwrap();
+    }
+}
