@@ -31,6 +31,9 @@ _spoolmq() {
             spoolmq,exec)
                 cmd="spoolmq__subcmd__exec"
                 ;;
+            spoolmq,export)
+                cmd="spoolmq__subcmd__export"
+                ;;
             spoolmq,extend)
                 cmd="spoolmq__subcmd__extend"
                 ;;
@@ -39,6 +42,9 @@ _spoolmq() {
                 ;;
             spoolmq,help)
                 cmd="spoolmq__subcmd__help"
+                ;;
+            spoolmq,import)
+                cmd="spoolmq__subcmd__import"
                 ;;
             spoolmq,list)
                 cmd="spoolmq__subcmd__list"
@@ -82,6 +88,9 @@ _spoolmq() {
             spoolmq__subcmd__help,exec)
                 cmd="spoolmq__subcmd__help__subcmd__exec"
                 ;;
+            spoolmq__subcmd__help,export)
+                cmd="spoolmq__subcmd__help__subcmd__export"
+                ;;
             spoolmq__subcmd__help,extend)
                 cmd="spoolmq__subcmd__help__subcmd__extend"
                 ;;
@@ -90,6 +99,9 @@ _spoolmq() {
                 ;;
             spoolmq__subcmd__help,help)
                 cmd="spoolmq__subcmd__help__subcmd__help"
+                ;;
+            spoolmq__subcmd__help,import)
+                cmd="spoolmq__subcmd__help__subcmd__import"
                 ;;
             spoolmq__subcmd__help,list)
                 cmd="spoolmq__subcmd__help__subcmd__list"
@@ -125,7 +137,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help"
+            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -264,6 +276,24 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__export)
+            opts="-h --dir --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__extend)
             opts="-h --lease --dir --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -305,7 +335,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck bench bench-worker completions man help"
+            opts="push pop ack nack extend retry stats exec list peek purge fsck export import bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -388,6 +418,20 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__help__subcmd__extend)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -417,6 +461,20 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -549,6 +607,24 @@ _spoolmq() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__import)
+            opts="-h --dir --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -36,6 +36,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand peek 'Show ready messages without leasing them'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
+            cand import 'Push messages written by export back into a queue (one fsync)'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -132,6 +134,18 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'spoolmq;export'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;import'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'spoolmq;bench'= {
             cand --count 'Messages to push (and, one by one, to time from push to pop)'
             cand --size 'Body size in bytes'
@@ -174,6 +188,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand peek 'Show ready messages without leasing them'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
+            cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
+            cand import 'Push messages written by export back into a queue (one fsync)'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -203,6 +219,10 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;help;purge'= {
         }
         &'spoolmq;help;fsck'= {
+        }
+        &'spoolmq;help;export'= {
+        }
+        &'spoolmq;help;import'= {
         }
         &'spoolmq;help;bench'= {
         }

@@ -99,6 +99,14 @@ pub enum Command {
     /// Check every record and the index; --repair fixes what it finds
     #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
     Fsck(FsckArgs),
+    /// Write every message that holds a body as JSON lines (a backup, or to move a queue)
+    #[command(
+        after_help = "Examples:\n  spoolmq export jobs > jobs.jsonl\n  spoolmq export jobs | spoolmq --dir /other/spool import jobs"
+    )]
+    Export(QueueArg),
+    /// Push messages written by export back into a queue (one fsync)
+    #[command(after_help = "Example:\n  spoolmq import jobs < jobs.jsonl")]
+    Import(QueueArg),
     /// Measure push throughput and push-to-pop latency on a scratch queue
     #[command(after_help = "Examples:\n  spoolmq bench\n  \
                             spoolmq bench --count 100000 --size 1024 --batch 1000 --json\n  \
@@ -116,6 +124,12 @@ pub enum Command {
     /// Print the man page (roff), of spoolmq or of one command
     #[command(after_help = "Examples:\n  spoolmq man | man -l -\n  spoolmq man push | man -l -")]
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArg {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
 }
 
 #[derive(Debug, Args)]

@@ -371,6 +371,40 @@ fn run_command(
             }
         }
         Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Export(a) => {
+            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let r = q.export(now_ms());
+            flush_notices(&mut q);
+            drop(q);
+            for m in r? {
+                writeln!(out, "{}", output::exported_json(&m))?;
+            }
+        }
+        Command::Import(a) => {
+            // Read and check everything before touching the queue: all or nothing.
+            let mut msgs = Vec::new();
+            let stdin = std::io::stdin();
+            for (i, line) in std::io::BufRead::lines(stdin.lock()).enumerate() {
+                let line = line.ctx("read", Path::new("<stdin>"))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let m = output::parse_exported(&line).map_err(|e| {
+                    Error::Runtime(format!("<stdin>: line {}: {e}; nothing imported", i + 1))
+                })?;
+                msgs.push(m);
+            }
+            let mut q = Queue::open(&spool, &a.queue, true)?
+                .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
+            let r = q.import(msgs, now_ms());
+            flush_notices(&mut q);
+            let ids = r?;
+            if json {
+                writeln!(out, "{}", output::count_json("imported", ids.len() as u64))?;
+            } else {
+                writeln!(out, "{}", ids.len())?;
+            }
+        }
         Command::Bench(a) => {
             let req = spoolmq::bench::BenchRequest {
                 count: a.count,

@@ -73,6 +73,55 @@ pub fn peeked_plain(p: &Peeked) -> String {
     format!("{}\t{}\t{}", p.id, p.attempt, escape(&p.body))
 }
 
+pub fn exported_json(m: &crate::queue::Exported) -> String {
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(m.id));
+    obj.insert("state".into(), json!(m.state));
+    obj.insert("attempts".into(), json!(m.attempts));
+    obj.insert("pushed_at_ms".into(), json!(m.pushed_at_ms));
+    if let Some(t) = m.ready_at_ms {
+        obj.insert("ready_at_ms".into(), json!(t));
+    }
+    put_body(&mut obj, &m.body);
+    Value::Object(obj).to_string()
+}
+
+/// Parses a line written by [`exported_json`].
+pub fn parse_exported(line: &str) -> Result<crate::queue::Exported, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let body = match (v.get("body"), v.get("body_base64")) {
+        (Some(Value::String(b)), _) => b.as_bytes().to_vec(),
+        (_, Some(Value::String(b))) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("body_base64: {e}"))?,
+        _ => return Err("no body or body_base64".into()),
+    };
+    let state = v
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or("ready")
+        .to_string();
+    if !["ready", "delayed", "leased", "dead"].contains(&state.as_str()) {
+        return Err(format!("unknown state {state:?}"));
+    }
+    Ok(crate::queue::Exported {
+        id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        state,
+        attempts: v
+            .get("attempts")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(u64::from(u32::MAX)) as u32,
+        pushed_at_ms: v.get("pushed_at_ms").and_then(Value::as_u64).unwrap_or(0),
+        ready_at_ms: v.get("ready_at_ms").and_then(Value::as_u64),
+        body,
+    })
+}
+
 pub fn id_json(id: &str) -> String {
     json!({ "id": id }).to_string()
 }

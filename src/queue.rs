@@ -132,6 +132,20 @@ pub struct Retried {
     pub missing: Vec<String>,
 }
 
+/// One message as `export` writes it and `import` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    pub id: String,
+    /// "ready", "delayed", "leased" or "dead", as of the export.
+    pub state: String,
+    /// Deliveries so far.
+    pub attempts: u32,
+    pub pushed_at_ms: u64,
+    /// For a delayed message: when it becomes ready.
+    pub ready_at_ms: Option<u64>,
+    pub body: Vec<u8>,
+}
+
 /// A queue's figures, as `stats` reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -540,6 +554,76 @@ impl Queue {
         })?;
         self.store.commit(&changes)?;
         Ok(changes.len() as u64)
+    }
+
+    /// Every message that still holds a body, oldest first, as of `now`.
+    pub fn export(&mut self, now: u64) -> Result<Vec<Exported>> {
+        let mut metas = Vec::new();
+        self.store.scan(From::Live, &mut |m| {
+            metas.push(*m);
+            Step::Continue
+        })?;
+        let mut out = Vec::with_capacity(metas.len());
+        let mut changes = Vec::new();
+        for (m, body) in self.bodies(metas, &mut changes)? {
+            let state = match standing(&m, now) {
+                Standing::Deliverable => "ready",
+                Standing::Expired => "dead",
+                Standing::Waiting if m.state == State::Delayed => "delayed",
+                Standing::Waiting => "leased",
+                Standing::Done => "dead",
+            };
+            out.push(Exported {
+                id: format_id(m.seq, self.store.salt()),
+                state: state.to_string(),
+                attempts: m.attempts,
+                pushed_at_ms: m.pushed_at_ms,
+                ready_at_ms: (state == "delayed").then_some(m.until_ms),
+                body,
+            });
+        }
+        // Damaged records found on the way are marked, as pop would.
+        self.store.commit(&changes)?;
+        Ok(out)
+    }
+
+    /// Pushes exported messages back, in order, in one push (one fsync):
+    /// delayed ones keep their time, dead ones come back dead with their
+    /// attempts, the rest ready (a lease does not survive an export).
+    /// Returns the new ids.
+    pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
+        let plan: Vec<(String, u32, u64)> = msgs
+            .iter()
+            .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
+            .collect();
+        let mut news = msgs.into_iter().map(|m| {
+            Ok(NewMessage {
+                not_before_ms: m
+                    .ready_at_ms
+                    .filter(|&t| t > now && m.state == "delayed")
+                    .unwrap_or(0),
+                pushed_at_ms: m.pushed_at_ms,
+                body: m.body,
+            })
+        });
+        let seqs = self.store.push(&mut news)?;
+        let mut changes = Vec::new();
+        for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
+            if state == "dead" {
+                if let Some(m) = self.store.get(*seq)? {
+                    changes.push(Change {
+                        old: m.state,
+                        new: Meta {
+                            attempts: *attempts,
+                            ..moved(&m, State::Dead)
+                        },
+                    });
+                }
+            }
+        }
+        self.store.commit(&changes)?;
+        let salt = self.store.salt();
+        Ok(seqs.into_iter().map(|s| format_id(s, salt)).collect())
     }
 
     /// The queue's figures at time `now`. Counters come from the index;

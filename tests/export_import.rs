@@ -1,0 +1,73 @@
+//! `export` writes every message that holds a body as JSON lines and `import` reads them back into a queue, losing nothing.
+
+mod common;
+use common::*;
+
+#[test]
+fn export_then_import_moves_every_message_with_its_body_and_state() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["dead one"]);
+    s.push("jobs", &["acked"]);
+    let m = s.pop_one("jobs", &[]);
+    s.ack("jobs", &[receipt(&m)]);
+    s.push("jobs", &["ready one"]);
+    s.push_stdin("jobs", &[0xff, 0x00, 0x80]);
+    s.run(&["push", "jobs", "--delay", "1h", "later"]).ok();
+    let leased = s.pop_one("jobs", &["--lease", "1h"]);
+    assert_eq!(body(&leased), "ready one");
+
+    let out = s.run(&["export", "jobs"]);
+    out.ok();
+    let lines = out.json();
+    let by_state = |st: &str| lines.iter().filter(|l| l["state"] == st).count();
+    assert_eq!(lines.len(), 4, "acked messages are not exported: {lines:?}");
+    assert_eq!(
+        (
+            by_state("dead"),
+            by_state("leased"),
+            by_state("delayed"),
+            by_state("ready")
+        ),
+        (1, 1, 1, 1)
+    );
+    let binary = lines
+        .iter()
+        .find(|l| l.get("body_base64").is_some())
+        .unwrap();
+    assert_eq!(
+        base64_decode(binary["body_base64"].as_str().unwrap()),
+        vec![0xff, 0x00, 0x80]
+    );
+
+    let out = s.run_stdin(&["import", "copy"], &out.stdout);
+    out.ok();
+    assert_eq!(out.stdout_str(), "4\n");
+    let st = s.stats("copy");
+    // The lease does not travel: that message is ready in the copy.
+    assert_counts(
+        &st,
+        &[
+            ("ready", 2),
+            ("delayed", 1),
+            ("dead", 1),
+            ("leased", 0),
+            ("pushed", 4),
+        ],
+    );
+    let got = s.pop_json("copy", &["--count", "10"]);
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().any(|m| body(m) == "ready one"));
+    assert!(got.iter().any(|m| body_bytes(m) == vec![0xff, 0x00, 0x80]));
+    s.run(&["retry", "copy"]).ok();
+    assert_eq!(bodies(&s.pop_json("copy", &[])), vec!["dead one"]);
+}
+
+#[test]
+fn a_malformed_import_imports_nothing() {
+    let s = Spool::new();
+    let input = b"{\"id\":\"x\",\"state\":\"ready\",\"body\":\"fine\"}\n{\"state\":\"ready\"}\n";
+    let out = s.run_stdin(&["import", "q"], input);
+    out.fails(1);
+    assert!(out.error_line().contains("line 2"), "{}", out.stderr);
+    s.run(&["stats", "q"]).fails(1);
+}
