@@ -609,16 +609,16 @@ impl Queue {
         let seqs = self.store.push(&mut news)?;
         let mut changes = Vec::new();
         for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
-            if state == "dead" {
-                if let Some(m) = self.store.get(*seq)? {
-                    changes.push(Change {
-                        old: m.state,
-                        new: Meta {
-                            attempts: *attempts,
-                            ..moved(&m, State::Dead)
-                        },
-                    });
-                }
+            if state == "dead"
+                && let Some(m) = self.store.get(*seq)?
+            {
+                changes.push(Change {
+                    old: m.state,
+                    new: Meta {
+                        attempts: *attempts,
+                        ..moved(&m, State::Dead)
+                    },
+                });
             }
         }
         self.store.commit(&changes)?;
