@@ -41,6 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every record and the index; --repair fixes what it finds')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Push messages written by export back into a queue (one fsync)')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that the spool''s file system keeps spoolmq''s promises')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure push throughput and push-to-pop latency on a scratch queue')
             [CompletionResult]::new('bench-worker', 'bench-worker', [CompletionResultType]::ParameterValue, '(internal) a producer or consumer process of `spoolmq bench`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -164,6 +165,13 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'spoolmq;doctor' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'spoolmq;bench' {
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Messages to push (and, one by one, to time from push to pop)')
             [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Body size in bytes')
@@ -212,6 +220,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every record and the index; --repair fixes what it finds')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Push messages written by export back into a queue (one fsync)')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that the spool''s file system keeps spoolmq''s promises')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure push throughput and push-to-pop latency on a scratch queue')
             [CompletionResult]::new('bench-worker', 'bench-worker', [CompletionResultType]::ParameterValue, '(internal) a producer or consumer process of `spoolmq bench`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -259,6 +268,9 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;help;import' {
+            break
+        }
+        'spoolmq;help;doctor' {
             break
         }
         'spoolmq;help;bench' {

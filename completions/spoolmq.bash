@@ -28,6 +28,9 @@ _spoolmq() {
             spoolmq,completions)
                 cmd="spoolmq__subcmd__completions"
                 ;;
+            spoolmq,doctor)
+                cmd="spoolmq__subcmd__doctor"
+                ;;
             spoolmq,exec)
                 cmd="spoolmq__subcmd__exec"
                 ;;
@@ -85,6 +88,9 @@ _spoolmq() {
             spoolmq__subcmd__help,completions)
                 cmd="spoolmq__subcmd__help__subcmd__completions"
                 ;;
+            spoolmq__subcmd__help,doctor)
+                cmd="spoolmq__subcmd__help__subcmd__doctor"
+                ;;
             spoolmq__subcmd__help,exec)
                 cmd="spoolmq__subcmd__help__subcmd__exec"
                 ;;
@@ -137,7 +143,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import bench bench-worker completions man help"
+            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -246,6 +252,24 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__doctor)
+            opts="-h --dir --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__exec)
             opts="-h --loop --wait --lease --max-attempts --dir --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -335,7 +359,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck export import bench bench-worker completions man help"
+            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,6 +415,20 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -38,6 +38,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand fsck 'Check every record and the index; --repair fixes what it finds'
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
             cand import 'Push messages written by export back into a queue (one fsync)'
+            cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -146,6 +147,12 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'spoolmq;doctor'= {
+            cand --dir 'The spool directory'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'spoolmq;bench'= {
             cand --count 'Messages to push (and, one by one, to time from push to pop)'
             cand --size 'Body size in bytes'
@@ -190,6 +197,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand fsck 'Check every record and the index; --repair fixes what it finds'
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
             cand import 'Push messages written by export back into a queue (one fsync)'
+            cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -223,6 +231,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;help;export'= {
         }
         &'spoolmq;help;import'= {
+        }
+        &'spoolmq;help;doctor'= {
         }
         &'spoolmq;help;bench'= {
         }

@@ -107,6 +107,11 @@ pub enum Command {
     /// Push messages written by export back into a queue (one fsync)
     #[command(after_help = "Example:\n  spoolmq import jobs < jobs.jsonl")]
     Import(QueueArg),
+    /// Check that the spool's file system keeps spoolmq's promises
+    #[command(
+        after_help = "Examples:\n  spoolmq doctor\n  spoolmq --dir /mnt/shared/spool doctor --json"
+    )]
+    Doctor,
     /// Measure push throughput and push-to-pop latency on a scratch queue
     #[command(after_help = "Examples:\n  spoolmq bench\n  \
                             spoolmq bench --count 100000 --size 1024 --batch 1000 --json\n  \

@@ -20,12 +20,14 @@
 //! | [`ingest`] | `push --lines`: stdin in batches |
 //! | [`bench`] | `spoolmq bench`: throughput and latency |
 //! | [`cli`] | clap definitions |
+//! | [`doctor`] | does the file system keep the promises? |
 //! | [`output`] | plain and JSON output |
 //! | [`error`] | typed errors and exit codes |
 //! | [`failpoint`] | crash points for tests (feature `failpoints`) |
 
 pub mod bench;
 pub mod cli;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod failpoint;

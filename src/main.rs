@@ -371,6 +371,35 @@ fn run_command(
             }
         }
         Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Doctor => {
+            let findings = spoolmq::doctor::check(&spool);
+            for f in &findings {
+                if json {
+                    let line = serde_json::to_string(f)
+                        .map_err(|e| Error::Runtime(format!("json: {e}")))?;
+                    writeln!(out, "{line}")?;
+                } else {
+                    let status = match f.status {
+                        spoolmq::doctor::Status::Ok => "ok",
+                        spoolmq::doctor::Status::Problem => "PROBLEM",
+                    };
+                    writeln!(out, "{status:<8}{}: {}", f.check, f.detail)?;
+                }
+            }
+            let problems = findings
+                .iter()
+                .filter(|f| f.status == spoolmq::doctor::Status::Problem)
+                .count();
+            if problems > 0 {
+                out.flush()?;
+                return Err(Error::Runtime(format!(
+                    "{problems} problem{} with spool {}",
+                    if problems == 1 { "" } else { "s" },
+                    spool.root.display()
+                ))
+                .into());
+            }
+        }
         Command::Export(a) => {
             let mut q = Queue::open_existing(&spool, &a.queue)?;
             let r = q.export(now_ms());

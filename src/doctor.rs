@@ -1,0 +1,218 @@
+//! `spoolmq doctor`: does the spool's file system keep spoolmq's promises?
+//!
+//! Each check gives one [`Finding`]: the file-system type (NFS, tmpfs,
+//! overlay and FUSE differ in what fsync and rename promise), that a file
+//! fsync, a rename and a directory fsync succeed (with a scratch file in the
+//! spool, removed again), free space and inodes, the spool's owner and mode,
+//! and that the clock is sane.
+
+use crate::queue::now_ms;
+use crate::spool::Spool;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// The promise may not hold: counts as a problem.
+    Problem,
+}
+
+/// One check's result, in plain words.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+fn ok(check: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        check,
+        status: Status::Ok,
+        detail: detail.into(),
+    }
+}
+
+fn problem(check: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        check,
+        status: Status::Problem,
+        detail: detail.into(),
+    }
+}
+
+fn statfs(path: &Path) -> Option<libc::statfs> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid C string and a zeroed out-parameter of the right type.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c.as_ptr(), &mut s) == 0).then_some(s)
+    }
+}
+
+/// The file system type's name, and whether spoolmq's promises hold on it.
+fn fs_kind(magic: i64) -> (&'static str, bool) {
+    match magic {
+        0xEF53 => ("ext2/3/4", true),
+        0x5846_5342 => ("xfs", true),
+        0x9123_683E => ("btrfs", true),
+        0x2FC1_2FC1 => ("zfs", true),
+        0xF2F5_2010 => ("f2fs", true),
+        0x6969 => ("nfs", false),
+        0x0102_1994 => ("tmpfs", false),
+        0x794C_7630 => ("overlay", false),
+        0x6573_5546 => ("fuse", false),
+        0xFF53_4D42 => ("cifs", false),
+        _ => ("unknown", true),
+    }
+}
+
+/// The nearest existing directory at or above `p`.
+fn existing(p: &Path) -> PathBuf {
+    let mut cur = p.to_path_buf();
+    while !cur.exists() {
+        match cur.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => cur = parent.to_path_buf(),
+            _ => return PathBuf::from("."),
+        }
+    }
+    cur
+}
+
+/// Runs every check on the spool.
+pub fn check(spool: &Spool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let root = &spool.root;
+    let exists = root.is_dir();
+    let here = existing(root);
+    if !exists {
+        out.push(ok(
+            "spool",
+            format!(
+                "{} does not exist yet (the first push creates it); checking {}",
+                root.display(),
+                here.display()
+            ),
+        ));
+    }
+    match statfs(&here) {
+        Some(s) => {
+            let (name, fine) = fs_kind(s.f_type as i64);
+            if fine {
+                out.push(ok("file system", format!("{name} ({})", here.display())));
+            } else {
+                out.push(problem(
+                    "file system",
+                    format!(
+                        "{} is on {name}: fsync or rename may not make data durable there; use a local disk (ext4, xfs, btrfs)",
+                        here.display()
+                    ),
+                ));
+            }
+            let free = s.f_bavail as u128 * s.f_bsize as u128;
+            let total = s.f_blocks as u128 * s.f_bsize as u128;
+            let mib = free / (1024 * 1024);
+            if free < 64 * 1024 * 1024 || (total > 0 && free * 100 < total) {
+                out.push(problem(
+                    "free space",
+                    format!("only {mib} MiB free: pushes will soon fail with a full disk"),
+                ));
+            } else {
+                out.push(ok("free space", format!("{mib} MiB free")));
+            }
+            if s.f_files > 0 && s.f_ffree * 100 < s.f_files {
+                out.push(problem("inodes", format!("only {} inodes free", s.f_ffree)));
+            } else {
+                out.push(ok("inodes", format!("{} free", s.f_ffree)));
+            }
+        }
+        None => out.push(problem(
+            "file system",
+            format!("cannot read the file system of {}", here.display()),
+        )),
+    }
+    if exists {
+        out.push(owner_and_mode(root));
+        out.push(sync_test(root));
+    }
+    out.push(clock());
+    out
+}
+
+fn owner_and_mode(root: &Path) -> Finding {
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) => return problem("ownership", format!("{}: {e}", root.display())),
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return problem(
+            "ownership",
+            format!(
+                "{} belongs to uid {}, not to you (uid {me}): run spoolmq as its owner",
+                root.display(),
+                meta.uid()
+            ),
+        );
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return problem(
+            "ownership",
+            format!(
+                "{} has mode {mode:04o}: others can write to it; chmod 700 {}",
+                root.display(),
+                root.display()
+            ),
+        );
+    }
+    ok("ownership", format!("yours, mode {mode:04o}"))
+}
+
+/// Writes, fsyncs, renames and removes a scratch file, fsyncing the directory.
+fn sync_test(root: &Path) -> Finding {
+    let tmp = root.join(format!(".doctor-{}", std::process::id()));
+    let renamed = root.join(format!(".doctor-{}-renamed", std::process::id()));
+    let run = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(b"spoolmq doctor")?;
+        f.sync_all()?;
+        std::fs::File::open(root)?.sync_all()?;
+        std::fs::rename(&tmp, &renamed)?;
+        std::fs::File::open(root)?.sync_all()?;
+        std::fs::remove_file(&renamed)?;
+        std::fs::File::open(root)?.sync_all()
+    };
+    let r = run();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(&renamed);
+    match r {
+        Ok(()) => ok("fsync", "file fsync, rename and directory fsync succeed"),
+        Err(e) => problem("fsync", format!("{}: {e}", root.display())),
+    }
+}
+
+fn clock() -> Finding {
+    let now = now_ms();
+    // 2020-01-01 and 2100-01-01, in ms since the epoch.
+    if !(1_577_836_800_000..4_102_444_800_000).contains(&now) {
+        return problem(
+            "clock",
+            format!(
+                "the system clock says {now} ms since 1970: leases and delays need a correct clock"
+            ),
+        );
+    }
+    ok("clock", "the system clock looks right")
+}
