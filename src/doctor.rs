@@ -102,6 +102,8 @@ pub fn check(spool: &Spool) -> Vec<Finding> {
     }
     match statfs(&here) {
         Some(s) => {
+            // f_type is i64 here but not on every platform.
+            #[allow(clippy::unnecessary_cast)]
             let (name, fine) = fs_kind(s.f_type as i64);
             if fine {
                 out.push(ok("file system", format!("{name} ({})", here.display())));
