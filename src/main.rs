@@ -333,6 +333,13 @@ fn run_command(
             exec::exec(&spool, &a.queue, &req, &mut warn)?;
         }
         Command::List => {
+            use std::io::IsTerminal;
+            if !json && std::io::stdout().is_terminal() {
+                // For a person: the table of stats (damaged queues appear in stats' errors).
+                let rows = collect_stats(&spool, None)?;
+                write!(out, "{}", output::stats_table(&rows))?;
+                return Ok(());
+            }
             for name in spool.queues()? {
                 // Damaged queues are listed; never-pushed leftovers are not.
                 if let Ok(None) = Queue::open(&spool, &name, false) {

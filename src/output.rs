@@ -77,7 +77,7 @@ pub fn exported_json(m: &crate::queue::Exported) -> String {
     let mut obj = Map::new();
     obj.insert("id".into(), json!(m.id));
     obj.insert("state".into(), json!(m.state));
-    obj.insert("attempts".into(), json!(m.attempts));
+    obj.insert("attempt".into(), json!(m.attempts));
     obj.insert("pushed_at_ms".into(), json!(m.pushed_at_ms));
     if let Some(t) = m.ready_at_ms {
         obj.insert("ready_at_ms".into(), json!(t));
@@ -112,7 +112,8 @@ pub fn parse_exported(line: &str) -> Result<crate::queue::Exported, String> {
             .to_string(),
         state,
         attempts: v
-            .get("attempts")
+            .get("attempt")
+            .or_else(|| v.get("attempts"))
             .and_then(Value::as_u64)
             .unwrap_or(0)
             .min(u64::from(u32::MAX)) as u32,

@@ -250,6 +250,93 @@ fn the_ci_recipe_fails_the_pipeline_only_when_a_shard_keeps_failing() {
     );
 }
 
+/// The shell lines of a `<!-- recipe-yaml: NAME -->` block: `- run: ...` steps
+/// (GitHub Actions) or the items of `script:` lists (GitLab CI), with the
+/// YAML `variables:` exported first.
+fn yaml_steps(name: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let marker = format!("<!-- recipe-yaml: {name} -->");
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != marker)
+        .skip(2)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert!(!block.is_empty(), "no yaml recipe {name}");
+    let mut script = String::new();
+    let mut in_vars = false;
+    let mut in_script = false;
+    for line in block {
+        let t = line.trim();
+        if t == "variables:" {
+            in_vars = true;
+            continue;
+        }
+        if in_vars {
+            if let Some((k, v)) = t.split_once(": ") {
+                if line.starts_with("  ") {
+                    let v = v.trim_matches('"').replace("$CI_PROJECT_DIR", "$PWD");
+                    script.push_str(&format!("export {k}=\"{v}\"\n"));
+                    continue;
+                }
+            }
+            in_vars = false;
+        }
+        if let Some(cmd) = t.strip_prefix("- run: ") {
+            script.push_str(cmd);
+            script.push('\n');
+        } else if t == "script:" {
+            in_script = true;
+        } else if in_script && t.starts_with("- ") {
+            script.push_str(&t[2..]);
+            script.push('\n');
+        } else {
+            in_script = false;
+        }
+    }
+    script
+}
+
+#[test]
+fn the_github_and_gitlab_snippets_run_the_ci_steps() {
+    if !have_jq() {
+        return;
+    }
+    for name in ["github", "gitlab"] {
+        let k = Kitchen::new();
+        k.script("run-shard", "echo \"shard $1\" >> log");
+        let steps = yaml_steps(name);
+        assert!(steps.contains("push shards"), "{name}: {steps}");
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &steps])
+            .current_dir(&k.work)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env_remove("SPOOLMQ_DIR")
+            .env("HOME", k.s.scratch())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}:\n{steps}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(k.log().len(), 6, "{name}");
+        assert!(
+            k.work.join(".spool").is_dir(),
+            "{name}: the spool is the cached directory"
+        );
+    }
+}
+
 #[test]
 fn dead_letters_are_shown_then_retried() {
     if !have_jq() {

@@ -40,6 +40,15 @@ fn stats_on_a_terminal_is_an_aligned_table_with_human_sizes() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("QUEUE") && text.contains("READY"), "{text}");
     assert!(text.contains("3.0 KiB"), "{text}");
+    // `list` on a terminal is the same table; in a pipe, names only.
+    let cmd = format!("{} --dir '{}' list", BIN, s.dir.display());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("QUEUE") && text.contains("jobs"), "{text}");
+    assert_eq!(s.run(&["list"]).lines(), vec!["jobs"]);
 }
 
 #[test]
