@@ -274,12 +274,12 @@ fn yaml_steps(name: &str) -> String {
             continue;
         }
         if in_vars {
-            if let Some((k, v)) = t.split_once(": ") {
-                if line.starts_with("  ") {
-                    let v = v.trim_matches('"').replace("$CI_PROJECT_DIR", "$PWD");
-                    script.push_str(&format!("export {k}=\"{v}\"\n"));
-                    continue;
-                }
+            if let Some((k, v)) = t.split_once(": ")
+                && line.starts_with("  ")
+            {
+                let v = v.trim_matches('"').replace("$CI_PROJECT_DIR", "$PWD");
+                script.push_str(&format!("export {k}=\"{v}\"\n"));
+                continue;
             }
             in_vars = false;
         }
