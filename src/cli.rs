@@ -59,7 +59,7 @@ pub enum Command {
     Pop(PopArgs),
     /// Delete leased messages: their work is done
     #[command(
-        after_help = "Example:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\""
+        after_help = "Examples:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\"\n  spoolmq ack jobs \"$r1\" \"$r2\" \"$r3\"   # several at once, one fsync"
     )]
     Ack(ReceiptsArgs),
     /// Give leased messages back for another attempt
@@ -68,7 +68,9 @@ pub enum Command {
     )]
     Nack(NackArgs),
     /// Make a lease end later, for long work
-    #[command(after_help = "Example:\n  spoolmq extend jobs \"$receipt\" --lease 10m")]
+    #[command(
+        after_help = "Examples:\n  spoolmq extend jobs \"$receipt\" --lease 10m\n  while ! ./step; do spoolmq extend jobs \"$receipt\" --lease 1m; done"
+    )]
     Extend(ExtendArgs),
     /// Move dead letters back to ready
     #[command(
@@ -88,10 +90,10 @@ pub enum Command {
     )]
     Exec(ExecArgs),
     /// List the queues in the spool
-    #[command(after_help = "Example:\n  spoolmq list --json")]
+    #[command(after_help = "Examples:\n  spoolmq list\n  spoolmq list --json | jq -r .queue")]
     List,
     /// Show ready messages without leasing them
-    #[command(after_help = "Example:\n  spoolmq peek jobs --count 5")]
+    #[command(after_help = "Examples:\n  spoolmq peek jobs\n  spoolmq peek jobs --count 5 --json")]
     Peek(PeekArgs),
     /// Delete every ready and delayed message (or, with --dead, every dead letter)
     #[command(after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead")]
@@ -105,7 +107,9 @@ pub enum Command {
     )]
     Export(QueueArg),
     /// Push messages written by export back into a queue (one fsync)
-    #[command(after_help = "Example:\n  spoolmq import jobs < jobs.jsonl")]
+    #[command(
+        after_help = "Examples:\n  spoolmq import jobs < jobs.jsonl\n  spoolmq export jobs | spoolmq --dir /new/spool import jobs"
+    )]
     Import(QueueArg),
     /// Check that the spool's file system keeps spoolmq's promises
     #[command(

@@ -175,3 +175,36 @@ fn stats_prometheus_prints_one_family_per_figure_and_one_sample_per_queue() {
         value.parse::<f64>().unwrap();
     }
 }
+
+#[test]
+fn every_command_help_ends_with_at_least_two_examples() {
+    for c in spoolmq::cli::man_commands() {
+        let out = bare_spoolmq()
+            .args([c.as_str(), "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{c} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tail = text
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("`spoolmq {c} --help` has no Examples section:\n{text}"));
+        let examples = tail
+            .lines()
+            .filter(|l| l.starts_with("  spoolmq") || l.contains(" spoolmq "))
+            .count();
+        assert!(
+            examples >= 2,
+            "`spoolmq {c} --help` shows {examples} examples:\n{tail}"
+        );
+    }
+    // The top-level help lists every command with one line each.
+    let out = bare_spoolmq().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for c in spoolmq::cli::man_commands() {
+        assert!(
+            text.contains(&format!("  {c} ")),
+            "{c} missing from --help:\n{text}"
+        );
+    }
+}
