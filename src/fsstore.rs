@@ -84,7 +84,7 @@ use crate::index::{
 use crate::io::{self, FileIo, Fs, Open};
 use crate::record::{self, RECORD_HEADER_LEN};
 use crate::segment::{self, Found, sync_dir};
-use crate::store::{Change, Counters, From, Loc, Meta, NewMessage, State, Step, Store};
+use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -909,20 +909,20 @@ impl Store for FsStore {
         }
     }
 
-    fn scan(&mut self, from: From, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+    fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
         let start = match from {
-            From::Pending => self.h.scan_lo,
-            From::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
+            Scan::Pending => self.h.scan_lo,
+            Scan::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
         };
         // The pending cursor moves past finished messages at its front.
         let mut cursor = self.h.scan_lo;
-        let mut contiguous = matches!(from, From::Pending);
+        let mut contiguous = matches!(from, Scan::Pending);
         let mut damaged = Vec::new();
         self.all_slots(start, &mut |s, slot| match slot {
             Ok(m) => {
                 let wanted = match from {
-                    From::Pending => m.state.is_pending(),
-                    From::Live => m.state.is_live(),
+                    Scan::Pending => m.state.is_pending(),
+                    Scan::Live => m.state.is_live(),
                 };
                 if !wanted {
                     if contiguous && s == cursor {

@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::fsstore::FsStore;
 use crate::spool::Spool;
-use crate::store::{Change, Counters, From, Meta, NewMessage, ReceiptTag, State, Step, Store};
+use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -296,7 +296,7 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
-        self.store.scan(From::Pending, &mut |m| {
+        self.store.scan(Scan::Pending, &mut |m| {
             if seen.contains(&m.seq) {
                 return Step::Continue;
             }
@@ -484,7 +484,7 @@ impl Queue {
         let mut out = Retried::default();
         let mut dead = Vec::new();
         if ids.is_empty() {
-            self.store.scan(From::Live, &mut |m| {
+            self.store.scan(Scan::Live, &mut |m| {
                 if m.state == State::Dead {
                     dead.push(*m);
                 }
@@ -492,7 +492,7 @@ impl Queue {
             })?;
             // Leases that ran out on their last attempt are dead letters too.
             let mut lapsed = Vec::new();
-            self.store.scan(From::Pending, &mut |m| {
+            self.store.scan(Scan::Pending, &mut |m| {
                 if standing(m, now) == Standing::Expired {
                     lapsed.push(*m);
                 }
@@ -536,7 +536,7 @@ impl Queue {
     /// letter). Returns how many.
     pub fn purge(&mut self, dead: bool, now: u64) -> Result<u64> {
         let mut changes = Vec::new();
-        let from = if dead { From::Live } else { From::Pending };
+        let from = if dead { Scan::Live } else { Scan::Pending };
         self.store.scan(from, &mut |m| {
             let take = if dead {
                 m.state == State::Dead || standing(m, now) == Standing::Expired
@@ -559,7 +559,7 @@ impl Queue {
     /// Every message that still holds a body, oldest first, as of `now`.
     pub fn export(&mut self, now: u64) -> Result<Vec<Exported>> {
         let mut metas = Vec::new();
-        self.store.scan(From::Live, &mut |m| {
+        self.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
             Step::Continue
         })?;
@@ -649,7 +649,7 @@ impl Queue {
         let timed = c.leased + c.delayed;
         let mut seen_timed = 0;
         let mut oldest: Option<u64> = None;
-        self.store.scan(From::Pending, &mut |m| {
+        self.store.scan(Scan::Pending, &mut |m| {
             let was_timed = matches!(m.state, State::Leased | State::Delayed);
             if was_timed {
                 seen_timed += 1;

@@ -180,7 +180,7 @@ pub enum Step {
 
 /// Where a scan starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum From {
+pub enum Scan {
     /// The oldest message that may still be delivered (ready, delayed, leased).
     Pending,
     /// The oldest message that still holds a body (dead letters included).
@@ -194,7 +194,7 @@ pub trait Store {
 
     /// Visits messages in seq order from `from`, skipping finished ones
     /// (acked, purged, corrupt) where it cheaply can, until `visit` says stop.
-    fn scan(&mut self, from: From, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()>;
+    fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()>;
 
     /// The message with this seq, if the store holds one.
     fn get(&mut self, seq: u64) -> Result<Option<Meta>>;
