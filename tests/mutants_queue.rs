@@ -560,7 +560,7 @@ fn export_names_each_message_by_its_standing_and_gives_a_time_only_to_delayed_on
     let b = push(&mut q, &["ready"], Duration::ZERO, T0);
     let c = push(&mut q, &["delayed"], Duration::from_secs(60), T0);
     let e = q.export(T0 + 1_000).unwrap();
-    let got: Vec<(&str, &str, u32, Option<u64>, &[u8])> = e
+    let got: Vec<Row> = e
         .iter()
         .map(|m| {
             (
@@ -588,6 +588,9 @@ fn export_names_each_message_by_its_standing_and_gives_a_time_only_to_delayed_on
         ]
     );
 }
+
+/// One exported message: id, state, attempts, ready time, body.
+type Row<'a> = (&'a str, &'a str, u32, Option<u64>, &'a [u8]);
 
 fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) -> queue::Exported {
     queue::Exported {
