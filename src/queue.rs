@@ -458,7 +458,8 @@ impl Queue {
         now: u64,
     ) -> Result<Settled> {
         self.settle(receipts, now, |m| {
-            if m.attempts >= max_attempts {
+            // 0 means no limit, as for a lease that runs out (`standing`).
+            if max_attempts > 0 && m.attempts >= max_attempts {
                 moved(m, State::Dead)
             } else if delay.is_zero() {
                 moved(m, State::Ready)

@@ -25,7 +25,6 @@
 //! * `seq` is the message's sequence number in its queue; the id users see
 //!   is `salt + seq`, and the salt is in every segment header so that ids
 //!   survive even the loss of the whole index.
-//! * `seq` is the message's sequence number in its queue (the message id).
 //! * `not_before` is 0 for a message that is ready at once.
 //!
 //! A record is only ever served if both CRCs match. A head that does not check
