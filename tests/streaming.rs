@@ -65,10 +65,12 @@ fn a_waiting_pop_wakes_at_once_on_a_push_and_idles_without_cpu() {
     let s = Spool::new();
     s.push("q", &["warm-up"]);
     s.pop_json("q", &[]);
-    // Three wake-ups in a row, each within 100 ms of the push (the target is
-    // 50 ms; the slack is for a loaded machine). Without inotify, the 250 ms
-    // fallback poll would miss this most of the time.
-    for round in 0..3 {
+    // Five wake-ups; at least four within 100 ms of the push (the target is
+    // 50 ms; the slack, and the one outlier allowed, are for a loaded CI
+    // machine). With the 250 ms fallback poll alone this fails nine times in ten.
+    let mut fast = 0;
+    let mut took = Vec::new();
+    for round in 0..5 {
         let mut waiter = s.spawn(&["pop", "q", "--wait", "20s", "--json"]);
         sleep_ms(if round == 0 { 1500 } else { 300 });
         assert!(
@@ -90,9 +92,10 @@ fn a_waiting_pop_wakes_at_once_on_a_push_and_idles_without_cpu() {
         let woke_after = pushed.elapsed() - pushed_for;
         out.ok();
         assert_eq!(bodies(&out.json()), vec!["wake up"]);
-        assert!(
-            woke_after < Duration::from_millis(100),
-            "round {round}: the waiter took {woke_after:?} to notice the push"
-        );
+        if woke_after < Duration::from_millis(100) {
+            fast += 1;
+        }
+        took.push(woke_after);
     }
+    assert!(fast >= 4, "the waiter was slow to notice pushes: {took:?}");
 }
