@@ -96,32 +96,26 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
         .map_err(|e| Error::Runtime(format!("cannot find this program: {e}")))?;
     let share = |i: u64, n: u64| req.count / n + u64::from(i < req.count % n);
     let started = Instant::now();
-    let mut consumers = Vec::new();
-    for i in 0..req.consumers {
-        consumers.push(
-            Command::new(&exe)
-                .arg("--dir")
-                .arg(&spool.root)
-                .args(["bench-worker", "consume", &name])
-                .arg(share(i, req.consumers).to_string())
-                .stdout(Stdio::piped())
-                .spawn()
-                .map_err(|e| Error::Runtime(format!("cannot start a consumer: {e}")))?,
-        );
-    }
-    let mut producers = Vec::new();
-    for i in 0..req.producers {
-        producers.push(
-            Command::new(&exe)
-                .arg("--dir")
-                .arg(&spool.root)
-                .args(["bench-worker", "produce", &name])
-                .arg(share(i, req.producers).to_string())
-                .arg(req.size.to_string())
-                .spawn()
-                .map_err(|e| Error::Runtime(format!("cannot start a producer: {e}")))?,
-        );
-    }
+    // One process of this binary per worker, each with its share of the messages.
+    let worker = |role: &str, share: u64, piped: bool| {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--dir")
+            .arg(&spool.root)
+            .args(["bench-worker", role, &name])
+            .arg(share.to_string())
+            .arg(req.size.to_string());
+        if piped {
+            cmd.stdout(Stdio::piped());
+        }
+        cmd.spawn()
+            .map_err(|e| Error::Runtime(format!("cannot start a bench {role}r: {e}")))
+    };
+    let consumers = (0..req.consumers)
+        .map(|i| worker("consume", share(i, req.consumers), true))
+        .collect::<Result<Vec<_>>>()?;
+    let producers = (0..req.producers)
+        .map(|i| worker("produce", share(i, req.producers), false))
+        .collect::<Result<Vec<_>>>()?;
     let mut latencies: Vec<f64> = Vec::new();
     for mut c in consumers {
         if let Some(out) = c.stdout.take() {
@@ -134,20 +128,10 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
                 }
             }
         }
-        let status = c
-            .wait()
-            .map_err(|e| Error::Runtime(format!("consumer: {e}")))?;
-        if !status.success() {
-            return Err(Error::Runtime(format!("a consumer failed ({status})")));
-        }
+        finished(c, "consumer")?;
     }
-    for mut p in producers {
-        let status = p
-            .wait()
-            .map_err(|e| Error::Runtime(format!("producer: {e}")))?;
-        if !status.success() {
-            return Err(Error::Runtime(format!("a producer failed ({status})")));
-        }
+    for p in producers {
+        finished(p, "producer")?;
     }
     let latency_seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -174,6 +158,18 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
         latency_ms_max: latencies.last().copied().unwrap_or(0.0),
         latency_seconds,
     })
+}
+
+/// Waits for a bench worker; a failure is the benchmark's failure.
+fn finished(mut child: std::process::Child, role: &str) -> Result<()> {
+    let status = child
+        .wait()
+        .map_err(|e| Error::Runtime(format!("{role}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Runtime(format!("a {role} failed ({status})")))
+    }
 }
 
 /// The producer side of the latency run: `count` pushes of one message each.

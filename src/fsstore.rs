@@ -79,7 +79,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::index::{
-    self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot, encode_slot,
+    self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot_of, encode_slot,
 };
 use crate::io::{self, FileIo, Fs, Open};
 use crate::record::{self, RECORD_HEADER_LEN};
@@ -114,6 +114,24 @@ const WAL_LIMIT: u64 = 1024 * 1024;
 const PUSH_CHUNK: usize = 4 * 1024 * 1024;
 /// Slots read per pread during a scan.
 const SCAN_CHUNK: u64 = 256;
+
+/// The header in region `i` of the index file, if it is valid. Reads 4 KiB,
+/// and the rest of the region only when the header says it is longer.
+fn read_header(index: &dyn FileIo, path: &Path, i: usize) -> Result<Option<Header>> {
+    let mut buf = vec![0u8; 4096];
+    let at = (i * REGION_LEN) as u64;
+    let n = segment::read_at_most(index, path, &mut buf, at)?;
+    buf.truncate(n);
+    if buf.len() >= 16 {
+        let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
+        if len > buf.len() && len <= REGION_LEN {
+            buf.resize(len, 0);
+            let n = segment::read_at_most(index, path, &mut buf, at)?;
+            buf.truncate(n);
+        }
+    }
+    Ok(Header::decode(&buf))
+}
 
 fn new_salt() -> Result<u64> {
     getrandom::u64().map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))
@@ -318,19 +336,7 @@ impl FsStore {
     }
 
     fn read_region(&self, i: usize) -> Result<Option<Header>> {
-        let mut buf = vec![0u8; 4096];
-        let at = (i * REGION_LEN) as u64;
-        let n = segment::read_at_most(&*self.index, &self.index_path(), &mut buf, at)?;
-        buf.truncate(n);
-        if buf.len() >= 16 {
-            let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
-            if len > buf.len() && len <= REGION_LEN {
-                buf.resize(len, 0);
-                let n = segment::read_at_most(&*self.index, &self.index_path(), &mut buf, at)?;
-                buf.truncate(n);
-            }
-        }
-        Ok(Header::decode(&buf))
+        read_header(&*self.index, &self.index_path(), i)
     }
 
     fn best(a: Option<Header>, b: Option<Header>) -> Option<Header> {
@@ -812,13 +818,7 @@ impl FsStore {
         if n < SLOT_LEN {
             return Ok(Err(SlotDamage::Empty));
         }
-        Ok(decode_slot(&b).and_then(|m| {
-            if m.seq == seq {
-                Ok(m)
-            } else {
-                Err(SlotDamage::Bad)
-            }
-        }))
+        Ok(decode_slot_of(&b, seq))
     }
 
     /// Visits every slot from `from` (inclusive) to `next_seq`, decoded, in
@@ -844,13 +844,7 @@ impl FsStore {
                 let r = if at + SLOT_LEN > n {
                     Err(SlotDamage::Empty)
                 } else {
-                    decode_slot(&buf[at..at + SLOT_LEN]).and_then(|m| {
-                        if m.seq == s {
-                            Ok(m)
-                        } else {
-                            Err(SlotDamage::Bad)
-                        }
-                    })
+                    decode_slot_of(&buf[at..at + SLOT_LEN], s)
                 };
                 if visit(s, r) == Step::Stop {
                     return Ok(());
@@ -1248,10 +1242,7 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
 
     let mut old: Option<Header> = None;
     for i in 0..index::REGIONS {
-        let mut buf = vec![0u8; REGION_LEN];
-        let n = segment::read_at_most(&*index, &index_path, &mut buf, (i * REGION_LEN) as u64)?;
-        buf.truncate(n);
-        if let Some(h) = Header::decode(&buf)
+        if let Some(h) = read_header(&*index, &index_path, i)?
             && old.as_ref().is_none_or(|o| h.generation > o.generation)
         {
             old = Some(h);
@@ -1337,8 +1328,7 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
     for seq in lo..end {
         let n = segment::read_at_most(&*slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
         if n == SLOT_LEN
-            && let Ok(m) = decode_slot(&buf)
-            && m.seq == seq
+            && let Ok(m) = decode_slot_of(&buf, seq)
         {
             known.insert(seq, m);
         }

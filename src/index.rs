@@ -130,6 +130,17 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
     }
 }
 
+/// Decodes the slot that must hold message `seq`: a slot of another seq is damage.
+pub fn decode_slot_of(b: &[u8], seq: u64) -> Result<Slot, SlotDamage> {
+    decode_slot(b).and_then(|m| {
+        if m.seq == seq {
+            Ok(m)
+        } else {
+            Err(SlotDamage::Bad)
+        }
+    })
+}
+
 /// One segment's entry in the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentEntry {
