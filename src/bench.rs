@@ -83,7 +83,7 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
     let mut left = req.count;
     while left > 0 {
         let n = left.min(req.batch.max(1));
-        let mut bodies = (0..n).map(|_| Ok(body.clone()));
+        let mut bodies = (0..n).map(|_| body.as_slice());
         q.push(&mut bodies, Duration::ZERO, now_ms())?;
         left -= n;
     }
@@ -177,8 +177,9 @@ pub fn produce(spool: &Spool, queue: &str, count: u64, size: usize) -> Result<()
     for _ in 0..count {
         let mut q = Queue::open(spool, queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;
+        let body = stamped(size);
         q.push(
-            &mut std::iter::once(Ok(stamped(size))),
+            &mut std::iter::once(body.as_slice()),
             Duration::ZERO,
             now_ms(),
         )?;

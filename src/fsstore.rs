@@ -857,7 +857,7 @@ impl FsStore {
 }
 
 impl Store for FsStore {
-    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage>>) -> Result<Vec<u64>> {
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
         let saved = self.h.clone();
         let mut created: Vec<u64> = Vec::new();
         // Publishing is writing the live header; until it is written the push
@@ -1060,7 +1060,7 @@ impl FsStore {
     /// whether a segment was rolled; `created` lists segments it created.
     fn push_inner(
         &mut self,
-        msgs: &mut dyn Iterator<Item = Result<NewMessage>>,
+        msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
         created: &mut Vec<u64>,
     ) -> Result<(Vec<u64>, bool)> {
         let mut new_segments: Vec<SegmentEntry> = Vec::new();
@@ -1135,7 +1135,7 @@ impl FsStore {
                 m.seq,
                 msg.pushed_at_ms,
                 msg.not_before_ms,
-                &msg.body,
+                msg.body,
                 &mut buf,
             );
             slots.extend_from_slice(&encode_slot(&m));
@@ -1498,9 +1498,9 @@ pub(crate) fn simulate_reboot(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn msg(body: &str) -> Result<NewMessage> {
+    fn msg(body: &str) -> Result<NewMessage<'_>> {
         Ok(NewMessage {
-            body: body.as_bytes().to_vec(),
+            body: body.as_bytes(),
             pushed_at_ms: 1000,
             not_before_ms: 0,
         })

@@ -26,49 +26,69 @@ const CHUNK: usize = 256 * 1024;
 /// Chunks the reader may run ahead of the pusher.
 const CHANNEL_CHUNKS: usize = 4;
 
+/// Whole lines read from the input: their bytes back to back in `data`, and
+/// where each line's text lies in it (newline and a `\r` before it left out).
+struct Chunk {
+    data: Vec<u8>,
+    lines: Vec<(usize, usize)>,
+}
+
 /// Reads `input` in chunks of up to [`CHUNK`] bytes (what is available, not
-/// waiting for more) and sends the whole lines of each chunk together.
-fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Vec<Vec<u8>>>>) {
-    let mut buf = vec![0u8; CHUNK];
-    let mut partial: Vec<u8> = Vec::new();
+/// waiting for more) and sends the whole lines of each chunk together. A line
+/// longer than a chunk grows the chunk until its newline (or the end) comes.
+fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        let n = match input.read(&mut buf) {
+        // `carry` holds the start of a line whose newline has not come yet.
+        let mut data = std::mem::take(&mut carry);
+        let old = data.len();
+        data.resize(old + CHUNK, 0);
+        let n = match input.read(&mut data[old..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                data.truncate(old);
+                carry = data;
+                continue;
+            }
             Err(e) => {
                 let _ = tx.send(Err(Error::io("read", Path::new("<stdin>"), e)));
                 return;
             }
         };
-        let mut lines = Vec::new();
+        data.truncate(old + n);
         if n == 0 {
-            if !partial.is_empty() {
-                lines.push(strip_cr(std::mem::take(&mut partial)));
-            }
-            if !lines.is_empty() {
-                let _ = tx.send(Ok(lines));
+            // The end: a last line without a newline is still a line.
+            if !data.is_empty() {
+                let lines = vec![without_cr(&data, 0, data.len())];
+                let _ = tx.send(Ok(Chunk { data, lines }));
             }
             return;
         }
-        let mut rest = &buf[..n];
-        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            let mut line = std::mem::take(&mut partial);
-            line.extend_from_slice(&rest[..i]);
-            lines.push(strip_cr(line));
-            rest = &rest[i + 1..];
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', &data[old..]) {
+            lines.push(without_cr(&data, start, old + nl));
+            start = old + nl + 1;
         }
-        partial.extend_from_slice(rest);
-        if !lines.is_empty() && tx.send(Ok(lines)).is_err() {
+        if lines.is_empty() {
+            carry = data;
+            continue;
+        }
+        carry.extend_from_slice(&data[start..]);
+        data.truncate(start);
+        if tx.send(Ok(Chunk { data, lines })).is_err() {
             return;
         }
     }
 }
 
-fn strip_cr(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\r') {
-        line.pop();
+/// The line `data[start..end]` without a `\r` at its end.
+fn without_cr(data: &[u8], start: usize, end: usize) -> (usize, usize) {
+    if end > start && data[end - 1] == b'\r' {
+        (start, end - 1)
+    } else {
+        (start, end)
     }
-    line
 }
 
 /// Pushes each line of `input` (newline, and a `\r` before it, stripped) as
@@ -81,27 +101,30 @@ pub fn push_lines(
     on_ids: &mut dyn FnMut(&[String]) -> Result<()>,
     warn: crate::exec::Warn,
 ) -> Result<u64> {
-    let (tx, rx) = mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(CHANNEL_CHUNKS);
+    let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
     let reader = std::thread::spawn(move || read_lines(input, tx));
     let mut total = 0u64;
     // Wait (without the lock) for the first lines of a batch, then take what comes
     // until the input pauses or the batch is full.
     while let Ok(first) = rx.recv() {
-        let mut batch = first?;
-        let mut bytes: usize = batch.iter().map(Vec::len).sum();
+        let first = first?;
+        let mut bytes = first.data.len();
+        let mut batch = vec![first];
         while bytes < BATCH_BYTES {
             match rx.recv_timeout(STALL) {
-                Ok(lines) => {
-                    let lines = lines?;
-                    bytes += lines.iter().map(Vec::len).sum::<usize>();
-                    batch.extend(lines);
+                Ok(chunk) => {
+                    let chunk = chunk?;
+                    bytes += chunk.data.len();
+                    batch.push(chunk);
                 }
                 Err(_) => break,
             }
         }
         let mut q = Queue::open(spool, queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;
-        let mut bodies = batch.into_iter().map(Ok);
+        let mut bodies = batch
+            .iter()
+            .flat_map(|c| c.lines.iter().map(|&(start, end)| &c.data[start..end]));
         let ids = q.push(&mut bodies, delay, now_ms());
         q.take_notices().into_iter().for_each(&mut *warn);
         drop(q);
@@ -111,4 +134,72 @@ pub fn push_lines(
     }
     let _ = reader.join();
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simfs::XorShift;
+
+    /// Hands out its bytes a few at a time, as a pipe does.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        rng: XorShift,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (self.rng.below(3 * CHUNK as u64) as usize + 1)
+                .min(buf.len())
+                .min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn lines_of(data: Vec<u8>, seed: u64) -> Vec<Vec<u8>> {
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_CHUNKS);
+        let input = Trickle {
+            data,
+            at: 0,
+            rng: XorShift(seed),
+        };
+        let reader = std::thread::spawn(move || read_lines(input, tx));
+        let mut got = Vec::new();
+        for chunk in rx {
+            let chunk = chunk.unwrap();
+            got.extend(chunk.lines.iter().map(|&(s, e)| chunk.data[s..e].to_vec()));
+        }
+        reader.join().unwrap();
+        got
+    }
+
+    #[test]
+    fn lines_come_out_as_they_went_in_however_the_input_is_cut() {
+        let mut rng = XorShift(7);
+        for seed in 0..40 {
+            let mut want: Vec<Vec<u8>> = Vec::new();
+            let mut data = Vec::new();
+            for _ in 0..rng.below(300) {
+                // Mostly short lines, some empty, some longer than a chunk.
+                let len = match rng.below(10) {
+                    0 => 0,
+                    1 => CHUNK + rng.below(2 * CHUNK as u64) as usize,
+                    _ => rng.below(200) as usize,
+                };
+                let line: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                data.extend_from_slice(&line);
+                data.extend_from_slice(if rng.below(4) == 0 { b"\r\n" } else { b"\n" });
+                want.push(line);
+            }
+            if rng.below(2) == 0 {
+                // A last line without a newline is a line too.
+                data.extend_from_slice(b"last\r");
+                want.push(b"last".to_vec());
+            }
+            assert_eq!(lines_of(data, seed + 1), want, "seed {seed}");
+        }
+    }
 }

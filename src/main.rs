@@ -211,7 +211,7 @@ fn run_command(
                 };
                 let mut q = Queue::open(&spool, &a.queue, true)?
                     .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-                let r = q.push(&mut bodies.into_iter().map(Ok), delay, now_ms());
+                let r = q.push(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
                 flush_notices(&mut q);
                 drop(q);
                 print(&r?)?;

@@ -189,7 +189,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
                 let bodies: Vec<Vec<u8>> = (0..n)
                     .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
                     .collect();
-                let mut it = bodies.clone().into_iter().map(Ok);
+                let mut it = bodies.iter().map(Vec::as_slice);
                 let ids = q
                     .push(&mut it, Duration::from_millis(delay), now)
                     .map_err(|x| e(&ctx, x))?;

@@ -97,7 +97,7 @@ impl Ctx {
     fn push(&mut self, bodies: &[&str]) -> Step {
         let raw: Vec<Vec<u8>> = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
         self.seen.maybe_pushed = raw.iter().cloned().collect();
-        let mut it = raw.clone().into_iter().map(Ok);
+        let mut it = raw.iter().map(Vec::as_slice);
         let ids = self.q.as_mut().expect("the queue is open").push(
             &mut it,
             Duration::ZERO,

@@ -40,10 +40,11 @@ pub fn format_id(seq: u64, salt: u64) -> String {
     // By hand: a push of a million lines formats a million ids.
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = salt.wrapping_add(seq);
-    (0..16)
-        .rev()
-        .map(|i| HEX[((v >> (i * 4)) & 0xf) as usize] as char)
-        .collect()
+    let mut id = String::with_capacity(16);
+    for i in (0..16).rev() {
+        id.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    }
+    id
 }
 
 /// Parses an id printed by [`format_id`] back into a seq.
@@ -267,13 +268,13 @@ impl Queue {
     /// Pushes bodies (one message each); durable on return. Returns their ids.
     pub fn push(
         &mut self,
-        bodies: &mut dyn Iterator<Item = Result<Vec<u8>>>,
+        bodies: &mut dyn Iterator<Item = &[u8]>,
         delay: Duration,
         now: u64,
     ) -> Result<Vec<String>> {
         let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
-        let mut msgs = bodies.map(|b| {
-            b.map(|body| NewMessage {
+        let mut msgs = bodies.map(|body| {
+            Ok(NewMessage {
                 body,
                 pushed_at_ms: now,
                 not_before_ms: not_before,
@@ -597,14 +598,14 @@ impl Queue {
             .iter()
             .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
             .collect();
-        let mut news = msgs.into_iter().map(|m| {
+        let mut news = msgs.iter().map(|m| {
             Ok(NewMessage {
                 not_before_ms: m
                     .ready_at_ms
                     .filter(|&t| t > now && m.state == "delayed")
                     .unwrap_or(0),
                 pushed_at_ms: m.pushed_at_ms,
-                body: m.body,
+                body: &m.body,
             })
         });
         let seqs = self.store.push(&mut news)?;

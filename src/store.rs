@@ -109,8 +109,8 @@ pub struct Change {
 }
 
 /// A message to push.
-pub struct NewMessage {
-    pub body: Vec<u8>,
+pub struct NewMessage<'a> {
+    pub body: &'a [u8],
     pub pushed_at_ms: u64,
     /// 0 for ready at once.
     pub not_before_ms: u64,
@@ -190,7 +190,7 @@ pub enum Scan {
 /// Storage for one queue, held under the queue's lock.
 pub trait Store {
     /// Appends messages in order and makes them durable. Returns their seqs.
-    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage>>) -> Result<Vec<u64>>;
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>>;
 
     /// Visits messages in seq order from `from`, skipping finished ones
     /// (acked, purged, corrupt) where it cheaply can, until `visit` says stop.

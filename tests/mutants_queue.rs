@@ -17,7 +17,7 @@ fn queue() -> (TempDir, Queue) {
 }
 
 fn push(q: &mut Queue, bodies: &[&str], delay: Duration, now: u64) -> Vec<String> {
-    let mut it = bodies.iter().map(|b| Ok(b.as_bytes().to_vec()));
+    let mut it = bodies.iter().map(|b| b.as_bytes());
     q.push(&mut it, delay, now).unwrap()
 }
 
