@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::exec::{self, PopRequest};
 use crate::queue::{Queue, now_ms};
-use crate::spool::Spool;
+use crate::spool::{Spool, StoreKind};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,10 +58,17 @@ fn stamped(size: usize) -> Vec<u8> {
 }
 
 /// Removes the scratch queue when dropped, whatever happened.
-struct Scratch(std::path::PathBuf);
-impl Drop for Scratch {
+struct Scratch<'a>(&'a Spool, String);
+impl Drop for Scratch<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = match self.0.kind {
+            StoreKind::Fs => std::fs::remove_dir_all(self.0.queue_dir(&self.1)).map_err(|_| ()),
+            StoreKind::Sqlite => self
+                .0
+                .lock(false, true)
+                .and_then(|_lock| crate::sqlstore::remove_queue(&self.0.root, &self.1))
+                .map_err(|_| ()),
+        };
     }
 }
 
@@ -73,7 +80,7 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
         "bench-{}",
         tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    let _scratch = Scratch(spool.queue_dir(&name));
+    let _scratch = Scratch(spool, name.clone());
 
     // Throughput: `batch` messages per push, one fsync each.
     let body = vec![b'x'; req.size];

@@ -35,6 +35,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
+    /// The store of a new spool: fs (segment files) or sqlite (one database
+    /// file); an existing spool keeps the store it was created with
+    /// [env: SPOOLMQ_STORE]
+    #[arg(long, global = true, value_name = "STORE", value_parser = ["fs", "sqlite"])]
+    pub store: Option<String>,
+
     /// Print JSON, one object per line
     #[arg(long, global = true)]
     pub json: bool,

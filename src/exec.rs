@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::queue::{Delivery, Queue, now_ms};
-use crate::spool::Spool;
+use crate::spool::{Spool, StoreKind};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// How often an empty queue is looked at again while waiting, when no file
 /// event wakes the waiter first (delays and leases run out without one).
 const POLL: Duration = Duration::from_millis(250);
+
+/// What a watch on a directory waits for: a file in it written or created.
+const WRITES: u32 = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
 
 /// An inotify watch on a directory: wakes a waiter as soon as a file in it
 /// changes (a push appends to a segment), so waiting costs no CPU and no
@@ -36,10 +39,14 @@ impl Watch {
     fn new(spool: &Spool, queue: &str) -> Option<Watch> {
         use std::os::unix::ffi::OsStrExt;
         let dir = spool.queue_dir(queue);
-        let target = if dir.is_dir() {
-            dir
-        } else {
-            spool.root.clone()
+        let bell = spool.root.join(crate::sqlstore::BELL_FILE);
+        let (target, mask) = match spool.kind {
+            StoreKind::Fs if dir.is_dir() => (dir, WRITES),
+            // SQLite's own files change when a command only reads (its lock
+            // and shared-memory files): a push rings the bell file instead.
+            StoreKind::Sqlite if bell.is_file() => (bell, libc::IN_MODIFY),
+            StoreKind::Sqlite => (spool.root.clone(), libc::IN_CREATE | libc::IN_MOVED_TO),
+            StoreKind::Fs => (spool.root.clone(), WRITES),
         };
         let path = std::ffi::CString::new(target.as_os_str().as_bytes()).ok()?;
         // SAFETY: plain syscalls on a descriptor we own; `path` is a valid C string.
@@ -48,7 +55,6 @@ impl Watch {
             if fd < 0 {
                 return None;
             }
-            let mask = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
             if libc::inotify_add_watch(fd, path.as_ptr(), mask) < 0 {
                 libc::close(fd);
                 return None;

@@ -8,6 +8,8 @@ use crate::fsstore::{self, FsStore};
 use crate::index::{SLOT_LEN, SlotDamage};
 use crate::io::Fs;
 use crate::segment::{self, Found};
+use crate::spool::{Spool, StoreKind};
+use crate::sqlstore;
 use crate::store::{Counters, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -249,16 +251,26 @@ fn check_wal(
 /// Returns the report of the first check and, after a repair, of the second.
 pub fn run(
     fs: &Arc<dyn Fs>,
+    spool: &Spool,
     name: &str,
-    dir: &Path,
     repair: bool,
 ) -> Result<(QueueReport, Option<QueueReport>)> {
-    let first = check(fs, name, dir)?;
+    let dir = spool.queue_dir(name);
+    let check = |name: &str| match spool.kind {
+        StoreKind::Fs => check(fs, name, &dir),
+        StoreKind::Sqlite => sqlstore::check(&spool.root, name),
+    };
+    // One fsck at a time per spool, and none during a migrate.
+    let _lock = spool.lock(false, spool.kind == StoreKind::Sqlite)?;
+    let first = check(name)?;
     if !repair || first.problems.is_empty() {
         return Ok((first, None));
     }
-    let notes = fsstore::rebuild(Arc::clone(fs), dir)?;
-    let mut second = check(fs, name, dir)?;
+    let notes = match spool.kind {
+        StoreKind::Fs => fsstore::rebuild(Arc::clone(fs), &dir)?,
+        StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
+    };
+    let mut second = check(name)?;
     second
         .notes
         .splice(0..0, notes.into_iter().map(|n| format!("{name}: {n}")));

@@ -1028,6 +1028,10 @@ impl Store for FsStore {
         self.h.salt
     }
 
+    fn next_seq(&self) -> u64 {
+        self.h.next_seq
+    }
+
     fn segments(&self) -> u64 {
         self.h.segments.len() as u64
     }

@@ -48,6 +48,7 @@ pub mod record;
 pub mod segment;
 pub mod simfs;
 pub mod spool;
+pub mod sqlstore;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -22,6 +22,11 @@ impl QueueLock {
     /// Locks `path`, creating the lock file (0600) if `create` and it is missing.
     /// Returns `None` if it is missing and `create` is false.
     pub fn acquire(path: &Path, create: bool) -> Result<Option<QueueLock>> {
+        QueueLock::acquire_mode(path, create, true)
+    }
+
+    /// [`QueueLock::acquire`], shared (many holders) unless `exclusive`.
+    pub fn acquire_mode(path: &Path, create: bool, exclusive: bool) -> Result<Option<QueueLock>> {
         let file = match OpenOptions::new()
             .read(true)
             .write(true)
@@ -35,7 +40,11 @@ impl QueueLock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open lock file", path, e)),
         };
-        file.lock_exclusive().ctx("lock", path)?;
+        if exclusive {
+            file.lock_exclusive().ctx("lock", path)?;
+        } else {
+            file.lock_shared().ctx("lock", path)?;
+        }
         Ok(Some(QueueLock { file }))
     }
 }

@@ -7,6 +7,7 @@ use spoolmq::cli::{Cli, Command};
 use spoolmq::error::{Error, IoContext, Result};
 use spoolmq::exec::{self, ExecRequest, PopRequest};
 use spoolmq::queue::{Queue, now_ms};
+use spoolmq::spool::StoreKind;
 use spoolmq::{Spool, fsck, ingest, input, output, spool};
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -142,7 +143,17 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         _ => {}
     }
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
-    let spool = Spool::new(root);
+    let env_store = std::env::var("SPOOLMQ_STORE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let requested = match cli.store.as_deref().or(env_store.as_deref()) {
+        Some(name) => Some(StoreKind::parse(name).map_err(|e| match cli.store {
+            Some(_) => e,
+            None => Error::usage(format!("SPOOLMQ_STORE: {e}")),
+        })?),
+        None => None,
+    };
+    let spool = Spool::open(root, requested)?;
     let json = cli.json;
     run_command(cli, &spool, json, out).map_err(|f| match f {
         // Say which queues there are: the fix is often a typo.
@@ -556,8 +567,14 @@ fn run_fsck(
     let names = match queue {
         Some(q) => {
             let dir = spool.queue_dir(&q);
-            if !spool.exists()? || !spoolmq::fsstore::FsStore::is_queue(&spoolmq::io::RealFs, &dir)?
-            {
+            let known = spool.exists()?
+                && match spool.kind {
+                    StoreKind::Fs => {
+                        spoolmq::fsstore::FsStore::is_queue(&spoolmq::io::RealFs, &dir)?
+                    }
+                    StoreKind::Sqlite => spool.queues()?.contains(&q),
+                };
+            if !known {
                 return Err(Error::NoSuchQueue(q).into());
             }
             vec![q]
@@ -571,7 +588,7 @@ fn run_fsck(
         bar.set_message(name.clone());
         bar.tick();
         let fs = spoolmq::io::real();
-        let (first, second) = fsck::run(&fs, name, &spool.queue_dir(name), repair)?;
+        let (first, second) = fsck::run(&fs, spool, name, repair)?;
         first.notes.iter().cloned().for_each(warn);
         records += first.records;
         found += first.problems.len();

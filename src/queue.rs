@@ -18,6 +18,8 @@
 use crate::error::{Error, Result};
 use crate::fsstore::FsStore;
 use crate::spool::Spool;
+use crate::spool::StoreKind;
+use crate::sqlstore::SqliteStore;
 use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -209,29 +211,51 @@ pub struct Queue {
     name: String,
     store: Box<dyn Store>,
     notices: Vec<String>,
+    /// The spool lock (see [`Spool::lock`]), released after the store.
+    _spool_lock: Option<crate::lock::QueueLock>,
 }
 
 impl Queue {
     /// Opens queue `name` (already validated). With `create`, the spool and
     /// the queue are created if missing; without, `Ok(None)` if it does not exist.
     pub fn open(spool: &Spool, name: &str, create: bool) -> Result<Option<Queue>> {
-        let dir = if create {
-            spool.create_queue_dir(name)?
-        } else {
-            if !spool.exists()? {
-                return Ok(None);
-            }
-            spool.queue_dir(name)
-        };
-        let Some(store) = FsStore::open(&dir, create)? else {
+        if create {
+            spool.create()?;
+        } else if !spool.exists()? {
             return Ok(None);
+        }
+        let sqlite = spool.kind == StoreKind::Sqlite;
+        let lock = spool.lock(create, sqlite)?;
+        let store: Box<dyn Store> = match spool.kind {
+            StoreKind::Fs => {
+                let dir = if create {
+                    spool.create_queue_dir(name)?
+                } else {
+                    spool.queue_dir(name)
+                };
+                match FsStore::open(&dir, create)? {
+                    Some(s) => Box::new(s),
+                    None => return Ok(None),
+                }
+            }
+            StoreKind::Sqlite => {
+                if lock.is_none() {
+                    return Ok(None);
+                }
+                match SqliteStore::open(&spool.root, name, create)? {
+                    Some(s) => Box::new(s),
+                    None => return Ok(None),
+                }
+            }
         };
         // A queue exists once something was pushed to it (a first push that
         // failed leaves files, not a queue).
         if !create && store.counters().pushed == 0 {
             return Ok(None);
         }
-        Ok(Some(Queue::with_store(name, Box::new(store))))
+        let mut q = Queue::with_store(name, store);
+        q._spool_lock = lock;
+        Ok(Some(q))
     }
 
     /// A queue over an already open store.
@@ -240,6 +264,7 @@ impl Queue {
             name: name.to_string(),
             store,
             notices: Vec::new(),
+            _spool_lock: None,
         }
     }
 

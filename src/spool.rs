@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! SPOOL/                      mode 0700, created on first write
-//!   QUEUE/                    mode 0700, one per queue
+//!   .store                    which store the spool uses: "fs\n" or "sqlite\n"
+//!   .spool.lock               flock: shared by fs commands, exclusive for the
+//!                             sqlite store and for `migrate`
+//!   .spool.db                 the sqlite store's database (crate::sqlstore)
+//!   QUEUE/                    fs store: mode 0700, one per queue
 //!     lock                    flock target (crate::lock)
 //!     index                   headers (crate::index)
 //!     slots                   one 64-byte slot per message (crate::index)
@@ -13,6 +17,14 @@
 //! Where the spool is: `--dir` > `SPOOLMQ_DIR` > `$XDG_DATA_HOME/spoolmq` >
 //! `$HOME/.local/share/spoolmq`. Read-only commands never create anything.
 //! A directory created here is fsynced into its parent before it is used.
+//!
+//! Which store: `--store` > `SPOOLMQ_STORE` > `fs`, used when the spool is
+//! created and recorded in `.store` (written to a temporary file, fsynced,
+//! then linked into place, so it is whole or absent and the first writer
+//! wins). Later commands use the recorded store; naming another one is a
+//! usage error. A spool without `.store` that holds queues predates the
+//! marker and is an fs spool. Names starting with `.` are never queue names,
+//! so these files cannot collide with a queue.
 
 use crate::error::{Error, IoContext, Result};
 use crate::input;
@@ -44,15 +56,111 @@ pub fn resolve(flag: Option<PathBuf>, env: impl Fn(&str) -> Option<OsString>) ->
     ))
 }
 
-/// The spool directory.
+/// The ways a spool can store its queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Segment files and an index per queue (crate::fsstore).
+    Fs,
+    /// One SQLite database for the spool (crate::sqlstore).
+    Sqlite,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 2] = [StoreKind::Fs, StoreKind::Sqlite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Fs => "fs",
+            StoreKind::Sqlite => "sqlite",
+        }
+    }
+
+    /// Parses a store name as typed by a user (a usage error if unknown).
+    pub fn parse(text: &str) -> Result<StoreKind> {
+        StoreKind::ALL
+            .into_iter()
+            .find(|k| k.name() == text)
+            .ok_or_else(|| Error::usage(format!("unknown store {text:?}: use fs or sqlite")))
+    }
+}
+
+/// The marker file recording the spool's store.
+pub const STORE_FILE: &str = ".store";
+/// The spool-wide lock file.
+pub const LOCK_FILE: &str = ".spool.lock";
+
+/// The spool directory and the store its queues are kept in.
 #[derive(Debug, Clone)]
 pub struct Spool {
     pub root: PathBuf,
+    pub kind: StoreKind,
 }
 
 impl Spool {
+    /// A spool with the fs store (for library users and tests).
     pub fn new(root: PathBuf) -> Spool {
-        Spool { root }
+        Spool {
+            root,
+            kind: StoreKind::Fs,
+        }
+    }
+
+    /// The spool at `root`, with its recorded store, or `requested` (else
+    /// fs) for a spool not created yet. A `requested` store other than the
+    /// recorded one is a usage error that names the recorded one.
+    pub fn open(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
+        let kind = match (recorded_kind(&root)?, requested) {
+            (Some(have), Some(want)) if have != want => {
+                return Err(Error::usage(format!(
+                    "{}: this spool uses the {} store, not {} (drop --store and SPOOLMQ_STORE, or convert it with `spoolmq migrate --to {}`)",
+                    root.display(),
+                    have.name(),
+                    want.name(),
+                    want.name()
+                )));
+            }
+            (Some(have), _) => have,
+            (None, want) => want.unwrap_or(StoreKind::Fs),
+        };
+        Ok(Spool { root, kind })
+    }
+
+    /// Creates the spool directory if missing and records its store if no
+    /// store is recorded yet. Fails if another process recorded another
+    /// store first.
+    pub fn create(&self) -> Result<()> {
+        mkdir_durable(&self.root, true)?;
+        match recorded_kind(&self.root)? {
+            Some(k) if k == self.kind => Ok(()),
+            Some(k) => Err(Error::usage(format!(
+                "{}: this spool uses the {} store, not {}",
+                self.root.display(),
+                k.name(),
+                self.kind.name()
+            ))),
+            None => write_kind(&self.root, self.kind),
+        }
+    }
+
+    /// Takes the spool lock: exclusive for the sqlite store (one command at
+    /// a time uses the database) and for `migrate`, shared for the fs store
+    /// (whose queues have locks of their own). With `create`, the lock file
+    /// is made if missing; without, `Ok(None)` if it is missing. Once held,
+    /// the recorded store is checked again: a `migrate` may have finished
+    /// while this process waited.
+    pub fn lock(&self, create: bool, exclusive: bool) -> Result<Option<crate::lock::QueueLock>> {
+        let path = self.root.join(LOCK_FILE);
+        let Some(lock) = crate::lock::QueueLock::acquire_mode(&path, create, exclusive)? else {
+            return Ok(None);
+        };
+        match recorded_kind(&self.root)? {
+            Some(k) if k != self.kind => Err(Error::Runtime(format!(
+                "{}: the spool was converted to the {} store while this command waited; run it again",
+                self.root.display(),
+                k.name()
+            ))),
+            _ => Ok(Some(lock)),
+        }
     }
 
     /// The directory of queue `name` (already validated).
@@ -73,14 +181,25 @@ impl Spool {
     /// Creates the spool (0700) and the queue directory (0700) if missing,
     /// fsyncing each new entry into its parent.
     pub fn create_queue_dir(&self, name: &str) -> Result<PathBuf> {
-        mkdir_durable(&self.root, true)?;
+        self.create()?;
         let dir = self.queue_dir(name);
         mkdir_durable(&dir, false)?;
         Ok(dir)
     }
 
-    /// The queue directories in the spool (damaged ones included), sorted by name.
+    /// The queues in the spool (for fs, damaged ones included), sorted by name.
     pub fn queues(&self) -> Result<Vec<String>> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        if self.kind == StoreKind::Sqlite {
+            return crate::sqlstore::queue_names(&self.root);
+        }
+        self.queue_dirs()
+    }
+
+    /// The fs queue directories in the spool, sorted by name.
+    pub fn queue_dirs(&self) -> Result<Vec<String>> {
         if !self.exists()? {
             return Ok(Vec::new());
         }
@@ -99,6 +218,114 @@ impl Spool {
         names.sort();
         Ok(names)
     }
+}
+
+/// The store recorded in the spool at `root`: `None` if the spool does not
+/// exist or records none (a spool with queue directories and no marker is
+/// an fs spool from before the marker).
+pub fn recorded_kind(root: &Path) -> Result<Option<StoreKind>> {
+    let path = root.join(STORE_FILE);
+    match read_nofollow(&path) {
+        Ok(text) => {
+            let name = text.trim_end_matches('\n');
+            StoreKind::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::Runtime(format!(
+                        "{}: unknown store {name:?} (written by a newer spoolmq?)",
+                        path.display()
+                    ))
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let legacy = Spool::new(root.to_path_buf());
+            Ok((!legacy.queue_dirs()?.is_empty()).then_some(StoreKind::Fs))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(not_a_dir(root)),
+        Err(e) => Err(Error::io("read", &path, e)),
+    }
+}
+
+fn read_nofollow(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .take(64)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Records `kind` in the spool at `root`: a temporary file, fsynced, linked
+/// to `.store` (which fails if another process got there first) and the
+/// directory fsynced.
+fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| Error::Runtime(format!("random: {e}")))?;
+    let tmp = root.join(format!(".store.{:016x}.tmp", u64::from_le_bytes(tag)));
+    let path = root.join(STORE_FILE);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        f.write_all(format!("{}\n", kind.name()).as_bytes())
+            .ctx("write", &tmp)?;
+        f.sync_all().ctx("sync", &tmp)?;
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io("create", &path, e)),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written?;
+    sync_dir(&crate::io::RealFs, root)?;
+    match recorded_kind(root)? {
+        Some(k) if k == kind => Ok(()),
+        Some(k) => Err(Error::usage(format!(
+            "{}: this spool uses the {} store, not {}",
+            root.display(),
+            k.name(),
+            kind.name()
+        ))),
+        None => Err(Error::Runtime(format!(
+            "{}: cannot record the store",
+            path.display()
+        ))),
+    }
+}
+
+/// Replaces the spool's recorded store (for `migrate`): a temporary file,
+/// fsynced, renamed over `.store`, and the directory fsynced.
+pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = root.join(".store.migrate.tmp");
+    let path = root.join(STORE_FILE);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .ctx("create", &tmp)?;
+    f.write_all(format!("{}\n", kind.name()).as_bytes())
+        .ctx("write", &tmp)?;
+    f.sync_all().ctx("sync", &tmp)?;
+    std::fs::rename(&tmp, &path).ctx("rename", &path)?;
+    sync_dir(&crate::io::RealFs, root)
 }
 
 fn not_a_dir(p: &Path) -> Error {

@@ -212,6 +212,9 @@ pub trait Store {
     /// A random number fixed when the queue was created (ids are `salt + seq`).
     fn salt(&self) -> u64;
 
+    /// The seq the next pushed message gets.
+    fn next_seq(&self) -> u64;
+
     /// Number of segment files (or the store's equivalent).
     fn segments(&self) -> u64;
 

@@ -32,8 +32,9 @@ fn a_healthy_spool_passes_every_check() {
     let names: Vec<String> = std::fs::read_dir(&s.dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("doctor") || n.contains("fsync") || n.ends_with(".tmp"))
         .collect();
-    assert_eq!(names, vec!["q"]);
+    assert!(names.is_empty(), "left behind: {names:?}");
 }
 
 #[test]

@@ -476,6 +476,9 @@ impl spoolmq::store::Store for Counting {
     fn salt(&self) -> u64 {
         self.inner.salt()
     }
+    fn next_seq(&self) -> u64 {
+        self.inner.next_seq()
+    }
     fn segments(&self) -> u64 {
         self.inner.segments()
     }

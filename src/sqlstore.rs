@@ -1,0 +1,818 @@
+//! The SQLite store: every queue of a spool in one database file, one row per
+//! message, inserted by push, updated by each state change and deleted when
+//! the message is finished (acked, purged or found corrupt).
+//!
+//! ```text
+//! SPOOL/
+//!   .store            "sqlite\n" (crate::spool)
+//!   .spool.lock       flock: one command at a time works on the database
+//!   .spool.db         the database (mode 0600), WAL mode, synchronous=FULL
+//!   .spool.db-wal     SQLite's write-ahead log (and .spool.db-shm, its index)
+//!   .spool.bell       one byte rewritten after each push and commit, for
+//!                     waiters' inotify (SQLite's files change on reads too)
+//!
+//! queues    name TEXT PRIMARY KEY, salt, next_seq,
+//!           ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
+//! messages  queue, seq (PRIMARY KEY (queue, seq)), state, attempts,
+//!           max_attempts, pushed_at, until_ms, receipt BLOB(12), len,
+//!           body BLOB, crc (CRC32 of body)
+//!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
+//! PRAGMA user_version = schema version (1)
+//! ```
+//!
+//! Invariants:
+//! * Every write is one `BEGIN IMMEDIATE` transaction, committed before the
+//!   call returns; with `synchronous=FULL` the commit has fsynced the WAL, so
+//!   an exit 0 after it is durable. The database file is created here with
+//!   mode 0600 and fsynced into the spool directory before first use; SQLite
+//!   fsyncs the directory itself when it creates the WAL.
+//! * The `queues` row is written in the same transaction as the messages it
+//!   counts, so counters never disagree with the rows after a crash.
+//! * The queue logic ([`crate::queue`]) decides every state change; this file
+//!   only stores [`Meta`] values. Integers are stored as SQLite's signed
+//!   64-bit integers, bit for bit (`as i64` and back).
+//! * A body whose CRC32 does not match is an [`Error::Corrupt`], never served.
+//! * Commands hold the exclusive flock on `.spool.lock` while they use the
+//!   database (taken in [`crate::queue::Queue::open`]), so what a command read
+//!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
+//!   any other writer (a `sqlite3` shell, say) wait rather than fail.
+
+use crate::error::{Error, IoContext, Result};
+use crate::record;
+use crate::segment::sync_dir;
+use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The database file, in the spool directory.
+pub const DB_FILE: &str = ".spool.db";
+/// Written (one byte, never synced) after each commit that may make a
+/// message deliverable, to wake `pop --wait` through inotify.
+pub const BELL_FILE: &str = ".spool.bell";
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: i64 = 1;
+/// How long a command waits for another writer before failing.
+const BUSY: Duration = Duration::from_secs(120);
+
+const SCHEMA: &str = "
+CREATE TABLE queues (
+    name TEXT PRIMARY KEY NOT NULL,
+    salt INTEGER NOT NULL,
+    next_seq INTEGER NOT NULL,
+    ready INTEGER NOT NULL, delayed INTEGER NOT NULL, leased INTEGER NOT NULL,
+    dead INTEGER NOT NULL, pushed INTEGER NOT NULL, acked INTEGER NOT NULL,
+    purged INTEGER NOT NULL, corrupt INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
+CREATE TABLE messages (
+    queue TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    pushed_at INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    receipt BLOB NOT NULL,
+    len INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (queue, seq)
+);
+CREATE INDEX pending ON messages (queue, seq) WHERE state IN (1, 2, 3);
+";
+
+const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
+
+/// The database file of the spool at `root`.
+pub fn db_path(root: &Path) -> PathBuf {
+    root.join(DB_FILE)
+}
+
+/// Turns a SQLite error into ours: a full disk is [`Error::DiskFull`], a
+/// damaged file [`Error::Corrupt`], anything else a runtime error naming the file.
+pub fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DiskFull) => Error::DiskFull {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+        },
+        Some(C::DatabaseCorrupt) | Some(C::NotADatabase) => Error::corrupt(
+            path,
+            format!("{what}: the database is damaged ({e}); run `spoolmq fsck`"),
+        ),
+        Some(C::DatabaseBusy) | Some(C::DatabaseLocked) => Error::Runtime(format!(
+            "{}: {what}: the database stayed locked by another process for {} s",
+            path.display(),
+            BUSY.as_secs()
+        )),
+        _ => Error::Runtime(format!("{}: {what}: {e}", path.display())),
+    }
+}
+
+trait SqlContext<T> {
+    fn sql(self, what: &str, path: &Path) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for rusqlite::Result<T> {
+    fn sql(self, what: &str, path: &Path) -> Result<T> {
+        self.map_err(|e| sql_error(path, what, e))
+    }
+}
+
+/// Opens the spool's database, creating it (0600, fsynced into the spool)
+/// with the schema if `create`. `Ok(None)`: it does not exist and `create`
+/// is false.
+pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
+    let path = db_path(root);
+    if create {
+        // Made here rather than by SQLite so that it is 0600 whatever the umask
+        // (SQLite gives the WAL and shm files the same mode) and its directory
+        // entry is durable before anything is stored in it.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => {
+                f.sync_all().ctx("sync", &path)?;
+                sync_dir(&crate::io::RealFs, root)?;
+                ring(root);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create", &path, e)),
+        }
+    } else {
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open", &path, e)),
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(&path, flags).sql("open", &path)?;
+    conn.busy_timeout(BUSY).sql("open", &path)?;
+    // Closing the last connection checkpoints the WAL into the database and
+    // removes it (the default). Keeping the WAL was measured slower: each new
+    // connection then rebuilds the WAL index by reading the whole WAL.
+    // WAL is a property of the file; setting it again is a no-op.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .sql("set WAL mode", &path)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Runtime(format!(
+            "{}: cannot use WAL mode (journal mode is {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL")
+        .sql("set synchronous=FULL", &path)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .sql("read the schema version", &path)?;
+    if version == 0 {
+        // Created by one process while others may be starting: the schema is
+        // made inside a write transaction, after checking again.
+        let mut conn = conn;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql("create the schema", &path)?;
+        let again: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .sql("read the schema version", &path)?;
+        if again == 0 {
+            tx.execute_batch(SCHEMA).sql("create the schema", &path)?;
+            tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+                .sql("create the schema", &path)?;
+        }
+        tx.commit().sql("create the schema", &path)?;
+        return Ok(Some(conn));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::Runtime(format!(
+            "{}: the database was written by a newer spoolmq (schema {version}, this one knows {SCHEMA_VERSION})",
+            path.display()
+        )));
+    }
+    Ok(Some(conn))
+}
+
+/// Wakes waiters on the spool at `root` by writing its bell file: best
+/// effort, since a failure only delays them until their next poll.
+fn ring(root: &Path) {
+    use std::os::unix::fs::FileExt;
+    let bell = root.join(BELL_FILE);
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&bell)
+    {
+        let _ = f.write_at(b"!", 0);
+    }
+}
+
+/// The queues of the spool at `root` that hold or held messages, by name.
+pub fn queue_names(root: &Path) -> Result<Vec<String>> {
+    let path = db_path(root);
+    let Some(conn) = connect(root, false)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn
+        .prepare("SELECT name FROM queues WHERE pushed > 0 ORDER BY name")
+        .sql("list queues", &path)?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .sql("list queues", &path)?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .sql("list queues", &path)?;
+    Ok(names)
+}
+
+/// Deletes queue `name` and its messages (the bench's scratch queue).
+pub fn remove_queue(root: &Path, name: &str) -> Result<()> {
+    let path = db_path(root);
+    let Some(mut conn) = connect(root, false)? else {
+        return Ok(());
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql("remove a queue", &path)?;
+    tx.execute("DELETE FROM messages WHERE queue = ?1", [name])
+        .sql("remove a queue", &path)?;
+    tx.execute("DELETE FROM queues WHERE name = ?1", [name])
+        .sql("remove a queue", &path)?;
+    tx.commit().sql("remove a queue", &path)
+}
+
+/// One queue in the spool's database, used under the spool lock.
+pub struct SqliteStore {
+    conn: Connection,
+    q: QueueRow,
+}
+
+/// The queue's row as of the last commit, and what was noticed on the way.
+struct QueueRow {
+    path: PathBuf,
+    queue: String,
+    salt: u64,
+    next_seq: u64,
+    counters: Counters,
+    notices: Vec<String>,
+}
+
+fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Meta, u8)> {
+    let state: u8 = r.get(1)?;
+    let receipt: Vec<u8> = r.get(6)?;
+    let mut tag = [0u8; 12];
+    let ok = receipt.len() == tag.len();
+    if ok {
+        tag.copy_from_slice(&receipt);
+    }
+    let m = Meta {
+        seq: r.get::<_, i64>(0)? as u64,
+        state: State::from_u8(state).unwrap_or(State::Corrupt),
+        attempts: r.get(2)?,
+        max_attempts: r.get(3)?,
+        pushed_at_ms: r.get::<_, i64>(4)? as u64,
+        until_ms: r.get::<_, i64>(5)? as u64,
+        receipt: tag,
+        len: r.get(7)?,
+        loc: Loc::default(),
+    };
+    // A row that does not decode is reported as corrupt by the caller.
+    let bad = u8::from(State::from_u8(state).is_none() || !ok);
+    Ok((m, bad))
+}
+
+impl SqliteStore {
+    /// Opens queue `name` in the spool at `root`. With `create`, the database
+    /// and the queue are made if missing (the queue's row is written by its
+    /// first push); without, `Ok(None)` if either is missing.
+    pub fn open(root: &Path, name: &str, create: bool) -> Result<Option<SqliteStore>> {
+        let path = db_path(root);
+        let Some(conn) = connect(root, create)? else {
+            return Ok(None);
+        };
+        let row = conn
+            .query_row(
+                "SELECT salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
+                 FROM queues WHERE name = ?1",
+                [name],
+                |r| {
+                    let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                    Ok((
+                        g(0)?,
+                        g(1)?,
+                        Counters {
+                            ready: g(2)?,
+                            delayed: g(3)?,
+                            leased: g(4)?,
+                            dead: g(5)?,
+                            pushed: g(6)?,
+                            acked: g(7)?,
+                            purged: g(8)?,
+                            corrupt: g(9)?,
+                            bytes: g(10)?,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .sql("read the queue", &path)?;
+        let (salt, next_seq, counters) = match row {
+            Some(r) => r,
+            None if create => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).map_err(|e| Error::Runtime(format!("random: {e}")))?;
+                // Ids are salt + seq: keep them clear of wrapping for any real queue.
+                (u64::from_le_bytes(b) >> 2, 1, Counters::default())
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(SqliteStore {
+            conn,
+            q: QueueRow {
+                path,
+                queue: name.to_string(),
+                salt,
+                next_seq,
+                counters,
+                notices: Vec::new(),
+            },
+        }))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction that also writes the
+    /// queue's row, and commits it; on any error nothing is stored and the
+    /// cached row is put back.
+    fn write<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut QueueRow, &rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let saved = (self.q.next_seq, self.q.counters);
+        let q = &mut self.q;
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .sql(what, &q.path)?;
+            let out = f(q, &tx)?;
+            q.save(&tx)?;
+            tx.commit().sql(what, &q.path)?;
+            Ok(out)
+        })();
+        match &result {
+            Ok(_) => self.q.ring(),
+            Err(_) => (self.q.next_seq, self.q.counters) = saved,
+        }
+        result
+    }
+
+    /// Stores a message exactly as given (migration). The caller keeps seqs
+    /// increasing and sets the queue's salt, next seq and counters after.
+    pub fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: Counters,
+        msgs: &mut dyn Iterator<Item = Result<(Meta, Vec<u8>)>>,
+    ) -> Result<()> {
+        self.write("restore messages", |s, tx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .sql("restore messages", &s.path)?;
+            for m in msgs {
+                let (m, body) = m?;
+                insert
+                    .execute(params![
+                        s.queue,
+                        m.seq as i64,
+                        m.state as u8,
+                        m.attempts,
+                        m.max_attempts,
+                        m.pushed_at_ms as i64,
+                        m.until_ms as i64,
+                        &m.receipt[..],
+                        m.len,
+                        body,
+                        crc32fast::hash(&body)
+                    ])
+                    .sql("restore messages", &s.path)?;
+            }
+            s.salt = salt;
+            s.next_seq = next_seq;
+            s.counters = counters;
+            Ok(())
+        })
+    }
+}
+
+impl QueueRow {
+    fn ring(&self) {
+        if let Some(root) = self.path.parent() {
+            ring(root);
+        }
+    }
+
+    fn save(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let c = &self.counters;
+        tx.execute(
+            "INSERT INTO queues (name, salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq,
+               ready = excluded.ready, delayed = excluded.delayed, leased = excluded.leased,
+               dead = excluded.dead, pushed = excluded.pushed, acked = excluded.acked,
+               purged = excluded.purged, corrupt = excluded.corrupt, bytes = excluded.bytes",
+            params![
+                self.queue,
+                self.salt as i64,
+                self.next_seq as i64,
+                c.ready as i64,
+                c.delayed as i64,
+                c.leased as i64,
+                c.dead as i64,
+                c.pushed as i64,
+                c.acked as i64,
+                c.purged as i64,
+                c.corrupt as i64,
+                c.bytes as i64
+            ],
+        )
+        .sql("write the queue's counters", &self.path)?;
+        Ok(())
+    }
+
+    fn corrupt_row(&mut self, seq: u64) {
+        self.notices.push(format!(
+            "{}: message {seq}: its row does not decode; skipped",
+            self.path.display()
+        ));
+    }
+}
+
+impl Store for SqliteStore {
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
+        self.write("push", |s, tx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc)
+                     VALUES (?1, ?2, ?3, 0, 0, ?4, ?5, zeroblob(12), ?6, ?7, ?8)",
+                )
+                .sql("push", &s.path)?;
+            let mut seqs = Vec::new();
+            for msg in msgs {
+                let msg = msg?;
+                if msg.body.len() as u64 > record::MAX_BODY {
+                    return Err(Error::usage(format!(
+                        "message body of {} bytes is larger than the limit of {} bytes",
+                        msg.body.len(),
+                        record::MAX_BODY
+                    )));
+                }
+                let state = if msg.not_before_ms > 0 {
+                    State::Delayed
+                } else {
+                    State::Ready
+                };
+                let seq = s.next_seq;
+                insert
+                    .execute(params![
+                        s.queue,
+                        seq as i64,
+                        state as u8,
+                        msg.pushed_at_ms as i64,
+                        msg.not_before_ms as i64,
+                        msg.body.len() as u32,
+                        msg.body,
+                        crc32fast::hash(msg.body)
+                    ])
+                    .sql("push", &s.path)?;
+                s.counters.add(state, msg.body.len() as u32);
+                s.next_seq += 1;
+                seqs.push(seq);
+            }
+            Ok(seqs)
+        })
+    }
+
+    fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+        let sql = match from {
+            Scan::Pending => format!(
+                "SELECT {META_COLUMNS} FROM messages INDEXED BY pending
+                 WHERE queue = ?1 AND state IN (1, 2, 3) ORDER BY seq"
+            ),
+            Scan::Live => format!(
+                "SELECT {META_COLUMNS} FROM messages WHERE queue = ?1 AND state IN (1, 2, 3, 4) ORDER BY seq"
+            ),
+        };
+        let mut bad = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(&sql).sql("scan", &self.q.path)?;
+            let mut rows = stmt.query([&self.q.queue]).sql("scan", &self.q.path)?;
+            while let Some(r) = rows.next().sql("scan", &self.q.path)? {
+                let (m, broken) = meta_of(r).sql("scan", &self.q.path)?;
+                if broken != 0 {
+                    bad.push(m.seq);
+                    continue;
+                }
+                if visit(&m) == Step::Stop {
+                    break;
+                }
+            }
+        }
+        for seq in bad {
+            self.q.corrupt_row(seq);
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, seq: u64) -> Result<Option<Meta>> {
+        let sql = format!("SELECT {META_COLUMNS} FROM messages WHERE queue = ?1 AND seq = ?2");
+        let got = self
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, seq as i64], meta_of)
+                    .optional()
+            })
+            .sql("read a message", &self.q.path)?;
+        match got {
+            Some((m, 0)) => Ok(Some(m)),
+            Some((m, _)) => {
+                self.q.corrupt_row(m.seq);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        let got: Option<(Vec<u8>, u32)> = self
+            .conn
+            .prepare_cached("SELECT body, crc FROM messages WHERE queue = ?1 AND seq = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, meta.seq as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .sql("read a body", &self.q.path)?;
+        match got {
+            Some((body, crc))
+                if crc32fast::hash(&body) == crc && body.len() == meta.len as usize =>
+            {
+                Ok(body)
+            }
+            Some(_) => Err(Error::corrupt(
+                &self.q.path,
+                format!(
+                    "queue {}, message {}: the body fails its CRC32 check",
+                    self.q.queue, meta.seq
+                ),
+            )),
+            None => Err(Error::corrupt(
+                &self.q.path,
+                format!(
+                    "queue {}, message {}: the row is missing",
+                    self.q.queue, meta.seq
+                ),
+            )),
+        }
+    }
+
+    fn commit(&mut self, changes: &[Change]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write("commit", |s, tx| {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE messages SET state = ?3, attempts = ?4, max_attempts = ?5, until_ms = ?6, receipt = ?7
+                     WHERE queue = ?1 AND seq = ?2",
+                )
+                .sql("commit", &s.path)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM messages WHERE queue = ?1 AND seq = ?2")
+                .sql("commit", &s.path)?;
+            for c in changes {
+                let m = &c.new;
+                let n = if m.state.is_live() {
+                    update.execute(params![
+                        s.queue,
+                        m.seq as i64,
+                        m.state as u8,
+                        m.attempts,
+                        m.max_attempts,
+                        m.until_ms as i64,
+                        &m.receipt[..]
+                    ])
+                } else {
+                    delete.execute(params![s.queue, m.seq as i64])
+                }
+                .sql("commit", &s.path)?;
+                if n != 1 {
+                    return Err(Error::Runtime(format!(
+                        "{}: queue {}, message {}: not in the database",
+                        s.path.display(),
+                        s.queue,
+                        m.seq
+                    )));
+                }
+                s.counters.apply(c.old, m.state, m.len);
+            }
+            Ok(())
+        })
+    }
+
+    fn counters(&self) -> Counters {
+        self.q.counters
+    }
+
+    fn salt(&self) -> u64 {
+        self.q.salt
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.q.next_seq
+    }
+
+    fn segments(&self) -> u64 {
+        // One database file for the whole spool.
+        1
+    }
+
+    fn disk_bytes(&self) -> Result<u64> {
+        // The database and its WAL, shared by every queue of the spool.
+        let mut total = 0;
+        for suffix in ["", "-wal"] {
+            let p = PathBuf::from(format!("{}{suffix}", self.q.path.display()));
+            match std::fs::metadata(&p) {
+                Ok(m) => total += m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("stat", &p, e)),
+            }
+        }
+        Ok(total)
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.q.notices)
+    }
+}
+
+/// The length of a row's body and whether its CRC32 matches (columns 8, 9).
+fn body_check(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, bool)> {
+    let body = row.get_ref(8)?.as_blob()?;
+    let crc: u32 = row.get(9)?;
+    Ok((body.len() as i64, crc32fast::hash(body) == crc))
+}
+
+/// `fsck` of queue `name` in a sqlite spool: SQLite's own `integrity_check`,
+/// then every row of the queue (state, receipt, length, CRC32 of the body,
+/// seq below the queue's next seq) and the counters against the rows.
+pub fn check(root: &Path, name: &str) -> Result<crate::fsck::QueueReport> {
+    let mut r = crate::fsck::QueueReport::default();
+    let Some(store) = SqliteStore::open(root, name, false)? else {
+        return Err(Error::NoSuchQueue(name.to_string()));
+    };
+    let (conn, q) = (&store.conn, &store.q);
+    let problem = |offset: Option<u64>, what: String| crate::fsck::Problem {
+        queue: name.to_string(),
+        file: q.path.clone(),
+        offset,
+        what,
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .sql("check the database", &q.path)?;
+    let lines = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .sql("check the database", &q.path)?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .sql("check the database", &q.path)?;
+    for line in lines.into_iter().filter(|l| l != "ok") {
+        r.problems
+            .push(problem(None, format!("integrity_check: {line}")));
+    }
+    let mut seen = Counters::default();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {META_COLUMNS}, body, crc FROM messages WHERE queue = ?1 ORDER BY seq"
+        ))
+        .sql("check messages", &q.path)?;
+    let mut rows = stmt.query([name]).sql("check messages", &q.path)?;
+    while let Some(row) = rows.next().sql("check messages", &q.path)? {
+        r.records += 1;
+        let (m, broken) = meta_of(row).sql("check messages", &q.path)?;
+        let (body_len, crc_ok) = body_check(row).sql("check messages", &q.path)?;
+        let at = None;
+        if broken != 0 || !m.state.is_live() {
+            r.problems.push(problem(
+                at,
+                format!("message {}: bad state or receipt", m.seq),
+            ));
+            continue;
+        }
+        if body_len != i64::from(m.len) || !crc_ok {
+            r.problems.push(problem(
+                at,
+                format!(
+                    "message {}: the body fails its length or CRC32 check",
+                    m.seq
+                ),
+            ));
+            continue;
+        }
+        if m.seq >= q.next_seq {
+            r.problems.push(problem(
+                at,
+                format!(
+                    "message {}: at or past the queue's next seq {}",
+                    m.seq, q.next_seq
+                ),
+            ));
+        }
+        seen.add(m.state, m.len);
+    }
+    let c = q.counters;
+    let want = (c.ready, c.delayed, c.leased, c.dead, c.bytes);
+    let got = (seen.ready, seen.delayed, seen.leased, seen.dead, seen.bytes);
+    if want != got {
+        r.problems.push(problem(
+            None,
+            format!(
+                "counters (ready, delayed, leased, dead, bytes) say {want:?} but the rows hold {got:?}"
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+/// `fsck --repair` of queue `name`: rebuilds SQLite's indexes, deletes rows
+/// that fail their checks (counted as corrupt, never served) and sets the
+/// live counters from the rows. Returns a line per thing done.
+pub fn repair(root: &Path, name: &str) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let Some(mut store) = SqliteStore::open(root, name, false)? else {
+        return Err(Error::NoSuchQueue(name.to_string()));
+    };
+    let path = store.q.path.clone();
+    store
+        .conn
+        .execute_batch("REINDEX")
+        .sql("rebuild the indexes", &path)?;
+    notes.push("rebuilt the database's indexes".to_string());
+    store.write("repair", |q, tx| {
+        let mut bad = Vec::new();
+        let mut live = Counters::default();
+        let mut top = 0u64;
+        {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {META_COLUMNS}, body, crc FROM messages WHERE queue = ?1"
+                ))
+                .sql("repair", &path)?;
+            let mut rows = stmt.query([name]).sql("repair", &path)?;
+            while let Some(row) = rows.next().sql("repair", &path)? {
+                let (m, broken) = meta_of(row).sql("repair", &path)?;
+                let (body_len, crc_ok) = body_check(row).sql("repair", &path)?;
+                top = top.max(m.seq + 1);
+                if broken != 0 || !m.state.is_live() || body_len != i64::from(m.len) || !crc_ok {
+                    bad.push(m.seq);
+                } else {
+                    live.add(m.state, m.len);
+                }
+            }
+        }
+        for seq in &bad {
+            tx.execute(
+                "DELETE FROM messages WHERE queue = ?1 AND seq = ?2",
+                params![name, *seq as i64],
+            )
+            .sql("repair", &path)?;
+            notes.push(format!(
+                "message {seq}: damaged row removed (counted as corrupt)"
+            ));
+        }
+        let c = &mut q.counters;
+        c.corrupt += bad.len() as u64;
+        (c.ready, c.delayed, c.leased, c.dead, c.bytes) =
+            (live.ready, live.delayed, live.leased, live.dead, live.bytes);
+        q.next_seq = q.next_seq.max(top);
+        Ok(())
+    })?;
+    notes.push("counters set from the rows".to_string());
+    Ok(notes)
+}
