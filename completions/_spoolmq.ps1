@@ -22,6 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
     $completions = @(switch ($command) {
         'spoolmq' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -52,6 +53,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;push' {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Not deliverable before this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -64,6 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for a message (up to DUR; forever without DUR)')
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -71,6 +74,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;ack' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -80,6 +84,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Redeliver no sooner than this long from now')
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -88,6 +93,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;extend' {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'The lease now ends this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -95,6 +101,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;retry' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -103,6 +110,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;stats' {
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every INTERVAL (2s without one) with rates, until interrupted')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print the Prometheus text format (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -114,6 +122,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'How long the lease lasts')
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Keep going until the queue is empty')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -122,6 +131,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;list' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -130,6 +140,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;peek' {
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to show at most')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -137,6 +148,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;purge' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge the dead letters instead')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -145,6 +157,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;fsck' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Truncate torn tails, quarantine damaged records, rebuild the index')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -153,6 +166,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;export' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -160,6 +174,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;import' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -167,6 +182,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;doctor' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -179,6 +195,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--producers', '--producers', [CompletionResultType]::ParameterName, 'Producer processes in the latency run')
             [CompletionResult]::new('--consumers', '--consumers', [CompletionResultType]::ParameterName, 'Consumer processes in the latency run')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -186,6 +203,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;bench-worker' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -193,6 +211,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -200,6 +219,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;man' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -143,7 +143,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
+            opts="-h -V --dir --store --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +151,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -161,7 +165,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__ack)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +173,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -179,7 +187,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench)
-            opts="-h --count --size --batch --producers --consumers --dir --json --help"
+            opts="-h --count --size --batch --producers --consumers --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -209,6 +217,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -217,7 +229,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench__subcmd__worker)
-            opts="-h --dir --json --help produce consume"
+            opts="-h --dir --store --json --help produce consume"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -225,6 +237,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -235,7 +251,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__completions)
-            opts="-h --dir --json --help bash elvish fish powershell zsh"
+            opts="-h --dir --store --json --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -243,6 +259,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -253,7 +273,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__doctor)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -261,6 +281,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -271,7 +295,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__exec)
-            opts="-h --loop --wait --lease --max-attempts --dir --json --help"
+            opts="-h --loop --wait --lease --max-attempts --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,6 +317,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -301,7 +329,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__export)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +337,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -319,7 +351,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__extend)
-            opts="-h --lease --dir --json --help"
+            opts="-h --lease --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +365,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -341,7 +377,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__fsck)
-            opts="-h --repair --dir --json --help"
+            opts="-h --repair --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -349,6 +385,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -653,7 +693,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__import)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -661,6 +701,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -671,7 +715,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__list)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,6 +723,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -689,7 +737,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__man)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +745,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -707,7 +759,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__nack)
-            opts="-h --delay --max-attempts --dir --json --help"
+            opts="-h --delay --max-attempts --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,6 +777,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -733,7 +789,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__peek)
-            opts="-h --count --dir --json --help"
+            opts="-h --count --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -747,6 +803,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -755,7 +815,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__pop)
-            opts="-h --count --lease --wait --max-attempts --dir --json --help"
+            opts="-h --count --lease --wait --max-attempts --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +841,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -789,7 +853,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__purge)
-            opts="-h --dead --dir --json --help"
+            opts="-h --dead --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -797,6 +861,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -807,7 +875,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --lines --delay --dir --json --help"
+            opts="-h --lines --delay --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -821,6 +889,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -829,7 +901,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__retry)
-            opts="-h --dir --json --help"
+            opts="-h --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -837,6 +909,10 @@ _spoolmq() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -847,7 +923,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__stats)
-            opts="-h --prometheus --watch --dir --json --help"
+            opts="-h --prometheus --watch --dir --store --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -859,6 +935,10 @@ _spoolmq() {
                     ;;
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -19,6 +19,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
     var completions = [
         &'spoolmq'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -48,6 +49,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;push'= {
             cand --delay 'Not deliverable before this long from now'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --lines 'Each line of stdin (newline stripped) is one message'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -59,12 +61,14 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --wait 'Wait for a message (up to DUR; forever without DUR)'
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;ack'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -73,6 +77,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --delay 'Redeliver no sooner than this long from now'
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -80,12 +85,14 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;extend'= {
             cand --lease 'The lease now ends this long from now'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;retry'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -93,6 +100,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;stats'= {
             cand --watch 'Refresh every INTERVAL (2s without one) with rates, until interrupted'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --prometheus 'Print the Prometheus text format (for node_exporter''s textfile collector)'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -103,6 +111,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --lease 'How long the lease lasts'
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --loop 'Keep going until the queue is empty'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -110,6 +119,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         }
         &'spoolmq;list'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -117,12 +127,14 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;peek'= {
             cand --count 'How many messages to show at most'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;purge'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --dead 'Purge the dead letters instead'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -130,6 +142,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         }
         &'spoolmq;fsck'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --repair 'Truncate torn tails, quarantine damaged records, rebuild the index'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -137,18 +150,21 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         }
         &'spoolmq;export'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;import'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;doctor'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -160,24 +176,28 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --producers 'Producer processes in the latency run'
             cand --consumers 'Consumer processes in the latency run'
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;bench-worker'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;completions'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;man'= {
             cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
