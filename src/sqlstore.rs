@@ -93,11 +93,20 @@ pub fn db_path(root: &Path) -> PathBuf {
 /// damaged file [`Error::Corrupt`], anything else a runtime error naming the file.
 pub fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
-        Some(C::DiskFull) => Error::DiskFull {
+    let full = match e.sqlite_error_code() {
+        Some(C::DiskFull) => true,
+        // SQLite reports ENOSPC met while growing its shared memory, and EFBIG
+        // (a file size limit), as a plain I/O error.
+        Some(C::SystemIoFailure) => looks_full(path),
+        _ => false,
+    };
+    if full {
+        return Error::DiskFull {
             what: what.to_string(),
             path: path.to_path_buf(),
-        },
+        };
+    }
+    match e.sqlite_error_code() {
         Some(C::DatabaseCorrupt) | Some(C::NotADatabase) => Error::corrupt(
             path,
             format!("{what}: the database is damaged ({e}); run `spoolmq fsck`"),
@@ -108,6 +117,27 @@ pub fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
             BUSY.as_secs()
         )),
         _ => Error::Runtime(format!("{}: {what}: {e}", path.display())),
+    }
+}
+
+/// Whether an I/O error at `path` is most likely a full disk: the file
+/// system has less than 1 MiB free, or a file size limit is set.
+fn looks_full(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs and getrlimit fill structs we own; `c` is a valid C string.
+    unsafe {
+        let mut v: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut v) == 0
+            && (v.f_bavail as u64).saturating_mul(v.f_frsize as u64) < 1 << 20
+        {
+            return true;
+        }
+        let mut r: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_FSIZE, &mut r) == 0 && r.rlim_cur != libc::RLIM_INFINITY
     }
 }
 

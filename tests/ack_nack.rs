@@ -1,6 +1,6 @@
-//! Proves the lease life cycle: `ack` deletes, stale/unknown receipts exit 4 and change
-//! nothing, expired leases redeliver, `nack` (with `--delay`) gives back, `--max-attempts`
-//! makes dead letters, `retry` revives them, and `extend` keeps a lease alive.
+// Proves the lease life cycle: `ack` deletes, stale/unknown receipts exit 4 and change
+// nothing, expired leases redeliver, `nack` (with `--delay`) gives back, `--max-attempts`
+// makes dead letters, `retry` revives them, and `extend` keeps a lease alive.
 
 mod common;
 

@@ -1,9 +1,9 @@
-//! Proves that every malformed flag, queue name, duration, count, receipt and `--dir` (a file,
-//! an unreadable directory, a path inside a file) gets the contract's exit code (2 for usage
-//! errors, 1 for runtime errors, 4 for receipts) and exactly one clear `spoolmq: ` line on
-//! stderr with nothing on stdout, and that a command that failed its argument checks creates
-//! nothing and changes nothing. Table-driven over every command; complements
-//! tests/errors_and_files.rs (which covers names and durations against an existing spool).
+// Proves that every malformed flag, queue name, duration, count, receipt and `--dir` (a file,
+// an unreadable directory, a path inside a file) gets the contract's exit code (2 for usage
+// errors, 1 for runtime errors, 4 for receipts) and exactly one clear `spoolmq: ` line on
+// stderr with nothing on stdout, and that a command that failed its argument checks creates
+// nothing and changes nothing. Table-driven over every command; complements
+// tests/errors_and_files.rs (which covers names and durations against an existing spool).
 
 mod common;
 
@@ -381,6 +381,7 @@ fn as_unprivileged(dir: &Path, args: &[&str]) -> Out {
     std.arg("--dir")
         .arg(dir)
         .args(args)
+        .env("SPOOLMQ_STORE", common::STORE)
         .env_remove("SPOOLMQ_DIR")
         .env_remove("XDG_DATA_HOME")
         .env("HOME", "/nonexistent");
@@ -468,6 +469,9 @@ fn an_unreadable_spool_directory_fails_every_command_with_exit_1() {
 
 #[test]
 fn an_unreadable_queue_directory_fails_every_command_on_it_with_exit_1() {
+    if not_on_this_store("queue directories are the fs store's") {
+        return;
+    }
     let s = Spool::new();
     let Some(target) = unreadable_spool(&s, true) else {
         return;

@@ -1,4 +1,4 @@
-//! `spoolmq bench` runs to completion on a scratch queue, prints sane figures and leaves nothing behind.
+// `spoolmq bench` runs to completion on a scratch queue, prints sane figures and leaves nothing behind.
 
 mod common;
 use common::*;

@@ -1,4 +1,4 @@
-//! 8 producer and 8 consumer processes on one queue, 10,000 messages: every message is processed exactly once while its lease is live, none is lost, and the counters add up.
+// 8 producer and 8 consumer processes on one queue, 10,000 messages: every message is processed exactly once while its lease is live, none is lost, and the counters add up.
 
 mod common;
 use common::*;

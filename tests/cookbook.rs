@@ -1,4 +1,4 @@
-//! Every recipe of the README's cookbook runs, exactly as written, with fake jobs, and does what the README says.
+// Every recipe of the README's cookbook runs, exactly as written, with fake jobs, and does what the README says.
 
 mod common;
 use common::*;
@@ -75,6 +75,7 @@ impl Kitchen {
             .current_dir(&self.work)
             .env("PATH", path)
             .env("SPOOLMQ_DIR", &self.s.dir)
+            .env("SPOOLMQ_STORE", STORE)
             .env_remove("XDG_DATA_HOME")
             .output()
             .expect("bash");

@@ -1,4 +1,4 @@
-//! `spoolmq doctor` says in plain words whether the spool's file system keeps spoolmq's promises.
+// `spoolmq doctor` says in plain words whether the spool's file system keeps spoolmq's promises.
 
 mod common;
 use common::*;

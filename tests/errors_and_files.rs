@@ -1,6 +1,6 @@
-//! Proves the edges of the contract: queue-name and duration validation (exit 2, one line),
-//! unknown flags, an unusable `--dir` (exit 1), file modes 0700/0600, the spool resolution
-//! order, read-only commands creating nothing, and that nothing ever panics.
+// Proves the edges of the contract: queue-name and duration validation (exit 2, one line),
+// unknown flags, an unusable `--dir` (exit 1), file modes 0700/0600, the spool resolution
+// order, read-only commands creating nothing, and that nothing ever panics.
 
 mod common;
 
@@ -310,7 +310,8 @@ impl Places {
             ("xdg", self.xdg_spool()),
             ("home", self.home_spool()),
         ] {
-            if dir.join(q).exists() {
+            // The fs store makes a directory per queue, sqlite a database.
+            if dir.join(q).exists() || dir.join(".spool.db").exists() {
                 v.push(name);
             }
         }

@@ -1,6 +1,6 @@
-//! Proves `exec`: the body goes to the command's stdin with the SPOOLMQ_* variables set,
-//! success acks, failure nacks (exit 1), `--loop`, `--wait`, `--max-attempts`, exit 3 when
-//! idle, and the lease is kept alive while a long command runs.
+// Proves `exec`: the body goes to the command's stdin with the SPOOLMQ_* variables set,
+// success acks, failure nacks (exit 1), `--loop`, `--wait`, `--max-attempts`, exit 3 when
+// idle, and the lease is kept alive while a long command runs.
 
 mod common;
 

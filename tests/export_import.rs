@@ -1,4 +1,4 @@
-//! `export` writes every message that holds a body as JSON lines and `import` reads them back into a queue, losing nothing.
+// `export` writes every message that holds a body as JSON lines and `import` reads them back into a queue, losing nothing.
 
 mod common;
 use common::*;

@@ -1,4 +1,4 @@
-//! Output for people on a terminal, stable tab-separated lines in a pipe, and errors that suggest the fix.
+// Output for people on a terminal, stable tab-separated lines in a pipe, and errors that suggest the fix.
 
 mod common;
 use common::*;
@@ -74,6 +74,7 @@ fn a_long_push_shows_progress_on_a_terminal_and_nothing_in_a_pipe() {
     let out = std::process::Command::new(BIN)
         .arg("--dir")
         .arg(&s.dir)
+        .env("SPOOLMQ_STORE", common::STORE)
         .args(["push", "piped", "--lines"])
         .stdin(std::fs::File::open(&input).unwrap())
         .output()

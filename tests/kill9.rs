@@ -1,4 +1,4 @@
-//! Producers, consumers (pop+ack and `exec --loop`) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool.
+// Producers, consumers (pop+ack and `exec --loop`) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool.
 
 mod common;
 use common::*;

@@ -1,5 +1,5 @@
-//! Proves that what `push` writes is what `pop` delivers: ids, bodies (text, binary, empty,
-//! huge), `--lines`, `--delay`, `--count`, `--json`, the plain output format, and `--wait`.
+// Proves that what `push` writes is what `pop` delivers: ids, bodies (text, binary, empty,
+// huge), `--lines`, `--delay`, `--count`, `--json`, the plain output format, and `--wait`.
 
 mod common;
 

@@ -1,7 +1,7 @@
-//! Proves that all state lives on disk and is shared safely between processes: every step of
-//! a message's life runs in its own process and the next one sees exactly the result;
-//! killed processes (kill -9) lose nothing and hold no lease longer than granted; concurrent
-//! pushers lose nothing and concurrent poppers never receive the same message.
+// Proves that all state lives on disk and is shared safely between processes: every step of
+// a message's life runs in its own process and the next one sees exactly the result;
+// killed processes (kill -9) lose nothing and hold no lease longer than granted; concurrent
+// pushers lose nothing and concurrent poppers never receive the same message.
 
 mod common;
 

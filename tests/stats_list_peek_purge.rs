@@ -1,5 +1,5 @@
-//! Proves the inspection and housekeeping commands: `stats` counters after every kind of
-//! change, `list`, `peek` (shows without leasing) and `purge` (ready+delayed, or `--dead`).
+// Proves the inspection and housekeeping commands: `stats` counters after every kind of
+// change, `list`, `peek` (shows without leasing) and `purge` (ready+delayed, or `--dead`).
 
 mod common;
 
@@ -30,7 +30,11 @@ fn check_stats_shape(s: &Spool, v: &Value) {
     for f in &FIELDS[1..] {
         num(v, f);
     }
-    let segs = s.segment_files(q).len() as u64;
+    // The sqlite store counts its one database file.
+    let segs = match STORE {
+        "fs" => s.segment_files(q).len() as u64,
+        _ => 1,
+    };
     assert!(segs >= 1, "a queue with messages has a segment file");
     assert_eq!(
         num(v, "segments"),

@@ -1,4 +1,4 @@
-//! `push --lines` pushes a slow producer's lines as they come and never holds the queue while waiting for input.
+// `push --lines` pushes a slow producer's lines as they come and never holds the queue while waiting for input.
 
 mod common;
 use common::*;

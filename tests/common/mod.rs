@@ -19,6 +19,40 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Path of the binary under test (for `std::process::Command` spawns).
 pub const BIN: &str = env!("CARGO_BIN_EXE_spoolmq");
 
+/// The store this test binary runs the suite against. A test file is compiled
+/// once per store: `tests/NAME.rs` for the fs store and `tests/sqlite_NAME.rs`,
+/// which only `include!`s it, for the sqlite store. Every command the helpers
+/// run gets `SPOOLMQ_STORE` set to it.
+pub const STORE: &str = if starts_with(env!("CARGO_CRATE_NAME").as_bytes(), b"sqlite_") {
+    "sqlite"
+} else {
+    "fs"
+};
+
+const fn starts_with(s: &[u8], prefix: &[u8]) -> bool {
+    if s.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if s[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// For a test about the fs store's own files: true (and a note on stderr)
+/// when this binary runs the suite on another store, so the test returns.
+pub fn not_on_this_store(why: &str) -> bool {
+    if STORE == "fs" {
+        return false;
+    }
+    eprintln!("skipped on the {STORE} store: {why}");
+    true
+}
+
 /// A temporary directory holding a spool that does not exist yet (`<tmp>/spool`), so every
 /// test also exercises the creation of the spool directory.
 pub struct Spool {
@@ -42,6 +76,7 @@ pub fn bare_spoolmq() -> Command {
     let mut cmd = Command::cargo_bin("spoolmq").expect("the spoolmq binary is built");
     cmd.env_remove("SPOOLMQ_DIR")
         .env_remove("XDG_DATA_HOME")
+        .env("SPOOLMQ_STORE", STORE)
         .timeout(RUN_TIMEOUT)
         .write_stdin(Vec::<u8>::new());
     cmd
@@ -222,6 +257,7 @@ impl Spool {
             .arg(&self.dir)
             .env_remove("SPOOLMQ_DIR")
             .env_remove("XDG_DATA_HOME")
+            .env("SPOOLMQ_STORE", STORE)
             .env("HOME", self.tmp.path().join("home"))
             .stdin(Stdio::null());
         cmd

@@ -1,0 +1,2 @@
+//! `tests/restart.rs` run against the sqlite store (see `common::STORE`).
+include!("restart.rs");
