@@ -43,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Push messages written by export back into a queue (one fsync)')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that the spool''s file system keeps spoolmq''s promises')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Convert the spool to another store, keeping every message and its state')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure push throughput and push-to-pop latency on a scratch queue')
             [CompletionResult]::new('bench-worker', 'bench-worker', [CompletionResultType]::ParameterValue, '(internal) a producer or consumer process of `spoolmq bench`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -188,6 +189,16 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'spoolmq;migrate' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The store to convert to')
+            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Build the converted spool in DIR (missing or empty) and leave this one as it is, instead of converting in place')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
         'spoolmq;bench' {
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Messages to push (and, one by one, to time from push to pop)')
             [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Body size in bytes')
@@ -241,6 +252,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Push messages written by export back into a queue (one fsync)')
             [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check that the spool''s file system keeps spoolmq''s promises')
+            [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Convert the spool to another store, keeping every message and its state')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Measure push throughput and push-to-pop latency on a scratch queue')
             [CompletionResult]::new('bench-worker', 'bench-worker', [CompletionResultType]::ParameterValue, '(internal) a producer or consumer process of `spoolmq bench`')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
@@ -291,6 +303,9 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;help;doctor' {
+            break
+        }
+        'spoolmq;help;migrate' {
             break
         }
         'spoolmq;help;bench' {

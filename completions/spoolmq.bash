@@ -55,6 +55,9 @@ _spoolmq() {
             spoolmq,man)
                 cmd="spoolmq__subcmd__man"
                 ;;
+            spoolmq,migrate)
+                cmd="spoolmq__subcmd__migrate"
+                ;;
             spoolmq,nack)
                 cmd="spoolmq__subcmd__nack"
                 ;;
@@ -115,6 +118,9 @@ _spoolmq() {
             spoolmq__subcmd__help,man)
                 cmd="spoolmq__subcmd__help__subcmd__man"
                 ;;
+            spoolmq__subcmd__help,migrate)
+                cmd="spoolmq__subcmd__help__subcmd__migrate"
+                ;;
             spoolmq__subcmd__help,nack)
                 cmd="spoolmq__subcmd__help__subcmd__nack"
                 ;;
@@ -143,7 +149,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --store --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
+            opts="-h -V --dir --store --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,7 +405,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor bench bench-worker completions man help"
+            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -594,6 +600,20 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__help__subcmd__nack)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -743,6 +763,36 @@ _spoolmq() {
                 return 0
             fi
             case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__migrate)
+            opts="-h --to --into --dir --store --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --into)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

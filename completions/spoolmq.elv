@@ -40,6 +40,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
             cand import 'Push messages written by export back into a queue (one fsync)'
             cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
+            cand migrate 'Convert the spool to another store, keeping every message and its state'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -169,6 +170,15 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'spoolmq;migrate'= {
+            cand --to 'The store to convert to'
+            cand --into 'Build the converted spool in DIR (missing or empty) and leave this one as it is, instead of converting in place'
+            cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --json 'Print JSON, one object per line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'spoolmq;bench'= {
             cand --count 'Messages to push (and, one by one, to time from push to pop)'
             cand --size 'Body size in bytes'
@@ -218,6 +228,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
             cand import 'Push messages written by export back into a queue (one fsync)'
             cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
+            cand migrate 'Convert the spool to another store, keeping every message and its state'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
             cand completions 'Print a shell completion script'
@@ -253,6 +264,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;help;import'= {
         }
         &'spoolmq;help;doctor'= {
+        }
+        &'spoolmq;help;migrate'= {
         }
         &'spoolmq;help;bench'= {
         }

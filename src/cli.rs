@@ -122,6 +122,11 @@ pub enum Command {
         after_help = "Examples:\n  spoolmq doctor\n  spoolmq --dir /mnt/shared/spool doctor --json"
     )]
     Doctor,
+    /// Convert the spool to another store, keeping every message and its state
+    #[command(
+        after_help = "Examples:\n  spoolmq migrate --to sqlite\n  spoolmq --dir /var/spool/jobs migrate --to fs --into /var/spool/jobs-fs"
+    )]
+    Migrate(MigrateArgs),
     /// Measure push throughput and push-to-pop latency on a scratch queue
     #[command(after_help = "Examples:\n  spoolmq bench\n  \
                             spoolmq bench --count 100000 --size 1024 --batch 1000 --json\n  \
@@ -394,4 +399,15 @@ mod tests {
         let Command::Pop(p) = c.command else { panic!() };
         assert_eq!(p.wait, Some(Some(Duration::from_secs(2))));
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The store to convert to
+    #[arg(long, value_name = "STORE", value_parser = ["fs", "sqlite"])]
+    pub to: String,
+    /// Build the converted spool in DIR (missing or empty) and leave this
+    /// one as it is, instead of converting in place
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
 }

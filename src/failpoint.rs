@@ -19,6 +19,9 @@
 //! | `checkpoint.after-header` | checkpoint header synced, WAL not yet truncated |
 //! | `reclaim.after-unlink` | an empty segment unlinked, header not yet written |
 //! | `repair.after-segments` | `fsck --repair` rewrote segments, index not yet rebuilt |
+//! | `migrate.after-copy` | the new store built in `SPOOL/.migrate/`, nothing moved |
+//! | `migrate.before-switch` | the new store moved into the spool, `.store` not yet replaced |
+//! | `migrate.after-switch` | `.store` replaced, the old store's files not yet removed |
 
 #[cfg(feature = "failpoints")]
 mod imp {

@@ -261,7 +261,8 @@ pub fn run(
         StoreKind::Sqlite => sqlstore::check(&spool.root, name),
     };
     // One fsck at a time per spool, and none during a migrate.
-    let _lock = spool.lock(false, spool.kind == StoreKind::Sqlite)?;
+    let sqlite = spool.kind == StoreKind::Sqlite;
+    let _lock = spool.lock(sqlite, sqlite)?;
     let first = check(name)?;
     if !repair || first.problems.is_empty() {
         return Ok((first, None));

@@ -38,6 +38,7 @@ pub mod ingest;
 pub mod input;
 pub mod io;
 pub mod lock;
+pub mod migrate;
 #[cfg(test)]
 mod model_test;
 pub mod output;

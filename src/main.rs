@@ -389,6 +389,32 @@ fn run_command(
             }
         }
         Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Migrate(a) => {
+            let to = StoreKind::parse(&a.to)?;
+            let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
+            report.notes.iter().cloned().for_each(warn);
+            let at = a.into.as_deref().unwrap_or(&spool.root);
+            if json {
+                let line = serde_json::json!({
+                    "queues": report.queues,
+                    "messages": report.messages,
+                    "store": to.name(),
+                    "dir": at.display().to_string(),
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(
+                    out,
+                    "migrated {} queue{} ({} message{}) to the {} store in {}",
+                    report.queues,
+                    if report.queues == 1 { "" } else { "s" },
+                    report.messages,
+                    if report.messages == 1 { "" } else { "s" },
+                    to.name(),
+                    at.display()
+                )?;
+            }
+        }
         Command::Doctor => {
             let findings = spoolmq::doctor::check(&spool);
             for f in &findings {

@@ -224,8 +224,10 @@ impl Queue {
         } else if !spool.exists()? {
             return Ok(None);
         }
+        // The sqlite store relies on the spool lock (its pop reads, then
+        // commits), so even a read-only command makes a missing lock file.
         let sqlite = spool.kind == StoreKind::Sqlite;
-        let lock = spool.lock(create, sqlite)?;
+        let lock = spool.lock(create || sqlite, sqlite)?;
         let store: Box<dyn Store> = match spool.kind {
             StoreKind::Fs => {
                 let dir = if create {
@@ -238,15 +240,10 @@ impl Queue {
                     None => return Ok(None),
                 }
             }
-            StoreKind::Sqlite => {
-                if lock.is_none() {
-                    return Ok(None);
-                }
-                match SqliteStore::open(&spool.root, name, create)? {
-                    Some(s) => Box::new(s),
-                    None => return Ok(None),
-                }
-            }
+            StoreKind::Sqlite => match SqliteStore::open(&spool.root, name, create)? {
+                Some(s) => Box::new(s),
+                None => return Ok(None),
+            },
         };
         // A queue exists once something was pushed to it (a first push that
         // failed leaves files, not a queue).

@@ -407,27 +407,37 @@ impl SqliteStore {
         result
     }
 
-    /// Stores a message exactly as given (migration). The caller keeps seqs
-    /// increasing and sets the queue's salt, next seq and counters after.
+    /// Takes over another store's queue as it is, for `migrate`: `metas` (in
+    /// seq order, bodies fetched by `body`) keep their seq, and so their id,
+    /// state, attempts, receipt and deadline; the queue gets `salt`,
+    /// `next_seq` and `counters`. One transaction; only into a new queue.
     pub fn restore(
         &mut self,
         salt: u64,
         next_seq: u64,
         counters: Counters,
-        msgs: &mut dyn Iterator<Item = Result<(Meta, Vec<u8>)>>,
+        metas: &[Meta],
+        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
     ) -> Result<()> {
-        self.write("restore messages", |s, tx| {
+        if self.q.counters.pushed != 0 {
+            return Err(Error::Runtime(format!(
+                "{}: cannot restore into queue {}: it is not new",
+                self.q.path.display(),
+                self.q.queue
+            )));
+        }
+        self.write("restore messages", |q, tx| {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
-                .sql("restore messages", &s.path)?;
-            for m in msgs {
-                let (m, body) = m?;
+                .sql("restore messages", &q.path)?;
+            for m in metas {
+                let b = body(m)?;
                 insert
                     .execute(params![
-                        s.queue,
+                        q.queue,
                         m.seq as i64,
                         m.state as u8,
                         m.attempts,
@@ -435,15 +445,15 @@ impl SqliteStore {
                         m.pushed_at_ms as i64,
                         m.until_ms as i64,
                         &m.receipt[..],
-                        m.len,
-                        body,
-                        crc32fast::hash(&body)
+                        b.len() as u32,
+                        b,
+                        crc32fast::hash(&b)
                     ])
-                    .sql("restore messages", &s.path)?;
+                    .sql("restore messages", &q.path)?;
             }
-            s.salt = salt;
-            s.next_seq = next_seq;
-            s.counters = counters;
+            q.salt = salt;
+            q.next_seq = next_seq;
+            q.counters = counters;
             Ok(())
         })
     }

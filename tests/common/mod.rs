@@ -440,6 +440,18 @@ impl Bg {
         self.child.as_ref().unwrap().id()
     }
 
+    /// SIGKILLs the process if it is still running and reaps it. Returns
+    /// whether it was killed (false: it had finished on its own).
+    pub fn kill9_if_running(mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        let running = child.try_wait().unwrap().is_none();
+        if running {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        running
+    }
+
     /// Whether the process has exited yet.
     pub fn finished(&mut self) -> bool {
         self.child.as_mut().unwrap().try_wait().unwrap().is_some()

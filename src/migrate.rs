@@ -1,0 +1,227 @@
+//! `migrate`: converts a spool from one store to the other, losing nothing.
+//!
+//! Every queue is copied message by message with [`FsStore::restore`] or
+//! [`SqliteStore::restore`]: ready, delayed, leased (same receipt and
+//! deadline) and dead messages keep their id, attempts and state, and the
+//! counters come along. The source is read under the exclusive spool lock,
+//! so no command changes it meanwhile, and is never modified before the end.
+//!
+//! In place, the new store is built in `SPOOL/.migrate/` and then switched in:
+//!
+//! ```text
+//! 1. lock SPOOL/.spool.lock (exclusive); remove a stale SPOOL/.migrate/
+//! 2. build the new store in SPOOL/.migrate/, every file fsynced
+//! 3. move it into SPOOL/ (fs: each queue directory; sqlite: .spool.db),
+//!    first removing what an interrupted earlier migrate left there; fsync SPOOL
+//! 4. rename a new SPOOL/.store over the old one; fsync SPOOL   <- the switch
+//! 5. remove the old store's files and SPOOL/.migrate/
+//! ```
+//!
+//! Killed before step 4, the spool still records the old store, whose files
+//! were never touched: it works as before, and the next `migrate` clears what
+//! was left. Killed after step 4, the new store is complete and in use; the
+//! old files left over are ignored, and removed by the next `migrate`.
+//! Commands that waited on the spool lock see that `.store` changed and ask
+//! to be run again. With `--into DIR` the new spool is built in DIR (which
+//! must not exist or be empty) and the source is left as it is.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsstore::FsStore;
+use crate::segment::sync_dir;
+use crate::spool::{self, Spool, StoreKind};
+use crate::sqlstore::{self, SqliteStore};
+use crate::store::{Meta, Scan, Step, Store};
+use std::path::{Path, PathBuf};
+
+/// Where an in-place migrate builds the new store.
+pub const STAGING: &str = ".migrate";
+
+/// What a migrate did, for the user.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub queues: u64,
+    pub messages: u64,
+    pub notes: Vec<String>,
+}
+
+/// Opens queue `name` of `spool` without the spool lock (the caller holds it).
+fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn Store>>> {
+    Ok(match spool.kind {
+        StoreKind::Fs => {
+            let dir = if create {
+                spool.create_queue_dir(name)?
+            } else {
+                spool.queue_dir(name)
+            };
+            FsStore::open(&dir, create)?.map(|s| Box::new(s) as Box<dyn Store>)
+        }
+        StoreKind::Sqlite => {
+            if create {
+                spool.create()?;
+            }
+            SqliteStore::open(&spool.root, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
+        }
+    })
+}
+
+/// Copies every queue of `from` into the new spool `to` (of another or the
+/// same store). The caller holds `from`'s spool lock.
+fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
+    to.create()?;
+    for name in from.queues()? {
+        let Some(mut src) = open_store(from, &name, false)? else {
+            continue;
+        };
+        report.notes.extend(
+            src.take_notices()
+                .into_iter()
+                .map(|n| format!("{name}: {n}")),
+        );
+        let mut metas: Vec<Meta> = Vec::new();
+        src.scan(Scan::Live, &mut |m| {
+            metas.push(*m);
+            Step::Continue
+        })?;
+        let (salt, next_seq, counters) = (src.salt(), src.next_seq(), src.counters());
+        let mut body = |m: &Meta| -> Result<Vec<u8>> {
+            src.body(m).map_err(|e| match e {
+                Error::Corrupt { path, detail } => Error::Runtime(format!(
+                    "{}: {detail}: run `spoolmq fsck --repair {name}` first; nothing was changed",
+                    path.display()
+                )),
+                e => e,
+            })
+        };
+        match to.kind {
+            StoreKind::Fs => {
+                let dir = to.create_queue_dir(&name)?;
+                let mut dst = FsStore::open(&dir, true)?
+                    .ok_or_else(|| Error::Runtime(format!("{}: cannot create", dir.display())))?;
+                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
+            }
+            StoreKind::Sqlite => {
+                let mut dst = SqliteStore::open(&to.root, &name, true)?.ok_or_else(|| {
+                    Error::Runtime(format!("{}: cannot create", to.root.display()))
+                })?;
+                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
+            }
+        }
+        report.queues += 1;
+        report.messages += metas.len() as u64;
+    }
+    Ok(())
+}
+
+/// Removes `path` (a file or a directory tree) if it exists.
+fn remove(path: &Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    r.ctx("remove", path)
+}
+
+/// The sqlite store's files in `root`.
+fn sqlite_files(root: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .map(|s| root.join(format!("{}{s}", sqlstore::DB_FILE)))
+        .collect();
+    files.push(root.join(sqlstore::BELL_FILE));
+    files
+}
+
+/// Removes what a store of `kind` keeps in `root` (its queues' files), for
+/// the store the spool does not use.
+fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
+    match kind {
+        StoreKind::Fs => {
+            for name in Spool::new(root.to_path_buf()).queue_dirs()? {
+                remove(&root.join(name))?;
+            }
+        }
+        StoreKind::Sqlite => {
+            for p in sqlite_files(root) {
+                remove(&p)?;
+            }
+        }
+    }
+    sync_dir(&crate::io::RealFs, root)
+}
+
+/// Converts `spool` to the `to` store, in place or into `into`.
+pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> {
+    let mut report = Report::default();
+    if !spool.exists()? {
+        return Err(Error::Runtime(format!(
+            "{}: no spool here to convert",
+            spool.root.display()
+        )));
+    }
+    let _lock = spool
+        .lock(true, true)?
+        .ok_or_else(|| Error::Runtime("cannot lock the spool".into()))?;
+    if let Some(dir) = into {
+        let empty = match std::fs::read_dir(dir) {
+            Ok(mut d) => d.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(Error::io("open", dir, e)),
+        };
+        if !empty {
+            return Err(Error::usage(format!(
+                "--into {}: the directory must not exist or be empty",
+                dir.display()
+            )));
+        }
+        let dst = Spool {
+            root: dir.to_path_buf(),
+            kind: to,
+        };
+        copy_spool(spool, &dst, &mut report)?;
+        return Ok(report);
+    }
+    let root = &spool.root;
+    let staging = root.join(STAGING);
+    remove(&staging)?;
+    if spool.kind == to {
+        // Nothing to convert; clear what an interrupted migrate left.
+        let other = match to {
+            StoreKind::Fs => StoreKind::Sqlite,
+            StoreKind::Sqlite => StoreKind::Fs,
+        };
+        remove_store_files(root, other)?;
+        report
+            .notes
+            .push(format!("the spool already uses the {} store", to.name()));
+        return Ok(report);
+    }
+    let dst = Spool {
+        root: staging.clone(),
+        kind: to,
+    };
+    copy_spool(spool, &dst, &mut report)?;
+    crate::failpoint::hit("migrate.after-copy");
+    // Move the new store in (nothing of it is in use until .store says so).
+    remove_store_files(root, to)?;
+    match to {
+        StoreKind::Fs => {
+            for name in dst.queue_dirs()? {
+                std::fs::rename(staging.join(&name), root.join(&name))
+                    .ctx("move into the spool", &root.join(&name))?;
+            }
+        }
+        StoreKind::Sqlite => {
+            let db = sqlstore::db_path(&staging);
+            std::fs::rename(&db, sqlstore::db_path(root)).ctx("move into the spool", &db)?;
+        }
+    }
+    sync_dir(&crate::io::RealFs, root)?;
+    crate::failpoint::hit("migrate.before-switch");
+    spool::replace_kind(root, to)?;
+    crate::failpoint::hit("migrate.after-switch");
+    remove_store_files(root, spool.kind)?;
+    remove(&staging)?;
+    Ok(report)
+}
