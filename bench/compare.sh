@@ -17,6 +17,7 @@ Usage: bench/compare.sh [--quick] [--dir DIR] [--bin PATH] [options]
   --bin PATH       the spoolmq binary (default: target/release/spoolmq, built
                    with `cargo build --release` if missing)
   --build          run `cargo build --release` first even if the binary exists
+  --store STORE    the spoolmq store to measure: fs (default) or sqlite
   --lines N        lines for the bulk push, and the deep queue's depth
                    (default 1000000; --quick: 20000)
   --procs N        processes for the one-message-per-process row (500; 50)
@@ -38,7 +39,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # ---------------------------------------------------------------- arguments
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0 DIR_PARENT="" BIN="" BUILD=0 KEEP=0 STRICT=0 JSON_OUT=""
-LINES="" PROCS="" CYCLES="" REPS="" STATS_RUNS=""
+LINES="" PROCS="" CYCLES="" REPS="" STATS_RUNS="" STORE=fs
 need_arg() { [[ $# -ge 2 && -n $2 ]] || usage_error "$1 needs a value"; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]] || usage_error "$2: not a positive count: $1"; }
 while [[ $# -gt 0 ]]; do
@@ -47,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --dir) need_arg "$@"; DIR_PARENT=$2; shift ;;
     --bin) need_arg "$@"; BIN=$2; shift ;;
     --build) BUILD=1 ;;
+    --store) need_arg "$@"; [[ $2 == fs || $2 == sqlite ]] || usage_error "--store: fs or sqlite, not $2"; STORE=$2; shift ;;
     --lines) need_arg "$@"; is_count "$2" "$1"; LINES=$2; shift ;;
     --procs) need_arg "$@"; is_count "$2" "$1"; PROCS=$2; shift ;;
     --cycles) need_arg "$@"; is_count "$2" "$1"; CYCLES=$2; shift ;;
@@ -157,7 +159,7 @@ calc() { awk "BEGIN { printf \"%s\", ($1) }"; }   # calc '<awk expression>'
 fmt() { awk -v v="$2" "BEGIN { printf \"$1\", v }"; }
 rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 cpu_us() { awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ {s+=$2} END {printf "%d", s*1e6}' "$1"; }
-sq() { "$BIN" --dir "$SPOOL" "$@"; }
+sq() { "$BIN" --dir "$SPOOL" --store "$STORE" "$@"; }
 
 SQL_SCHEMA="PRAGMA journal_mode=WAL;
 CREATE TABLE q(
@@ -191,7 +193,7 @@ group() { awk '{ s=sprintf("%d",$1); o=""; while (length(s)>3) { o="," substr(s,
   echo "  machine:     $(nproc) cores, ${CPU:-unknown CPU}, $MEM RAM, Linux $(uname -r)"
   echo "  load:        $LOAD_START (1/5/15-minute load average at the start)"
   echo "  file system: $FSTYPE on $FSDEV ($FSOPTS), scratch $SCRATCH"
-  echo "  spoolmq:     $SPOOLMQ_VERSION, $BIN (built $BIN_MTIME; repo at $GIT_REV$GIT_DIRTY)"
+  echo "  spoolmq:     $SPOOLMQ_VERSION, $BIN (built $BIN_MTIME; repo at $GIT_REV$GIT_DIRTY), $STORE store"
   echo "  sqlite3:     $SQLITE_VERSION (journal_mode=WAL, synchronous=FULL)"
   echo "  dd:          $DD_VERSION (bs=1M conv=fdatasync)"
   echo "  sizes:       $(group "$LINES") lines of $BODY_BYTES bytes ($(calc "$LINES*$BODY_BYTES/1e6") MB), bulk rows x $REPS (median)," \
@@ -229,7 +231,7 @@ DEEP=bulk1   # the first bulk queue stays as the deep queue of rows 3 and 4
 run_spool_bulk() {
   local r=$1 tv=$SCRATCH/time.spool.$r
   sync; now; local t0=$NOW
-  /usr/bin/time -v -o "$tv" "$BIN" --dir "$SPOOL" push "bulk$r" --lines <"$INPUT" >"$SCRATCH/ids.$r"
+  /usr/bin/time -v -o "$tv" "$BIN" --dir "$SPOOL" --store "$STORE" push "bulk$r" --lines <"$INPUT" >"$SCRATCH/ids.$r"
   now; T_SPOOL+=($((NOW - t0))); R_SPOOL+=("$(rss_kb "$tv")") U_SPOOL+=("$(cpu_us "$tv")")
   local n; n=$(wc -l <"$SCRATCH/ids.$r"); rm -f "$SCRATCH/ids.$r"
   (( n == LINES )) || die "spoolmq push --lines printed $n ids, expected $LINES"
@@ -258,8 +260,10 @@ for ((r = 1; r <= REPS; r++)); do
     1) run_sqlite_bulk "$r"; run_dd "$r"; run_spool_bulk "$r" ;;
     2) run_dd "$r"; run_spool_bulk "$r"; run_sqlite_bulk "$r" ;;
   esac
-  # keep only the deep queue's files
-  if (( r > 1 )); then rm -rf -- "$SPOOL/bulk$r"; fi
+  # keep only the deep queue's messages
+  if (( r > 1 )); then
+    if [[ $STORE == fs ]]; then rm -rf -- "$SPOOL/bulk$r"; else sq purge "bulk$r" >/dev/null; fi
+  fi
 done
 B_SPOOL=$(median "${T_SPOOL[@]}") B_SQL=$(median "${T_SQL[@]}") B_DD=$(median "${T_DD[@]}")
 RSS_SPOOL=$(printf '%s\n' "${R_SPOOL[@]}" | sort -n | tail -1)
@@ -394,7 +398,7 @@ if [[ -n $JSON_OUT ]]; then
   jb() { [[ $1 == 1 ]] && echo true || echo false; }
   json=$(cat <<EOF
 {"date":"$DATE","mode":"$MODE","nproc":$(nproc),"kernel":"$(uname -r)","cpu":"${CPU//\"/}","fs":"$FSTYPE","load_start":"$LOAD_START","load_end":"$LOAD_END",
- "spoolmq":"$SPOOLMQ_VERSION","sqlite3":"$SQLITE_VERSION","git":"$GIT_REV",
+ "spoolmq":"$SPOOLMQ_VERSION","store":"$STORE","sqlite3":"$SQLITE_VERSION","git":"$GIT_REV",
  "lines":$LINES,"bytes":$INPUT_BYTES,"procs":$PROCS,"cycles":$CYCLES,"reps":$REPS,
  "bulk_s":{"spoolmq":$(calc "$B_SPOOL/1e6"),"sqlite3":$(calc "$B_SQL/1e6"),"dd":$(calc "$B_DD/1e6")},
  "per_process_total_s":{"spoolmq":$(calc "$PS_SPOOL/1e6"),"sqlite3":$(calc "$PS_SQL/1e6")},
