@@ -23,6 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -55,6 +56,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Not deliverable before this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -68,6 +70,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -76,6 +79,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;ack' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -86,6 +90,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -95,6 +100,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'The lease now ends this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -103,6 +109,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;retry' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -112,6 +119,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every INTERVAL (2s without one) with rates, until interrupted')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print the Prometheus text format (for node_exporter''s textfile collector)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -124,6 +132,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Keep going until the queue is empty')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -133,6 +142,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;list' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -142,6 +152,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to show at most')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -150,6 +161,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;purge' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge the dead letters instead')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -159,6 +171,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;fsck' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Truncate torn tails, quarantine damaged records, rebuild the index')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -168,6 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;export' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -176,6 +190,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;import' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -184,6 +199,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;doctor' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -191,9 +207,10 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         }
         'spoolmq;migrate' {
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The store to convert to')
-            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Build the converted spool in DIR (missing or empty) and leave this one as it is, instead of converting in place')
+            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -207,6 +224,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--consumers', '--consumers', [CompletionResultType]::ParameterName, 'Consumer processes in the latency run')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -215,6 +233,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;bench-worker' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -223,6 +242,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -231,6 +251,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
         'spoolmq;man' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -149,7 +149,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --store --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
+            opts="-h -V --dir --store --url --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -163,6 +163,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -171,7 +175,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__ack)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +189,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -193,7 +201,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench)
-            opts="-h --count --size --batch --producers --consumers --dir --store --json --help"
+            opts="-h --count --size --batch --producers --consumers --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,6 +235,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -235,7 +247,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench__subcmd__worker)
-            opts="-h --dir --store --json --help produce consume"
+            opts="-h --dir --store --url --json --help produce consume"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -247,6 +259,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -257,7 +273,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__completions)
-            opts="-h --dir --store --json --help bash elvish fish powershell zsh"
+            opts="-h --dir --store --url --json --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -269,6 +285,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -279,7 +299,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__doctor)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,6 +313,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -301,7 +325,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__exec)
-            opts="-h --loop --wait --lease --max-attempts --dir --store --json --help"
+            opts="-h --loop --wait --lease --max-attempts --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -327,6 +351,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -335,7 +363,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__export)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -349,6 +377,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -357,7 +389,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__extend)
-            opts="-h --lease --dir --store --json --help"
+            opts="-h --lease --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -375,6 +407,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -383,7 +419,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__fsck)
-            opts="-h --repair --dir --store --json --help"
+            opts="-h --repair --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -395,6 +431,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -713,7 +753,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__import)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -725,6 +765,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -735,7 +779,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__list)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -747,6 +791,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -757,7 +805,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__man)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -771,6 +819,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -779,14 +831,14 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__migrate)
-            opts="-h --to --into --dir --store --json --help"
+            opts="-h --to --into --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
-                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "fs sqlite postgres" -- "${cur}"))
                     return 0
                     ;;
                 --into)
@@ -801,6 +853,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -809,7 +865,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__nack)
-            opts="-h --delay --max-attempts --dir --store --json --help"
+            opts="-h --delay --max-attempts --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -831,6 +887,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -839,7 +899,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__peek)
-            opts="-h --count --dir --store --json --help"
+            opts="-h --count --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -857,6 +917,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -865,7 +929,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__pop)
-            opts="-h --count --lease --wait --max-attempts --dir --store --json --help"
+            opts="-h --count --lease --wait --max-attempts --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -895,6 +959,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -903,7 +971,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__purge)
-            opts="-h --dead --dir --store --json --help"
+            opts="-h --dead --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,6 +985,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -925,7 +997,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --lines --delay --dir --store --json --help"
+            opts="-h --lines --delay --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -943,6 +1015,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -951,7 +1027,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__retry)
-            opts="-h --dir --store --json --help"
+            opts="-h --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -965,6 +1041,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
                     return 0
                     ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -973,7 +1053,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__stats)
-            opts="-h --prometheus --watch --dir --store --json --help"
+            opts="-h --prometheus --watch --dir --store --url --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -989,6 +1069,10 @@ _spoolmq() {
                     ;;
                 --store)
                     COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -20,6 +20,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -51,6 +52,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --delay 'Not deliverable before this long from now'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --lines 'Each line of stdin (newline stripped) is one message'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -63,6 +65,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -70,6 +73,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;ack'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -79,6 +83,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -87,6 +92,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --lease 'The lease now ends this long from now'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -94,6 +100,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;retry'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -102,6 +109,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --watch 'Refresh every INTERVAL (2s without one) with rates, until interrupted'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --prometheus 'Print the Prometheus text format (for node_exporter''s textfile collector)'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -113,6 +121,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --loop 'Keep going until the queue is empty'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -121,6 +130,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;list'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -129,6 +139,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --count 'How many messages to show at most'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -136,6 +147,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;purge'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --dead 'Purge the dead letters instead'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -144,6 +156,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;fsck'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --repair 'Truncate torn tails, quarantine damaged records, rebuild the index'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -152,6 +165,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;export'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -159,6 +173,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;import'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -166,15 +181,17 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;doctor'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'spoolmq;migrate'= {
             cand --to 'The store to convert to'
-            cand --into 'Build the converted spool in DIR (missing or empty) and leave this one as it is, instead of converting in place'
+            cand --into 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -187,6 +204,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --consumers 'Consumer processes in the latency run'
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -194,6 +212,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;bench-worker'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -201,6 +220,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;completions'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -208,6 +228,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;man'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_spoolmq_global_optspecs
-    string join \n dir= store= json h/help V/version
+    string join \n dir= store= url= json h/help V/version
 end
 
 function __fish_spoolmq_needs_command
@@ -27,6 +27,7 @@ end
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s V -l version -d 'Print version'
@@ -55,6 +56,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not d
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'
@@ -65,11 +67,13 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l max-attempts -d 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
@@ -77,23 +81,27 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'
@@ -103,53 +111,63 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l to -d 'The store to convert to' -r -f -a "fs\t''
-sqlite\t''"
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l into -d 'Build the converted spool in DIR (missing or empty) and leave this one as it is, instead of converting in place' -r -F
+sqlite\t''
+postgres\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l into -d 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l count -d 'Messages to push (and, one by one, to time from push to pop)' -r
@@ -160,21 +178,25 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l consumers -d '
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'

@@ -63,6 +63,11 @@ impl Drop for Scratch<'_> {
     fn drop(&mut self) {
         let _ = match self.0.kind {
             StoreKind::Fs => std::fs::remove_dir_all(self.0.queue_dir(&self.1)).map_err(|_| ()),
+            StoreKind::Postgres => self
+                .0
+                .url()
+                .and_then(|url| crate::pgstore::remove_queue(url, &self.1))
+                .map_err(|_| ()),
             StoreKind::Sqlite => self
                 .0
                 .lock(false, true)

@@ -41,6 +41,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "STORE", value_parser = ["fs", "sqlite"])]
     pub store: Option<String>,
 
+    /// A PostgreSQL database shared by workers on many hosts
+    /// (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over
+    /// --dir [env: SPOOLMQ_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+
     /// Print JSON, one object per line
     #[arg(long, global = true)]
     pub json: bool,
@@ -404,10 +410,11 @@ mod tests {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The store to convert to
-    #[arg(long, value_name = "STORE", value_parser = ["fs", "sqlite"])]
+    #[arg(long, value_name = "STORE", value_parser = ["fs", "sqlite", "postgres"])]
     pub to: String,
-    /// Build the converted spool in DIR (missing or empty) and leave this
-    /// one as it is, instead of converting in place
-    #[arg(long, value_name = "DIR")]
+    /// Build the converted spool in DIR (missing or empty), or for
+    /// `--to postgres` in the database at this URL, and leave this one as
+    /// it is, instead of converting in place
+    #[arg(long, value_name = "DIR|URL")]
     pub into: Option<PathBuf>,
 }

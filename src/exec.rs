@@ -26,18 +26,31 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(250);
 
 /// What a watch on a directory waits for: a file in it written or created.
-const WRITES: u32 = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
+/// Not IN_CLOSE_WRITE: a pop that finds nothing opens the queue's files for
+/// writing and closes them, and would wake itself (and every other waiter).
+const WRITES: u32 = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO;
 
-/// An inotify watch on a directory: wakes a waiter as soon as a file in it
-/// changes (a push appends to a segment), so waiting costs no CPU and no
-/// latency. Where inotify is not available, waiting falls back to polling.
-struct Watch(libc::c_int);
+/// What wakes a waiter as soon as a message may have come, so waiting costs
+/// no CPU and no latency: an inotify watch on a directory or file (a push
+/// appends to a segment, or rings the sqlite bell), or, for PostgreSQL, a
+/// connection that LISTENs for the NOTIFY of each commit. Where neither is
+/// available, waiting falls back to polling.
+enum Watch {
+    Inotify(libc::c_int),
+    Postgres(Box<postgres::Client>, String),
+}
 
 impl Watch {
     /// Watches the queue's directory, or the spool's while the queue does not
     /// exist yet, or nothing (`None`: poll).
     fn new(spool: &Spool, queue: &str) -> Option<Watch> {
         use std::os::unix::ffi::OsStrExt;
+        if spool.kind == StoreKind::Postgres {
+            let mut c = crate::pgstore::connect(spool.url().ok()?).ok()?;
+            c.batch_execute(&format!("LISTEN {}", crate::pgstore::CHANNEL))
+                .ok()?;
+            return Some(Watch::Postgres(Box::new(c), queue.to_string()));
+        }
         let dir = spool.queue_dir(queue);
         let bell = spool.root.join(crate::sqlstore::BELL_FILE);
         let (target, mask) = match spool.kind {
@@ -46,7 +59,7 @@ impl Watch {
             // and shared-memory files): a push rings the bell file instead.
             StoreKind::Sqlite if bell.is_file() => (bell, libc::IN_MODIFY),
             StoreKind::Sqlite => (spool.root.clone(), libc::IN_CREATE | libc::IN_MOVED_TO),
-            StoreKind::Fs => (spool.root.clone(), WRITES),
+            StoreKind::Fs | StoreKind::Postgres => (spool.root.clone(), WRITES),
         };
         let path = std::ffi::CString::new(target.as_os_str().as_bytes()).ok()?;
         // SAFETY: plain syscalls on a descriptor we own; `path` is a valid C string.
@@ -59,14 +72,30 @@ impl Watch {
                 libc::close(fd);
                 return None;
             }
-            Some(Watch(fd))
+            Some(Watch::Inotify(fd))
         }
     }
 
     /// Blocks until an event comes or `timeout` passes.
-    fn wait(&self, timeout: Duration) {
+    fn wait(&mut self, timeout: Duration) {
+        let fd = match self {
+            Watch::Inotify(fd) => *fd,
+            Watch::Postgres(c, queue) => {
+                let until = Instant::now() + timeout;
+                let mut notes = c.notifications();
+                let mut it = notes.timeout_iter(timeout);
+                // Other queues' notices do not count; the deadline still holds.
+                use postgres::fallible_iterator::FallibleIterator;
+                while let Ok(Some(n)) = it.next() {
+                    if n.payload() == queue.as_str() || Instant::now() >= until {
+                        return;
+                    }
+                }
+                return;
+            }
+        };
         let mut pfd = libc::pollfd {
-            fd: self.0,
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -80,9 +109,11 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // SAFETY: closing the descriptor we opened.
-        unsafe {
-            libc::close(self.0);
+        if let Watch::Inotify(fd) = self {
+            // SAFETY: closing the descriptor we opened.
+            unsafe {
+                libc::close(*fd);
+            }
         }
     }
 }
@@ -107,9 +138,18 @@ pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<V
         Some(None) => None,
         Some(Some(d)) => Some(Instant::now() + d),
     };
+    // A PostgreSQL watch (a LISTENing connection) is kept; a file watch is
+    // made again each time, since the queue's directory may appear meanwhile.
+    let keep = spool.kind == StoreKind::Postgres;
+    // Without a file to watch, the poll is the safety net; each poll of the
+    // database costs a connection, so it polls less often.
+    let poll = if keep { Duration::from_secs(1) } else { POLL };
+    let mut watch: Option<Watch> = None;
     loop {
         // Watch first, then look: a push between the look and the wait still wakes us.
-        let watch = req.wait.and_then(|_| Watch::new(spool, queue));
+        if !keep || watch.is_none() {
+            watch = req.wait.and_then(|_| Watch::new(spool, queue));
+        }
         if let Some(mut q) = Queue::open(spool, queue, false)? {
             let got = q.pop(req.count, req.lease, req.max_attempts, now_ms());
             q.take_notices().into_iter().for_each(&mut *warn);
@@ -119,16 +159,16 @@ pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<V
             }
         }
         let pause = match deadline {
-            None => POLL,
+            None => poll,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Ok(Vec::new());
                 }
-                left.min(POLL)
+                left.min(poll)
             }
         };
-        match watch {
+        match watch.as_mut() {
             Some(w) => w.wait(pause),
             None => std::thread::sleep(pause),
         }

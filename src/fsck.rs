@@ -259,6 +259,7 @@ pub fn run(
     let check = |name: &str| match spool.kind {
         StoreKind::Fs => check(fs, name, &dir),
         StoreKind::Sqlite => sqlstore::check(&spool.root, name),
+        StoreKind::Postgres => crate::pgstore::check(spool.url()?, name),
     };
     // One fsck at a time per spool, and none during a migrate.
     let sqlite = spool.kind == StoreKind::Sqlite;
@@ -270,6 +271,7 @@ pub fn run(
     let notes = match spool.kind {
         StoreKind::Fs => fsstore::rebuild(Arc::clone(fs), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
+        StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
     };
     let mut second = check(name)?;
     second

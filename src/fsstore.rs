@@ -1036,7 +1036,7 @@ impl Store for FsStore {
         self.h.segments.len() as u64
     }
 
-    fn disk_bytes(&self) -> Result<u64> {
+    fn disk_bytes(&mut self) -> Result<u64> {
         let mut total = 0;
         let mut paths = vec![self.index_path(), self.slots_path(), self.wal_path()];
         paths.extend(

@@ -42,6 +42,7 @@ pub mod migrate;
 #[cfg(test)]
 mod model_test;
 pub mod output;
+pub mod pgstore;
 #[cfg(test)]
 mod power_loss;
 pub mod queue;

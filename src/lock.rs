@@ -27,16 +27,24 @@ impl QueueLock {
 
     /// [`QueueLock::acquire`], shared (many holders) unless `exclusive`.
     pub fn acquire_mode(path: &Path, create: bool, exclusive: bool) -> Result<Option<QueueLock>> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-        {
+        // Read-only when it exists: closing a file opened for writing is an
+        // inotify event in its directory, which would wake `pop --wait`ers
+        // watching it (the waiter itself included) for nothing.
+        let open = |write: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(write)
+                .create(write)
+                .truncate(false)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        };
+        let file = match open(false) {
             Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                open(true).map_err(|e| Error::io("create lock file", path, e))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open lock file", path, e)),
         };

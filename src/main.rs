@@ -142,18 +142,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         }
         _ => {}
     }
-    let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
-    let env_store = std::env::var("SPOOLMQ_STORE")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let requested = match cli.store.as_deref().or(env_store.as_deref()) {
-        Some(name) => Some(StoreKind::parse(name).map_err(|e| match cli.store {
-            Some(_) => e,
-            None => Error::usage(format!("SPOOLMQ_STORE: {e}")),
-        })?),
-        None => None,
-    };
-    let spool = Spool::open(root, requested)?;
+    let spool = open_spool(&cli)?;
     let json = cli.json;
     run_command(cli, &spool, json, out).map_err(|f| match f {
         // Say which queues there are: the fix is often a typo.
@@ -167,6 +156,38 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         ))),
         f => f,
     })
+}
+
+/// The spool the command works on: a PostgreSQL database if a URL is given
+/// (`--url`, then `SPOOLMQ_URL`: either wins over any directory), else the
+/// directory with its recorded store (or `--store`/`SPOOLMQ_STORE` for a new one).
+fn open_spool(cli: &Cli) -> Result<Spool> {
+    let env_url = std::env::var("SPOOLMQ_URL").ok().filter(|v| !v.is_empty());
+    if let Some(url) = cli.url.clone().or(env_url) {
+        if !spoolmq::pgstore::is_url(&url) {
+            return Err(Error::usage(
+                "--url: use postgres://USER@HOST/DB, postgresql://..., or key=value pairs",
+            ));
+        }
+        if cli.store.is_some() {
+            return Err(Error::usage(
+                "--url selects the postgres store: drop --store",
+            ));
+        }
+        return Ok(Spool::postgres(url));
+    }
+    let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
+    let env_store = std::env::var("SPOOLMQ_STORE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let requested = match cli.store.as_deref().or(env_store.as_deref()) {
+        Some(name) => Some(StoreKind::parse(name).map_err(|e| match cli.store {
+            Some(_) => e,
+            None => Error::usage(format!("SPOOLMQ_STORE: {e}")),
+        })?),
+        None => None,
+    };
+    Spool::open(root, requested)
 }
 
 fn run_command(
@@ -598,7 +619,7 @@ fn run_fsck(
                     StoreKind::Fs => {
                         spoolmq::fsstore::FsStore::is_queue(&spoolmq::io::RealFs, &dir)?
                     }
-                    StoreKind::Sqlite => spool.queues()?.contains(&q),
+                    StoreKind::Sqlite | StoreKind::Postgres => spool.queues()?.contains(&q),
                 };
             if !known {
                 return Err(Error::NoSuchQueue(q).into());

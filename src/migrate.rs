@@ -27,6 +27,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsstore::FsStore;
+use crate::pgstore::PgStore;
 use crate::segment::sync_dir;
 use crate::spool::{self, Spool, StoreKind};
 use crate::sqlstore::{self, SqliteStore};
@@ -60,6 +61,9 @@ fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn 
                 spool.create()?;
             }
             SqliteStore::open(&spool.root, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
+        }
+        StoreKind::Postgres => {
+            PgStore::open(spool.url()?, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
     })
 }
@@ -101,6 +105,13 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
             }
             StoreKind::Sqlite => {
                 let mut dst = SqliteStore::open(&to.root, &name, true)?.ok_or_else(|| {
+                    Error::Runtime(format!("{}: cannot create", to.root.display()))
+                })?;
+                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
+            }
+            StoreKind::Postgres => {
+                let url = to.url()?;
+                let mut dst = PgStore::open(url, &name, true)?.ok_or_else(|| {
                     Error::Runtime(format!("{}: cannot create", to.root.display()))
                 })?;
                 dst.restore(salt, next_seq, counters, &metas, &mut body)?;
@@ -147,6 +158,8 @@ fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
                 remove(&p)?;
             }
         }
+        // Never in a directory.
+        StoreKind::Postgres => return Ok(()),
     }
     sync_dir(&crate::io::RealFs, root)
 }
@@ -160,9 +173,37 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
             spool.root.display()
         )));
     }
-    let _lock = spool
-        .lock(true, true)?
-        .ok_or_else(|| Error::Runtime("cannot lock the spool".into()))?;
+    // A database is not a directory: to or from PostgreSQL is always a copy.
+    if to == StoreKind::Postgres || spool.kind == StoreKind::Postgres {
+        let Some(into) = into else {
+            return Err(Error::usage(if to == StoreKind::Postgres {
+                "migrate --to postgres needs --into URL (the database to copy the spool into)"
+            } else {
+                "migrating a PostgreSQL store needs --into DIR (the new spool's directory)"
+            }));
+        };
+        if to == StoreKind::Postgres {
+            let url = into.to_string_lossy().into_owned();
+            if !crate::pgstore::is_url(&url) {
+                return Err(Error::usage(
+                    "--into: for --to postgres, a postgres:// URL or key=value pairs",
+                ));
+            }
+            let dst = Spool::postgres(url);
+            if let Some(q) = dst.queues()?.first() {
+                return Err(Error::usage(format!(
+                    "--into: the database already has queue {q}: copy into an empty one"
+                )));
+            }
+            let _lock = spool.lock(true, true)?;
+            copy_spool(spool, &dst, &mut report)?;
+            return Ok(report);
+        }
+    }
+    let _lock = spool.lock(true, true)?;
+    if spool.kind != StoreKind::Postgres && _lock.is_none() {
+        return Err(Error::Runtime("cannot lock the spool".into()));
+    }
     if let Some(dir) = into {
         let empty = match std::fs::read_dir(dir) {
             Ok(mut d) => d.next().is_none(),
@@ -178,6 +219,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         let dst = Spool {
             root: dir.to_path_buf(),
             kind: to,
+            url: None,
         };
         copy_spool(spool, &dst, &mut report)?;
         return Ok(report);
@@ -189,7 +231,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         // Nothing to convert; clear what an interrupted migrate left.
         let other = match to {
             StoreKind::Fs => StoreKind::Sqlite,
-            StoreKind::Sqlite => StoreKind::Fs,
+            _ => StoreKind::Fs,
         };
         remove_store_files(root, other)?;
         report
@@ -200,6 +242,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
     let dst = Spool {
         root: staging.clone(),
         kind: to,
+        url: None,
     };
     copy_spool(spool, &dst, &mut report)?;
     crate::failpoint::hit("migrate.after-copy");
@@ -215,6 +258,11 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         StoreKind::Sqlite => {
             let db = sqlstore::db_path(&staging);
             std::fs::rename(&db, sqlstore::db_path(root)).ctx("move into the spool", &db)?;
+        }
+        StoreKind::Postgres => {
+            return Err(Error::Runtime(
+                "postgres is never converted in place".into(),
+            ));
         }
     }
     sync_dir(&crate::io::RealFs, root)?;

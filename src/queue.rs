@@ -17,6 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsstore::FsStore;
+use crate::pgstore::PgStore;
 use crate::spool::Spool;
 use crate::spool::StoreKind;
 use crate::sqlstore::SqliteStore;
@@ -240,6 +241,10 @@ impl Queue {
                     None => return Ok(None),
                 }
             }
+            StoreKind::Postgres => match PgStore::open(spool.url()?, name, create)? {
+                Some(s) => Box::new(s),
+                None => return Ok(None),
+            },
             StoreKind::Sqlite => match SqliteStore::open(&spool.root, name, create)? {
                 Some(s) => Box::new(s),
                 None => return Ok(None),
@@ -253,6 +258,12 @@ impl Queue {
         let mut q = Queue::with_store(name, store);
         q._spool_lock = lock;
         Ok(Some(q))
+    }
+
+    /// The time to judge by: the store's clock where it has one (PostgreSQL,
+    /// so that hosts with skewed clocks agree), else `now` from the caller.
+    fn clock(&mut self, now: u64) -> Result<u64> {
+        Ok(self.store.now()?.unwrap_or(now))
     }
 
     /// A queue over an already open store.
@@ -294,6 +305,7 @@ impl Queue {
         delay: Duration,
         now: u64,
     ) -> Result<Vec<String>> {
+        let now = self.clock(now)?;
         let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
         let mut msgs = bodies.map(|body| {
             Ok(NewMessage {
@@ -378,6 +390,7 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Vec<Delivery>> {
+        let now = self.clock(now)?;
         let mut changes = Vec::new();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -411,6 +424,7 @@ impl Queue {
 
     /// Shows up to `count` deliverable messages without leasing them.
     pub fn peek(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
+        let now = self.clock(now)?;
         let mut ignored = Vec::new();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -469,6 +483,7 @@ impl Queue {
 
     /// Deletes the leased messages the receipts name.
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
+        let now = self.clock(now)?;
         self.settle(receipts, now, |m| moved(m, State::Acked))
     }
 
@@ -480,6 +495,7 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Settled> {
+        let now = self.clock(now)?;
         self.settle(receipts, now, |m| {
             // 0 means no limit, as for a lease that runs out (`standing`).
             if max_attempts > 0 && m.attempts >= max_attempts {
@@ -497,6 +513,7 @@ impl Queue {
 
     /// Makes leases end `lease` from now.
     pub fn extend(&mut self, receipts: &[String], lease: Duration, now: u64) -> Result<Settled> {
+        let now = self.clock(now)?;
         self.settle(receipts, now, |m| Meta {
             until_ms: now.saturating_add(ms(lease)),
             ..*m
@@ -505,6 +522,7 @@ impl Queue {
 
     /// Moves dead letters (all, or those named) back to ready with no attempts.
     pub fn retry(&mut self, ids: &[String], now: u64) -> Result<Retried> {
+        let now = self.clock(now)?;
         let mut out = Retried::default();
         let mut dead = Vec::new();
         if ids.is_empty() {
@@ -559,6 +577,7 @@ impl Queue {
     /// Deletes every ready and delayed message (or, with `dead`, every dead
     /// letter). Returns how many.
     pub fn purge(&mut self, dead: bool, now: u64) -> Result<u64> {
+        let now = self.clock(now)?;
         let mut changes = Vec::new();
         let from = if dead { Scan::Live } else { Scan::Pending };
         self.store.scan(from, &mut |m| {
@@ -582,6 +601,7 @@ impl Queue {
 
     /// Every message that still holds a body, oldest first, as of `now`.
     pub fn export(&mut self, now: u64) -> Result<Vec<Exported>> {
+        let now = self.clock(now)?;
         let mut metas = Vec::new();
         self.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
@@ -616,6 +636,7 @@ impl Queue {
     /// attempts, the rest ready (a lease does not survive an export).
     /// Returns the new ids.
     pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
+        let now = self.clock(now)?;
         let plan: Vec<(String, u32, u64)> = msgs
             .iter()
             .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
@@ -654,6 +675,7 @@ impl Queue {
     /// only leased and delayed messages (whose standing depends on the
     /// clock) are visited, oldest first, plus the oldest ready one.
     pub fn stats(&mut self, now: u64) -> Result<Stats> {
+        let now = self.clock(now)?;
         let c: Counters = self.store.counters();
         let mut s = Stats {
             queue: self.name.clone(),

@@ -63,15 +63,19 @@ pub enum StoreKind {
     Fs,
     /// One SQLite database for the spool (crate::sqlstore).
     Sqlite,
+    /// Tables in a PostgreSQL database, shared by many hosts
+    /// (crate::pgstore); chosen by `--url`, not recorded in a directory.
+    Postgres,
 }
 
 impl StoreKind {
-    pub const ALL: [StoreKind; 2] = [StoreKind::Fs, StoreKind::Sqlite];
+    pub const ALL: [StoreKind; 3] = [StoreKind::Fs, StoreKind::Sqlite, StoreKind::Postgres];
 
     pub fn name(self) -> &'static str {
         match self {
             StoreKind::Fs => "fs",
             StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
         }
     }
 
@@ -80,7 +84,11 @@ impl StoreKind {
         StoreKind::ALL
             .into_iter()
             .find(|k| k.name() == text)
-            .ok_or_else(|| Error::usage(format!("unknown store {text:?}: use fs or sqlite")))
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "unknown store {text:?}: use fs, sqlite or postgres"
+                ))
+            })
     }
 }
 
@@ -94,6 +102,8 @@ pub const LOCK_FILE: &str = ".spool.lock";
 pub struct Spool {
     pub root: PathBuf,
     pub kind: StoreKind,
+    /// The PostgreSQL connection string, for [`StoreKind::Postgres`].
+    pub url: Option<String>,
 }
 
 impl Spool {
@@ -102,13 +112,35 @@ impl Spool {
         Spool {
             root,
             kind: StoreKind::Fs,
+            url: None,
         }
+    }
+
+    /// The queues in the PostgreSQL database at `url` (the directory is unused).
+    pub fn postgres(url: String) -> Spool {
+        Spool {
+            root: PathBuf::from(crate::pgstore::describe(&url)),
+            kind: StoreKind::Postgres,
+            url: Some(url),
+        }
+    }
+
+    /// The connection string of a PostgreSQL spool.
+    pub fn url(&self) -> Result<&str> {
+        self.url
+            .as_deref()
+            .ok_or_else(|| Error::usage("the postgres store needs --url or SPOOLMQ_URL"))
     }
 
     /// The spool at `root`, with its recorded store, or `requested` (else
     /// fs) for a spool not created yet. A `requested` store other than the
     /// recorded one is a usage error that names the recorded one.
     pub fn open(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
+        if requested == Some(StoreKind::Postgres) {
+            return Err(Error::usage(
+                "the postgres store is chosen with --url postgres://... (or SPOOLMQ_URL)",
+            ));
+        }
         let kind = match (recorded_kind(&root)?, requested) {
             (Some(have), Some(want)) if have != want => {
                 return Err(Error::usage(format!(
@@ -122,13 +154,20 @@ impl Spool {
             (Some(have), _) => have,
             (None, want) => want.unwrap_or(StoreKind::Fs),
         };
-        Ok(Spool { root, kind })
+        Ok(Spool {
+            root,
+            kind,
+            url: None,
+        })
     }
 
     /// Creates the spool directory if missing and records its store if no
     /// store is recorded yet. Fails if another process recorded another
     /// store first.
     pub fn create(&self) -> Result<()> {
+        if self.kind == StoreKind::Postgres {
+            return Ok(());
+        }
         mkdir_durable(&self.root, true)?;
         match recorded_kind(&self.root)? {
             Some(k) if k == self.kind => Ok(()),
@@ -149,6 +188,10 @@ impl Spool {
     /// the recorded store is checked again: a `migrate` may have finished
     /// while this process waited.
     pub fn lock(&self, create: bool, exclusive: bool) -> Result<Option<crate::lock::QueueLock>> {
+        if self.kind == StoreKind::Postgres {
+            // The database's row locks do this work across hosts.
+            return Ok(None);
+        }
         let path = self.root.join(LOCK_FILE);
         let Some(lock) = crate::lock::QueueLock::acquire_mode(&path, create, exclusive)? else {
             return Ok(None);
@@ -170,6 +213,9 @@ impl Spool {
 
     /// Checks the spool for reading: it is absent (`Ok(false)`) or a directory.
     pub fn exists(&self) -> Result<bool> {
+        if self.kind == StoreKind::Postgres {
+            return Ok(true);
+        }
         match std::fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => Ok(true),
             Ok(_) => Err(not_a_dir(&self.root)),
@@ -192,8 +238,10 @@ impl Spool {
         if !self.exists()? {
             return Ok(Vec::new());
         }
-        if self.kind == StoreKind::Sqlite {
-            return crate::sqlstore::queue_names(&self.root);
+        match self.kind {
+            StoreKind::Sqlite => return crate::sqlstore::queue_names(&self.root),
+            StoreKind::Postgres => return crate::pgstore::queue_names(self.url()?),
+            StoreKind::Fs => {}
         }
         self.queue_dirs()
     }

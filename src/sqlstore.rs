@@ -693,7 +693,7 @@ impl Store for SqliteStore {
         1
     }
 
-    fn disk_bytes(&self) -> Result<u64> {
+    fn disk_bytes(&mut self) -> Result<u64> {
         // The database and its WAL, shared by every queue of the spool.
         let mut total = 0;
         for suffix in ["", "-wal"] {

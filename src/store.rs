@@ -219,7 +219,13 @@ pub trait Store {
     fn segments(&self) -> u64;
 
     /// Bytes the queue takes on disk.
-    fn disk_bytes(&self) -> Result<u64>;
+    fn disk_bytes(&mut self) -> Result<u64>;
+
+    /// The store's own clock in ms since the epoch, if it has one that all
+    /// its users share (a database server's); `None`: the caller's is used.
+    fn now(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// Things noticed and repaired on the way (torn tails, damaged records),
     /// each one line, for stderr. Drained by the caller.

@@ -70,7 +70,11 @@ impl Kitchen {
             bin_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = Command::new("bash")
+        let mut bash = Command::new("bash");
+        if let Some(url) = self.s.url() {
+            bash.env("SPOOLMQ_URL", url);
+        }
+        let out = bash
             .args(["-euo", "pipefail", "-c", recipe])
             .current_dir(&self.work)
             .env("PATH", path)

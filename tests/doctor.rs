@@ -11,6 +11,7 @@ fn a_healthy_spool_passes_every_check() {
     let s = Spool {
         dir: tmp.path().join("spool"),
         tmp,
+        pg: None,
     };
     s.push("q", &["a"]);
     let out = s.run(&["doctor"]);

@@ -482,7 +482,7 @@ impl spoolmq::store::Store for Counting {
     fn segments(&self) -> u64 {
         self.inner.segments()
     }
-    fn disk_bytes(&self) -> spoolmq::Result<u64> {
+    fn disk_bytes(&mut self) -> spoolmq::Result<u64> {
         self.inner.disk_bytes()
     }
     fn take_notices(&mut self) -> Vec<String> {

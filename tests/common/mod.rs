@@ -25,9 +25,63 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_spoolmq");
 /// run gets `SPOOLMQ_STORE` set to it.
 pub const STORE: &str = if starts_with(env!("CARGO_CRATE_NAME").as_bytes(), b"sqlite_") {
     "sqlite"
+} else if starts_with(env!("CARGO_CRATE_NAME").as_bytes(), b"pg_") {
+    "postgres"
 } else {
     "fs"
 };
+
+/// The PostgreSQL server the `tests/pg_*.rs` binaries use: `SPOOLMQ_TEST_PG_URL`
+/// (`.ci/run` starts one with `scripts/pg-server.sh`). Without it the binary
+/// says it is skipped and exits 0, except under `CI=true`, where a missing
+/// server is a failure.
+pub fn pg_base_url() -> String {
+    if let Ok(url) = std::env::var("SPOOLMQ_TEST_PG_URL")
+        && !url.is_empty()
+    {
+        return url;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but SPOOLMQ_TEST_PG_URL is not set: the PostgreSQL tests cannot be skipped in CI"
+        );
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{}: skipped: no PostgreSQL server (set SPOOLMQ_TEST_PG_URL, e.g. from `scripts/pg-server.sh start`)",
+        env!("CARGO_CRATE_NAME")
+    );
+    std::process::exit(0);
+}
+
+/// A schema of its own in the test server, dropped with the test's spool.
+pub struct PgSchema {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgSchema {
+    fn new() -> PgSchema {
+        let base = pg_base_url();
+        let mut tag = [0u8; 8];
+        getrandom::fill(&mut tag).unwrap();
+        let name = format!("t_{:016x}", u64::from_le_bytes(tag));
+        let mut c = postgres::Client::connect(&base, postgres::NoTls).expect("the test server");
+        c.batch_execute(&format!("CREATE SCHEMA {name}")).unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        PgSchema { name, url }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&pg_base_url(), postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
+        }
+    }
+}
 
 const fn starts_with(s: &[u8], prefix: &[u8]) -> bool {
     if s.len() < prefix.len() {
@@ -58,6 +112,8 @@ pub fn not_on_this_store(why: &str) -> bool {
 pub struct Spool {
     pub tmp: TempDir,
     pub dir: PathBuf,
+    /// For the postgres store: the test's schema and the URL that selects it.
+    pub pg: Option<PgSchema>,
 }
 
 /// `spoolmq --dir DIR ...` with every other way of choosing a spool removed from the
@@ -76,7 +132,11 @@ pub fn bare_spoolmq() -> Command {
     let mut cmd = Command::cargo_bin("spoolmq").expect("the spoolmq binary is built");
     cmd.env_remove("SPOOLMQ_DIR")
         .env_remove("XDG_DATA_HOME")
-        .env("SPOOLMQ_STORE", STORE)
+        .env_remove("SPOOLMQ_URL")
+        .env(
+            "SPOOLMQ_STORE",
+            if STORE == "postgres" { "" } else { STORE },
+        )
         .timeout(RUN_TIMEOUT)
         .write_stdin(Vec::<u8>::new());
     cmd
@@ -231,7 +291,13 @@ impl Spool {
             .tempdir()
             .expect("temp dir");
         let dir = tmp.path().join("spool");
-        Spool { tmp, dir }
+        let pg = (STORE == "postgres").then(PgSchema::new);
+        Spool { tmp, dir, pg }
+    }
+
+    /// The URL of the test's PostgreSQL schema, for the postgres store.
+    pub fn url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|p| p.url.as_str())
     }
 
     /// The temporary directory around the spool (for scratch files).
@@ -247,6 +313,9 @@ impl Spool {
     pub fn cmd(&self) -> Command {
         let mut cmd = spoolmq(&self.dir);
         cmd.env("HOME", self.tmp.path().join("home"));
+        if let Some(url) = self.url() {
+            cmd.env("SPOOLMQ_URL", url);
+        }
         cmd
     }
 
@@ -257,9 +326,13 @@ impl Spool {
             .arg(&self.dir)
             .env_remove("SPOOLMQ_DIR")
             .env_remove("XDG_DATA_HOME")
+            .env_remove("SPOOLMQ_URL")
             .env("SPOOLMQ_STORE", STORE)
             .env("HOME", self.tmp.path().join("home"))
             .stdin(Stdio::null());
+        if let Some(url) = self.url() {
+            cmd.env("SPOOLMQ_URL", url);
+        }
         cmd
     }
 

@@ -1,0 +1,889 @@
+//! The PostgreSQL store: queues shared by processes on many hosts through
+//! one database, selected with `--url` (or `SPOOLMQ_URL`).
+//!
+//! ```text
+//! spoolmq_meta      version int                      schema version (1)
+//! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
+//!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
+//! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
+//!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
+//!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
+//!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
+//! NOTIFY spoolmq, QUEUE   after each commit that may make a message deliverable
+//! ```
+//!
+//! Invariants:
+//! * One transaction per write: a command's work is in the database when
+//!   COMMIT returns (the server's own durability: fsync, synchronous_commit)
+//!   and nothing of it is if the connection or the server goes away first.
+//!   The store keeps a transaction open from `open` on and starts the next
+//!   one after each commit, so what a command reads is locked until it commits.
+//! * `pop` finds messages with `SELECT ... FOR UPDATE SKIP LOCKED`: workers
+//!   on any host never wait on each other and never lease one message twice;
+//!   `ack`/`nack`/`extend` lock the row they change (`FOR UPDATE`).
+//! * Time is the server's (`clock_timestamp()`, through [`Store::now`]): lease
+//!   deadlines and delays agree across hosts whatever their clocks say.
+//! * Counters live in the queue's row and change in the same transaction as
+//!   the messages, by deltas, so concurrent commits from many hosts add up.
+//! * The schema is made on first use by a versioned migration, in one
+//!   transaction under an advisory lock, so many processes starting at once
+//!   create it once.
+//! * The queue logic ([`crate::queue`]) decides every state change; integers
+//!   are stored as PostgreSQL's signed types, bit for bit.
+
+use crate::error::{Error, Result};
+use crate::record;
+use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config};
+use std::time::Duration;
+
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: i32 = 1;
+/// Advisory lock key for the schema migration ("spoolmq" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
+/// The channel `pop --wait` listens on; the payload is the queue's name.
+pub const CHANNEL: &str = "spoolmq";
+/// Rows fetched (and locked) at a time by a scan.
+const PAGE: i64 = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS spoolmq_meta (version int PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS spoolmq_queues (
+    name text PRIMARY KEY,
+    salt bigint NOT NULL,
+    next_seq bigint NOT NULL,
+    ready bigint NOT NULL DEFAULT 0, delayed bigint NOT NULL DEFAULT 0,
+    leased bigint NOT NULL DEFAULT 0, dead bigint NOT NULL DEFAULT 0,
+    pushed bigint NOT NULL DEFAULT 0, acked bigint NOT NULL DEFAULT 0,
+    purged bigint NOT NULL DEFAULT 0, corrupt bigint NOT NULL DEFAULT 0,
+    bytes bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS spoolmq_messages (
+    queue text NOT NULL,
+    seq bigint NOT NULL,
+    state smallint NOT NULL,
+    attempts int NOT NULL,
+    max_attempts int NOT NULL,
+    pushed_at bigint NOT NULL,
+    until_ms bigint NOT NULL,
+    receipt bytea NOT NULL,
+    len int NOT NULL,
+    body bytea NOT NULL,
+    crc bigint NOT NULL,
+    PRIMARY KEY (queue, seq)
+);
+CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHERE state IN (1, 2, 3);
+";
+
+const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
+const COUNTER_COLUMNS: &str = "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes";
+
+/// Whether `url` names a PostgreSQL server: a `postgres://` or
+/// `postgresql://` URL, or a `key=value` connection string.
+pub fn is_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')
+}
+
+/// Where a connection goes, for messages: host, port and database, never
+/// the password.
+pub fn describe(url: &str) -> String {
+    match url.parse::<Config>() {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    postgres::config::Host::Tcp(h) => h.clone(),
+                    postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".into());
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "postgresql {host}:{port}/{}",
+                c.get_dbname().unwrap_or("postgres")
+            )
+        }
+        Err(_) => "postgresql".into(),
+    }
+}
+
+/// A one-line error for a failed database operation: what was being done,
+/// where, and the server's or the connection's reason.
+fn pg_error(place: &str, what: &str, e: postgres::Error) -> Error {
+    let reason = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None if e.is_closed() => "the connection was closed (did the server stop?)".to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+    };
+    if let Some(db) = e.as_db_error()
+        && *db.code() == postgres::error::SqlState::DISK_FULL
+    {
+        return Error::DiskFull {
+            what: format!("{what}: {reason}"),
+            path: place.into(),
+        };
+    }
+    Error::Runtime(format!("{place}: {what}: {reason}"))
+}
+
+trait PgContext<T> {
+    fn pg(self, place: &str, what: &str) -> Result<T>;
+}
+
+impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
+    fn pg(self, place: &str, what: &str) -> Result<T> {
+        self.map_err(|e| pg_error(place, what, e))
+    }
+}
+
+/// Connects to `url` (TLS when the URL asks for it: `sslmode=require`) and
+/// makes sure the schema exists.
+pub fn connect(url: &str) -> Result<Client> {
+    let place = describe(url);
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| Error::usage(format!("--url: not a PostgreSQL connection string: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("spoolmq");
+    }
+    let tls = native_tls::TlsConnector::new()
+        .map_err(|e| Error::Runtime(format!("{place}: TLS: {e}")))?;
+    let mut client = config
+        .connect(postgres_native_tls::MakeTlsConnector::new(tls))
+        .pg(&place, "connect")?;
+    migrate_schema(&mut client, &place)?;
+    Ok(client)
+}
+
+fn migrate_schema(client: &mut Client, place: &str) -> Result<()> {
+    // Creators are serialised by an advisory lock, but PostgreSQL's catalog
+    // lookups may still race (a concurrent CREATE ... IF NOT EXISTS can fail
+    // on the catalog's unique index): try again a few times.
+    let mut tries = 0;
+    loop {
+        match migrate_schema_once(client, place) {
+            Err(_) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20 * tries));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
+    let version = |c: &mut Client| -> Result<Option<i32>> {
+        let exists: Option<String> = c
+            .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
+            .pg(place, "read the schema version")?
+            .get(0);
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let row = c
+            .query_one("SELECT max(version) FROM spoolmq_meta", &[])
+            .pg(place, "read the schema version")?;
+        Ok(row.get(0))
+    };
+    match version(client)? {
+        Some(v) if v == SCHEMA_VERSION => return Ok(()),
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(Error::Runtime(format!(
+                "{place}: the schema was made by a newer spoolmq (version {v}, this one knows {SCHEMA_VERSION})"
+            )));
+        }
+        _ => {}
+    }
+    let mut tx = client.transaction().pg(place, "create the schema")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .pg(place, "create the schema")?;
+    let exists: Option<String> = tx
+        .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
+        .pg(place, "create the schema")?
+        .get(0);
+    if exists.is_none() {
+        tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
+        tx.execute(
+            "INSERT INTO spoolmq_meta (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .pg(place, "create the schema")?;
+    }
+    tx.commit().pg(place, "create the schema")
+}
+
+/// The queues in the database that hold or held messages, by name.
+pub fn queue_names(url: &str) -> Result<Vec<String>> {
+    let place = describe(url);
+    let mut c = connect(url)?;
+    let rows = c
+        .query(
+            "SELECT name FROM spoolmq_queues WHERE pushed > 0 ORDER BY name",
+            &[],
+        )
+        .pg(&place, "list queues")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Deletes queue `name` and its messages (the bench's scratch queue).
+pub fn remove_queue(url: &str, name: &str) -> Result<()> {
+    let place = describe(url);
+    let mut c = connect(url)?;
+    let mut tx = c.transaction().pg(&place, "remove a queue")?;
+    tx.execute("DELETE FROM spoolmq_messages WHERE queue = $1", &[&name])
+        .pg(&place, "remove a queue")?;
+    tx.execute("DELETE FROM spoolmq_queues WHERE name = $1", &[&name])
+        .pg(&place, "remove a queue")?;
+    tx.commit().pg(&place, "remove a queue")
+}
+
+/// One queue in the database, with a transaction open until the next commit.
+pub struct PgStore {
+    client: Client,
+    place: String,
+    queue: String,
+    salt: u64,
+    next_seq: u64,
+    counters: Counters,
+    notices: Vec<String>,
+}
+
+fn counters_of(r: &postgres::Row, at: usize) -> Counters {
+    let g = |i: usize| r.get::<_, i64>(at + i) as u64;
+    Counters {
+        ready: g(0),
+        delayed: g(1),
+        leased: g(2),
+        dead: g(3),
+        pushed: g(4),
+        acked: g(5),
+        purged: g(6),
+        corrupt: g(7),
+        bytes: g(8),
+    }
+}
+
+/// A message row as [`Meta`]; `None` if its state or receipt does not decode.
+fn meta_of(r: &postgres::Row) -> (Meta, bool) {
+    let state: i16 = r.get(1);
+    let receipt: Vec<u8> = r.get(6);
+    let mut tag = [0u8; 12];
+    let ok = receipt.len() == tag.len() && State::from_u8(state as u8).is_some();
+    if receipt.len() == tag.len() {
+        tag.copy_from_slice(&receipt);
+    }
+    let m = Meta {
+        seq: r.get::<_, i64>(0) as u64,
+        state: State::from_u8(state as u8).unwrap_or(State::Corrupt),
+        attempts: r.get::<_, i32>(2) as u32,
+        max_attempts: r.get::<_, i32>(3) as u32,
+        pushed_at_ms: r.get::<_, i64>(4) as u64,
+        until_ms: r.get::<_, i64>(5) as u64,
+        receipt: tag,
+        len: r.get::<_, i32>(7) as u32,
+        loc: Loc::default(),
+    };
+    (m, ok)
+}
+
+/// Signed changes to the counters, for an `UPDATE ... SET x = x + d`.
+#[derive(Default)]
+struct Deltas([i64; 9]);
+
+impl Deltas {
+    fn index(s: State) -> usize {
+        match s {
+            State::Ready => 0,
+            State::Delayed => 1,
+            State::Leased => 2,
+            State::Dead => 3,
+            State::Acked => 5,
+            State::Purged => 6,
+            State::Corrupt => 7,
+        }
+    }
+    fn add(&mut self, s: State, len: u32) {
+        self.0[4] += 1;
+        self.0[Deltas::index(s)] += 1;
+        if s.is_live() {
+            self.0[8] += i64::from(len);
+        }
+    }
+    fn apply(&mut self, old: State, new: State, len: u32) {
+        if old == new {
+            return;
+        }
+        self.0[Deltas::index(old)] -= 1;
+        self.0[Deltas::index(new)] += 1;
+        match (old.is_live(), new.is_live()) {
+            (true, false) => self.0[8] -= i64::from(len),
+            (false, true) => self.0[8] += i64::from(len),
+            _ => {}
+        }
+    }
+}
+
+impl PgStore {
+    /// Opens queue `name` in the database at `url`. With `create`, a queue
+    /// that does not exist yet is made by its first push; without, `Ok(None)`.
+    pub fn open(url: &str, name: &str, create: bool) -> Result<Option<PgStore>> {
+        let place = describe(url);
+        let mut client = connect(url)?;
+        client.batch_execute("BEGIN").pg(&place, "begin")?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT salt, next_seq, {COUNTER_COLUMNS} FROM spoolmq_queues WHERE name = $1"
+                ),
+                &[&name],
+            )
+            .pg(&place, "read the queue")?;
+        let (salt, next_seq, counters) = match row {
+            Some(r) => (
+                r.get::<_, i64>(0) as u64,
+                r.get::<_, i64>(1) as u64,
+                counters_of(&r, 2),
+            ),
+            None if create => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).map_err(|e| Error::Runtime(format!("random: {e}")))?;
+                (u64::from_le_bytes(b) >> 2, 1, Counters::default())
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(PgStore {
+            client,
+            place,
+            queue: name.to_string(),
+            salt,
+            next_seq,
+            counters,
+            notices: Vec::new(),
+        }))
+    }
+
+    /// Runs `f` in the open transaction, then commits and begins the next;
+    /// on an error the transaction is rolled back and nothing is stored.
+    fn write<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let saved = (self.salt, self.next_seq, self.counters);
+        let result = f(self).and_then(|out| {
+            self.client.batch_execute("COMMIT").pg(&self.place, what)?;
+            Ok(out)
+        });
+        if result.is_err() {
+            (self.salt, self.next_seq, self.counters) = saved;
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+        // The next command's reads are again in a transaction of their own.
+        let next = self.client.batch_execute("BEGIN").pg(&self.place, "begin");
+        match (result, next) {
+            (Ok(out), Ok(())) => Ok(out),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Creates the queue's row if it is missing and locks it; takes its salt
+    /// and next seq (another process may have made it first).
+    fn lock_queue_row(&mut self) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO spoolmq_queues (name, salt, next_seq) VALUES ($1, $2, 1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&self.queue, &(self.salt as i64)],
+            )
+            .pg(&self.place, "create the queue")?;
+        let r = self
+            .client
+            .query_one(
+                "SELECT salt, next_seq FROM spoolmq_queues WHERE name = $1 FOR UPDATE",
+                &[&self.queue],
+            )
+            .pg(&self.place, "lock the queue")?;
+        self.salt = r.get::<_, i64>(0) as u64;
+        self.next_seq = r.get::<_, i64>(1) as u64;
+        Ok(())
+    }
+
+    /// Adds `d` to the queue's counters (and sets its next seq), takes the
+    /// result, and notifies waiters if `wake`.
+    fn save_counters(&mut self, d: &Deltas, wake: bool) -> Result<()> {
+        let [r, de, l, dd, p, a, pu, c, b] = d.0;
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "UPDATE spoolmq_queues SET next_seq = greatest(next_seq, $2),
+                       ready = ready + $3, delayed = delayed + $4, leased = leased + $5,
+                       dead = dead + $6, pushed = pushed + $7, acked = acked + $8,
+                       purged = purged + $9, corrupt = corrupt + $10, bytes = bytes + $11
+                     WHERE name = $1 RETURNING {COUNTER_COLUMNS}"
+                ),
+                &[
+                    &self.queue,
+                    &(self.next_seq as i64),
+                    &r,
+                    &de,
+                    &l,
+                    &dd,
+                    &p,
+                    &a,
+                    &pu,
+                    &c,
+                    &b,
+                ],
+            )
+            .pg(&self.place, "update the queue's counters")?;
+        self.counters = counters_of(&row, 0);
+        if wake {
+            self.client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.queue])
+                .pg(&self.place, "notify")?;
+        }
+        Ok(())
+    }
+
+    /// Writes rows with COPY (one round trip for a whole batch).
+    fn copy_rows(
+        &mut self,
+        rows: &mut dyn Iterator<Item = Result<(Meta, &[u8])>>,
+    ) -> Result<Deltas> {
+        let place = self.place.clone();
+        let queue = self.queue.clone();
+        let sink = self
+            .client
+            .copy_in(
+                "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc) FROM STDIN BINARY",
+            )
+            .pg(&place, "push")?;
+        let types = [
+            Type::TEXT,
+            Type::INT8,
+            Type::INT2,
+            Type::INT4,
+            Type::INT4,
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+            Type::INT4,
+            Type::BYTEA,
+            Type::INT8,
+        ];
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let mut d = Deltas::default();
+        for row in rows {
+            let (m, body) = row?;
+            let values: [&(dyn ToSql + Sync); 11] = [
+                &queue,
+                &(m.seq as i64),
+                &(m.state as u8 as i16),
+                &(m.attempts as i32),
+                &(m.max_attempts as i32),
+                &(m.pushed_at_ms as i64),
+                &(m.until_ms as i64),
+                &&m.receipt[..],
+                &(body.len() as i32),
+                &body,
+                &i64::from(crc32fast::hash(body)),
+            ];
+            w.write(&values).pg(&place, "push")?;
+            d.add(m.state, body.len() as u32);
+        }
+        w.finish().pg(&place, "push")?;
+        Ok(d)
+    }
+
+    /// Takes over another store's queue as it is, for `migrate`: `metas` keep
+    /// their seq (and so their id), state, attempts, receipt and deadline;
+    /// the queue gets `salt`, `next_seq` and `counters`. One transaction;
+    /// only into a queue that does not exist yet.
+    pub fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: Counters,
+        metas: &[Meta],
+        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        self.write("restore messages", |s| {
+            let n = s
+                .client
+                .execute(
+                    "INSERT INTO spoolmq_queues (name, salt, next_seq) VALUES ($1, $2, $3)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&s.queue, &(salt as i64), &(next_seq as i64)],
+                )
+                .pg(&s.place, "create the queue")?;
+            if n != 1 {
+                return Err(Error::Runtime(format!(
+                    "{}: queue {} exists already",
+                    s.place, s.queue
+                )));
+            }
+            for chunk in metas.chunks(1024) {
+                let bodies = chunk.iter().map(&mut *body).collect::<Result<Vec<_>>>()?;
+                let mut rows = chunk
+                    .iter()
+                    .zip(&bodies)
+                    .map(|(m, b)| Ok((*m, b.as_slice())));
+                s.copy_rows(&mut rows)?;
+            }
+            let c = counters;
+            let d = Deltas([
+                c.ready as i64,
+                c.delayed as i64,
+                c.leased as i64,
+                c.dead as i64,
+                c.pushed as i64,
+                c.acked as i64,
+                c.purged as i64,
+                c.corrupt as i64,
+                c.bytes as i64,
+            ]);
+            s.salt = salt;
+            s.next_seq = next_seq;
+            s.save_counters(&d, true)
+        })
+    }
+}
+
+impl Store for PgStore {
+    fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
+        self.write("push", |s| {
+            s.lock_queue_row()?;
+            let first = s.next_seq;
+            let mut next = first;
+            let mut rows = msgs.map(|msg| {
+                let msg = msg?;
+                if msg.body.len() as u64 > record::MAX_BODY {
+                    return Err(Error::usage(format!(
+                        "message body of {} bytes is larger than the limit of {} bytes",
+                        msg.body.len(),
+                        record::MAX_BODY
+                    )));
+                }
+                let m = Meta {
+                    seq: next,
+                    state: if msg.not_before_ms > 0 {
+                        State::Delayed
+                    } else {
+                        State::Ready
+                    },
+                    attempts: 0,
+                    max_attempts: 0,
+                    pushed_at_ms: msg.pushed_at_ms,
+                    until_ms: msg.not_before_ms,
+                    receipt: [0; 12],
+                    len: msg.body.len() as u32,
+                    loc: Loc::default(),
+                };
+                next += 1;
+                Ok((m, msg.body))
+            });
+            let d = s.copy_rows(&mut rows)?;
+            drop(rows);
+            s.next_seq = next;
+            s.save_counters(&d, true)?;
+            Ok((first..next).collect())
+        })
+    }
+
+    fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+        // Pending (what pop may take): pages are read without locks, then each
+        // row is locked on its own just before it is visited, skipping rows
+        // another worker holds; so a pop locks only what it looks at, and
+        // workers never wait on each other nor find nothing while another
+        // holds more than it takes. Live (export, purge): every row, locked
+        // a page at a time, waiting for holders.
+        let (states, lock) = match from {
+            Scan::Pending => ("1, 2, 3", ""),
+            Scan::Live => ("1, 2, 3, 4", "FOR UPDATE"),
+        };
+        let page_sql = format!(
+            "SELECT {META_COLUMNS} FROM spoolmq_messages
+             WHERE queue = $1 AND state IN ({states}) AND seq > $2 ORDER BY seq LIMIT $3 {lock}"
+        );
+        let row_sql = format!(
+            "SELECT {META_COLUMNS} FROM spoolmq_messages
+             WHERE queue = $1 AND seq = $2 AND state IN ({states}) FOR UPDATE SKIP LOCKED"
+        );
+        let mut after = 0i64;
+        loop {
+            let rows = self
+                .client
+                .query(&page_sql, &[&self.queue, &after, &PAGE])
+                .pg(&self.place, "scan")?;
+            for r in &rows {
+                let (mut m, mut ok) = meta_of(r);
+                after = m.seq as i64;
+                if from == Scan::Pending {
+                    let locked = self
+                        .client
+                        .query_opt(&row_sql, &[&self.queue, &after])
+                        .pg(&self.place, "scan")?;
+                    let Some(locked) = locked else {
+                        continue;
+                    };
+                    (m, ok) = meta_of(&locked);
+                }
+                if !ok {
+                    self.notices.push(format!(
+                        "{}: queue {}, message {}: its row does not decode; skipped",
+                        self.place, self.queue, m.seq
+                    ));
+                    continue;
+                }
+                if visit(&m) == Step::Stop {
+                    return Ok(());
+                }
+            }
+            if (rows.len() as i64) < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn get(&mut self, seq: u64) -> Result<Option<Meta>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {META_COLUMNS} FROM spoolmq_messages WHERE queue = $1 AND seq = $2 FOR UPDATE"),
+                &[&self.queue, &(seq as i64)],
+            )
+            .pg(&self.place, "read a message")?;
+        Ok(row.map(|r| meta_of(&r)).and_then(|(m, ok)| ok.then_some(m)))
+    }
+
+    fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT body, crc FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                &[&self.queue, &(meta.seq as i64)],
+            )
+            .pg(&self.place, "read a body")?;
+        let bad = |detail: &str| {
+            Error::corrupt(
+                std::path::Path::new(&self.place),
+                format!("queue {}, message {}: {detail}", self.queue, meta.seq),
+            )
+        };
+        match row {
+            Some(r) => {
+                let body: Vec<u8> = r.get(0);
+                let crc: i64 = r.get(1);
+                if i64::from(crc32fast::hash(&body)) == crc && body.len() == meta.len as usize {
+                    Ok(body)
+                } else {
+                    Err(bad("the body fails its CRC32 check"))
+                }
+            }
+            None => Err(bad("the row is missing")),
+        }
+    }
+
+    fn commit(&mut self, changes: &[Change]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write("commit", |s| {
+            let mut d = Deltas::default();
+            let mut wake = false;
+            for c in changes {
+                let m = &c.new;
+                let n = if m.state.is_live() {
+                    s.client.execute(
+                        "UPDATE spoolmq_messages SET state = $3, attempts = $4, max_attempts = $5,
+                           until_ms = $6, receipt = $7 WHERE queue = $1 AND seq = $2",
+                        &[
+                            &s.queue,
+                            &(m.seq as i64),
+                            &(m.state as u8 as i16),
+                            &(m.attempts as i32),
+                            &(m.max_attempts as i32),
+                            &(m.until_ms as i64),
+                            &&m.receipt[..],
+                        ],
+                    )
+                } else {
+                    s.client.execute(
+                        "DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                        &[&s.queue, &(m.seq as i64)],
+                    )
+                }
+                .pg(&s.place, "commit")?;
+                if n != 1 {
+                    return Err(Error::Runtime(format!(
+                        "{}: queue {}, message {}: not in the database",
+                        s.place, s.queue, m.seq
+                    )));
+                }
+                d.apply(c.old, m.state, m.len);
+                wake |= matches!(m.state, State::Ready | State::Delayed);
+            }
+            s.save_counters(&d, wake)
+        })
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn segments(&self) -> u64 {
+        // No files of its own: the database's tables hold every queue.
+        0
+    }
+
+    fn disk_bytes(&mut self) -> Result<u64> {
+        // Not per queue: the messages table (with its indexes and TOAST), shared
+        // by every queue in the database.
+        let r = self
+            .client
+            .query_one("SELECT pg_total_relation_size('spoolmq_messages')", &[])
+            .pg(&self.place, "read the table's size")?;
+        Ok(r.get::<_, i64>(0) as u64)
+    }
+
+    fn now(&mut self) -> Result<Option<u64>> {
+        let r = self
+            .client
+            .query_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                &[],
+            )
+            .pg(&self.place, "read the server's clock")?;
+        Ok(Some(r.get::<_, i64>(0) as u64))
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
+    }
+}
+
+/// `fsck` of queue `name` in the database: every row (state, receipt,
+/// length, CRC32 of the body) and the counters against the rows.
+pub fn check(url: &str, name: &str) -> Result<crate::fsck::QueueReport> {
+    let mut r = crate::fsck::QueueReport::default();
+    let Some(mut store) = PgStore::open(url, name, false)? else {
+        return Err(Error::NoSuchQueue(name.to_string()));
+    };
+    let (bad, seen) = store.rows_checked()?;
+    let place = std::path::PathBuf::from(&store.place);
+    let problem = |what: String| crate::fsck::Problem {
+        queue: name.to_string(),
+        file: place.clone(),
+        offset: None,
+        what,
+    };
+    r.records = seen.pushed + bad.len() as u64;
+    for seq in &bad {
+        r.problems.push(problem(format!(
+            "message {seq}: bad state or receipt, or the body fails its length or CRC32 check"
+        )));
+    }
+    let c = store.counters;
+    let want = (c.ready, c.delayed, c.leased, c.dead, c.bytes);
+    let got = (seen.ready, seen.delayed, seen.leased, seen.dead, seen.bytes);
+    if want != got {
+        r.problems.push(problem(format!(
+            "counters (ready, delayed, leased, dead, bytes) say {want:?} but the rows hold {got:?}"
+        )));
+    }
+    Ok(r)
+}
+
+/// `fsck --repair` of queue `name`: deletes rows that fail their checks
+/// (counted as corrupt, never served) and sets the live counters from the
+/// rows, in one transaction.
+pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
+    let Some(mut store) = PgStore::open(url, name, false)? else {
+        return Err(Error::NoSuchQueue(name.to_string()));
+    };
+    let mut notes = Vec::new();
+    store.write("repair", |s| {
+        s.lock_queue_row()?;
+        let (bad, live) = s.rows_checked()?;
+        for seq in &bad {
+            s.client
+                .execute(
+                    "DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                    &[&s.queue, &(*seq as i64)],
+                )
+                .pg(&s.place, "repair")?;
+            notes.push(format!(
+                "message {seq}: damaged row removed (counted as corrupt)"
+            ));
+        }
+        s.client
+            .execute(
+                "UPDATE spoolmq_queues SET ready = $2, delayed = $3, leased = $4, dead = $5,
+                   bytes = $6, corrupt = corrupt + $7 WHERE name = $1",
+                &[
+                    &s.queue,
+                    &(live.ready as i64),
+                    &(live.delayed as i64),
+                    &(live.leased as i64),
+                    &(live.dead as i64),
+                    &(live.bytes as i64),
+                    &(bad.len() as i64),
+                ],
+            )
+            .pg(&s.place, "repair")?;
+        Ok(())
+    })?;
+    notes.push("counters set from the rows".to_string());
+    Ok(notes)
+}
+
+impl PgStore {
+    /// Reads every row of the queue: the seqs of those that fail their
+    /// checks, and the counts of the others.
+    fn rows_checked(&mut self) -> Result<(Vec<u64>, Counters)> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {META_COLUMNS}, length(body), crc, body FROM spoolmq_messages WHERE queue = $1 ORDER BY seq"
+                ),
+                &[&self.queue],
+            )
+            .pg(&self.place, "check messages")?;
+        let mut bad = Vec::new();
+        let mut seen = Counters::default();
+        for row in &rows {
+            let (m, ok) = meta_of(row);
+            let len: i32 = row.get(8);
+            let crc: i64 = row.get(9);
+            let body: &[u8] = row.get(10);
+            let sound = ok
+                && m.state.is_live()
+                && len as u32 == m.len
+                && i64::from(crc32fast::hash(body)) == crc;
+            if sound {
+                seen.add(m.state, m.len);
+            } else {
+                bad.push(m.seq);
+            }
+        }
+        Ok((bad, seen))
+    }
+}

@@ -1,0 +1,2 @@
+// `tests/cookbook.rs` run against the PostgreSQL store (see `common::STORE`).
+include!("cookbook.rs");

@@ -1,0 +1,2 @@
+// `tests/kill9.rs` run against the PostgreSQL store (see `common::STORE`).
+include!("kill9.rs");

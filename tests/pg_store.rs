@@ -1,0 +1,140 @@
+// What only the PostgreSQL store has: workers sharing one queue through a
+// URL, connection errors, and migration to and from a database. (The shared
+// suite runs on this store through the `tests/pg_*.rs` files; a server
+// restart has its own binary, `tests/pg_server_restart.rs`.)
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[test]
+fn eight_workers_on_one_queue_process_5000_messages_exactly_once() {
+    let s = Spool::new();
+    let lines: String = (0..5000).map(|i| format!("job-{i}\n")).collect();
+    s.run_stdin(&["push", "work", "--lines"], lines.as_bytes())
+        .ok();
+    let out_dir = s.scratch().join("done");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // Each worker pops 25 at a time, appends the bodies to a file of its
+    // own, and acks them; it stops when nothing is left (exit 3).
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap().to_path_buf();
+    let workers: Vec<Bg> = (0..8)
+        .map(|w| {
+            let file = out_dir.join(format!("w{w}"));
+            let script = format!(
+                "while true; do \
+                   out=$(spoolmq pop work --count 25 --json) || {{ rc=$?; test $rc -eq 3 && exit 0; exit $rc; }}; \
+                   printf '%s\\n' \"$out\" | jq -r .body >> '{f}'; \
+                   spoolmq ack work $(printf '%s\\n' \"$out\" | jq -r .receipt) || exit 1; \
+                 done",
+                f = file.display()
+            );
+            let mut cmd = std::process::Command::new("bash");
+            cmd.args(["-c", &script])
+                .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+                .env("SPOOLMQ_URL", s.url().unwrap())
+                .stdin(std::process::Stdio::null());
+            Bg::spawn(cmd, format!("worker {w}"))
+        })
+        .collect();
+    for w in workers {
+        w.wait(Duration::from_secs(120)).ok();
+    }
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut per_worker = Vec::new();
+    for w in 0..8 {
+        let text = std::fs::read_to_string(out_dir.join(format!("w{w}"))).unwrap_or_default();
+        per_worker.push(text.lines().count());
+        for line in text.lines() {
+            *seen.entry(line.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 5000, "every message was processed");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    assert!(
+        per_worker.iter().filter(|n| **n > 0).count() >= 4,
+        "the work was shared: {per_worker:?}"
+    );
+    let v = s.stats("work");
+    assert_eq!(
+        (v["acked"].as_u64(), v["ready"].as_u64()),
+        (Some(5000), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_server_that_cannot_be_reached_is_one_line_and_exit_1() {
+    let out = run(bare_spoolmq()
+        .env("SPOOLMQ_URL", "postgresql://nobody@127.0.0.1:1/none")
+        .args(["push", "q", "x"]));
+    out.fails(1);
+    let line = out.error_line();
+    assert!(
+        line.contains("127.0.0.1:1") && line.contains("connect"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("nobody@"),
+        "no credentials in messages: {line}"
+    );
+    // Not a URL at all: a usage error.
+    let bad = run(bare_spoolmq().args(["--url", "mysql://x", "stats"]));
+    bad.fails(2);
+}
+
+#[test]
+fn the_url_wins_over_the_directory() {
+    let s = Spool::new();
+    s.push("q", &["in the database"]);
+    assert!(!s.dir.exists(), "nothing was written to the directory");
+    let got = s.pop_one("q", &[]);
+    assert_eq!(got["body"], "in the database");
+}
+
+#[test]
+fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
+    // A directory spool (fs) with messages in every state.
+    let fs_spool = tempfile::tempdir().unwrap();
+    let dir = fs_spool.path().join("spool");
+    let fs = |args: &[&str]| {
+        run(bare_spoolmq()
+            .env("SPOOLMQ_STORE", "fs")
+            .arg("--dir")
+            .arg(&dir)
+            .args(args))
+    };
+    fs(&["push", "jobs", "a", "b", "c", "d"]).ok();
+    let leased = fs(&["pop", "jobs", "--json", "--lease", "1h"]).json();
+    fs(&["push", "jobs", "--delay", "1h", "later"]).ok();
+    let export = |out: Out| {
+        out.ok();
+        out.stdout_str()
+    };
+    let before = export(fs(&["export", "jobs"]));
+    // Into the database (a fresh schema).
+    let s = Spool::new();
+    let url = s.url().unwrap().to_string();
+    fs(&["migrate", "--to", "postgres", "--into", &url]).ok();
+    assert_eq!(export(s.run(&["export", "jobs"])), before);
+    // The lease taken before the migration still acks there.
+    let receipt = leased[0]["receipt"].as_str().unwrap();
+    s.ack("jobs", &[receipt]);
+    // And back out into a new directory.
+    let back = fs_spool.path().join("back");
+    let back_str = back.to_str().unwrap();
+    s.run(&["migrate", "--to", "sqlite", "--into", back_str])
+        .ok();
+    let after = export(s.run(&["export", "jobs"]));
+    let there = run(bare_spoolmq()
+        .arg("--dir")
+        .arg(&back)
+        .args(["export", "jobs"]));
+    assert_eq!(export(there), after);
+    // In place makes no sense for a database.
+    s.run(&["migrate", "--to", "fs"]).fails(2);
+    fs(&["migrate", "--to", "postgres"]).fails(2);
+}
