@@ -42,6 +42,18 @@ mod imp {
     }
 }
 
+/// A skew added to this host's clock, in ms: `SPOOLMQ_TEST_CLOCK_SKEW_MS`
+/// (test builds only), to show that a store with a clock of its own
+/// (PostgreSQL) does not use the host's. Always 0 without the feature.
+#[inline(always)]
+pub fn clock_skew_ms() -> i64 {
+    #[cfg(feature = "failpoints")]
+    if let Ok(v) = std::env::var("SPOOLMQ_TEST_CLOCK_SKEW_MS") {
+        return v.parse().unwrap_or(0);
+    }
+    0
+}
+
 /// Aborts the process if the crash point `name` is armed.
 #[inline(always)]
 pub fn hit(name: &str) {

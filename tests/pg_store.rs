@@ -138,3 +138,25 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     s.run(&["migrate", "--to", "fs"]).fails(2);
     fs(&["migrate", "--to", "postgres"]).fails(2);
 }
+
+#[test]
+fn leases_follow_the_servers_clock_not_the_hosts() {
+    let s = Spool::new();
+    s.push("q", &["job"]);
+    // A worker whose clock is an hour fast takes a 2-second lease...
+    let skewed = run(s
+        .cmd()
+        .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "3600000")
+        .args(["pop", "q", "--lease", "2s", "--json"]));
+    skewed.ok();
+    // ...which, for a worker whose clock is an hour slow, runs out 2 seconds
+    // later, not an hour later nor at once.
+    let slow = |args: &[&str]| {
+        run(s.cmd().env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "-3600000").args(args))
+    };
+    slow(&["pop", "q", "--json"]).fails(3);
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = slow(&["pop", "q", "--json"]);
+    again.ok();
+    assert_eq!(again.json()[0]["attempt"], 2);
+}
