@@ -84,7 +84,7 @@ use crate::index::{
 use crate::io::{self, FileIo, Fs, Open};
 use crate::record::{self, RECORD_HEADER_LEN};
 use crate::segment::{self, Found, sync_dir};
-use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store, new_salt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -131,10 +131,6 @@ fn read_header(index: &dyn FileIo, path: &Path, i: usize) -> Result<Option<Heade
         }
     }
     Ok(Header::decode(&buf))
-}
-
-fn new_salt() -> Result<u64> {
-    getrandom::u64().map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))
 }
 
 fn create_file(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
@@ -857,6 +853,90 @@ impl FsStore {
 }
 
 impl Store for FsStore {
+    fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: Counters,
+        metas: &[Meta],
+        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        if self.h.counters.pushed != 0 || !self.h.segments.is_empty() {
+            return Err(Error::Runtime(format!(
+                "{}: cannot restore into a queue that is not new",
+                self.dir.display()
+            )));
+        }
+        let first = metas.first().map_or(next_seq, |m| m.seq);
+        self.h.salt = salt;
+        self.h.next_seq = first;
+        self.h.scan_lo = first;
+        let mut want = metas.iter().peekable();
+        let mut seq = first;
+        while seq < next_seq {
+            // A batch of up to 8 MiB of bodies per push (one fsync each).
+            let mut batch: Vec<(Option<&Meta>, Vec<u8>)> = Vec::new();
+            let mut bytes = 0;
+            while seq < next_seq && bytes < 8 << 20 {
+                match want.next_if(|m| m.seq == seq) {
+                    Some(m) => {
+                        let b = body(m)?;
+                        bytes += b.len();
+                        batch.push((Some(m), b));
+                    }
+                    None => batch.push((None, Vec::new())),
+                }
+                seq += 1;
+            }
+            let mut news = batch.iter().map(|(m, b)| {
+                Ok(NewMessage {
+                    body: b,
+                    pushed_at_ms: m.map_or(0, |m| m.pushed_at_ms),
+                    not_before_ms: match m {
+                        Some(m) if m.state == State::Delayed => m.until_ms.max(1),
+                        _ => 0,
+                    },
+                })
+            });
+            self.push(&mut news)?;
+        }
+        if let Some(m) = want.next() {
+            return Err(Error::Runtime(format!(
+                "message {} is not below the next seq {next_seq}",
+                m.seq
+            )));
+        }
+        // Now the delivery state of each message, and the fillers acked.
+        let mut want = metas.iter().peekable();
+        let mut changes = Vec::new();
+        for seq in first..next_seq {
+            let Some(got) = self.get(seq)? else {
+                return Err(Error::Runtime(format!("message {seq} was not restored")));
+            };
+            let new = match want.next_if(|m| m.seq == seq) {
+                Some(m) => Meta { loc: got.loc, ..*m },
+                None => Meta {
+                    state: State::Acked,
+                    ..got
+                },
+            };
+            if new != got {
+                changes.push(Change {
+                    old: got.state,
+                    new,
+                });
+            }
+            if changes.len() >= 4096 {
+                self.commit(&changes)?;
+                changes.clear();
+            }
+        }
+        self.commit(&changes)?;
+        self.h.counters = counters;
+        self.h.next_seq = next_seq;
+        self.checkpoint()
+    }
+
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
         let saved = self.h.clone();
         let mut created: Vec<u64> = Vec::new();
@@ -1091,13 +1171,7 @@ impl FsStore {
         let mut rolled = false;
         for msg in msgs {
             let msg = msg?;
-            if msg.body.len() as u64 > record::MAX_BODY {
-                return Err(Error::usage(format!(
-                    "message body of {} bytes is larger than the limit of {} bytes",
-                    msg.body.len(),
-                    record::MAX_BODY
-                )));
-            }
+            msg.check_size()?;
             let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
             if len + rec_len > segment_limit() && len > segment::FIRST_RECORD {
                 // Roll: what the old segment got so far is written and synced first.
@@ -1173,96 +1247,6 @@ impl FsStore {
         self.h.next_seq = next;
         self.files.insert(base, file);
         Ok(((first..next).collect(), rolled))
-    }
-
-    /// Takes over another store's queue as it is, for `migrate`: `metas` (in
-    /// seq order, bodies fetched by `body`) keep their seq, and so their id
-    /// (`salt + seq`), state, attempts, receipt and deadline; the counters
-    /// become `counters`. Seqs between them (messages already finished) get
-    /// empty records, acked at once, so that slots stay contiguous. Only into
-    /// a new queue; durable (checkpointed) on return.
-    pub fn restore(
-        &mut self,
-        salt: u64,
-        next_seq: u64,
-        counters: Counters,
-        metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
-    ) -> Result<()> {
-        if self.h.counters.pushed != 0 || !self.h.segments.is_empty() {
-            return Err(Error::Runtime(format!(
-                "{}: cannot restore into a queue that is not new",
-                self.dir.display()
-            )));
-        }
-        let first = metas.first().map_or(next_seq, |m| m.seq);
-        self.h.salt = salt;
-        self.h.next_seq = first;
-        self.h.scan_lo = first;
-        let mut want = metas.iter().peekable();
-        let mut seq = first;
-        while seq < next_seq {
-            // A batch of up to 8 MiB of bodies per push (one fsync each).
-            let mut batch: Vec<(Option<&Meta>, Vec<u8>)> = Vec::new();
-            let mut bytes = 0;
-            while seq < next_seq && bytes < 8 << 20 {
-                match want.next_if(|m| m.seq == seq) {
-                    Some(m) => {
-                        let b = body(m)?;
-                        bytes += b.len();
-                        batch.push((Some(m), b));
-                    }
-                    None => batch.push((None, Vec::new())),
-                }
-                seq += 1;
-            }
-            let mut news = batch.iter().map(|(m, b)| {
-                Ok(NewMessage {
-                    body: b,
-                    pushed_at_ms: m.map_or(0, |m| m.pushed_at_ms),
-                    not_before_ms: match m {
-                        Some(m) if m.state == State::Delayed => m.until_ms.max(1),
-                        _ => 0,
-                    },
-                })
-            });
-            self.push(&mut news)?;
-        }
-        if let Some(m) = want.next() {
-            return Err(Error::Runtime(format!(
-                "message {} is not below the next seq {next_seq}",
-                m.seq
-            )));
-        }
-        // Now the delivery state of each message, and the fillers acked.
-        let mut want = metas.iter().peekable();
-        let mut changes = Vec::new();
-        for seq in first..next_seq {
-            let Some(got) = self.get(seq)? else {
-                return Err(Error::Runtime(format!("message {seq} was not restored")));
-            };
-            let new = match want.next_if(|m| m.seq == seq) {
-                Some(m) => Meta { loc: got.loc, ..*m },
-                None => Meta {
-                    state: State::Acked,
-                    ..got
-                },
-            };
-            if new != got {
-                changes.push(Change {
-                    old: got.state,
-                    new,
-                });
-            }
-            if changes.len() >= 4096 {
-                self.commit(&changes)?;
-                changes.clear();
-            }
-        }
-        self.commit(&changes)?;
-        self.h.counters = counters;
-        self.h.next_seq = next_seq;
-        self.checkpoint()
     }
 
     fn flush_slots(&mut self, slots: &mut Vec<u8>, first_seq: u64) -> Result<()> {

@@ -96,27 +96,10 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
                 e => e,
             })
         };
-        match to.kind {
-            StoreKind::Fs => {
-                let dir = to.create_queue_dir(&name)?;
-                let mut dst = FsStore::open(&dir, true)?
-                    .ok_or_else(|| Error::Runtime(format!("{}: cannot create", dir.display())))?;
-                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
-            }
-            StoreKind::Sqlite => {
-                let mut dst = SqliteStore::open(&to.root, &name, true)?.ok_or_else(|| {
-                    Error::Runtime(format!("{}: cannot create", to.root.display()))
-                })?;
-                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
-            }
-            StoreKind::Postgres => {
-                let url = to.url()?;
-                let mut dst = PgStore::open(url, &name, true)?.ok_or_else(|| {
-                    Error::Runtime(format!("{}: cannot create", to.root.display()))
-                })?;
-                dst.restore(salt, next_seq, counters, &metas, &mut body)?;
-            }
-        }
+        let mut dst = open_store(to, &name, true)?.ok_or_else(|| {
+            Error::Runtime(format!("{}: cannot create queue {name}", to.root.display()))
+        })?;
+        dst.restore(salt, next_seq, counters, &metas, &mut body)?;
         report.queues += 1;
         report.messages += metas.len() as u64;
     }

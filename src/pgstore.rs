@@ -32,7 +32,6 @@
 //!   are stored as PostgreSQL's signed types, bit for bit.
 
 use crate::error::{Error, Result};
-use crate::record;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config};
@@ -356,11 +355,7 @@ impl PgStore {
                 r.get::<_, i64>(1) as u64,
                 counters_of(&r, 2),
             ),
-            None if create => {
-                let mut b = [0u8; 8];
-                getrandom::fill(&mut b).map_err(|e| Error::Runtime(format!("random: {e}")))?;
-                (u64::from_le_bytes(b) >> 2, 1, Counters::default())
-            }
+            None if create => (crate::store::new_salt()?, 1, Counters::default()),
             None => return Ok(None),
         };
         Ok(Some(PgStore {
@@ -503,12 +498,10 @@ impl PgStore {
         w.finish().pg(&place, "push")?;
         Ok(d)
     }
+}
 
-    /// Takes over another store's queue as it is, for `migrate`: `metas` keep
-    /// their seq (and so their id), state, attempts, receipt and deadline;
-    /// the queue gets `salt`, `next_seq` and `counters`. One transaction;
-    /// only into a queue that does not exist yet.
-    pub fn restore(
+impl Store for PgStore {
+    fn restore(
         &mut self,
         salt: u64,
         next_seq: u64,
@@ -556,9 +549,7 @@ impl PgStore {
             s.save_counters(&d, true)
         })
     }
-}
 
-impl Store for PgStore {
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
         self.write("push", |s| {
             s.lock_queue_row()?;
@@ -566,13 +557,7 @@ impl Store for PgStore {
             let mut next = first;
             let mut rows = msgs.map(|msg| {
                 let msg = msg?;
-                if msg.body.len() as u64 > record::MAX_BODY {
-                    return Err(Error::usage(format!(
-                        "message body of {} bytes is larger than the limit of {} bytes",
-                        msg.body.len(),
-                        record::MAX_BODY
-                    )));
-                }
+                msg.check_size()?;
                 let m = Meta {
                     seq: next,
                     state: if msg.not_before_ms > 0 {

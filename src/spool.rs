@@ -313,29 +313,16 @@ fn read_nofollow(path: &Path) -> std::io::Result<String> {
 /// to `.store` (which fails if another process got there first) and the
 /// directory fsynced.
 fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut tag = [0u8; 8];
     getrandom::fill(&mut tag).map_err(|e| Error::Runtime(format!("random: {e}")))?;
     let tmp = root.join(format!(".store.{:016x}.tmp", u64::from_le_bytes(tag)));
     let path = root.join(STORE_FILE);
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
-        f.write_all(format!("{}\n", kind.name()).as_bytes())
-            .ctx("write", &tmp)?;
-        f.sync_all().ctx("sync", &tmp)?;
-        match std::fs::hard_link(&tmp, &path) {
+    let written =
+        write_kind_file(&tmp, kind).and_then(|()| match std::fs::hard_link(&tmp, &path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(Error::io("create", &path, e)),
-        }
-    })();
+        });
     let _ = std::fs::remove_file(&tmp);
     written?;
     sync_dir(&crate::io::RealFs, root)?;
@@ -354,24 +341,30 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
     }
 }
 
-/// Replaces the spool's recorded store (for `migrate`): a temporary file,
-/// fsynced, renamed over `.store`, and the directory fsynced.
-pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
+/// Writes `kind` to the new file `tmp` (0600, not following a symlink) and
+/// fsyncs it, before it is linked or renamed into place.
+fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = root.join(".store.migrate.tmp");
-    let path = root.join(STORE_FILE);
-    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .ctx("create", &tmp)?;
+        .open(tmp)
+        .ctx("create", tmp)?;
     f.write_all(format!("{}\n", kind.name()).as_bytes())
-        .ctx("write", &tmp)?;
-    f.sync_all().ctx("sync", &tmp)?;
+        .ctx("write", tmp)?;
+    f.sync_all().ctx("sync", tmp)
+}
+
+/// Replaces the spool's recorded store (for `migrate`): a temporary file,
+/// fsynced, renamed over `.store`, and the directory fsynced.
+pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
+    let tmp = root.join(".store.migrate.tmp");
+    let path = root.join(STORE_FILE);
+    let _ = std::fs::remove_file(&tmp);
+    write_kind_file(&tmp, kind)?;
     std::fs::rename(&tmp, &path).ctx("rename", &path)?;
     sync_dir(&crate::io::RealFs, root)
 }

@@ -38,7 +38,6 @@
 //!   any other writer (a `sqlite3` shell, say) wait rather than fail.
 
 use crate::error::{Error, IoContext, Result};
-use crate::record;
 use crate::segment::sync_dir;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -359,12 +358,7 @@ impl SqliteStore {
             .sql("read the queue", &path)?;
         let (salt, next_seq, counters) = match row {
             Some(r) => r,
-            None if create => {
-                let mut b = [0u8; 8];
-                getrandom::fill(&mut b).map_err(|e| Error::Runtime(format!("random: {e}")))?;
-                // Ids are salt + seq: keep them clear of wrapping for any real queue.
-                (u64::from_le_bytes(b) >> 2, 1, Counters::default())
-            }
+            None if create => (crate::store::new_salt()?, 1, Counters::default()),
             None => return Ok(None),
         };
         Ok(Some(SqliteStore {
@@ -405,57 +399,6 @@ impl SqliteStore {
             Err(_) => (self.q.next_seq, self.q.counters) = saved,
         }
         result
-    }
-
-    /// Takes over another store's queue as it is, for `migrate`: `metas` (in
-    /// seq order, bodies fetched by `body`) keep their seq, and so their id,
-    /// state, attempts, receipt and deadline; the queue gets `salt`,
-    /// `next_seq` and `counters`. One transaction; only into a new queue.
-    pub fn restore(
-        &mut self,
-        salt: u64,
-        next_seq: u64,
-        counters: Counters,
-        metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
-    ) -> Result<()> {
-        if self.q.counters.pushed != 0 {
-            return Err(Error::Runtime(format!(
-                "{}: cannot restore into queue {}: it is not new",
-                self.q.path.display(),
-                self.q.queue
-            )));
-        }
-        self.write("restore messages", |q, tx| {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .sql("restore messages", &q.path)?;
-            for m in metas {
-                let b = body(m)?;
-                insert
-                    .execute(params![
-                        q.queue,
-                        m.seq as i64,
-                        m.state as u8,
-                        m.attempts,
-                        m.max_attempts,
-                        m.pushed_at_ms as i64,
-                        m.until_ms as i64,
-                        &m.receipt[..],
-                        b.len() as u32,
-                        b,
-                        crc32fast::hash(&b)
-                    ])
-                    .sql("restore messages", &q.path)?;
-            }
-            q.salt = salt;
-            q.next_seq = next_seq;
-            q.counters = counters;
-            Ok(())
-        })
     }
 }
 
@@ -503,6 +446,53 @@ impl QueueRow {
 }
 
 impl Store for SqliteStore {
+    fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: Counters,
+        metas: &[Meta],
+        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        if self.q.counters.pushed != 0 {
+            return Err(Error::Runtime(format!(
+                "{}: cannot restore into queue {}: it is not new",
+                self.q.path.display(),
+                self.q.queue
+            )));
+        }
+        self.write("restore messages", |q, tx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .sql("restore messages", &q.path)?;
+            for m in metas {
+                let b = body(m)?;
+                insert
+                    .execute(params![
+                        q.queue,
+                        m.seq as i64,
+                        m.state as u8,
+                        m.attempts,
+                        m.max_attempts,
+                        m.pushed_at_ms as i64,
+                        m.until_ms as i64,
+                        &m.receipt[..],
+                        b.len() as u32,
+                        b,
+                        crc32fast::hash(&b)
+                    ])
+                    .sql("restore messages", &q.path)?;
+            }
+            q.salt = salt;
+            q.next_seq = next_seq;
+            q.counters = counters;
+            Ok(())
+        })
+    }
+
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
         self.write("push", |s, tx| {
             let mut insert = tx
@@ -514,13 +504,7 @@ impl Store for SqliteStore {
             let mut seqs = Vec::new();
             for msg in msgs {
                 let msg = msg?;
-                if msg.body.len() as u64 > record::MAX_BODY {
-                    return Err(Error::usage(format!(
-                        "message body of {} bytes is larger than the limit of {} bytes",
-                        msg.body.len(),
-                        record::MAX_BODY
-                    )));
-                }
+                msg.check_size()?;
                 let state = if msg.not_before_ms > 0 {
                     State::Delayed
                 } else {

@@ -116,6 +116,20 @@ pub struct NewMessage<'a> {
     pub not_before_ms: u64,
 }
 
+impl NewMessage<'_> {
+    /// A usage error if the body is over the limit every store keeps.
+    pub fn check_size(&self) -> Result<()> {
+        if self.body.len() as u64 > crate::record::MAX_BODY {
+            return Err(crate::error::Error::usage(format!(
+                "message body of {} bytes is larger than the limit of {} bytes",
+                self.body.len(),
+                crate::record::MAX_BODY
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Counts by stored state, and totals since the queue was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -171,6 +185,13 @@ impl Counters {
     }
 }
 
+/// A new queue's salt: random, so that ids (`salt + seq`) of different
+/// queues do not collide.
+pub fn new_salt() -> Result<u64> {
+    getrandom::u64()
+        .map_err(|e| crate::error::Error::Runtime(format!("cannot get random bytes: {e}")))
+}
+
 /// Whether a scan goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -220,6 +241,20 @@ pub trait Store {
 
     /// Bytes the queue takes on disk.
     fn disk_bytes(&mut self) -> Result<u64>;
+
+    /// Takes over another store's queue as it is, for `migrate`: `metas` (in
+    /// seq order, bodies fetched by `body`) keep their seq, and so their id
+    /// (`salt + seq`), state, attempts, receipt and deadline; the queue gets
+    /// `salt`, `next_seq` and `counters`. Only into a new queue; durable on
+    /// return.
+    fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: Counters,
+        metas: &[Meta],
+        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+    ) -> Result<()>;
 
     /// The store's own clock in ms since the epoch, if it has one that all
     /// its users share (a database server's); `None`: the caller's is used.

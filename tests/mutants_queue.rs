@@ -479,6 +479,16 @@ impl spoolmq::store::Store for Counting {
     fn next_seq(&self) -> u64 {
         self.inner.next_seq()
     }
+    fn restore(
+        &mut self,
+        salt: u64,
+        next_seq: u64,
+        counters: spoolmq::store::Counters,
+        metas: &[spoolmq::store::Meta],
+        body: &mut dyn FnMut(&spoolmq::store::Meta) -> spoolmq::Result<Vec<u8>>,
+    ) -> spoolmq::Result<()> {
+        self.inner.restore(salt, next_seq, counters, metas, body)
+    }
     fn segments(&self) -> u64 {
         self.inner.segments()
     }

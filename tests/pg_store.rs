@@ -152,7 +152,10 @@ fn leases_follow_the_servers_clock_not_the_hosts() {
     // ...which, for a worker whose clock is an hour slow, runs out 2 seconds
     // later, not an hour later nor at once.
     let slow = |args: &[&str]| {
-        run(s.cmd().env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "-3600000").args(args))
+        run(s
+            .cmd()
+            .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "-3600000")
+            .args(args))
     };
     slow(&["pop", "q", "--json"]).fails(3);
     std::thread::sleep(Duration::from_millis(2500));
