@@ -117,7 +117,10 @@ fn pg_error(place: &str, what: &str, e: postgres::Error) -> Error {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                text = format!("{text}: {s}");
+                let more = s.to_string();
+                if !text.contains(&more) {
+                    text = format!("{text}: {more}");
+                }
                 source = s.source();
             }
             text
@@ -157,11 +160,19 @@ pub fn connect(url: &str) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("spoolmq");
     }
-    let tls = native_tls::TlsConnector::new()
-        .map_err(|e| Error::Runtime(format!("{place}: TLS: {e}")))?;
-    let mut client = config
-        .connect(postgres_native_tls::MakeTlsConnector::new(tls))
-        .pg(&place, "connect")?;
+    // TLS, with the server's certificate checked against the system's roots,
+    // when the URL asks for it (sslmode=require); else clear text, so that
+    // the default (prefer) does not fail on a server with a self-signed
+    // certificate.
+    let mut client = if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        let tls = native_tls::TlsConnector::new()
+            .map_err(|e| Error::Runtime(format!("{place}: TLS: {e}")))?;
+        config
+            .connect(postgres_native_tls::MakeTlsConnector::new(tls))
+            .pg(&place, "connect")?
+    } else {
+        config.connect(postgres::NoTls).pg(&place, "connect")?
+    };
     migrate_schema(&mut client, &place)?;
     Ok(client)
 }

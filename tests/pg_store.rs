@@ -81,6 +81,14 @@ fn a_server_that_cannot_be_reached_is_one_line_and_exit_1() {
         !line.contains("nobody@"),
         "no credentials in messages: {line}"
     );
+    // TLS asked for, from a server without it: refused, not sent in clear.
+    let base = pg_base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let tls = run(bare_spoolmq()
+        .env("SPOOLMQ_URL", format!("{base}{sep}sslmode=require"))
+        .args(["stats"]));
+    tls.fails(1);
+    assert!(tls.error_line().contains("TLS"), "{}", tls.error_line());
     // Not a URL at all: a usage error.
     let bad = run(bare_spoolmq().args(["--url", "mysql://x", "stats"]));
     bad.fails(2);
