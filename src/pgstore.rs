@@ -511,6 +511,15 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // End the open transaction now: rows a read-only command locked while
+        // it looked (stats, peek) must be free for the next command at once,
+        // not when the server notices that this connection went away.
+        let _ = self.client.batch_execute("ROLLBACK");
+    }
+}
+
 impl Store for PgStore {
     fn restore(
         &mut self,
