@@ -10,7 +10,7 @@ use spoolmq::queue::{Queue, now_ms};
 use spoolmq::spool::StoreKind;
 use spoolmq::{Spool, fsck, ingest, input, output, spool};
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -414,7 +414,14 @@ fn run_command(
             let to = StoreKind::parse(&a.to)?;
             let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
             report.notes.iter().cloned().for_each(warn);
-            let at = a.into.as_deref().unwrap_or(&spool.root);
+            // Where it went, never with a password from a URL.
+            let at = match a.into.as_deref() {
+                Some(into) if to == StoreKind::Postgres => {
+                    PathBuf::from(spoolmq::pgstore::describe(&into.to_string_lossy()))
+                }
+                Some(into) => into.to_path_buf(),
+                None => spool.root.clone(),
+            };
             if json {
                 let line = serde_json::json!({
                     "queues": report.queues,
@@ -435,6 +442,12 @@ fn run_command(
                     at.display()
                 )?;
             }
+        }
+        Command::Doctor if spool.kind == StoreKind::Postgres => {
+            return Err(Error::usage(
+                "doctor checks a spool directory's file system; with --url there is none (check the database server instead)",
+            )
+            .into());
         }
         Command::Doctor => {
             let findings = spoolmq::doctor::check(&spool);
