@@ -47,6 +47,9 @@ pub struct Report {
 
 /// Opens queue `name` of `spool` without the spool lock (the caller holds it).
 fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn Store>>> {
+    if create {
+        spool.create()?;
+    }
     Ok(match spool.kind {
         StoreKind::Fs => {
             let dir = if create {
@@ -57,9 +60,6 @@ fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn 
             FsStore::open(&dir, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
         StoreKind::Sqlite => {
-            if create {
-                spool.create()?;
-            }
             SqliteStore::open(&spool.root, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
         StoreKind::Postgres => {

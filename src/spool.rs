@@ -224,10 +224,9 @@ impl Spool {
         }
     }
 
-    /// Creates the spool (0700) and the queue directory (0700) if missing,
-    /// fsyncing each new entry into its parent.
+    /// Creates the queue directory (0700) if missing, fsyncing it into the
+    /// spool, which [`Spool::create`] made first.
     pub fn create_queue_dir(&self, name: &str) -> Result<PathBuf> {
-        self.create()?;
         let dir = self.queue_dir(name);
         mkdir_durable(&dir, false)?;
         Ok(dir)
