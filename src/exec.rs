@@ -1,9 +1,9 @@
 //! Waiting for messages and the `exec` work loop.
 //!
-//! Waiting watches the queue's directory with inotify, so a message pushed
-//! by another process wakes the waiter at once; it also looks again every
-//! 250 ms, for delays and leases that run out (and, where inotify is not
-//! available, for everything). Neither holds the queue lock while it waits or while the user's command
+//! Waiting uses a [`Watch`] (`crate::wake`), so a message pushed by another
+//! process wakes the waiter at once; it also looks again every so often, for
+//! delays and leases that run out (and, where no watch is available, for
+//! everything). Neither holds the queue lock while it waits or while the user's command
 //! runs: each pop, extend, ack and nack opens the queue, does its short
 //! critical section and closes it again.
 //!
@@ -14,109 +14,13 @@
 
 use crate::error::{Error, Result};
 use crate::queue::{Delivery, Queue, now_ms};
-use crate::spool::{Spool, StoreKind};
+use crate::spool::Spool;
+use crate::wake::Watch;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// How often an empty queue is looked at again while waiting, when no file
-/// event wakes the waiter first (delays and leases run out without one).
-const POLL: Duration = Duration::from_millis(250);
-
-/// What a watch on a directory waits for: a file in it written or created.
-/// Not IN_CLOSE_WRITE: a pop that finds nothing opens the queue's files for
-/// writing and closes them, and would wake itself (and every other waiter).
-const WRITES: u32 = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO;
-
-/// What wakes a waiter as soon as a message may have come, so waiting costs
-/// no CPU and no latency: an inotify watch on a directory or file (a push
-/// appends to a segment, or rings the sqlite bell), or, for PostgreSQL, a
-/// connection that LISTENs for the NOTIFY of each commit. Where neither is
-/// available, waiting falls back to polling.
-enum Watch {
-    Inotify(libc::c_int),
-    Postgres(Box<postgres::Client>, String),
-}
-
-impl Watch {
-    /// Watches the queue's directory, or the spool's while the queue does not
-    /// exist yet, or nothing (`None`: poll).
-    fn new(spool: &Spool, queue: &str) -> Option<Watch> {
-        use std::os::unix::ffi::OsStrExt;
-        if spool.kind == StoreKind::Postgres {
-            let mut c = crate::pgstore::connect(spool.url().ok()?).ok()?;
-            c.batch_execute(&format!("LISTEN {}", crate::pgstore::CHANNEL))
-                .ok()?;
-            return Some(Watch::Postgres(Box::new(c), queue.to_string()));
-        }
-        let dir = spool.queue_dir(queue);
-        let bell = spool.root.join(crate::sqlstore::BELL_FILE);
-        let (target, mask) = match spool.kind {
-            StoreKind::Fs if dir.is_dir() => (dir, WRITES),
-            // SQLite's own files change when a command only reads (its lock
-            // and shared-memory files): a push rings the bell file instead.
-            StoreKind::Sqlite if bell.is_file() => (bell, libc::IN_MODIFY),
-            StoreKind::Sqlite => (spool.root.clone(), libc::IN_CREATE | libc::IN_MOVED_TO),
-            StoreKind::Fs | StoreKind::Postgres => (spool.root.clone(), WRITES),
-        };
-        let path = std::ffi::CString::new(target.as_os_str().as_bytes()).ok()?;
-        // SAFETY: plain syscalls on a descriptor we own; `path` is a valid C string.
-        unsafe {
-            let fd = libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK);
-            if fd < 0 {
-                return None;
-            }
-            if libc::inotify_add_watch(fd, path.as_ptr(), mask) < 0 {
-                libc::close(fd);
-                return None;
-            }
-            Some(Watch::Inotify(fd))
-        }
-    }
-
-    /// Blocks until an event comes or `timeout` passes.
-    fn wait(&mut self, timeout: Duration) {
-        let fd = match self {
-            Watch::Inotify(fd) => *fd,
-            Watch::Postgres(c, queue) => {
-                let until = Instant::now() + timeout;
-                let mut notes = c.notifications();
-                let mut it = notes.timeout_iter(timeout);
-                // Other queues' notices do not count; the deadline still holds.
-                use postgres::fallible_iterator::FallibleIterator;
-                while let Ok(Some(n)) = it.next() {
-                    if n.payload() == queue.as_str() || Instant::now() >= until {
-                        return;
-                    }
-                }
-                return;
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: one pollfd on a descriptor we own.
-        unsafe {
-            libc::poll(&mut pfd, 1, ms);
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Watch::Inotify(fd) = self {
-            // SAFETY: closing the descriptor we opened.
-            unsafe {
-                libc::close(*fd);
-            }
-        }
-    }
-}
 
 /// A sink for lines meant for stderr (damage found and skipped, job failures).
 pub type Warn<'a> = &'a mut dyn FnMut(String);
@@ -138,16 +42,11 @@ pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<V
         Some(None) => None,
         Some(Some(d)) => Some(Instant::now() + d),
     };
-    // A PostgreSQL watch (a LISTENing connection) is kept; a file watch is
-    // made again each time, since the queue's directory may appear meanwhile.
-    let keep = spool.kind == StoreKind::Postgres;
-    // Without a file to watch, the poll is the safety net; each poll of the
-    // database costs a connection, so it polls less often.
-    let poll = if keep { Duration::from_secs(1) } else { POLL };
+    let poll = Watch::poll_interval(spool);
     let mut watch: Option<Watch> = None;
     loop {
         // Watch first, then look: a push between the look and the wait still wakes us.
-        if !keep || watch.is_none() {
+        if watch.as_ref().is_none_or(|w| !w.lasts()) {
             watch = req.wait.and_then(|_| Watch::new(spool, queue));
         }
         if let Some(mut q) = Queue::open(spool, queue, false)? {

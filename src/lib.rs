@@ -10,13 +10,17 @@
 //! | [`segment`] | segment files: create, append, read, scan |
 //! | [`index`] | slots, headers and WAL records (no I/O) |
 //! | [`fsstore`] | the file store: write order, fsyncs, recovery |
+//! | [`sqlstore`] | the SQLite store: one database per spool, a row per message |
+//! | [`pgstore`] | the PostgreSQL store: queues shared by many hosts |
 //! | [`io`] | the I/O seam (real file system, or [`simfs`] in tests) |
 //! | [`store`] | the seam between queue logic and storage |
 //! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
-//! | [`lock`] | the per-queue flock |
-//! | [`spool`] | where the spool is, its directories and queues |
+//! | [`lock`] | the per-queue and per-spool flocks |
+//! | [`spool`] | where the spool is, which store it uses, its queues |
+//! | [`migrate`] | converting a spool to another store |
 //! | [`fsck`] | checking and repairing a spool |
 //! | [`exec`] | waiting for messages, and the `exec` work loop |
+//! | [`wake`] | how a waiter is woken, per store (inotify, LISTEN) |
 //! | [`ingest`] | `push --lines`: stdin in batches |
 //! | [`bench`] | `spoolmq bench`: throughput and latency |
 //! | [`cli`] | clap definitions |
@@ -52,6 +56,7 @@ pub mod simfs;
 pub mod spool;
 pub mod sqlstore;
 pub mod store;
+pub mod wake;
 
 pub use error::{Error, Result};
 pub use queue::Queue;

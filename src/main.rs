@@ -626,15 +626,8 @@ fn run_fsck(
 ) -> std::result::Result<(), Failure> {
     let names = match queue {
         Some(q) => {
-            let dir = spool.queue_dir(&q);
-            let known = spool.exists()?
-                && match spool.kind {
-                    StoreKind::Fs => {
-                        spoolmq::fsstore::FsStore::is_queue(&spoolmq::io::RealFs, &dir)?
-                    }
-                    StoreKind::Sqlite | StoreKind::Postgres => spool.queues()?.contains(&q),
-                };
-            if !known {
+            // What `spool.queues()` lists (for fs, damaged queues too).
+            if !spool.queues()?.contains(&q) {
                 return Err(Error::NoSuchQueue(q).into());
             }
             vec![q]
