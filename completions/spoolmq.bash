@@ -49,6 +49,12 @@ _spoolmq() {
             spoolmq,import)
                 cmd="spoolmq__subcmd__import"
                 ;;
+            spoolmq,init)
+                cmd="spoolmq__subcmd__init"
+                ;;
+            spoolmq,keygen)
+                cmd="spoolmq__subcmd__keygen"
+                ;;
             spoolmq,list)
                 cmd="spoolmq__subcmd__list"
                 ;;
@@ -112,6 +118,12 @@ _spoolmq() {
             spoolmq__subcmd__help,import)
                 cmd="spoolmq__subcmd__help__subcmd__import"
                 ;;
+            spoolmq__subcmd__help,init)
+                cmd="spoolmq__subcmd__help__subcmd__init"
+                ;;
+            spoolmq__subcmd__help,keygen)
+                cmd="spoolmq__subcmd__help__subcmd__keygen"
+                ;;
             spoolmq__subcmd__help,list)
                 cmd="spoolmq__subcmd__help__subcmd__list"
                 ;;
@@ -149,7 +161,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --store --url --json --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
+            opts="-h -V --dir --store --url --json --key-file --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,6 +179,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -175,7 +191,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__ack)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -193,6 +209,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -201,7 +221,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench)
-            opts="-h --count --size --batch --producers --consumers --dir --store --url --json --help"
+            opts="-h --count --size --batch --producers --consumers --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +259,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -247,7 +271,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__bench__subcmd__worker)
-            opts="-h --dir --store --url --json --help produce consume"
+            opts="-h --dir --store --url --json --key-file --help produce consume"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -262,6 +286,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -273,7 +301,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__completions)
-            opts="-h --dir --store --url --json --help bash elvish fish powershell zsh"
+            opts="-h --dir --store --url --json --key-file --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -288,6 +316,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -299,7 +331,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__doctor)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -317,6 +349,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -325,7 +361,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__exec)
-            opts="-h --loop --wait --lease --max-attempts --dir --store --url --json --help"
+            opts="-h --loop --wait --lease --max-attempts --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -355,6 +391,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -363,7 +403,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__export)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -381,6 +421,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -389,7 +433,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__extend)
-            opts="-h --lease --dir --store --url --json --help"
+            opts="-h --lease --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +455,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -419,7 +467,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__fsck)
-            opts="-h --repair --dir --store --url --json --help"
+            opts="-h --repair --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,6 +485,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -445,7 +497,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help"
+            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -612,6 +664,34 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__keygen)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -753,7 +833,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__import)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,6 +848,74 @@ _spoolmq() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__init)
+            opts="-h --group --dir --store --url --json --key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__keygen)
+            opts="-h --dir --store --url --json --key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -779,7 +927,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__list)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -794,6 +942,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -805,7 +957,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__man)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -823,6 +975,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -831,7 +987,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__migrate)
-            opts="-h --to --into --dir --store --url --json --help"
+            opts="-h --to --into --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -857,6 +1013,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -865,7 +1025,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__nack)
-            opts="-h --delay --max-attempts --dir --store --url --json --help"
+            opts="-h --delay --max-attempts --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -891,6 +1051,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -899,7 +1063,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__peek)
-            opts="-h --count --dir --store --url --json --help"
+            opts="-h --count --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -921,6 +1085,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -929,7 +1097,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__pop)
-            opts="-h --count --lease --wait --max-attempts --dir --store --url --json --help"
+            opts="-h --count --lease --wait --max-attempts --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -963,6 +1131,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -971,7 +1143,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__purge)
-            opts="-h --dead --dir --store --url --json --help"
+            opts="-h --dead --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -989,6 +1161,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -997,7 +1173,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --lines --delay --dir --store --url --json --help"
+            opts="-h --lines --delay --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1019,6 +1195,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1027,7 +1207,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__retry)
-            opts="-h --dir --store --url --json --help"
+            opts="-h --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1045,6 +1225,10 @@ _spoolmq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1053,7 +1237,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__stats)
-            opts="-h --prometheus --watch --dir --store --url --json --help"
+            opts="-h --prometheus --watch --dir --store --url --json --key-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1072,6 +1256,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_spoolmq_global_optspecs
-    string join \n dir= store= url= json h/help V/version
+    string join \n dir= store= url= json key-file= h/help V/version
 end
 
 function __fish_spoolmq_needs_command
@@ -28,6 +28,7 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -l dir -d 'The spool direc
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s V -l version -d 'Print version'
@@ -46,6 +47,8 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "fsck" -d 'Check eve
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "export" -d 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "import" -d 'Push messages written by export back into a queue (one fsync)'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "doctor" -d 'Check that the spool\'s file system keeps spoolmq\'s promises'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "init" -d 'Create the spool, or with --group share it with a group'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "keygen" -d 'Print a new random encryption key, for --key-file'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "migrate" -d 'Convert the spool to another store, keeping every message and its state'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
@@ -57,6 +60,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'
@@ -68,12 +72,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spoo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
@@ -82,6 +88,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
@@ -89,12 +96,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l dir -d 'The s
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
@@ -102,6 +111,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The sp
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'
@@ -112,6 +122,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -s h -l help -d 'Print help'
@@ -119,6 +130,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
@@ -126,12 +138,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -s h -l help -d 'Print help'
@@ -139,6 +153,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -s h -l help -d 'Print help'
@@ -146,20 +161,38 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l dir -d 'The s
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l group -d 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
+sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -s h -l help -d 'Print help'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l dir -d 'The spool directory' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
+sqlite\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l to -d 'The store to convert to' -r -f -a "fs\t''
 sqlite\t''
 postgres\t''"
@@ -168,6 +201,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l dir -d 'The 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l count -d 'Messages to push (and, one by one, to time from push to pop)' -r
@@ -179,44 +213,50 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l dir -d 'The sp
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "pop" -d 'Lease ready messages, oldest first'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "ack" -d 'Delete leased messages: their work is done'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "nack" -d 'Give leased messages back for another attempt'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "extend" -d 'Make a lease end later, for long work'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "retry" -d 'Move dead letters back to ready'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "stats" -d 'Show counters per queue'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "list" -d 'List the queues in the spool'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "peek" -d 'Show ready messages without leasing them'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "purge" -d 'Delete every ready and delayed message (or, with --dead, every dead letter)'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "fsck" -d 'Check every record and the index; --repair fixes what it finds'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "export" -d 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "import" -d 'Push messages written by export back into a queue (one fsync)'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "doctor" -d 'Check that the spool\'s file system keeps spoolmq\'s promises'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "migrate" -d 'Convert the spool to another store, keeping every message and its state'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "man" -d 'Print the man page (roff), of spoolmq or of one command'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor migrate bench bench-worker completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "pop" -d 'Lease ready messages, oldest first'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "ack" -d 'Delete leased messages: their work is done'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "nack" -d 'Give leased messages back for another attempt'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "extend" -d 'Make a lease end later, for long work'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "retry" -d 'Move dead letters back to ready'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "stats" -d 'Show counters per queue'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "list" -d 'List the queues in the spool'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "peek" -d 'Show ready messages without leasing them'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "purge" -d 'Delete every ready and delayed message (or, with --dead, every dead letter)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "fsck" -d 'Check every record and the index; --repair fixes what it finds'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "export" -d 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "import" -d 'Push messages written by export back into a queue (one fsync)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "doctor" -d 'Check that the spool\'s file system keeps spoolmq\'s promises'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "init" -d 'Create the spool, or with --group share it with a group'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "keygen" -d 'Print a new random encryption key, for --key-file'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "migrate" -d 'Convert the spool to another store, keeping every message and its state'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "man" -d 'Print the man page (roff), of spoolmq or of one command'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -51,6 +51,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// A key file made by `spoolmq keygen`: bodies pushed are encrypted with
+    /// it, and bodies popped, peeked or exported decrypted
+    /// [env: SPOOLMQ_KEY_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +134,16 @@ pub enum Command {
         after_help = "Examples:\n  spoolmq doctor\n  spoolmq --dir /mnt/shared/spool doctor --json"
     )]
     Doctor,
+    /// Create the spool, or with --group share it with a group
+    #[command(
+        after_help = "Examples:\n  spoolmq init\n  sudo -u cron spoolmq --dir /var/spool/jobs init --group jobs   # cron pushes, workers of group jobs pop"
+    )]
+    Init(InitArgs),
+    /// Print a new random encryption key, for --key-file
+    #[command(
+        after_help = "Examples:\n  spoolmq keygen > ~/.config/spoolmq.key   # made 0600\n  spoolmq --key-file ~/.config/spoolmq.key push orders 'card 4242...'"
+    )]
+    Keygen,
     /// Convert the spool to another store, keeping every message and its state
     #[command(
         after_help = "Examples:\n  spoolmq migrate --to sqlite\n  spoolmq --dir /var/spool/jobs migrate --to fs --into /var/spool/jobs-fs"
@@ -405,6 +421,14 @@ mod tests {
         let Command::Pop(p) = c.command else { panic!() };
         assert_eq!(p.wait, Some(Some(Duration::from_secs(2))));
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Share the spool with this group: directories 2770 (setgid), files
+    /// 0660; its members can use it, nobody else can
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 //! and that the clock is sane.
 
 use crate::queue::now_ms;
+use crate::spool::Access;
 use crate::spool::Spool;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -147,34 +148,15 @@ pub fn check(spool: &Spool) -> Vec<Finding> {
 }
 
 fn owner_and_mode(root: &Path) -> Finding {
-    let meta = match std::fs::symlink_metadata(root) {
-        Ok(m) => m,
-        Err(e) => return problem("ownership", format!("{}: {e}", root.display())),
-    };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return problem(
-            "ownership",
-            format!(
-                "{} belongs to uid {}, not to you (uid {me}): run spoolmq as its owner",
-                root.display(),
-                meta.uid()
-            ),
-        );
+    // The same rule every other command enforces (crate::spool::check_access).
+    match crate::spool::check_access(root) {
+        Ok(Access::Shared) => ok("ownership", "shared with its group (mode 2770)"),
+        Ok(_) => {
+            let mode = std::fs::metadata(root).map_or(0, |m| m.mode() & 0o7777);
+            ok("ownership", format!("yours, mode {mode:04o}"))
+        }
+        Err(e) => problem("ownership", e.to_string()),
     }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return problem(
-            "ownership",
-            format!(
-                "{} has mode {mode:04o}: others can write to it; chmod 700 {}",
-                root.display(),
-                root.display()
-            ),
-        );
-    }
-    ok("ownership", format!("yours, mode {mode:04o}"))
 }
 
 /// Writes, fsyncs, renames and removes a scratch file, fsyncing the directory.
@@ -186,7 +168,7 @@ fn sync_test(root: &Path) -> Finding {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(crate::io::file_mode())
             .open(&tmp)?;
         f.write_all(b"spoolmq doctor")?;
         f.sync_all()?;

@@ -59,6 +59,10 @@ impl Error {
             source.raw_os_error(),
             Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG)
         ) || source.kind() == io::ErrorKind::StorageFull;
+        if source.raw_os_error() == Some(libc::ELOOP) {
+            // O_NOFOLLOW met a symlink (see Error::symlink).
+            return Error::symlink(path);
+        }
         if full {
             Error::DiskFull {
                 what: what.into(),
@@ -71,6 +75,16 @@ impl Error {
                 source,
             }
         }
+    }
+
+    /// A symlink found where a spool keeps a file or a directory: refused,
+    /// never followed (someone may have planted it to make spoolmq read or
+    /// write elsewhere).
+    pub fn symlink(path: &Path) -> Error {
+        Error::Runtime(format!(
+            "{}: is a symbolic link; spoolmq does not follow links inside a spool (remove it, and check who could create it)",
+            path.display()
+        ))
     }
 
     pub fn usage(msg: impl Into<String>) -> Error {
@@ -149,5 +163,19 @@ mod tests {
         assert!(matches!(e, Error::DiskFull { .. }));
         assert!(e.to_string().contains("disk full"));
         assert!(e.to_string().contains("/s/q/x.seg"));
+    }
+
+    #[test]
+    fn a_symlink_met_by_o_nofollow_is_named_as_such() {
+        let e = Error::io(
+            "open",
+            Path::new("/s/q/index"),
+            io::Error::from_raw_os_error(libc::ELOOP),
+        );
+        assert!(
+            e.to_string().contains("/s/q/index: is a symbolic link"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 1);
     }
 }

@@ -10,6 +10,15 @@
 //! QUEUE/slots     64-byte slot per message at seq * 64: its state
 //! QUEUE/wal       write-ahead log of state changes since the last checkpoint
 //! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
+//! QUEUE/key       only in an encrypted queue: the id of its key (crate::crypt)
+//! ```
+//!
+//! `key` is written once, by the queue's first push, before its records
+//! (temporary file, fsync, rename, directory fsync), and never changes:
+//!
+//! ```text
+//! +0        +8            +24
+//! | SPMQKEY1| key id 16 B | crc32 of bytes 0..24 (u32 LE) |
 //! ```
 //!
 //! ## Source of truth
@@ -76,6 +85,7 @@
 //! * A lost `slots` or `wal` file is recreated empty (and reported); a lost
 //!   `index` with segments left is an error until `fsck --repair`.
 
+use crate::crypt::KeyId;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::index::{
@@ -85,6 +95,7 @@ use crate::io::{self, FileIo, Fs, Open};
 use crate::record::{self, RECORD_HEADER_LEN};
 use crate::segment::{self, Found, sync_dir};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store, new_salt};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -158,6 +169,8 @@ pub struct FsStore {
     notices: Vec<String>,
     /// Files that were missing when the queue was opened (recreated empty).
     missing: Vec<PathBuf>,
+    /// What `key` holds (see the top of this file).
+    key_id: Option<KeyId>,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -226,8 +239,10 @@ impl FsStore {
             poisoned: false,
             notices: finished_repair,
             missing: Vec::new(),
+            key_id: None,
             _lock: lock,
         };
+        store.key_id = read_key_id(&*store.fs, dir)?;
         store.recover()?;
         if !missing.is_empty() {
             for p in &missing {
@@ -852,6 +867,56 @@ impl FsStore {
     }
 }
 
+const KEY_MAGIC: &[u8; 8] = b"SPMQKEY1";
+const KEY_FILE_LEN: usize = 28;
+
+/// The key id in `dir/key`, if the queue is encrypted.
+fn read_key_id(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
+    let p = dir.join("key");
+    if !fs.exists(&p).ctx("open", &p)? {
+        return Ok(None);
+    }
+    let f = segment::open_file(fs, &p, Open::Existing)?;
+    let mut b = [0u8; KEY_FILE_LEN];
+    let n = f.read_at(&mut b, 0).ctx("read", &p)?;
+    if n != KEY_FILE_LEN
+        || &b[..8] != KEY_MAGIC
+        || crc32fast::hash(&b[..24]) != record::u32_at(&b, 24)
+    {
+        return Err(Error::corrupt(
+            &p,
+            "damaged key id: this queue's encryption key cannot be checked",
+        ));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&b[8..24]);
+    Ok(Some(id))
+}
+
+/// Makes `dir/key` hold `id` (or removes it for `None`), durably.
+fn write_key_id(fs: &dyn Fs, dir: &Path, id: Option<KeyId>) -> Result<()> {
+    let p = dir.join("key");
+    match id {
+        None => match fs.remove_file(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            r => r.ctx("remove", &p)?,
+        },
+        Some(id) => {
+            let mut b = Vec::with_capacity(KEY_FILE_LEN);
+            b.extend_from_slice(KEY_MAGIC);
+            b.extend_from_slice(&id);
+            b.extend_from_slice(&crc32fast::hash(&b).to_le_bytes());
+            let tmp = dir.join("key.tmp");
+            let _ = fs.remove_file(&tmp);
+            let f = segment::open_file(fs, &tmp, Open::New)?;
+            f.write_all_at(&b, 0).ctx("write", &tmp)?;
+            f.sync_data().ctx("sync", &tmp)?;
+            fs.rename(&tmp, &p).ctx("rename", &p)?;
+        }
+    }
+    sync_dir(fs, dir)
+}
+
 impl Store for FsStore {
     fn restore(
         &mut self,
@@ -890,7 +955,7 @@ impl Store for FsStore {
             }
             let mut news = batch.iter().map(|(m, b)| {
                 Ok(NewMessage {
-                    body: b,
+                    body: Cow::Borrowed(&b[..]),
                     pushed_at_ms: m.map_or(0, |m| m.pushed_at_ms),
                     not_before_ms: match m {
                         Some(m) if m.state == State::Delayed => m.until_ms.max(1),
@@ -1112,6 +1177,16 @@ impl Store for FsStore {
         self.h.next_seq
     }
 
+    fn key_id(&self) -> Option<KeyId> {
+        self.key_id
+    }
+
+    fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()> {
+        write_key_id(&*self.fs, &self.dir, id)?;
+        self.key_id = id;
+        Ok(())
+    }
+
     fn segments(&self) -> u64 {
         self.h.segments.len() as u64
     }
@@ -1213,7 +1288,7 @@ impl FsStore {
                 m.seq,
                 msg.pushed_at_ms,
                 msg.not_before_ms,
-                msg.body,
+                &msg.body,
                 &mut buf,
             );
             slots.extend_from_slice(&encode_slot(&m));
@@ -1578,7 +1653,7 @@ mod tests {
 
     fn msg(body: &str) -> Result<NewMessage<'_>> {
         Ok(NewMessage {
-            body: body.as_bytes(),
+            body: Cow::Borrowed(body.as_bytes()),
             pushed_at_ms: 1000,
             not_before_ms: 0,
         })

@@ -164,7 +164,7 @@ pub struct Header {
     pub counters: Counters,
     /// Slots below this seq have been punched out of the `slots` file.
     pub punched: u64,
-    /// Random, fixed when the queue is created: ids are `salt + seq`, so ids
+    /// Random, fixed when the queue is created: ids are made from it and the seq (crate::ids), so ids
     /// of different queues do not collide.
     pub salt: u64,
     pub segments: Vec<SegmentEntry>,

@@ -9,6 +9,60 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static SHARED: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process create files and directories for a spool shared with
+/// its group (`spoolmq init --group`): files 0660, directories 2770, and a
+/// umask of 007 so that the group bits survive. Set once, at start-up,
+/// before any file is created.
+pub fn set_shared(shared: bool) {
+    SHARED.store(shared, Ordering::Relaxed);
+    if shared {
+        // SAFETY: umask has no preconditions; it is set before any thread starts.
+        unsafe { libc::umask(0o007) };
+    }
+}
+
+/// Whether [`set_shared`] made this process create group-shared files.
+pub fn shared() -> bool {
+    SHARED.load(Ordering::Relaxed)
+}
+
+/// The mode of every file spoolmq creates in a spool: 0600 (0660 shared).
+pub fn file_mode() -> u32 {
+    if shared() { 0o660 } else { 0o600 }
+}
+
+/// The mode of every directory spoolmq creates: 0700 (2770 shared: setgid,
+/// so that what is created in it keeps the spool's group).
+pub fn dir_mode() -> u32 {
+    if shared() { 0o2770 } else { 0o700 }
+}
+
+/// Creates directory `dir` with [`dir_mode`] if missing; an existing one
+/// must be a real directory, not a symlink to one.
+pub fn mkdir_nofollow(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(dir_mode()).create(dir) {
+        Ok(()) => {
+            if shared() {
+                // mkdir's mode drops the setgid bit on some systems.
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode()))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if std::fs::symlink_metadata(dir)?.file_type().is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::ELOOP))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// What [`Fs::open`] does when the file is missing (or present).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +99,7 @@ pub trait FileIo: Send {
 /// A file system.
 pub trait Fs: Send + Sync {
     /// Opens `path` read-write without following symlinks; a file it creates
-    /// gets mode 0600.
+    /// gets mode 0600 (see [`file_mode`]).
     fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn FileIo>>;
     /// Unlinks a file (durable after [`Fs::sync_dir`] of its directory).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
@@ -58,7 +112,8 @@ pub trait Fs: Send + Sync {
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// The names of the files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
-    /// Creates directory `dir` (0700) if missing.
+    /// Creates directory `dir` (0700, see [`dir_mode`]) if missing; an
+    /// existing symlink is an error (ELOOP), not followed.
     fn mkdir(&self, dir: &Path) -> io::Result<()>;
     /// Takes the exclusive lock on `path` (creating it with `create`);
     /// `None` if it is missing. Released when the guard is dropped.
@@ -116,7 +171,7 @@ impl Fs for RealFs {
             .write(true)
             .create(how == Open::OrCreate)
             .create_new(how == Open::New)
-            .mode(0o600)
+            .mode(file_mode())
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         Ok(Box::new(RealFile(f)))
@@ -143,11 +198,7 @@ impl Fs for RealFs {
         Ok(names)
     }
     fn mkdir(&self, dir: &Path) -> io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            r => r,
-        }
+        mkdir_nofollow(dir)
     }
     fn lock(&self, path: &Path, create: bool) -> io::Result<Option<Box<dyn Send>>> {
         let guard = QueueLock::acquire(path, create).map_err(io::Error::other)?;

@@ -15,6 +15,8 @@
 //! | [`io`] | the I/O seam (real file system, or [`simfs`] in tests) |
 //! | [`store`] | the seam between queue logic and storage |
 //! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
+//! | [`ids`] | message ids and receipts: unguessable, parsed back exactly |
+//! | [`crypt`] | keys and encrypted bodies (XChaCha20-Poly1305) |
 //! | [`lock`] | the per-queue and per-spool flocks |
 //! | [`spool`] | where the spool is, which store it uses, its queues |
 //! | [`migrate`] | converting a spool to another store |
@@ -31,12 +33,14 @@
 
 pub mod bench;
 pub mod cli;
+pub mod crypt;
 pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
 pub mod fsck;
 pub mod fsstore;
+pub mod ids;
 pub mod index;
 pub mod ingest;
 pub mod input;

@@ -36,7 +36,7 @@ impl QueueLock {
                 .write(write)
                 .create(write)
                 .truncate(false)
-                .mode(0o600)
+                .mode(crate::io::file_mode())
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
         };

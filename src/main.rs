@@ -140,9 +140,31 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             let page = spoolmq::cli::man_page(a.command.as_deref()).map_err(Error::Usage)?;
             return Ok(out.write_all(&page)?);
         }
+        Command::Keygen => {
+            let key = spoolmq::crypt::generate()?;
+            private_stdout()?;
+            return Ok(out.write_all(key.as_bytes())?);
+        }
         _ => {}
     }
-    let spool = open_spool(&cli)?;
+    // doctor reports an unsafe spool rather than refusing it; init is how
+    // one is made shared.
+    let strict = !matches!(cli.command, Command::Doctor | Command::Init(_));
+    let mut spool = open_spool(&cli, strict)?;
+    if matches!(
+        cli.command,
+        Command::Push(_)
+            | Command::Pop(_)
+            | Command::Peek(_)
+            | Command::Exec(_)
+            | Command::Export(_)
+            | Command::Import(_)
+    ) {
+        let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
+        if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
+            spool.key = Some(spoolmq::crypt::Key::load(&path)?);
+        }
+    }
     let json = cli.json;
     run_command(cli, &spool, json, out).map_err(|f| match f {
         // Say which queues there are: the fix is often a typo.
@@ -158,10 +180,31 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     })
 }
 
+/// Makes stdout, when it is a file (`spoolmq keygen > FILE`), readable by
+/// its owner only, before a key is written to it.
+fn private_stdout() -> Result<()> {
+    // SAFETY: fstat and fchmod on descriptor 1 with a zeroed stat buffer we own.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(1, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && libc::fchmod(1, 0o600) != 0
+        {
+            return Err(Error::Runtime(format!(
+                "cannot make the key file private (chmod 600): {}; nothing written",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The spool the command works on: a PostgreSQL database if a URL is given
 /// (`--url`, then `SPOOLMQ_URL`: either wins over any directory), else the
 /// directory with its recorded store (or `--store`/`SPOOLMQ_STORE` for a new one).
-fn open_spool(cli: &Cli) -> Result<Spool> {
+/// With `strict`, a spool directory others could change is refused before
+/// anything in it is read (see `spool::check_access`).
+fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
     let env_url = std::env::var("SPOOLMQ_URL").ok().filter(|v| !v.is_empty());
     if let Some(url) = cli.url.clone().or(env_url) {
         if !spoolmq::pgstore::is_url(&url) {
@@ -177,6 +220,10 @@ fn open_spool(cli: &Cli) -> Result<Spool> {
         return Ok(Spool::postgres(url));
     }
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
+    if strict {
+        let access = spool::check_access(&root)?;
+        spoolmq::io::set_shared(access == spool::Access::Shared);
+    }
     let env_store = std::env::var("SPOOLMQ_STORE")
         .ok()
         .filter(|v| !v.is_empty());
@@ -533,7 +580,17 @@ fn run_command(
             "produce" => spoolmq::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
             _ => spoolmq::bench::consume(&spool, &a.queue, a.count, out)?,
         },
-        Command::Completions(_) | Command::Man(_) => {} // printed above
+        Command::Init(_) if spool.kind == StoreKind::Postgres => {
+            return Err(Error::usage(
+                "init makes a spool directory; with --url the database needs none",
+            )
+            .into());
+        }
+        Command::Init(a) => {
+            let done = spoolmq::spool::init(&spool, a.group.as_deref())?;
+            writeln!(out, "{done}")?;
+        }
+        Command::Completions(_) | Command::Man(_) | Command::Keygen => {} // printed above
     }
     Ok(())
 }

@@ -87,6 +87,7 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
             Step::Continue
         })?;
         let (salt, next_seq, counters) = (src.salt(), src.next_seq(), src.counters());
+        let key_id = src.key_id();
         let mut body = |m: &Meta| -> Result<Vec<u8>> {
             src.body(m).map_err(|e| match e {
                 Error::Corrupt { path, detail } => Error::Runtime(format!(
@@ -99,6 +100,9 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
         let mut dst = open_store(to, &name, true)?.ok_or_else(|| {
             Error::Runtime(format!("{}: cannot create queue {name}", to.root.display()))
         })?;
+        // Bodies are copied as stored: an encrypted queue stays encrypted
+        // with the same key, and needs no key to be moved.
+        dst.set_key_id(key_id)?;
         dst.restore(salt, next_seq, counters, &metas, &mut body)?;
         report.queues += 1;
         report.messages += metas.len() as u64;
@@ -203,6 +207,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
             root: dir.to_path_buf(),
             kind: to,
             url: None,
+            key: None,
         };
         copy_spool(spool, &dst, &mut report)?;
         return Ok(report);
@@ -226,6 +231,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         root: staging.clone(),
         kind: to,
         url: None,
+        key: None,
     };
     copy_spool(spool, &dst, &mut report)?;
     crate::failpoint::hit("migrate.after-copy");

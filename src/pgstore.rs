@@ -2,9 +2,10 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (1)
+//! spoolmq_meta      version int                      schema version (2)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
-//!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
+//!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
+//!                   key_id bytea (encrypted queues, crate::crypt; added in version 2)
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
@@ -31,14 +32,16 @@
 //! * The queue logic ([`crate::queue`]) decides every state change; integers
 //!   are stored as PostgreSQL's signed types, bit for bit.
 
+use crate::crypt::KeyId;
 use crate::error::{Error, Result};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS spoolmq_queues (
     leased bigint NOT NULL DEFAULT 0, dead bigint NOT NULL DEFAULT 0,
     pushed bigint NOT NULL DEFAULT 0, acked bigint NOT NULL DEFAULT 0,
     purged bigint NOT NULL DEFAULT 0, corrupt bigint NOT NULL DEFAULT 0,
-    bytes bigint NOT NULL DEFAULT 0
+    bytes bigint NOT NULL DEFAULT 0,
+    key_id bytea
 );
 CREATE TABLE IF NOT EXISTS spoolmq_messages (
     queue text NOT NULL,
@@ -74,6 +78,9 @@ CREATE TABLE IF NOT EXISTS spoolmq_messages (
 );
 CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHERE state IN (1, 2, 3);
 ";
+
+/// From schema 1 to 2.
+const SCHEMA_2: &str = "ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS key_id bytea;";
 
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 const COUNTER_COLUMNS: &str = "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes";
@@ -223,8 +230,18 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
         .pg(place, "create the schema")?
         .get(0);
-    if exists.is_none() {
+    let version: Option<i32> = match exists {
+        None => None,
+        Some(_) => tx
+            .query_one("SELECT max(version) FROM spoolmq_meta", &[])
+            .pg(place, "read the schema version")?
+            .get(0),
+    };
+    if version.is_none() {
         tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
+    }
+    if version.unwrap_or(0) < SCHEMA_VERSION {
+        tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
         tx.execute(
             "INSERT INTO spoolmq_meta (version) VALUES ($1)",
             &[&SCHEMA_VERSION],
@@ -267,7 +284,24 @@ pub struct PgStore {
     salt: u64,
     next_seq: u64,
     counters: Counters,
+    key_id: Option<KeyId>,
+    /// A key id given by `set_key_id`, written by the next push or restore.
+    new_key_id: Option<Option<KeyId>>,
     notices: Vec<String>,
+}
+
+/// The key id in column `at`; a value that is not 16 bytes is damage.
+fn key_id_of(r: &postgres::Row, at: usize, place: &str, queue: &str) -> Result<Option<KeyId>> {
+    let b: Option<Vec<u8>> = r.get(at);
+    b.map(|b| {
+        KeyId::try_from(b.as_slice()).map_err(|_| {
+            Error::Runtime(format!(
+                "{place}: queue {queue}: damaged key id ({} bytes)",
+                b.len()
+            ))
+        })
+    })
+    .transpose()
 }
 
 fn counters_of(r: &postgres::Row, at: usize) -> Counters {
@@ -355,18 +389,19 @@ impl PgStore {
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT salt, next_seq, {COUNTER_COLUMNS} FROM spoolmq_queues WHERE name = $1"
+                    "SELECT salt, next_seq, key_id, {COUNTER_COLUMNS} FROM spoolmq_queues WHERE name = $1"
                 ),
                 &[&name],
             )
             .pg(&place, "read the queue")?;
-        let (salt, next_seq, counters) = match row {
+        let (salt, next_seq, key_id, counters) = match row {
             Some(r) => (
                 r.get::<_, i64>(0) as u64,
                 r.get::<_, i64>(1) as u64,
-                counters_of(&r, 2),
+                key_id_of(&r, 2, &place, name)?,
+                counters_of(&r, 3),
             ),
-            None if create => (crate::store::new_salt()?, 1, Counters::default()),
+            None if create => (crate::store::new_salt()?, 1, None, Counters::default()),
             None => return Ok(None),
         };
         Ok(Some(PgStore {
@@ -376,6 +411,8 @@ impl PgStore {
             salt,
             next_seq,
             counters,
+            key_id,
+            new_key_id: None,
             notices: Vec::new(),
         }))
     }
@@ -413,12 +450,30 @@ impl PgStore {
         let r = self
             .client
             .query_one(
-                "SELECT salt, next_seq FROM spoolmq_queues WHERE name = $1 FOR UPDATE",
+                &format!(
+                    "SELECT salt, next_seq, key_id, {COUNTER_COLUMNS} FROM spoolmq_queues WHERE name = $1 FOR UPDATE"
+                ),
                 &[&self.queue],
             )
             .pg(&self.place, "lock the queue")?;
         self.salt = r.get::<_, i64>(0) as u64;
         self.next_seq = r.get::<_, i64>(1) as u64;
+        self.key_id = key_id_of(&r, 2, &self.place, &self.queue)?;
+        self.counters = counters_of(&r, 3);
+        Ok(())
+    }
+
+    /// Writes the key id `set_key_id` gave, in the open transaction.
+    fn save_key_id(&mut self) -> Result<()> {
+        if let Some(id) = self.new_key_id.take() {
+            self.client
+                .execute(
+                    "UPDATE spoolmq_queues SET key_id = $2 WHERE name = $1",
+                    &[&self.queue, &id.as_ref().map(|k| &k[..])],
+                )
+                .pg(&self.place, "record the key id")?;
+            self.key_id = id;
+        }
         Ok(())
     }
 
@@ -463,7 +518,7 @@ impl PgStore {
     /// Writes rows with COPY (one round trip for a whole batch).
     fn copy_rows(
         &mut self,
-        rows: &mut dyn Iterator<Item = Result<(Meta, &[u8])>>,
+        rows: &mut dyn Iterator<Item = Result<(Meta, Cow<'_, [u8]>)>>,
     ) -> Result<Deltas> {
         let place = self.place.clone();
         let queue = self.queue.clone();
@@ -490,6 +545,7 @@ impl PgStore {
         let mut d = Deltas::default();
         for row in rows {
             let (m, body) = row?;
+            let body: &[u8] = &body;
             let values: [&(dyn ToSql + Sync); 11] = [
                 &queue,
                 &(m.seq as i64),
@@ -533,9 +589,14 @@ impl Store for PgStore {
             let n = s
                 .client
                 .execute(
-                    "INSERT INTO spoolmq_queues (name, salt, next_seq) VALUES ($1, $2, $3)
+                    "INSERT INTO spoolmq_queues (name, salt, next_seq, key_id) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (name) DO NOTHING",
-                    &[&s.queue, &(salt as i64), &(next_seq as i64)],
+                    &[
+                        &s.queue,
+                        &(salt as i64),
+                        &(next_seq as i64),
+                        &s.new_key_id.flatten().as_ref().map(|k| &k[..]),
+                    ],
                 )
                 .pg(&s.place, "create the queue")?;
             if n != 1 {
@@ -549,7 +610,7 @@ impl Store for PgStore {
                 let mut rows = chunk
                     .iter()
                     .zip(&bodies)
-                    .map(|(m, b)| Ok((*m, b.as_slice())));
+                    .map(|(m, b)| Ok((*m, Cow::Borrowed(b.as_slice()))));
                 s.copy_rows(&mut rows)?;
             }
             let c = counters;
@@ -566,6 +627,9 @@ impl Store for PgStore {
             ]);
             s.salt = salt;
             s.next_seq = next_seq;
+            if let Some(id) = s.new_key_id.take() {
+                s.key_id = id;
+            }
             s.save_counters(&d, true)
         })
     }
@@ -573,6 +637,7 @@ impl Store for PgStore {
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
         self.write("push", |s| {
             s.lock_queue_row()?;
+            s.save_key_id()?;
             let first = s.next_seq;
             let mut next = first;
             let mut rows = msgs.map(|msg| {
@@ -751,6 +816,19 @@ impl Store for PgStore {
 
     fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    fn prepare_push(&mut self) -> Result<()> {
+        self.lock_queue_row()
+    }
+
+    fn key_id(&self) -> Option<KeyId> {
+        self.key_id
+    }
+
+    fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()> {
+        self.new_key_id = Some(id);
+        Ok(())
     }
 
     fn segments(&self) -> u64 {

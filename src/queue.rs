@@ -15,8 +15,10 @@
 //! * `nack` of a message whose attempts reached `--max-attempts` makes a dead
 //!   letter; `retry` makes dead letters ready again with no attempts.
 
+use crate::crypt::{self, Key, Sealer};
 use crate::error::{Error, Result};
 use crate::fsstore::FsStore;
+use crate::ids::Ids;
 use crate::pgstore::PgStore;
 use crate::spool::Spool;
 use crate::spool::StoreKind;
@@ -37,50 +39,24 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
-/// A message's id as users see it: 16 hex digits of `salt + seq`, where the
-/// salt is random per queue, so ids of different queues do not collide and
-/// ids of one queue sort in push order.
+/// A message's id as users see it (see [`crate::ids`]).
 pub fn format_id(seq: u64, salt: u64) -> String {
-    // By hand: a push of a million lines formats a million ids.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v = salt.wrapping_add(seq);
-    let mut id = String::with_capacity(16);
-    for i in (0..16).rev() {
-        id.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
-    }
-    id
+    Ids::new(salt).format(seq)
 }
 
 /// Parses an id printed by [`format_id`] back into a seq.
 pub fn parse_id(id: &str, salt: u64) -> Option<u64> {
-    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(id, 16)
-        .ok()
-        .map(|v| v.wrapping_sub(salt))
+    Ids::new(salt).parse(id)
 }
 
-/// A receipt: the message id and the random tag of one delivery (40 hex digits).
+/// A receipt: the message id and the random tag of one delivery.
 pub fn format_receipt(seq: u64, salt: u64, tag: &ReceiptTag) -> String {
-    let mut s = format_id(seq, salt);
-    for b in tag {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    Ids::new(salt).format_receipt(seq, tag)
 }
 
 /// Parses a receipt printed by [`format_receipt`].
 pub fn parse_receipt(r: &str, salt: u64) -> Option<(u64, ReceiptTag)> {
-    if r.len() != 40 || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let seq = parse_id(&r[..16], salt)?;
-    let mut tag = [0u8; 12];
-    for (i, t) in tag.iter_mut().enumerate() {
-        *t = u8::from_str_radix(&r[16 + 2 * i..18 + 2 * i], 16).ok()?;
-    }
-    Some((seq, tag))
+    Ids::new(salt).parse_receipt(r)
 }
 
 fn new_tag() -> Result<ReceiptTag> {
@@ -213,6 +189,10 @@ pub struct Queue {
     name: String,
     store: Box<dyn Store>,
     notices: Vec<String>,
+    /// The id cipher for the store's salt, made on first use.
+    ids: Option<Ids>,
+    /// The key given with `--key-file`, for bodies (see [`crate::crypt`]).
+    key: Option<Key>,
     /// The spool lock (see [`Spool::lock`]), released after the store.
     _spool_lock: Option<crate::lock::QueueLock>,
 }
@@ -235,7 +215,7 @@ impl Queue {
                 let dir = if create {
                     spool.create_queue_dir(name)?
                 } else {
-                    spool.queue_dir(name)
+                    spool.existing_queue_dir(name)?
                 };
                 match FsStore::open(&dir, create)? {
                     Some(s) => Box::new(s),
@@ -258,6 +238,7 @@ impl Queue {
         }
         let mut q = Queue::with_store(name, store);
         q._spool_lock = lock;
+        q.key = spool.key.clone();
         Ok(Some(q))
     }
 
@@ -273,6 +254,8 @@ impl Queue {
             name: name.to_string(),
             store,
             notices: Vec::new(),
+            ids: None,
+            key: None,
             _spool_lock: None,
         }
     }
@@ -284,6 +267,21 @@ impl Queue {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Uses `key` to encrypt bodies pushed and decrypt bodies read.
+    pub fn set_key(&mut self, key: Option<Key>) {
+        self.key = key;
+    }
+
+    /// The id cipher for the store's salt (which a PostgreSQL store learns
+    /// only when its first push creates the queue).
+    fn ids(&mut self) -> Ids {
+        let salt = self.store.salt();
+        match self.ids {
+            Some(ids) if ids.salt() == salt => ids,
+            _ => *self.ids.insert(Ids::new(salt)),
+        }
     }
 
     /// Lines for stderr about damage found and skipped so far.
@@ -308,16 +306,60 @@ impl Queue {
     ) -> Result<Vec<String>> {
         let now = self.clock(now)?;
         let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
-        let mut msgs = bodies.map(|body| {
+        let seqs = self.push_sealed(&mut bodies.map(|b| (b, now, not_before)))?;
+        let ids = self.ids();
+        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
+    }
+
+    /// Pushes `(body, pushed_at_ms, not_before_ms)` items, each body sealed
+    /// with the key if the queue is encrypted (see [`crate::crypt`]): the
+    /// queue's first push records whether it is; later ones must agree.
+    fn push_sealed(
+        &mut self,
+        items: &mut dyn Iterator<Item = (&[u8], u64, u64)>,
+    ) -> Result<Vec<u64>> {
+        self.store.prepare_push()?;
+        let mut sealer = Sealer::new(&self.name, self.key.as_ref());
+        if self.store.counters().pushed == 0 {
+            self.store.set_key_id(sealer.key_id())?;
+        } else {
+            sealer.agree(self.store.key_id(), true)?;
+        }
+        let (salt, first) = (self.store.salt(), self.store.next_seq());
+        let encrypted = self.key.is_some();
+        let mut seq = first;
+        let mut msgs = items.map(|(body, pushed_at_ms, not_before_ms)| {
+            if encrypted && body.len() as u64 > crate::record::MAX_BODY - crypt::OVERHEAD as u64 {
+                return Err(Error::usage(format!(
+                    "message body of {} bytes is larger than the limit of {} bytes for an encrypted queue",
+                    body.len(),
+                    crate::record::MAX_BODY - crypt::OVERHEAD as u64
+                )));
+            }
+            let body = sealer.seal(salt, seq, body)?;
+            seq += 1;
             Ok(NewMessage {
                 body,
-                pushed_at_ms: now,
-                not_before_ms: not_before,
+                pushed_at_ms,
+                not_before_ms,
             })
         });
         let seqs = self.store.push(&mut msgs)?;
-        let salt = self.store.salt();
-        Ok(seqs.into_iter().map(|s| format_id(s, salt)).collect())
+        if encrypted && seqs.first().is_some_and(|&s| s != first) {
+            // Cannot happen under the queue's lock; if it did, the bodies
+            // would not open, so say so rather than hide it.
+            return Err(Error::Runtime(format!(
+                "{}: the store gave the pushed messages seqs from {} instead of {first}; they were sealed for the wrong ids",
+                self.name, seqs[0]
+            )));
+        }
+        Ok(seqs)
+    }
+
+    /// Fails (changing nothing) unless the key given can read this queue's
+    /// bodies: commands that read bodies call it before anything else.
+    fn check_key(&self) -> Result<()> {
+        Sealer::new(&self.name, self.key.as_ref()).agree(self.store.key_id(), false)
     }
 
     /// Finds up to `count` deliverable messages not in `seen`, oldest first;
@@ -366,9 +408,26 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Vec<(Meta, Vec<u8>)>> {
         let mut out = Vec::new();
+        let stored = self.store.key_id();
+        let salt = self.store.salt();
         for m in metas {
             match self.store.body(&m) {
-                Ok(b) => out.push((m, b)),
+                Ok(b) => {
+                    match Sealer::new(&self.name, self.key.as_ref()).open(stored, salt, m.seq, b) {
+                        Ok(b) => out.push((m, b)),
+                        Err(why) => {
+                            let id = self.ids().format(m.seq);
+                            self.notices.push(format!(
+                                "{}: message {id} cannot be decrypted: {why}; skipped",
+                                self.name
+                            ));
+                            changes.push(Change {
+                                old: m.state,
+                                new: moved(&m, State::Corrupt),
+                            });
+                        }
+                    }
+                }
                 Err(Error::Corrupt { path, detail }) => {
                     let line = format!("{}: {}: {detail}; skipped", self.name, path.display());
                     self.notices.push(line);
@@ -391,6 +450,7 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Vec<Delivery>> {
+        self.check_key()?;
         let now = self.clock(now)?;
         let mut changes = Vec::new();
         let mut seen = HashSet::new();
@@ -412,8 +472,8 @@ impl Queue {
                 };
                 changes.push(Change { old: m.state, new });
                 out.push(Delivery {
-                    id: format_id(m.seq, self.store.salt()),
-                    receipt: format_receipt(m.seq, self.store.salt(), &tag),
+                    id: self.ids().format(m.seq),
+                    receipt: self.ids().format_receipt(m.seq, &tag),
                     attempt: new.attempts,
                     body,
                 });
@@ -425,6 +485,7 @@ impl Queue {
 
     /// Shows up to `count` deliverable messages without leasing them.
     pub fn peek(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
+        self.check_key()?;
         let now = self.clock(now)?;
         let mut ignored = Vec::new();
         let mut seen = HashSet::new();
@@ -436,7 +497,7 @@ impl Queue {
             }
             for (m, body) in self.bodies(found, &mut ignored)? {
                 out.push(Peeked {
-                    id: format_id(m.seq, self.store.salt()),
+                    id: self.ids().format(m.seq),
                     attempt: m.attempts.saturating_add(1),
                     body,
                 });
@@ -457,7 +518,7 @@ impl Queue {
         let mut seen = HashSet::new();
         let mut settled = Settled::default();
         for r in receipts {
-            let live = match parse_receipt(r, self.store.salt()) {
+            let live = match self.ids().parse_receipt(r) {
                 Some((seq, tag)) => self
                     .store
                     .get(seq)?
@@ -545,7 +606,7 @@ impl Queue {
         } else {
             let mut seen = HashSet::new();
             for id in ids {
-                let m = match parse_id(id, self.store.salt()) {
+                let m = match self.ids().parse(id) {
                     Some(seq) => self.store.get(seq)?,
                     None => None,
                 };
@@ -602,6 +663,7 @@ impl Queue {
 
     /// Every message that still holds a body, oldest first, as of `now`.
     pub fn export(&mut self, now: u64) -> Result<Vec<Exported>> {
+        self.check_key()?;
         let now = self.clock(now)?;
         let mut metas = Vec::new();
         self.store.scan(Scan::Live, &mut |m| {
@@ -619,7 +681,7 @@ impl Queue {
                 Standing::Done => "dead",
             };
             out.push(Exported {
-                id: format_id(m.seq, self.store.salt()),
+                id: self.ids().format(m.seq),
                 state: state.to_string(),
                 attempts: m.attempts,
                 pushed_at_ms: m.pushed_at_ms,
@@ -643,16 +705,13 @@ impl Queue {
             .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
             .collect();
         let mut news = msgs.iter().map(|m| {
-            Ok(NewMessage {
-                not_before_ms: m
-                    .ready_at_ms
-                    .filter(|&t| t > now && m.state == "delayed")
-                    .unwrap_or(0),
-                pushed_at_ms: m.pushed_at_ms,
-                body: &m.body,
-            })
+            let not_before = m
+                .ready_at_ms
+                .filter(|&t| t > now && m.state == "delayed")
+                .unwrap_or(0);
+            (&m.body[..], m.pushed_at_ms, not_before)
         });
-        let seqs = self.store.push(&mut news)?;
+        let seqs = self.push_sealed(&mut news)?;
         let mut changes = Vec::new();
         for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
             if state == "dead"
@@ -668,8 +727,8 @@ impl Queue {
             }
         }
         self.store.commit(&changes)?;
-        let salt = self.store.salt();
-        Ok(seqs.into_iter().map(|s| format_id(s, salt)).collect())
+        let ids = self.ids();
+        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
     }
 
     /// The queue's figures at time `now`. Counters come from the index;
@@ -736,11 +795,7 @@ mod tests {
 
     #[test]
     fn ids_and_receipts_round_trip() {
-        assert_eq!(format_id(255, 0), "00000000000000ff");
-        assert_eq!(format_id(1, 0xf0), "00000000000000f1");
-        assert_eq!(parse_id("00000000000000f1", 0xf0), Some(1));
         assert_eq!(parse_id(&format_id(5, u64::MAX), u64::MAX), Some(5));
-        assert!(format_id(1, 77) < format_id(2, 77));
         assert_eq!(parse_id("ff", 0), None);
         let tag = [0xab; 12];
         let r = format_receipt(7, 99, &tag);

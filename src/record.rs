@@ -23,7 +23,7 @@
 //!   exactly and the next record is found right after it.
 //! * `body_crc` is the CRC32 of the body alone.
 //! * `seq` is the message's sequence number in its queue; the id users see
-//!   is `salt + seq`, and the salt is in every segment header so that ids
+//!   is made from the seq and the salt (crate::ids), and the salt is in every segment header so that ids
 //!   survive even the loss of the whole index.
 //! * `not_before` is 0 for a message that is ready at once.
 //!

@@ -25,6 +25,16 @@
 //! usage error. A spool without `.store` that holds queues predates the
 //! marker and is an fs spool. Names starting with `.` are never queue names,
 //! so these files cannot collide with a queue.
+//!
+//! Who may use it ([`check_access`], before any command but `doctor` and
+//! `init`): the spool must not be writable by others, nor by its group
+//! unless it was made shared, and must be owned by the user running the
+//! command unless it is shared and the user is in its group. A shared spool
+//! (`spoolmq init --group GROUP`) is mode 2770 with everything in it of
+//! that group; its files are 0660 and its directories 2770
+//! ([`crate::io::file_mode`]). Inside a spool no symlink is followed: files
+//! are opened with `O_NOFOLLOW` and queue directories are checked with
+//! `lstat` ([`Error::symlink`]).
 
 use crate::error::{Error, IoContext, Result};
 use crate::input;
@@ -104,6 +114,8 @@ pub struct Spool {
     pub kind: StoreKind,
     /// The PostgreSQL connection string, for [`StoreKind::Postgres`].
     pub url: Option<String>,
+    /// The key from `--key-file`, given to every queue opened (crate::crypt).
+    pub key: Option<crate::crypt::Key>,
 }
 
 impl Spool {
@@ -113,6 +125,7 @@ impl Spool {
             root,
             kind: StoreKind::Fs,
             url: None,
+            key: None,
         }
     }
 
@@ -122,6 +135,7 @@ impl Spool {
             root: PathBuf::from(crate::pgstore::describe(&url)),
             kind: StoreKind::Postgres,
             url: Some(url),
+            key: None,
         }
     }
 
@@ -158,6 +172,7 @@ impl Spool {
             root,
             kind,
             url: None,
+            key: None,
         })
     }
 
@@ -211,6 +226,15 @@ impl Spool {
         self.root.join(name)
     }
 
+    /// The directory of an existing queue `name`: refused if it is a symlink.
+    pub fn existing_queue_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.queue_dir(name);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => Err(Error::symlink(&dir)),
+            _ => Ok(dir),
+        }
+    }
+
     /// Checks the spool for reading: it is absent (`Ok(false)`) or a directory.
     pub fn exists(&self) -> Result<bool> {
         if self.kind == StoreKind::Postgres {
@@ -256,6 +280,9 @@ impl Spool {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
+            if input::queue_name(&name).is_ok() && entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                return Err(Error::symlink(&entry.path()));
+            }
             if input::queue_name(&name).is_ok()
                 && crate::fsstore::FsStore::is_queue(&crate::io::RealFs, &entry.path())?
             {
@@ -348,7 +375,7 @@ fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(crate::io::file_mode())
         .custom_flags(libc::O_NOFOLLOW)
         .open(tmp)
         .ctx("create", tmp)?;
@@ -372,11 +399,20 @@ fn not_a_dir(p: &Path) -> Error {
     Error::Runtime(format!("{}: not a directory", p.display()))
 }
 
-/// Creates `dir` with mode 0700 if it is missing and fsyncs its parent.
-/// `parents`: create missing ancestors too (with default modes).
+/// Creates `dir` (mode 0700, or 2770 in a shared spool) if it is missing
+/// and fsyncs its parent. `parents`: `dir` is the spool, whose missing
+/// ancestors are created too (with default modes) and which may be reached
+/// through a symlink the user chose; without, `dir` is inside the spool and
+/// must not be a symlink.
 fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
-    match std::fs::metadata(dir) {
+    let found = if parents {
+        std::fs::metadata(dir)
+    } else {
+        std::fs::symlink_metadata(dir)
+    };
+    match found {
         Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if m.file_type().is_symlink() => return Err(Error::symlink(dir)),
         Ok(_) => return Err(not_a_dir(dir)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(not_a_dir(dir)),
@@ -392,7 +428,8 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
             _ => Error::io("create directory", parent, e),
         })?;
     }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    let mode = crate::io::dir_mode();
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(not_a_dir(parent)),
@@ -400,8 +437,202 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
     }
     // The umask may have taken bits away; the contract wants exactly 0700.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).ctx("chmod", dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).ctx("chmod", dir)?;
     sync_dir(&crate::io::RealFs, parent)
+}
+
+/// Who may use a spool directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Not created yet.
+    Missing,
+    /// Its owner's alone (no group or other write bits).
+    Private,
+    /// Shared with its group by `spoolmq init --group` (setgid, group rwx).
+    Shared,
+}
+
+fn user_name(uid: u32) -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the
+    // name is copied out at once, in this single-threaded start-up.
+    unsafe {
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid {uid}");
+        }
+        let name = std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy();
+        format!("{name} (uid {uid})")
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    // SAFETY: as in user_name, for getgrgid.
+    unsafe {
+        let gr = libc::getgrgid(gid);
+        if gr.is_null() || (*gr).gr_name.is_null() {
+            return gid.to_string();
+        }
+        std::ffi::CStr::from_ptr((*gr).gr_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Whether this process is in group `gid` (primary or supplementary).
+fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions; getgroups writes at most `n`
+    // entries into a buffer of that size.
+    unsafe {
+        if libc::getegid() == gid {
+            return true;
+        }
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n <= 0 {
+            return false;
+        }
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, groups.as_mut_ptr());
+        n > 0 && groups[..n as usize].contains(&gid)
+    }
+}
+
+/// Checks, in the spirit of OpenSSH's StrictModes, that only the spool's
+/// users can change it: refused (exit 1, one line naming the problem and
+/// the fix) are a spool writable by every user, one writable by its group
+/// that was not made shared, and one owned by another user that is not a
+/// shared spool of a group this process is in. The spool itself may be
+/// reached through a symlink the user chose.
+pub fn check_access(root: &Path) -> Result<Access> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return Err(not_a_dir(root)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Access::Missing),
+        // Unreadable or unreachable: the command's own error says so.
+        Err(_) => return Ok(Access::Private),
+    };
+    let d = root.display();
+    let mode = meta.mode() & 0o7777;
+    let shared = mode & 0o2070 == 0o2070;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if mode & 0o002 != 0 {
+        let fix = if shared {
+            format!("chmod o-rwx {d}")
+        } else {
+            format!("chmod 700 {d}")
+        };
+        return Err(Error::Runtime(format!(
+            "spool {d} has mode {mode:04o}: every user can write to it, so anyone could plant or change messages; refused. Fix: {fix}"
+        )));
+    }
+    if mode & 0o020 != 0 && !shared {
+        return Err(Error::Runtime(format!(
+            "spool {d} has mode {mode:04o}: its group can write to it, but it was not made shared; refused. Fix: chmod 700 {d}, or share it with its group: spoolmq --dir {d} init --group GROUP"
+        )));
+    }
+    if meta.uid() != me {
+        if !shared {
+            return Err(Error::Runtime(format!(
+                "spool {d} belongs to {}, not to you ({}); refused. Fix: use a spool of your own, or have its owner share it: spoolmq --dir {d} init --group GROUP",
+                user_name(meta.uid()),
+                user_name(me)
+            )));
+        }
+        if me != 0 && !in_group(meta.gid()) {
+            return Err(Error::Runtime(format!(
+                "spool {d} is shared with group {}, and you ({}) are not in it. Fix: ask an administrator to add you to that group",
+                group_name(meta.gid()),
+                user_name(me)
+            )));
+        }
+    }
+    Ok(if shared {
+        Access::Shared
+    } else {
+        Access::Private
+    })
+}
+
+/// `spoolmq init`: creates the spool (mode 0700) or, with `group`, makes
+/// it (new or existing, and everything in it) shared with that group:
+/// directories 2770 (setgid, so new files keep the group), files 0660.
+/// Returns what it did, for the user.
+pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = &spool.root;
+    let d = root.display();
+    let Some(group) = group else {
+        match check_access(root)? {
+            Access::Shared => {
+                return Ok(format!(
+                    "spool {d} exists, shared with group {}",
+                    group_name(std::fs::metadata(root).ctx("open spool", root)?.gid())
+                ));
+            }
+            _ => {
+                spool.create()?;
+                return Ok(format!(
+                    "spool {d} is ready: mode 0700, {} store",
+                    spool.kind.name()
+                ));
+            }
+        }
+    };
+    let gid = {
+        let c = std::ffi::CString::new(group)
+            .map_err(|_| Error::usage(format!("--group: not a group name: {group:?}")))?;
+        // SAFETY: getgrnam takes a NUL-terminated name; the gid is read at once.
+        let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+        if !gr.is_null() {
+            // SAFETY: non-null pointer from getgrnam.
+            unsafe { (*gr).gr_gid }
+        } else if let Ok(gid) = group.parse::<u32>() {
+            gid
+        } else {
+            return Err(Error::usage(format!(
+                "--group: no such group: {group} (give a group name or a numeric gid)"
+            )));
+        }
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if me != 0 && !in_group(gid) {
+        return Err(Error::Runtime(format!(
+            "you are not in group {group}: only a member (or root) can share a spool with it"
+        )));
+    }
+    if let Ok(m) = std::fs::metadata(root)
+        && m.uid() != me
+        && me != 0
+    {
+        return Err(Error::Runtime(format!(
+            "spool {d} belongs to {}: only its owner can share it",
+            user_name(m.uid())
+        )));
+    }
+    crate::io::set_shared(true);
+    mkdir_durable(root, true)?;
+    // The spool first (so what follows is created with its group), then
+    // everything in it; links are refused, never followed.
+    let mut entries = vec![root.to_path_buf()];
+    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+        let e = e.map_err(|e| Error::Runtime(format!("{d}: {e}")))?;
+        if e.file_type().is_symlink() {
+            return Err(Error::symlink(e.path()));
+        }
+        entries.push(e.into_path());
+    }
+    for p in &entries {
+        std::os::unix::fs::lchown(p, None, Some(gid)).ctx("chgrp", p)?;
+        let mode = if p.is_dir() { 0o2770 } else { 0o660 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).ctx("chmod", p)?;
+    }
+    spool.create()?;
+    sync_dir(&crate::io::RealFs, root)?;
+    Ok(format!(
+        "spool {d} is shared with group {group}: directories 2770, files 0660; every member of {group} can push and pop, nobody else can"
+    ))
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 //!           max_attempts, pushed_at, until_ms, receipt BLOB(12), len,
 //!           body BLOB, crc (CRC32 of body)
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
-//! PRAGMA user_version = schema version (1)
+//! keys      queue TEXT PRIMARY KEY, key_id BLOB(16): encrypted queues (crate::crypt)
+//! PRAGMA user_version = schema version (2; version 1 had no `keys`)
 //! ```
 //!
 //! Invariants:
@@ -37,6 +38,7 @@
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
 //!   any other writer (a `sqlite3` shell, say) wait rather than fail.
 
+use crate::crypt::KeyId;
 use crate::error::{Error, IoContext, Result};
 use crate::segment::sync_dir;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
@@ -51,7 +53,7 @@ pub const DB_FILE: &str = ".spool.db";
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -80,6 +82,9 @@ CREATE TABLE messages (
 );
 CREATE INDEX pending ON messages (queue, seq) WHERE state IN (1, 2, 3);
 ";
+
+/// From schema 1 to 2.
+const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
 
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 
@@ -162,7 +167,7 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(crate::io::file_mode())
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
         {
@@ -204,9 +209,9 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .sql("read the schema version", &path)?;
-    if version == 0 {
-        // Created by one process while others may be starting: the schema is
-        // made inside a write transaction, after checking again.
+    if version < SCHEMA_VERSION {
+        // Made (or brought up to date) by one process while others may be
+        // starting: inside a write transaction, after checking again.
         let mut conn = conn;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -216,9 +221,12 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
             .sql("read the schema version", &path)?;
         if again == 0 {
             tx.execute_batch(SCHEMA).sql("create the schema", &path)?;
-            tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
-                .sql("create the schema", &path)?;
         }
+        if again < 2 {
+            tx.execute_batch(SCHEMA_2).sql("update the schema", &path)?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+            .sql("create the schema", &path)?;
         tx.commit().sql("create the schema", &path)?;
         return Ok(Some(conn));
     }
@@ -240,7 +248,7 @@ fn ring(root: &Path) {
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o600)
+        .mode(crate::io::file_mode())
         .custom_flags(libc::O_NOFOLLOW)
         .open(&bell)
     {
@@ -294,6 +302,7 @@ struct QueueRow {
     salt: u64,
     next_seq: u64,
     counters: Counters,
+    key_id: Option<KeyId>,
     notices: Vec<String>,
 }
 
@@ -361,6 +370,17 @@ impl SqliteStore {
             None if create => (crate::store::new_salt()?, 1, Counters::default()),
             None => return Ok(None),
         };
+        let key_id = conn
+            .query_row("SELECT key_id FROM keys WHERE queue = ?1", [name], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .optional()
+            .sql("read the queue's key id", &path)?
+            .map(|b| {
+                KeyId::try_from(b.as_slice())
+                    .map_err(|_| Error::corrupt(&path, format!("queue {name}: damaged key id")))
+            })
+            .transpose()?;
         Ok(Some(SqliteStore {
             conn,
             q: QueueRow {
@@ -369,6 +389,7 @@ impl SqliteStore {
                 salt,
                 next_seq,
                 counters,
+                key_id,
                 notices: Vec::new(),
             },
         }))
@@ -414,7 +435,7 @@ impl QueueRow {
         tx.execute(
             "INSERT INTO queues (name, salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq,
+             ON CONFLICT (name) DO UPDATE SET salt = excluded.salt, next_seq = excluded.next_seq,
                ready = excluded.ready, delayed = excluded.delayed, leased = excluded.leased,
                dead = excluded.dead, pushed = excluded.pushed, acked = excluded.acked,
                purged = excluded.purged, corrupt = excluded.corrupt, bytes = excluded.bytes",
@@ -519,8 +540,8 @@ impl Store for SqliteStore {
                         msg.pushed_at_ms as i64,
                         msg.not_before_ms as i64,
                         msg.body.len() as u32,
-                        msg.body,
-                        crc32fast::hash(msg.body)
+                        &msg.body[..],
+                        crc32fast::hash(&msg.body)
                     ])
                     .sql("push", &s.path)?;
                 s.counters.add(state, msg.body.len() as u32);
@@ -670,6 +691,25 @@ impl Store for SqliteStore {
 
     fn next_seq(&self) -> u64 {
         self.q.next_seq
+    }
+
+    fn key_id(&self) -> Option<KeyId> {
+        self.q.key_id
+    }
+
+    fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()> {
+        self.write("record the key id", |q, tx| {
+            match id {
+                Some(id) => tx.execute(
+                    "INSERT OR REPLACE INTO keys (queue, key_id) VALUES (?1, ?2)",
+                    params![q.queue, &id[..]],
+                ),
+                None => tx.execute("DELETE FROM keys WHERE queue = ?1", [&q.queue]),
+            }
+            .sql("record the key id", &q.path)?;
+            q.key_id = id;
+            Ok(())
+        })
     }
 
     fn segments(&self) -> u64 {

@@ -12,7 +12,9 @@
 //! * [`Counters`] always equal what applying [`Counters::apply`] to every
 //!   transition ever committed gives; they are never recomputed by a scan.
 
+use crate::crypt::KeyId;
 use crate::error::Result;
+use std::borrow::Cow;
 
 /// Where a message is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,7 +112,8 @@ pub struct Change {
 
 /// A message to push.
 pub struct NewMessage<'a> {
-    pub body: &'a [u8],
+    /// As the store keeps it (sealed by [`crate::crypt`] in an encrypted queue).
+    pub body: Cow<'a, [u8]>,
     pub pushed_at_ms: u64,
     /// 0 for ready at once.
     pub not_before_ms: u64,
@@ -185,7 +188,7 @@ impl Counters {
     }
 }
 
-/// A new queue's salt: random, so that ids (`salt + seq`) of different
+/// A new queue's salt: random, so that ids (made from the salt and the seq, see crate::ids) of different
 /// queues do not collide.
 pub fn new_salt() -> Result<u64> {
     getrandom::u64()
@@ -230,11 +233,27 @@ pub trait Store {
     /// The counters as of the last commit.
     fn counters(&self) -> Counters;
 
-    /// A random number fixed when the queue was created (ids are `salt + seq`).
+    /// A random number fixed when the queue was created (ids are made from it and the seq: crate::ids).
     fn salt(&self) -> u64;
 
     /// The seq the next pushed message gets.
     fn next_seq(&self) -> u64;
+
+    /// Locks what a push changes, where other processes could change it
+    /// between `open` and `push` (PostgreSQL: the queue's row), and reloads
+    /// the salt, next seq, counters and key id. The next `push` then gives
+    /// its messages seqs from `next_seq()` on, as [`crate::crypt`] needs.
+    fn prepare_push(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The id of the key the queue's first push used; `None` for a queue
+    /// that keeps bodies in plain text (or has had no push yet).
+    fn key_id(&self) -> Option<KeyId>;
+
+    /// Records the key id of the queue's first push: durable when this
+    /// returns, or (PostgreSQL) with that push's transaction.
+    fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()>;
 
     /// Number of segment files (or the store's equivalent).
     fn segments(&self) -> u64;
@@ -244,7 +263,7 @@ pub trait Store {
 
     /// Takes over another store's queue as it is, for `migrate`: `metas` (in
     /// seq order, bodies fetched by `body`) keep their seq, and so their id
-    /// (`salt + seq`), state, attempts, receipt and deadline; the queue gets
+    /// (made from the salt and seq), state, attempts, receipt and deadline; the queue gets
     /// `salt`, `next_seq` and `counters`. Only into a new queue; durable on
     /// return.
     fn restore(

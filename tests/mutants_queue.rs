@@ -479,6 +479,12 @@ impl spoolmq::store::Store for Counting {
     fn next_seq(&self) -> u64 {
         self.inner.next_seq()
     }
+    fn key_id(&self) -> Option<spoolmq::crypt::KeyId> {
+        self.inner.key_id()
+    }
+    fn set_key_id(&mut self, id: Option<spoolmq::crypt::KeyId>) -> spoolmq::Result<()> {
+        self.inner.set_key_id(id)
+    }
     fn restore(
         &mut self,
         salt: u64,

@@ -133,6 +133,7 @@ pub fn bare_spoolmq() -> Command {
     cmd.env_remove("SPOOLMQ_DIR")
         .env_remove("XDG_DATA_HOME")
         .env_remove("SPOOLMQ_URL")
+        .env_remove("SPOOLMQ_KEY_FILE")
         .env(
             "SPOOLMQ_STORE",
             if STORE == "postgres" { "" } else { STORE },
@@ -327,6 +328,7 @@ impl Spool {
             .env_remove("SPOOLMQ_DIR")
             .env_remove("XDG_DATA_HOME")
             .env_remove("SPOOLMQ_URL")
+            .env_remove("SPOOLMQ_KEY_FILE")
             .env("SPOOLMQ_STORE", STORE)
             .env("HOME", self.tmp.path().join("home"))
             .stdin(Stdio::null());

@@ -1,0 +1,353 @@
+//! Encrypted bodies: keys, the sealed body format, and which queues need a key.
+//!
+//! A key is 32 random bytes, kept in a file made by `spoolmq keygen`:
+//!
+//! ```text
+//! # comment lines are ignored
+//! spoolmq-key-v1 <64 hex digits>
+//! ```
+//!
+//! With a key, every body is sealed with XChaCha20-Poly1305 before it
+//! reaches a store, so stores only ever hold this:
+//!
+//! ```text
+//! +0        +1                 +25
+//! | version | nonce            | ciphertext (as long as the body) | tag    |
+//! | 0x01    | 24 random bytes  |                                  | 16 B   |
+//! associated data: "spoolmq body v1" | len(queue) u8 | queue | salt u64 LE | seq u64 LE
+//! ```
+//!
+//! The associated data names the queue and the message id (an id is the
+//! queue's salt and the message's seq, see [`crate::ids`]), so a record
+//! copied to another queue or another position fails to open, as does any
+//! changed byte. A body that fails to open is treated like a damaged record:
+//! reported, marked corrupt, never served.
+//!
+//! A queue's first push decides whether it is encrypted: the store records
+//! the key's [`KeyId`] (or that there was none) with that push, and every
+//! later push must agree ([`Sealer::agree`]). Commands that read bodies check
+//! the key before they change anything, so a missing or wrong key leases
+//! nothing and counts no attempt. The key id is the Poly1305 tag of an empty
+//! message under the key with an all-zero nonce: it tells keys apart and
+//! reveals nothing about them (record nonces are random, never zero).
+
+use crate::error::{Error, Result};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// What a store records about a queue's key: its id, or `None` for a queue
+/// that keeps bodies in plain text.
+pub type KeyId = [u8; 16];
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Bytes a sealed body has beyond the plain one.
+pub const OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+const KEY_PREFIX: &str = "spoolmq-key-v1 ";
+
+/// A key loaded from a key file.
+#[derive(Clone)]
+pub struct Key {
+    cipher: XChaCha20Poly1305,
+    id: KeyId,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", self.path.display())
+    }
+}
+
+fn random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::Runtime(format!("cannot get random bytes: {e}")))
+}
+
+/// The text of a new key file: a fresh random key.
+pub fn generate() -> Result<String> {
+    let mut k = [0u8; 32];
+    random(&mut k)?;
+    let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "# spoolmq key: keep it secret, keep a copy; without it encrypted queues cannot be read\n{KEY_PREFIX}{hex}\n"
+    ))
+}
+
+impl Key {
+    fn from_bytes(k: &[u8; 32], path: &Path) -> Key {
+        let cipher = XChaCha20Poly1305::new(k.into());
+        let mut empty = [0u8; 0];
+        let tag = cipher
+            .encrypt_in_place_detached(&XNonce::default(), b"spoolmq key id v1", &mut empty)
+            .unwrap_or_default();
+        Key {
+            cipher,
+            id: tag.into(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Reads a key file. Refused (exit 1, naming the fix): a file others
+    /// may read or that group or others may write, a missing file, text
+    /// that is not a key.
+    pub fn load(path: &Path) -> Result<Key> {
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Runtime(format!("cannot read key file {shown}: {e}")))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::Runtime(format!("cannot read key file {shown}: {e}")))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o027 != 0 {
+            let who = if mode & 0o007 != 0 {
+                "others may read or write it"
+            } else {
+                "its group may write it"
+            };
+            return Err(Error::Runtime(format!(
+                "key file {shown} has mode {mode:04o} ({who}); run: chmod 600 {shown} (or 640 to share it with the spool's group)"
+            )));
+        }
+        let bad = || {
+            Error::Runtime(format!(
+                "key file {shown} does not hold a spoolmq key (make one with: spoolmq keygen > FILE)"
+            ))
+        };
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let line = lines.next().ok_or_else(bad)?;
+        if lines.next().is_some() {
+            return Err(bad());
+        }
+        let hex = line.strip_prefix(KEY_PREFIX).ok_or_else(bad)?.trim();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Key::from_bytes(&k, path))
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+}
+
+fn associated_data(queue: &str, salt: u64, seq: u64) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(15 + 1 + queue.len() + 16);
+    ad.extend_from_slice(b"spoolmq body v1");
+    ad.push(queue.len() as u8);
+    ad.extend_from_slice(queue.as_bytes());
+    ad.extend_from_slice(&salt.to_le_bytes());
+    ad.extend_from_slice(&seq.to_le_bytes());
+    ad
+}
+
+/// Random nonces, drawn from the kernel a few thousand bytes at a time
+/// (one `getrandom` call per record would dominate a bulk push).
+#[derive(Default)]
+struct Nonces {
+    pool: Vec<u8>,
+}
+
+impl Nonces {
+    fn next(&mut self) -> Result<[u8; NONCE_LEN]> {
+        if self.pool.len() < NONCE_LEN {
+            self.pool = vec![0u8; NONCE_LEN * 256];
+            random(&mut self.pool)?;
+        }
+        let at = self.pool.len() - NONCE_LEN;
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(&self.pool[at..]);
+        self.pool.truncate(at);
+        Ok(n)
+    }
+}
+
+/// How bodies of one queue are sealed on push and opened on read.
+pub struct Sealer<'a> {
+    queue: &'a str,
+    key: Option<&'a Key>,
+    nonces: Nonces,
+}
+
+impl<'a> Sealer<'a> {
+    pub fn new(queue: &'a str, key: Option<&'a Key>) -> Sealer<'a> {
+        Sealer {
+            queue,
+            key,
+            nonces: Nonces::default(),
+        }
+    }
+
+    /// What the store records with a queue's first push.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key.map(Key::id)
+    }
+
+    /// Whether this key may be used with a queue whose store recorded
+    /// `stored`: an encrypted queue needs its own key; a plain-text queue
+    /// takes no key when `pushing` (its bodies would be stored in plain
+    /// text while the user believes them encrypted) and ignores one when
+    /// reading.
+    pub fn agree(&self, stored: Option<KeyId>, pushing: bool) -> Result<()> {
+        let q = self.queue;
+        match (stored, self.key) {
+            (Some(_), None) => Err(Error::Runtime(format!(
+                "queue {q} is encrypted: give its key with --key-file FILE (or SPOOLMQ_KEY_FILE)"
+            ))),
+            (Some(id), Some(k)) if id != k.id => Err(Error::Runtime(format!(
+                "the key in {} is not the key of queue {q} (it was encrypted with another one)",
+                k.path.display()
+            ))),
+            (None, Some(k)) if pushing => Err(Error::Runtime(format!(
+                "queue {q} keeps its messages in plain text (its first push had no key), so the key in {} is not used; push without --key-file, or use a new queue for encrypted messages",
+                k.path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The body as the store keeps it: sealed with the key, or as it is.
+    pub fn seal<'b>(&mut self, salt: u64, seq: u64, body: &'b [u8]) -> Result<Cow<'b, [u8]>> {
+        let Some(key) = self.key else {
+            return Ok(Cow::Borrowed(body));
+        };
+        let nonce = self.nonces.next()?;
+        let mut out = Vec::with_capacity(OVERHEAD + body.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(body);
+        let ad = associated_data(self.queue, salt, seq);
+        let tag = key
+            .cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, &mut out[1 + NONCE_LEN..])
+            .map_err(|_| Error::Runtime("cannot encrypt a message body".into()))?;
+        out.extend_from_slice(&tag);
+        Ok(Cow::Owned(out))
+    }
+
+    /// The plain body of a stored one; `Err` with the reason if it does not
+    /// open (changed on disk, moved from elsewhere, or not sealed at all).
+    /// Bodies of plain-text queues (`stored` id `None`) come back as they are.
+    pub fn open(
+        &self,
+        stored: Option<KeyId>,
+        salt: u64,
+        seq: u64,
+        body: Vec<u8>,
+    ) -> std::result::Result<Vec<u8>, String> {
+        if stored.is_none() {
+            return Ok(body);
+        }
+        let Some(key) = self.key else {
+            return Err("no key to decrypt it".into());
+        };
+        if body.len() < OVERHEAD || body[0] != VERSION {
+            return Err("not an encrypted record".into());
+        }
+        let tag_at = body.len() - TAG_LEN;
+        let nonce = XNonce::clone_from_slice(&body[1..1 + NONCE_LEN]);
+        let tag = Tag::clone_from_slice(&body[tag_at..]);
+        let mut plain = body[1 + NONCE_LEN..tag_at].to_vec();
+        let ad = associated_data(self.queue, salt, seq);
+        key.cipher
+            .decrypt_in_place_detached(&nonce, &ad, &mut plain, &tag)
+            .map_err(
+                |_| "its authentication tag does not match (the record was changed or moved)",
+            )?;
+        Ok(plain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> Key {
+        Key::from_bytes(&[byte; 32], Path::new("test.key"))
+    }
+
+    #[test]
+    fn a_sealed_body_opens_only_where_it_was_sealed() {
+        let k = key(1);
+        let mut s = Sealer::new("orders", Some(&k));
+        let sealed = s.seal(7, 3, b"pay 10 EUR").unwrap().into_owned();
+        assert_eq!(sealed.len(), 10 + OVERHEAD);
+        assert!(!sealed.windows(3).any(|w| w == b"pay"));
+        let id = Some(k.id());
+        assert_eq!(s.open(id, 7, 3, sealed.clone()).unwrap(), b"pay 10 EUR");
+        // Another position, another salt, another queue, another key.
+        assert!(s.open(id, 7, 4, sealed.clone()).is_err());
+        assert!(s.open(id, 8, 3, sealed.clone()).is_err());
+        assert!(
+            Sealer::new("other", Some(&k))
+                .open(id, 7, 3, sealed.clone())
+                .is_err()
+        );
+        let k2 = key(2);
+        assert!(
+            Sealer::new("orders", Some(&k2))
+                .open(id, 7, 3, sealed.clone())
+                .is_err()
+        );
+        // Any changed byte.
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x40;
+            assert!(s.open(id, 7, 3, bad).is_err(), "byte {i}");
+        }
+        assert!(s.open(id, 7, 3, sealed[..OVERHEAD - 1].to_vec()).is_err());
+    }
+
+    #[test]
+    fn nonces_differ_and_key_ids_tell_keys_apart() {
+        let k = key(1);
+        let mut s = Sealer::new("q", Some(&k));
+        let a = s.seal(1, 1, b"x").unwrap().into_owned();
+        let b = s.seal(1, 1, b"x").unwrap().into_owned();
+        assert_ne!(a, b);
+        assert_eq!(key(1).id(), k.id());
+        assert_ne!(key(2).id(), k.id());
+        // Without a key, bodies pass through.
+        assert_eq!(&*Sealer::new("q", None).seal(1, 1, b"x").unwrap(), b"x");
+    }
+
+    #[test]
+    fn keys_must_agree_with_the_queue() {
+        let k = key(1);
+        let k2 = key(2);
+        let with = Sealer::new("q", Some(&k));
+        let without = Sealer::new("q", None);
+        assert!(with.agree(Some(k.id()), true).is_ok());
+        assert!(with.agree(Some(k2.id()), false).is_err());
+        assert!(without.agree(Some(k.id()), false).is_err());
+        assert!(without.agree(None, true).is_ok());
+        assert!(with.agree(None, true).is_err());
+        assert!(with.agree(None, false).is_ok());
+    }
+
+    #[test]
+    fn generated_keys_load_and_bad_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, generate().unwrap()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let k = Key::load(&p).unwrap();
+        assert_eq!(Key::load(&p).unwrap().id(), k.id());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Key::load(&p).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::write(&p, "spoolmq-key-v1 abc\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Key::load(&p).unwrap_err().to_string().contains("keygen"));
+    }
+}

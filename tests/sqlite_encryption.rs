@@ -1,0 +1,2 @@
+// `tests/encryption.rs` run against the sqlite store (see `common::STORE`).
+include!("encryption.rs");

@@ -1,0 +1,2 @@
+// `tests/security.rs` run against the sqlite store (see `common::STORE`).
+include!("security.rs");
