@@ -176,6 +176,8 @@ pub struct Sealer<'a> {
     queue: &'a str,
     key: Option<&'a Key>,
     nonces: Nonces,
+    /// The associated data of the last body sealed (only salt and seq change).
+    ad: Vec<u8>,
 }
 
 impl<'a> Sealer<'a> {
@@ -184,6 +186,7 @@ impl<'a> Sealer<'a> {
             queue,
             key,
             nonces: Nonces::default(),
+            ad: associated_data(queue, 0, 0),
         }
     }
 
@@ -225,10 +228,16 @@ impl<'a> Sealer<'a> {
         out.push(VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(body);
-        let ad = associated_data(self.queue, salt, seq);
+        let at = self.ad.len() - 16;
+        self.ad[at..at + 8].copy_from_slice(&salt.to_le_bytes());
+        self.ad[at + 8..].copy_from_slice(&seq.to_le_bytes());
         let tag = key
             .cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, &mut out[1 + NONCE_LEN..])
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &self.ad,
+                &mut out[1 + NONCE_LEN..],
+            )
             .map_err(|_| Error::Runtime("cannot encrypt a message body".into()))?;
         out.extend_from_slice(&tag);
         Ok(Cow::Owned(out))

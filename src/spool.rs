@@ -630,6 +630,7 @@ pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
     }
     spool.create()?;
     sync_dir(&crate::io::RealFs, root)?;
+    let group = group_name(gid);
     Ok(format!(
         "spool {d} is shared with group {group}: directories 2770, files 0660; every member of {group} can push and pop, nobody else can"
     ))
