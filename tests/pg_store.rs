@@ -171,3 +171,40 @@ fn leases_follow_the_servers_clock_not_the_hosts() {
     again.ok();
     assert_eq!(again.json()[0]["attempt"], 2);
 }
+
+#[test]
+fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
+    let s = Spool::new();
+    s.push("q", &["from schema 1"]);
+    // What a build before encryption left: no key_id column, version 1.
+    let schema = &s.pg.as_ref().unwrap().name;
+    let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "ALTER TABLE {schema}.spoolmq_queues DROP COLUMN key_id;
+         DELETE FROM {schema}.spoolmq_meta WHERE version > 1;"
+    ))
+    .unwrap();
+    let key = s.scratch().join("k");
+    let keygen = std::process::Command::new(BIN)
+        .arg("keygen")
+        .stdout(std::fs::File::create(&key).unwrap())
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    run(s
+        .cmd()
+        .arg("--key-file")
+        .arg(&key)
+        .args(["push", "secret", "x"]))
+    .ok();
+    let version: i32 = c
+        .query_one(
+            &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
+    s.run(&["pop", "secret"]).fails(1);
+}

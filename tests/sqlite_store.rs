@@ -174,3 +174,31 @@ fn a_push_that_meets_a_file_size_limit_says_disk_full_and_stores_nothing() {
     let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["before", "after"]);
 }
+
+#[test]
+fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
+    let s = Spool::new();
+    s.push("q", &["from schema 1"]);
+    // What a build before encryption left: no `keys` table, user_version 1.
+    poke(&s, "DROP TABLE keys; PRAGMA user_version = 1;");
+    let key = s.scratch().join("k");
+    let keygen = std::process::Command::new(BIN)
+        .arg("keygen")
+        .stdout(std::fs::File::create(&key).unwrap())
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    run(s
+        .cmd()
+        .arg("--key-file")
+        .arg(&key)
+        .args(["push", "secret", "x"]))
+    .ok();
+    let conn = rusqlite::Connection::open(db(&s)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
+    s.run(&["pop", "secret"]).fails(1);
+}
