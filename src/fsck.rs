@@ -249,6 +249,32 @@ fn check_wal(
 
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
 /// Returns the report of the first check and, after a repair, of the second.
+/// With the key (`spool.key`), checks the authentication tag of every body
+/// of an encrypted queue ([`crate::queue::Queue::verify_bodies`]): each one
+/// that fails is a problem, which `repair` fixes by marking the message
+/// corrupt (never served). `Ok(None)`: the queue is encrypted and no key was
+/// given, so its tags were not checked.
+pub fn check_bodies(spool: &Spool, name: &str, repair: bool) -> Result<Option<Vec<Problem>>> {
+    let Some(mut q) = crate::queue::Queue::open(spool, name, false)? else {
+        return Ok(Some(Vec::new()));
+    };
+    let place = match spool.kind {
+        StoreKind::Fs => spool.queue_dir(name),
+        StoreKind::Sqlite => sqlstore::db_path(&spool.root),
+        StoreKind::Postgres => spool.root.clone(),
+    };
+    Ok(q.verify_bodies(repair)?.map(|bad| {
+        bad.into_iter()
+            .map(|(id, why)| Problem {
+                queue: name.to_string(),
+                file: place.clone(),
+                offset: None,
+                what: format!("message {id} cannot be decrypted: {why}"),
+            })
+            .collect()
+    }))
+}
+
 pub fn run(
     fs: &Arc<dyn Fs>,
     spool: &Spool,

@@ -159,6 +159,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             | Command::Exec(_)
             | Command::Export(_)
             | Command::Import(_)
+            | Command::Fsck(_)
     ) {
         let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
         if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
@@ -674,6 +675,20 @@ fn open_for_receipts(spool: &Spool, name: &str, receipts: &[String]) -> Result<Q
     })
 }
 
+fn print_problem(p: &fsck::Problem, json: bool, out: &mut impl Write) -> std::io::Result<()> {
+    if json {
+        let line = serde_json::json!({
+            "queue": p.queue,
+            "file": p.file.display().to_string(),
+            "offset": p.offset,
+            "problem": p.what,
+        });
+        writeln!(out, "{line}")
+    } else {
+        writeln!(out, "{p}")
+    }
+}
+
 fn run_fsck(
     spool: &Spool,
     queue: Option<String>,
@@ -703,17 +718,7 @@ fn run_fsck(
         records += first.records;
         found += first.problems.len();
         for p in &first.problems {
-            if json {
-                let line = serde_json::json!({
-                    "queue": p.queue,
-                    "file": p.file.display().to_string(),
-                    "offset": p.offset,
-                    "problem": p.what,
-                });
-                writeln!(out, "{line}")?;
-            } else {
-                writeln!(out, "{p}")?;
-            }
+            print_problem(p, json, out)?;
         }
         match second {
             Some(s) => {
@@ -724,6 +729,21 @@ fn run_fsck(
                 left += s.problems.len();
             }
             None => left += first.problems.len(),
+        }
+        // Encrypted queues: the bodies' authentication tags, with the key.
+        match fsck::check_bodies(spool, name, repair)? {
+            Some(bad) => {
+                found += bad.len();
+                if !repair {
+                    left += bad.len();
+                }
+                for p in &bad {
+                    print_problem(p, json, out)?;
+                }
+            }
+            None => warn(format!(
+                "{name}: encrypted: give its key (--key-file) to check the bodies' authentication tags too"
+            )),
         }
     }
     bar.finish_and_clear();

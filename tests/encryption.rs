@@ -350,3 +350,32 @@ fn migrate_moves_an_encrypted_queue_without_the_key_and_it_stays_encrypted() {
     m.ok();
     assert_eq!(body(&m.json()[0]), MARKER);
 }
+
+#[test]
+fn fsck_with_the_key_finds_changed_bodies_and_repair_sets_them_aside() {
+    let s = Spool::new();
+    let key = keygen(&s, "k");
+    keyed(&s, &key, &["push", "q", "msg-1", "msg-2", "msg-3"]).ok();
+    rewrite_body(&s, "q", 2, |b| b[30] ^= 1);
+
+    // Without the key the store's own checks pass, and fsck says what it
+    // could not check.
+    let out = s.run(&["fsck"]);
+    out.ok();
+    assert!(out.stderr.contains("encrypted"), "{}", out.stderr);
+
+    let out = keyed(&s, &key, &["fsck", "q"]);
+    out.fails(1);
+    let found: Vec<String> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("cannot be decrypted"))
+        .collect();
+    assert_eq!(found.len(), 1, "{}", out.stdout_str());
+    keyed(&s, &key, &["fsck", "q", "--repair"]).ok();
+    keyed(&s, &key, &["fsck", "q"]).ok();
+    let got = keyed(&s, &key, &["pop", "q", "--count", "5", "--json"]);
+    got.ok();
+    assert_eq!(bodies(&got.json()), vec!["msg-1", "msg-3"]);
+    assert!(got.stderr.is_empty(), "{}", got.stderr);
+}
