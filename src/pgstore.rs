@@ -226,28 +226,30 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
     let mut tx = client.transaction().pg(place, "create the schema")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .pg(place, "create the schema")?;
-    let exists: Option<String> = tx
-        .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
-        .pg(place, "create the schema")?
-        .get(0);
-    let version: Option<i32> = match exists {
-        None => None,
-        Some(_) => tx
-            .query_one("SELECT max(version) FROM spoolmq_meta", &[])
-            .pg(place, "read the schema version")?
-            .get(0),
-    };
-    if version.is_none() {
-        tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
-    }
-    if version.unwrap_or(0) < SCHEMA_VERSION {
-        tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
-        tx.execute(
-            "INSERT INTO spoolmq_meta (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
+    // Checked again under the lock, through the catalog tables (MVCC: what
+    // the process that held the lock committed), not to_regclass, whose
+    // cache an advisory lock does not refresh. Nothing that locks a table
+    // runs unless it is needed: CREATE INDEX IF NOT EXISTS and ALTER TABLE
+    // take table locks that would deadlock with workers already pushing.
+    let has = |tx: &mut postgres::Transaction<'_>, table: &str, column: &str| -> Result<bool> {
+        tx.query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)",
+            &[&table, &column],
         )
-        .pg(place, "create the schema")?;
+        .pg(place, "read the schema")
+        .map(|r| r.get(0))
+    };
+    if !has(&mut tx, "spoolmq_meta", "version")? {
+        tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
+    } else if !has(&mut tx, "spoolmq_queues", "key_id")? {
+        tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
     }
+    tx.execute(
+        "INSERT INTO spoolmq_meta (version) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&SCHEMA_VERSION],
+    )
+    .pg(place, "create the schema")?;
     tx.commit().pg(place, "create the schema")
 }
 
