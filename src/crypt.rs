@@ -197,10 +197,12 @@ impl<'a> Sealer<'a> {
 
     /// Whether this key may be used with a queue whose store recorded
     /// `stored`: an encrypted queue needs its own key; a plain-text queue
-    /// takes no key when `pushing` (its bodies would be stored in plain
-    /// text while the user believes them encrypted) and ignores one when
-    /// reading.
-    pub fn agree(&self, stored: Option<KeyId>, pushing: bool) -> Result<()> {
+    /// takes no key, neither for a push (its bodies would be stored in
+    /// plain text while the user believes them encrypted) nor for reading
+    /// (someone who can write the spool could remove the record of its key
+    /// and push forged plain-text bodies: a reader with a key expects an
+    /// encrypted queue and is told it is not).
+    pub fn agree(&self, stored: Option<KeyId>) -> Result<()> {
         let q = self.queue;
         match (stored, self.key) {
             (Some(_), None) => Err(Error::Runtime(format!(
@@ -210,8 +212,8 @@ impl<'a> Sealer<'a> {
                 "the key in {} is not the key of queue {q} (it was encrypted with another one)",
                 k.path.display()
             ))),
-            (None, Some(k)) if pushing => Err(Error::Runtime(format!(
-                "queue {q} keeps its messages in plain text (its first push had no key), so the key in {} is not used; push without --key-file, or use a new queue for encrypted messages",
+            (None, Some(k)) => Err(Error::Runtime(format!(
+                "queue {q} keeps its messages in plain text (its first push had no key), so the key in {} does not apply; use it without --key-file, or use a new queue for encrypted messages",
                 k.path.display()
             ))),
             _ => Ok(()),
@@ -335,12 +337,11 @@ mod tests {
         let k2 = key(2);
         let with = Sealer::new("q", Some(&k));
         let without = Sealer::new("q", None);
-        assert!(with.agree(Some(k.id()), true).is_ok());
-        assert!(with.agree(Some(k2.id()), false).is_err());
-        assert!(without.agree(Some(k.id()), false).is_err());
-        assert!(without.agree(None, true).is_ok());
-        assert!(with.agree(None, true).is_err());
-        assert!(with.agree(None, false).is_ok());
+        assert!(with.agree(Some(k.id())).is_ok());
+        assert!(with.agree(Some(k2.id())).is_err());
+        assert!(without.agree(Some(k.id())).is_err());
+        assert!(without.agree(None).is_ok());
+        assert!(with.agree(None).is_err());
     }
 
     #[test]

@@ -252,11 +252,15 @@ fn check_wal(
 /// With the key (`spool.key`), checks the authentication tag of every body
 /// of an encrypted queue ([`crate::queue::Queue::verify_bodies`]): each one
 /// that fails is a problem, which `repair` fixes by marking the message
-/// corrupt (never served). `Ok(None)`: the queue is encrypted and no key was
-/// given, so its tags were not checked.
-pub fn check_bodies(spool: &Spool, name: &str, repair: bool) -> Result<Option<Vec<Problem>>> {
+/// corrupt (never served). `Ok(Err(why))`: the tags were not checked (no
+/// key, or the key of another queue), which is a note, not a problem.
+pub fn check_bodies(
+    spool: &Spool,
+    name: &str,
+    repair: bool,
+) -> Result<std::result::Result<Vec<Problem>, String>> {
     let Some(mut q) = crate::queue::Queue::open(spool, name, false)? else {
-        return Ok(Some(Vec::new()));
+        return Ok(Ok(Vec::new()));
     };
     let place = match spool.kind {
         StoreKind::Fs => spool.queue_dir(name),

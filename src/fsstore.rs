@@ -873,10 +873,13 @@ const KEY_FILE_LEN: usize = 28;
 /// The key id in `dir/key`, if the queue is encrypted.
 fn read_key_id(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
     let p = dir.join("key");
-    if !fs.exists(&p).ctx("open", &p)? {
-        return Ok(None);
-    }
-    let f = segment::open_file(fs, &p, Open::Existing)?;
+    // Opened, not tested with exists(): a link planted as `key`, even one
+    // that points nowhere, is an error rather than "not encrypted".
+    let f = match fs.open(&p, Open::Existing) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", &p, e)),
+    };
     let mut b = [0u8; KEY_FILE_LEN];
     let n = f.read_at(&mut b, 0).ctx("read", &p)?;
     if n != KEY_FILE_LEN

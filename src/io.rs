@@ -9,19 +9,36 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 static SHARED: AtomicBool = AtomicBool::new(false);
+/// The umask before [`set_shared`] changed it (`u32::MAX`: unchanged).
+static OLD_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Makes this process create files and directories for a spool shared with
 /// its group (`spoolmq init --group`): files 0660, directories 2770, and a
-/// umask of 007 so that the group bits survive. Set once, at start-up,
-/// before any file is created.
+/// umask of 007 so that the group bits survive; `false` goes back to
+/// private modes and the umask the process started with (for a new spool
+/// made from a shared one, as `migrate --into` does). Called before any
+/// thread starts.
 pub fn set_shared(shared: bool) {
     SHARED.store(shared, Ordering::Relaxed);
-    if shared {
-        // SAFETY: umask has no preconditions; it is set before any thread starts.
-        unsafe { libc::umask(0o007) };
+    // SAFETY: umask has no preconditions; no other thread creates files now.
+    unsafe {
+        if shared {
+            let old = libc::umask(0o007);
+            let _ = OLD_UMASK.compare_exchange(
+                u32::MAX,
+                old as u32,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            let old = OLD_UMASK.swap(u32::MAX, Ordering::Relaxed);
+            if old != u32::MAX {
+                libc::umask(old as libc::mode_t);
+            }
+        }
     }
 }
 

@@ -732,7 +732,7 @@ fn run_fsck(
         }
         // Encrypted queues: the bodies' authentication tags, with the key.
         match fsck::check_bodies(spool, name, repair)? {
-            Some(bad) => {
+            Ok(bad) => {
                 found += bad.len();
                 if !repair {
                     left += bad.len();
@@ -741,9 +741,7 @@ fn run_fsck(
                     print_problem(p, json, out)?;
                 }
             }
-            None => warn(format!(
-                "{name}: encrypted: give its key (--key-file) to check the bodies' authentication tags too"
-            )),
+            Err(why) => warn(format!("{name}: {why}")),
         }
     }
     bar.finish_and_clear();

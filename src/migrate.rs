@@ -209,6 +209,10 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
             url: None,
             key: None,
         };
+        // A new spool is private, even one made from a shared spool: it is
+        // not under the shared spool's setgid directory, so it would get
+        // the user's own group. Share it with `init --group` if wanted.
+        crate::io::set_shared(false);
         copy_spool(spool, &dst, &mut report)?;
         return Ok(report);
     }

@@ -882,7 +882,8 @@ pub fn check(url: &str, name: &str) -> Result<crate::fsck::QueueReport> {
     r.records = seen.pushed + bad.len() as u64;
     for seq in &bad {
         r.problems.push(problem(format!(
-            "message {seq}: bad state or receipt, or the body fails its length or CRC32 check"
+            "message {}: bad state or receipt, or the body fails its length or CRC32 check",
+            crate::queue::format_id(*seq, store.salt)
         )));
     }
     let c = store.counters;
@@ -915,7 +916,8 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
                 )
                 .pg(&s.place, "repair")?;
             notes.push(format!(
-                "message {seq}: damaged row removed (counted as corrupt)"
+                "message {}: damaged row removed (counted as corrupt)",
+                crate::queue::format_id(*seq, s.salt)
             ));
         }
         s.client

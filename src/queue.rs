@@ -323,7 +323,7 @@ impl Queue {
         if self.store.counters().pushed == 0 {
             self.store.set_key_id(sealer.key_id())?;
         } else {
-            sealer.agree(self.store.key_id(), true)?;
+            sealer.agree(self.store.key_id())?;
         }
         let (salt, first) = (self.store.salt(), self.store.next_seq());
         let encrypted = self.key.is_some();
@@ -360,16 +360,28 @@ impl Queue {
     /// key; those that fail their authentication tag (changed, forged or
     /// moved on disk) are returned as `(id, why)` and, with `mark`, marked
     /// corrupt, as `pop` would. Records a store finds damaged are left to
-    /// the store's own check. `Ok(None)`: the queue is encrypted and no key
-    /// was given, so nothing was checked; a wrong key is an error.
-    pub fn verify_bodies(&mut self, mark: bool) -> Result<Option<Vec<(String, String)>>> {
-        let Some(stored) = self.store.key_id() else {
-            return Ok(Some(Vec::new()));
-        };
-        if self.key.is_none() {
-            return Ok(None);
+    /// the store's own check. `Ok(Err(why))`: nothing was checked (an
+    /// encrypted queue without its key, or a key given for another queue).
+    pub fn verify_bodies(
+        &mut self,
+        mark: bool,
+    ) -> Result<std::result::Result<Vec<(String, String)>, String>> {
+        let stored = self.store.key_id();
+        match (stored, &self.key) {
+            (None, None) => return Ok(Ok(Vec::new())),
+            (Some(_), None) => {
+                return Ok(Err(
+                    "encrypted: give its key (--key-file) to check the bodies' authentication tags too".into(),
+                ));
+            }
+            _ => {}
         }
-        self.check_key()?;
+        if let Err(e) = self.check_key() {
+            return Ok(Err(format!("bodies not checked: {e}")));
+        }
+        let Some(stored) = stored else {
+            return Ok(Ok(Vec::new()));
+        };
         let mut metas = Vec::new();
         self.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
@@ -395,13 +407,13 @@ impl Queue {
         if mark && !changes.is_empty() {
             self.store.commit(&changes)?;
         }
-        Ok(Some(bad))
+        Ok(Ok(bad))
     }
 
     /// Fails (changing nothing) unless the key given can read this queue's
     /// bodies: commands that read bodies call it before anything else.
     fn check_key(&self) -> Result<()> {
-        Sealer::new(&self.name, self.key.as_ref()).agree(self.store.key_id(), false)
+        Sealer::new(&self.name, self.key.as_ref()).agree(self.store.key_id())
     }
 
     /// Finds up to `count` deliverable messages not in `seen`, oldest first;

@@ -623,10 +623,24 @@ pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
         }
         entries.push(e.into_path());
     }
-    for p in &entries {
-        std::os::unix::fs::lchown(p, None, Some(gid)).ctx("chgrp", p)?;
-        let mode = if p.is_dir() { 0o2770 } else { 0o660 };
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).ctx("chmod", p)?;
+    for (i, p) in entries.iter().enumerate() {
+        // Changed through a descriptor opened without following a link (the
+        // spool itself may be one the user chose), so an entry swapped for a
+        // link after the walk is refused rather than followed.
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(if i == 0 { 0 } else { libc::O_NOFOLLOW })
+            .open(p)
+            .ctx("open", p)?;
+        std::os::unix::fs::fchown(&f, None, Some(gid)).ctx("chgrp", p)?;
+        let mode = if f.metadata().ctx("stat", p)?.is_dir() {
+            0o2770
+        } else {
+            0o660
+        };
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .ctx("chmod", p)?;
     }
     spool.create()?;
     sync_dir(&crate::io::RealFs, root)?;

@@ -460,8 +460,9 @@ impl QueueRow {
 
     fn corrupt_row(&mut self, seq: u64) {
         self.notices.push(format!(
-            "{}: message {seq}: its row does not decode; skipped",
-            self.path.display()
+            "{}: message {}: its row does not decode; skipped",
+            self.path.display(),
+            crate::queue::format_id(seq, self.salt)
         ));
     }
 }
@@ -867,7 +868,8 @@ pub fn repair(root: &Path, name: &str) -> Result<Vec<String>> {
             )
             .sql("repair", &path)?;
             notes.push(format!(
-                "message {seq}: damaged row removed (counted as corrupt)"
+                "message {}: damaged row removed (counted as corrupt)",
+                crate::queue::format_id(*seq, q.salt)
             ));
         }
         let c = &mut q.counters;

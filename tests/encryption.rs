@@ -248,20 +248,65 @@ fn a_missing_or_wrong_key_exits_1_and_leases_nothing() {
 }
 
 #[test]
-fn a_plain_queue_takes_no_key_for_push_and_ignores_one_for_reading() {
+fn a_plain_queue_takes_no_key_neither_to_push_nor_to_read() {
     let s = Spool::new();
     let key = keygen(&s, "k");
     s.push("plain", &["x"]);
-    let out = keyed(&s, &key, &["push", "plain", "y"]);
-    out.fails(1);
-    assert!(
-        out.error_line().contains("plain text"),
-        "{}",
-        out.error_line()
-    );
-    let m = keyed(&s, &key, &["pop", "plain", "--json"]);
-    m.ok();
-    assert_eq!(body(&m.json()[0]), "x");
+    for args in [vec!["push", "plain", "y"], vec!["pop", "plain"]] {
+        let out = keyed(&s, &key, &args);
+        out.fails(1).stdout_empty();
+        assert!(
+            out.error_line().contains("plain text"),
+            "{}",
+            out.error_line()
+        );
+    }
+    assert_eq!(body(&s.pop_one("plain", &[])), "x");
+}
+
+/// Removes the store's record that queue `q` is encrypted, as someone who
+/// can write the spool (but has no key) could.
+fn forget_key(s: &Spool, q: &str) {
+    match STORE {
+        "fs" => fs::remove_file(s.queue_dir(q).join("key")).unwrap(),
+        "sqlite" => {
+            let c = rusqlite::Connection::open(s.dir.join(".spool.db")).unwrap();
+            c.execute("DELETE FROM keys WHERE queue = ?1", [q]).unwrap();
+        }
+        _ => {
+            let pg = s.pg.as_ref().unwrap();
+            let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+            c.execute(
+                &format!(
+                    "UPDATE {}.spoolmq_queues SET key_id = NULL WHERE name = $1",
+                    pg.name
+                ),
+                &[&q],
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_queue_stripped_of_its_key_record_serves_no_forged_plain_body_to_a_reader_with_the_key() {
+    let s = Spool::new();
+    let key = keygen(&s, "k");
+    keyed(&s, &key, &["push", "q", "genuine"]).ok();
+    forget_key(&s, "q");
+    // Without the record the queue looks like a plain one: a forger can push.
+    s.push("q", &["FORGED"]);
+    // A reader with the key expects an encrypted queue and is told it is not.
+    for args in [vec!["pop", "q"], vec!["peek", "q"], vec!["export", "q"]] {
+        let out = keyed(&s, &key, &args);
+        out.fails(1).stdout_empty();
+        assert!(
+            out.error_line().contains("plain text"),
+            "{}",
+            out.error_line()
+        );
+    }
+    assert_counts(&s.stats("q"), &[("ready", 2), ("leased", 0)]);
 }
 
 #[test]
@@ -372,6 +417,17 @@ fn fsck_with_the_key_finds_changed_bodies_and_repair_sets_them_aside() {
         .filter(|l| l.contains("cannot be decrypted"))
         .collect();
     assert_eq!(found.len(), 1, "{}", out.stdout_str());
+    // A queue with another key is a note, not a stop.
+    let other = keygen(&s, "other");
+    keyed(&s, &other, &["push", "a", "x"]).ok();
+    let out = keyed(&s, &key, &["fsck"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("a: bodies not checked"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout_str().contains("cannot be decrypted"));
     keyed(&s, &key, &["fsck", "q", "--repair"]).ok();
     keyed(&s, &key, &["fsck", "q"]).ok();
     let got = keyed(&s, &key, &["pop", "q", "--count", "5", "--json"]);

@@ -224,16 +224,22 @@ fn a_symlink_in_place_of_a_segment_or_the_index_is_refused() {
     if not_on_this_store("segments and the index are the fs store's") {
         return;
     }
-    for name in ["segment", "index", "key"] {
+    for name in ["segment", "index", "key", "dangling"] {
         let s = Spool::new();
         s.push("q", &["a", "b"]);
         let target = match name {
             "segment" => s.segment_files("q").remove(0),
+            "dangling" => s.queue_dir("q").join("key"),
             other => s.queue_dir("q").join(other),
         };
         let outside = bait(&s, name);
         let _ = fs::remove_file(&target);
-        std::os::unix::fs::symlink(&outside, &target).unwrap();
+        if name == "dangling" {
+            // A link to nowhere must not read as "no key file".
+            std::os::unix::fs::symlink(s.scratch().join("nowhere"), &target).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&outside, &target).unwrap();
+        }
         for args in [vec!["pop", "q"], vec!["push", "q", "c"]] {
             let out = s.run(&args);
             assert_refused_link(&out, &target);
@@ -316,4 +322,28 @@ fn ids_and_receipts_reveal_nothing_of_the_order_or_count() {
     assert_eq!(id(&a), id(&b));
     assert_ne!(receipt(&a)[16..], receipt(&b)[16..]);
     assert_eq!(receipt(&a).len(), 40);
+}
+
+#[test]
+fn a_spool_migrated_out_of_a_shared_one_is_private() {
+    if not_on_this_store("migrate --into is run from the fs store here") {
+        return;
+    }
+    let s = Spool::new();
+    // SAFETY: getegid has no preconditions.
+    let gid = unsafe { libc::getegid() }.to_string();
+    s.run(&["init", "--group", &gid]).ok();
+    s.push("q", &["a"]);
+    assert_eq!(mode(&s.dir), 0o2770);
+    let into = s.scratch().join("new/deeper");
+    let out = run(s
+        .cmd()
+        .env_remove("SPOOLMQ_STORE")
+        .args(["migrate", "--to", "sqlite", "--into"])
+        .arg(&into));
+    out.ok();
+    assert_eq!(mode(&into), 0o700);
+    for p in walk(&into) {
+        assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+    }
 }
