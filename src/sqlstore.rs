@@ -186,6 +186,14 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
             Err(e) => return Err(Error::io("open", &path, e)),
         }
     }
+    // SQLite refuses links itself (SQLITE_OPEN_NOFOLLOW), but only as
+    // "unable to open database file": name the planted link instead.
+    for suffix in ["", "-wal", "-shm"] {
+        let p = root.join(format!("{DB_FILE}{suffix}"));
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::symlink(&p));
+        }
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;

@@ -294,7 +294,7 @@ fn a_symlink_in_place_of_the_database_is_refused() {
     std::os::unix::fs::symlink(&elsewhere, &db).unwrap();
     let before = fs::read(&elsewhere).unwrap();
     let out = s.run(&["push", "q", "b"]);
-    out.fails(1).stdout_empty();
+    assert_refused_link(&out, &db);
     assert_eq!(fs::read(&elsewhere).unwrap(), before);
 }
 
