@@ -17,14 +17,9 @@ const MARKER: &str = "PLAINTEXT-MARKER-7f3a9c";
 /// file's mode (the shell would create it 0644) is keygen's to fix.
 fn keygen(s: &Spool, name: &str) -> PathBuf {
     let path = s.scratch().join(name);
-    let file = fs::File::create(&path).unwrap();
+    fs::write(&path, "").unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    let status = std::process::Command::new(BIN)
-        .arg("keygen")
-        .stdout(file)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    keygen_into(&path);
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "keygen makes its file private");
     path
@@ -247,20 +242,27 @@ fn a_missing_or_wrong_key_exits_1_and_leases_nothing() {
     s.run(&[&["ack", "q"][..], &receipts].concat()).ok();
 }
 
+/// Each of `commands` on queue `q` with `key` exits 1 saying the queue
+/// keeps plain text.
+fn refused_as_plain(s: &Spool, key: &Path, commands: &[Vec<&str>]) {
+    for args in commands {
+        let out = keyed(s, key, args);
+        out.fails(1).stdout_empty();
+        let line = out.error_line();
+        assert!(line.contains("plain text"), "{args:?}: {line}");
+    }
+}
+
 #[test]
 fn a_plain_queue_takes_no_key_neither_to_push_nor_to_read() {
     let s = Spool::new();
     let key = keygen(&s, "k");
     s.push("plain", &["x"]);
-    for args in [vec!["push", "plain", "y"], vec!["pop", "plain"]] {
-        let out = keyed(&s, &key, &args);
-        out.fails(1).stdout_empty();
-        assert!(
-            out.error_line().contains("plain text"),
-            "{}",
-            out.error_line()
-        );
-    }
+    refused_as_plain(
+        &s,
+        &key,
+        &[vec!["push", "plain", "y"], vec!["pop", "plain"]],
+    );
     assert_eq!(body(&s.pop_one("plain", &[])), "x");
 }
 
@@ -297,15 +299,11 @@ fn a_queue_stripped_of_its_key_record_serves_no_forged_plain_body_to_a_reader_wi
     // Without the record the queue looks like a plain one: a forger can push.
     s.push("q", &["FORGED"]);
     // A reader with the key expects an encrypted queue and is told it is not.
-    for args in [vec!["pop", "q"], vec!["peek", "q"], vec!["export", "q"]] {
-        let out = keyed(&s, &key, &args);
-        out.fails(1).stdout_empty();
-        assert!(
-            out.error_line().contains("plain text"),
-            "{}",
-            out.error_line()
-        );
-    }
+    refused_as_plain(
+        &s,
+        &key,
+        &[vec!["pop", "q"], vec!["peek", "q"], vec!["export", "q"]],
+    );
     assert_counts(&s.stats("q"), &[("ready", 2), ("leased", 0)]);
 }
 

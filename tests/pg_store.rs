@@ -184,13 +184,7 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
          DELETE FROM {schema}.spoolmq_meta WHERE version > 1;"
     ))
     .unwrap();
-    let key = s.scratch().join("k");
-    let keygen = std::process::Command::new(BIN)
-        .arg("keygen")
-        .stdout(std::fs::File::create(&key).unwrap())
-        .status()
-        .unwrap();
-    assert!(keygen.success());
+    let key = keygen_into(&s.scratch().join("k"));
     run(s
         .cmd()
         .arg("--key-file")

@@ -181,13 +181,7 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
     s.push("q", &["from schema 1"]);
     // What a build before encryption left: no `keys` table, user_version 1.
     poke(&s, "DROP TABLE keys; PRAGMA user_version = 1;");
-    let key = s.scratch().join("k");
-    let keygen = std::process::Command::new(BIN)
-        .arg("keygen")
-        .stdout(std::fs::File::create(&key).unwrap())
-        .status()
-        .unwrap();
-    assert!(keygen.success());
+    let key = keygen_into(&s.scratch().join("k"));
     run(s
         .cmd()
         .arg("--key-file")

@@ -143,6 +143,19 @@ pub fn bare_spoolmq() -> Command {
     cmd
 }
 
+/// `spoolmq keygen > path`, through a real file descriptor (so that keygen,
+/// not the test, decides the file's mode); returns `path`.
+pub fn keygen_into(path: &Path) -> PathBuf {
+    let file = fs::File::create(path).expect("a key file");
+    let status = std::process::Command::new(BIN)
+        .arg("keygen")
+        .stdout(file)
+        .status()
+        .expect("keygen runs");
+    assert!(status.success(), "keygen failed");
+    path.to_path_buf()
+}
+
 /// The result of one finished invocation.
 pub struct Out {
     pub what: String,
