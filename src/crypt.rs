@@ -176,7 +176,9 @@ pub struct Sealer<'a> {
     queue: &'a str,
     key: Option<&'a Key>,
     nonces: Nonces,
-    /// The associated data of the last body sealed (only salt and seq change).
+    /// The associated data of the last body sealed (only salt and seq
+    /// change), made by the first `seal`: a sealer that only opens or
+    /// checks costs no allocation.
     ad: Vec<u8>,
 }
 
@@ -186,7 +188,7 @@ impl<'a> Sealer<'a> {
             queue,
             key,
             nonces: Nonces::default(),
-            ad: associated_data(queue, 0, 0),
+            ad: Vec::new(),
         }
     }
 
@@ -230,6 +232,9 @@ impl<'a> Sealer<'a> {
         out.push(VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(body);
+        if self.ad.is_empty() {
+            self.ad = associated_data(self.queue, salt, seq);
+        }
         let at = self.ad.len() - 16;
         self.ad[at..at + 8].copy_from_slice(&salt.to_le_bytes());
         self.ad[at + 8..].copy_from_slice(&seq.to_le_bytes());

@@ -289,6 +289,9 @@ pub struct PgStore {
     key_id: Option<KeyId>,
     /// A key id given by `set_key_id`, written by the next push or restore.
     new_key_id: Option<Option<KeyId>>,
+    /// Whether the open transaction holds the queue's row lock (taken by
+    /// `prepare_push`, so the push that follows need not take it again).
+    row_locked: bool,
     notices: Vec<String>,
 }
 
@@ -415,6 +418,7 @@ impl PgStore {
             counters,
             key_id,
             new_key_id: None,
+            row_locked: false,
             notices: Vec::new(),
         }))
     }
@@ -431,6 +435,7 @@ impl PgStore {
             (self.salt, self.next_seq, self.counters) = saved;
             let _ = self.client.batch_execute("ROLLBACK");
         }
+        self.row_locked = false;
         // The next command's reads are again in a transaction of their own.
         let next = self.client.batch_execute("BEGIN").pg(&self.place, "begin");
         match (result, next) {
@@ -442,6 +447,10 @@ impl PgStore {
     /// Creates the queue's row if it is missing and locks it; takes its salt
     /// and next seq (another process may have made it first).
     fn lock_queue_row(&mut self) -> Result<()> {
+        if self.row_locked {
+            // Locked in this transaction: nobody else changed it since.
+            return Ok(());
+        }
         self.client
             .execute(
                 "INSERT INTO spoolmq_queues (name, salt, next_seq) VALUES ($1, $2, 1)
@@ -462,6 +471,7 @@ impl PgStore {
         self.next_seq = r.get::<_, i64>(1) as u64;
         self.key_id = key_id_of(&r, 2, &self.place, &self.queue)?;
         self.counters = counters_of(&r, 3);
+        self.row_locked = true;
         Ok(())
     }
 

@@ -366,8 +366,7 @@ impl Queue {
         &mut self,
         mark: bool,
     ) -> Result<std::result::Result<Vec<(String, String)>, String>> {
-        let stored = self.store.key_id();
-        match (stored, &self.key) {
+        match (self.store.key_id(), &self.key) {
             (None, None) => return Ok(Ok(Vec::new())),
             (Some(_), None) => {
                 return Ok(Err(
@@ -379,29 +378,23 @@ impl Queue {
         if let Err(e) = self.check_key() {
             return Ok(Err(format!("bodies not checked: {e}")));
         }
-        let Some(stored) = stored else {
-            return Ok(Ok(Vec::new()));
-        };
         let mut metas = Vec::new();
         self.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
             Step::Continue
         })?;
-        let salt = self.store.salt();
         let (mut bad, mut changes) = (Vec::new(), Vec::new());
         for m in metas {
-            let body = match self.store.body(&m) {
-                Ok(b) => b,
-                Err(Error::Corrupt { .. }) => continue,
+            match self.open_body(&m) {
+                Ok(Ok(_)) | Err(Error::Corrupt { .. }) => {}
+                Ok(Err(why)) => {
+                    bad.push((self.ids().format(m.seq), why));
+                    changes.push(Change {
+                        old: m.state,
+                        new: moved(&m, State::Corrupt),
+                    });
+                }
                 Err(e) => return Err(e),
-            };
-            let sealer = Sealer::new(&self.name, self.key.as_ref());
-            if let Err(why) = sealer.open(Some(stored), salt, m.seq, body) {
-                bad.push((self.ids().format(m.seq), why));
-                changes.push(Change {
-                    old: m.state,
-                    new: moved(&m, State::Corrupt),
-                });
             }
         }
         if mark && !changes.is_empty() {
@@ -454,6 +447,15 @@ impl Queue {
         Ok(found)
     }
 
+    /// The body of `m` as it was pushed: read from the store (a damaged
+    /// record is the store's `Error::Corrupt`) and opened with the key in an
+    /// encrypted queue; `Ok(Err(why))` if it does not open.
+    fn open_body(&mut self, m: &Meta) -> Result<std::result::Result<Vec<u8>, String>> {
+        let stored = self.store.body(m)?;
+        let sealer = Sealer::new(&self.name, self.key.as_ref());
+        Ok(sealer.open(self.store.key_id(), self.store.salt(), m.seq, stored))
+    }
+
     /// Reads the bodies of `metas`; damaged ones are reported, marked corrupt
     /// in `changes` and left out.
     fn bodies(
@@ -462,25 +464,19 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Vec<(Meta, Vec<u8>)>> {
         let mut out = Vec::new();
-        let stored = self.store.key_id();
-        let salt = self.store.salt();
         for m in metas {
-            match self.store.body(&m) {
-                Ok(b) => {
-                    match Sealer::new(&self.name, self.key.as_ref()).open(stored, salt, m.seq, b) {
-                        Ok(b) => out.push((m, b)),
-                        Err(why) => {
-                            let id = self.ids().format(m.seq);
-                            self.notices.push(format!(
-                                "{}: message {id} cannot be decrypted: {why}; skipped",
-                                self.name
-                            ));
-                            changes.push(Change {
-                                old: m.state,
-                                new: moved(&m, State::Corrupt),
-                            });
-                        }
-                    }
+            match self.open_body(&m) {
+                Ok(Ok(b)) => out.push((m, b)),
+                Ok(Err(why)) => {
+                    let id = self.ids().format(m.seq);
+                    self.notices.push(format!(
+                        "{}: message {id} cannot be decrypted: {why}; skipped",
+                        self.name
+                    ));
+                    changes.push(Change {
+                        old: m.state,
+                        new: moved(&m, State::Corrupt),
+                    });
                 }
                 Err(Error::Corrupt { path, detail }) => {
                     let line = format!("{}: {}: {detail}; skipped", self.name, path.display());

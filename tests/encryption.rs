@@ -25,10 +25,6 @@ fn keygen(s: &Spool, name: &str) -> PathBuf {
     path
 }
 
-fn keyed(s: &Spool, key: &Path, args: &[&str]) -> Out {
-    run(s.cmd().arg("--key-file").arg(key).args(args))
-}
-
 fn keyed_stdin(s: &Spool, key: &Path, args: &[&str], stdin: &[u8]) -> Out {
     run(s
         .cmd()

@@ -185,12 +185,7 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     ))
     .unwrap();
     let key = keygen_into(&s.scratch().join("k"));
-    run(s
-        .cmd()
-        .arg("--key-file")
-        .arg(&key)
-        .args(["push", "secret", "x"]))
-    .ok();
+    keyed(&s, &key, &["push", "secret", "x"]).ok();
     let version: i32 = c
         .query_one(
             &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),

@@ -182,12 +182,7 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
     // What a build before encryption left: no `keys` table, user_version 1.
     poke(&s, "DROP TABLE keys; PRAGMA user_version = 1;");
     let key = keygen_into(&s.scratch().join("k"));
-    run(s
-        .cmd()
-        .arg("--key-file")
-        .arg(&key)
-        .args(["push", "secret", "x"]))
-    .ok();
+    keyed(&s, &key, &["push", "secret", "x"]).ok();
     let conn = rusqlite::Connection::open(db(&s)).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -156,6 +156,11 @@ pub fn keygen_into(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// `spoolmq --key-file KEY ARGS` on spool `s`.
+pub fn keyed(s: &Spool, key: &Path, args: &[&str]) -> Out {
+    run(s.cmd().arg("--key-file").arg(key).args(args))
+}
+
 /// The result of one finished invocation.
 pub struct Out {
     pub what: String,
