@@ -7,6 +7,10 @@
 #            $DIR and on 127.0.0.1:$PORT only, and print the URL
 #   restart  stop and start the same server (its data kept)
 #   stop     stop it and remove $DIR
+#   ca       print the path of the test CA's certificate ($DIR/ca.pem): the
+#            server also accepts TLS, with a certificate for 127.0.0.1 and
+#            localhost signed by a CA made at start (none if `openssl` is
+#            missing), so that tests can check `sslmode=require` both ways
 #
 # DIR defaults to /tmp/spoolmq-pg and PORT to 54329 (SPOOLMQ_PG_DIR,
 # SPOOLMQ_PG_PORT). As root the server runs as the `postgres` user.
@@ -29,7 +33,27 @@ as_owner() {
 }
 pgctl() { as_owner "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" "$@" >/dev/null; }
 start_server() {
-  pgctl -w -t 60 -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200" start
+  local ssl=""
+  [[ -f $DIR/server.crt ]] && ssl="-c ssl=on -c ssl_cert_file=$DIR/server.crt -c ssl_key_file=$DIR/server.key"
+  pgctl -w -t 60 -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200 $ssl" start
+}
+# A throwaway CA and a server certificate it signs (for tests only).
+make_certs() {
+  command -v openssl >/dev/null || { echo "pg-server.sh: no openssl: the server will not offer TLS" >&2; return 0; }
+  (
+    cd "$DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+      -subj "/CN=spoolmq test CA" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -days 30 -extfile server.ext -out server.crt 2>/dev/null
+    rm -f server.csr server.ext ca.key ca.srl
+    chmod 600 server.key
+    [[ $(id -u) -eq 0 ]] && chown postgres server.key server.crt
+    chmod 644 ca.pem
+  )
 }
 
 case ${1:-} in
@@ -38,6 +62,7 @@ case ${1:-} in
     rm -rf "$DIR"; mkdir -p "$DIR"; chmod 700 "$DIR"
     [[ $(id -u) -eq 0 ]] && chown postgres "$DIR"
     as_owner "$BIN/initdb" -D "$DIR/data" -A trust -U postgres -E UTF8 >/dev/null
+    make_certs
     start_server
     echo "$URL" ;;
   restart)
@@ -47,5 +72,6 @@ case ${1:-} in
     pgctl -m fast -w stop || true
     rm -rf "$DIR" ;;
   url) echo "$URL" ;;
-  *) echo "usage: scripts/pg-server.sh start|stop|restart|url" >&2; exit 2 ;;
+  ca) [[ -f $DIR/ca.pem ]] && echo "$DIR/ca.pem" ;;
+  *) echo "usage: scripts/pg-server.sh start|stop|restart|url|ca" >&2; exit 2 ;;
 esac

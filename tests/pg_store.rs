@@ -81,17 +81,46 @@ fn a_server_that_cannot_be_reached_is_one_line_and_exit_1() {
         !line.contains("nobody@"),
         "no credentials in messages: {line}"
     );
-    // TLS asked for, from a server without it: refused, not sent in clear.
-    let base = pg_base_url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let tls = run(bare_spoolmq()
-        .env("SPOOLMQ_URL", format!("{base}{sep}sslmode=require"))
-        .args(["stats"]));
-    tls.fails(1);
-    assert!(tls.error_line().contains("TLS"), "{}", tls.error_line());
     // Not a URL at all: a usage error.
     let bad = run(bare_spoolmq().args(["--url", "mysql://x", "stats"]));
     bad.fails(2);
+}
+
+#[test]
+fn tls_is_used_when_asked_for_and_an_untrusted_server_is_refused() {
+    let base = pg_base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}sslmode=require");
+    let stats = |env: &[(&str, &str)]| {
+        let mut cmd = bare_spoolmq();
+        cmd.env("SPOOLMQ_URL", &url).args(["stats"]);
+        cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    // Against the system's roots: the test server's own CA is not among
+    // them (or the server has no TLS at all): refused, never sent in clear.
+    let refused = stats(&[]);
+    refused.fails(1);
+    assert!(
+        refused.error_line().contains("TLS"),
+        "{}",
+        refused.error_line()
+    );
+    // Trusting the CA that signed its certificate: it works.
+    let Some(ca) = pg_test_ca() else { return };
+    stats(&[("SSL_CERT_FILE", &ca)]).ok();
+    // A CA file that holds no certificate: refused with a reason.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let none = stats(&[("SSL_CERT_FILE", empty.path().to_str().unwrap())]);
+    none.fails(1);
+    assert!(
+        none.error_line().contains("TLS") && none.error_line().contains("certificate"),
+        "{}",
+        none.error_line()
+    );
 }
 
 #[test]

@@ -55,6 +55,25 @@ pub fn pg_base_url() -> String {
     std::process::exit(0);
 }
 
+/// The certificate of the CA that signed the test server's TLS certificate
+/// (`SPOOLMQ_TEST_PG_CA`, from `scripts/pg-server.sh ca`). None: the server
+/// offers no TLS, and the tests that need it are skipped, except under
+/// `CI=true`, where that is a failure.
+pub fn pg_test_ca() -> Option<String> {
+    match std::env::var("SPOOLMQ_TEST_PG_CA") {
+        Ok(ca) if !ca.is_empty() => Some(ca),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true but SPOOLMQ_TEST_PG_CA is not set: the TLS test cannot be skipped in CI"
+            )
+        }
+        _ => {
+            eprintln!("skipped: SPOOLMQ_TEST_PG_CA is not set (the test server offers no TLS)");
+            None
+        }
+    }
+}
+
 /// A schema of its own in the test server, dropped with the test's spool.
 pub struct PgSchema {
     pub name: String,
