@@ -144,7 +144,7 @@ fn read_header(index: &dyn FileIo, path: &Path, i: usize) -> Result<Option<Heade
     Ok(Header::decode(&buf))
 }
 
-fn create_file(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
+fn create_file(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FileIo>> {
     segment::open_file(fs, path, Open::OrCreate)
 }
 
@@ -152,15 +152,15 @@ fn create_file(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
 pub struct FsStore {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
-    index: Box<dyn FileIo>,
-    slots: Box<dyn FileIo>,
-    wal: Box<dyn FileIo>,
+    index: Arc<dyn FileIo>,
+    slots: Arc<dyn FileIo>,
+    wal: Arc<dyn FileIo>,
     h: Header,
     boot: [u8; 16],
     /// The checkpoint region (2 or 3) the next checkpoint goes to.
     next_ckpt_region: usize,
     /// Segment files opened so far (base → file).
-    files: HashMap<u64, Box<dyn FileIo>>,
+    files: HashMap<u64, Arc<dyn FileIo>>,
     /// The header changed in memory (cursor moved) and is not yet written.
     dirty: bool,
     /// A write failed after the change was durable: the in-memory header may
@@ -1233,7 +1233,7 @@ impl FsStore {
             new_segments.push(SegmentEntry { base, live: 0 });
         }
         let mut base = new_segments.last().map_or(self.h.active, |s| s.base);
-        let mut path = segment::path(&self.dir, base);
+        let mut path: Arc<Path> = segment::path(&self.dir, base).into();
         let mut file = segment::open_rw(&*self.fs, &path)?;
         let mut len = if new_segments.is_empty() {
             self.h.active_len
@@ -1241,6 +1241,12 @@ impl FsStore {
             segment::FIRST_RECORD
         };
         let mut next = self.h.next_seq;
+        // Full chunks are written by the appender's thread while the next
+        // are encoded; the last (partial) ones here. All are written before
+        // the segment is synced.
+        let mut out = io::Appender::new();
+        let slots_path: Arc<Path> = self.slots_path().into();
+        let failed = |f: io::Failed| Error::io("write", &f.path, f.error);
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_at = len;
         let mut slots: Vec<u8> = Vec::new();
@@ -1253,13 +1259,14 @@ impl FsStore {
             let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
             if len + rec_len > segment_limit() && len > segment::FIRST_RECORD {
                 // Roll: what the old segment got so far is written and synced first.
+                out.wait().map_err(failed)?;
                 file.write_all_at(&buf, buf_at).ctx("append", &path)?;
                 buf.clear();
                 file.sync_data().ctx("sync", &path)?;
                 self.flush_slots(&mut slots, slots_at)?;
                 slots_at = next;
                 base = next;
-                path = segment::path(&self.dir, base);
+                path = segment::path(&self.dir, base).into();
                 file = segment::create(&*self.fs, &self.dir, base, self.h.salt)?;
                 created.push(base);
                 failpoint::hit("roll.after-create");
@@ -1299,13 +1306,24 @@ impl FsStore {
             len += rec_len;
             next += 1;
             if buf.len() >= PUSH_CHUNK {
-                file.write_all_at(&buf, buf_at).ctx("append", &path)?;
+                let at = buf_at;
                 buf_at += buf.len() as u64;
-                buf.clear();
-                self.flush_slots(&mut slots, slots_at)?;
+                // The disk works on this chunk while the next is encoded,
+                // and the fdatasync at the end waits for less.
+                buf = out.write(&file, &path, at, buf, true).map_err(failed)?;
+                slots = out
+                    .write(
+                        &self.slots,
+                        &slots_path,
+                        slots_at * SLOT_LEN as u64,
+                        slots,
+                        true,
+                    )
+                    .map_err(failed)?;
                 slots_at = next;
             }
         }
+        out.wait().map_err(failed)?;
         file.write_all_at(&buf, buf_at).ctx("append", &path)?;
         failpoint::hit("push.after-append");
         file.sync_data().ctx("sync", &path)?;

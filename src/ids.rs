@@ -90,12 +90,19 @@ impl Ids {
 
     /// The id of message `seq`: 16 lowercase hex digits.
     pub fn format(&self, seq: u64) -> String {
-        // By hand: a push of a million lines formats a million ids.
+        let id = self.format_into(seq);
+        // Hex digits are ASCII.
+        id.iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// [`Ids::format`] without an allocation: a push of a million lines
+    /// prints a million ids.
+    pub fn format_into(&self, seq: u64) -> [u8; 16] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let v = self.encrypt(seq);
-        let mut id = String::with_capacity(16);
-        for i in (0..16).rev() {
-            id.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+        let mut id = [0u8; 16];
+        for (i, d) in id.iter_mut().enumerate() {
+            *d = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
         }
         id
     }

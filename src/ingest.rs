@@ -10,6 +10,7 @@
 //! input. Memory stays bounded by the channel and one batch.
 
 use crate::error::{Error, Result};
+use crate::ids::Ids;
 use crate::queue::{Queue, now_ms};
 use crate::spool::Spool;
 use std::io::Read;
@@ -24,7 +25,7 @@ const STALL: Duration = Duration::from_millis(20);
 /// Bytes of input read at a time.
 const CHUNK: usize = 256 * 1024;
 /// Chunks the reader may run ahead of the pusher.
-const CHANNEL_CHUNKS: usize = 4;
+const CHANNEL_CHUNKS: usize = 32;
 
 /// Whole lines read from the input: their bytes back to back in `data`, and
 /// where each line's text lies in it (newline and a `\r` before it left out).
@@ -91,21 +92,62 @@ fn without_cr(data: &[u8], start: usize, end: usize) -> (usize, usize) {
     }
 }
 
+/// What the pushing thread of [`push_lines`] hands back, in order.
+enum Pushed {
+    /// A durable batch: its seqs, and the cipher that makes their ids.
+    Batch(Ids, Vec<u64>),
+    Notice(String),
+}
+
 /// Pushes each line of `input` (newline, and a `\r` before it, stripped) as
-/// one message. `on_ids` gets the ids of each batch once it is durable.
+/// one message. `on_ids` gets each batch once it is durable, as seqs and
+/// the cipher that turns them into ids ([`Ids::format_into`]).
+///
+/// Three threads share the work: one reads and splits the input, one pushes
+/// batches, and the calling one formats and prints the ids of each batch
+/// (a million ids cost about 40 ms) while the next batch is pushed.
 pub fn push_lines(
     spool: &Spool,
     queue: &str,
     input: impl Read + Send + 'static,
     delay: Duration,
-    on_ids: &mut dyn FnMut(&[String]) -> Result<()>,
+    on_ids: &mut dyn FnMut(&Ids, &[u64]) -> Result<()>,
     warn: crate::exec::Warn,
 ) -> Result<u64> {
     let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
     let reader = std::thread::spawn(move || read_lines(input, tx));
-    let mut total = 0u64;
-    // Wait (without the lock) for the first lines of a batch, then take what comes
-    // until the input pauses or the batch is full.
+    let total = std::thread::scope(|scope| -> Result<u64> {
+        let (done_tx, done_rx) = mpsc::sync_channel::<Pushed>(2);
+        let pusher = scope.spawn(move || push_batches(spool, queue, &rx, delay, &done_tx));
+        let mut total = 0u64;
+        for pushed in done_rx {
+            match pushed {
+                Pushed::Batch(ids, seqs) => {
+                    total += seqs.len() as u64;
+                    on_ids(&ids, &seqs)?;
+                }
+                Pushed::Notice(n) => warn(n),
+            }
+        }
+        match pusher.join() {
+            Ok(r) => r.map(|()| total),
+            Err(_) => Err(Error::Runtime("the pushing thread panicked".into())),
+        }
+    })?;
+    let _ = reader.join();
+    Ok(total)
+}
+
+/// The pushing side of [`push_lines`]: waits (without the queue's lock) for
+/// the first lines of a batch, takes what comes until the input pauses or
+/// the batch is full, and pushes it.
+fn push_batches(
+    spool: &Spool,
+    queue: &str,
+    rx: &mpsc::Receiver<Result<Chunk>>,
+    delay: Duration,
+    done: &mpsc::SyncSender<Pushed>,
+) -> Result<()> {
     while let Ok(first) = rx.recv() {
         let first = first?;
         let mut bytes = first.data.len();
@@ -125,15 +167,21 @@ pub fn push_lines(
         let mut bodies = batch
             .iter()
             .flat_map(|c| c.lines.iter().map(|&(start, end)| &c.data[start..end]));
-        let ids = q.push(&mut bodies, delay, now_ms());
-        q.take_notices().into_iter().for_each(&mut *warn);
+        let pushed = q.push_seqs(&mut bodies, delay, now_ms());
+        let notices = q.take_notices();
         drop(q);
-        let ids = ids?;
-        total += ids.len() as u64;
-        on_ids(&ids)?;
+        for n in notices {
+            // The caller has stopped listening: it has its reason to give.
+            if done.send(Pushed::Notice(n)).is_err() {
+                return Ok(());
+            }
+        }
+        let (ids, seqs) = pushed?;
+        if done.send(Pushed::Batch(ids, seqs)).is_err() {
+            return Ok(());
+        }
     }
-    let _ = reader.join();
-    Ok(total)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -93,13 +93,18 @@ pub enum Open {
 }
 
 /// An open file.
-pub trait FileIo: Send {
+pub trait FileIo: Send + Sync {
     /// Reads at `offset`; returns how many bytes were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `offset` (not durable until [`FileIo::sync_data`]).
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+    /// Asks the kernel to start writing `len` bytes at `offset` to the disk
+    /// now, without waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so
+    /// that a later [`FileIo::sync_data`] finds less left to do. A hint:
+    /// it makes nothing durable and its failure is ignored.
+    fn start_writeback(&self, _offset: u64, _len: u64) {}
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's length.
@@ -113,11 +118,191 @@ pub trait FileIo: Send {
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<bool>;
 }
 
+/// Writes buffers on a helper thread while the caller fills the next ones:
+/// a bulk push encodes records on one core while the kernel copies the
+/// previous chunk into the page cache on the other (`perf` of a
+/// 1,000,000-line push: that copy was 29% of its time, all of it on the
+/// pushing thread). The thread starts with the first [`Appender::write`];
+/// a push that never fills a chunk never starts one. Writes land at the
+/// offsets given, in any order; nothing is durable until the caller has
+/// [`Appender::wait`]ed and then synced the files.
+pub struct Appender {
+    worker: Option<Worker>,
+    in_flight: usize,
+    spare: Vec<Vec<u8>>,
+}
+
+struct Worker {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+    done: std::sync::mpsc::Receiver<(std::result::Result<(), Failed>, Vec<u8>)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+struct Job {
+    file: Arc<dyn FileIo>,
+    path: Arc<Path>,
+    at: u64,
+    buf: Vec<u8>,
+    writeback: bool,
+}
+
+/// A write that failed: the file and the error, for the caller's message.
+pub struct Failed {
+    pub path: Arc<Path>,
+    pub error: io::Error,
+}
+
+/// Buffers handed to the helper and not yet back; more makes the caller wait.
+const IN_FLIGHT: usize = 2;
+
+impl Default for Appender {
+    fn default() -> Self {
+        Appender::new()
+    }
+}
+
+impl Appender {
+    pub fn new() -> Appender {
+        Appender {
+            worker: None,
+            in_flight: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Queues `buf` to be written at `at` in `file` (then, with `writeback`,
+    /// [`FileIo::start_writeback`] of it) and returns an empty buffer to go
+    /// on with: a used one when the helper has given one back. An error
+    /// here is an earlier write's.
+    pub fn write(
+        &mut self,
+        file: &Arc<dyn FileIo>,
+        path: &Arc<Path>,
+        at: u64,
+        buf: Vec<u8>,
+        writeback: bool,
+    ) -> std::result::Result<Vec<u8>, Failed> {
+        let capacity = buf.capacity();
+        let job = Job {
+            file: Arc::clone(file),
+            path: Arc::clone(path),
+            at,
+            buf,
+            writeback,
+        };
+        let worker = self.worker.get_or_insert_with(Worker::start);
+        if let Err(std::sync::mpsc::SendError(job)) = worker.jobs.send(job) {
+            // The helper is gone (it cannot panic short of a bug): write here.
+            job.run().map_err(|error| Failed {
+                path: job.path.clone(),
+                error,
+            })?;
+            return Ok(job.buf);
+        }
+        self.in_flight += 1;
+        while self.in_flight > IN_FLIGHT {
+            self.collect(true)?;
+        }
+        if self.spare.is_empty() {
+            self.collect(false)?;
+        }
+        Ok(self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(capacity)))
+    }
+
+    /// Waits for every queued write; the first error, if any.
+    pub fn wait(&mut self) -> std::result::Result<(), Failed> {
+        let mut first = Ok(());
+        while self.in_flight > 0 {
+            if let Err(e) = self.collect(true)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+
+    /// Takes back one finished write's buffer (waiting for one with
+    /// `block`), and reports its error.
+    fn collect(&mut self, block: bool) -> std::result::Result<(), Failed> {
+        use std::sync::mpsc::TryRecvError;
+        let Some(worker) = &self.worker else {
+            self.in_flight = 0;
+            return Ok(());
+        };
+        let got = if block {
+            worker.done.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            worker.done.try_recv()
+        };
+        match got {
+            Ok((result, mut buf)) => {
+                self.in_flight -= 1;
+                buf.clear();
+                self.spare.push(buf);
+                result
+            }
+            Err(TryRecvError::Empty) => Ok(()),
+            Err(TryRecvError::Disconnected) => {
+                // Writes were queued and never reported: they may not have
+                // happened, so nothing may be synced and called stored.
+                self.in_flight = 0;
+                Err(Failed {
+                    path: Arc::from(Path::new("<writer thread>")),
+                    error: io::Error::other("the writer thread stopped before finishing"),
+                })
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn start() -> Worker {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
+        let (tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for job in rx {
+                let result = job.run().map_err(|error| Failed {
+                    path: job.path.clone(),
+                    error,
+                });
+                if tx.send((result, job.buf)).is_err() {
+                    return;
+                }
+            }
+        });
+        Worker { jobs, done, thread }
+    }
+}
+
+impl Job {
+    fn run(&self) -> io::Result<()> {
+        self.file.write_all_at(&self.buf, self.at)?;
+        if self.writeback {
+            self.file.start_writeback(self.at, self.buf.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        let _ = self.wait();
+        if let Some(w) = self.worker.take() {
+            drop(w.jobs);
+            let _ = w.thread.join();
+        }
+    }
+}
+
 /// A file system.
 pub trait Fs: Send + Sync {
     /// Opens `path` read-write without following symlinks; a file it creates
     /// gets mode 0600 (see [`file_mode`]).
-    fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn FileIo>>;
+    fn open(&self, path: &Path, how: Open) -> io::Result<Arc<dyn FileIo>>;
     /// Unlinks a file (durable after [`Fs::sync_dir`] of its directory).
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Renames a file (durable after [`Fs::sync_dir`]).
@@ -160,6 +345,20 @@ impl FileIo for RealFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range on a descriptor we own, with plain integer
+        // arguments; it touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                self.0.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
@@ -182,7 +381,7 @@ impl FileIo for RealFile {
 }
 
 impl Fs for RealFs {
-    fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn FileIo>> {
+    fn open(&self, path: &Path, how: Open) -> io::Result<Arc<dyn FileIo>> {
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -191,7 +390,7 @@ impl Fs for RealFs {
             .mode(file_mode())
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        Ok(Box::new(RealFile(f)))
+        Ok(Arc::new(RealFile(f)))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)

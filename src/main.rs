@@ -6,6 +6,7 @@ use clap::Parser;
 use spoolmq::cli::{Cli, Command};
 use spoolmq::error::{Error, IoContext, Result};
 use spoolmq::exec::{self, ExecRequest, PopRequest};
+use spoolmq::ids::Ids;
 use spoolmq::queue::{Queue, now_ms};
 use spoolmq::spool::StoreKind;
 use spoolmq::{Spool, fsck, ingest, input, output, spool};
@@ -248,29 +249,25 @@ fn run_command(
     match cli.command {
         Command::Push(a) => {
             let delay = a.delay.unwrap_or(Duration::ZERO);
-            let mut print = |ids: &[String]| -> Result<()> {
-                for id in ids {
-                    let written = if json {
-                        writeln!(out, "{}", output::id_json(id))
-                    } else {
-                        out.write_all(id.as_bytes())
-                            .and_then(|_| out.write_all(b"\n"))
-                    };
-                    match written {
-                        // Nobody reads the ids: the push still counts.
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                        r => r.ctx("write", Path::new("<stdout>"))?,
-                    }
+            let mut print = |id: &[u8]| -> Result<()> {
+                let written = if json {
+                    writeln!(out, "{}", output::id_json(&String::from_utf8_lossy(id)))
+                } else {
+                    out.write_all(id).and_then(|_| out.write_all(b"\n"))
+                };
+                match written {
+                    // Nobody reads the ids: the push still counts.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    r => r.ctx("write", Path::new("<stdout>")),
                 }
-                Ok(())
             };
             if a.lines {
                 let stdin = std::io::stdin();
                 // A progress line on stderr, only for a person watching.
                 let bar = progress("pushed {pos} messages {spinner}");
-                let mut print_and_count = |ids: &[String]| -> Result<()> {
-                    bar.inc(ids.len() as u64);
-                    print(ids)
+                let mut print_and_count = |ids: &Ids, seqs: &[u64]| -> Result<()> {
+                    bar.inc(seqs.len() as u64);
+                    seqs.iter().try_for_each(|&s| print(&ids.format_into(s)))
                 };
                 ingest::push_lines(
                     &spool,
@@ -294,7 +291,7 @@ fn run_command(
                 let r = q.push(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
                 flush_notices(&mut q);
                 drop(q);
-                print(&r?)?;
+                r?.iter().try_for_each(|id| print(id.as_bytes()))?;
             }
         }
         Command::Pop(a) => {

@@ -304,11 +304,22 @@ impl Queue {
         delay: Duration,
         now: u64,
     ) -> Result<Vec<String>> {
+        let (ids, seqs) = self.push_seqs(bodies, delay, now)?;
+        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
+    }
+
+    /// [`Queue::push`], giving back the seqs and the cipher that makes their
+    /// ids, for a caller that formats a million ids straight into its output.
+    pub fn push_seqs(
+        &mut self,
+        bodies: &mut dyn Iterator<Item = &[u8]>,
+        delay: Duration,
+        now: u64,
+    ) -> Result<(Ids, Vec<u64>)> {
         let now = self.clock(now)?;
         let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
         let seqs = self.push_sealed(&mut bodies.map(|b| (b, now, not_before)))?;
-        let ids = self.ids();
-        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
+        Ok((self.ids(), seqs))
     }
 
     /// Pushes `(body, pushed_at_ms, not_before_ms)` items, each body sealed

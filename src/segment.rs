@@ -18,6 +18,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, Fs, Open};
 use crate::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The file name of the segment whose first message has seq `base`.
 pub fn file_name(base: u64) -> String {
@@ -39,7 +40,7 @@ pub fn parse_name(name: &str) -> Option<u64> {
 }
 
 /// Opens `path` through `fs` (read-write, no symlinks, 0600 when created).
-pub fn open_file(fs: &dyn Fs, path: &Path, how: Open) -> Result<Box<dyn FileIo>> {
+pub fn open_file(fs: &dyn Fs, path: &Path, how: Open) -> Result<Arc<dyn FileIo>> {
     fs.open(path, how).ctx(
         if how == Open::Existing {
             "open"
@@ -51,7 +52,7 @@ pub fn open_file(fs: &dyn Fs, path: &Path, how: Open) -> Result<Box<dyn FileIo>>
 }
 
 /// Opens an existing file read-write without following symlinks.
-pub fn open_rw(fs: &dyn Fs, path: &Path) -> Result<Box<dyn FileIo>> {
+pub fn open_rw(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FileIo>> {
     open_file(fs, path, Open::Existing)
 }
 
@@ -61,7 +62,7 @@ pub fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
 }
 
 /// Creates segment `base`: exclusive create (0600), header, fsync, directory fsync.
-pub fn create(fs: &dyn Fs, dir: &Path, base: u64, salt: u64) -> Result<Box<dyn FileIo>> {
+pub fn create(fs: &dyn Fs, dir: &Path, base: u64, salt: u64) -> Result<Arc<dyn FileIo>> {
     let p = path(dir, base);
     let f = open_file(fs, &p, Open::New)?;
     let written = f

@@ -289,7 +289,7 @@ impl FileIo for SimFile {
 }
 
 impl Fs for SimFs {
-    fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn FileIo>> {
+    fn open(&self, path: &Path, how: Open) -> io::Result<Arc<dyn FileIo>> {
         let mut s = self.lock();
         s.alive()?;
         let ino = match (s.names.get(path).copied(), how) {
@@ -305,7 +305,7 @@ impl Fs for SimFs {
                 i
             }
         };
-        Ok(Box::new(SimFile {
+        Ok(Arc::new(SimFile {
             fs: self.clone(),
             ino,
         }))
