@@ -56,26 +56,26 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;push' {
-            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Not deliverable before this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
-            [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
+            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Not deliverable before this long from now')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'spoolmq;pop' {
-            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to lease at most')
-            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'How long the lease lasts')
-            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for a message (up to DUR; forever without DUR)')
-            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to lease at most')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'How long the lease lasts')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for a message (up to DUR; forever without DUR)')
+            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -92,23 +92,23 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;nack' {
-            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Redeliver no sooner than this long from now')
-            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Redeliver no sooner than this long from now')
+            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'spoolmq;extend' {
-            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'The lease now ends this long from now')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'The lease now ends this long from now')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -125,27 +125,27 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;stats' {
-            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every INTERVAL (2s without one) with rates, until interrupted')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
-            [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print the Prometheus text format (for node_exporter''s textfile collector)')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Refresh every INTERVAL (2s without one) with rates, until interrupted')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--prometheus', '--prometheus', [CompletionResultType]::ParameterName, 'Print the Prometheus text format (for node_exporter''s textfile collector)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'spoolmq;exec' {
-            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for a message (up to DUR; forever without DUR)')
-            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'How long the lease lasts')
-            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
-            [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Keep going until the queue is empty')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for a message (up to DUR; forever without DUR)')
+            [CompletionResult]::new('--lease', '--lease', [CompletionResultType]::ParameterName, 'How long the lease lasts')
+            [CompletionResult]::new('--max-attempts', '--max-attempts', [CompletionResultType]::ParameterName, 'Deliveries after which a nacked or expired message becomes a dead letter')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--loop', '--loop', [CompletionResultType]::ParameterName, 'Keep going until the queue is empty')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -161,11 +161,11 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;peek' {
-            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to show at most')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to show at most')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -176,8 +176,8 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
-            [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge the dead letters instead')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Purge the dead letters instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -187,8 +187,8 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
-            [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Truncate torn tails, quarantine damaged records, rebuild the index')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--repair', '--repair', [CompletionResultType]::ParameterName, 'Truncate torn tails, quarantine damaged records, rebuild the index')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -224,11 +224,11 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;init' {
-            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--group', '--group', [CompletionResultType]::ParameterName, 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -245,27 +245,27 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;migrate' {
-            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The store to convert to')
-            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The store to convert to')
+            [CompletionResult]::new('--into', '--into', [CompletionResultType]::ParameterName, 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
         'spoolmq;bench' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Messages to push (and, one by one, to time from push to pop)')
             [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Body size in bytes')
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Messages per push (one fsync each) in the throughput run')
             [CompletionResult]::new('--producers', '--producers', [CompletionResultType]::ParameterName, 'Producer processes in the latency run')
             [CompletionResult]::new('--consumers', '--consumers', [CompletionResultType]::ParameterName, 'Consumer processes in the latency run')
-            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
-            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
-            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]')
-            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

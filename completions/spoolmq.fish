@@ -55,24 +55,24 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench-worker" -d '(
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "man" -d 'Print the man page (roff), of spoolmq or of one command'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l count -d 'How many messages to lease at most' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l lease -d 'How long the lease lasts' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l count -d 'How many messages to lease at most' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l lease -d 'How long the lease lasts' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l dir -d 'The spool directory' -r -F
@@ -82,21 +82,21 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l url -d 'A Postgr
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The spool directory' -r -F
@@ -106,25 +106,25 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l url -d 'A Post
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l lease -d 'How long the lease lasts' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l lease -d 'How long the lease lasts' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
@@ -133,12 +133,12 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l url -d 'A Postg
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dir -d 'The spool directory' -r -F
@@ -146,16 +146,16 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l store -d 'The 
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l json -d 'Print JSON, one object per line'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
@@ -178,12 +178,12 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l url -d 'A Pos
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l group -d 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l group -d 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l dir -d 'The spool directory' -r -F
@@ -193,27 +193,27 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l url -d 'A Pos
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l to -d 'The store to convert to' -r -f -a "fs\t''
-sqlite\t''
-postgres\t''"
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l into -d 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l to -d 'The store to convert to' -r -f -a "fs\t''
+sqlite\t''
+postgres\t''"
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l into -d 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -s h -l help -d 'Print help'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l count -d 'Messages to push (and, one by one, to time from push to pop)' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l size -d 'Body size in bytes' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l batch -d 'Messages per push (one fsync each) in the throughput run' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l producers -d 'Producer processes in the latency run' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l consumers -d 'Consumer processes in the latency run' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l count -d 'Messages to push (and, one by one, to time from push to pop)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l size -d 'Body size in bytes' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l batch -d 'Messages per push (one fsync each) in the throughput run' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l producers -d 'Producer processes in the latency run' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l consumers -d 'Consumer processes in the latency run' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l dir -d 'The spool directory' -r -F

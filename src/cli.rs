@@ -69,66 +69,66 @@ pub enum Command {
                             find . -name '*.log' | spoolmq push logs --lines\n  \
                             spoolmq push reminders --delay 1h < note.txt"
     )]
-    Push(PushArgs),
+    Push(Lazy<PushArgs>),
     /// Lease ready messages, oldest first
     #[command(after_help = "Examples:\n  spoolmq pop jobs --json\n  \
                             spoolmq pop jobs --count 10 --lease 30s --json\n  \
                             spoolmq pop jobs --wait 1m --json")]
-    Pop(PopArgs),
+    Pop(Lazy<PopArgs>),
     /// Delete leased messages: their work is done
     #[command(
         after_help = "Examples:\n  r=$(spoolmq pop jobs --json | jq -r .receipt) && work && spoolmq ack jobs \"$r\"\n  spoolmq ack jobs \"$r1\" \"$r2\" \"$r3\"   # several at once, one fsync"
     )]
-    Ack(ReceiptsArgs),
+    Ack(Lazy<ReceiptsArgs>),
     /// Give leased messages back for another attempt
     #[command(
         after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m"
     )]
-    Nack(NackArgs),
+    Nack(Lazy<NackArgs>),
     /// Make a lease end later, for long work
     #[command(
         after_help = "Examples:\n  spoolmq extend jobs \"$receipt\" --lease 10m\n  while ! ./step; do spoolmq extend jobs \"$receipt\" --lease 1m; done"
     )]
-    Extend(ExtendArgs),
+    Extend(Lazy<ExtendArgs>),
     /// Move dead letters back to ready
     #[command(
         after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007"
     )]
-    Retry(RetryArgs),
+    Retry(Lazy<RetryArgs>),
     /// Show counters per queue
     #[command(
         after_help = "Examples:\n  spoolmq stats\n  spoolmq stats jobs --json\n  spoolmq stats --watch 1s"
     )]
-    Stats(StatsArgs),
+    Stats(Lazy<StatsArgs>),
     /// Pop a message and run a command on it; ack on success, nack on failure
     #[command(
         after_help = "Examples:\n  spoolmq exec jobs -- sh -c 'convert \"$(cat)\" out.png'\n  \
                             spoolmq exec jobs --loop -- ./handle.sh\n  \
                             spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker"
     )]
-    Exec(ExecArgs),
+    Exec(Lazy<ExecArgs>),
     /// List the queues in the spool
     #[command(after_help = "Examples:\n  spoolmq list\n  spoolmq list --json | jq -r .queue")]
     List,
     /// Show ready messages without leasing them
     #[command(after_help = "Examples:\n  spoolmq peek jobs\n  spoolmq peek jobs --count 5 --json")]
-    Peek(PeekArgs),
+    Peek(Lazy<PeekArgs>),
     /// Delete every ready and delayed message (or, with --dead, every dead letter)
     #[command(after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead")]
-    Purge(PurgeArgs),
+    Purge(Lazy<PurgeArgs>),
     /// Check every record and the index; --repair fixes what it finds
     #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
-    Fsck(FsckArgs),
+    Fsck(Lazy<FsckArgs>),
     /// Write every message that holds a body as JSON lines (a backup, or to move a queue)
     #[command(
         after_help = "Examples:\n  spoolmq export jobs > jobs.jsonl\n  spoolmq export jobs | spoolmq --dir /other/spool import jobs"
     )]
-    Export(QueueArg),
+    Export(Lazy<QueueArg>),
     /// Push messages written by export back into a queue (one fsync)
     #[command(
         after_help = "Examples:\n  spoolmq import jobs < jobs.jsonl\n  spoolmq export jobs | spoolmq --dir /new/spool import jobs"
     )]
-    Import(QueueArg),
+    Import(Lazy<QueueArg>),
     /// Check that the spool's file system keeps spoolmq's promises
     #[command(
         after_help = "Examples:\n  spoolmq doctor\n  spoolmq --dir /mnt/shared/spool doctor --json"
@@ -138,7 +138,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  spoolmq init\n  sudo -u cron spoolmq --dir /var/spool/jobs init --group jobs   # cron pushes, workers of group jobs pop"
     )]
-    Init(InitArgs),
+    Init(Lazy<InitArgs>),
     /// Print a new random encryption key, for --key-file
     #[command(
         after_help = "Examples:\n  spoolmq keygen > ~/.config/spoolmq.key   # made 0600\n  spoolmq --key-file ~/.config/spoolmq.key push orders 'card 4242...'"
@@ -148,24 +148,24 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  spoolmq migrate --to sqlite\n  spoolmq --dir /var/spool/jobs migrate --to fs --into /var/spool/jobs-fs"
     )]
-    Migrate(MigrateArgs),
+    Migrate(Lazy<MigrateArgs>),
     /// Measure push throughput and push-to-pop latency on a scratch queue
     #[command(after_help = "Examples:\n  spoolmq bench\n  \
                             spoolmq bench --count 100000 --size 1024 --batch 1000 --json\n  \
                             spoolmq bench --producers 4 --consumers 4")]
-    Bench(BenchArgs),
+    Bench(Lazy<BenchArgs>),
     /// (internal) a producer or consumer process of `spoolmq bench`
     #[command(hide = true)]
-    BenchWorker(BenchWorkerArgs),
+    BenchWorker(Lazy<BenchWorkerArgs>),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  spoolmq completions bash > ~/.local/share/bash-completion/completions/spoolmq\n  \
                             spoolmq completions zsh > ~/.zfunc/_spoolmq"
     )]
-    Completions(CompletionsArgs),
+    Completions(Lazy<CompletionsArgs>),
     /// Print the man page (roff), of spoolmq or of one command
     #[command(after_help = "Examples:\n  spoolmq man | man -l -\n  spoolmq man push | man -l -")]
-    Man(ManArgs),
+    Man(Lazy<ManArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -415,10 +415,14 @@ mod tests {
     #[test]
     fn wait_takes_an_optional_duration() {
         let c = Cli::try_parse_from(["spoolmq", "pop", "q", "--wait"]).unwrap();
-        let Command::Pop(p) = c.command else { panic!() };
+        let Command::Pop(Lazy(p)) = c.command else {
+            panic!()
+        };
         assert_eq!(p.wait, Some(None));
         let c = Cli::try_parse_from(["spoolmq", "pop", "q", "--wait", "2s"]).unwrap();
-        let Command::Pop(p) = c.command else { panic!() };
+        let Command::Pop(Lazy(p)) = c.command else {
+            panic!()
+        };
         assert_eq!(p.wait, Some(Some(Duration::from_secs(2))));
     }
 }
@@ -441,4 +445,34 @@ pub struct MigrateArgs {
     /// it is, instead of converting in place
     #[arg(long, value_name = "DIR|URL")]
     pub into: Option<PathBuf>,
+}
+
+/// A subcommand's arguments, defined only when that subcommand is run
+/// ([`clap::Command::defer`]): building every subcommand's arguments was a
+/// fifth of a single push's instructions.
+#[derive(Debug)]
+pub struct Lazy<T>(pub T);
+
+impl<T: Args> Args for Lazy<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(T::augment_args_for_update)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+impl<T: clap::FromArgMatches> clap::FromArgMatches for Lazy<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Lazy)
+    }
+    fn from_arg_matches_mut(m: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches_mut(m).map(Lazy)
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
 }

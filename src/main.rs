@@ -3,7 +3,7 @@
 //! contract's exit codes (see `spoolmq::error`).
 
 use clap::Parser;
-use spoolmq::cli::{Cli, Command};
+use spoolmq::cli::{Cli, Command, Lazy};
 use spoolmq::error::{Error, IoContext, Result};
 use spoolmq::exec::{self, ExecRequest, PopRequest};
 use spoolmq::ids::Ids;
@@ -136,8 +136,10 @@ fn stdin_body() -> Result<Vec<u8>> {
 fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     // These need no spool.
     match &cli.command {
-        Command::Completions(a) => return Ok(out.write_all(&spoolmq::cli::completions(a.shell))?),
-        Command::Man(a) => {
+        Command::Completions(Lazy(a)) => {
+            return Ok(out.write_all(&spoolmq::cli::completions(a.shell))?);
+        }
+        Command::Man(Lazy(a)) => {
             let page = spoolmq::cli::man_page(a.command.as_deref()).map_err(Error::Usage)?;
             return Ok(out.write_all(&page)?);
         }
@@ -247,7 +249,7 @@ fn run_command(
 ) -> std::result::Result<(), Failure> {
     let spool = spool.clone();
     match cli.command {
-        Command::Push(a) => {
+        Command::Push(Lazy(a)) => {
             let delay = a.delay.unwrap_or(Duration::ZERO);
             let mut print = |id: &[u8]| -> Result<()> {
                 let written = if json {
@@ -294,7 +296,7 @@ fn run_command(
                 r?.iter().try_for_each(|id| print(id.as_bytes()))?;
             }
         }
-        Command::Pop(a) => {
+        Command::Pop(Lazy(a)) => {
             let req = PopRequest {
                 count: a.count as usize,
                 lease: a.lease.lease,
@@ -313,14 +315,14 @@ fn run_command(
                 }
             }
         }
-        Command::Ack(a) => {
+        Command::Ack(Lazy(a)) => {
             let receipts = text(&a.receipts);
             let mut q = open_for_receipts(&spool, &a.queue, &receipts)?;
             let r = q.ack(&receipts, now_ms());
             flush_notices(&mut q);
             r?.into_result()?;
         }
-        Command::Nack(a) => {
+        Command::Nack(Lazy(a)) => {
             let receipts = text(&a.target.receipts);
             let mut q = open_for_receipts(&spool, &a.target.queue, &receipts)?;
             let r = q.nack(
@@ -332,14 +334,14 @@ fn run_command(
             flush_notices(&mut q);
             r?.into_result()?;
         }
-        Command::Extend(a) => {
+        Command::Extend(Lazy(a)) => {
             let receipts = text(&a.target.receipts);
             let mut q = open_for_receipts(&spool, &a.target.queue, &receipts)?;
             let r = q.extend(&receipts, a.lease, now_ms());
             flush_notices(&mut q);
             r?.into_result()?;
         }
-        Command::Retry(a) => {
+        Command::Retry(Lazy(a)) => {
             let mut q = Queue::open_existing(&spool, &a.queue)?;
             let r = q.retry(&a.ids, now_ms());
             flush_notices(&mut q);
@@ -359,7 +361,7 @@ fn run_command(
                 .into());
             }
         }
-        Command::Stats(a) => {
+        Command::Stats(Lazy(a)) => {
             if a.prometheus {
                 let rows = collect_stats(&spool, a.queue.as_deref())?;
                 write!(out, "{}", output::stats_prometheus(&rows))?;
@@ -399,7 +401,7 @@ fn run_command(
                 std::thread::sleep(every);
             }
         }
-        Command::Exec(a) => {
+        Command::Exec(Lazy(a)) => {
             let req = ExecRequest {
                 lease: a.lease.lease,
                 max_attempts: a.attempts.max_attempts,
@@ -429,7 +431,7 @@ fn run_command(
                 }
             }
         }
-        Command::Peek(a) => {
+        Command::Peek(Lazy(a)) => {
             let Some(mut q) = Queue::open(&spool, &a.queue, false)? else {
                 return Ok(());
             };
@@ -443,7 +445,7 @@ fn run_command(
                 }
             }
         }
-        Command::Purge(a) => {
+        Command::Purge(Lazy(a)) => {
             let mut q = Queue::open_existing(&spool, &a.queue)?;
             let r = q.purge(a.dead, now_ms());
             flush_notices(&mut q);
@@ -454,8 +456,8 @@ fn run_command(
                 writeln!(out, "{n}")?;
             }
         }
-        Command::Fsck(a) => run_fsck(&spool, a.queue, a.repair, json, out)?,
-        Command::Migrate(a) => {
+        Command::Fsck(Lazy(a)) => run_fsck(&spool, a.queue, a.repair, json, out)?,
+        Command::Migrate(Lazy(a)) => {
             let to = StoreKind::parse(&a.to)?;
             let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
             report.notes.iter().cloned().for_each(warn);
@@ -523,7 +525,7 @@ fn run_command(
                 .into());
             }
         }
-        Command::Export(a) => {
+        Command::Export(Lazy(a)) => {
             let mut q = Queue::open_existing(&spool, &a.queue)?;
             let r = q.export(now_ms());
             flush_notices(&mut q);
@@ -532,7 +534,7 @@ fn run_command(
                 writeln!(out, "{}", output::exported_json(&m))?;
             }
         }
-        Command::Import(a) => {
+        Command::Import(Lazy(a)) => {
             // Read and check everything before touching the queue: all or nothing.
             let mut msgs = Vec::new();
             let stdin = std::io::stdin();
@@ -557,7 +559,7 @@ fn run_command(
                 writeln!(out, "{}", ids.len())?;
             }
         }
-        Command::Bench(a) => {
+        Command::Bench(Lazy(a)) => {
             let req = spoolmq::bench::BenchRequest {
                 count: a.count,
                 size: a.size as usize,
@@ -574,7 +576,7 @@ fn run_command(
                 write!(out, "{}", spoolmq::bench::table(&report))?;
             }
         }
-        Command::BenchWorker(a) => match a.role.as_str() {
+        Command::BenchWorker(Lazy(a)) => match a.role.as_str() {
             "produce" => spoolmq::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
             _ => spoolmq::bench::consume(&spool, &a.queue, a.count, out)?,
         },
@@ -584,7 +586,7 @@ fn run_command(
             )
             .into());
         }
-        Command::Init(a) => {
+        Command::Init(Lazy(a)) => {
             let done = spoolmq::spool::init(&spool, a.group.as_deref())?;
             writeln!(out, "{done}")?;
         }
