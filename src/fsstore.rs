@@ -1260,6 +1260,7 @@ impl FsStore {
             if len + rec_len > segment_limit() && len > segment::FIRST_RECORD {
                 // Roll: what the old segment got so far is written and synced first.
                 out.wait().map_err(failed)?;
+                record::fill_crcs(&mut buf);
                 file.write_all_at(&buf, buf_at).ctx("append", &path)?;
                 buf.clear();
                 file.sync_data().ctx("sync", &path)?;
@@ -1294,14 +1295,15 @@ impl FsStore {
                     offset: len as u32,
                 },
             };
-            record::encode(
+            // The CRCs are filled in just before each write.
+            record::encode_without_crcs(
                 m.seq,
                 msg.pushed_at_ms,
                 msg.not_before_ms,
                 &msg.body,
                 &mut buf,
             );
-            slots.extend_from_slice(&encode_slot(&m));
+            slots.extend_from_slice(&index::encode_slot_without_crc(&m));
             counted.push((state, m.len, base));
             len += rec_len;
             next += 1;
@@ -1310,13 +1312,15 @@ impl FsStore {
                 buf_at += buf.len() as u64;
                 // The disk works on this chunk while the next is encoded,
                 // and the fdatasync at the end waits for less.
-                buf = out.write(&file, &path, at, buf, true).map_err(failed)?;
+                buf = out
+                    .write(&file, &path, at, (buf, record::fill_crcs), true)
+                    .map_err(failed)?;
                 slots = out
                     .write(
                         &self.slots,
                         &slots_path,
                         slots_at * SLOT_LEN as u64,
-                        slots,
+                        (slots, index::fill_slot_crcs),
                         true,
                     )
                     .map_err(failed)?;
@@ -1324,6 +1328,7 @@ impl FsStore {
             }
         }
         out.wait().map_err(failed)?;
+        record::fill_crcs(&mut buf);
         file.write_all_at(&buf, buf_at).ctx("append", &path)?;
         failpoint::hit("push.after-append");
         file.sync_data().ctx("sync", &path)?;
@@ -1345,8 +1350,10 @@ impl FsStore {
         Ok(((first..next).collect(), rolled))
     }
 
+    /// Writes the slots a push encoded (CRCs not yet filled) from `first_seq` on.
     fn flush_slots(&mut self, slots: &mut Vec<u8>, first_seq: u64) -> Result<()> {
         if !slots.is_empty() {
+            index::fill_slot_crcs(slots);
             self.slots
                 .write_all_at(slots, first_seq * SLOT_LEN as u64)
                 .ctx("write", &self.slots_path())?;

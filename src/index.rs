@@ -78,21 +78,34 @@ pub enum SlotDamage {
 
 /// Encodes a slot.
 pub fn encode_slot(m: &Slot) -> [u8; SLOT_LEN] {
-    {
-        let mut b = [0u8; SLOT_LEN];
-        b[0] = m.state as u8;
-        b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
-        b[4..8].copy_from_slice(&m.attempts.to_le_bytes());
-        b[8..16].copy_from_slice(&m.seq.to_le_bytes());
-        b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
-        b[24..28].copy_from_slice(&m.loc.offset.to_le_bytes());
-        b[28..32].copy_from_slice(&m.len.to_le_bytes());
-        b[32..40].copy_from_slice(&m.pushed_at_ms.to_le_bytes());
-        b[40..48].copy_from_slice(&m.until_ms.to_le_bytes());
-        b[48..60].copy_from_slice(&m.receipt);
+    let mut b = encode_slot_without_crc(m);
+    fill_slot_crcs(&mut b);
+    b
+}
+
+/// A slot whose CRC is still zero (not valid until [`fill_slot_crcs`]).
+pub fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
+    let mut b = [0u8; SLOT_LEN];
+    b[0] = m.state as u8;
+    b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
+    b[4..8].copy_from_slice(&m.attempts.to_le_bytes());
+    b[8..16].copy_from_slice(&m.seq.to_le_bytes());
+    b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
+    b[24..28].copy_from_slice(&m.loc.offset.to_le_bytes());
+    b[28..32].copy_from_slice(&m.len.to_le_bytes());
+    b[32..40].copy_from_slice(&m.pushed_at_ms.to_le_bytes());
+    b[40..48].copy_from_slice(&m.until_ms.to_le_bytes());
+    b[48..60].copy_from_slice(&m.receipt);
+    b
+}
+
+/// Computes and writes the CRC of every slot in `buf` (whole slots back to
+/// back), as the writing thread of a bulk push does (see
+/// crate::record::fill_crcs).
+pub fn fill_slot_crcs(buf: &mut [u8]) {
+    for b in buf.chunks_exact_mut(SLOT_LEN) {
         let crc = crc32fast::hash(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
-        b
     }
 }
 

@@ -118,17 +118,49 @@ pub fn check_segment_header(buf: &[u8]) -> Result<u64, String> {
 
 /// Appends one encoded record to `out`.
 pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(body.len() as u64 <= MAX_BODY);
     let start = out.len();
+    encode_without_crcs(seq, pushed_at_ms, not_before_ms, body, out);
+    fill_crcs(&mut out[start..]);
+}
+
+/// Appends a record whose `body_crc` and `head_crc` are still zero: such a
+/// record is not valid until [`fill_crcs`] has run over it. A bulk push
+/// encodes on one thread and has the CRCs filled on the thread that writes
+/// the chunk (crate::io::Appender), since they were its largest cost.
+pub fn encode_without_crcs(
+    seq: u64,
+    pushed_at_ms: u64,
+    not_before_ms: u64,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(body.len() as u64 <= MAX_BODY);
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&pushed_at_ms.to_le_bytes());
     out.extend_from_slice(&not_before_ms.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    let head_crc = crc32fast::hash(&out[start..start + 36]);
-    out.extend_from_slice(&head_crc.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(body);
+}
+
+/// Computes and writes the two CRCs of every record in `buf`, which holds
+/// whole records back to back as [`encode_without_crcs`] wrote them. Stops
+/// at anything that is not such a record (which the encoder never leaves).
+pub fn fill_crcs(buf: &mut [u8]) {
+    let mut at = 0;
+    while buf.len() - at >= RECORD_HEADER_LEN && buf[at..at + 4] == RECORD_MAGIC {
+        let body_len = u32_at(buf, at + 4) as usize;
+        let body_at = at + RECORD_HEADER_LEN;
+        let Some(body) = buf.get(body_at..body_at.saturating_add(body_len)) else {
+            return;
+        };
+        let body_crc = crc32fast::hash(body);
+        buf[at + 32..at + 36].copy_from_slice(&body_crc.to_le_bytes());
+        let head_crc = crc32fast::hash(&buf[at..at + 36]);
+        buf[at + 36..at + 40].copy_from_slice(&head_crc.to_le_bytes());
+        at = body_at + body_len;
+    }
 }
 
 /// The little-endian u32 at `b[at..at + 4]` (the caller checks the length).
@@ -224,6 +256,26 @@ mod tests {
         assert_eq!(h.not_before_ms, 0);
         assert_eq!(body, b"hello");
         assert_eq!(h.record_len(), buf.len() as u64);
+    }
+
+    #[test]
+    fn records_encoded_without_crcs_are_whole_once_filled() {
+        let mut want = Vec::new();
+        let mut got = Vec::new();
+        for (seq, body) in [(1, &b"a"[..]), (2, b""), (3, &[7u8; 300][..])] {
+            encode(seq, 10, 20, body, &mut want);
+            encode_without_crcs(seq, 10, 20, body, &mut got);
+        }
+        assert!(
+            decode(&got).is_err(),
+            "not valid before the CRCs are filled"
+        );
+        fill_crcs(&mut got);
+        assert_eq!(got, want);
+        // A buffer cut short, or garbage, is left alone without a panic.
+        let mut short = want[..want.len() - 1].to_vec();
+        fill_crcs(&mut short);
+        fill_crcs(&mut [b'S', b'P', b'M', b'R', 255, 255, 255, 255][..].to_vec());
     }
 
     #[test]
