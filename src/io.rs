@@ -439,3 +439,97 @@ impl Fs for RealFs {
         id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A file in memory that fails every write at or past `fail_at`.
+    struct Mem {
+        data: Mutex<Vec<u8>>,
+        fail_at: u64,
+    }
+
+    impl FileIo for Mem {
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            if offset + buf.len() as u64 > self.fail_at {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let mut d = self.data.lock().unwrap();
+            let end = offset as usize + buf.len();
+            if d.len() < end {
+                d.resize(end, 0);
+            }
+            d[offset as usize..end].copy_from_slice(buf);
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.data.lock().unwrap().len() as u64)
+        }
+        fn punch_hole(&self, _: u64, _: u64) -> io::Result<bool> {
+            Ok(false)
+        }
+    }
+
+    fn mem(fail_at: u64) -> (Arc<Mem>, Arc<dyn FileIo>) {
+        let m = Arc::new(Mem {
+            data: Mutex::new(Vec::new()),
+            fail_at,
+        });
+        (m.clone(), m)
+    }
+
+    fn double(buf: &mut [u8]) {
+        buf.iter_mut().for_each(|b| *b *= 2);
+    }
+
+    #[test]
+    fn every_buffer_is_finished_and_lands_at_its_offset() {
+        let (m, file) = mem(u64::MAX);
+        let path: Arc<Path> = Path::new("f").into();
+        let mut out = Appender::new();
+        let mut want = Vec::new();
+        let mut at = 0u64;
+        for i in 0..20u8 {
+            let len = 1 + usize::from(i) * 37;
+            let mut buf = out
+                .write(&file, &path, at, (vec![i; len], double), i % 2 == 0)
+                .unwrap_or_else(|f| panic!("{}", f.error));
+            assert!(buf.is_empty(), "handed back empty");
+            buf.push(0);
+            want.extend(std::iter::repeat_n(i * 2, len));
+            at += len as u64;
+        }
+        assert!(out.wait().is_ok());
+        assert_eq!(*m.data.lock().unwrap(), want);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_by_wait_or_the_next_write() {
+        let (_m, file) = mem(100);
+        let path: Arc<Path> = Path::new("full").into();
+        let mut out = Appender::new();
+        let mut failed = None;
+        for i in 0..10u64 {
+            if let Err(f) = out.write(&file, &path, i * 40, (vec![1; 40], double), false) {
+                failed = Some(f);
+                break;
+            }
+        }
+        let f = failed
+            .or_else(|| out.wait().err())
+            .expect("the failure is reported");
+        assert_eq!(f.error.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(&*f.path, Path::new("full"));
+    }
+}
