@@ -141,7 +141,7 @@ pub fn push_lines(
 
 /// Makes glibc's malloc keep the memory a bulk push frees for the next
 /// allocation instead of giving it back to the kernel. By default every
-/// 256 KiB chunk and 4 MiB write buffer above its (adaptive) mmap threshold
+/// 256 KiB input chunk and write buffer above its (adaptive) mmap threshold
 /// was a fresh mapping, and the helper threads' arenas were trimmed with
 /// `madvise` after each batch: `perf` of a 1,000,000-line push showed 23%
 /// of its time in page faults zeroing new pages (48,000 faults; 10,000
