@@ -15,6 +15,7 @@ use crate::queue::{Queue, now_ms};
 use crate::spool::Spool;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -117,15 +118,22 @@ pub fn push_lines(
     keep_freed_memory();
     let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
     let reader = std::thread::spawn(move || read_lines(input, tx));
+    // Set when the ids cannot be printed: no batch is started after that
+    // (the one being pushed at that moment is still stored).
+    let stop = AtomicBool::new(false);
     let total = std::thread::scope(|scope| -> Result<u64> {
         let (done_tx, done_rx) = mpsc::sync_channel::<Pushed>(2);
-        let pusher = scope.spawn(move || push_batches(spool, queue, &rx, delay, &done_tx));
+        let stop = &stop;
+        let pusher = scope.spawn(move || push_batches(spool, queue, &rx, delay, &done_tx, stop));
         let mut total = 0u64;
         for pushed in done_rx {
             match pushed {
                 Pushed::Batch(ids, seqs) => {
                     total += seqs.len() as u64;
-                    on_ids(&ids, &seqs)?;
+                    if let Err(e) = on_ids(&ids, &seqs) {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
                 }
                 Pushed::Notice(n) => warn(n),
             }
@@ -165,6 +173,7 @@ fn push_batches(
     rx: &mpsc::Receiver<Result<Chunk>>,
     delay: Duration,
     done: &mpsc::SyncSender<Pushed>,
+    stop: &AtomicBool,
 ) -> Result<()> {
     while let Ok(first) = rx.recv() {
         let first = first?;
@@ -179,6 +188,9 @@ fn push_batches(
                 }
                 Err(_) => break,
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
         }
         let mut q = Queue::open(spool, queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;

@@ -339,6 +339,53 @@ fn push_lines_that_fill_the_disk_midway_keep_exactly_the_batches_whose_ids_were_
 }
 
 #[test]
+fn push_lines_whose_ids_cannot_be_written_stop_and_say_so() {
+    let s = Spool::new();
+    let mut rng = Rng(23);
+    // 25 MB of 1000-byte lines: three 8 MiB batches and a bit.
+    let mut input = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..25_000 {
+        let mut l = format!("{i:05}-").into_bytes();
+        l.extend(rng.text(994));
+        input.extend_from_slice(&l);
+        input.push(b'\n');
+        lines.push(l);
+    }
+    let input_file = s.scratch().join("input");
+    fs::create_dir_all(s.scratch()).unwrap();
+    fs::write(&input_file, &input).unwrap();
+    // Ids go to a device that is always full.
+    let mut cmd = s.std_cmd();
+    cmd.args(["push", Q, "--lines"])
+        .stdin(fs::File::open(&input_file).unwrap())
+        .stdout(fs::File::create("/dev/full").unwrap());
+    // (assert_cmd would capture stdout; std keeps the one given.)
+    let out = cmd.stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("<stdout>") && stderr.contains("disk full"),
+        "{stderr}"
+    );
+    // It stopped: the batch whose ids could not be written and at most the
+    // one being pushed meanwhile are stored, whole and in order.
+    let got = pop_all(&s, Q);
+    assert!(!got.is_empty() && got.len() < lines.len(), "{}", got.len());
+    assert!(
+        got.len() <= 2 * 8_700,
+        "more than two batches: {}",
+        got.len()
+    );
+    assert!(
+        got[..] == lines[..got.len()],
+        "a prefix of the input, in order"
+    );
+    s.run(&["fsck"]).ok();
+}
+
+#[test]
 fn state_changes_that_cannot_grow_the_wal_fail_with_disk_full_and_change_nothing() {
     let s = Spool::new();
     s.push(Q, &["a", "b", "c", "d", "e"]);
