@@ -304,21 +304,28 @@ fn push_lines_under_a_limit_pushes_nothing_partial() {
     s.run(&["fsck"]).ok();
 }
 
-#[test]
-fn push_lines_that_fill_the_disk_midway_keep_exactly_the_batches_whose_ids_were_printed() {
-    let s = Spool::new();
-    s.push(Q, &["first"]);
-    let mut rng = Rng(17);
-    // 12 MB of 1000-byte lines: more than one 8 MiB batch; the limit stops the second.
+/// `n` distinct 1000-byte lines (a counter, then random letters): the
+/// input with newlines, and the lines.
+fn numbered_lines(n: usize, seed: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut rng = Rng(seed);
     let mut input = Vec::new();
     let mut lines = Vec::new();
-    for i in 0..12_000 {
+    for i in 0..n {
         let mut l = format!("{i:05}-").into_bytes();
         l.extend(rng.text(994));
         input.extend_from_slice(&l);
         input.push(b'\n');
         lines.push(l);
     }
+    (input, lines)
+}
+
+#[test]
+fn push_lines_that_fill_the_disk_midway_keep_exactly_the_batches_whose_ids_were_printed() {
+    let s = Spool::new();
+    s.push(Q, &["first"]);
+    // 12 MB of 1000-byte lines: more than one 8 MiB batch; the limit stops the second.
+    let (input, lines) = numbered_lines(12_000, 17);
     let out = limited(&s, 10_000_000, &["push", Q, "--lines"], &input);
     out.code(1);
     let line = out.error_line();
@@ -341,17 +348,8 @@ fn push_lines_that_fill_the_disk_midway_keep_exactly_the_batches_whose_ids_were_
 #[test]
 fn push_lines_whose_ids_cannot_be_written_stop_and_say_so() {
     let s = Spool::new();
-    let mut rng = Rng(23);
     // 25 MB of 1000-byte lines: three 8 MiB batches and a bit.
-    let mut input = Vec::new();
-    let mut lines = Vec::new();
-    for i in 0..25_000 {
-        let mut l = format!("{i:05}-").into_bytes();
-        l.extend(rng.text(994));
-        input.extend_from_slice(&l);
-        input.push(b'\n');
-        lines.push(l);
-    }
+    let (input, lines) = numbered_lines(25_000, 23);
     let input_file = s.scratch().join("input");
     fs::create_dir_all(s.scratch()).unwrap();
     fs::write(&input_file, &input).unwrap();
