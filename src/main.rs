@@ -251,12 +251,20 @@ fn run_command(
     match cli.command {
         Command::Push(Lazy(a)) => {
             let delay = a.delay.unwrap_or(Duration::ZERO);
-            let mut print = |id: &[u8]| -> Result<()> {
-                let written = if json {
-                    writeln!(out, "{}", output::id_json(&String::from_utf8_lossy(id)))
-                } else {
-                    out.write_all(id).and_then(|_| out.write_all(b"\n"))
-                };
+            // Prints the ids of the messages `seqs` and flushes them, so that
+            // a slow producer's batches show their ids as each is stored.
+            let mut print = |ids: &Ids, seqs: &[u64]| -> Result<()> {
+                let written = seqs
+                    .iter()
+                    .try_for_each(|&seq| {
+                        let id = ids.format_into(seq);
+                        if json {
+                            writeln!(out, "{}", output::id_json(&String::from_utf8_lossy(&id)))
+                        } else {
+                            out.write_all(&id).and_then(|_| out.write_all(b"\n"))
+                        }
+                    })
+                    .and_then(|_| out.flush());
                 match written {
                     // Nobody reads the ids: the push still counts.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -269,7 +277,7 @@ fn run_command(
                 let bar = progress("pushed {pos} messages {spinner}");
                 let mut print_and_count = |ids: &Ids, seqs: &[u64]| -> Result<()> {
                     bar.inc(seqs.len() as u64);
-                    seqs.iter().try_for_each(|&s| print(&ids.format_into(s)))
+                    print(ids, seqs)
                 };
                 ingest::push_lines(
                     &spool,
@@ -290,10 +298,11 @@ fn run_command(
                 };
                 let mut q = Queue::open(&spool, &a.queue, true)?
                     .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-                let r = q.push(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
+                let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
                 flush_notices(&mut q);
                 drop(q);
-                r?.iter().try_for_each(|id| print(id.as_bytes()))?;
+                let (ids, seqs) = r?;
+                print(&ids, &seqs)?;
             }
         }
         Command::Pop(Lazy(a)) => {

@@ -1,4 +1,4 @@
-// `push --lines` pushes a slow producer's lines as they come and never holds the queue while waiting for input.
+// `push --lines` pushes a slow producer's lines as they come, prints their ids as each batch is stored, and never holds the queue while waiting for input.
 
 mod common;
 use common::*;
@@ -36,6 +36,48 @@ fn a_slow_producer_does_not_block_consumers() {
     let rest = s.pop_json("q", &["--count", "10"]);
     assert_eq!(bodies(&rest), vec!["second"]);
     assert_eq!(num(&s.stats("q"), "pushed"), 2);
+}
+
+#[test]
+fn a_slow_producer_sees_each_batch_ids_as_soon_as_it_is_stored() {
+    use std::io::{BufRead, BufReader};
+    let s = Spool::new();
+    let mut child = s
+        .std_cmd()
+        .args(["push", "q", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Ids are read on a thread, so that a missing one fails the test by
+    // timing out instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    for body in ["first", "second"] {
+        stdin.write_all(format!("{body}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // Its id comes while the producer is still running and its stdin open.
+        let id = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("no id for {body:?} while the producer runs"));
+        let peeked = s.run(&["peek", "q", "--count", "10"]).ok().stdout_str();
+        assert!(
+            peeked.contains(&format!("{id}\t")),
+            "{id} printed before it was stored: {peeked}"
+        );
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(
+        rx.recv_timeout(Duration::from_secs(5)).is_err(),
+        "no more ids"
+    );
 }
 
 #[test]
