@@ -7,7 +7,10 @@
 //! (a file, a fast pipe) under the batch size is therefore one push with one
 //! fsync; a slow producer (`tail -f | spoolmq push q --lines`) gets its lines
 //! pushed as they come, and the queue's lock is never held while waiting for
-//! input. Memory stays bounded by the channel and one batch.
+//! input. The pushing thread hands each stored batch's seqs back to the
+//! caller, which prints their ids while the next batch is pushed. Memory
+//! stays bounded by the channel (8 MiB of input read ahead), one batch and
+//! the write buffers of one push (crate::io::Appender).
 
 use crate::error::{Error, Result};
 use crate::ids::Ids;
