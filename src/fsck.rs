@@ -259,7 +259,12 @@ pub fn check_bodies(
     name: &str,
     repair: bool,
 ) -> Result<std::result::Result<Vec<Problem>, String>> {
-    let Some(mut q) = crate::queue::Queue::open(spool, name, false)? else {
+    let opened = if repair {
+        crate::queue::Queue::open(spool, name, false)?
+    } else {
+        crate::queue::Queue::open_read_only(spool, name)?
+    };
+    let Some(mut q) = opened else {
         return Ok(Ok(Vec::new()));
     };
     let place = match spool.kind {
@@ -279,15 +284,17 @@ pub fn check_bodies(
     }))
 }
 
-pub fn run(
-    fs: &Arc<dyn Fs>,
-    spool: &Spool,
-    name: &str,
-    repair: bool,
-) -> Result<(QueueReport, Option<QueueReport>)> {
+pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
     let dir = spool.queue_dir(name);
+    // Checks read through crate::overlay::ReadOnlyFs (a fresh one each
+    // time, so the second check sees what the repair wrote): without
+    // --repair, fsck writes nothing.
     let check = |name: &str| match spool.kind {
-        StoreKind::Fs => check(fs, name, &dir),
+        StoreKind::Fs => {
+            let real = crate::spool::root_fs(&spool.root)?;
+            let fs: Arc<dyn Fs> = Arc::new(crate::overlay::ReadOnlyFs::new(real));
+            check(&fs, name, &dir)
+        }
         StoreKind::Sqlite => sqlstore::check(&spool.root, name),
         StoreKind::Postgres => crate::pgstore::check(spool.url()?, name),
     };
@@ -299,7 +306,7 @@ pub fn run(
         return Ok((first, None));
     }
     let notes = match spool.kind {
-        StoreKind::Fs => fsstore::rebuild(Arc::clone(fs), &dir)?,
+        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::spool::root_fs(&spool.root)?), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
         StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
     };

@@ -147,6 +147,13 @@ fn read_header(index: &dyn FileIo, path: &Path, i: usize) -> Result<Option<Heade
     Ok(Header::decode(&buf))
 }
 
+/// The spool a queue directory is in: the directory the I/O seam is rooted at.
+pub fn spool_of(dir: &Path) -> &Path {
+    dir.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 fn create_file(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FileIo>> {
     segment::open_file(fs, path, Open::OrCreate)
 }
@@ -182,7 +189,19 @@ impl FsStore {
     /// Opens (and with `create`, creates) the queue in directory `dir`, takes
     /// its lock and recovers. `Ok(None)`: the queue does not exist.
     pub fn open(dir: &Path, create: bool) -> Result<Option<FsStore>> {
-        FsStore::open_with(io::real(), dir, create)
+        FsStore::open_with(
+            io::real(spool_of(dir)).ctx("open spool", spool_of(dir))?,
+            dir,
+            create,
+        )
+    }
+
+    /// Opens the existing queue in `dir` for reading only: recovery runs as
+    /// usual but writes nothing to disk ([`crate::overlay::ReadOnlyFs`]).
+    pub fn open_read_only(dir: &Path) -> Result<Option<FsStore>> {
+        let root = spool_of(dir);
+        let real = io::RealFs::beneath(root).ctx("open spool", root)?;
+        FsStore::open_with(Arc::new(crate::overlay::ReadOnlyFs::new(real)), dir, false)
     }
 
     /// [`FsStore::open`] on the file system `fs`.
@@ -1661,7 +1680,8 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 pub(crate) fn simulate_reboot(dir: &Path) -> Result<()> {
     let path = dir.join("index");
-    let index = segment::open_rw(&io::RealFs, &path)?;
+    let fs = io::RealFs::beneath(spool_of(dir)).ctx("open spool", dir)?;
+    let index = segment::open_rw(&fs, &path)?;
     for region in 0..2 {
         let mut buf = vec![0u8; REGION_LEN];
         let n = segment::read_at_most(&*index, &path, &mut buf, (region * REGION_LEN) as u64)?;
@@ -1838,12 +1858,18 @@ mod tests {
         let body = "x".repeat(100);
         let seqs = push(&mut s, &[&body, &body, &body, &body]);
         assert_eq!(s.segments(), 4);
-        assert_eq!(segment::list(&io::RealFs, &dir).unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            segment::list(&io::RealFs::beneath(spool_of(&dir)).unwrap(), &dir).unwrap(),
+            vec![1, 2, 3, 4]
+        );
         for seq in &seqs[..3] {
             lease_and_ack(&mut s, *seq);
         }
         // Nothing is live in 1..=3; 4 is active and holds a message.
-        assert_eq!(segment::list(&io::RealFs, &dir).unwrap(), vec![4]);
+        assert_eq!(
+            segment::list(&io::RealFs::beneath(spool_of(&dir)).unwrap(), &dir).unwrap(),
+            vec![4]
+        );
         assert_eq!(s.segments(), 1);
         drop(s);
         simulate_reboot(&dir).unwrap();

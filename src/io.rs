@@ -4,10 +4,13 @@
 //! [`crate::simfs::SimFs`], which can lose power at any event.
 
 use crate::lock::QueueLock;
+use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -56,29 +59,6 @@ pub fn file_mode() -> u32 {
 /// so that what is created in it keeps the spool's group).
 pub fn dir_mode() -> u32 {
     if shared() { 0o2770 } else { 0o700 }
-}
-
-/// Creates directory `dir` with [`dir_mode`] if missing; an existing one
-/// must be a real directory, not a symlink to one.
-pub fn mkdir_nofollow(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(dir_mode()).create(dir) {
-        Ok(()) => {
-            if shared() {
-                // mkdir's mode drops the setgid bit on some systems.
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode()))?;
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if std::fs::symlink_metadata(dir)?.file_type().is_dir() {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(libc::ELOOP))
-            }
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// What [`Fs::open`] does when the file is missing (or present).
@@ -328,13 +308,316 @@ pub trait Fs: Send + Sync {
     fn boot_id(&self) -> [u8; 16];
 }
 
-/// The real file system.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RealFs;
+/// The real file system, reached only beneath one directory held open.
+///
+/// Every path handed to it must lie under `root` (the spool), and is walked
+/// from the descriptor of `root` one component at a time with `openat(2)`
+/// and `O_NOFOLLOW`: a directory or file inside the spool that someone
+/// swaps for a symlink (even between two calls, even with
+/// `renameat2(RENAME_EXCHANGE)`) is refused with ELOOP, never followed, so
+/// nothing outside the spool can be opened, created, renamed, unlinked or
+/// chmodded through it. Renames and unlinks are `renameat`/`unlinkat`
+/// relative to the directory the walk opened. Every file opened is checked
+/// on its descriptor (`fstat`): it must be a regular file (a FIFO or device
+/// planted in the spool would hang or mislead a reader; files are opened
+/// `O_NONBLOCK` so the open itself cannot hang), have one link (a hard link
+/// planted in the spool would make writes land in a file elsewhere), and
+/// in a private spool be owned by the user running spoolmq. A file created
+/// gets exactly [`file_mode`] by `fchmod`, whatever the umask.
+///
+/// The root itself is opened by its path and may be a symlink: the user
+/// chose it.
+#[derive(Debug)]
+pub struct RealFs {
+    root: PathBuf,
+    dir: OwnedFd,
+}
 
-/// The real file system, shared.
-pub fn real() -> Arc<dyn Fs> {
-    Arc::new(RealFs)
+/// The real file system beneath `root` (the spool directory), shared.
+pub fn real(root: &Path) -> io::Result<Arc<dyn Fs>> {
+    Ok(Arc::new(RealFs::beneath(root)?))
+}
+
+/// A directory reached by [`RealFs::walk`]: the root's descriptor, or one
+/// opened below it.
+enum Dir<'a> {
+    Root(BorrowedFd<'a>),
+    Below(OwnedFd),
+}
+
+impl Dir<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Root(fd) => *fd,
+            Dir::Below(fd) => fd.as_fd(),
+        }
+    }
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Retries a libc call interrupted by a signal; -1 becomes the OS error.
+fn retry(mut call: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
+    loop {
+        let rc = call();
+        if rc != -1 {
+            return Ok(rc);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, mode)`.
+pub fn open_at(
+    dir: BorrowedFd,
+    name: &OsStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let c = c_name(name)?;
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
+    // SAFETY: openat with a live descriptor and a NUL-terminated name; the
+    // descriptor returned is ours alone.
+    let fd = retry(|| unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint)
+    })?;
+    // SAFETY: fd was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstat` of an open descriptor.
+pub fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the buffer it is given, which is large enough.
+    retry(|| unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat returned 0, so the buffer is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`: the entry itself, never
+/// what a link points at.
+pub fn lstat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<libc::stat> {
+    let c = c_name(name)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: as in fstat, with a NUL-terminated name.
+    retry(|| unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: fstatat returned 0.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn file_type(st: &libc::stat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
+/// What a file of the spool may not be: the reason it is refused, if any.
+pub fn refuse_file(st: &libc::stat) -> Option<String> {
+    let kind = match file_type(st) {
+        libc::S_IFREG => None,
+        libc::S_IFDIR => Some("a directory"),
+        libc::S_IFIFO => Some("a FIFO"),
+        libc::S_IFSOCK => Some("a socket"),
+        libc::S_IFCHR | libc::S_IFBLK => Some("a device"),
+        libc::S_IFLNK => Some("a symbolic link"),
+        _ => Some("not a regular file"),
+    };
+    if let Some(kind) = kind {
+        return Some(format!(
+            "is {kind}, not a regular file; refused (someone may have planted it: remove it)"
+        ));
+    }
+    if st.st_nlink > 1 {
+        return Some(format!(
+            "has {} hard links; refused: a file of a spool has exactly one name (another name elsewhere would receive spoolmq's writes: remove this one)",
+            st.st_nlink
+        ));
+    }
+    refuse_owner(st)
+}
+
+/// In a private spool every entry belongs to the user running spoolmq.
+fn refuse_owner(st: &libc::stat) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    (!shared() && st.st_uid != me).then(|| {
+        format!(
+            "belongs to uid {}, not to you (uid {me}), in a private spool; refused",
+            st.st_uid
+        )
+    })
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, why)
+}
+
+/// An entry met where a directory was expected: a symlink is ELOOP (named
+/// as a planted link), anything else ENOTDIR.
+fn not_dir(dir: BorrowedFd, name: &OsStr) -> io::Error {
+    match lstat_at(dir, name) {
+        Ok(st) if file_type(&st) == libc::S_IFLNK => io::Error::from_raw_os_error(libc::ELOOP),
+        _ => io::Error::from_raw_os_error(libc::ENOTDIR),
+    }
+}
+
+/// Opens directory `name` in `dir`, never through a link.
+pub fn open_dir_at(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    match open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+            Err(not_dir(dir, name))
+        }
+        Err(e) => Err(e),
+        Ok(fd) => {
+            if let Some(why) = refuse_owner(&fstat(fd.as_fd())?) {
+                return Err(refused(why));
+            }
+            Ok(fd)
+        }
+    }
+}
+
+impl RealFs {
+    /// Opens `root` (following a link the user chose) and serves paths beneath it.
+    pub fn beneath(root: &Path) -> io::Result<RealFs> {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(root)?;
+        Ok(RealFs {
+            root: root.to_path_buf(),
+            dir: f.into(),
+        })
+    }
+
+    /// The root's descriptor.
+    pub fn root_fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// The components of `path` below the root; a path elsewhere (or with
+    /// `..`) is refused: the seam reaches nothing outside the spool.
+    fn components<'p>(&self, path: &'p Path) -> io::Result<Vec<&'p OsStr>> {
+        let outside = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("outside the spool {}", self.root.display()),
+            )
+        };
+        let rel = match path.strip_prefix(&self.root) {
+            Ok(rel) => rel,
+            // A queue directory named relative to the working directory.
+            Err(_) if self.root == Path::new(".") && path.is_relative() => path,
+            Err(_) => return Err(outside()),
+        };
+        let mut parts = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(n) => parts.push(n),
+                Component::CurDir => {}
+                _ => return Err(outside()),
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Walks to the directory `parts` names, from the root.
+    fn walk(&self, parts: &[&OsStr]) -> io::Result<Dir<'_>> {
+        let mut dir = Dir::Root(self.dir.as_fd());
+        for name in parts {
+            dir = Dir::Below(open_dir_at(dir.fd(), name)?);
+        }
+        Ok(dir)
+    }
+
+    /// The directory holding `path`'s last component, and that component.
+    fn parent<'p>(&self, path: &'p Path) -> io::Result<(Dir<'_>, &'p OsStr)> {
+        let parts = self.components(path)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the spool directory itself is not a file",
+            ));
+        };
+        Ok((self.walk(dirs)?, name))
+    }
+
+    /// The directory at `path` (the root itself included).
+    fn dir_at(&self, path: &Path) -> io::Result<Dir<'_>> {
+        self.walk(&self.components(path)?)
+    }
+
+    /// Opens a regular file of the spool for reading (`write` false) or
+    /// reading and writing, creating it as `how` says; checked as the
+    /// type's doc says.
+    pub fn open_file(&self, path: &Path, how: Open, write: bool) -> io::Result<File> {
+        let (dir, name) = self.parent(path)?;
+        let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
+        let create = |extra| {
+            open_at(
+                dir.fd(),
+                name,
+                access | libc::O_CREAT | libc::O_EXCL | extra,
+                file_mode(),
+            )
+        };
+        let (fd, created) = match how {
+            Open::Existing => (open_at(dir.fd(), name, access, 0)?, false),
+            Open::New => (create(0)?, true),
+            Open::OrCreate => match create(0) {
+                Ok(fd) => (fd, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    (open_at(dir.fd(), name, access, 0)?, false)
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let st = fstat(fd.as_fd())?;
+        if let Some(why) = refuse_file(&st) {
+            return Err(refused(why));
+        }
+        let file = File::from(fd);
+        if created && st.st_mode & 0o7777 != file_mode() {
+            // The umask took bits away (or a shared spool's group bits):
+            // the contract says 0600 (0660 shared) whatever the umask.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(file_mode()))?;
+        }
+        Ok(file)
+    }
+
+    /// Creates directory `path` with exactly [`dir_mode`] if missing and
+    /// returns it open; an existing one must be a real directory.
+    pub fn make_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        let (dir, name) = self.parent(path)?;
+        let c = c_name(name)?;
+        // SAFETY: mkdirat with a live descriptor and a NUL-terminated name.
+        let made = retry(|| unsafe {
+            libc::mkdirat(dir.fd().as_raw_fd(), c.as_ptr(), dir_mode() as libc::mode_t)
+        });
+        match made {
+            Ok(_) => {
+                let fd = open_dir_at(dir.fd(), name)?;
+                // The umask, and mkdir's dropping of setgid on some systems:
+                // set exactly the mode wanted, on the directory opened.
+                // SAFETY: fchmod on a descriptor we own.
+                retry(|| unsafe { libc::fchmod(fd.as_raw_fd(), dir_mode() as libc::mode_t) })?;
+                Ok(fd)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_dir_at(dir.fd(), name),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 struct RealFile(File);
@@ -351,7 +634,6 @@ impl FileIo for RealFile {
     }
     #[cfg(target_os = "linux")]
     fn start_writeback(&self, offset: u64, len: u64) {
-        use std::os::fd::AsRawFd;
         // SAFETY: sync_file_range on a descriptor we own, with plain integer
         // arguments; it touches no memory of ours.
         unsafe {
@@ -370,7 +652,6 @@ impl FileIo for RealFile {
         Ok(self.0.metadata()?.len())
     }
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<bool> {
-        use std::os::fd::AsRawFd;
         // SAFETY: fallocate on a descriptor we own, with plain integer arguments.
         let rc = unsafe {
             libc::fallocate(
@@ -386,43 +667,61 @@ impl FileIo for RealFile {
 
 impl Fs for RealFs {
     fn open(&self, path: &Path, how: Open) -> io::Result<Arc<dyn FileIo>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(how == Open::OrCreate)
-            .create_new(how == Open::New)
-            .mode(file_mode())
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        Ok(Arc::new(RealFile(f)))
+        Ok(Arc::new(RealFile(self.open_file(path, how, true)?)))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        let (dir, name) = self.parent(path)?;
+        let c = c_name(name)?;
+        // SAFETY: unlinkat with a live descriptor and a NUL-terminated name.
+        retry(|| unsafe { libc::unlinkat(dir.fd().as_raw_fd(), c.as_ptr(), 0) }).map(drop)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        let (from_dir, from_name) = self.parent(from)?;
+        let (to_dir, to_name) = self.parent(to)?;
+        let (a, b) = (c_name(from_name)?, c_name(to_name)?);
+        // SAFETY: renameat with live descriptors and NUL-terminated names.
+        retry(|| unsafe {
+            libc::renameat(
+                from_dir.fd().as_raw_fd(),
+                a.as_ptr(),
+                to_dir.fd().as_raw_fd(),
+                b.as_ptr(),
+            )
+        })
+        .map(drop)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        File::open(dir)?.sync_all()
+        let d = self.dir_at(dir)?;
+        // SAFETY: fsync on a live descriptor.
+        retry(|| unsafe { libc::fsync(d.fd().as_raw_fd()) }).map(drop)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        path.try_exists()
+        let parts = self.components(path)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Ok(true);
+        };
+        let dir = match self.walk(dirs) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match lstat_at(dir.fd(), name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        let d = self.dir_at(dir)?;
+        list_dir(d.fd())
     }
     fn mkdir(&self, dir: &Path) -> io::Result<()> {
-        mkdir_nofollow(dir)
+        self.make_dir(dir).map(drop)
     }
     fn lock(&self, path: &Path, create: bool) -> io::Result<Option<Box<dyn Send>>> {
-        let guard = QueueLock::acquire(path, create).map_err(io::Error::other)?;
-        Ok(guard.map(|g| Box::new(g) as Box<dyn Send>))
+        Ok(self
+            .lock_file(path, create, true)?
+            .map(|g| Box::new(g) as Box<dyn Send>))
     }
     fn boot_id(&self) -> [u8; 16] {
         let mut id = [0u8; 16];
@@ -438,6 +737,71 @@ impl Fs for RealFs {
         }
         id
     }
+}
+
+impl RealFs {
+    /// Takes the lock on `path` (exclusive or shared), creating the lock
+    /// file with `create`; `None` if it is missing. Opened read-only when
+    /// it exists: closing a file opened for writing is an inotify event in
+    /// its directory, which would wake `pop --wait`ers for nothing.
+    pub fn lock_file(
+        &self,
+        path: &Path,
+        create: bool,
+        exclusive: bool,
+    ) -> io::Result<Option<QueueLock>> {
+        let file = match self.open_file(path, Open::Existing, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                self.open_file(path, Open::OrCreate, true)?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        QueueLock::hold(file, exclusive).map(Some)
+    }
+}
+
+/// The names of the entries of the open directory `dir` (not `.`, `..`,
+/// nor names that are not UTF-8, which spoolmq never writes).
+pub fn list_dir(dir: BorrowedFd) -> io::Result<Vec<String>> {
+    // fdopendir takes the descriptor over: give it a duplicate.
+    let dup = dir.try_clone_to_owned()?;
+    // SAFETY: fdopendir on a descriptor we own; on success the DIR owns it.
+    let d = unsafe { libc::fdopendir(dup.as_raw_fd()) };
+    if d.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    std::mem::forget(dup);
+    // The duplicate shares the original's position: start from the top.
+    // SAFETY: rewinddir on the DIR opened above.
+    unsafe { libc::rewinddir(d) };
+    let mut names = Vec::new();
+    let result = loop {
+        // SAFETY: readdir on the DIR opened above; errno is cleared first
+        // so that the end of the directory can be told from an error.
+        unsafe { *libc::__errno_location() = 0 };
+        let entry = unsafe { libc::readdir(d) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error() == Some(0) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: d_name is a NUL-terminated name inside the entry.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if let Ok(name) = name.to_str()
+            && name != "."
+            && name != ".."
+        {
+            names.push(name.to_string());
+        }
+    };
+    // SAFETY: closedir on the DIR opened above, once.
+    unsafe { libc::closedir(d) };
+    result.map(|()| names)
 }
 
 #[cfg(test)]

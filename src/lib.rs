@@ -12,7 +12,8 @@
 //! | [`fsstore`] | the file store: write order, fsyncs, recovery |
 //! | [`sqlstore`] | the SQLite store: one database per spool, a row per message |
 //! | [`pgstore`] | the PostgreSQL store: queues shared by many hosts |
-//! | [`io`] | the I/O seam (real file system, or [`simfs`] in tests) |
+//! | [`io`] | the I/O seam: the spool reached beneath a held directory, no links followed (or [`simfs`] in tests) |
+//! | [`overlay`] | read-only commands: reads from the spool, writes kept in memory |
 //! | [`store`] | the seam between queue logic and storage |
 //! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
 //! | [`ids`] | message ids and receipts: unguessable, parsed back exactly |
@@ -50,6 +51,7 @@ pub mod migrate;
 #[cfg(test)]
 mod model_test;
 pub mod output;
+pub mod overlay;
 pub mod pgstore;
 #[cfg(test)]
 mod power_loss;

@@ -1,16 +1,17 @@
-//! The queue lock: an exclusive `flock` (via fs2) on `QUEUE/lock`.
+//! The queue and spool locks: `flock` (via fs2) on an open lock file.
 //!
-//! Every command holds it for its short critical section only: from opening
-//! the queue's files to the last write of the operation. It is never held
-//! while `pop --wait` sleeps or while `exec` runs the user's command. The
-//! kernel drops a flock when its holder dies, so `kill -9` never leaves a
-//! queue locked.
+//! Every command holds a queue's lock (`QUEUE/lock`, exclusive) for its
+//! short critical section only: from opening the queue's files to the last
+//! write of the operation. It is never held while `pop --wait` sleeps or
+//! while `exec` runs the user's command. The spool lock (`.spool.lock`) is
+//! shared by fs commands and exclusive for the sqlite store and `migrate`.
+//! The kernel drops a flock when its holder dies, so `kill -9` never leaves
+//! a queue locked. The lock file is opened by the I/O seam
+//! ([`crate::io::RealFs::lock_file`]), never by path here.
 
-use crate::error::{Error, IoContext, Result};
 use fs2::FileExt;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs::File;
+use std::io;
 
 /// A held lock; released when dropped.
 #[derive(Debug)]
@@ -19,41 +20,14 @@ pub struct QueueLock {
 }
 
 impl QueueLock {
-    /// Locks `path`, creating the lock file (0600) if `create` and it is missing.
-    /// Returns `None` if it is missing and `create` is false.
-    pub fn acquire(path: &Path, create: bool) -> Result<Option<QueueLock>> {
-        QueueLock::acquire_mode(path, create, true)
-    }
-
-    /// [`QueueLock::acquire`], shared (many holders) unless `exclusive`.
-    pub fn acquire_mode(path: &Path, create: bool, exclusive: bool) -> Result<Option<QueueLock>> {
-        // Read-only when it exists: closing a file opened for writing is an
-        // inotify event in its directory, which would wake `pop --wait`ers
-        // watching it (the waiter itself included) for nothing.
-        let open = |write: bool| {
-            OpenOptions::new()
-                .read(true)
-                .write(write)
-                .create(write)
-                .truncate(false)
-                .mode(crate::io::file_mode())
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-        };
-        let file = match open(false) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-                open(true).map_err(|e| Error::io("create lock file", path, e))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open lock file", path, e)),
-        };
+    /// Locks the open lock file: exclusive, or shared (many holders).
+    pub fn hold(file: File, exclusive: bool) -> io::Result<QueueLock> {
         if exclusive {
-            file.lock_exclusive().ctx("lock", path)?;
+            file.lock_exclusive()?;
         } else {
-            file.lock_shared().ctx("lock", path)?;
+            file.lock_shared()?;
         }
-        Ok(Some(QueueLock { file }))
+        Ok(QueueLock { file })
     }
 }
 

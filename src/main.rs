@@ -430,7 +430,7 @@ fn run_command(
             }
             for name in spool.queues()? {
                 // Damaged queues are listed; never-pushed leftovers are not.
-                if let Ok(None) = Queue::open(&spool, &name, false) {
+                if let Ok(None) = Queue::open_read_only(&spool, &name) {
                     continue;
                 }
                 if json {
@@ -441,7 +441,7 @@ fn run_command(
             }
         }
         Command::Peek(Lazy(a)) => {
-            let Some(mut q) = Queue::open(&spool, &a.queue, false)? else {
+            let Some(mut q) = Queue::open_read_only(&spool, &a.queue)? else {
                 return Ok(());
             };
             let r = q.peek(a.count as usize, now_ms());
@@ -535,7 +535,8 @@ fn run_command(
             }
         }
         Command::Export(Lazy(a)) => {
-            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let mut q = Queue::open_read_only(&spool, &a.queue)?
+                .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
             let r = q.export(now_ms());
             flush_notices(&mut q);
             drop(q);
@@ -619,7 +620,7 @@ fn collect_stats(spool: &Spool, queue: Option<&str>) -> Result<Vec<spoolmq::queu
     };
     let mut rows = Vec::new();
     for name in names {
-        let mut q = match Queue::open(spool, &name, false)? {
+        let mut q = match Queue::open_read_only(spool, &name)? {
             Some(q) => q,
             None if queue.is_none() => continue,
             None => return Err(Error::NoSuchQueue(name)),
@@ -720,8 +721,7 @@ fn run_fsck(
         input::queue_name(name)?;
         bar.set_message(name.clone());
         bar.tick();
-        let fs = spoolmq::io::real();
-        let (first, second) = fsck::run(&fs, spool, name, repair)?;
+        let (first, second) = fsck::run(spool, name, repair)?;
         first.notes.iter().cloned().for_each(warn);
         records += first.records;
         found += first.problems.len();

@@ -148,7 +148,7 @@ fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
         // Never in a directory.
         StoreKind::Postgres => return Ok(()),
     }
-    sync_dir(&crate::io::RealFs, root)
+    sync_dir(&crate::spool::root_fs(root)?, root)
 }
 
 /// Converts `spool` to the `to` store, in place or into `into`.
@@ -241,16 +241,21 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
     crate::failpoint::hit("migrate.after-copy");
     // Move the new store in (nothing of it is in use until .store says so).
     remove_store_files(root, to)?;
+    use crate::io::Fs;
+    // Renamed through the spool's I/O seam: relative to directories held
+    // open, never through a link planted in the spool.
+    let fs = crate::spool::root_fs(root)?;
     match to {
         StoreKind::Fs => {
             for name in dst.queue_dirs()? {
-                std::fs::rename(staging.join(&name), root.join(&name))
+                fs.rename(&staging.join(&name), &root.join(&name))
                     .ctx("move into the spool", &root.join(&name))?;
             }
         }
         StoreKind::Sqlite => {
             let db = sqlstore::db_path(&staging);
-            std::fs::rename(&db, sqlstore::db_path(root)).ctx("move into the spool", &db)?;
+            fs.rename(&db, &sqlstore::db_path(root))
+                .ctx("move into the spool", &db)?;
         }
         StoreKind::Postgres => {
             return Err(Error::Runtime(
@@ -258,7 +263,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
             ));
         }
     }
-    sync_dir(&crate::io::RealFs, root)?;
+    sync_dir(&fs, root)?;
     crate::failpoint::hit("migrate.before-switch");
     spool::replace_kind(root, to)?;
     crate::failpoint::hit("migrate.after-switch");

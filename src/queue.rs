@@ -201,6 +201,18 @@ impl Queue {
     /// Opens queue `name` (already validated). With `create`, the spool and
     /// the queue are created if missing; without, `Ok(None)` if it does not exist.
     pub fn open(spool: &Spool, name: &str, create: bool) -> Result<Option<Queue>> {
+        Queue::open_as(spool, name, create, false)
+    }
+
+    /// Opens queue `name` for a command that only reads (`stats`, `peek`,
+    /// `list`, `export`): the fs store is opened through
+    /// [`crate::overlay::ReadOnlyFs`], so nothing on disk is written, even by
+    /// recovery, and a spool on a read-only mount can be read.
+    pub fn open_read_only(spool: &Spool, name: &str) -> Result<Option<Queue>> {
+        Queue::open_as(spool, name, false, true)
+    }
+
+    fn open_as(spool: &Spool, name: &str, create: bool, read_only: bool) -> Result<Option<Queue>> {
         if create {
             spool.create()?;
         } else if !spool.exists()? {
@@ -209,7 +221,7 @@ impl Queue {
         // The sqlite store relies on the spool lock (its pop reads, then
         // commits), so even a read-only command makes a missing lock file.
         let sqlite = spool.kind == StoreKind::Sqlite;
-        let lock = spool.lock(create || sqlite, sqlite)?;
+        let lock = spool.lock(create || (sqlite && !read_only), sqlite)?;
         let store: Box<dyn Store> = match spool.kind {
             StoreKind::Fs => {
                 let dir = if create {
@@ -217,7 +229,12 @@ impl Queue {
                 } else {
                     spool.existing_queue_dir(name)?
                 };
-                match FsStore::open(&dir, create)? {
+                let opened = if read_only {
+                    FsStore::open_read_only(&dir)?
+                } else {
+                    FsStore::open(&dir, create)?
+                };
+                match opened {
                     Some(s) => Box::new(s),
                     None => return Ok(None),
                 }

@@ -208,7 +208,8 @@ impl Spool {
             return Ok(None);
         }
         let path = self.root.join(LOCK_FILE);
-        let Some(lock) = crate::lock::QueueLock::acquire_mode(&path, create, exclusive)? else {
+        let fs = root_fs(&self.root)?;
+        let Some(lock) = fs.lock_file(&path, create, exclusive).ctx("lock", &path)? else {
             return Ok(None);
         };
         match recorded_kind(&self.root)? {
@@ -228,6 +229,9 @@ impl Spool {
 
     /// The directory of an existing queue `name`: refused if it is a symlink.
     pub fn existing_queue_dir(&self, name: &str) -> Result<PathBuf> {
+        // Only a first check, for the message: every file in the queue is
+        // reached through crate::io::RealFs, which refuses a link whenever
+        // it meets one.
         let dir = self.queue_dir(name);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() => Err(Error::symlink(&dir)),
@@ -274,18 +278,18 @@ impl Spool {
         if !self.exists()? {
             return Ok(Vec::new());
         }
+        use crate::io::Fs;
+        let fs = root_fs(&self.root)?;
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.root).ctx("list spool", &self.root)? {
-            let entry = entry.ctx("list spool", &self.root)?;
-            let Ok(name) = entry.file_name().into_string() else {
+        for name in fs.list(&self.root).ctx("list spool", &self.root)? {
+            if input::queue_name(&name).is_err() {
                 continue;
-            };
-            if input::queue_name(&name).is_ok() && entry.file_type().is_ok_and(|t| t.is_symlink()) {
-                return Err(Error::symlink(&entry.path()));
             }
-            if input::queue_name(&name).is_ok()
-                && crate::fsstore::FsStore::is_queue(&crate::io::RealFs, &entry.path())?
-            {
+            let dir = self.root.join(&name);
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::symlink(&dir));
+            }
+            if crate::fsstore::FsStore::is_queue(&fs, &dir)? {
                 names.push(name);
             }
         }
@@ -351,7 +355,7 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
         });
     let _ = std::fs::remove_file(&tmp);
     written?;
-    sync_dir(&crate::io::RealFs, root)?;
+    sync_dir(&crate::spool::root_fs(root)?, root)?;
     match recorded_kind(root)? {
         Some(k) if k == kind => Ok(()),
         Some(k) => Err(Error::usage(format!(
@@ -371,13 +375,9 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
 /// fsyncs it, before it is linked or renamed into place.
 fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(crate::io::file_mode())
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(tmp)
+    let root = tmp.parent().unwrap_or(Path::new("."));
+    let mut f = root_fs(root)?
+        .open_file(tmp, crate::io::Open::New, true)
         .ctx("create", tmp)?;
     f.write_all(format!("{}\n", kind.name()).as_bytes())
         .ctx("write", tmp)?;
@@ -392,42 +392,54 @@ pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
     let _ = std::fs::remove_file(&tmp);
     write_kind_file(&tmp, kind)?;
     std::fs::rename(&tmp, &path).ctx("rename", &path)?;
-    sync_dir(&crate::io::RealFs, root)
+    sync_dir(&crate::spool::root_fs(root)?, root)
 }
 
 fn not_a_dir(p: &Path) -> Error {
     Error::Runtime(format!("{}: not a directory", p.display()))
 }
 
-/// Creates `dir` (mode 0700, or 2770 in a shared spool) if it is missing
-/// and fsyncs its parent. `parents`: `dir` is the spool, whose missing
-/// ancestors are created too (with default modes) and which may be reached
-/// through a symlink the user chose; without, `dir` is inside the spool and
-/// must not be a symlink.
+/// The I/O seam rooted at the spool `root`: every file and directory in
+/// the spool is reached through it ([`crate::io::RealFs`]).
+pub fn root_fs(root: &Path) -> Result<crate::io::RealFs> {
+    crate::io::RealFs::beneath(root).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTDIR) => not_a_dir(root),
+        _ => Error::io("open spool", root, e),
+    })
+}
+
+/// Creates `dir` (mode 0700, or 2770 in a shared spool, whatever the
+/// umask) if it is missing and fsyncs its parent. `parents`: `dir` is the
+/// spool, whose missing ancestors are created too (with default modes) and
+/// which may be reached through a symlink the user chose; without, `dir` is
+/// a queue directory, made through the spool's [`root_fs`], so that a link
+/// planted in its place is refused and never followed.
 fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
-    let found = if parents {
-        std::fs::metadata(dir)
-    } else {
-        std::fs::symlink_metadata(dir)
-    };
-    match found {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parents {
+        use crate::io::Fs;
+        let fs = root_fs(parent)?;
+        if fs.exists(dir).ctx("open directory", dir)? {
+            fs.make_dir(dir).ctx("open directory", dir)?;
+            return Ok(());
+        }
+        fs.make_dir(dir).ctx("create directory", dir)?;
+        return sync_dir(&fs, parent);
+    }
+    match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(()),
-        Ok(m) if m.file_type().is_symlink() => return Err(Error::symlink(dir)),
         Ok(_) => return Err(not_a_dir(dir)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(not_a_dir(dir)),
         Err(e) => return Err(Error::io("open directory", dir, e)),
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if parents {
-        std::fs::create_dir_all(parent).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTDIR) | Some(libc::EEXIST) => not_a_dir(parent),
-            _ => Error::io("create directory", parent, e),
-        })?;
-    }
+    std::fs::create_dir_all(parent).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTDIR) | Some(libc::EEXIST) => not_a_dir(parent),
+        _ => Error::io("create directory", parent, e),
+    })?;
     let mode = crate::io::dir_mode();
     match std::fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
@@ -436,9 +448,17 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
         Err(e) => return Err(Error::io("create directory", dir, e)),
     }
     // The umask may have taken bits away; the contract wants exactly 0700.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).ctx("chmod", dir)?;
-    sync_dir(&crate::io::RealFs, parent)
+    // Changed on the directory just made, opened without following a link.
+    let made = root_fs(dir)?;
+    // SAFETY: fchmod on a descriptor the RealFs holds.
+    let rc = unsafe {
+        use std::os::fd::AsRawFd;
+        libc::fchmod(made.root_fd().as_raw_fd(), mode as libc::mode_t)
+    };
+    if rc != 0 {
+        return Err(Error::io("chmod", dir, std::io::Error::last_os_error()));
+    }
+    sync_dir(&root_fs(parent)?, parent)
 }
 
 /// Who may use a spool directory.
@@ -559,7 +579,7 @@ pub fn check_access(root: &Path) -> Result<Access> {
 /// directories 2770 (setgid, so new files keep the group), files 0660.
 /// Returns what it did, for the user.
 pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let root = &spool.root;
     let d = root.display();
     let Some(group) = group else {
@@ -614,40 +634,124 @@ pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
     crate::io::set_shared(true);
     mkdir_durable(root, true)?;
     // The spool first (so what follows is created with its group), then
-    // everything in it; links are refused, never followed.
-    let mut entries = vec![root.to_path_buf()];
-    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
-        let e = e.map_err(|e| Error::Runtime(format!("{d}: {e}")))?;
-        if e.file_type().is_symlink() {
-            return Err(Error::symlink(e.path()));
-        }
-        entries.push(e.into_path());
-    }
-    for (i, p) in entries.iter().enumerate() {
-        // Changed through a descriptor opened without following a link (the
-        // spool itself may be one the user chose), so an entry swapped for a
-        // link after the walk is refused rather than followed.
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(if i == 0 { 0 } else { libc::O_NOFOLLOW })
-            .open(p)
-            .ctx("open", p)?;
-        std::os::unix::fs::fchown(&f, None, Some(gid)).ctx("chgrp", p)?;
-        let mode = if f.metadata().ctx("stat", p)?.is_dir() {
-            0o2770
-        } else {
-            0o660
-        };
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .ctx("chmod", p)?;
-    }
+    // everything in it, walked through directory descriptors: links are
+    // refused, never followed (see share_tree). Every entry is checked
+    // before any is changed; one already shared is left alone, so a run cut
+    // short is finished by running it again.
+    let fs = root_fs(root)?;
+    share_tree(fs.root_fd(), root, gid, me, false)?;
+    share_tree(fs.root_fd(), root, gid, me, true)?;
     spool.create()?;
-    sync_dir(&crate::io::RealFs, root)?;
+    sync_dir(&fs, root)?;
     let group = group_name(gid);
     Ok(format!(
         "spool {d} is shared with group {group}: directories 2770, files 0660; every member of {group} can push and pop, nobody else can"
     ))
+}
+
+/// Shares the directory `dir` (at `path`, for messages) and everything
+/// beneath it with group `gid`: directories 2770, files 0660, each changed
+/// through a descriptor opened relative to its directory's descriptor with
+/// `O_NOFOLLOW` and checked to be the entry the listing saw (device and
+/// inode), so that swapping a directory for a link during the walk, even
+/// with `renameat2(RENAME_EXCHANGE)`, reaches nothing outside the spool.
+/// Refused (the whole command, before anything is changed when `apply` is
+/// false): a symlink, a FIFO, socket or device, a file with more than one
+/// link (its other name may be anywhere), and an entry that `me` may not
+/// change (another user's, unless `me` is root) that is not shared already.
+fn share_tree(
+    dir: std::os::fd::BorrowedFd,
+    path: &Path,
+    gid: u32,
+    me: u32,
+    apply: bool,
+) -> Result<()> {
+    use crate::io::{fstat, open_dir_at, refuse_file};
+    use std::os::fd::AsFd;
+    let st = fstat(dir).ctx("stat", path)?;
+    share_entry(dir, &st, path, gid, me, true, apply)?;
+    for name in crate::io::list_dir(dir).ctx("list", path)? {
+        let p = path.join(&name);
+        let name = std::ffi::OsStr::new(&name);
+        let seen = crate::io::lstat_at(dir, name).ctx("stat", &p)?;
+        match seen.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                let sub = open_dir_at(dir, name).ctx("open", &p)?;
+                let now = fstat(sub.as_fd()).ctx("stat", &p)?;
+                if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino) {
+                    return Err(Error::Runtime(format!(
+                        "{}: replaced while being shared; refused (someone is changing the spool: run init again)",
+                        p.display()
+                    )));
+                }
+                share_tree(sub.as_fd(), &p, gid, me, apply)?;
+            }
+            libc::S_IFLNK => return Err(Error::symlink(&p)),
+            _ => {
+                if !needs_sharing(&seen, gid, false) {
+                    continue;
+                }
+                if let Some(why) = refuse_file(&seen) {
+                    return Err(Error::Runtime(format!("{}: {why}", p.display())));
+                }
+                let f = crate::io::open_at(dir, name, libc::O_RDONLY, 0).ctx("open", &p)?;
+                let now = fstat(f.as_fd()).ctx("stat", &p)?;
+                if let Some(why) = refuse_file(&now) {
+                    return Err(Error::Runtime(format!("{}: {why}", p.display())));
+                }
+                if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino) {
+                    return Err(Error::Runtime(format!(
+                        "{}: replaced while being shared; refused (someone is changing the spool: run init again)",
+                        p.display()
+                    )));
+                }
+                share_entry(f.as_fd(), &now, &p, gid, me, false, apply)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an entry is not yet of group `gid` with the shared mode.
+fn needs_sharing(st: &libc::stat, gid: u32, is_dir: bool) -> bool {
+    let mode = if is_dir { 0o2770 } else { 0o660 };
+    st.st_gid != gid || st.st_mode & 0o7777 != mode
+}
+
+/// Checks (and with `apply`, makes) one open entry shared with `gid`.
+fn share_entry(
+    fd: std::os::fd::BorrowedFd,
+    st: &libc::stat,
+    path: &Path,
+    gid: u32,
+    me: u32,
+    is_dir: bool,
+    apply: bool,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mode = if is_dir { 0o2770 } else { 0o660 };
+    if !needs_sharing(st, gid, is_dir) {
+        return Ok(());
+    }
+    if me != 0 && st.st_uid != me {
+        return Err(Error::Runtime(format!(
+            "{}: belongs to {} and is not shared yet; only its owner or root can change it, so nothing was changed (ask root to run this init)",
+            path.display(),
+            user_name(st.st_uid)
+        )));
+    }
+    if !apply {
+        return Ok(());
+    }
+    // SAFETY: fchown and fchmod on a descriptor opened above.
+    if unsafe { libc::fchown(fd.as_raw_fd(), u32::MAX, gid) } != 0 {
+        return Err(Error::io("chgrp", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode) } != 0 {
+        return Err(Error::io("chmod", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

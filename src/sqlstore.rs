@@ -40,10 +40,10 @@
 
 use crate::crypt::KeyId;
 use crate::error::{Error, IoContext, Result};
+use crate::io::Open;
 use crate::segment::sync_dir;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -160,38 +160,34 @@ impl<T> SqlContext<T> for rusqlite::Result<T> {
 /// is false.
 pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
     let path = db_path(root);
+    // The database and its companions are checked through the spool's I/O
+    // seam (crate::io::RealFs): a link, a FIFO, a file with a second name
+    // or another user's file in a private spool is refused before SQLite
+    // opens anything by name (it also refuses links: SQLITE_OPEN_NOFOLLOW).
+    let fs = crate::spool::root_fs(root)?;
     if create {
         // Made here rather than by SQLite so that it is 0600 whatever the umask
         // (SQLite gives the WAL and shm files the same mode) and its directory
         // entry is durable before anything is stored in it.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(crate::io::file_mode())
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-        {
+        match fs.open_file(&path, Open::New, true) {
             Ok(f) => {
                 f.sync_all().ctx("sync", &path)?;
-                sync_dir(&crate::io::RealFs, root)?;
+                sync_dir(&fs, root)?;
                 ring(root);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("create", &path, e)),
         }
-    } else {
-        match std::fs::symlink_metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", &path, e)),
-        }
     }
-    // SQLite refuses links itself (SQLITE_OPEN_NOFOLLOW), but only as
-    // "unable to open database file": name the planted link instead.
     for suffix in ["", "-wal", "-shm"] {
         let p = root.join(format!("{DB_FILE}{suffix}"));
-        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::symlink(&p));
+        match fs.open_file(&p, Open::Existing, false) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && suffix.is_empty() => {
+                return Ok(None);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("open", &p, e)),
         }
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -252,13 +248,8 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
 fn ring(root: &Path) {
     use std::os::unix::fs::FileExt;
     let bell = root.join(BELL_FILE);
-    if let Ok(f) = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(crate::io::file_mode())
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&bell)
+    if let Ok(fs) = crate::io::RealFs::beneath(root)
+        && let Ok(f) = fs.open_file(&bell, Open::OrCreate, true)
     {
         let _ = f.write_at(b"!", 0);
     }

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 #[test]
 fn a_failed_open_says_open_and_a_failed_create_says_create() {
     let tmp = TempDir::new().unwrap();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     let missing = tmp.path().join("missing.seg");
     match segment::open_rw(&*fs, &missing) {
         Err(Error::Io { what, path, .. }) => {
@@ -51,7 +51,7 @@ fn segment_claiming(tmp: &TempDir, body_len: u32) -> std::path::PathBuf {
 #[test]
 fn reading_a_record_of_more_than_1_gib_is_refused_before_any_read() {
     let tmp = TempDir::new().unwrap();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     for claim in [MAX_BODY as u32 + 1, u32::MAX] {
         let p = segment_claiming(&tmp, claim);
         let f = segment::open_rw(&*fs, &p).unwrap();
@@ -63,7 +63,7 @@ fn reading_a_record_of_more_than_1_gib_is_refused_before_any_read() {
 #[test]
 fn a_record_of_exactly_1_gib_is_read_and_a_missing_body_is_a_torn_write() {
     let tmp = TempDir::new().unwrap();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     let claim = MAX_BODY as u32;
     let p = segment_claiming(&tmp, claim);
     let f = segment::open_rw(&*fs, &p).unwrap();
@@ -198,7 +198,7 @@ fn garbage_between_two_records_is_reported_with_its_exact_extent() {
 fn a_rewrite_keeps_the_good_records_and_quarantines_exactly_the_damaged_bytes() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     let mut file = record::segment_header(77).to_vec();
     let r1 = rec(1, b"one");
     file.extend_from_slice(&r1);
@@ -246,7 +246,7 @@ fn a_rewrite_keeps_the_good_records_and_quarantines_exactly_the_damaged_bytes() 
 fn a_rewrite_of_a_segment_with_nothing_damaged_makes_no_quarantine() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     let mut file = record::segment_header(3).to_vec();
     file.extend(rec(1, b"a"));
     file.extend(rec(2, b"b"));
@@ -263,7 +263,7 @@ fn a_rewrite_of_a_segment_with_nothing_damaged_makes_no_quarantine() {
 fn the_salt_comes_from_the_first_segment_whose_header_checks_out() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
-    let fs = io::real();
+    let fs = io::real(tmp.path()).unwrap();
     assert_eq!(segment::find_salt(&*fs, dir).unwrap(), None);
     // Segment 1: damaged header; segment 5: good (salt 0xabc); segment 9: another salt.
     let mut bad = record::segment_header(0x111).to_vec();
