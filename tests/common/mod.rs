@@ -357,6 +357,20 @@ impl Spool {
         cmd
     }
 
+    /// `spoolmq` run in the scratch directory with the spool named only on
+    /// the command line, as a user would type it: `--dir spool` (relative)
+    /// or, for the postgres store, `--url URL` with no `SPOOLMQ_URL`.
+    pub fn cmd_with_spool_flag(&self) -> Command {
+        let mut cmd = bare_spoolmq();
+        match self.url() {
+            Some(url) => cmd.arg("--url").arg(url),
+            None => cmd.arg("--dir").arg("spool"),
+        };
+        cmd.current_dir(self.tmp.path())
+            .env("HOME", self.tmp.path().join("home"));
+        cmd
+    }
+
     /// The same as `cmd()`, as a plain `std::process::Command` (stdin null) for spawning.
     pub fn std_cmd(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(BIN);
