@@ -546,13 +546,14 @@ fn run_command(
         Command::Import(Lazy(a)) => {
             // Read and check everything before touching the queue: all or nothing.
             let mut msgs = Vec::new();
+            let now = now_ms();
             let stdin = std::io::stdin();
             for (i, line) in std::io::BufRead::lines(stdin.lock()).enumerate() {
                 let line = line.ctx("read", Path::new("<stdin>"))?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let m = output::parse_exported(&line).map_err(|e| {
+                let m = output::parse_exported(&line, now).map_err(|e| {
                     Error::Runtime(format!("<stdin>: line {}: {e}; nothing imported", i + 1))
                 })?;
                 msgs.push(m);
