@@ -284,3 +284,27 @@ fn the_command_reaches_the_same_spool_from_another_directory() {
         }
     }
 }
+
+#[test]
+fn exec_with_stdout_closed_still_runs_the_command_and_acks() {
+    // Only pop's own output needs stdout; exec prints nothing.
+    let s = Spool::new();
+    s.push("q", &["job"]);
+    let scratch = s.scratch().to_str().unwrap().to_string();
+    s.run_redirected(
+        ">&-",
+        &[
+            "exec",
+            "q",
+            "--",
+            "sh",
+            "-c",
+            r#"cat > "$1/body""#,
+            "sh",
+            &scratch,
+        ],
+    )
+    .ok();
+    assert_eq!(read(&s, "body"), "job");
+    assert_counts(&s.stats("q"), &[("acked", 1), ("ready", 0), ("leased", 0)]);
+}

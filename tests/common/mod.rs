@@ -393,6 +393,28 @@ impl Spool {
         run(self.cmd().args(args))
     }
 
+    /// `spoolmq ARGS REDIRECT` run by `sh -c 'exec "$0" "$@" REDIRECT'`, so
+    /// the shell sets up the descriptors as a user's would (`>&-`, `<&-`,
+    /// `>/dev/full`, `</dev/null`).
+    pub fn run_redirected(&self, redirect: &str, args: &[&str]) -> Out {
+        let inner = self.std_cmd();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("exec \"$0\" \"$@\" {redirect}"))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .args(args);
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let mut cmd = Command::from_std(sh);
+        cmd.timeout(RUN_TIMEOUT);
+        run(&mut cmd)
+    }
+
     pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
         run(self.cmd().args(args).write_stdin(stdin.to_vec()))
     }
@@ -553,6 +575,23 @@ impl Bg {
         cmd.stdout(out.try_clone().unwrap())
             .stderr(err.try_clone().unwrap());
         let child = cmd.spawn().expect("spoolmq could be spawned");
+        Bg {
+            child: Some(child),
+            out,
+            err,
+            what,
+            started: Instant::now(),
+        }
+    }
+
+    /// As [`Bg::spawn`], but `cmd` keeps the stdout it was given.
+    pub fn spawn_with_stdout(mut cmd: std::process::Command, what: String) -> Bg {
+        let out = tempfile::tempfile().expect("temp file");
+        let err = tempfile::tempfile().expect("temp file");
+        cmd.stderr(err.try_clone().unwrap());
+        let child = cmd.spawn().expect("spoolmq could be spawned");
+        // The parent's copy of a pipe end given as stdout goes with `cmd`.
+        drop(cmd);
         Bg {
             child: Some(child),
             out,
