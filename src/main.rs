@@ -193,6 +193,7 @@ fn give_back(
     e: std::io::Error,
 ) -> Error {
     let receipts: Vec<String> = lost.iter().map(|d| d.receipt.clone()).collect();
+    let e = Error::io("write", Path::new("<stdout>"), e);
     let n = lost.len();
     let them = if n == 1 { "it was" } else { "they were" };
     let done = Queue::open_existing(spool, queue).and_then(|mut q| {
@@ -202,11 +203,11 @@ fn give_back(
     });
     match done {
         Ok(_) => Error::Runtime(format!(
-            "writing output: {e}; {n} popped message{} not written, so {them} given back (ready again, the attempt not counted)",
+            "{e}; {n} popped message{} not written, so {them} given back (ready again, the attempt not counted)",
             if n == 1 { "" } else { "s" }
         )),
         Err(g) => Error::Runtime(format!(
-            "writing output: {e}; {n} popped message{} not written and could not be given back ({g}): delivered again when the lease ends",
+            "{e}; {n} popped message{} not written and could not be given back ({g}): delivered again when the lease ends",
             if n == 1 { "" } else { "s" }
         )),
     }
