@@ -111,8 +111,11 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
     // One process of this binary per worker, each with its share of the messages.
     let worker = |role: &str, share: u64, piped: bool| {
         let mut cmd = Command::new(&exe);
-        cmd.arg("--dir")
-            .arg(&spool.root)
+        // The spool in the environment: a URL (and its password) must not
+        // go on a command line, and SPOOLMQ_DIR is made absolute.
+        cmd.env_remove("SPOOLMQ_DIR")
+            .env_remove("SPOOLMQ_URL")
+            .envs(exec::spool_env(spool))
             .args(["bench-worker", role, &name])
             .arg(share.to_string())
             .arg(req.size.to_string());

@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result};
 use crate::queue::{Delivery, Queue, now_ms};
-use crate::spool::Spool;
+use crate::spool::{Spool, StoreKind};
 use crate::wake::Watch;
 use std::ffi::OsString;
 use std::io::Write;
@@ -140,6 +140,29 @@ fn describe(status: &ExitStatus) -> String {
     }
 }
 
+/// The environment that tells a child process which spool this is, so that
+/// a `spoolmq` it runs (`spoolmq extend "$SPOOLMQ_QUEUE" "$SPOOLMQ_RECEIPT"`)
+/// reaches this spool from whatever directory it is in: `SPOOLMQ_URL` for a
+/// PostgreSQL spool (in the environment, which only the same user can read,
+/// never on a command line, where `ps` would show a password in it), else
+/// `SPOOLMQ_DIR` as an absolute path. The caller removes both variables
+/// first, so a PostgreSQL spool's child gets no `SPOOLMQ_DIR`.
+///
+/// A relative spool path is joined to the working directory (which the
+/// kernel reports without symlinks) and nothing else: this names exactly
+/// the directory the relative path named, and a symlink the user chose for
+/// the spool stays a symlink, as for every other command. If the working
+/// directory cannot be found (it was removed), the path goes as given.
+pub fn spool_env(spool: &Spool) -> Vec<(&'static str, OsString)> {
+    match (spool.kind, &spool.url) {
+        (StoreKind::Postgres, Some(url)) => vec![("SPOOLMQ_URL", OsString::from(url))],
+        _ => {
+            let dir = std::path::absolute(&spool.root).unwrap_or_else(|_| spool.root.clone());
+            vec![("SPOOLMQ_DIR", dir.into_os_string())]
+        }
+    }
+}
+
 fn settle(spool: &Spool, queue: &str, receipt: &str, ok: bool, req: &ExecRequest) -> Result<usize> {
     let mut q = Queue::open_existing(spool, queue)?;
     let receipts = [receipt.to_string()];
@@ -168,7 +191,9 @@ fn run_one(
         .env("SPOOLMQ_RECEIPT", &d.receipt)
         .env("SPOOLMQ_ATTEMPT", d.attempt.to_string())
         .env("SPOOLMQ_QUEUE", queue)
-        .env("SPOOLMQ_DIR", &spool.root)
+        .env_remove("SPOOLMQ_DIR")
+        .env_remove("SPOOLMQ_URL")
+        .envs(spool_env(spool))
         .stdin(Stdio::piped())
         .spawn();
     let mut child = match spawned {

@@ -30,6 +30,10 @@ pub fn queue_name(name: &str) -> Result<&str> {
     }
 }
 
+/// The longest duration accepted (about 100 years), so that deadlines
+/// never overflow u64 milliseconds; `import` holds its times to it too.
+pub const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
 /// Parses `30`, `30s`, `500ms`, `5m`, `2h`, `1d` (a bare number is seconds).
 pub fn duration(text: &str) -> Result<Duration> {
     let bad = || {
@@ -51,10 +55,8 @@ pub fn duration(text: &str) -> Result<Duration> {
         "d" => 86_400_000,
         _ => return Err(bad()),
     };
-    // Cap at about 100 years so deadlines never overflow u64 milliseconds.
-    const MAX_MS: u64 = 100 * 365 * 86_400_000;
     match n.checked_mul(ms_per_unit) {
-        Some(ms) if ms <= MAX_MS => Ok(Duration::from_millis(ms)),
+        Some(ms) if ms <= MAX_DURATION_MS => Ok(Duration::from_millis(ms)),
         _ => Err(Error::usage(format!(
             "invalid duration {text:?}: longer than 100 years"
         ))),

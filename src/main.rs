@@ -123,6 +123,96 @@ fn progress(template: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Whether stdin (0) and stdout (1) were closed when the program started.
+/// Rust's runtime opens /dev/null on a closed standard descriptor before
+/// `main` runs, so they are looked at earlier, by a function the dynamic
+/// loader runs before `main` (an ELF `.init_array` entry).
+static CLOSED_AT_START: [std::sync::atomic::AtomicBool; 2] = [
+    std::sync::atomic::AtomicBool::new(false),
+    std::sync::atomic::AtomicBool::new(false),
+];
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static NOTE_CLOSED_STD_FDS: extern "C" fn() = {
+    extern "C" fn note() {
+        for fd in 0..2 {
+            // SAFETY: F_GETFD only reads the flags of a descriptor number.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+                CLOSED_AT_START[fd as usize].store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    note
+};
+
+/// Refuses a closed stdin (fd 0) or stdout (fd 1), or one open only the
+/// other way: Rust's runtime puts /dev/null in place of a closed one, and
+/// its standard streams take EBADF as an empty input and as a successful
+/// write, so `push q <&-` would push an empty message and `pop q >&-`
+/// would lease messages nobody sees. (`</dev/null` is an empty input, not
+/// a closed one.)
+fn std_fd_usable(fd: i32) -> Result<()> {
+    let (name, wanted, how, fix) = if fd == 0 {
+        (
+            "stdin",
+            libc::O_RDONLY,
+            "reading",
+            "give the body as an argument or on stdin (</dev/null for an empty message); nothing pushed",
+        )
+    } else {
+        (
+            "stdout",
+            libc::O_WRONLY,
+            "writing",
+            "nothing popped (its output would be lost while the messages stay leased)",
+        )
+    };
+    let closed = CLOSED_AT_START[fd as usize].load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: F_GETFL only reads the flags of a descriptor number.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if closed || flags == -1 {
+        return Err(Error::Runtime(format!("{name} is closed: {fix}")));
+    }
+    let mode = flags & libc::O_ACCMODE;
+    if flags & libc::O_PATH != 0 || (mode != libc::O_RDWR && mode != wanted) {
+        return Err(Error::Runtime(format!(
+            "{name} is not open for {how}: {fix}"
+        )));
+    }
+    Ok(())
+}
+
+/// After `pop` could not write its output: gives `lost` back (ready again,
+/// the delivery not counted) and says so in the error.
+fn give_back(
+    spool: &Spool,
+    queue: &str,
+    lost: &[spoolmq::queue::Delivery],
+    e: std::io::Error,
+) -> Error {
+    let receipts: Vec<String> = lost.iter().map(|d| d.receipt.clone()).collect();
+    let e = Error::io("write", Path::new("<stdout>"), e);
+    let n = lost.len();
+    let them = if n == 1 { "it was" } else { "they were" };
+    let done = Queue::open_existing(spool, queue).and_then(|mut q| {
+        let r = q.give_back(&receipts, now_ms());
+        flush_notices(&mut q);
+        r?.into_result()
+    });
+    match done {
+        Ok(_) => Error::Runtime(format!(
+            "{e}; {n} popped message{} not written, so {them} given back (ready again, the attempt not counted)",
+            if n == 1 { "" } else { "s" }
+        )),
+        Err(g) => Error::Runtime(format!(
+            "{e}; {n} popped message{} not written and could not be given back ({g}): delivered again when the lease ends",
+            if n == 1 { "" } else { "s" }
+        )),
+    }
+}
+
 /// Reads stdin whole, as one body.
 fn stdin_body() -> Result<Vec<u8>> {
     let mut body = Vec::new();
@@ -272,6 +362,7 @@ fn run_command(
                 }
             };
             if a.lines {
+                std_fd_usable(0)?;
                 let stdin = std::io::stdin();
                 // A progress line on stderr, only for a person watching.
                 let bar = progress("pushed {pos} messages {spinner}");
@@ -291,6 +382,7 @@ fn run_command(
             } else {
                 // Read stdin before taking the lock: a slow producer must not block consumers.
                 let bodies: Vec<Vec<u8>> = if a.bodies.is_empty() {
+                    std_fd_usable(0)?;
                     vec![stdin_body()?]
                 } else {
                     use std::os::unix::ffi::OsStrExt;
@@ -306,6 +398,8 @@ fn run_command(
             }
         }
         Command::Pop(Lazy(a)) => {
+            // Before anything is leased: output to a closed stdout is lost.
+            std_fd_usable(1)?;
             let req = PopRequest {
                 count: a.count as usize,
                 lease: a.lease.lease,
@@ -316,11 +410,16 @@ fn run_command(
             if got.is_empty() {
                 return Err(Error::Empty(format!("{}: nothing to pop", a.queue)).into());
             }
-            for d in &got {
-                if json {
-                    writeln!(out, "{}", output::delivery_json(d))?;
+            // Each message is flushed as it is written; from the first one
+            // that cannot be written on, the messages are given back.
+            for (i, d) in got.iter().enumerate() {
+                let written = if json {
+                    writeln!(out, "{}", output::delivery_json(d))
                 } else {
-                    writeln!(out, "{}", output::delivery_plain(d))?;
+                    writeln!(out, "{}", output::delivery_plain(d))
+                };
+                if let Err(e) = written.and_then(|_| out.flush()) {
+                    return Err(give_back(&spool, &a.queue, &got[i..], e).into());
                 }
             }
         }
@@ -547,13 +646,14 @@ fn run_command(
         Command::Import(Lazy(a)) => {
             // Read and check everything before touching the queue: all or nothing.
             let mut msgs = Vec::new();
+            let now = now_ms();
             let stdin = std::io::stdin();
             for (i, line) in std::io::BufRead::lines(stdin.lock()).enumerate() {
                 let line = line.ctx("read", Path::new("<stdin>"))?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let m = output::parse_exported(&line).map_err(|e| {
+                let m = output::parse_exported(&line, now).map_err(|e| {
                     Error::Runtime(format!("<stdin>: line {}: {e}; nothing imported", i + 1))
                 })?;
                 msgs.push(m);

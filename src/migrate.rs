@@ -23,7 +23,8 @@
 //! old files left over are ignored, and removed by the next `migrate`.
 //! Commands that waited on the spool lock see that `.store` changed and ask
 //! to be run again. With `--into DIR` the new spool is built in DIR (which
-//! must not exist or be empty) and the source is left as it is.
+//! must not exist or be empty, and is checked as a spool is before anything
+//! is copied: see [`spool::check_access`]) and the source is left as it is.
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsstore::FsStore;
@@ -192,6 +193,10 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         return Err(Error::Runtime("cannot lock the spool".into()));
     }
     if let Some(dir) = into {
+        // Checked as every command checks its spool, before anything is
+        // copied: a destination others could change would be refused by
+        // every later command (spool::check_access).
+        let access = spool::check_access(dir)?;
         let empty = match std::fs::read_dir(dir) {
             Ok(mut d) => d.next().is_none(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -212,7 +217,9 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         // A new spool is private, even one made from a shared spool: it is
         // not under the shared spool's setgid directory, so it would get
         // the user's own group. Share it with `init --group` if wanted.
-        crate::io::set_shared(false);
+        // An empty directory already shared with a group (mode 2770) makes
+        // a shared spool: its files get the directory's group and mode 0660.
+        crate::io::set_shared(access == spool::Access::Shared);
         copy_spool(spool, &dst, &mut report)?;
         return Ok(report);
     }

@@ -86,8 +86,12 @@ pub fn exported_json(m: &crate::queue::Exported) -> String {
     Value::Object(obj).to_string()
 }
 
-/// Parses a line written by [`exported_json`].
-pub fn parse_exported(line: &str) -> Result<crate::queue::Exported, String> {
+/// Parses a line written by [`exported_json`]. Its numbers must be what
+/// spoolmq can keep: `attempt` a whole number up to 4294967295, the times
+/// whole milliseconds since 1970 no further than `--delay`'s 100 years past
+/// `now_ms`; a `delayed` line needs its `ready_at_ms`. Anything else is an
+/// error (never clamped, never taken as "ready at once").
+pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let body = match (v.get("body"), v.get("body_base64")) {
         (Some(Value::String(b)), _) => b.as_bytes().to_vec(),
@@ -104,6 +108,34 @@ pub fn parse_exported(line: &str) -> Result<crate::queue::Exported, String> {
     if !["ready", "delayed", "leased", "dead"].contains(&state.as_str()) {
         return Err(format!("unknown state {state:?}"));
     }
+    // A field that is present must hold a whole number from 0 to `max`.
+    let whole = |key: &str, max: u64, rule: &str| -> Result<Option<u64>, String> {
+        match v.get(key) {
+            None => Ok(None),
+            Some(n) => match n.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(format!("{key}: {n} is not {rule}")),
+            },
+        }
+    };
+    let latest = now_ms.saturating_add(crate::input::MAX_DURATION_MS);
+    let time_rule = "whole milliseconds since 1970, at most 100 years from now";
+    let attempt_key = if v.get("attempt").is_some() {
+        "attempt"
+    } else {
+        "attempts"
+    };
+    let attempts = whole(
+        attempt_key,
+        u64::from(u32::MAX),
+        "a whole number from 0 to 4294967295",
+    )?
+    .unwrap_or(0) as u32;
+    let pushed_at_ms = whole("pushed_at_ms", latest, time_rule)?.unwrap_or(0);
+    let ready_at_ms = whole("ready_at_ms", latest, time_rule)?;
+    if state == "delayed" && ready_at_ms.is_none() {
+        return Err("a delayed message needs ready_at_ms (when it becomes ready)".into());
+    }
     Ok(crate::queue::Exported {
         id: v
             .get("id")
@@ -111,14 +143,9 @@ pub fn parse_exported(line: &str) -> Result<crate::queue::Exported, String> {
             .unwrap_or("")
             .to_string(),
         state,
-        attempts: v
-            .get("attempt")
-            .or_else(|| v.get("attempts"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .min(u64::from(u32::MAX)) as u32,
-        pushed_at_ms: v.get("pushed_at_ms").and_then(Value::as_u64).unwrap_or(0),
-        ready_at_ms: v.get("ready_at_ms").and_then(Value::as_u64),
+        attempts,
+        pushed_at_ms,
+        ready_at_ms,
         body,
     })
 }

@@ -651,6 +651,18 @@ impl Queue {
         })
     }
 
+    /// Undoes a pop whose messages never reached anyone (`pop` could not
+    /// write its output): the leased messages the receipts name are ready
+    /// again at once, and the delivery is not counted (`attempts` goes back
+    /// to what it was before the pop), so it cannot make a dead letter.
+    pub fn give_back(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
+        let now = self.clock(now)?;
+        self.settle(receipts, now, |m| Meta {
+            attempts: m.attempts.saturating_sub(1),
+            ..moved(m, State::Ready)
+        })
+    }
+
     /// Makes leases end `lease` from now.
     pub fn extend(&mut self, receipts: &[String], lease: Duration, now: u64) -> Result<Settled> {
         let now = self.clock(now)?;

@@ -55,7 +55,10 @@ pub fn resolve(flag: Option<PathBuf>, env: impl Fn(&str) -> Option<OsString>) ->
     if let Some(d) = nonempty("SPOOLMQ_DIR") {
         return Ok(d);
     }
-    if let Some(d) = nonempty("XDG_DATA_HOME") {
+    // The XDG Base Directory spec: a relative path in XDG_DATA_HOME is
+    // invalid and must be ignored (it would name a different spool in
+    // every working directory).
+    if let Some(d) = nonempty("XDG_DATA_HOME").filter(|d| d.is_absolute()) {
         return Ok(d.join("spoolmq"));
     }
     if let Some(h) = nonempty("HOME") {
@@ -797,5 +800,19 @@ mod tests {
             resolve(None, env(&e)).unwrap(),
             PathBuf::from("/h/.local/share/spoolmq")
         );
+    }
+
+    #[test]
+    fn a_relative_xdg_data_home_is_ignored() {
+        for rel in ["data", "./data", "../data"] {
+            let e = [("XDG_DATA_HOME", rel), ("HOME", "/h")];
+            assert_eq!(
+                resolve(None, env(&e)).unwrap(),
+                PathBuf::from("/h/.local/share/spoolmq"),
+                "XDG_DATA_HOME={rel}"
+            );
+        }
+        let e = [("XDG_DATA_HOME", "data")];
+        assert_eq!(resolve(None, env(&e)).unwrap_err().exit_code(), 2);
     }
 }

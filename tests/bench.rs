@@ -49,3 +49,35 @@ fn bench_prints_a_readable_table() {
     assert!(text.contains("msg/s") && text.contains("MB/s"), "{text}");
     assert!(text.contains("p50") && text.contains("p99"), "{text}");
 }
+
+#[test]
+fn bench_workers_use_the_spool_named_on_the_command_line() {
+    // `--url URL` (or a relative `--dir`) only on the command line: the
+    // worker processes must use that spool, not make one of their own in
+    // the working directory (they once got `--dir [postgresql ...]`).
+    let s = Spool::new();
+    s.push("keep", &["mine"]);
+    let names = || {
+        let mut v: Vec<_> = std::fs::read_dir(s.scratch())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names();
+    let out = run(s.cmd_with_spool_flag().args([
+        "bench",
+        "--count",
+        "20",
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--json",
+    ]));
+    out.ok();
+    assert_eq!(out.json()[0]["count"], 20);
+    assert_eq!(names(), before, "the workers made a spool where they ran");
+    assert_eq!(s.run(&["list"]).lines(), vec!["keep"]);
+}

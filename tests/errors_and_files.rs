@@ -388,6 +388,30 @@ fn home_local_share_is_the_last_resort() {
 }
 
 #[test]
+fn a_relative_xdg_data_home_is_ignored_as_the_xdg_spec_says() {
+    // Run from inside the temp dir so that the relative path, if it were
+    // used, would make `xdg/spoolmq` there (and a new spool in every other
+    // directory the command is run from).
+    let pl = Places::new();
+    let mut cmd = bare_spoolmq();
+    cmd.args(["push", "q", "x"])
+        .current_dir(pl.p(""))
+        .env("XDG_DATA_HOME", "xdg")
+        .env("HOME", pl.p("home"));
+    run(&mut cmd).ok();
+    assert_eq!(pl.holders("q"), ["home"]);
+    assert!(!pl.xdg_spool().exists(), "a spool was made under ./xdg");
+    let mut cmd = bare_spoolmq();
+    cmd.args(["pop", "q", "--json"])
+        .current_dir(pl.p("xdg"))
+        .env("XDG_DATA_HOME", ".")
+        .env("HOME", pl.p("home"));
+    let out = run(&mut cmd);
+    out.ok();
+    assert_eq!(body(&out.json()[0]), "x");
+}
+
+#[test]
 fn read_only_commands_create_nothing() {
     let s = Spool::new();
     s.run(&["stats"]).ok();

@@ -238,3 +238,73 @@ fn exec_loop_keeps_going_past_a_failure_and_exits_1() {
         &[("ready", 0), ("leased", 0), ("acked", 2), ("dead", 1)],
     );
 }
+
+#[test]
+fn the_command_reaches_the_same_spool_from_another_directory() {
+    // `--dir spool` (relative) or `--url URL` on the command line: a command
+    // that changes directory and runs spoolmq must still reach this spool
+    // (SPOOLMQ_DIR absolute; SPOOLMQ_URL in its environment, no SPOOLMQ_DIR).
+    let s = Spool::new();
+    s.push("jobs", &["work"]);
+    let elsewhere = s.scratch().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let scratch = s.scratch().to_str().expect("utf-8 temp path").to_string();
+    let script = r#"env > "$1/env"; cd "$1/elsewhere" || exit 9
+"$2" extend "$SPOOLMQ_QUEUE" "$SPOOLMQ_RECEIPT" --lease 1h || exit 10
+"$2" push side from-the-child > /dev/null || exit 11"#;
+    let out = run(s.cmd_with_spool_flag().args([
+        "exec", "jobs", "--", "sh", "-c", script, "sh", &scratch, BIN,
+    ]));
+    out.ok();
+    assert_counts(&s.stats("jobs"), &[("acked", 1), ("leased", 0)]);
+    assert_eq!(bodies(&s.pop_json("side", &[])), vec!["from-the-child"]);
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "a stray spool was made where the command ran"
+    );
+    let env = read(&s, "env");
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    match s.url() {
+        Some(url) => {
+            assert_eq!(var("SPOOLMQ_URL").as_deref(), Some(url));
+            assert_eq!(var("SPOOLMQ_DIR"), None, "{env}");
+        }
+        None => {
+            let dir = var("SPOOLMQ_DIR").expect("SPOOLMQ_DIR");
+            assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
+            assert_eq!(
+                fs::canonicalize(&dir).unwrap(),
+                fs::canonicalize(&s.dir).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn exec_with_stdout_closed_still_runs_the_command_and_acks() {
+    // Only pop's own output needs stdout; exec prints nothing.
+    let s = Spool::new();
+    s.push("q", &["job"]);
+    let scratch = s.scratch().to_str().unwrap().to_string();
+    s.run_redirected(
+        ">&-",
+        &[
+            "exec",
+            "q",
+            "--",
+            "sh",
+            "-c",
+            r#"cat > "$1/body""#,
+            "sh",
+            &scratch,
+        ],
+    )
+    .ok();
+    assert_eq!(read(&s, "body"), "job");
+    assert_counts(&s.stats("q"), &[("acked", 1), ("ready", 0), ("leased", 0)]);
+}

@@ -71,3 +71,71 @@ fn a_malformed_import_imports_nothing() {
     assert!(out.error_line().contains("line 2"), "{}", out.stderr);
     s.run(&["stats", "q"]).fails(1);
 }
+
+#[test]
+fn an_import_line_with_a_number_spoolmq_cannot_keep_is_refused_with_its_line_number() {
+    // Never clamped, never taken as "ready at once": the line is refused,
+    // with the field named, and nothing is imported.
+    let s = Spool::new();
+    let good = r#"{"id":"x","state":"ready","body":"fine"}"#;
+    let bad = [
+        (
+            r#"{"state":"delayed","ready_at_ms":99999999999999999999,"body":"b"}"#,
+            "ready_at_ms",
+        ),
+        (
+            r#"{"state":"delayed","ready_at_ms":18446744073709551615,"body":"b"}"#,
+            "ready_at_ms",
+        ),
+        (
+            r#"{"state":"delayed","ready_at_ms":1.5,"body":"b"}"#,
+            "ready_at_ms",
+        ),
+        (
+            r#"{"state":"delayed","ready_at_ms":-1,"body":"b"}"#,
+            "ready_at_ms",
+        ),
+        (
+            r#"{"state":"delayed","ready_at_ms":"soon","body":"b"}"#,
+            "ready_at_ms",
+        ),
+        (r#"{"state":"delayed","body":"b"}"#, "ready_at_ms"),
+        (
+            r#"{"state":"dead","attempt":99999999999,"body":"b"}"#,
+            "attempt",
+        ),
+        (r#"{"state":"dead","attempt":-3,"body":"b"}"#, "attempt"),
+        (
+            r#"{"state":"ready","pushed_at_ms":18446744073709551615,"body":"b"}"#,
+            "pushed_at_ms",
+        ),
+    ];
+    for (line, field) in bad {
+        let input = format!("{good}\n{line}\n");
+        let out = s.run_stdin(&["import", "q"], input.as_bytes());
+        out.fails(1);
+        let err = out.error_line();
+        assert!(
+            err.contains("line 2") && err.contains(field) && err.contains("nothing imported"),
+            "{line}: {err}"
+        );
+        s.run(&["stats", "q"]).fails(1);
+    }
+    // At the edges: 4294967295 attempts and a time an hour ahead are kept.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 3_600_000;
+    let input = format!(
+        "{{\"state\":\"delayed\",\"ready_at_ms\":{later},\"body\":\"later\"}}\n{{\"state\":\"dead\",\"attempt\":4294967295,\"body\":\"d\"}}\n"
+    );
+    let out = s.run_stdin(&["import", "q"], input.as_bytes());
+    out.ok();
+    assert_counts(&s.stats("q"), &[("delayed", 1), ("dead", 1), ("ready", 0)]);
+    let exported = s.run(&["export", "q"]).json();
+    let delayed = exported.iter().find(|m| m["state"] == "delayed").unwrap();
+    assert_eq!(delayed["ready_at_ms"], later);
+    let dead = exported.iter().find(|m| m["state"] == "dead").unwrap();
+    assert_eq!(dead["attempt"], 4294967295u64);
+}

@@ -169,6 +169,69 @@ fn migrate_into_another_directory_leaves_the_spool_as_it_was() {
 }
 
 #[test]
+fn migrate_into_a_directory_another_user_owns_or_anyone_can_write_is_refused_before_copying() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but not root: this test cannot be skipped in CI");
+        }
+        eprintln!("skipped: needs root to give a directory to another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (s, _) = populated();
+    let before = snapshot(&s);
+    let theirs = s.scratch().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::lchown(&theirs, Some(65534), Some(65534)).unwrap();
+    let open = s.scratch().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (dir, says) in [(&theirs, "not to you"), (&open, "every user can write")] {
+        let out = run(s
+            .cmd()
+            .args(["migrate", "--to", other(), "--into"])
+            .arg(dir));
+        out.fails(1).stdout_empty();
+        let err = out.error_line();
+        assert!(
+            err.contains(says) && err.contains(dir.to_str().unwrap()),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            0,
+            "{}: something was copied",
+            dir.display()
+        );
+    }
+    assert_eq!(snapshot(&s), before, "the source is untouched");
+    // An empty directory already shared with a group (2770) is fine, and the
+    // spool made in it is shared: files 0660, of that group.
+    let shared = s.scratch().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::lchown(&shared, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    run(s
+        .cmd()
+        .args(["migrate", "--to", other(), "--into"])
+        .arg(&shared))
+    .ok();
+    use std::os::unix::fs::MetadataExt;
+    let store = std::fs::metadata(shared.join(".store")).unwrap();
+    assert_eq!((store.mode() & 0o777, store.gid()), (0o660, 65534));
+    let there = |args: &[&str]| {
+        run(common::bare_spoolmq()
+            .env_remove("SPOOLMQ_STORE")
+            .arg("--dir")
+            .arg(&shared)
+            .args(args))
+    };
+    assert_eq!(snapshot_with(&there), before);
+}
+
+#[test]
 fn a_migrate_killed_at_any_step_leaves_a_working_spool_and_can_be_run_again() {
     for point in [
         "migrate.after-copy",

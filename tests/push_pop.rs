@@ -463,3 +463,112 @@ fn pop_wait_receives_the_first_message_of_a_queue_created_while_waiting() {
     s.push("other", &["keeps the spool existing"]);
     receive_while_waiting(&s, "q");
 }
+
+#[test]
+fn push_with_stdin_closed_is_refused_and_an_empty_stdin_is_still_an_empty_message() {
+    let s = Spool::new();
+    for args in [&["push", "q"][..], &["push", "q", "--lines"]] {
+        let out = s.run_redirected("<&-", args);
+        out.fails(1).stdout_empty();
+        assert!(
+            out.error_line().contains("stdin is closed"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = s.run_redirected("0>/dev/null", &["push", "q"]);
+    out.fails(1);
+    assert!(
+        out.error_line().contains("not open for reading"),
+        "{}",
+        out.stderr
+    );
+    s.run(&["stats", "q"]).fails(1);
+    // A readable empty input is an empty message; bodies given as arguments need no stdin.
+    s.run_redirected("</dev/null", &["push", "q"]).ok();
+    s.run_redirected("<&-", &["push", "q", "arg"]).ok();
+    assert_eq!(bodies(&s.pop_json("q", &["--count", "5"])), ["", "arg"]);
+}
+
+/// `spoolmq pop ARGS` with stdout the write end of a pipe whose reader
+/// reads `lines` lines (none: the read end is closed before pop starts)
+/// and then closes it.
+fn pop_to_a_reader_that_leaves(s: &Spool, lines: usize, args: &[&str]) -> (Out, Vec<String>) {
+    use std::io::BufRead;
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut reader = (lines > 0).then_some(std::io::BufReader::new(reader));
+    let mut cmd = s.std_cmd();
+    cmd.args(["pop"]).args(args).stdout(writer);
+    let bg = Bg::spawn_with_stdout(cmd, format!("pop {}", args.join(" ")));
+    let mut got = Vec::new();
+    if let Some(r) = reader.as_mut() {
+        for _ in 0..lines {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            got.push(line);
+        }
+    }
+    drop(reader);
+    (bg.wait(RUN_TIMEOUT), got)
+}
+
+#[test]
+fn pop_whose_output_cannot_be_written_gives_the_messages_back_and_exits_1() {
+    let s = Spool::new();
+    s.push("q", &["a", "b", "c"]);
+    let out = s.run_redirected(">&-", &["pop", "q"]);
+    out.fails(1);
+    assert!(
+        out.error_line().contains("stdout is closed"),
+        "{}",
+        out.stderr
+    );
+    assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 0)]);
+    assert!(
+        std::path::Path::new("/dev/full").exists(),
+        "no /dev/full here"
+    );
+    for args in [
+        &["pop", "q"][..],
+        &["pop", "q", "--count", "2", "--json"],
+        &["pop", "q", "--max-attempts", "1"],
+    ] {
+        let out = s.run_redirected(">/dev/full", args);
+        out.fails(1);
+        assert!(out.error_line().contains("given back"), "{}", out.stderr);
+        assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 0), ("dead", 0)]);
+    }
+    let (out, _) = pop_to_a_reader_that_leaves(&s, 0, &["q", "--count", "3"]);
+    out.fails(1);
+    assert!(out.error_line().contains("given back"), "{}", out.stderr);
+    // Not one of those pops counted as a delivery.
+    let all = s.pop_json("q", &["--count", "3"]);
+    assert_eq!(bodies(&all), ["a", "b", "c"]);
+    assert!(all.iter().all(|m| attempt(m) == 1), "{all:?}");
+}
+
+#[test]
+fn pop_whose_reader_left_after_one_message_keeps_that_one_leased_and_gives_back_the_rest() {
+    let s = Spool::new();
+    // Bodies larger than a pipe's buffer: the second cannot be written whole
+    // before the reader has gone.
+    let big = |c: char| c.to_string().repeat(300_000);
+    for c in ['a', 'b', 'c'] {
+        s.push_stdin("q", big(c).as_bytes());
+    }
+    let (out, got) = pop_to_a_reader_that_leaves(&s, 1, &["q", "--count", "3", "--json"]);
+    out.fails(1);
+    assert!(
+        out.error_line().contains("2 popped messages not written"),
+        "{}",
+        out.stderr
+    );
+    let first: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(body(&first), big('a'));
+    assert_counts(&s.stats("q"), &[("ready", 2), ("leased", 1)]);
+    // The reader got that message and its receipt: it can ack it.
+    s.ack("q", &[receipt(&first)]);
+    let rest = s.pop_json("q", &["--count", "3"]);
+    assert_eq!(bodies(&rest), [big('b'), big('c')]);
+    assert!(rest.iter().all(|m| attempt(m) == 1), "attempts");
+}

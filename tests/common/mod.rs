@@ -357,6 +357,20 @@ impl Spool {
         cmd
     }
 
+    /// `spoolmq` run in the scratch directory with the spool named only on
+    /// the command line, as a user would type it: `--dir spool` (relative)
+    /// or, for the postgres store, `--url URL` with no `SPOOLMQ_URL`.
+    pub fn cmd_with_spool_flag(&self) -> Command {
+        let mut cmd = bare_spoolmq();
+        match self.url() {
+            Some(url) => cmd.arg("--url").arg(url),
+            None => cmd.arg("--dir").arg("spool"),
+        };
+        cmd.current_dir(self.tmp.path())
+            .env("HOME", self.tmp.path().join("home"));
+        cmd
+    }
+
     /// The same as `cmd()`, as a plain `std::process::Command` (stdin null) for spawning.
     pub fn std_cmd(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(BIN);
@@ -377,6 +391,28 @@ impl Spool {
 
     pub fn run(&self, args: &[&str]) -> Out {
         run(self.cmd().args(args))
+    }
+
+    /// `spoolmq ARGS REDIRECT` run by `sh -c 'exec "$0" "$@" REDIRECT'`, so
+    /// the shell sets up the descriptors as a user's would (`>&-`, `<&-`,
+    /// `>/dev/full`, `</dev/null`).
+    pub fn run_redirected(&self, redirect: &str, args: &[&str]) -> Out {
+        let inner = self.std_cmd();
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("exec \"$0\" \"$@\" {redirect}"))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .args(args);
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => sh.env(k, v),
+                None => sh.env_remove(k),
+            };
+        }
+        let mut cmd = Command::from_std(sh);
+        cmd.timeout(RUN_TIMEOUT);
+        run(&mut cmd)
     }
 
     pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
@@ -539,6 +575,23 @@ impl Bg {
         cmd.stdout(out.try_clone().unwrap())
             .stderr(err.try_clone().unwrap());
         let child = cmd.spawn().expect("spoolmq could be spawned");
+        Bg {
+            child: Some(child),
+            out,
+            err,
+            what,
+            started: Instant::now(),
+        }
+    }
+
+    /// As [`Bg::spawn`], but `cmd` keeps the stdout it was given.
+    pub fn spawn_with_stdout(mut cmd: std::process::Command, what: String) -> Bg {
+        let out = tempfile::tempfile().expect("temp file");
+        let err = tempfile::tempfile().expect("temp file");
+        cmd.stderr(err.try_clone().unwrap());
+        let child = cmd.spawn().expect("spoolmq could be spawned");
+        // The parent's copy of a pipe end given as stdout goes with `cmd`.
+        drop(cmd);
         Bg {
             child: Some(child),
             out,
