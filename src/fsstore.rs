@@ -883,8 +883,9 @@ fn read_key_id(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("open", &p, e)),
     };
-    let mut b = [0u8; KEY_FILE_LEN];
-    let n = f.read_at(&mut b, 0).ctx("read", &p)?;
+    // One byte more than the record: a longer file is damaged too.
+    let mut b = [0u8; KEY_FILE_LEN + 1];
+    let n = segment::read_at_most(&*f, &p, &mut b, 0)?;
     if n != KEY_FILE_LEN
         || &b[..8] != KEY_MAGIC
         || crc32fast::hash(&b[..24]) != record::u32_at(&b, 24)

@@ -400,7 +400,9 @@ pub fn decode_record(bytes: &[u8], path: &Path) -> Result<Record> {
     // The unversioned form written before version 1: the name and a newline.
     for kind in [StoreKind::Fs, StoreKind::Sqlite] {
         let name = kind.name().as_bytes();
-        if bytes == name || (bytes.len() == name.len() + 1 && bytes.starts_with(name) && bytes.ends_with(b"\n")) {
+        if bytes == name
+            || (bytes.len() == name.len() + 1 && bytes.starts_with(name) && bytes.ends_with(b"\n"))
+        {
             return Ok(Record::Store(kind));
         }
     }
@@ -414,11 +416,16 @@ pub fn decode_record(bytes: &[u8], path: &Path) -> Result<Record> {
     };
     let crc_ok = line.rsplit_once(' ').is_some_and(|(body, crc)| {
         crc.len() == 8
-            && crc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && crc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && u32::from_str_radix(crc, 16).ok() == Some(crc32fast::hash(body.as_bytes()))
     });
     if !crc_ok {
-        return damaged(format!("holds {}, whose checksum does not match", shown(bytes)));
+        return damaged(format!(
+            "holds {}, whose checksum does not match",
+            shown(bytes)
+        ));
     }
     // Checked, so what follows is what a spoolmq wrote.
     let fields: Vec<&str> = line.split(' ').collect();
@@ -522,9 +529,17 @@ impl OnDisk {
             StoreKind::Sqlite => format!("its database {} is here", crate::sqlstore::DB_FILE),
             _ => format!(
                 "its queue director{} {} {} here",
-                if self.fs_queues.len() == 1 { "y" } else { "ies" },
+                if self.fs_queues.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
                 self.fs_queues.join(", "),
-                if self.fs_queues.len() == 1 { "is" } else { "are" }
+                if self.fs_queues.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
             ),
         }
     }

@@ -1301,3 +1301,334 @@ fn damage_to_the_lock_file_is_transparent() {
         f.check_transparent(&s, &format!("lock {what}"));
     });
 }
+
+// ---------------------------------------------------------------- the spool's own files
+
+/// Runs spoolmq on the spool at `s` as a user would, with no store named (so the store is
+/// what the spool records, or what its files say), with a short timeout and an optional key.
+fn user(s: &Spool, key: Option<&Path>, args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.env_remove("SPOOLMQ_STORE").timeout(CMD_TIMEOUT);
+    if let Some(k) = key {
+        cmd.arg("--key-file").arg(k);
+    }
+    cmd.args(args);
+    run(&mut cmd)
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only, modes kept).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    fs::set_permissions(to, fs::metadata(from).unwrap().permissions()).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            copy_tree(&p, &dst);
+        } else if m.is_file() {
+            fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// A spool of either store with three queues: `a` (5 pushed: 1 acked, 1 leased for an hour,
+/// 1 delayed for an hour, 2 ready), `b` (3 ready) and `sec`, encrypted (2 ready). What each
+/// queue shows is kept, to compare after the damage.
+struct RootFixture {
+    template: Spool,
+    key: PathBuf,
+    /// queue -> ids `peek` shows.
+    peek: BTreeMap<String, Vec<String>>,
+    stats: Vec<Value>,
+}
+
+const ROOT_QUEUES: [&str; 3] = ["a", "b", "sec"];
+
+impl RootFixture {
+    fn build(store: &'static str) -> RootFixture {
+        let template = Spool::new();
+        let key = keygen_into(&template.scratch().join("k.key"));
+        let go = |args: &[&str], k: bool| {
+            let mut cmd = template.cmd();
+            cmd.env("SPOOLMQ_STORE", store);
+            if k {
+                cmd.arg("--key-file").arg(&key);
+            }
+            let out = run(cmd.args(args));
+            out.ok();
+            out
+        };
+        go(&["push", "a", "a1", "a2", "a3", "a4"], false);
+        go(&["push", "a", "--delay", "1h", "a-later"], false);
+        let popped = go(&["pop", "a", "--json", "--lease", "1h"], false).json();
+        go(&["ack", "a", receipt(&popped[0])], false);
+        go(&["pop", "a", "--json", "--lease", "1h"], false);
+        go(&["push", "b", "b1", "b2", "b3"], false);
+        go(&["push", "sec", "secret-1", "secret-2"], true);
+        let mut f = RootFixture {
+            template,
+            key,
+            peek: BTreeMap::new(),
+            stats: Vec::new(),
+        };
+        let s = &f.template;
+        f.peek = f.peek_all(s);
+        f.stats = f.stats_of(s);
+        f
+    }
+
+    fn copy(&self) -> Spool {
+        let s = Spool::new();
+        copy_tree(&self.template.dir, &s.dir);
+        s
+    }
+
+    fn key_for(&self, q: &str) -> Option<&Path> {
+        (q == "sec").then_some(self.key.as_path())
+    }
+
+    fn peek_all(&self, s: &Spool) -> BTreeMap<String, Vec<String>> {
+        ROOT_QUEUES
+            .iter()
+            .map(|q| {
+                let out = user(s, self.key_for(q), &["peek", q, "--json", "--count", "100"]);
+                out.ok();
+                let ids = out.json().iter().map(|m| id(m).to_string()).collect();
+                (q.to_string(), ids)
+            })
+            .collect()
+    }
+
+    fn stats_of(&self, s: &Spool) -> Vec<Value> {
+        let out = user(s, None, &["stats", "--json"]);
+        out.ok();
+        out.json()
+            .into_iter()
+            .map(|mut v| {
+                // Age and disk use move on by themselves.
+                v.as_object_mut().map(|o| {
+                    o.remove("oldest_ready_age_ms");
+                    o.remove("disk_bytes")
+                });
+                v
+            })
+            .collect()
+    }
+
+    /// Every queue but `except` shows what it showed before: the same ids to peek, the same
+    /// counters, and a pop and an ack of each works.
+    #[track_caller]
+    fn intact(&self, s: &Spool, except: Option<&str>, ctx: &str) {
+        let now = ROOT_QUEUES
+            .iter()
+            .filter(|q| Some(**q) != except)
+            .map(|q| {
+                let out = user(s, self.key_for(q), &["peek", q, "--json", "--count", "100"]);
+                assert_eq!(out.code, 0, "{ctx}: peek {q}\nstderr: {}", out.stderr);
+                let ids: Vec<String> = out.json().iter().map(|m| id(m).to_string()).collect();
+                (q.to_string(), ids)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let want = self
+            .peek
+            .iter()
+            .filter(|(q, _)| Some(q.as_str()) != except)
+            .map(|(q, v)| (q.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
+        assert_eq!(now, want, "{ctx}: the intact queues show what they showed");
+        if except.is_none() {
+            assert_eq!(self.stats_of(s), self.stats, "{ctx}: stats as before");
+        }
+    }
+
+    /// A pop and an ack in every queue but `except`, then a push to a new queue: the spool works.
+    #[track_caller]
+    fn usable(&self, s: &Spool, except: Option<&str>, ctx: &str) {
+        for q in ROOT_QUEUES.iter().filter(|q| Some(**q) != except) {
+            let out = user(s, self.key_for(q), &["pop", q, "--json"]);
+            assert_eq!(out.code, 0, "{ctx}: pop {q}\nstderr: {}", out.stderr);
+            let m = &out.json()[0];
+            assert!(
+                self.peek[*q].contains(&id(m).to_string()),
+                "{ctx}: pop {q}: {m}"
+            );
+            user(s, None, &["ack", q, receipt(m)]).ok();
+        }
+        user(s, None, &["push", "fresh", "after-the-damage"]).ok();
+        let m = user(s, None, &["pop", "fresh", "--json"]);
+        m.ok();
+        assert_eq!(body(&m.json()[0]), "after-the-damage", "{ctx}");
+    }
+}
+
+/// The ways a file is damaged here.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Harm {
+    Truncate,
+    Append,
+    Flip,
+    Empty,
+    Delete,
+}
+
+const HARMS: [Harm; 5] = [
+    Harm::Truncate,
+    Harm::Append,
+    Harm::Flip,
+    Harm::Empty,
+    Harm::Delete,
+];
+
+/// Damages `path` as `harm` says (a file of at least one byte, except for `Empty` and
+/// `Delete`); returns what was done, for messages.
+fn harm(path: &Path, harm: Harm, rng: &mut Rng) -> String {
+    let len = fs::metadata(path).unwrap().len();
+    match harm {
+        Harm::Truncate if len > 1 => {
+            let to = rng.range(1, len - 1);
+            truncate(path, to);
+            format!("truncated from {len} to {to} bytes")
+        }
+        Harm::Truncate | Harm::Empty => {
+            truncate(path, 0);
+            "emptied".into()
+        }
+        Harm::Append => {
+            let n = rng.range(1, 64) as usize;
+            append(path, &rng.bytes(n));
+            format!("{n} random bytes appended")
+        }
+        Harm::Flip if len > 0 => {
+            let at = rng.below(len);
+            flip(path, &[at], rng);
+            format!("byte {at} flipped")
+        }
+        Harm::Flip => {
+            fs::write(path, [rng.byte_nonzero()]).unwrap();
+            "one random byte written".into()
+        }
+        Harm::Delete => {
+            fs::remove_file(path).unwrap();
+            "deleted".into()
+        }
+    }
+}
+
+/// No command panics, hangs or fails with more than one line, whatever the damage; returns
+/// the `fsck` run among them.
+#[track_caller]
+fn nothing_panics(f: &RootFixture, s: &Spool, ctx: &str) -> Out {
+    for q in ROOT_QUEUES {
+        for args in [
+            vec!["stats", q, "--json"],
+            vec!["peek", q, "--json"],
+            vec!["list"],
+        ] {
+            let out = user(s, f.key_for(q), &args);
+            assert!(
+                out.code == 0 || (out.code == 1 && out.stderr.lines().count() == 1),
+                "{ctx}: `spoolmq {}` exited {}\nstderr: {}",
+                out.what,
+                out.code,
+                out.stderr
+            );
+            stderr_well_formed(&out);
+        }
+    }
+    let fsck = user(s, None, &["fsck"]);
+    assert!(fsck.code <= 1, "{ctx}: fsck exited {}", fsck.code);
+    stderr_well_formed(&fsck);
+    fsck
+}
+
+/// Damage to `.store`, `.spool.lock` and (sqlite) `.spool.bell`: truncated, garbage appended,
+/// a byte flipped, emptied, deleted. Every queue stays reachable and shows what it showed (the
+/// store is told from the files on disk: queue directories mean fs, `.spool.db` sqlite);
+/// `fsck` reports a damaged `.store` (and a missing one on sqlite, where no older spoolmq left
+/// it out), `fsck --repair` rewrites it, and the spool is as it was.
+fn spool_root_files_may_be_damaged(store: &'static str) {
+    let f = RootFixture::build(store);
+    let mut files = vec![".store", ".spool.lock"];
+    if store == "sqlite" {
+        files.push(".spool.bell");
+    }
+    let cases: Vec<(&str, Harm)> = files
+        .iter()
+        .flat_map(|file| HARMS.iter().map(move |h| (*file, *h)))
+        .collect();
+    let mut rng = Rng::new(0x5707e);
+    rounds(cases.len(), |round| {
+        let (file, h) = cases[round];
+        let s = f.copy();
+        let path = s.dir.join(file);
+        let what = harm(&path, h, &mut rng);
+        let ctx = format!("{store} store: {file} {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        f.intact(&s, None, &ctx);
+        let reported = file == ".store" && (h != Harm::Delete || store == "sqlite");
+        let text = fsck.stdout_str();
+        if reported {
+            assert_eq!(
+                fsck.code, 1,
+                "{ctx}: fsck must report it\n{text}{}",
+                fsck.stderr
+            );
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(".store")
+                        && (l.contains("damaged") || l.contains("missing"))),
+                "{ctx}: fsck names the file and what is wrong\n{text}"
+            );
+        } else {
+            assert_eq!(fsck.code, 0, "{ctx}: fsck\n{text}{}", fsck.stderr);
+        }
+        if file == ".store" && h != Harm::Delete {
+            let warned = user(&s, None, &["list"]);
+            assert!(
+                warned.stderr.contains(".store is damaged") && !warned.stderr.contains("newer"),
+                "{ctx}: commands say the record is damaged, not newer\n{}",
+                warned.stderr
+            );
+        }
+        let repair = user(&s, None, &["fsck", "--repair"]);
+        assert_eq!(
+            repair.code,
+            0,
+            "{ctx}: fsck --repair\n{}{}",
+            repair.stdout_str(),
+            repair.stderr
+        );
+        let again = user(&s, None, &["fsck"]);
+        assert_eq!(
+            again.code,
+            0,
+            "{ctx}: fsck after the repair\n{}",
+            again.stdout_str()
+        );
+        if reported {
+            let record = fs::read_to_string(s.dir.join(".store")).unwrap();
+            assert!(
+                record.starts_with(&format!("spoolmq-store 1 {store} ")),
+                "{ctx}: the repair recorded the store: {record:?}"
+            );
+            assert_eq!(
+                user(&s, None, &["list"]).stderr,
+                "",
+                "{ctx}: no more warnings"
+            );
+        }
+        f.intact(&s, None, &format!("{ctx}, repaired"));
+        f.usable(&s, None, &format!("{ctx}, repaired"));
+    });
+}
+
+#[test]
+fn the_spool_root_files_of_an_fs_spool_may_be_damaged() {
+    spool_root_files_may_be_damaged("fs");
+}
+
+#[test]
+fn the_spool_root_files_of_a_sqlite_spool_may_be_damaged() {
+    spool_root_files_may_be_damaged("sqlite");
+}
