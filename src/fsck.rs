@@ -253,6 +253,43 @@ fn check_wal(
     Ok(())
 }
 
+/// With the key given (`--key-file`), the key id file of fs queue `name`
+/// in `dir` is checked against the bodies: a missing file while the bodies
+/// open with the key (the record was lost, and readers without a key would
+/// be served ciphertext) is a problem. Returns the id to record when the
+/// file is missing or damaged and the bodies open with the key, so that
+/// `--repair` can rewrite it; a damaged file is reported by [`check`].
+fn check_key_record(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    key: &crate::crypt::Key,
+    r: &mut QueueReport,
+) -> Result<Option<crate::crypt::KeyId>> {
+    let missing = match fsstore::key_record(fs, dir) {
+        Ok(Some(_)) => return Ok(None),
+        Ok(None) => true,
+        Err(Error::Corrupt { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    let (open, not) = fsstore::bodies_opening_with(fs, dir, name, key)?;
+    if open == 0 {
+        return Ok(None);
+    }
+    if missing {
+        r.problems.push(Problem {
+            queue: name.to_string(),
+            file: dir.join("key"),
+            offset: None,
+            what: format!(
+                "missing, but {open} of {} bodies open with the key given: the record of the queue's key was lost",
+                open + not
+            ),
+        });
+    }
+    Ok(Some(key.id()))
+}
+
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
 /// Returns the report of the first check and, after a repair, of the second.
 /// With the key (`spool.key`), checks the authentication tag of every body
@@ -265,8 +302,15 @@ pub fn check_bodies(
     name: &str,
     repair: bool,
 ) -> Result<std::result::Result<Vec<Problem>, String>> {
-    let Some(mut q) = crate::queue::Queue::open(spool, name, false)? else {
-        return Ok(Ok(Vec::new()));
+    let mut q = match crate::queue::Queue::open(spool, name, false) {
+        Ok(Some(q)) => q,
+        Ok(None) => return Ok(Ok(Vec::new())),
+        // Reported by the queue's own check (a damaged key id, say): the
+        // other queues are still checked.
+        Err(Error::Corrupt { .. }) => {
+            return Ok(Err("bodies not checked: the queue cannot be opened".into()));
+        }
+        Err(e) => return Err(e),
     };
     let place = match spool.kind {
         StoreKind::Fs => spool.queue_dir(name),
@@ -300,15 +344,24 @@ pub fn run(
     // One fsck at a time per spool, and none during a migrate.
     let sqlite = spool.kind == StoreKind::Sqlite;
     let _lock = spool.lock(sqlite, sqlite)?;
-    let first = check(name)?;
+    let mut first = check(name)?;
+    let lost_key = match (spool.kind, &spool.key) {
+        (StoreKind::Fs, Some(key)) => check_key_record(&**fs, &dir, name, key, &mut first)?,
+        _ => None,
+    };
     if !repair || first.problems.is_empty() {
         return Ok((first, None));
     }
-    let notes = match spool.kind {
+    let mut notes = Vec::new();
+    if let Some(id) = lost_key {
+        fsstore::restore_key_record(&**fs, &dir, id)?;
+        notes.push("key id file rewritten: the bodies open with the key given".to_string());
+    }
+    notes.extend(match spool.kind {
         StoreKind::Fs => fsstore::rebuild(Arc::clone(fs), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
         StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
-    };
+    });
     let mut second = check(name)?;
     second
         .notes

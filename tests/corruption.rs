@@ -1366,6 +1366,17 @@ impl RootFixture {
         go(&["pop", "a", "--json", "--lease", "1h"], false);
         go(&["push", "b", "b1", "b2", "b3"], false);
         go(&["push", "sec", "secret-1", "secret-2"], true);
+        // The rest of a full workload: a nack, a dead letter, a purge.
+        go(&["push", "c", "c1", "c2"], false);
+        let popped = go(&["pop", "c", "--json"], false).json();
+        go(&["nack", "c", receipt(&popped[0])], false);
+        let popped = go(&["pop", "c", "--json", "--max-attempts", "1"], false).json();
+        go(
+            &["nack", "c", "--max-attempts", "1", receipt(&popped[0])],
+            false,
+        );
+        go(&["push", "d", "d1"], false);
+        go(&["purge", "d"], false);
         let mut f = RootFixture {
             template,
             key,
@@ -1631,4 +1642,250 @@ fn the_spool_root_files_of_an_fs_spool_may_be_damaged() {
 #[test]
 fn the_spool_root_files_of_a_sqlite_spool_may_be_damaged() {
     spool_root_files_may_be_damaged("sqlite");
+}
+
+/// The key id file of an encrypted fs queue truncated, extended, flipped, emptied, deleted:
+/// nothing panics, the other queues show what they showed, the queue itself is refused with
+/// one line (never served as plain text to a reader with the key); `fsck` finds the damage
+/// (a deleted file when given the key: the bodies open with it), and `fsck --repair` with the
+/// key rewrites the file, after which the queue is as it was.
+#[test]
+fn a_damaged_or_missing_key_id_file_is_found_and_repaired_with_the_key() {
+    let f = RootFixture::build("fs");
+    let mut rng = Rng::new(0x6e7);
+    rounds(HARMS.len(), |round| {
+        let h = HARMS[round];
+        let s = f.copy();
+        let what = harm(&s.queue_dir("sec").join("key"), h, &mut rng);
+        let ctx = format!("sec/key {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        f.intact(&s, Some("sec"), &ctx);
+        let peek = user(&s, Some(&f.key), &["peek", "sec", "--json"]);
+        peek.fails(1);
+        let keyed_fsck = user(&s, Some(&f.key), &["fsck"]);
+        let found = if h == Harm::Delete {
+            &keyed_fsck
+        } else {
+            &fsck
+        };
+        assert_eq!(
+            found.code,
+            1,
+            "{ctx}: fsck finds it\n{}",
+            found.stdout_str()
+        );
+        assert!(
+            found.stdout_str().lines().any(|l| l.contains("sec/key")),
+            "{ctx}: fsck names the file\n{}",
+            found.stdout_str()
+        );
+        let repair = user(&s, Some(&f.key), &["fsck", "--repair"]);
+        assert_eq!(
+            repair.code,
+            0,
+            "{ctx}: fsck --repair with the key\n{}{}",
+            repair.stdout_str(),
+            repair.stderr
+        );
+        let again = user(&s, Some(&f.key), &["fsck"]);
+        assert_eq!(
+            again.code,
+            0,
+            "{ctx}: fsck after the repair\n{}",
+            again.stdout_str()
+        );
+        user(&s, None, &["fsck"]).ok();
+        f.intact(&s, None, &format!("{ctx}, repaired"));
+        f.usable(&s, None, &format!("{ctx}, repaired"));
+    });
+}
+
+/// The database of a sqlite spool truncated, extended, flipped, emptied, deleted: nothing
+/// panics or hangs, each command exits 0 or 1 with one line, and what is served is what was
+/// pushed. `fsck` either finds the damage (exit 1, naming `.spool.db`) or every queue shows
+/// what it showed; after `fsck --repair`, whatever it kept is sound.
+#[test]
+fn damage_to_the_sqlite_database_never_panics_and_fsck_finds_what_it_changed() {
+    let f = RootFixture::build("sqlite");
+    let mut rng = Rng::new(0xdb);
+    rounds(HARMS.len() + 2, |round| {
+        let h = HARMS[round % HARMS.len()];
+        let s = f.copy();
+        let what = harm(&s.dir.join(".spool.db"), h, &mut rng);
+        let ctx = format!(".spool.db {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        for q in ROOT_QUEUES {
+            let out = user(&s, f.key_for(q), &["peek", q, "--json", "--count", "100"]);
+            if out.code == 0 {
+                for m in out.json() {
+                    assert!(
+                        f.peek[q].contains(&id(&m).to_string()),
+                        "{ctx}: {q}: served {m}"
+                    );
+                }
+            }
+        }
+        if fsck.code == 1 {
+            assert!(
+                fsck.stdout_str().contains(".spool.db") || fsck.stderr.contains(".spool.db"),
+                "{ctx}: fsck names the database\n{}{}",
+                fsck.stdout_str(),
+                fsck.stderr
+            );
+        } else if h != Harm::Delete && h != Harm::Empty {
+            f.intact(&s, None, &ctx);
+        }
+        let repair = user(&s, None, &["fsck", "--repair"]);
+        assert!(
+            repair.code <= 1,
+            "{ctx}: fsck --repair exited {}",
+            repair.code
+        );
+        stderr_well_formed(&repair);
+        if repair.code == 0 {
+            user(&s, None, &["fsck"]).ok();
+        }
+    });
+}
+
+/// SQLite's write-ahead log and its index, left beside the database full of garbage (a crash,
+/// a bad restore): SQLite checks their checksums and ignores them, so every queue is intact.
+#[test]
+fn garbage_wal_and_shm_files_beside_the_database_change_nothing() {
+    let f = RootFixture::build("sqlite");
+    let mut rng = Rng::new(0x5a1);
+    rounds(3, |round| {
+        let s = f.copy();
+        let files: &[&str] = match round {
+            0 => &[".spool.db-wal"],
+            1 => &[".spool.db-shm"],
+            _ => &[".spool.db-wal", ".spool.db-shm"],
+        };
+        for name in files {
+            let n = rng.range(1, 40_000) as usize;
+            fs::write(s.dir.join(name), rng.bytes(n)).unwrap();
+        }
+        let ctx = format!("garbage in {files:?}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{ctx}: fsck\n{}{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        f.intact(&s, None, &ctx);
+        f.usable(&s, None, &ctx);
+    });
+}
+
+// ---------------------------------------------------------------- every kind of file
+
+/// Each kind of file a spool may hold (by name: `Q/` stands for any queue directory) and a
+/// test above that damages it. A file a store starts to write needs a line here, or
+/// [`every_file_a_full_workload_leaves_has_a_corruption_case`] fails.
+const COVERED: &[(&str, fn())] = &[
+    (".store", the_spool_root_files_of_an_fs_spool_may_be_damaged),
+    (
+        ".spool.lock",
+        the_spool_root_files_of_a_sqlite_spool_may_be_damaged,
+    ),
+    (
+        ".spool.bell",
+        the_spool_root_files_of_a_sqlite_spool_may_be_damaged,
+    ),
+    (
+        ".spool.db",
+        damage_to_the_sqlite_database_never_panics_and_fsck_finds_what_it_changed,
+    ),
+    (
+        ".spool.db-wal",
+        garbage_wal_and_shm_files_beside_the_database_change_nothing,
+    ),
+    (
+        ".spool.db-shm",
+        garbage_wal_and_shm_files_beside_the_database_change_nothing,
+    ),
+    ("Q/lock", damage_to_the_lock_file_is_transparent),
+    (
+        "Q/index",
+        flipped_bytes_in_the_index_never_lose_a_message_after_repair,
+    ),
+    (
+        "Q/slots",
+        flipped_bytes_in_slots_are_found_by_fsck_and_repair_delivers_every_unacked_message,
+    ),
+    ("Q/wal", flipped_bytes_in_the_wal_never_lose_a_message),
+    (
+        "Q/*.seg",
+        flipped_bytes_in_a_segment_skip_exactly_the_damaged_records_and_repair_keeps_the_rest,
+    ),
+    (
+        "Q/key",
+        a_damaged_or_missing_key_id_file_is_found_and_repaired_with_the_key,
+    ),
+];
+
+/// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
+/// directory (`Q/*.seg` for segments); `None` for a directory of queues itself.
+fn kind_of(rel: &Path) -> String {
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    match parts.as_slice() {
+        [name] => name.clone(),
+        [_, name] if name.ends_with(".seg") => "Q/*.seg".into(),
+        [_, name] => format!("Q/{name}"),
+        _ => format!("Q/{}", parts[1..].join("/")),
+    }
+}
+
+/// "Every kind of file" means every file any store writes, including ones added later: a
+/// full workload (push, delayed push, pop, ack, nack, a dead letter, an encrypted queue, a
+/// purge) on each store, then every file in the spool must be of a kind [`COVERED`] names.
+#[test]
+fn every_file_a_full_workload_leaves_has_a_corruption_case() {
+    let mut seen = BTreeSet::new();
+    for store in ["fs", "sqlite"] {
+        let f = RootFixture::build(store);
+        for p in walk(&f.template.dir) {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(&f.template.dir).unwrap();
+            if m.is_dir() && rel.components().count() == 1 {
+                continue;
+            }
+            assert!(
+                m.is_file(),
+                "{store}: {} is neither a file nor a queue directory",
+                rel.display()
+            );
+            let kind = kind_of(rel);
+            assert!(
+                COVERED.iter().any(|(k, _)| *k == kind),
+                "{store} store: {} (a file of kind {kind:?}) has no corruption case: add one to \
+                 tests/corruption.rs and a line to COVERED",
+                rel.display()
+            );
+            seen.insert(kind);
+        }
+    }
+    // What the workload must have made, so that the listing is worth something.
+    for kind in [
+        ".store",
+        ".spool.lock",
+        ".spool.bell",
+        ".spool.db",
+        "Q/index",
+        "Q/slots",
+        "Q/wal",
+        "Q/*.seg",
+        "Q/key",
+        "Q/lock",
+    ] {
+        assert!(
+            seen.contains(kind),
+            "the workload made no file of kind {kind}: {seen:?}"
+        );
+    }
 }
