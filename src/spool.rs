@@ -960,6 +960,61 @@ mod tests {
     }
 
     #[test]
+    fn store_records_round_trip_and_the_unversioned_form_opens() {
+        let p = Path::new("s/.store");
+        for kind in [StoreKind::Fs, StoreKind::Sqlite] {
+            let text = encode_record(kind);
+            assert_eq!(
+                decode_record(text.as_bytes(), p).unwrap(),
+                Record::Store(kind)
+            );
+            let old = format!("{}\n", kind.name());
+            assert_eq!(
+                decode_record(old.as_bytes(), p).unwrap(),
+                Record::Store(kind)
+            );
+            // Every single changed byte, and every cut, is damage, never a newer record.
+            for at in 0..text.len() {
+                let mut b = text.clone().into_bytes();
+                b[at] ^= 0x20;
+                assert!(
+                    matches!(decode_record(&b, p), Ok(Record::Damaged(_))),
+                    "{at}"
+                );
+                assert!(matches!(
+                    decode_record(&text.as_bytes()[..at], p),
+                    Ok(Record::Damaged(_))
+                ));
+            }
+        }
+        assert_eq!(
+            encode_record(StoreKind::Fs),
+            "spoolmq-store 1 fs 4dc8d481\n",
+            "the documented example"
+        );
+    }
+
+    #[test]
+    fn only_a_well_formed_record_is_newer() {
+        let p = Path::new("s/.store");
+        for bad in [&b""[..], b"fs \n", b"fs\r\n", b"\0\0\0", b"fz\n", b"fs\n\n"] {
+            assert!(
+                matches!(decode_record(bad, p), Ok(Record::Damaged(_))),
+                "{bad:?}"
+            );
+        }
+        let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
+        for newer in [
+            "spoolmq-store 2 fs",
+            "spoolmq-store 1 zfs",
+            "spoolmq-store 9 fs more fields",
+        ] {
+            let e = decode_record(sealed(newer).as_bytes(), p).unwrap_err();
+            assert!(e.to_string().contains("newer spoolmq"), "{newer}: {e}");
+        }
+    }
+
+    #[test]
     fn empty_variables_count_as_unset() {
         let e = [("SPOOLMQ_DIR", ""), ("HOME", "/h")];
         assert_eq!(

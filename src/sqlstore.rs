@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! SPOOL/
-//!   .store            "sqlite\n" (crate::spool)
+//!   .store            the store record, naming sqlite (crate::spool)
 //!   .spool.lock       flock: one command at a time works on the database
 //!   .spool.db         the database (mode 0600), WAL mode, synchronous=FULL
 //!   .spool.db-wal     SQLite's write-ahead log (and .spool.db-shm, its index)
@@ -33,6 +33,10 @@
 //!   only stores [`Meta`] values. Integers are stored as SQLite's signed
 //!   64-bit integers, bit for bit (`as i64` and back).
 //! * A body whose CRC32 does not match is an [`Error::Corrupt`], never served.
+//! * Connections run no trigger or view and trust nothing in the schema
+//!   ([`harden`]): the database is as writable as the spool, and an object
+//!   planted in it must not run while a command holds the spool lock.
+//!   `fsck` reports objects the schema does not define ([`foreign_objects`]).
 //! * Commands hold the exclusive flock on `.spool.lock` while they use the
 //!   database (taken in [`crate::queue::Queue::open`]), so what a command read
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make

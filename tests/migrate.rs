@@ -165,10 +165,7 @@ fn migrate_into_another_directory_leaves_the_spool_as_it_was() {
             .args(args))
     };
     assert_eq!(snapshot_with(&there), before);
-    assert_eq!(
-        store_in(&into.join(".store")),
-        format!("{}\n", other())
-    );
+    assert_eq!(store_in(&into.join(".store")), format!("{}\n", other()));
     // A directory with something in it is refused.
     let again = run(s
         .cmd()
