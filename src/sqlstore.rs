@@ -342,7 +342,9 @@ pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>>
 }
 
 /// Wakes waiters on the spool at `root` by writing its bell file: best
-/// effort, since a failure only delays them until their next poll.
+/// effort, since a failure only delays them until their next poll. Opened
+/// without blocking and written only if it is a regular file, so a FIFO
+/// planted as the bell cannot hang a push (`fsck --repair` removes it).
 fn ring(root: &Path) {
     use std::os::unix::fs::FileExt;
     let bell = root.join(BELL_FILE);
@@ -351,8 +353,9 @@ fn ring(root: &Path) {
         .create(true)
         .truncate(false)
         .mode(crate::io::file_mode())
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&bell)
+        && f.metadata().is_ok_and(|m| m.is_file())
     {
         let _ = f.write_at(b"!", 0);
     }

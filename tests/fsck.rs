@@ -609,3 +609,35 @@ fn a_trigger_planted_in_the_database_cannot_hang_pop_and_fsck_repair_drops_it() 
     last.ok();
     assert_eq!(body(&last.json()[0]), "m2");
 }
+
+/// A FIFO planted as `.spool.bell` (the sqlite store's wake-up file) once made every push
+/// hang opening it for writing. It is never waited on now; `fsck` reports it and `fsck
+/// --repair` removes it (the next push makes the bell again).
+#[test]
+fn a_fifo_planted_as_the_bell_hangs_nothing_and_fsck_repair_removes_it() {
+    let s = Spool::new();
+    with_store(&s, "sqlite", &["push", "q", "m1"]).ok();
+    let bell = s.dir.join(".spool.bell");
+    fs::remove_file(&bell).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&bell)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    plain(&s, &["push", "q", "m2"]).ok();
+    let fsck = plain(&s, &["fsck"]);
+    assert_eq!(fsck.code, 1);
+    assert!(
+        fsck.stdout_str()
+            .contains(".spool.bell: not a regular file (a FIFO)"),
+        "{}",
+        fsck.stdout_str()
+    );
+    plain(&s, &["fsck", "--repair"]).ok();
+    plain(&s, &["fsck"]).ok();
+    plain(&s, &["push", "q", "m3"]).ok();
+    assert!(fs::metadata(&bell).unwrap().is_file());
+    let msgs = plain(&s, &["pop", "q", "--json", "--count", "10"]);
+    msgs.ok();
+    assert_eq!(bodies(&msgs.json()), ["m1", "m2", "m3"]);
+}
