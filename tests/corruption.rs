@@ -8,6 +8,12 @@
 //! every file has content), then runs seeded rounds: copy the template to a fresh spool, damage
 //! one file, check. Damage is computed exactly from the documented layouts (README, module docs
 //! of src/record.rs and src/index.rs), so for segments the test knows which records are intact.
+//!
+//! The spool's own files get the same treatment on both stores (`.store`, `.spool.lock`,
+//! `.spool.bell`, the key id file of an encrypted queue, `.spool.db` and SQLite's WAL and shm
+//! files): truncated, extended, a byte flipped, emptied, deleted. `COVERED` names a test for
+//! every kind of file, and `every_file_a_full_workload_leaves_has_a_corruption_case` fails on
+//! any file a full workload leaves that is of no kind it names.
 
 mod common;
 
