@@ -1,14 +1,16 @@
 //! `fsck`: reads every record and slot of a queue, checks CRCs, the index
 //! against the segments and the counters against the slots, and reports each
 //! problem with its file and offset. `--repair` rebuilds the queue's index
-//! ([`crate::fsstore::rebuild`]) and checks again.
+//! ([`crate::fsstore::rebuild`]) and checks again. Before the queues, the
+//! spool's own files ([`check_spool`]: `.store`, `.spool.lock`, `.spool.bell`,
+//! objects planted in `.spool.db`).
 
 use crate::error::{Error, Result};
 use crate::fsstore::{self, FsStore};
 use crate::index::{SLOT_LEN, SlotDamage};
 use crate::io::Fs;
 use crate::segment::{self, Found};
-use crate::spool::{Spool, StoreKind};
+use crate::spool::{Record, Spool, StoreKind};
 use crate::sqlstore;
 use crate::store::{Counters, Step};
 use std::collections::HashMap;
@@ -26,7 +28,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.queue, self.file.display())?;
+        // Problems of the spool's own files belong to no queue.
+        if !self.queue.is_empty() {
+            write!(f, "{}: ", self.queue)?;
+        }
+        write!(f, "{}", self.file.display())?;
         if let Some(o) = self.offset {
             write!(f, ": offset {o}")?;
         }
@@ -247,6 +253,43 @@ fn check_wal(
     Ok(())
 }
 
+/// With the key given (`--key-file`), the key id file of fs queue `name`
+/// in `dir` is checked against the bodies: a missing file while the bodies
+/// open with the key (the record was lost, and readers without a key would
+/// be served ciphertext) is a problem. Returns the id to record when the
+/// file is missing or damaged and the bodies open with the key, so that
+/// `--repair` can rewrite it; a damaged file is reported by [`check`].
+fn check_key_record(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    key: &crate::crypt::Key,
+    r: &mut QueueReport,
+) -> Result<Option<crate::crypt::KeyId>> {
+    let missing = match fsstore::key_record(fs, dir) {
+        Ok(Some(_)) => return Ok(None),
+        Ok(None) => true,
+        Err(Error::Corrupt { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    let (open, not) = fsstore::bodies_opening_with(fs, dir, name, key)?;
+    if open == 0 {
+        return Ok(None);
+    }
+    if missing {
+        r.problems.push(Problem {
+            queue: name.to_string(),
+            file: dir.join("key"),
+            offset: None,
+            what: format!(
+                "missing, but {open} of {} bodies open with the key given: the record of the queue's key was lost",
+                open + not
+            ),
+        });
+    }
+    Ok(Some(key.id()))
+}
+
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
 /// Returns the report of the first check and, after a repair, of the second.
 /// With the key (`spool.key`), checks the authentication tag of every body
@@ -260,12 +303,19 @@ pub fn check_bodies(
     repair: bool,
 ) -> Result<std::result::Result<Vec<Problem>, String>> {
     let opened = if repair {
-        crate::queue::Queue::open(spool, name, false)?
+        crate::queue::Queue::open(spool, name, false)
     } else {
-        crate::queue::Queue::open_read_only(spool, name)?
+        crate::queue::Queue::open_read_only(spool, name)
     };
-    let Some(mut q) = opened else {
-        return Ok(Ok(Vec::new()));
+    let mut q = match opened {
+        Ok(Some(q)) => q,
+        Ok(None) => return Ok(Ok(Vec::new())),
+        // Reported by the queue's own check (a damaged key id, say): the
+        // other queues are still checked.
+        Err(Error::Corrupt { .. }) => {
+            return Ok(Err("bodies not checked: the queue cannot be opened".into()));
+        }
+        Err(e) => return Err(e),
     };
     let place = match spool.kind {
         StoreKind::Fs => spool.queue_dir(name),
@@ -301,18 +351,181 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     // One fsck at a time per spool, and none during a migrate.
     let sqlite = spool.kind == StoreKind::Sqlite;
     let _lock = spool.lock(sqlite, sqlite)?;
-    let first = check(name)?;
+    let mut first = check(name)?;
+    let lost_key = match (spool.kind, &spool.key) {
+        (StoreKind::Fs, Some(key)) => {
+            let fs = crate::overlay::ReadOnlyFs::new(crate::spool::root_fs(&spool.root)?);
+            check_key_record(&fs, &dir, name, key, &mut first)?
+        }
+        _ => None,
+    };
     if !repair || first.problems.is_empty() {
         return Ok((first, None));
     }
-    let notes = match spool.kind {
+    let mut notes = Vec::new();
+    if let Some(id) = lost_key {
+        fsstore::restore_key_record(&crate::spool::root_fs(&spool.root)?, &dir, id)?;
+        notes.push("key id file rewritten: the bodies open with the key given".to_string());
+    }
+    notes.extend(match spool.kind {
         StoreKind::Fs => fsstore::rebuild(Arc::new(crate::spool::root_fs(&spool.root)?), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
         StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
-    };
+    });
     let mut second = check(name)?;
     second
         .notes
         .splice(0..0, notes.into_iter().map(|n| format!("{name}: {n}")));
     Ok((first, Some(second)))
+}
+
+/// What checking the spool's own files found.
+#[derive(Debug, Default)]
+pub struct SpoolReport {
+    pub problems: Vec<Problem>,
+    /// The problems still there: all of them without `repair`.
+    pub left: Vec<Problem>,
+    /// Lines about what a repair did.
+    pub notes: Vec<String>,
+}
+
+/// `fsck` of the files at the spool's root, before its queues: `.store`
+/// (damaged, or missing while `.spool.db` says sqlite: rewritten with the
+/// store the spool was opened with, which [`Spool::open`] told from the
+/// files on disk), `.spool.lock` and `.spool.bell` (whose content is never
+/// read: only something other than a regular file is a problem, removed by
+/// a repair and made again by the next command that needs it), and in a
+/// sqlite spool the objects in `.spool.db` that its schema does not define
+/// (dropped by a repair, see [`sqlstore::foreign_objects`]). A repair holds
+/// the spool lock exclusively, so no `migrate` switches the store meanwhile.
+pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
+    let mut r = SpoolReport::default();
+    if spool.kind == StoreKind::Postgres || !spool.exists()? {
+        return Ok(r);
+    }
+    let root = &spool.root;
+    let problem = |file: PathBuf, what: String| Problem {
+        queue: String::new(),
+        file,
+        offset: None,
+        what,
+    };
+    // Planted non-files first: the lock is taken next.
+    let mut found = Vec::new();
+    for name in [crate::spool::LOCK_FILE, sqlstore::BELL_FILE] {
+        let p = root.join(name);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if !m.is_file() => {
+                found.push(problem(
+                    p.clone(),
+                    format!(
+                        "not a regular file ({}); it is made again when needed",
+                        file_type_name(&m)
+                    ),
+                ));
+                if repair {
+                    let gone = if m.is_dir() {
+                        std::fs::remove_dir(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                    match gone {
+                        Ok(()) => r.notes.push(format!("{}: removed", p.display())),
+                        Err(e) => r.left.push(problem(
+                            p.clone(),
+                            format!("not a regular file, and cannot be removed: {e}"),
+                        )),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", &p, e)),
+        }
+    }
+    let sqlite = spool.kind == StoreKind::Sqlite;
+    let _lock = spool.lock(repair || sqlite, repair || sqlite)?;
+    let store = root.join(crate::spool::STORE_FILE);
+    let disk = crate::spool::OnDisk::of(root)?;
+    let holds = !disk.fs_queues.is_empty() || disk.db;
+    let trouble = match crate::spool::read_record(root)? {
+        Record::Store(k) if k == spool.kind => None,
+        Record::Store(k) => Some(format!(
+            "records the {} store, but this command opened the {} store",
+            k.name(),
+            spool.kind.name()
+        )),
+        // An fs spool from before the marker, or one with nothing in it.
+        Record::Missing if !holds || (spool.kind == StoreKind::Fs && !disk.db) => None,
+        Record::Missing => Some(format!(
+            "missing: the spool does not record its store (it is {}, as {})",
+            spool.kind.name(),
+            disk.evidence(spool.kind)
+        )),
+        Record::Damaged(why) => Some(format!(
+            "damaged ({why}); the store is {}{}",
+            spool.kind.name(),
+            if holds {
+                format!(", as {}", disk.evidence(spool.kind))
+            } else {
+                ", as the spool holds nothing yet".to_string()
+            }
+        )),
+    };
+    if let Some(what) = trouble {
+        found.push(problem(store.clone(), what));
+        if repair {
+            crate::spool::replace_kind(root, spool.kind)?;
+            r.notes.push(format!(
+                "{}: rewritten: the {} store",
+                store.display(),
+                spool.kind.name()
+            ));
+            if disk.db && !disk.fs_queues.is_empty() {
+                r.notes.push(format!(
+                    "the other store's files are left as they were; `spoolmq --dir {} migrate --to {}` removes them",
+                    root.display(),
+                    spool.kind.name()
+                ));
+            }
+        }
+    }
+    if sqlite {
+        let objects = sqlstore::foreign_objects(root, repair)?;
+        for (kind, name) in &objects {
+            found.push(problem(
+                sqlstore::db_path(root),
+                format!("{kind} {name:?} is not part of spoolmq's schema"),
+            ));
+            if repair {
+                r.notes.push(format!(
+                    "{}: dropped {kind} {name:?}",
+                    sqlstore::db_path(root).display()
+                ));
+            }
+        }
+    }
+    if !repair {
+        r.left = found.clone();
+    }
+    r.problems = found;
+    Ok(r)
+}
+
+fn file_type_name(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
 }

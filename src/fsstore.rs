@@ -902,15 +902,16 @@ fn read_key_id(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("open", &p, e)),
     };
-    let mut b = [0u8; KEY_FILE_LEN];
-    let n = f.read_at(&mut b, 0).ctx("read", &p)?;
+    // One byte more than the record: a longer file is damaged too.
+    let mut b = [0u8; KEY_FILE_LEN + 1];
+    let n = segment::read_at_most(&*f, &p, &mut b, 0)?;
     if n != KEY_FILE_LEN
         || &b[..8] != KEY_MAGIC
         || crc32fast::hash(&b[..24]) != record::u32_at(&b, 24)
     {
         return Err(Error::corrupt(
             &p,
-            "damaged key id: this queue's encryption key cannot be checked",
+            "damaged key id: this queue's encryption key cannot be checked (`spoolmq --key-file KEY fsck --repair` rewrites it)",
         ));
     }
     let mut id = [0u8; 16];
@@ -940,6 +941,55 @@ fn write_key_id(fs: &dyn Fs, dir: &Path, id: Option<KeyId>) -> Result<()> {
         }
     }
     sync_dir(fs, dir)
+}
+
+/// The key id recorded in queue directory `dir`, for `fsck` (`Err` if
+/// its file is damaged).
+pub fn key_record(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
+    read_key_id(fs, dir)
+}
+
+/// For `fsck` of a queue whose key id file is damaged or missing: of the
+/// intact records in the segments of queue `name` (in `dir`), how many
+/// bodies open with `key` and how many do not. Any that opens proves the
+/// queue was encrypted with it (the tag covers the queue and the message id).
+pub fn bodies_opening_with(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    key: &crate::crypt::Key,
+) -> Result<(u64, u64)> {
+    let Some(salt) = segment::find_salt(fs, dir)? else {
+        return Ok((0, 0));
+    };
+    let sealer = crate::crypt::Sealer::new(name, Some(key));
+    let (mut open, mut not) = (0, 0);
+    for base in segment::list(fs, dir)? {
+        let (bytes, found, _) = segment::check(fs, &segment::path(dir, base))?;
+        for f in found {
+            let Found::Good { offset, header } = f else {
+                continue;
+            };
+            let at = offset as usize + RECORD_HEADER_LEN;
+            let Some(body) = bytes.get(at..at + header.body_len as usize) else {
+                continue;
+            };
+            match sealer.open(Some(key.id()), salt, header.seq, body.to_vec()) {
+                Ok(_) => open += 1,
+                Err(_) => not += 1,
+            }
+        }
+    }
+    Ok((open, not))
+}
+
+/// `fsck --repair`: records `id` as the key of the queue in `dir`, under
+/// the queue's lock (a temporary file, fsynced, renamed into place).
+pub fn restore_key_record(fs: &dyn Fs, dir: &Path, id: KeyId) -> Result<()> {
+    let _lock = fs
+        .lock(&dir.join("lock"), true)
+        .ctx("lock", &dir.join("lock"))?;
+    write_key_id(fs, dir, Some(id))
 }
 
 impl Store for FsStore {

@@ -244,6 +244,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     // one is made shared.
     let strict = !matches!(cli.command, Command::Doctor | Command::Init(_));
     let mut spool = open_spool(&cli, strict)?;
+    spool::take_notices().into_iter().for_each(warn);
     if matches!(
         cli.command,
         Command::Push(_)
@@ -328,6 +329,10 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
         })?),
         None => None,
     };
+    // Only a repair may choose between two stores' files (spool::decide).
+    if matches!(&cli.command, Command::Fsck(Lazy(a)) if a.repair) {
+        return Spool::open_to_repair(root, requested);
+    }
     Spool::open(root, requested)
 }
 
@@ -816,6 +821,17 @@ fn run_fsck(
         None => spool.queues()?,
     };
     let (mut records, mut found, mut left) = (0u64, 0usize, 0usize);
+    // The spool's own files first: a repaired `.store` is what the rest reads.
+    let root = fsck::check_spool(spool, repair)?;
+    root.notes.iter().cloned().for_each(warn);
+    found += root.problems.len();
+    left += root.left.len();
+    for p in &root.problems {
+        print_problem(p, json, out)?;
+    }
+    for p in root.left.iter().filter(|_| repair) {
+        writeln!(out, "after repair: {p}")?;
+    }
     let bar = progress("checking {msg} {spinner}");
     for name in &names {
         input::queue_name(name)?;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SPOOL/                      mode 0700, created on first write
-//!   .store                    which store the spool uses: "fs\n" or "sqlite\n"
+//!   .store                    which store the spool uses (see below)
 //!   .spool.lock               flock: shared by fs commands, exclusive for the
 //!                             sqlite store and for `migrate`
 //!   .spool.db                 the sqlite store's database (crate::sqlstore)
@@ -22,9 +22,26 @@
 //! created and recorded in `.store` (written to a temporary file, fsynced,
 //! then linked into place, so it is whole or absent and the first writer
 //! wins). Later commands use the recorded store; naming another one is a
-//! usage error. A spool without `.store` that holds queues predates the
-//! marker and is an fs spool. Names starting with `.` are never queue names,
-//! so these files cannot collide with a queue.
+//! usage error. Names starting with `.` are never queue names, so these
+//! files cannot collide with a queue.
+//!
+//! `.store` holds one line, `spoolmq-store 1 fs 89abcdef\n` ([`encode_record`]):
+//! a magic word, the record's version, the store, and the CRC-32 of the text
+//! before it in 8 lower-case hex digits. A later version keeps the magic word,
+//! the version field and the trailing CRC, so any record can be checked
+//! before it is called newer. The unversioned form written before (`fs\n`,
+//! `sqlite\n`) still opens. Anything else is damaged, and says so
+//! ([`decode_record`]); only a record whose CRC matches and that names a
+//! higher version or an unknown store is "written by a newer spoolmq".
+//!
+//! When `.store` is missing or damaged the store is told from the files on
+//! disk ([`decide`]): fs queue directories mean fs (a spool with queues and
+//! no `.store` predates the marker), `.spool.db` means sqlite. With both on
+//! disk and no record, commands refuse rather than guess (the messages of
+//! the other store would be hidden, and a write would record the guess);
+//! `--store S fsck --repair` records the store named. A damaged record is
+//! rewritten by `fsck --repair` (crate::fsck::check_spool), or by the first
+//! write to a spool that holds nothing yet.
 //!
 //! Who may use it ([`check_access`], before any command but `doctor` and
 //! `init`): the spool must not be writable by others, nor by its group
@@ -151,14 +168,32 @@ impl Spool {
 
     /// The spool at `root`, with its recorded store, or `requested` (else
     /// fs) for a spool not created yet. A `requested` store other than the
-    /// recorded one is a usage error that names the recorded one.
+    /// recorded one is a usage error that names the recorded one. A
+    /// missing or damaged `.store` is read from the files on disk (see
+    /// [`recorded_kind`]); a damaged one leaves a line in [`take_notices`].
     pub fn open(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
+        Spool::open_with(root, requested, false)
+    }
+
+    /// As [`Spool::open`], for `fsck --repair`: where both stores' files
+    /// are on disk and `.store` cannot say which one is in use, the
+    /// `requested` store is taken (and the repair records it).
+    pub fn open_to_repair(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
+        Spool::open_with(root, requested, true)
+    }
+
+    fn open_with(root: PathBuf, requested: Option<StoreKind>, choose: bool) -> Result<Spool> {
         if requested == Some(StoreKind::Postgres) {
             return Err(Error::usage(
                 "the postgres store is chosen with --url postgres://... (or SPOOLMQ_URL)",
             ));
         }
-        let kind = match (recorded_kind(&root)?, requested) {
+        let record = read_record(&root)?;
+        let found = match decide(&root, &record) {
+            Err(_) if choose && requested.is_some() => requested,
+            found => found?,
+        };
+        let kind = match (found, requested) {
             (Some(have), Some(want)) if have != want => {
                 return Err(Error::usage(format!(
                     "{}: this spool uses the {} store, not {} (drop --store and SPOOLMQ_STORE, or convert it with `spoolmq migrate --to {}`)",
@@ -171,6 +206,20 @@ impl Spool {
             (Some(have), _) => have,
             (None, want) => want.unwrap_or(StoreKind::Fs),
         };
+        match &record {
+            Record::Damaged(_) if found.is_some() => notice(format!(
+                "{}; using the {} store, as {}; run `spoolmq fsck --repair` to rewrite it",
+                record_trouble(&root, &record),
+                kind.name(),
+                OnDisk::of(&root)?.evidence(kind)
+            )),
+            Record::Missing if found == Some(StoreKind::Sqlite) => notice(format!(
+                "{}; using the sqlite store, as {}",
+                record_trouble(&root, &record),
+                OnDisk::of(&root)?.evidence(kind)
+            )),
+            _ => {}
+        }
         Ok(Spool {
             root,
             kind,
@@ -187,15 +236,24 @@ impl Spool {
             return Ok(());
         }
         mkdir_durable(&self.root, true)?;
-        match recorded_kind(&self.root)? {
-            Some(k) if k == self.kind => Ok(()),
-            Some(k) => Err(Error::usage(format!(
+        let other = |k: StoreKind| {
+            Err(Error::usage(format!(
                 "{}: this spool uses the {} store, not {}",
                 self.root.display(),
                 k.name(),
                 self.kind.name()
-            ))),
-            None => write_kind(&self.root, self.kind),
+            )))
+        };
+        let record = read_record(&self.root)?;
+        match (&record, decide(&self.root, &record)?) {
+            (_, Some(k)) if k != self.kind => other(k),
+            (Record::Store(_), _) => Ok(()),
+            (Record::Missing, _) => write_kind(&self.root, self.kind),
+            // Nothing stored yet: the damaged record holds nothing to keep.
+            (Record::Damaged(_), None) => replace_kind(&self.root, self.kind),
+            // Told from the files on disk, and said so; `fsck --repair`
+            // rewrites it.
+            (Record::Damaged(_), Some(_)) => Ok(()),
         }
     }
 
@@ -301,54 +359,273 @@ impl Spool {
     }
 }
 
-/// The store recorded in the spool at `root`: `None` if the spool does not
-/// exist or records none (a spool with queue directories and no marker is
-/// an fs spool from before the marker).
-pub fn recorded_kind(root: &Path) -> Result<Option<StoreKind>> {
-    let path = root.join(STORE_FILE);
-    match read_nofollow(&path) {
-        Ok(text) => {
-            let name = text.trim_end_matches('\n');
-            StoreKind::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::Runtime(format!(
-                        "{}: unknown store {name:?} (written by a newer spoolmq?)",
-                        path.display()
-                    ))
-                })
+/// The first field of a store record in the versioned form.
+const RECORD_MAGIC: &str = "spoolmq-store";
+/// The version of the store record this build writes.
+pub const RECORD_VERSION: u32 = 1;
+/// The longest `.store` read: anything longer is damaged.
+const RECORD_MAX: usize = 256;
+
+/// What `SPOOL/.store` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A well-formed record (this build's form or the unversioned one).
+    Store(StoreKind),
+    /// No `.store`.
+    Missing,
+    /// A `.store` that is no record: what is wrong with it.
+    Damaged(String),
+}
+
+/// The text of `.store` recording `kind`: `spoolmq-store 1 KIND CRC\n`,
+/// where CRC is the CRC-32 (8 lower-case hex digits) of the text before
+/// the space that precedes it.
+pub fn encode_record(kind: StoreKind) -> String {
+    let body = format!("{RECORD_MAGIC} {RECORD_VERSION} {}", kind.name());
+    format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()))
+}
+
+/// Decodes the bytes of `.store` (at `path`, for messages). `Err` only for
+/// a well-formed record this build cannot use (a newer version, an unknown
+/// store): that is no damage, and guessing would be wrong.
+pub fn decode_record(bytes: &[u8], path: &Path) -> Result<Record> {
+    let shown = |b: &[u8]| {
+        let cut = &b[..b.len().min(40)];
+        let more = if b.len() > cut.len() { "..." } else { "" };
+        format!("\"{}\"{more}", cut.escape_ascii())
+    };
+    let damaged = |what: String| Ok(Record::Damaged(what));
+    if bytes.is_empty() {
+        return damaged("the file is empty".into());
+    }
+    if bytes.len() > RECORD_MAX {
+        return damaged(format!(
+            "longer than any store record ({} bytes or more)",
+            bytes.len()
+        ));
+    }
+    // The unversioned form written before version 1: the name and a newline.
+    for kind in [StoreKind::Fs, StoreKind::Sqlite] {
+        let name = kind.name().as_bytes();
+        if bytes == name
+            || (bytes.len() == name.len() + 1 && bytes.starts_with(name) && bytes.ends_with(b"\n"))
+        {
+            return Ok(Record::Store(kind));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let legacy = Spool::new(root.to_path_buf());
-            Ok((!legacy.queue_dirs()?.is_empty()).then_some(StoreKind::Fs))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(not_a_dir(root)),
-        Err(e) => Err(Error::io("read", &path, e)),
+    }
+    let Some(line) = bytes
+        .strip_suffix(b"\n")
+        .filter(|l| l.starts_with(format!("{RECORD_MAGIC} ").as_bytes()))
+        .filter(|l| l.iter().all(|&b| b.is_ascii_graphic() || b == b' '))
+        .and_then(|l| std::str::from_utf8(l).ok())
+    else {
+        return damaged(format!("holds {}, which is no store record", shown(bytes)));
+    };
+    let crc_ok = line.rsplit_once(' ').is_some_and(|(body, crc)| {
+        crc.len() == 8
+            && crc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && u32::from_str_radix(crc, 16).ok() == Some(crc32fast::hash(body.as_bytes()))
+    });
+    if !crc_ok {
+        return damaged(format!(
+            "holds {}, whose checksum does not match",
+            shown(bytes)
+        ));
+    }
+    // Checked, so what follows is what a spoolmq wrote.
+    let fields: Vec<&str> = line.split(' ').collect();
+    let version = match fields.get(1).and_then(|v| v.parse::<u32>().ok()) {
+        Some(v) if v >= 1 => v,
+        _ => return damaged(format!("holds {}, which is no store record", shown(bytes))),
+    };
+    if version > RECORD_VERSION {
+        return Err(Error::Runtime(format!(
+            "{}: the store record has version {version}, written by a newer spoolmq (this one reads version {RECORD_VERSION}); use a newer spoolmq",
+            path.display()
+        )));
+    }
+    if fields.len() != 4 {
+        return damaged(format!("holds {}, which is no store record", shown(bytes)));
+    }
+    match [StoreKind::Fs, StoreKind::Sqlite]
+        .into_iter()
+        .find(|k| k.name() == fields[2])
+    {
+        Some(kind) => Ok(Record::Store(kind)),
+        None => Err(Error::Runtime(format!(
+            "{}: unknown store {:?} (written by a newer spoolmq?)",
+            path.display(),
+            fields[2]
+        ))),
     }
 }
 
-fn read_nofollow(path: &Path) -> std::io::Result<String> {
+/// Reads `SPOOL/.store`: opened without following a link or blocking (a
+/// planted FIFO), and only a regular file is read, at most
+/// [`RECORD_MAX`] + 1 bytes of it.
+pub fn read_record(root: &Path) -> Result<Record> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut text = String::new();
-    std::fs::OpenOptions::new()
+    let path = root.join(STORE_FILE);
+    let f = match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?
-        .take(64)
-        .read_to_string(&mut text)?;
-    Ok(text)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::Missing),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(not_a_dir(root)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Error::symlink(&path)),
+        Err(e) => return Err(Error::io("open", &path, e)),
+    };
+    let meta = f.metadata().ctx("stat", &path)?;
+    if !meta.is_file() {
+        return Ok(Record::Damaged("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    f.take(RECORD_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .ctx("read", &path)?;
+    decode_record(&bytes, &path)
+}
+
+/// What of each store is in the spool at `root`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OnDisk {
+    /// The fs store's queue directories.
+    pub fs_queues: Vec<String>,
+    /// Whether the sqlite store's database is there.
+    pub db: bool,
+}
+
+impl OnDisk {
+    /// The spool at `root` (missing: nothing).
+    pub fn of(root: &Path) -> Result<OnDisk> {
+        let fs_queues = Spool::new(root.to_path_buf()).queue_dirs()?;
+        let db = match std::fs::symlink_metadata(root.join(crate::sqlstore::DB_FILE)) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => false,
+            Err(e) => return Err(Error::io("stat", &root.join(crate::sqlstore::DB_FILE), e)),
+        };
+        Ok(OnDisk { fs_queues, db })
+    }
+
+    /// The one store whose files are here; `Err` if both are.
+    fn store(&self) -> std::result::Result<Option<StoreKind>, ()> {
+        match (!self.fs_queues.is_empty(), self.db) {
+            (true, true) => Err(()),
+            (true, false) => Ok(Some(StoreKind::Fs)),
+            (false, true) => Ok(Some(StoreKind::Sqlite)),
+            (false, false) => Ok(None),
+        }
+    }
+
+    /// Which files say it is `kind`, for messages.
+    pub fn evidence(&self, kind: StoreKind) -> String {
+        if self.store().is_err() {
+            return format!(
+                "--store says (both stores' files are here: {} and queue directories {})",
+                crate::sqlstore::DB_FILE,
+                self.fs_queues.join(", ")
+            );
+        }
+        match kind {
+            StoreKind::Sqlite => format!("its database {} is here", crate::sqlstore::DB_FILE),
+            _ => format!(
+                "its queue director{} {} {} here",
+                if self.fs_queues.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                self.fs_queues.join(", "),
+                if self.fs_queues.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
+            ),
+        }
+    }
+}
+
+/// What is wrong with a record that is not [`Record::Store`], for messages.
+fn record_trouble(root: &Path, record: &Record) -> String {
+    let path = root.join(STORE_FILE);
+    match record {
+        Record::Damaged(why) => format!("{} is damaged ({why})", path.display()),
+        _ => format!("{} is missing", path.display()),
+    }
+}
+
+/// The store of the spool at `root`, told from the files on disk when
+/// `record` (what `.store` holds) is missing or damaged: queue directories
+/// mean fs, `.spool.db` means sqlite, nothing means none yet. Both there
+/// is refused: the store is never guessed while the other one's files are
+/// on disk.
+fn decide(root: &Path, record: &Record) -> Result<Option<StoreKind>> {
+    if let Record::Store(k) = record {
+        return Ok(Some(*k));
+    }
+    let disk = OnDisk::of(root)?;
+    disk.store().map_err(|()| ambiguous(root, record, &disk))
+}
+
+fn ambiguous(root: &Path, record: &Record, disk: &OnDisk) -> Error {
+    let d = root.display();
+    Error::Runtime(format!(
+        "{}, and both stores' files are here: fs queue directories ({}) and the sqlite database {}; refused, to not hide the messages of either. Nothing was changed. Record the store that holds the messages with `spoolmq --dir {d} --store fs fsck --repair` (or --store sqlite)",
+        record_trouble(root, record),
+        disk.fs_queues.join(", "),
+        crate::sqlstore::DB_FILE,
+    ))
+}
+
+/// The store recorded in the spool at `root`, or told from its files when
+/// `.store` is missing or damaged (see [`decide`]): `None` if the spool
+/// does not exist, holds no store's files yet, or holds both stores' files
+/// with no record to choose ([`Spool::open`] refuses that). A spool with
+/// queue directories and no `.store` is an fs spool from before the marker.
+pub fn recorded_kind(root: &Path) -> Result<Option<StoreKind>> {
+    match read_record(root)? {
+        Record::Store(k) => Ok(Some(k)),
+        _ => Ok(OnDisk::of(root)?.store().unwrap_or(None)),
+    }
+}
+
+/// Lines for the user about the spool's store (a damaged `.store`), taken
+/// by the command's caller to print on stderr.
+static NOTICES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes the lines [`Spool::open`] left for the user.
+pub fn take_notices() -> Vec<String> {
+    NOTICES
+        .lock()
+        .map(|mut n| std::mem::take(&mut *n))
+        .unwrap_or_default()
+}
+
+fn notice(line: String) {
+    if let Ok(mut n) = NOTICES.lock() {
+        n.push(line);
+    }
+}
+
+/// A fresh temporary name next to `.store`.
+fn tmp_record_path(root: &Path) -> Result<PathBuf> {
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| Error::Runtime(format!("random: {e}")))?;
+    Ok(root.join(format!(".store.{:016x}.tmp", u64::from_le_bytes(tag))))
 }
 
 /// Records `kind` in the spool at `root`: a temporary file, fsynced, linked
 /// to `.store` (which fails if another process got there first) and the
 /// directory fsynced.
 fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
-    let mut tag = [0u8; 8];
-    getrandom::fill(&mut tag).map_err(|e| Error::Runtime(format!("random: {e}")))?;
-    let tmp = root.join(format!(".store.{:016x}.tmp", u64::from_le_bytes(tag)));
+    let tmp = tmp_record_path(root)?;
     let path = root.join(STORE_FILE);
     let written =
         write_kind_file(&tmp, kind).and_then(|()| match std::fs::hard_link(&tmp, &path) {
@@ -358,18 +635,18 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
         });
     let _ = std::fs::remove_file(&tmp);
     written?;
-    sync_dir(&crate::spool::root_fs(root)?, root)?;
-    match recorded_kind(root)? {
-        Some(k) if k == kind => Ok(()),
-        Some(k) => Err(Error::usage(format!(
+    sync_dir(&root_fs(root)?, root)?;
+    match read_record(root)? {
+        Record::Store(k) if k == kind => Ok(()),
+        Record::Store(k) => Err(Error::usage(format!(
             "{}: this spool uses the {} store, not {}",
             root.display(),
             k.name(),
             kind.name()
         ))),
-        None => Err(Error::Runtime(format!(
-            "{}: cannot record the store",
-            path.display()
+        r => Err(Error::Runtime(format!(
+            "cannot record the store: {}",
+            record_trouble(root, &r)
         ))),
     }
 }
@@ -377,25 +654,29 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
 /// Writes `kind` to the new file `tmp` (0600, not following a symlink) and
 /// fsyncs it, before it is linked or renamed into place.
 fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
-    use std::io::Write;
     let root = tmp.parent().unwrap_or(Path::new("."));
-    let mut f = root_fs(root)?
-        .open_file(tmp, crate::io::Open::New, true)
-        .ctx("create", tmp)?;
-    f.write_all(format!("{}\n", kind.name()).as_bytes())
+    let fs = root_fs(root)?;
+    let f = crate::segment::open_file(&fs, tmp, crate::io::Open::New)?;
+    f.write_all_at(encode_record(kind).as_bytes(), 0)
         .ctx("write", tmp)?;
-    f.sync_all().ctx("sync", tmp)
+    f.sync_data().ctx("sync", tmp)
 }
 
-/// Replaces the spool's recorded store (for `migrate`): a temporary file,
-/// fsynced, renamed over `.store`, and the directory fsynced.
+/// Replaces the spool's recorded store (for `migrate`, and `fsck --repair`
+/// of a damaged record): a temporary file, fsynced, renamed over `.store`,
+/// and the directory fsynced.
 pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
-    let tmp = root.join(".store.migrate.tmp");
+    let tmp = tmp_record_path(root)?;
     let path = root.join(STORE_FILE);
-    let _ = std::fs::remove_file(&tmp);
-    write_kind_file(&tmp, kind)?;
-    std::fs::rename(&tmp, &path).ctx("rename", &path)?;
-    sync_dir(&crate::spool::root_fs(root)?, root)
+    use crate::io::Fs;
+    let fs = root_fs(root)?;
+    let done = write_kind_file(&tmp, kind)
+        .and_then(|()| fs.rename(&tmp, &path).ctx("rename", &path));
+    if done.is_err() {
+        let _ = fs.remove_file(&tmp);
+    }
+    done?;
+    sync_dir(&fs, root)
 }
 
 fn not_a_dir(p: &Path) -> Error {
@@ -791,6 +1072,61 @@ mod tests {
             PathBuf::from("/h/.local/share/spoolmq")
         );
         assert_eq!(resolve(None, env(&[])).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn store_records_round_trip_and_the_unversioned_form_opens() {
+        let p = Path::new("s/.store");
+        for kind in [StoreKind::Fs, StoreKind::Sqlite] {
+            let text = encode_record(kind);
+            assert_eq!(
+                decode_record(text.as_bytes(), p).unwrap(),
+                Record::Store(kind)
+            );
+            let old = format!("{}\n", kind.name());
+            assert_eq!(
+                decode_record(old.as_bytes(), p).unwrap(),
+                Record::Store(kind)
+            );
+            // Every single changed byte, and every cut, is damage, never a newer record.
+            for at in 0..text.len() {
+                let mut b = text.clone().into_bytes();
+                b[at] ^= 0x20;
+                assert!(
+                    matches!(decode_record(&b, p), Ok(Record::Damaged(_))),
+                    "{at}"
+                );
+                assert!(matches!(
+                    decode_record(&text.as_bytes()[..at], p),
+                    Ok(Record::Damaged(_))
+                ));
+            }
+        }
+        assert_eq!(
+            encode_record(StoreKind::Fs),
+            "spoolmq-store 1 fs 4dc8d481\n",
+            "the documented example"
+        );
+    }
+
+    #[test]
+    fn only_a_well_formed_record_is_newer() {
+        let p = Path::new("s/.store");
+        for bad in [&b""[..], b"fs \n", b"fs\r\n", b"\0\0\0", b"fz\n", b"fs\n\n"] {
+            assert!(
+                matches!(decode_record(bad, p), Ok(Record::Damaged(_))),
+                "{bad:?}"
+            );
+        }
+        let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
+        for newer in [
+            "spoolmq-store 2 fs",
+            "spoolmq-store 1 zfs",
+            "spoolmq-store 9 fs more fields",
+        ] {
+            let e = decode_record(sealed(newer).as_bytes(), p).unwrap_err();
+            assert!(e.to_string().contains("newer spoolmq"), "{newer}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! SPOOL/
-//!   .store            "sqlite\n" (crate::spool)
+//!   .store            the store record, naming sqlite (crate::spool)
 //!   .spool.lock       flock: one command at a time works on the database
 //!   .spool.db         the database (mode 0600), WAL mode, synchronous=FULL
 //!   .spool.db-wal     SQLite's write-ahead log (and .spool.db-shm, its index)
@@ -33,6 +33,10 @@
 //!   only stores [`Meta`] values. Integers are stored as SQLite's signed
 //!   64-bit integers, bit for bit (`as i64` and back).
 //! * A body whose CRC32 does not match is an [`Error::Corrupt`], never served.
+//! * Connections run no trigger or view and trust nothing in the schema
+//!   ([`harden`]): the database is as writable as the spool, and an object
+//!   planted in it must not run while a command holds the spool lock.
+//!   `fsck` reports objects the schema does not define ([`foreign_objects`]).
 //! * Commands hold the exclusive flock on `.spool.lock` while they use the
 //!   database (taken in [`crate::queue::Queue::open`]), so what a command read
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
@@ -194,6 +198,7 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = Connection::open_with_flags(&path, flags).sql("open", &path)?;
+    harden(&conn, &path)?;
     conn.busy_timeout(BUSY).sql("open", &path)?;
     // Closing the last connection checkpoints the WAL into the database and
     // removes it (the default). Keeping the WAL was measured slower: each new
@@ -243,8 +248,99 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
     Ok(Some(conn))
 }
 
+/// Makes objects planted in the database (by whoever can write the spool)
+/// harmless to a command that holds the spool lock: triggers and views never
+/// run (the schema has none, so a trigger looping in a recursive CTE cannot
+/// hang `pop`), functions in the schema run only if marked innocuous
+/// (`trusted_schema=OFF`), and defensive mode refuses the writes that can
+/// corrupt the file (`writable_schema`, ...). `fsck` reports such objects
+/// and `--repair` drops them ([`foreign_objects`]).
+fn harden(conn: &Connection, path: &Path) -> Result<()> {
+    use rusqlite::config::DbConfig as C;
+    for (what, on) in [
+        (C::SQLITE_DBCONFIG_DEFENSIVE, true),
+        (C::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+        (C::SQLITE_DBCONFIG_ENABLE_TRIGGER, false),
+        (C::SQLITE_DBCONFIG_ENABLE_VIEW, false),
+    ] {
+        if conn.set_db_config(what, on).sql("configure", path)? != on {
+            return Err(Error::Runtime(format!(
+                "{}: SQLite refused the setting {what:?}",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The objects the schema defines (type, name); SQLite's own (`sqlite_*`,
+/// such as the indexes of primary keys) come on top.
+const KNOWN_OBJECTS: [(&str, &str); 4] = [
+    ("table", "queues"),
+    ("table", "messages"),
+    ("table", "keys"),
+    ("index", "pending"),
+];
+
+/// The objects in the database of the spool at `root` that the schema does
+/// not define, as (type, name); with `drop`, they are dropped (in one
+/// transaction) and the ones found are returned. Empty if there is no
+/// database.
+pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>> {
+    let path = db_path(root);
+    let Some(mut conn) = connect(root, false)? else {
+        return Ok(Vec::new());
+    };
+    let tx = conn
+        .transaction_with_behavior(if drop {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        })
+        .sql("read the schema", &path)?;
+    let found: Vec<(String, String)> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table', type, name",
+            )
+            .sql("read the schema", &path)?;
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .sql("read the schema", &path)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .sql("read the schema", &path)?
+            .into_iter()
+            .filter(|(t, n)| !KNOWN_OBJECTS.contains(&(t.as_str(), n.as_str())))
+            .collect()
+    };
+    if drop {
+        // Triggers, views and indexes first, tables last (dropping a table
+        // drops its indexes and triggers: IF EXISTS).
+        for (kind, name) in &found {
+            let kind = match kind.as_str() {
+                "table" => "TABLE",
+                "index" => "INDEX",
+                "view" => "VIEW",
+                "trigger" => "TRIGGER",
+                other => {
+                    return Err(Error::Runtime(format!(
+                        "{}: cannot drop {other} {name:?}: an unknown kind of object",
+                        path.display()
+                    )));
+                }
+            };
+            let quoted = name.replace('"', "\"\"");
+            tx.execute_batch(&format!("DROP {kind} IF EXISTS \"{quoted}\""))
+                .sql(&format!("drop {kind} {name:?}"), &path)?;
+        }
+        tx.commit().sql("drop objects", &path)?;
+    }
+    Ok(found)
+}
+
 /// Wakes waiters on the spool at `root` by writing its bell file: best
-/// effort, since a failure only delays them until their next poll.
+/// effort, since a failure only delays them until their next poll. Opened
+/// without blocking and written only if it is a regular file, so a FIFO
+/// planted as the bell cannot hang a push (`fsck --repair` removes it).
 fn ring(root: &Path) {
     use std::os::unix::fs::FileExt;
     let bell = root.join(BELL_FILE);

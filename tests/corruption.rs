@@ -8,6 +8,12 @@
 //! every file has content), then runs seeded rounds: copy the template to a fresh spool, damage
 //! one file, check. Damage is computed exactly from the documented layouts (README, module docs
 //! of src/record.rs and src/index.rs), so for segments the test knows which records are intact.
+//!
+//! The spool's own files get the same treatment on both stores (`.store`, `.spool.lock`,
+//! `.spool.bell`, the key id file of an encrypted queue, `.spool.db` and SQLite's WAL and shm
+//! files): truncated, extended, a byte flipped, emptied, deleted. `COVERED` names a test for
+//! every kind of file, and `every_file_a_full_workload_leaves_has_a_corruption_case` fails on
+//! any file a full workload leaves that is of no kind it names.
 
 mod common;
 
@@ -1308,4 +1314,592 @@ fn damage_to_the_lock_file_is_transparent() {
         };
         f.check_transparent(&s, &format!("lock {what}"));
     });
+}
+
+// ---------------------------------------------------------------- the spool's own files
+
+/// Runs spoolmq on the spool at `s` as a user would, with no store named (so the store is
+/// what the spool records, or what its files say), with a short timeout and an optional key.
+fn user(s: &Spool, key: Option<&Path>, args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.env_remove("SPOOLMQ_STORE").timeout(CMD_TIMEOUT);
+    if let Some(k) = key {
+        cmd.arg("--key-file").arg(k);
+    }
+    cmd.args(args);
+    run(&mut cmd)
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only, modes kept).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    fs::set_permissions(to, fs::metadata(from).unwrap().permissions()).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            copy_tree(&p, &dst);
+        } else if m.is_file() {
+            fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// A spool of either store with three queues: `a` (5 pushed: 1 acked, 1 leased for an hour,
+/// 1 delayed for an hour, 2 ready), `b` (3 ready) and `sec`, encrypted (2 ready). What each
+/// queue shows is kept, to compare after the damage.
+struct RootFixture {
+    template: Spool,
+    key: PathBuf,
+    /// queue -> ids `peek` shows.
+    peek: BTreeMap<String, Vec<String>>,
+    stats: Vec<Value>,
+}
+
+const ROOT_QUEUES: [&str; 3] = ["a", "b", "sec"];
+
+impl RootFixture {
+    fn build(store: &'static str) -> RootFixture {
+        let template = Spool::new();
+        let key = keygen_into(&template.scratch().join("k.key"));
+        let go = |args: &[&str], k: bool| {
+            let mut cmd = template.cmd();
+            cmd.env("SPOOLMQ_STORE", store);
+            if k {
+                cmd.arg("--key-file").arg(&key);
+            }
+            let out = run(cmd.args(args));
+            out.ok();
+            out
+        };
+        go(&["push", "a", "a1", "a2", "a3", "a4"], false);
+        go(&["push", "a", "--delay", "1h", "a-later"], false);
+        let popped = go(&["pop", "a", "--json", "--lease", "1h"], false).json();
+        go(&["ack", "a", receipt(&popped[0])], false);
+        go(&["pop", "a", "--json", "--lease", "1h"], false);
+        go(&["push", "b", "b1", "b2", "b3"], false);
+        go(&["push", "sec", "secret-1", "secret-2"], true);
+        // The rest of a full workload: a nack, a dead letter, a purge.
+        go(&["push", "c", "c1", "c2"], false);
+        let popped = go(&["pop", "c", "--json"], false).json();
+        go(&["nack", "c", receipt(&popped[0])], false);
+        let popped = go(&["pop", "c", "--json", "--max-attempts", "1"], false).json();
+        go(
+            &["nack", "c", "--max-attempts", "1", receipt(&popped[0])],
+            false,
+        );
+        go(&["push", "d", "d1"], false);
+        go(&["purge", "d"], false);
+        let mut f = RootFixture {
+            template,
+            key,
+            peek: BTreeMap::new(),
+            stats: Vec::new(),
+        };
+        let s = &f.template;
+        f.peek = f.peek_all(s);
+        f.stats = f.stats_of(s);
+        f
+    }
+
+    fn copy(&self) -> Spool {
+        let s = Spool::new();
+        copy_tree(&self.template.dir, &s.dir);
+        s
+    }
+
+    fn key_for(&self, q: &str) -> Option<&Path> {
+        (q == "sec").then_some(self.key.as_path())
+    }
+
+    fn peek_all(&self, s: &Spool) -> BTreeMap<String, Vec<String>> {
+        ROOT_QUEUES
+            .iter()
+            .map(|q| {
+                let out = user(s, self.key_for(q), &["peek", q, "--json", "--count", "100"]);
+                out.ok();
+                let ids = out.json().iter().map(|m| id(m).to_string()).collect();
+                (q.to_string(), ids)
+            })
+            .collect()
+    }
+
+    fn stats_of(&self, s: &Spool) -> Vec<Value> {
+        let out = user(s, None, &["stats", "--json"]);
+        out.ok();
+        out.json()
+            .into_iter()
+            .map(|mut v| {
+                // Age and disk use move on by themselves.
+                v.as_object_mut().map(|o| {
+                    o.remove("oldest_ready_age_ms");
+                    o.remove("disk_bytes")
+                });
+                v
+            })
+            .collect()
+    }
+
+    /// Every queue but `except` shows what it showed before: the same ids to peek, the same
+    /// counters, and a pop and an ack of each works.
+    #[track_caller]
+    fn intact(&self, s: &Spool, except: Option<&str>, ctx: &str) {
+        let now = ROOT_QUEUES
+            .iter()
+            .filter(|q| Some(**q) != except)
+            .map(|q| {
+                let out = user(s, self.key_for(q), &["peek", q, "--json", "--count", "100"]);
+                assert_eq!(out.code, 0, "{ctx}: peek {q}\nstderr: {}", out.stderr);
+                let ids: Vec<String> = out.json().iter().map(|m| id(m).to_string()).collect();
+                (q.to_string(), ids)
+            })
+            .collect::<BTreeMap<_, _>>();
+        let want = self
+            .peek
+            .iter()
+            .filter(|(q, _)| Some(q.as_str()) != except)
+            .map(|(q, v)| (q.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>();
+        assert_eq!(now, want, "{ctx}: the intact queues show what they showed");
+        if except.is_none() {
+            assert_eq!(self.stats_of(s), self.stats, "{ctx}: stats as before");
+        }
+    }
+
+    /// A pop and an ack in every queue but `except`, then a push to a new queue: the spool works.
+    #[track_caller]
+    fn usable(&self, s: &Spool, except: Option<&str>, ctx: &str) {
+        for q in ROOT_QUEUES.iter().filter(|q| Some(**q) != except) {
+            let out = user(s, self.key_for(q), &["pop", q, "--json"]);
+            assert_eq!(out.code, 0, "{ctx}: pop {q}\nstderr: {}", out.stderr);
+            let m = &out.json()[0];
+            assert!(
+                self.peek[*q].contains(&id(m).to_string()),
+                "{ctx}: pop {q}: {m}"
+            );
+            user(s, None, &["ack", q, receipt(m)]).ok();
+        }
+        user(s, None, &["push", "fresh", "after-the-damage"]).ok();
+        let m = user(s, None, &["pop", "fresh", "--json"]);
+        m.ok();
+        assert_eq!(body(&m.json()[0]), "after-the-damage", "{ctx}");
+    }
+}
+
+/// The ways a file is damaged here.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Harm {
+    Truncate,
+    Append,
+    Flip,
+    Empty,
+    Delete,
+}
+
+const HARMS: [Harm; 5] = [
+    Harm::Truncate,
+    Harm::Append,
+    Harm::Flip,
+    Harm::Empty,
+    Harm::Delete,
+];
+
+/// Damages `path` as `harm` says (a file of at least one byte, except for `Empty` and
+/// `Delete`); returns what was done, for messages.
+fn harm(path: &Path, harm: Harm, rng: &mut Rng) -> String {
+    let len = fs::metadata(path).unwrap().len();
+    match harm {
+        Harm::Truncate if len > 1 => {
+            let to = rng.range(1, len - 1);
+            truncate(path, to);
+            format!("truncated from {len} to {to} bytes")
+        }
+        Harm::Truncate | Harm::Empty => {
+            truncate(path, 0);
+            "emptied".into()
+        }
+        Harm::Append => {
+            let n = rng.range(1, 64) as usize;
+            append(path, &rng.bytes(n));
+            format!("{n} random bytes appended")
+        }
+        Harm::Flip if len > 0 => {
+            let at = rng.below(len);
+            flip(path, &[at], rng);
+            format!("byte {at} flipped")
+        }
+        Harm::Flip => {
+            fs::write(path, [rng.byte_nonzero()]).unwrap();
+            "one random byte written".into()
+        }
+        Harm::Delete => {
+            fs::remove_file(path).unwrap();
+            "deleted".into()
+        }
+    }
+}
+
+/// No command panics, hangs or fails with more than one line, whatever the damage; returns
+/// the `fsck` run among them.
+#[track_caller]
+fn nothing_panics(f: &RootFixture, s: &Spool, ctx: &str) -> Out {
+    for q in ROOT_QUEUES {
+        for args in [
+            vec!["stats", q, "--json"],
+            vec!["peek", q, "--json"],
+            vec!["list"],
+        ] {
+            let out = user(s, f.key_for(q), &args);
+            assert!(
+                out.code == 0 || (out.code == 1 && out.stderr.lines().count() == 1),
+                "{ctx}: `spoolmq {}` exited {}\nstderr: {}",
+                out.what,
+                out.code,
+                out.stderr
+            );
+            stderr_well_formed(&out);
+        }
+    }
+    let fsck = user(s, None, &["fsck"]);
+    assert!(fsck.code <= 1, "{ctx}: fsck exited {}", fsck.code);
+    stderr_well_formed(&fsck);
+    fsck
+}
+
+/// Damage to `.store`, `.spool.lock` and (sqlite) `.spool.bell`: truncated, garbage appended,
+/// a byte flipped, emptied, deleted. Every queue stays reachable and shows what it showed (the
+/// store is told from the files on disk: queue directories mean fs, `.spool.db` sqlite);
+/// `fsck` reports a damaged `.store` (and a missing one on sqlite, where no older spoolmq left
+/// it out), `fsck --repair` rewrites it, and the spool is as it was.
+fn spool_root_files_may_be_damaged(store: &'static str) {
+    let f = RootFixture::build(store);
+    let mut files = vec![".store", ".spool.lock"];
+    if store == "sqlite" {
+        files.push(".spool.bell");
+    }
+    let cases: Vec<(&str, Harm)> = files
+        .iter()
+        .flat_map(|file| HARMS.iter().map(move |h| (*file, *h)))
+        .collect();
+    let mut rng = Rng::new(0x5707e);
+    rounds(cases.len(), |round| {
+        let (file, h) = cases[round];
+        let s = f.copy();
+        let path = s.dir.join(file);
+        let what = harm(&path, h, &mut rng);
+        let ctx = format!("{store} store: {file} {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        f.intact(&s, None, &ctx);
+        let reported = file == ".store" && (h != Harm::Delete || store == "sqlite");
+        let text = fsck.stdout_str();
+        if reported {
+            assert_eq!(
+                fsck.code, 1,
+                "{ctx}: fsck must report it\n{text}{}",
+                fsck.stderr
+            );
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(".store")
+                        && (l.contains("damaged") || l.contains("missing"))),
+                "{ctx}: fsck names the file and what is wrong\n{text}"
+            );
+        } else {
+            assert_eq!(fsck.code, 0, "{ctx}: fsck\n{text}{}", fsck.stderr);
+        }
+        if file == ".store" && h != Harm::Delete {
+            let warned = user(&s, None, &["list"]);
+            assert!(
+                warned.stderr.contains(".store is damaged") && !warned.stderr.contains("newer"),
+                "{ctx}: commands say the record is damaged, not newer\n{}",
+                warned.stderr
+            );
+        }
+        let repair = user(&s, None, &["fsck", "--repair"]);
+        assert_eq!(
+            repair.code,
+            0,
+            "{ctx}: fsck --repair\n{}{}",
+            repair.stdout_str(),
+            repair.stderr
+        );
+        let again = user(&s, None, &["fsck"]);
+        assert_eq!(
+            again.code,
+            0,
+            "{ctx}: fsck after the repair\n{}",
+            again.stdout_str()
+        );
+        if reported {
+            let record = fs::read_to_string(s.dir.join(".store")).unwrap();
+            assert!(
+                record.starts_with(&format!("spoolmq-store 1 {store} ")),
+                "{ctx}: the repair recorded the store: {record:?}"
+            );
+            assert_eq!(
+                user(&s, None, &["list"]).stderr,
+                "",
+                "{ctx}: no more warnings"
+            );
+        }
+        f.intact(&s, None, &format!("{ctx}, repaired"));
+        f.usable(&s, None, &format!("{ctx}, repaired"));
+    });
+}
+
+#[test]
+fn the_spool_root_files_of_an_fs_spool_may_be_damaged() {
+    spool_root_files_may_be_damaged("fs");
+}
+
+#[test]
+fn the_spool_root_files_of_a_sqlite_spool_may_be_damaged() {
+    spool_root_files_may_be_damaged("sqlite");
+}
+
+/// The key id file of an encrypted fs queue truncated, extended, flipped, emptied, deleted:
+/// nothing panics, the other queues show what they showed, the queue itself is refused with
+/// one line (never served as plain text to a reader with the key); `fsck` finds the damage
+/// (a deleted file when given the key: the bodies open with it), and `fsck --repair` with the
+/// key rewrites the file, after which the queue is as it was.
+#[test]
+fn a_damaged_or_missing_key_id_file_is_found_and_repaired_with_the_key() {
+    let f = RootFixture::build("fs");
+    let mut rng = Rng::new(0x6e7);
+    rounds(HARMS.len(), |round| {
+        let h = HARMS[round];
+        let s = f.copy();
+        let what = harm(&s.queue_dir("sec").join("key"), h, &mut rng);
+        let ctx = format!("sec/key {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        f.intact(&s, Some("sec"), &ctx);
+        let peek = user(&s, Some(&f.key), &["peek", "sec", "--json"]);
+        peek.fails(1);
+        let keyed_fsck = user(&s, Some(&f.key), &["fsck"]);
+        let found = if h == Harm::Delete {
+            &keyed_fsck
+        } else {
+            &fsck
+        };
+        assert_eq!(
+            found.code,
+            1,
+            "{ctx}: fsck finds it\n{}",
+            found.stdout_str()
+        );
+        assert!(
+            found.stdout_str().lines().any(|l| l.contains("sec/key")),
+            "{ctx}: fsck names the file\n{}",
+            found.stdout_str()
+        );
+        let repair = user(&s, Some(&f.key), &["fsck", "--repair"]);
+        assert_eq!(
+            repair.code,
+            0,
+            "{ctx}: fsck --repair with the key\n{}{}",
+            repair.stdout_str(),
+            repair.stderr
+        );
+        let again = user(&s, Some(&f.key), &["fsck"]);
+        assert_eq!(
+            again.code,
+            0,
+            "{ctx}: fsck after the repair\n{}",
+            again.stdout_str()
+        );
+        user(&s, None, &["fsck"]).ok();
+        f.intact(&s, None, &format!("{ctx}, repaired"));
+        f.usable(&s, None, &format!("{ctx}, repaired"));
+    });
+}
+
+/// The database of a sqlite spool truncated, extended, flipped, emptied, deleted: nothing
+/// panics or hangs, each command exits 0 or 1 with one line, and what is served is what was
+/// pushed. `fsck` either finds the damage (exit 1, naming `.spool.db`) or every queue shows
+/// what it showed; after `fsck --repair`, whatever it kept is sound.
+#[test]
+fn damage_to_the_sqlite_database_never_panics_and_fsck_finds_what_it_changed() {
+    let f = RootFixture::build("sqlite");
+    let mut rng = Rng::new(0xdb);
+    rounds(HARMS.len() + 2, |round| {
+        let h = HARMS[round % HARMS.len()];
+        let s = f.copy();
+        let what = harm(&s.dir.join(".spool.db"), h, &mut rng);
+        let ctx = format!(".spool.db {what}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        for q in ROOT_QUEUES {
+            let out = user(&s, f.key_for(q), &["peek", q, "--json", "--count", "100"]);
+            if out.code == 0 {
+                for m in out.json() {
+                    assert!(
+                        f.peek[q].contains(&id(&m).to_string()),
+                        "{ctx}: {q}: served {m}"
+                    );
+                }
+            }
+        }
+        if fsck.code == 1 {
+            assert!(
+                fsck.stdout_str().contains(".spool.db") || fsck.stderr.contains(".spool.db"),
+                "{ctx}: fsck names the database\n{}{}",
+                fsck.stdout_str(),
+                fsck.stderr
+            );
+        } else if h != Harm::Delete && h != Harm::Empty {
+            f.intact(&s, None, &ctx);
+        }
+        let repair = user(&s, None, &["fsck", "--repair"]);
+        assert!(
+            repair.code <= 1,
+            "{ctx}: fsck --repair exited {}",
+            repair.code
+        );
+        stderr_well_formed(&repair);
+        if repair.code == 0 {
+            user(&s, None, &["fsck"]).ok();
+        }
+    });
+}
+
+/// SQLite's write-ahead log and its index, left beside the database full of garbage (a crash,
+/// a bad restore): SQLite checks their checksums and ignores them, so every queue is intact.
+#[test]
+fn garbage_wal_and_shm_files_beside_the_database_change_nothing() {
+    let f = RootFixture::build("sqlite");
+    let mut rng = Rng::new(0x5a1);
+    rounds(3, |round| {
+        let s = f.copy();
+        let files: &[&str] = match round {
+            0 => &[".spool.db-wal"],
+            1 => &[".spool.db-shm"],
+            _ => &[".spool.db-wal", ".spool.db-shm"],
+        };
+        for name in files {
+            let n = rng.range(1, 40_000) as usize;
+            fs::write(s.dir.join(name), rng.bytes(n)).unwrap();
+        }
+        let ctx = format!("garbage in {files:?}");
+        let fsck = nothing_panics(&f, &s, &ctx);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{ctx}: fsck\n{}{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        f.intact(&s, None, &ctx);
+        f.usable(&s, None, &ctx);
+    });
+}
+
+// ---------------------------------------------------------------- every kind of file
+
+/// Each kind of file a spool may hold (by name: `Q/` stands for any queue directory) and a
+/// test above that damages it. A file a store starts to write needs a line here, or
+/// [`every_file_a_full_workload_leaves_has_a_corruption_case`] fails.
+const COVERED: &[(&str, fn())] = &[
+    (".store", the_spool_root_files_of_an_fs_spool_may_be_damaged),
+    (
+        ".spool.lock",
+        the_spool_root_files_of_a_sqlite_spool_may_be_damaged,
+    ),
+    (
+        ".spool.bell",
+        the_spool_root_files_of_a_sqlite_spool_may_be_damaged,
+    ),
+    (
+        ".spool.db",
+        damage_to_the_sqlite_database_never_panics_and_fsck_finds_what_it_changed,
+    ),
+    (
+        ".spool.db-wal",
+        garbage_wal_and_shm_files_beside_the_database_change_nothing,
+    ),
+    (
+        ".spool.db-shm",
+        garbage_wal_and_shm_files_beside_the_database_change_nothing,
+    ),
+    ("Q/lock", damage_to_the_lock_file_is_transparent),
+    (
+        "Q/index",
+        flipped_bytes_in_the_index_never_lose_a_message_after_repair,
+    ),
+    (
+        "Q/slots",
+        flipped_bytes_in_slots_are_found_by_fsck_and_repair_delivers_every_unacked_message,
+    ),
+    ("Q/wal", flipped_bytes_in_the_wal_never_lose_a_message),
+    (
+        "Q/*.seg",
+        flipped_bytes_in_a_segment_skip_exactly_the_damaged_records_and_repair_keeps_the_rest,
+    ),
+    (
+        "Q/key",
+        a_damaged_or_missing_key_id_file_is_found_and_repaired_with_the_key,
+    ),
+];
+
+/// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
+/// directory (`Q/*.seg` for segments); `None` for a directory of queues itself.
+fn kind_of(rel: &Path) -> String {
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    match parts.as_slice() {
+        [name] => name.clone(),
+        [_, name] if name.ends_with(".seg") => "Q/*.seg".into(),
+        [_, name] => format!("Q/{name}"),
+        _ => format!("Q/{}", parts[1..].join("/")),
+    }
+}
+
+/// "Every kind of file" means every file any store writes, including ones added later: a
+/// full workload (push, delayed push, pop, ack, nack, a dead letter, an encrypted queue, a
+/// purge) on each store, then every file in the spool must be of a kind [`COVERED`] names.
+#[test]
+fn every_file_a_full_workload_leaves_has_a_corruption_case() {
+    let mut seen = BTreeSet::new();
+    for store in ["fs", "sqlite"] {
+        let f = RootFixture::build(store);
+        for p in walk(&f.template.dir) {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(&f.template.dir).unwrap();
+            if m.is_dir() && rel.components().count() == 1 {
+                continue;
+            }
+            assert!(
+                m.is_file(),
+                "{store}: {} is neither a file nor a queue directory",
+                rel.display()
+            );
+            let kind = kind_of(rel);
+            assert!(
+                COVERED.iter().any(|(k, _)| *k == kind),
+                "{store} store: {} (a file of kind {kind:?}) has no corruption case: add one to \
+                 tests/corruption.rs and a line to COVERED",
+                rel.display()
+            );
+            seen.insert(kind);
+        }
+    }
+    // What the workload must have made, so that the listing is worth something.
+    for kind in [
+        ".store",
+        ".spool.lock",
+        ".spool.bell",
+        ".spool.db",
+        "Q/index",
+        "Q/slots",
+        "Q/wal",
+        "Q/*.seg",
+        "Q/key",
+        "Q/lock",
+    ] {
+        assert!(
+            seen.contains(kind),
+            "the workload made no file of kind {kind}: {seen:?}"
+        );
+    }
 }

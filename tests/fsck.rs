@@ -299,3 +299,345 @@ fn a_push_after_a_torn_header_is_still_delivered() {
     s.pop_nothing("q", &[]);
     assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0)]);
 }
+
+// ---------------------------------------------------------------- the spool's store record
+
+/// `spoolmq ARGS` on `s` with no store named and a short timeout.
+fn plain(s: &Spool, args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.env_remove("SPOOLMQ_STORE")
+        .timeout(std::time::Duration::from_secs(10))
+        .args(args);
+    run(&mut cmd)
+}
+
+/// `spoolmq --store STORE ARGS` on `s`.
+fn with_store(s: &Spool, store: &str, args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.env("SPOOLMQ_STORE", store)
+        .timeout(std::time::Duration::from_secs(10))
+        .args(args);
+    run(&mut cmd)
+}
+
+/// CRC-32 (IEEE) as `.store` uses it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A record in the versioned form, well formed (its CRC matches).
+fn record(fields: &str) -> String {
+    format!("{fields} {:08x}\n", crc32(fields.as_bytes()))
+}
+
+/// The issue's cases: a `.store` that is damaged says so (file, what is wrong) and the spool
+/// goes on working from what is on disk; only a well-formed record naming a higher version
+/// or an unknown store is "written by a newer spoolmq", and refused.
+#[test]
+fn a_damaged_store_record_says_damaged_and_only_a_well_formed_newer_one_says_newer() {
+    for store in ["fs", "sqlite"] {
+        let s = Spool::new();
+        with_store(&s, store, &["push", "q", "one", "two"]).ok();
+        let path = s.dir.join(".store");
+        let good = fs::read(&path).unwrap();
+        assert_eq!(
+            good,
+            record(&format!("spoolmq-store 1 {store}")).into_bytes()
+        );
+        let mut random = good.clone();
+        random.extend((0..37u8).map(|i| i.wrapping_mul(151).wrapping_add(0x80)));
+        let damaged: [(&str, Vec<u8>); 6] = [
+            ("37 random bytes appended", random),
+            ("emptied", vec![]),
+            ("`fs \\n`", b"fs \n".to_vec()),
+            ("`fs\\r\\n`", b"fs\r\n".to_vec()),
+            ("NUL bytes", vec![0; 3]),
+            ("its checksum changed", {
+                let mut r = good.clone();
+                let at = r.len() - 2;
+                r[at] = if r[at] == b'0' { b'1' } else { b'0' };
+                r
+            }),
+        ];
+        for (what, bytes) in damaged {
+            let ctx = format!("{store}: .store {what}");
+            fs::write(&path, &bytes).unwrap();
+            for args in [&["stats", "q", "--json"][..], &["list"], &["peek", "q"]] {
+                let out = plain(&s, args);
+                assert_eq!(
+                    out.code, 0,
+                    "{ctx}: {args:?} works from the files on disk\n{}",
+                    out.stderr
+                );
+                let line = out.error_line();
+                assert!(
+                    line.contains(".store is damaged") && !line.contains("newer"),
+                    "{ctx}: says damaged, not newer: {line}"
+                );
+            }
+            assert_eq!(plain(&s, &["list"]).stdout_str(), "q\n", "{ctx}");
+            let fsck = plain(&s, &["fsck"]);
+            assert_eq!(fsck.code, 1, "{ctx}: fsck reports it");
+            assert!(
+                fsck.stdout_str().contains(".store: damaged"),
+                "{ctx}: {}",
+                fsck.stdout_str()
+            );
+        }
+        plain(&s, &["fsck", "--repair"]).ok();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            good,
+            "{store}: the repair rewrote the record"
+        );
+        for (what, text) in [
+            ("version 2", record(&format!("spoolmq-store 2 {store}"))),
+            ("an unknown store", record("spoolmq-store 1 zfs")),
+        ] {
+            fs::write(&path, text).unwrap();
+            let out = plain(&s, &["list"]);
+            out.fails(1);
+            let line = out.error_line();
+            assert!(
+                line.contains(".store") && line.contains("newer spoolmq"),
+                "{store}: {what}: {line}"
+            );
+            plain(&s, &["fsck", "--repair"]).fails(1);
+        }
+    }
+}
+
+/// Deleting `.store` of a sqlite spool once hid its queues, and the next push recorded `fs`,
+/// after which the messages in `.spool.db` could not be reached. `.spool.db` now says sqlite.
+#[test]
+fn a_sqlite_spool_that_lost_its_store_record_stays_a_sqlite_spool() {
+    let s = Spool::new();
+    with_store(&s, "sqlite", &["push", "q", "m1", "m2", "m3"]).ok();
+    fs::remove_file(s.dir.join(".store")).unwrap();
+    assert_eq!(plain(&s, &["list"]).stdout_str(), "q\n");
+    let stats = plain(&s, &["stats", "q", "--json"]);
+    stats.ok();
+    assert_counts(&stats.json()[0], &[("ready", 3)]);
+    // Naming fs is refused, as for a spool that records sqlite.
+    let out = with_store(&s, "fs", &["push", "q", "x"]);
+    out.fails(2);
+    assert!(out.error_line().contains("uses the sqlite store"));
+    assert!(!s.dir.join("q").exists(), "no fs queue was made");
+    // fsck reports the missing record, a push records sqlite again.
+    let fsck = plain(&s, &["fsck"]);
+    assert_eq!(fsck.code, 1);
+    assert!(
+        fsck.stdout_str().contains(".store: missing"),
+        "{}",
+        fsck.stdout_str()
+    );
+    plain(&s, &["push", "q", "m4"]).ok();
+    assert!(
+        fs::read_to_string(s.dir.join(".store"))
+            .unwrap()
+            .starts_with("spoolmq-store 1 sqlite ")
+    );
+    let msgs = plain(&s, &["pop", "q", "--json", "--count", "10"]);
+    msgs.ok();
+    assert_eq!(bodies(&msgs.json()), ["m1", "m2", "m3", "m4"]);
+    plain(&s, &["fsck"]).ok();
+}
+
+/// Both stores' files on disk (an interrupted migrate, say) and no readable record: no command
+/// guesses; the refusal says what to do, and `--store S fsck --repair` records the one named.
+#[test]
+fn with_both_stores_on_disk_and_no_record_the_spool_is_refused_until_fsck_records_one() {
+    let s = Spool::new();
+    with_store(&s, "sqlite", &["push", "q", "in-sqlite"]).ok();
+    let other = Spool::new();
+    with_store(&other, "fs", &["push", "q", "in-fs"]).ok();
+    fs::rename(other.dir.join("q"), s.dir.join("q")).unwrap();
+    for damage in [None, Some(&b"sqlite\r\n"[..])] {
+        match damage {
+            None => {
+                let _ = fs::remove_file(s.dir.join(".store"));
+            }
+            Some(b) => fs::write(s.dir.join(".store"), b).unwrap(),
+        }
+        for args in [&["list"][..], &["push", "q", "x"], &["pop", "q"], &["fsck"]] {
+            let out = plain(&s, args);
+            out.fails(1);
+            let line = out.error_line();
+            assert!(
+                line.contains("both stores' files are here")
+                    && line.contains("--store fs fsck --repair"),
+                "{args:?}: {line}"
+            );
+        }
+        assert!(
+            !s.dir.join(".store").exists() || damage.is_some(),
+            "nothing was recorded"
+        );
+    }
+    let fixed = with_store(&s, "sqlite", &["fsck", "--repair"]);
+    fixed.ok();
+    let msgs = plain(&s, &["pop", "q", "--json"]);
+    msgs.ok();
+    assert_eq!(bodies(&msgs.json()), ["in-sqlite"]);
+    // The fs store's queue was left alone; migrate to the store in use removes it.
+    assert!(s.dir.join("q").join("index").exists());
+    plain(&s, &["migrate", "--to", "sqlite"]).ok();
+    assert!(!s.dir.join("q").exists());
+    plain(&s, &["fsck"]).ok();
+}
+
+/// Spools written by spoolmq 0.1.0 (commit 8f2f2b6), with `.store` in the unversioned form
+/// (`fs\n`, `sqlite\n`), still open and work, and their record is left as it was.
+#[test]
+fn spools_with_the_unversioned_store_record_of_0_1_0_still_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spool-0.1.0-8f2f2b6.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    for store in ["fs", "sqlite"] {
+        let dir = tmp.path().join(store);
+        let legacy = format!("{store}\n");
+        assert_eq!(fs::read_to_string(dir.join(".store")).unwrap(), legacy);
+        let go = |args: &[&str]| {
+            let mut cmd = spoolmq(&dir);
+            cmd.env_remove("SPOOLMQ_STORE").args(args);
+            run(&mut cmd)
+        };
+        let fsck = go(&["fsck"]);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{store}: {}{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        assert_eq!(fsck.stderr, "", "{store}: no warning for the old record");
+        let stats = go(&["stats", "q", "--json"]);
+        stats.ok();
+        assert_counts(
+            &stats.json()[0],
+            &[("ready", 2), ("pushed", 3), ("acked", 1)],
+        );
+        go(&["push", "q", "four"]).ok();
+        let msgs = go(&["pop", "q", "--json", "--count", "10"]);
+        msgs.ok();
+        assert_eq!(bodies(&msgs.json()), ["two", "three", "four"], "{store}");
+        let other = if store == "fs" { "sqlite" } else { "fs" };
+        let mut cmd = spoolmq(&dir);
+        run(cmd.env("SPOOLMQ_STORE", other).args(["list"])).fails(2);
+        assert_eq!(fs::read_to_string(dir.join(".store")).unwrap(), legacy);
+    }
+}
+
+// ---------------------------------------------------------------- objects planted in .spool.db
+
+/// A trigger added to `.spool.db` that loops forever (a recursive CTE) once hung `pop` while
+/// it held the exclusive spool lock. Triggers and views never run now; `fsck` reports every
+/// object the schema does not define, and `fsck --repair` drops them.
+#[test]
+fn a_trigger_planted_in_the_database_cannot_hang_pop_and_fsck_repair_drops_it() {
+    let s = Spool::new();
+    with_store(&s, "sqlite", &["push", "q", "m1", "m2"]).ok();
+    let db = s.dir.join(".spool.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER forever AFTER UPDATE ON messages BEGIN
+               SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c);
+             END;
+             CREATE VIEW everything AS SELECT * FROM messages;
+             CREATE INDEX \"by \"\"len\"\"\" ON messages (len);",
+        )
+        .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let popped = plain(&s, &["pop", "q", "--json"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "pop took {:?}",
+        started.elapsed()
+    );
+    popped.ok();
+    let m = &popped.json()[0];
+    assert_eq!(body(m), "m1");
+    plain(&s, &["ack", "q", receipt(m)]).ok();
+    let fsck = plain(&s, &["fsck"]);
+    assert_eq!(fsck.code, 1);
+    let text = fsck.stdout_str();
+    for what in [
+        "trigger \"forever\"",
+        "view \"everything\"",
+        "index \"by \\\"len\\\"\"",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(".spool.db")
+                && l.contains(what)
+                && l.contains("not part of spoolmq's schema")),
+            "fsck reports {what}\n{text}"
+        );
+    }
+    plain(&s, &["fsck", "--repair"]).ok();
+    plain(&s, &["fsck"]).ok();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let left: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, ["keys", "messages", "pending", "queues"]);
+    let last = plain(&s, &["pop", "q", "--json"]);
+    last.ok();
+    assert_eq!(body(&last.json()[0]), "m2");
+}
+
+/// A FIFO planted as `.spool.bell` (the sqlite store's wake-up file) once made every push
+/// hang opening it for writing. It is never waited on now; `fsck` reports it and `fsck
+/// --repair` removes it (the next push makes the bell again).
+#[test]
+fn a_fifo_planted_as_the_bell_hangs_nothing_and_fsck_repair_removes_it() {
+    let s = Spool::new();
+    with_store(&s, "sqlite", &["push", "q", "m1"]).ok();
+    let bell = s.dir.join(".spool.bell");
+    fs::remove_file(&bell).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&bell)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    plain(&s, &["push", "q", "m2"]).ok();
+    let fsck = plain(&s, &["fsck"]);
+    assert_eq!(fsck.code, 1);
+    assert!(
+        fsck.stdout_str()
+            .contains(".spool.bell: not a regular file (a FIFO)"),
+        "{}",
+        fsck.stdout_str()
+    );
+    plain(&s, &["fsck", "--repair"]).ok();
+    plain(&s, &["fsck"]).ok();
+    plain(&s, &["push", "q", "m3"]).ok();
+    assert!(fs::metadata(&bell).unwrap().is_file());
+    let msgs = plain(&s, &["pop", "q", "--json", "--count", "10"]);
+    msgs.ok();
+    assert_eq!(bodies(&msgs.json()), ["m1", "m2", "m3"]);
+}
