@@ -143,7 +143,11 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             let page = spoolmq::cli::man_page(a.command.as_deref()).map_err(Error::Usage)?;
             return Ok(out.write_all(&page)?);
         }
-        Command::Keygen => {
+        Command::Keygen(Lazy(a)) => {
+            if let Some(path) = &a.output {
+                spoolmq::crypt::create_key_file(path)?;
+                return Ok(());
+            }
             let key = spoolmq::crypt::generate()?;
             private_stdout()?;
             return Ok(out.write_all(key.as_bytes())?);
@@ -166,7 +170,14 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     ) {
         let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
         if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
-            spool.key = Some(spoolmq::crypt::Key::load(&path)?);
+            // The spool's owner may share a key with its group (0640).
+            let spool_owner = match spool.kind {
+                StoreKind::Postgres => None,
+                _ => std::fs::metadata(&spool.root)
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
+            };
+            spool.key = Some(spoolmq::crypt::Key::load(&path, spool_owner)?);
         }
     }
     let json = cli.json;
@@ -599,7 +610,7 @@ fn run_command(
             let done = spoolmq::spool::init(&spool, a.group.as_deref())?;
             writeln!(out, "{done}")?;
         }
-        Command::Completions(_) | Command::Man(_) | Command::Keygen => {} // printed above
+        Command::Completions(_) | Command::Man(_) | Command::Keygen(_) => {} // printed above
     }
     Ok(())
 }
