@@ -12,6 +12,7 @@
 //! | [`fsstore`] | the file store: write order, fsyncs, recovery |
 //! | [`sqlstore`] | the SQLite store: one database per spool, a row per message |
 //! | [`pgstore`] | the PostgreSQL store: queues shared by many hosts |
+//! | [`pgconn`] | reaching PostgreSQL: libpq's settings, TLS first, no clear-text password |
 //! | [`io`] | the I/O seam (real file system, or [`simfs`] in tests) |
 //! | [`store`] | the seam between queue logic and storage |
 //! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
@@ -50,6 +51,7 @@ pub mod migrate;
 #[cfg(test)]
 mod model_test;
 pub mod output;
+pub mod pgconn;
 pub mod pgstore;
 #[cfg(test)]
 mod power_loss;

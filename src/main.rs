@@ -104,6 +104,16 @@ fn warn(line: String) {
     let _ = writeln!(std::io::stderr().lock(), "spoolmq: {line}");
 }
 
+/// Warns (one line) when a URL given on the command line holds a password:
+/// every local user can read a process's arguments (`ps`, /proc/PID/cmdline).
+fn warn_url_password(url: &str, flag: &str) {
+    if spoolmq::pgconn::has_password(url) {
+        warn(format!(
+            "warning: the password in {flag} is visible to every local user in the process list; use PGPASSWORD, a password file (~/.pgpass, PGPASSFILE) or SPOOLMQ_URL instead"
+        ));
+    }
+}
+
 fn flush_notices(q: &mut Queue) {
     q.take_notices().into_iter().for_each(warn);
 }
@@ -231,6 +241,12 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
             return Err(Error::usage(
                 "--url selects the postgres store: drop --store",
             ));
+        }
+        // A bad string (an option given twice, say) is a usage error now,
+        // before anything else happens.
+        spoolmq::pgconn::Target::from_env(&url)?;
+        if cli.url.is_some() {
+            warn_url_password(&url, "--url");
         }
         return Ok(Spool::postgres(url));
     }
@@ -479,6 +495,11 @@ fn run_command(
         Command::Fsck(Lazy(a)) => run_fsck(&spool, a.queue, a.repair, json, out)?,
         Command::Migrate(Lazy(a)) => {
             let to = StoreKind::parse(&a.to)?;
+            if let Some(into) = &a.into
+                && to == StoreKind::Postgres
+            {
+                warn_url_password(&into.to_string_lossy(), "--into");
+            }
             let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
             report.notes.iter().cloned().for_each(warn);
             // Where it went, never with a password from a URL.

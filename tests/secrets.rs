@@ -168,3 +168,232 @@ impl SpoolExt for Spool {
 trait SpoolExt {
     fn pop_json_keyed(&self, key: &Path, q: &str) -> serde_json::Value;
 }
+
+/// What a fake PostgreSQL server saw of one client: whether it asked for
+/// TLS first, and every byte it sent after that.
+struct Seen {
+    ssl_request_first: bool,
+    bytes: Vec<u8>,
+}
+
+/// A fake server on 127.0.0.1 that refuses TLS ('N'), asks for the
+/// password with auth request `code` (3 clear text, 5 MD5), and records
+/// what the client sends, for one connection, for at most 10 s.
+fn fake_server(code: u32) -> (u16, std::thread::JoinHandle<Option<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < deadline => sleep_ms(10),
+                Err(_) => return None,
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut first = [0u8; 8];
+        conn.read_exact(&mut first).ok()?;
+        let ssl_request_first = first == [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        let mut startup = Vec::new();
+        if ssl_request_first {
+            conn.write_all(b"N").ok()?;
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).ok()?;
+            startup.resize(u32::from_be_bytes(len) as usize - 4, 0);
+        } else {
+            startup.resize(u32::from_be_bytes(first[..4].try_into().unwrap()) as usize - 8, 0);
+        }
+        conn.read_exact(&mut startup).ok()?;
+        let mut req = vec![b'R'];
+        let extra: &[u8] = if code == 5 { b"salt" } else { b"" };
+        req.extend_from_slice(&(8 + extra.len() as u32).to_be_bytes());
+        req.extend_from_slice(&code.to_be_bytes());
+        req.extend_from_slice(extra);
+        conn.write_all(&req).ok()?;
+        // Whatever comes back, until the client hangs up, goes quiet, or
+        // has sent one whole message (a password would be one).
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = conn.read(&mut buf) {
+            bytes.extend_from_slice(&buf[..n]);
+            if bytes.len() >= 5 {
+                let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+                if bytes.len() > len {
+                    break;
+                }
+            }
+        }
+        Some(Seen {
+            ssl_request_first,
+            bytes,
+        })
+    });
+    (port, handle)
+}
+
+const SECRET: &str = "s3cret-pw-1f2e";
+
+fn md5_hex(data: &[u8]) -> String {
+    // A tiny MD5 (RFC 1321), to recognise the hash the client would send.
+    let s: [u32; 64] = [
+        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
+        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    ];
+    let k: Vec<u32> = (0..64)
+        .map(|i| ((i as f64 + 1.0).sin().abs() * 4294967296.0) as u32)
+        .collect();
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_le_bytes());
+    let mut h = [0x67452301u32, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for chunk in msg.chunks(64) {
+        let w: Vec<u32> = chunk
+            .chunks(4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let [mut a, mut b, mut c, mut d] = h;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((b & c) | (!b & d), i),
+                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+                2 => (b ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (b | !d), (7 * i) % 16),
+            };
+            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(w[g]);
+            a = d;
+            d = c;
+            c = b;
+            b = b.wrapping_add(f.rotate_left(s[i]));
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter()
+        .flat_map(|x| x.to_le_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_server_without_tls_asking_for_a_clear_text_or_md5_password_does_not_get_it() {
+    if not_here("fs") {
+        return;
+    }
+    assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    // What the MD5 method would send: md5(md5(password user) salt).
+    let inner = md5_hex(format!("{SECRET}alice").as_bytes());
+    let md5_answer = md5_hex(&[inner.as_bytes(), b"salt"].concat());
+    for code in [3u32, 5] {
+        let (port, server) = fake_server(code);
+        let url = format!("postgresql://alice@127.0.0.1:{port}/db");
+        let out = run(bare_spoolmq()
+            .env("SPOOLMQ_URL", &url)
+            .env("PGPASSWORD", SECRET)
+            .args(["stats"]));
+        out.fails(1);
+        let line = out.error_line();
+        assert!(
+            line.contains("refused, the password was not sent") && line.contains("sslmode"),
+            "{line}"
+        );
+        let seen = server.join().unwrap().expect("spoolmq connected");
+        assert!(seen.ssl_request_first, "prefer asks for TLS first");
+        assert!(
+            !contains(&seen.bytes, SECRET.as_bytes()) && !contains(&seen.bytes, md5_answer.as_bytes()),
+            "code {code}: the password reached the server: {:?}",
+            String::from_utf8_lossy(&seen.bytes)
+        );
+        assert!(
+            !seen.bytes.contains(&b'p'),
+            "no password message at all: {:?}",
+            seen.bytes
+        );
+    }
+    // sslmode=disable is the user's explicit choice of clear text: then the
+    // password goes (and no TLS is asked for).
+    let (port, server) = fake_server(3);
+    let url = format!("postgresql://alice@127.0.0.1:{port}/db?sslmode=disable");
+    run(bare_spoolmq()
+        .env("SPOOLMQ_URL", &url)
+        .env("PGPASSWORD", SECRET)
+        .args(["stats"]))
+    .fails(1);
+    let seen = server.join().unwrap().expect("spoolmq connected");
+    assert!(!seen.ssl_request_first);
+    assert!(contains(&seen.bytes, SECRET.as_bytes()));
+    // So does PGSSLMODE=disable.
+    let (port, server) = fake_server(3);
+    let url = format!("postgresql://alice@127.0.0.1:{port}/db");
+    run(bare_spoolmq()
+        .env("SPOOLMQ_URL", &url)
+        .env("PGSSLMODE", "disable")
+        .env("PGPASSWORD", SECRET)
+        .args(["stats"]))
+    .fails(1);
+    let seen = server.join().unwrap().expect("spoolmq connected");
+    assert!(!seen.ssl_request_first && contains(&seen.bytes, SECRET.as_bytes()));
+}
+
+#[test]
+fn a_url_that_names_an_option_twice_or_a_bad_sslmode_is_a_usage_error() {
+    if not_here("fs") {
+        return;
+    }
+    for url in [
+        "postgresql://u@127.0.0.1:1/db?sslmode=require&sslmode=disable",
+        "host=127.0.0.1 port=1 sslmode=require sslmode=disable",
+        "postgresql://u@127.0.0.1:1/db?sslmode=allow",
+    ] {
+        let out = run(bare_spoolmq().args(["--url", url, "stats"]));
+        out.fails(2);
+        assert!(out.error_line().contains("sslmode"), "{}", out.error_line());
+        let out = run(bare_spoolmq().env("SPOOLMQ_URL", url).args(["stats"]));
+        out.fails(2);
+    }
+    let out = run(bare_spoolmq()
+        .env("SPOOLMQ_URL", "postgresql://u@127.0.0.1:1/db")
+        .env("PGSSLMODE", "sometimes")
+        .args(["stats"]));
+    out.fails(2);
+    assert!(out.error_line().contains("PGSSLMODE"), "{}", out.error_line());
+}
+
+#[test]
+fn a_password_in_url_on_the_command_line_is_warned_about_and_not_in_spoolmq_url() {
+    if not_here("fs") {
+        return;
+    }
+    let url = "postgresql://u:hunter2@127.0.0.1:1/db";
+    let out = run(bare_spoolmq().args(["--url", url, "stats"]));
+    out.code(1);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with("spoolmq: warning: ") && lines[0].contains("PGPASSWORD"),
+        "{}",
+        lines[0]
+    );
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    // The same URL from the environment is nobody else's to read.
+    let out = run(bare_spoolmq().env("SPOOLMQ_URL", url).args(["stats"]));
+    out.fails(1);
+    assert!(!out.error_line().contains("warning"));
+    // No password: no warning.
+    let out = run(bare_spoolmq().args(["--url", "postgresql://u@127.0.0.1:1/db", "stats"]));
+    out.fails(1);
+    // A key=value string too.
+    let out = run(bare_spoolmq().args(["--url", "host=127.0.0.1 port=1 password=x", "stats"]));
+    assert!(out.stderr.contains("warning"), "{}", out.stderr);
+}
