@@ -48,7 +48,7 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "export" -d 'Write e
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "import" -d 'Push messages written by export back into a queue (one fsync)'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "doctor" -d 'Check that the spool\'s file system keeps spoolmq\'s promises'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "init" -d 'Create the spool, or with --group share it with a group'
-complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "keygen" -d 'Print a new random encryption key, for --key-file'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "keygen" -d 'Make a new random encryption key, for --key-file'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "migrate" -d 'Convert the spool to another store, keeping every message and its state'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'
@@ -191,6 +191,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l store -d 'The
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s o -l output -d 'Write the key to this new file, created 0600 whatever the umask (an existing file is refused). Without it the key is printed on stdout: `keygen > FILE` lets the shell create FILE with the umask\'s mode, readable by others until spoolmq makes it 0600' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l dir -d 'The spool directory' -r -F
@@ -253,7 +254,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_see
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "import" -d 'Push messages written by export back into a queue (one fsync)'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "doctor" -d 'Check that the spool\'s file system keeps spoolmq\'s promises'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "init" -d 'Create the spool, or with --group share it with a group'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "keygen" -d 'Print a new random encryption key, for --key-file'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "keygen" -d 'Make a new random encryption key, for --key-file'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "migrate" -d 'Convert the spool to another store, keeping every message and its state'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "bench" -d 'Measure push throughput and push-to-pop latency on a scratch queue'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "bench-worker" -d '(internal) a producer or consumer process of `spoolmq bench`'

@@ -397,3 +397,179 @@ fn a_password_in_url_on_the_command_line_is_warned_about_and_not_in_spoolmq_url(
     let out = run(bare_spoolmq().args(["--url", "host=127.0.0.1 port=1 password=x", "stats"]));
     assert!(out.stderr.contains("warning"), "{}", out.stderr);
 }
+
+const PG_PASSWORD: &str = "spoolmq-test-password-7c1d";
+
+/// The URL of the test's schema as `role`, without a password, for one of
+/// the roles scripts/pg-server.sh makes ask for a password (created here,
+/// once per test binary). None (skipped; a failure under CI) when the
+/// server does not ask that role for a password.
+fn password_role(s: &Spool, role: &str) -> Option<String> {
+    static MADE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+        for r in ["spoolmq_scram", "spoolmq_clear"] {
+            c.batch_execute(&format!(
+                "DO $$ BEGIN CREATE ROLE {r} LOGIN SUPERUSER; \
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+                 ALTER ROLE {r} PASSWORD '{PG_PASSWORD}'"
+            ))
+            .unwrap();
+        }
+    });
+    let url = s.url()?.replacen("://postgres@", &format!("://{role}@"), 1);
+    let out = run(bare_spoolmq()
+        .env("SPOOLMQ_URL", &url)
+        .env("PGSSLMODE", "disable")
+        .args(["stats"]));
+    if out.code == 0 || !url.contains(role) {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but the test server does not ask {role} for a password (scripts/pg-server.sh sets that up)");
+        }
+        eprintln!("skipped: the test server does not ask {role} for a password (start it with scripts/pg-server.sh)");
+        return None;
+    }
+    Some(url)
+}
+
+/// `spoolmq` on the test's schema as `url`, with `env`.
+fn pg_run(s: &Spool, url: &str, env: &[(&str, &str)], args: &[&str]) -> Out {
+    let mut cmd = s.cmd();
+    cmd.env("SPOOLMQ_URL", url);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd.args(args))
+}
+
+#[test]
+fn pgpassword_and_a_password_file_connect_without_a_password_in_the_url() {
+    if not_here("postgres") {
+        return;
+    }
+    let s = Spool::new();
+    let Some(url) = password_role(&s, "spoolmq_scram") else {
+        return;
+    };
+    // Without a password: refused by the server.
+    let out = pg_run(&s, &url, &[], &["push", "q", "x"]);
+    out.fails(1);
+    assert!(out.error_line().contains("password"), "{}", out.error_line());
+    // PGPASSWORD.
+    pg_run(&s, &url, &[("PGPASSWORD", PG_PASSWORD)], &["push", "q", "one"]).ok();
+    // PGPASSFILE, with a line that does not match before the one that does.
+    let file = s.scratch().join("pgpass");
+    fs::write(
+        &file,
+        format!("# test\n*:*:*:someone_else:wrong\n127.0.0.1:*:*:spoolmq_scram:{PG_PASSWORD}\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    let passfile = file.to_str().unwrap();
+    pg_run(&s, &url, &[("PGPASSFILE", passfile)], &["push", "q", "two"]).ok();
+    // ~/.pgpass.
+    let home = s.scratch().join("home");
+    fs::create_dir_all(&home).unwrap();
+    fs::copy(&file, home.join(".pgpass")).unwrap();
+    fs::set_permissions(home.join(".pgpass"), fs::Permissions::from_mode(0o600)).unwrap();
+    let m = pg_run(&s, &url, &[], &["pop", "q", "--count", "2", "--json"]);
+    m.ok();
+    let bodies: Vec<String> = m.json().iter().map(|v| body(v).to_string()).collect();
+    assert_eq!(bodies, ["one", "two"]);
+    // A password file its group or others may read is ignored, with one
+    // warning line, as libpq does.
+    for f in [file.clone(), home.join(".pgpass")] {
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    for env in [vec![("PGPASSFILE", passfile)], vec![]] {
+        let out = pg_run(&s, &url, &env, &["stats"]);
+        out.code(1);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "{}", out.stderr);
+        assert!(
+            lines[0].starts_with("spoolmq: warning: password file")
+                && lines[0].contains("0644")
+                && lines[0].contains("chmod 600"),
+            "{}",
+            lines[0]
+        );
+    }
+    assert!(!s.dir.exists(), "nothing was written to a directory");
+}
+
+#[test]
+fn a_clear_text_password_request_is_refused_unless_tls_is_checked_or_sslmode_disable() {
+    if not_here("postgres") {
+        return;
+    }
+    let s = Spool::new();
+    let Some(url) = password_role(&s, "spoolmq_clear") else {
+        return;
+    };
+    let pw = [("PGPASSWORD", PG_PASSWORD)];
+    // The default (prefer): TLS if the server has it, but nothing checks
+    // who the server is, so it does not get the password in clear text.
+    let out = pg_run(&s, &url, &pw, &["push", "q", "x"]);
+    out.fails(1);
+    assert!(
+        out.error_line().contains("refused, the password was not sent"),
+        "{}",
+        out.error_line()
+    );
+    // sslmode=disable: the user's explicit choice.
+    pg_run(&s, &format!("{url}&sslmode=disable"), &pw, &["push", "q", "x"]).ok();
+    pg_run(&s, &url, &[pw[0], ("PGSSLMODE", "disable")], &["stats"]).ok();
+    // TLS with the server's certificate checked: fine.
+    let Some(ca) = pg_test_ca() else { return };
+    let checked = format!("{url}&sslmode=verify-full&sslrootcert={ca}");
+    pg_run(&s, &checked, &pw, &["push", "q", "y"]).ok();
+    let env = [pw[0], ("PGSSLMODE", "require"), ("PGSSLROOTCERT", &ca)];
+    pg_run(&s, &url, &env, &["stats"]).ok();
+    // A wrong CA file: refused.
+    let empty = s.scratch().join("empty.pem");
+    fs::write(&empty, "").unwrap();
+    let env = [pw[0], ("PGSSLMODE", "require"), ("PGSSLROOTCERT", empty.to_str().unwrap())];
+    let out = pg_run(&s, &url, &env, &["stats"]);
+    out.fails(1);
+    assert!(out.error_line().contains("sslrootcert"), "{}", out.error_line());
+}
+
+#[test]
+fn the_default_sslmode_uses_tls_when_the_server_offers_it() {
+    if not_here("postgres") {
+        return;
+    }
+    let s = Spool::new();
+    if pg_test_ca().is_none() {
+        return;
+    }
+    let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+    for (extra, want) in [("", true), ("&sslmode=disable", false)] {
+        let mut tag = [0u8; 6];
+        getrandom::fill(&mut tag).unwrap();
+        let app: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let app = format!("spoolmq-tls-{app}");
+        let mut cmd = s.std_cmd();
+        cmd.env("SPOOLMQ_URL", format!("{}{extra}", s.url().unwrap()))
+            .env("PGAPPNAME", &app)
+            .args(["pop", "q", "--wait", "20s"]);
+        let bg = Bg::spawn(cmd, format!("pop --wait ({app})"));
+        let mut ssl = Vec::new();
+        wait_for(Duration::from_secs(15), || {
+            ssl = c
+                .query(
+                    "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                     WHERE a.application_name = $1",
+                    &[&app],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, bool>(0))
+                .collect();
+            !ssl.is_empty()
+        });
+        bg.kill9();
+        assert!(!ssl.is_empty(), "spoolmq's connection (PGAPPNAME={app}) was seen");
+        assert!(ssl.iter().all(|&t| t == want), "{extra:?}: TLS {ssl:?}");
+    }
+}
