@@ -107,8 +107,8 @@ fn a_key_file_that_is_a_device_a_fifo_a_link_or_huge_is_refused_at_once() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let real = s.scratch().join("real");
-    keygen_with_umask(s.scratch(), 0o077, &["-o", "real"]).ok();
+    // The stdout form, so that this test does not need --output.
+    let real = keygen_into(&s.scratch().join("real"));
     let link = s.scratch().join("link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let huge = s.scratch().join("huge");
@@ -147,8 +147,7 @@ fn a_key_file_owned_by_another_user_is_refused() {
         return;
     }
     let s = Spool::new();
-    keygen_with_umask(s.scratch(), 0o077, &["-o", "k"]).ok();
-    let key = s.scratch().join("k");
+    let key = keygen_into(&s.scratch().join("k"));
     keyed(&s, &key, &["push", "q", "mine"]).ok();
     std::os::unix::fs::chown(&key, Some(54321), None).unwrap();
     let out = keyed(&s, &key, &["pop", "q"]);
