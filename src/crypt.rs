@@ -460,6 +460,11 @@ mod tests {
         assert!(e.contains("chmod 600"), "{e}");
         std::fs::write(&p, "spoolmq-key-v1 abc\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(Key::load(&p, None).unwrap_err().to_string().contains("keygen"));
+        assert!(
+            Key::load(&p, None)
+                .unwrap_err()
+                .to_string()
+                .contains("keygen")
+        );
     }
 }

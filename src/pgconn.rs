@@ -306,7 +306,10 @@ impl Target {
         // What tokio-postgres reads: everything but what is handled here.
         let mut kv = String::new();
         for (k, v) in &pairs {
-            if matches!(k.as_str(), "password" | "sslmode" | "sslrootcert" | "passfile") {
+            if matches!(
+                k.as_str(),
+                "password" | "sslmode" | "sslrootcert" | "passfile"
+            ) {
                 continue;
             }
             if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -353,10 +356,10 @@ impl Target {
                 config.port(port);
             }
         }
-        if config.get_user().is_none() {
-            if let Some(u) = env("PGUSER").or_else(os_user) {
-                config.user(&u);
-            }
+        if config.get_user().is_none()
+            && let Some(u) = env("PGUSER").or_else(os_user)
+        {
+            config.user(&u);
         }
         if config.get_dbname().is_none()
             && let Some(d) = env("PGDATABASE")
@@ -690,12 +693,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// signatures still verified.
 fn unverified_tls() -> std::result::Result<rustls::ClientConfig, String> {
     let provider = provider();
-    Ok(rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth())
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    )
 }
 
 #[derive(Debug)]
@@ -1046,7 +1051,10 @@ mod tests {
         assert_eq!(t.ssl, Ssl::Disable);
         assert!(t.url_password);
         // A URL host without a port takes PGPORT.
-        assert_eq!(parse("postgresql://h/d", &vars).unwrap().describe(), "postgresql h:6000/d");
+        assert_eq!(
+            parse("postgresql://h/d", &vars).unwrap().describe(),
+            "postgresql h:6000/d"
+        );
         // key=value strings, quoted values.
         let t = parse("host=h password='it''s' user=u", &[]);
         assert!(t.is_err(), "'it' then 's' is not one value");
@@ -1093,9 +1101,15 @@ mod tests {
                     h:*:d:u:pw\\:with\\\\colon:ignored\n\
                     *:*:*:*:fallback\n";
         let look = |w: [&str; 4]| pgpass_lookup(file, &w);
-        assert_eq!(look(["h", "5432", "d", "u"]).as_deref(), Some("pw:with\\colon"));
+        assert_eq!(
+            look(["h", "5432", "d", "u"]).as_deref(),
+            Some("pw:with\\colon")
+        );
         assert_eq!(look(["h", "5432", "d", "u:x"]).as_deref(), Some("escaped"));
-        assert_eq!(look(["h", "1", "d", "u"]).as_deref(), Some("pw:with\\colon"));
+        assert_eq!(
+            look(["h", "1", "d", "u"]).as_deref(),
+            Some("pw:with\\colon")
+        );
         assert_eq!(look(["z", "1", "e", "v"]).as_deref(), Some("fallback"));
         // A `\*` is a star, not a wildcard.
         assert_eq!(pgpass_lookup("\\*:*:*:*:p\n", &["h", "1", "d", "u"]), None);

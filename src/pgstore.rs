@@ -35,8 +35,8 @@
 use crate::crypt::KeyId;
 use crate::error::{Error, Result};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
-use postgres::types::{ToSql, Type};
 use postgres::Client;
+use postgres::types::{ToSql, Type};
 use std::borrow::Cow;
 use std::time::Duration;
 

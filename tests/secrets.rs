@@ -77,7 +77,11 @@ fn keygen_output_creates_the_file_0600_whatever_the_umask_and_never_overwrites()
     let before = fs::read(&key).unwrap();
     let out = keygen_with_umask(s.scratch(), 0o022, &["--output", "k022"]);
     out.fails(1).stdout_empty();
-    assert!(out.error_line().contains("already exists"), "{}", out.error_line());
+    assert!(
+        out.error_line().contains("already exists"),
+        "{}",
+        out.error_line()
+    );
     assert_eq!(fs::read(&key).unwrap(), before, "the old key is untouched");
     let target = s.scratch().join("target");
     std::os::unix::fs::symlink(&target, s.scratch().join("link")).unwrap();
@@ -94,7 +98,11 @@ fn keygen_output_creates_the_file_0600_whatever_the_umask_and_never_overwrites()
     // And the help shows the safe form.
     let help = run(bare_spoolmq().args(["keygen", "--help"]));
     help.ok();
-    assert!(help.stdout_str().contains("keygen --output"), "{}", help.stdout_str());
+    assert!(
+        help.stdout_str().contains("keygen --output"),
+        "{}",
+        help.stdout_str()
+    );
 }
 
 #[test]
@@ -152,7 +160,11 @@ fn a_key_file_owned_by_another_user_is_refused() {
     std::os::unix::fs::chown(&key, Some(54321), None).unwrap();
     let out = keyed(&s, &key, &["pop", "q"]);
     out.fails(1).stdout_empty();
-    assert!(out.error_line().contains("uid 54321"), "{}", out.error_line());
+    assert!(
+        out.error_line().contains("uid 54321"),
+        "{}",
+        out.error_line()
+    );
     assert_eq!(s.stats("q")["leased"], 0, "nothing was leased");
 }
 
@@ -203,7 +215,10 @@ fn fake_server(code: u32) -> (u16, std::thread::JoinHandle<Option<Seen>>) {
             conn.read_exact(&mut len).ok()?;
             startup.resize(u32::from_be_bytes(len) as usize - 4, 0);
         } else {
-            startup.resize(u32::from_be_bytes(first[..4].try_into().unwrap()) as usize - 8, 0);
+            startup.resize(
+                u32::from_be_bytes(first[..4].try_into().unwrap()) as usize - 8,
+                0,
+            );
         }
         conn.read_exact(&mut startup).ok()?;
         let mut req = vec![b'R'];
@@ -310,7 +325,8 @@ fn a_server_without_tls_asking_for_a_clear_text_or_md5_password_does_not_get_it(
         let seen = server.join().unwrap().expect("spoolmq connected");
         assert!(seen.ssl_request_first, "prefer asks for TLS first");
         assert!(
-            !contains(&seen.bytes, SECRET.as_bytes()) && !contains(&seen.bytes, md5_answer.as_bytes()),
+            !contains(&seen.bytes, SECRET.as_bytes())
+                && !contains(&seen.bytes, md5_answer.as_bytes()),
             "code {code}: the password reached the server: {:?}",
             String::from_utf8_lossy(&seen.bytes)
         );
@@ -366,7 +382,11 @@ fn a_url_that_names_an_option_twice_or_a_bad_sslmode_is_a_usage_error() {
         .env("PGSSLMODE", "sometimes")
         .args(["stats"]));
     out.fails(2);
-    assert!(out.error_line().contains("PGSSLMODE"), "{}", out.error_line());
+    assert!(
+        out.error_line().contains("PGSSLMODE"),
+        "{}",
+        out.error_line()
+    );
 }
 
 #[test]
@@ -423,9 +443,13 @@ fn password_role(s: &Spool, role: &str) -> Option<String> {
         .args(["stats"]));
     if out.code == 0 || !url.contains(role) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but the test server does not ask {role} for a password (scripts/pg-server.sh sets that up)");
+            panic!(
+                "CI=true but the test server does not ask {role} for a password (scripts/pg-server.sh sets that up)"
+            );
         }
-        eprintln!("skipped: the test server does not ask {role} for a password (start it with scripts/pg-server.sh)");
+        eprintln!(
+            "skipped: the test server does not ask {role} for a password (start it with scripts/pg-server.sh)"
+        );
         return None;
     }
     Some(url)
@@ -453,9 +477,19 @@ fn pgpassword_and_a_password_file_connect_without_a_password_in_the_url() {
     // Without a password: refused by the server.
     let out = pg_run(&s, &url, &[], &["push", "q", "x"]);
     out.fails(1);
-    assert!(out.error_line().contains("password"), "{}", out.error_line());
+    assert!(
+        out.error_line().contains("password"),
+        "{}",
+        out.error_line()
+    );
     // PGPASSWORD.
-    pg_run(&s, &url, &[("PGPASSWORD", PG_PASSWORD)], &["push", "q", "one"]).ok();
+    pg_run(
+        &s,
+        &url,
+        &[("PGPASSWORD", PG_PASSWORD)],
+        &["push", "q", "one"],
+    )
+    .ok();
     // PGPASSFILE, with a line that does not match before the one that does.
     let file = s.scratch().join("pgpass");
     fs::write(
@@ -511,12 +545,19 @@ fn a_clear_text_password_request_is_refused_unless_tls_is_checked_or_sslmode_dis
     let out = pg_run(&s, &url, &pw, &["push", "q", "x"]);
     out.fails(1);
     assert!(
-        out.error_line().contains("refused, the password was not sent"),
+        out.error_line()
+            .contains("refused, the password was not sent"),
         "{}",
         out.error_line()
     );
     // sslmode=disable: the user's explicit choice.
-    pg_run(&s, &format!("{url}&sslmode=disable"), &pw, &["push", "q", "x"]).ok();
+    pg_run(
+        &s,
+        &format!("{url}&sslmode=disable"),
+        &pw,
+        &["push", "q", "x"],
+    )
+    .ok();
     pg_run(&s, &url, &[pw[0], ("PGSSLMODE", "disable")], &["stats"]).ok();
     // TLS with the server's certificate checked: fine.
     let Some(ca) = pg_test_ca() else { return };
@@ -527,10 +568,18 @@ fn a_clear_text_password_request_is_refused_unless_tls_is_checked_or_sslmode_dis
     // A wrong CA file: refused.
     let empty = s.scratch().join("empty.pem");
     fs::write(&empty, "").unwrap();
-    let env = [pw[0], ("PGSSLMODE", "require"), ("PGSSLROOTCERT", empty.to_str().unwrap())];
+    let env = [
+        pw[0],
+        ("PGSSLMODE", "require"),
+        ("PGSSLROOTCERT", empty.to_str().unwrap()),
+    ];
     let out = pg_run(&s, &url, &env, &["stats"]);
     out.fails(1);
-    assert!(out.error_line().contains("sslrootcert"), "{}", out.error_line());
+    assert!(
+        out.error_line().contains("sslrootcert"),
+        "{}",
+        out.error_line()
+    );
 }
 
 #[test]
@@ -568,7 +617,10 @@ fn the_default_sslmode_uses_tls_when_the_server_offers_it() {
             !ssl.is_empty()
         });
         bg.kill9();
-        assert!(!ssl.is_empty(), "spoolmq's connection (PGAPPNAME={app}) was seen");
+        assert!(
+            !ssl.is_empty(),
+            "spoolmq's connection (PGAPPNAME={app}) was seen"
+        );
         assert!(ssl.iter().all(|&t| t == want), "{extra:?}: TLS {ssl:?}");
     }
 }
