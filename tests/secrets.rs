@@ -624,3 +624,73 @@ fn the_default_sslmode_uses_tls_when_the_server_offers_it() {
         assert!(ssl.iter().all(|&t| t == want), "{extra:?}: TLS {ssl:?}");
     }
 }
+
+/// `spoolmq --dir DIR ARGS` run as `uid` with only `groups` (root needed).
+fn as_user(s: &Spool, uid: u32, groups: &[u32], args: &[&str]) -> Out {
+    let mut std = s.std_cmd();
+    std.args(args).env("HOME", "/nonexistent");
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(groups[0]) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut cmd = assert_cmd::Command::from_std(std);
+    cmd.timeout(RUN_TIMEOUT).write_stdin(Vec::<u8>::new());
+    run(&mut cmd)
+}
+
+#[test]
+fn a_member_of_a_shared_spool_uses_the_owners_key_and_not_another_members() {
+    if not_here("fs") {
+        return;
+    }
+    if !is_root() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but not root: this test runs commands as other users");
+        }
+        eprintln!("skipped: needs root to run commands as other users");
+        return;
+    }
+    const GROUP: u32 = 60110;
+    let (alice, bob, carol) = (60011, 60012, 60013);
+    let s = Spool::new();
+    fs::set_permissions(s.scratch(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(&s.dir).unwrap();
+    std::os::unix::fs::lchown(&s.dir, Some(alice), Some(alice)).unwrap();
+    as_user(&s, alice, &[GROUP], &["init", "--group", "60110"]).ok();
+    // Alice's key, shared with the group (0640), and one carol made.
+    let key = keygen_into(&s.scratch().join("alice.key"));
+    let other = keygen_into(&s.scratch().join("carol.key"));
+    for (k, owner) in [(&key, alice), (&other, carol)] {
+        std::os::unix::fs::chown(k, Some(owner), Some(GROUP)).unwrap();
+        fs::set_permissions(k, fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let k = key.to_str().unwrap();
+    as_user(
+        &s,
+        alice,
+        &[GROUP],
+        &["--key-file", k, "push", "q", "secret"],
+    )
+    .ok();
+    let got = as_user(&s, bob, &[GROUP], &["--key-file", k, "pop", "q", "--json"]);
+    got.ok();
+    assert_eq!(body(&got.json()[0]), "secret");
+    // A key file another member owns could be changed by them: refused.
+    let o = other.to_str().unwrap();
+    let out = as_user(&s, bob, &[GROUP], &["--key-file", o, "push", "q2", "x"]);
+    out.fails(1);
+    assert!(
+        out.error_line().contains("uid 60013"),
+        "{}",
+        out.error_line()
+    );
+}
