@@ -42,8 +42,10 @@ pub struct Cli {
     pub store: Option<String>,
 
     /// A PostgreSQL database shared by workers on many hosts
-    /// (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over
-    /// --dir [env: SPOOLMQ_URL]
+    /// (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq's
+    /// PG* variables and ~/.pgpass fill in the rest). Keep the password out
+    /// of it: others can read a command line (use PGPASSWORD or ~/.pgpass).
+    /// Wins over --dir [env: SPOOLMQ_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
