@@ -897,7 +897,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__keygen)
-            opts="-h --dir --store --url --json --key-file --help"
+            opts="-o -h --dir --store --url --json --key-file --output --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -916,6 +916,14 @@ _spoolmq() {
                     return 0
                     ;;
                 --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,7 +20,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help (see more with ''--help'')'
@@ -43,7 +43,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand import 'Push messages written by export back into a queue (one fsync)'
             cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
             cand init 'Create the spool, or with --group share it with a group'
-            cand keygen 'Print a new random encryption key, for --key-file'
+            cand keygen 'Make a new random encryption key, for --key-file'
             cand migrate 'Convert the spool to another store, keeping every message and its state'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'
@@ -54,7 +54,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;push'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --delay 'Not deliverable before this long from now'
             cand --json 'Print JSON, one object per line'
@@ -65,7 +65,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;pop'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --count 'How many messages to lease at most'
             cand --lease 'How long the lease lasts'
@@ -78,7 +78,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;ack'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -87,7 +87,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;nack'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --delay 'Redeliver no sooner than this long from now'
             cand --max-attempts 'Deliveries after which a nacked or expired message becomes a dead letter'
@@ -98,7 +98,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;extend'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --lease 'The lease now ends this long from now'
             cand --json 'Print JSON, one object per line'
@@ -108,7 +108,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;retry'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -117,7 +117,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;stats'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --watch 'Refresh every INTERVAL (2s without one) with rates, until interrupted'
             cand --json 'Print JSON, one object per line'
@@ -128,7 +128,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;exec'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --wait 'Wait for a message (up to DUR; forever without DUR)'
             cand --lease 'How long the lease lasts'
@@ -141,7 +141,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;list'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -150,7 +150,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;peek'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --count 'How many messages to show at most'
             cand --json 'Print JSON, one object per line'
@@ -160,7 +160,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;purge'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand --dead 'Purge the dead letters instead'
@@ -170,7 +170,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;fsck'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand --repair 'Truncate torn tails, quarantine damaged records, rebuild the index'
@@ -180,7 +180,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;export'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -189,7 +189,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;import'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -198,7 +198,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;doctor'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -207,7 +207,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;init'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --group 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can'
             cand --json 'Print JSON, one object per line'
@@ -217,8 +217,10 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;keygen'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
+            cand -o 'Write the key to this new file, created 0600 whatever the umask (an existing file is refused). Without it the key is printed on stdout: `keygen > FILE` lets the shell create FILE with the umask''s mode, readable by others until spoolmq makes it 0600'
+            cand --output 'Write the key to this new file, created 0600 whatever the umask (an existing file is refused). Without it the key is printed on stdout: `keygen > FILE` lets the shell create FILE with the umask''s mode, readable by others until spoolmq makes it 0600'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -226,7 +228,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;migrate'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --to 'The store to convert to'
             cand --into 'Build the converted spool in DIR (missing or empty), or for `--to postgres` in the database at this URL, and leave this one as it is, instead of converting in place'
@@ -237,7 +239,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;bench'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --count 'Messages to push (and, one by one, to time from push to pop)'
             cand --size 'Body size in bytes'
@@ -251,7 +253,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;bench-worker'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -260,7 +262,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;completions'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -269,7 +271,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;man'= {
             cand --dir 'The spool directory'
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
-            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over --dir [env: SPOOLMQ_URL]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
@@ -292,7 +294,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand import 'Push messages written by export back into a queue (one fsync)'
             cand doctor 'Check that the spool''s file system keeps spoolmq''s promises'
             cand init 'Create the spool, or with --group share it with a group'
-            cand keygen 'Print a new random encryption key, for --key-file'
+            cand keygen 'Make a new random encryption key, for --key-file'
             cand migrate 'Convert the spool to another store, keeping every message and its state'
             cand bench 'Measure push throughput and push-to-pop latency on a scratch queue'
             cand bench-worker '(internal) a producer or consumer process of `spoolmq bench`'

@@ -12,6 +12,12 @@
 #            localhost signed by a CA made at start (none if `openssl` is
 #            missing), so that tests can check `sslmode=require` both ways
 #
+# Two roles, if a test creates them, must give a password over TCP
+# (tests/secrets.rs): spoolmq_scram (scram-sha-256) and spoolmq_clear
+# (`password`: the server asks for it in clear text, which spoolmq must
+# refuse unless TLS with a checked certificate or sslmode=disable).
+# Everyone else is trusted.
+#
 # DIR defaults to /tmp/spoolmq-pg and PORT to 54329 (SPOOLMQ_PG_DIR,
 # SPOOLMQ_PG_PORT). As root the server runs as the `postgres` user.
 set -euo pipefail
@@ -62,6 +68,11 @@ case ${1:-} in
     rm -rf "$DIR"; mkdir -p "$DIR"; chmod 700 "$DIR"
     [[ $(id -u) -eq 0 ]] && chown postgres "$DIR"
     as_owner "$BIN/initdb" -D "$DIR/data" -A trust -U postgres -E UTF8 >/dev/null
+    hba=$DIR/data/pg_hba.conf
+    { printf 'host all spoolmq_scram 127.0.0.1/32 scram-sha-256\nhost all spoolmq_clear 127.0.0.1/32 password\n'
+      cat "$hba"; } >"$hba.new"
+    mv "$hba.new" "$hba"; chmod 600 "$hba"
+    [[ $(id -u) -eq 0 ]] && chown postgres "$hba"
     make_certs
     start_server
     echo "$URL" ;;

@@ -42,8 +42,10 @@ pub struct Cli {
     pub store: Option<String>,
 
     /// A PostgreSQL database shared by workers on many hosts
-    /// (postgres://USER@HOST/DB, postgresql://..., or key=value); wins over
-    /// --dir [env: SPOOLMQ_URL]
+    /// (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq's
+    /// PG* variables and ~/.pgpass fill in the rest). Keep the password out
+    /// of it: others can read a command line (use PGPASSWORD or ~/.pgpass).
+    /// Wins over --dir [env: SPOOLMQ_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub url: Option<String>,
 
@@ -139,11 +141,11 @@ pub enum Command {
         after_help = "Examples:\n  spoolmq init\n  sudo -u cron spoolmq --dir /var/spool/jobs init --group jobs   # cron pushes, workers of group jobs pop"
     )]
     Init(Lazy<InitArgs>),
-    /// Print a new random encryption key, for --key-file
+    /// Make a new random encryption key, for --key-file
     #[command(
-        after_help = "Examples:\n  spoolmq keygen > ~/.config/spoolmq.key   # made 0600\n  spoolmq --key-file ~/.config/spoolmq.key push orders 'card 4242...'"
+        after_help = "Examples:\n  spoolmq keygen --output ~/.config/spoolmq.key   # created 0600, never overwritten\n  spoolmq --key-file ~/.config/spoolmq.key push orders 'card 4242...'"
     )]
-    Keygen,
+    Keygen(Lazy<KeygenArgs>),
     /// Convert the spool to another store, keeping every message and its state
     #[command(
         after_help = "Examples:\n  spoolmq migrate --to sqlite\n  spoolmq --dir /var/spool/jobs migrate --to fs --into /var/spool/jobs-fs"
@@ -425,6 +427,16 @@ mod tests {
         };
         assert_eq!(p.wait, Some(Some(Duration::from_secs(2))));
     }
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to this new file, created 0600 whatever the umask
+    /// (an existing file is refused). Without it the key is printed on
+    /// stdout: `keygen > FILE` lets the shell create FILE with the umask's
+    /// mode, readable by others until spoolmq makes it 0600
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

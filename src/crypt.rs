@@ -47,6 +47,8 @@ const TAG_LEN: usize = 16;
 /// Bytes a sealed body has beyond the plain one.
 pub const OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
 const KEY_PREFIX: &str = "spoolmq-key-v1 ";
+/// The most a key file may hold: a key file is one line and a comment or two.
+pub const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// A key loaded from a key file.
 #[derive(Clone)]
@@ -76,6 +78,56 @@ pub fn generate() -> Result<String> {
     ))
 }
 
+/// `spoolmq keygen --output FILE`: a new key in a new file, never an
+/// existing one. The file is created with `O_CREAT | O_EXCL | O_NOFOLLOW`
+/// (so a file or a symlink already there is refused, not followed or
+/// overwritten) and mode 0600, made exactly 0600 whatever the umask by
+/// `fchmod` of the new descriptor before the key is written; then the key
+/// is written and fsynced, and its directory fsynced. No other user can
+/// open the file at any moment: it never had more than its owner's bits.
+/// A write that fails removes the file.
+pub fn create_key_file(path: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let shown = path.display();
+    let text = generate()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Runtime(format!(
+                "{shown} already exists; refused (keygen never overwrites a file, least of all a key): give a new file name"
+            )),
+            _ => Error::Runtime(format!("cannot create key file {shown}: {e}")),
+        })?;
+    let written = file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(text.as_bytes()))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(Error::Runtime(format!(
+            "cannot write key file {shown}: {e}; nothing kept"
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| {
+            Error::Runtime(format!(
+                "key file {shown} written, but its directory {} could not be synced: {e}",
+                dir.display()
+            ))
+        })
+}
+
 impl Key {
     fn from_bytes(k: &[u8; 32], path: &Path) -> Key {
         let cipher = XChaCha20Poly1305::new(k.into());
@@ -90,17 +142,48 @@ impl Key {
         }
     }
 
-    /// Reads a key file. Refused (exit 1, naming the fix): a file others
-    /// may read or that group or others may write, a missing file, text
-    /// that is not a key.
-    pub fn load(path: &Path) -> Result<Key> {
-        use std::os::unix::fs::PermissionsExt;
+    /// Reads a key file, through one descriptor: opened without following
+    /// a symlink, without blocking (a FIFO or a device opens and is then
+    /// refused, never waited on) and close-on-exec; then `fstat` of that
+    /// descriptor decides, before a byte is read: a regular file, owned by
+    /// you, root or `trusted_owner` (the spool's owner, who may share a key
+    /// with its group), that others may not read and its group may not
+    /// write. At most [`MAX_KEY_FILE`] bytes are read (a key file is one
+    /// line). Refused (exit 1, naming the fix): anything else, a missing
+    /// file, text that is not a key.
+    pub fn load(path: &Path, trusted_owner: Option<u32>) -> Result<Key> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Runtime(format!("cannot read key file {shown}: {e}")))?;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::Runtime(format!("cannot read key file {shown}: {e}")))?;
-        let mode = meta.permissions().mode() & 0o7777;
+        let cannot = |e: std::io::Error| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Error::Runtime(format!(
+                    "key file {shown} is a symbolic link; refused: give the path of the file itself"
+                ))
+            } else {
+                Error::Runtime(format!("cannot read key file {shown}: {e}"))
+            }
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.file_type().is_file() {
+            return Err(Error::Runtime(format!(
+                "key file {shown} is not a regular file; refused (make one with: spoolmq keygen --output FILE)"
+            )));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let owner = meta.uid();
+        if owner != me && owner != 0 && Some(owner) != trusted_owner {
+            return Err(Error::Runtime(format!(
+                "key file {shown} belongs to uid {owner}, not to you (uid {me}), root or the spool's owner, so they could change it; refused"
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
         if mode & 0o027 != 0 {
             let who = if mode & 0o007 != 0 {
                 "others may read or write it"
@@ -111,9 +194,23 @@ impl Key {
                 "key file {shown} has mode {mode:04o} ({who}); run: chmod 600 {shown} (or 640 to share it with the spool's group)"
             )));
         }
+        let mut bytes = Vec::with_capacity(256);
+        file.take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_KEY_FILE {
+            return Err(Error::Runtime(format!(
+                "key file {shown} is larger than {MAX_KEY_FILE} bytes, so it is not a spoolmq key (make one with: spoolmq keygen --output FILE)"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::Runtime(format!(
+                "key file {shown} does not hold a spoolmq key (make one with: spoolmq keygen --output FILE)"
+            ))
+        })?;
         let bad = || {
             Error::Runtime(format!(
-                "key file {shown} does not hold a spoolmq key (make one with: spoolmq keygen > FILE)"
+                "key file {shown} does not hold a spoolmq key (make one with: spoolmq keygen --output FILE)"
             ))
         };
         let mut lines = text
@@ -356,13 +453,18 @@ mod tests {
         let p = dir.path().join("k");
         std::fs::write(&p, generate().unwrap()).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let k = Key::load(&p).unwrap();
-        assert_eq!(Key::load(&p).unwrap().id(), k.id());
+        let k = Key::load(&p, None).unwrap();
+        assert_eq!(Key::load(&p, None).unwrap().id(), k.id());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Key::load(&p).unwrap_err().to_string();
+        let e = Key::load(&p, None).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");
         std::fs::write(&p, "spoolmq-key-v1 abc\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(Key::load(&p).unwrap_err().to_string().contains("keygen"));
+        assert!(
+            Key::load(&p, None)
+                .unwrap_err()
+                .to_string()
+                .contains("keygen")
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! | [`fsstore`] | the file store: write order, fsyncs, recovery |
 //! | [`sqlstore`] | the SQLite store: one database per spool, a row per message |
 //! | [`pgstore`] | the PostgreSQL store: queues shared by many hosts |
+//! | [`pgconn`] | reaching PostgreSQL: libpq's settings, TLS first, no clear-text password |
 //! | [`io`] | the I/O seam: the spool reached beneath a held directory, no links followed (or [`simfs`] in tests) |
 //! | [`overlay`] | read-only commands: reads from the spool, writes kept in memory |
 //! | [`store`] | the seam between queue logic and storage |
@@ -52,6 +53,7 @@ pub mod migrate;
 mod model_test;
 pub mod output;
 pub mod overlay;
+pub mod pgconn;
 pub mod pgstore;
 #[cfg(test)]
 mod power_loss;

@@ -104,6 +104,16 @@ fn warn(line: String) {
     let _ = writeln!(std::io::stderr().lock(), "spoolmq: {line}");
 }
 
+/// Warns (one line) when a URL given on the command line holds a password:
+/// every local user can read a process's arguments (`ps`, /proc/PID/cmdline).
+fn warn_url_password(url: &str, flag: &str) {
+    if spoolmq::pgconn::has_password(url) {
+        warn(format!(
+            "warning: the password in {flag} is visible to every local user in the process list; use PGPASSWORD, a password file (~/.pgpass, PGPASSFILE) or SPOOLMQ_URL instead"
+        ));
+    }
+}
+
 fn flush_notices(q: &mut Queue) {
     q.take_notices().into_iter().for_each(warn);
 }
@@ -233,7 +243,11 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             let page = spoolmq::cli::man_page(a.command.as_deref()).map_err(Error::Usage)?;
             return Ok(out.write_all(&page)?);
         }
-        Command::Keygen => {
+        Command::Keygen(Lazy(a)) => {
+            if let Some(path) = &a.output {
+                spoolmq::crypt::create_key_file(path)?;
+                return Ok(());
+            }
             let key = spoolmq::crypt::generate()?;
             private_stdout()?;
             return Ok(out.write_all(key.as_bytes())?);
@@ -257,7 +271,14 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     ) {
         let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
         if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
-            spool.key = Some(spoolmq::crypt::Key::load(&path)?);
+            // The spool's owner may share a key with its group (0640).
+            let spool_owner = match spool.kind {
+                StoreKind::Postgres => None,
+                _ => std::fs::metadata(&spool.root)
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
+            };
+            spool.key = Some(spoolmq::crypt::Key::load(&path, spool_owner)?);
         }
     }
     let json = cli.json;
@@ -311,6 +332,12 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
             return Err(Error::usage(
                 "--url selects the postgres store: drop --store",
             ));
+        }
+        // A bad string (an option given twice, say) is a usage error now,
+        // before anything else happens.
+        spoolmq::pgconn::Target::from_env(&url)?;
+        if cli.url.is_some() {
+            warn_url_password(&url, "--url");
         }
         return Ok(Spool::postgres(url));
     }
@@ -572,6 +599,11 @@ fn run_command(
         Command::Fsck(Lazy(a)) => run_fsck(&spool, a.queue, a.repair, json, out)?,
         Command::Migrate(Lazy(a)) => {
             let to = StoreKind::parse(&a.to)?;
+            if let Some(into) = &a.into
+                && to == StoreKind::Postgres
+            {
+                warn_url_password(&into.to_string_lossy(), "--into");
+            }
             let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
             report.notes.iter().cloned().for_each(warn);
             // Where it went, never with a password from a URL.
@@ -705,7 +737,7 @@ fn run_command(
             let done = spoolmq::spool::init(&spool, a.group.as_deref())?;
             writeln!(out, "{done}")?;
         }
-        Command::Completions(_) | Command::Man(_) | Command::Keygen => {} // printed above
+        Command::Completions(_) | Command::Man(_) | Command::Keygen(_) => {} // printed above
     }
     Ok(())
 }

@@ -35,8 +35,8 @@
 use crate::crypt::KeyId;
 use crate::error::{Error, Result};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use postgres::Client;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Config};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -94,22 +94,8 @@ pub fn is_url(url: &str) -> bool {
 /// Where a connection goes, for messages: host, port and database, never
 /// the password.
 pub fn describe(url: &str) -> String {
-    match url.parse::<Config>() {
-        Ok(c) => {
-            let host = c
-                .get_hosts()
-                .first()
-                .map(|h| match h {
-                    postgres::config::Host::Tcp(h) => h.clone(),
-                    postgres::config::Host::Unix(p) => p.display().to_string(),
-                })
-                .unwrap_or_else(|| "localhost".into());
-            let port = c.get_ports().first().copied().unwrap_or(5432);
-            format!(
-                "postgresql {host}:{port}/{}",
-                c.get_dbname().unwrap_or("postgres")
-            )
-        }
+    match crate::pgconn::Target::from_env(url) {
+        Ok(t) => t.describe(),
         Err(_) => "postgresql".into(),
     }
 }
@@ -154,59 +140,18 @@ impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
     }
 }
 
-/// Connects to `url` (TLS when the URL asks for it: `sslmode=require`) and
-/// makes sure the schema exists.
+/// Connects to `url`, with libpq's environment variables and password
+/// file and spoolmq's transport policy (TLS whenever the server offers it;
+/// no clear-text or MD5 password without a checked certificate unless
+/// `sslmode=disable`: see [`crate::pgconn`]), and makes sure the schema
+/// exists.
 pub fn connect(url: &str) -> Result<Client> {
-    let place = describe(url);
-    let mut config: Config = url
-        .parse()
-        .map_err(|e| Error::usage(format!("--url: not a PostgreSQL connection string: {e}")))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("spoolmq");
-    }
-    // TLS, with the server's certificate checked against the system's roots,
-    // when the URL asks for it (sslmode=require); else clear text, so that
-    // the default (prefer) does not fail on a server with a self-signed
-    // certificate.
-    let mut client = if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        let tls = tls_config().map_err(|e| Error::Runtime(format!("{place}: TLS: {e}")))?;
-        config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .pg(&place, "connect")?
-    } else {
-        config.connect(postgres::NoTls).pg(&place, "connect")?
-    };
+    let target = crate::pgconn::Target::from_env(url)?;
+    let place = target.describe();
+    let (config, connector) = target.prepare()?;
+    let mut client = config.connect(connector).pg(&place, "connect")?;
     migrate_schema(&mut client, &place)?;
     Ok(client)
-}
-
-/// The TLS client for `sslmode=require`: rustls with ring's primitives,
-/// trusting the system's root certificates (the files `SSL_CERT_FILE` or
-/// `SSL_CERT_DIR` name, when set). rustls and not OpenSSL: a statically
-/// linked OpenSSL made every spoolmq process, TLS or not, pay about 0.3 ms
-/// at start-up for its constructors and 25,000 load-time relocations.
-fn tls_config() -> std::result::Result<rustls::ClientConfig, String> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        let why = found
-            .errors
-            .first()
-            .map_or_else(String::new, |e| format!(" ({e})"));
-        return Err(format!(
-            "no trusted root certificates found on this system{why}: install ca-certificates or set SSL_CERT_FILE"
-        ));
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 fn migrate_schema(client: &mut Client, place: &str) -> Result<()> {

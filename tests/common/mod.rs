@@ -157,10 +157,27 @@ pub fn bare_spoolmq() -> Command {
             "SPOOLMQ_STORE",
             if STORE == "postgres" { "" } else { STORE },
         )
+        .envs(PG_VARS.iter().map(|k| (k, "")))
         .timeout(RUN_TIMEOUT)
         .write_stdin(Vec::<u8>::new());
     cmd
 }
+
+/// libpq's variables spoolmq reads: emptied (empty counts as unset) for
+/// every run, so that the developer's own do not change what tests see.
+pub const PG_VARS: [&str; 11] = [
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
+    "PGAPPNAME",
+    "PGOPTIONS",
+];
 
 /// `spoolmq keygen > path`, through a real file descriptor (so that keygen,
 /// not the test, decides the file's mode); returns `path`.
@@ -382,6 +399,7 @@ impl Spool {
             .env_remove("SPOOLMQ_KEY_FILE")
             .env("SPOOLMQ_STORE", STORE)
             .env("HOME", self.tmp.path().join("home"))
+            .envs(PG_VARS.iter().map(|k| (k, "")))
             .stdin(Stdio::null());
         if let Some(url) = self.url() {
             cmd.env("SPOOLMQ_URL", url);

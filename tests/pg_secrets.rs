@@ -1,0 +1,2 @@
+// `tests/secrets.rs` against the PostgreSQL test server (see `common::STORE`).
+include!("secrets.rs");
