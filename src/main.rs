@@ -317,10 +317,11 @@ fn run_command(
                 return Err(Error::Empty(format!("{}: nothing to pop", a.queue)).into());
             }
             for d in &got {
+                // Bodies are escaped or encoded straight into the output.
                 if json {
-                    writeln!(out, "{}", output::delivery_json(d))?;
+                    output::write_delivery_json(out, d)?;
                 } else {
-                    writeln!(out, "{}", output::delivery_plain(d))?;
+                    output::write_delivery_plain(out, d)?;
                 }
             }
         }
@@ -448,9 +449,9 @@ fn run_command(
             flush_notices(&mut q);
             for p in r? {
                 if json {
-                    writeln!(out, "{}", output::peeked_json(&p))?;
+                    output::write_peeked_json(out, &p)?;
                 } else {
-                    writeln!(out, "{}", output::peeked_plain(&p))?;
+                    output::write_peeked_plain(out, &p)?;
                 }
             }
         }
@@ -540,7 +541,7 @@ fn run_command(
             flush_notices(&mut q);
             drop(q);
             for m in r? {
-                writeln!(out, "{}", output::exported_json(&m))?;
+                output::write_exported_json(out, &m)?;
             }
         }
         Command::Import(Lazy(a)) => {
