@@ -488,10 +488,8 @@ impl FsStore {
 
     fn adopt_tail(&mut self, file: &dyn FileIo, path: &Path, base: u64, len: u64) -> Result<()> {
         let from = self.h.active_len;
-        let mut buf = vec![0u8; (len - from) as usize];
-        let n = segment::read_at_most(file, path, &mut buf, from)?;
-        buf.truncate(n);
-        let (found, _) = segment::scan(&buf, from);
+        // A window at a time, never past the largest segment (a sparse file).
+        let (found, _) = segment::scan_file(file, path, from, len)?;
         let mut adopted = 0u64;
         // The new committed end: just past the last record adopted. Anything
         // after it (a torn record, garbage, a stray copy) is cut off.
@@ -590,7 +588,15 @@ impl FsStore {
                 Found::Good { .. } | Found::BadBody { .. } | Found::Garbage { .. } => {}
             }
         }
-        if end < len {
+        if len > segment::MAX_SEGMENT_LEN {
+            self.notices.push(format!(
+                "{}: offset {end}: dropped {} bytes after the last whole record: the file is {len} bytes, longer than a segment can be ({})",
+                path.display(),
+                len - end,
+                segment::MAX_SEGMENT_LEN
+            ));
+            file.set_len(end).ctx("truncate torn tail", path)?;
+        } else if end < len {
             self.notices.push(format!(
                 "{}: offset {end}: dropped a torn tail of {} bytes after the last whole record (an unfinished push)",
                 path.display(),

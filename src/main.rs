@@ -123,13 +123,21 @@ fn progress(template: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Reads stdin whole, as one body.
+/// Reads stdin whole, as one body: at most one byte more than the body
+/// limit, so that an endless input is refused without being held.
 fn stdin_body() -> Result<Vec<u8>> {
+    let limit = spoolmq::record::MAX_BODY;
     let mut body = Vec::new();
     std::io::stdin()
         .lock()
+        .take(limit + 1)
         .read_to_end(&mut body)
         .ctx("read", Path::new("<stdin>"))?;
+    if body.len() as u64 > limit {
+        return Err(Error::usage(format!(
+            "<stdin>: the message body is larger than the limit of {limit} bytes (stopped reading there); nothing pushed"
+        )));
+    }
     Ok(body)
 }
 

@@ -84,6 +84,11 @@ fn write_table<W: Write + ?Sized, const N: usize>(
     bytes: &[u8],
     table: &Table<N>,
 ) -> io::Result<()> {
+    if buf.len() >= OUT_CHUNK {
+        out.write_all(buf)?;
+        buf.clear();
+    }
+    // From here on `n < OUT_CHUNK` wherever a byte's form is copied in.
     let mut n = buf.len();
     buf.resize(OUT_CHUNK + N, 0);
     for &b in bytes {
