@@ -41,7 +41,10 @@ const PLAIN: Table<4> = {
             b'\n' => ([b'\\', b'n', 0, 0], 2),
             b'\t' => ([b'\\', b't', 0, 0], 2),
             b'\r' => ([b'\\', b'r', 0, 0], 2),
-            0..0x20 | 0x7f => ([b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]], 4),
+            0..0x20 | 0x7f => (
+                [b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]],
+                4,
+            ),
             _ => ([b, 0, 0, 0], 1),
         };
         i += 1;
@@ -66,7 +69,16 @@ const JSON: Table<8> = {
             0x0c => ([b'\\', b'f', 0, 0, 0, 0, 0, 0], 2),
             b'\r' => ([b'\\', b'r', 0, 0, 0, 0, 0, 0], 2),
             0..0x20 => (
-                [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize], 0, 0],
+                [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 15) as usize],
+                    0,
+                    0,
+                ],
                 6,
             ),
             _ => ([b, 0, 0, 0, 0, 0, 0, 0], 1),
@@ -111,7 +123,12 @@ pub fn write_escaped<W: Write + ?Sized>(out: &mut W, body: &[u8]) -> io::Result<
     for chunk in body.utf8_chunks() {
         write_table(out, &mut buf, chunk.valid().as_bytes(), &PLAIN)?;
         for &b in chunk.invalid() {
-            buf.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            buf.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
         }
     }
     out.write_all(&buf)
@@ -575,12 +592,29 @@ mod tests {
                 1 => OUT_CHUNK + rng.below(3 * OUT_CHUNK as u64) as usize,
                 _ => rng.below(2 * OUT_CHUNK as u64) as usize,
             };
-            let pool: &[&[u8]] = &[b"a", b"\\", b"\n", b"\x00", b"\x7f", b"\x08\x0c\t\r\x1f", "é".as_bytes(), "\u{85}".as_bytes(), b"\xff", b"\"", b"\xc3", b"zz"];
+            let pool: &[&[u8]] = &[
+                b"a",
+                b"\\",
+                b"\n",
+                b"\x00",
+                b"\x7f",
+                b"\x08\x0c\t\r\x1f",
+                "é".as_bytes(),
+                "\u{85}".as_bytes(),
+                b"\xff",
+                b"\"",
+                b"\xc3",
+                b"zz",
+            ];
             let mut body = Vec::with_capacity(len);
             while body.len() < len {
                 let p = pool[rng.below(pool.len() as u64) as usize];
                 // Mostly one kind per body, so that long runs occur too.
-                let p = if rng.below(4) == 0 { p } else { pool[round % pool.len()] };
+                let p = if rng.below(4) == 0 {
+                    p
+                } else {
+                    pool[round % pool.len()]
+                };
                 body.extend_from_slice(p);
             }
             assert_eq!(escape(&body), escape_reference(&body), "round {round}");

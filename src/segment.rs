@@ -425,7 +425,11 @@ pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<u64>> {
 
 /// A whole segment scanned: the open file, the records found after the file
 /// header, and the file header's salt (or what is wrong with it).
-pub type Checked = (Arc<dyn FileIo>, Vec<Found>, std::result::Result<u64, String>);
+pub type Checked = (
+    Arc<dyn FileIo>,
+    Vec<Found>,
+    std::result::Result<u64, String>,
+);
 
 /// Scans a whole segment, a window at a time ([`scan_file`]).
 pub fn check(fs: &dyn Fs, path: &Path) -> Result<Checked> {

@@ -297,7 +297,11 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     );
     let m = measure(cmd(&s, None, &["export", "q"]), None);
     m.code(0).near(LIMIT, &mut over);
-    assert_eq!(m.stdout_len, m.body_at("\"body\":\"") + 6 * BODY + 3, "export");
+    assert_eq!(
+        m.stdout_len,
+        m.body_at("\"body\":\"") + 6 * BODY + 3,
+        "export"
+    );
 
     let m = measure(cmd(&s, None, &["pop", "q"]), None);
     m.code(0).near(lease_limit, &mut over);
@@ -307,7 +311,11 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
 
     let m = measure(cmd(&s, None, &["pop", "q", "--json"]), None);
     m.code(0).near(lease_limit, &mut over);
-    assert_eq!(m.stdout_len, m.body_at("\"body\":\"") + 6 * BODY + 3, "pop --json");
+    assert_eq!(
+        m.stdout_len,
+        m.body_at("\"body\":\"") + 6 * BODY + 3,
+        "pop --json"
+    );
     nack(&s, None, "q", &m.json_str("receipt"));
 
     // exec hands its command the body itself: `wc -c` counts all of it.
@@ -335,7 +343,11 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     push_big(&s, Some(&key), "sealed", b"", b'x');
     let m = measure(cmd(&s, Some(&key), &["pop", "sealed", "--json"]), None);
     m.code(0).near(lease_limit, &mut over);
-    assert_eq!(m.stdout_len, m.body_at("\"body\":\"") + BODY + 3, "encrypted pop");
+    assert_eq!(
+        m.stdout_len,
+        m.body_at("\"body\":\"") + BODY + 3,
+        "encrypted pop"
+    );
     assert!(m.json_str("body").starts_with("xxxx"));
     eprintln!("all cases: {:.1} s", started.elapsed().as_secs_f64());
     assert!(over.is_empty(), "over the bound: {over:#?}");
@@ -424,7 +436,11 @@ fn a_sparse_200_gb_active_segment_is_a_dropped_tail_not_an_allocation() {
         "{}",
         m.stderr
     );
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "the tail is cut off");
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len,
+        "the tail is cut off"
+    );
     s.run(&["fsck"]).ok();
     assert_eq!(bodies(&s.pop_json("q", &["--count", "5"])), ["b", "c"]);
 }
