@@ -13,6 +13,9 @@
 //!   appended to it.
 //! * Reading never trusts the file: every record is checked by
 //!   [`crate::record::decode`], and a damaged one is reported with its offset.
+//!   Nothing is sized from a length the file claims: scans, checks and
+//!   repairs read a window at a time ([`scan_file`]) and never past
+//!   [`MAX_SEGMENT_LEN`], and a record is read only if the file holds it.
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, Fs, Open};
@@ -492,6 +495,86 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The scan as it was before it streamed: the whole range in memory.
+    fn scan_reference(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
+        let mut found = Vec::new();
+        let mut at = 0usize;
+        let mut end = base_offset;
+        while at < buf.len() {
+            match record::decode_header(&buf[at..]) {
+                Ok(h) if (buf.len() - at) as u64 >= h.record_len() => {
+                    let offset = base_offset + at as u64;
+                    let body = &buf[at + RECORD_HEADER_LEN..at + h.record_len() as usize];
+                    if record::check_body(&h, body).is_ok() {
+                        found.push(Found::Good { offset, header: h });
+                    } else {
+                        found.push(Found::BadBody { offset, header: h });
+                    }
+                    at += h.record_len() as usize;
+                    end = base_offset + at as u64;
+                }
+                first => {
+                    let damage = match first {
+                        Ok(_) => Damage::Short,
+                        Err(d) => d,
+                    };
+                    let next = record::find_next(buf, at + 1).unwrap_or(buf.len());
+                    found.push(Found::Garbage {
+                        offset: base_offset + at as u64,
+                        len: (next - at) as u64,
+                        damage,
+                    });
+                    at = next;
+                }
+            }
+        }
+        (found, end)
+    }
+
+    #[test]
+    fn a_scan_a_window_at_a_time_finds_what_a_scan_of_the_whole_file_finds() {
+        let mut rng = crate::simfs::XorShift(5);
+        let dir = tempfile::tempdir().unwrap();
+        let fs = crate::io::real();
+        for round in 0..12 {
+            // Records small and past a window, garbage short and past the
+            // first windows of a resync, flipped headers and bodies, a torn end.
+            let mut buf = record::segment_header(9).to_vec();
+            let mut seq = 1;
+            while buf.len() < 3 * WINDOW {
+                let len = match rng.below(6) {
+                    0 => WINDOW + rng.below(WINDOW as u64) as usize,
+                    1 => rng.below(9000) as usize,
+                    _ => rng.below(100) as usize,
+                };
+                let at = buf.len();
+                buf.extend(rec(seq, &vec![b'a' + (seq % 26) as u8; len]));
+                seq += 1;
+                match rng.below(8) {
+                    0 => buf[at + rng.below(RECORD_HEADER_LEN as u64) as usize] ^= 0x10,
+                    1 if len > 0 => buf[at + RECORD_HEADER_LEN] ^= 1,
+                    2 => {
+                        let junk = [0, 7, 4095, 4096, 5000, WINDOW + 3][rng.below(6) as usize];
+                        buf.extend(std::iter::repeat_n(b'S', junk));
+                    }
+                    _ => {}
+                }
+            }
+            if round % 2 == 1 {
+                buf.truncate(buf.len() - 7);
+            }
+            let p = dir.path().join(format!("{round}.seg"));
+            std::fs::write(&p, &buf).unwrap();
+            let f = open_rw(&*fs, &p).unwrap();
+            let want = scan_reference(&buf[16..], 16);
+            let got = scan_file(&*f, &p, 16, buf.len() as u64).unwrap();
+            assert_eq!(got, want, "round {round}");
+            assert_eq!(scan(&buf[16..], 16), want, "round {round}, in memory");
+            let (_, found, head) = check(&*fs, &p).unwrap();
+            assert_eq!((found, head), (want.0, Ok(9)));
+        }
     }
 
     #[test]
