@@ -355,7 +355,7 @@ impl<'a> Sealer<'a> {
         stored: Option<KeyId>,
         salt: u64,
         seq: u64,
-        body: Vec<u8>,
+        mut body: Vec<u8>,
     ) -> std::result::Result<Vec<u8>, String> {
         if stored.is_none() {
             return Ok(body);
@@ -369,14 +369,17 @@ impl<'a> Sealer<'a> {
         let tag_at = body.len() - TAG_LEN;
         let nonce = XNonce::clone_from_slice(&body[1..1 + NONCE_LEN]);
         let tag = Tag::clone_from_slice(&body[tag_at..]);
-        let mut plain = body[1 + NONCE_LEN..tag_at].to_vec();
         let ad = associated_data(self.queue, salt, seq);
+        // Decrypted where it lies, then moved to the front: no second copy
+        // of a body that may be 1 GiB.
         key.cipher
-            .decrypt_in_place_detached(&nonce, &ad, &mut plain, &tag)
+            .decrypt_in_place_detached(&nonce, &ad, &mut body[1 + NONCE_LEN..tag_at], &tag)
             .map_err(
                 |_| "its authentication tag does not match (the record was changed or moved)",
             )?;
-        Ok(plain)
+        body.truncate(tag_at);
+        body.drain(..1 + NONCE_LEN);
+        Ok(body)
     }
 }
 

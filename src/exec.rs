@@ -96,9 +96,9 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
     let mut ran = 0u64;
     let mut failed = 0u64;
     let mut stale = 0u64;
-    while let Some(d) = pop(spool, queue, &pop_req, warn)?.into_iter().next() {
+    while let Some(mut d) = pop(spool, queue, &pop_req, warn)?.into_iter().next() {
         ran += 1;
-        match run_one(spool, queue, req, &d, warn)? {
+        match run_one(spool, queue, req, &mut d, warn)? {
             Handled::Acked => {}
             Handled::Nacked => failed += 1,
             Handled::LostLease => stale += 1,
@@ -178,7 +178,7 @@ fn run_one(
     spool: &Spool,
     queue: &str,
     req: &ExecRequest,
-    d: &Delivery,
+    d: &mut Delivery,
     warn: Warn,
 ) -> Result<Handled> {
     let (program, args) = req
@@ -209,7 +209,8 @@ fn run_one(
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
-        let body = d.body.clone();
+        // The body itself goes to the writer, not a copy (it may be 1 GiB).
+        let body = std::mem::take(&mut d.body);
         // A command that does not read its stdin is fine: ignore EPIPE.
         std::thread::spawn(move || {
             let _ = stdin.write_all(&body);

@@ -507,10 +507,8 @@ impl FsStore {
 
     fn adopt_tail(&mut self, file: &dyn FileIo, path: &Path, base: u64, len: u64) -> Result<()> {
         let from = self.h.active_len;
-        let mut buf = vec![0u8; (len - from) as usize];
-        let n = segment::read_at_most(file, path, &mut buf, from)?;
-        buf.truncate(n);
-        let (found, _) = segment::scan(&buf, from);
+        // A window at a time, never past the largest segment (a sparse file).
+        let (found, _) = segment::scan_file(file, path, from, len)?;
         let mut adopted = 0u64;
         // The new committed end: just past the last record adopted. Anything
         // after it (a torn record, garbage, a stray copy) is cut off.
@@ -609,7 +607,15 @@ impl FsStore {
                 Found::Good { .. } | Found::BadBody { .. } | Found::Garbage { .. } => {}
             }
         }
-        if end < len {
+        if len > segment::MAX_SEGMENT_LEN {
+            self.notices.push(format!(
+                "{}: offset {end}: dropped {} bytes after the last whole record: the file is {len} bytes, longer than a segment can be ({})",
+                path.display(),
+                len - end,
+                segment::MAX_SEGMENT_LEN
+            ));
+            file.set_len(end).ctx("truncate torn tail", path)?;
+        } else if end < len {
             self.notices.push(format!(
                 "{}: offset {end}: dropped a torn tail of {} bytes after the last whole record (an unfinished push)",
                 path.display(),
@@ -965,16 +971,16 @@ pub fn bodies_opening_with(
     let sealer = crate::crypt::Sealer::new(name, Some(key));
     let (mut open, mut not) = (0, 0);
     for base in segment::list(fs, dir)? {
-        let (bytes, found, _) = segment::check(fs, &segment::path(dir, base))?;
+        let path = segment::path(dir, base);
+        let (file, found, _) = segment::check(fs, &path)?;
         for f in found {
             let Found::Good { offset, header } = f else {
                 continue;
             };
-            let at = offset as usize + RECORD_HEADER_LEN;
-            let Some(body) = bytes.get(at..at + header.body_len as usize) else {
+            let Ok((_, body)) = segment::read_record(&*file, &path, offset, header.body_len)? else {
                 continue;
             };
-            match sealer.open(Some(key.id()), salt, header.seq, body.to_vec()) {
+            match sealer.open(Some(key.id()), salt, header.seq, body) {
                 Ok(_) => open += 1,
                 Err(_) => not += 1,
             }

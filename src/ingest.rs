@@ -10,7 +10,9 @@
 //! input. The pushing thread hands each stored batch's seqs back to the
 //! caller, which prints their ids while the next batch is pushed. Memory
 //! stays bounded by the channel (8 MiB of input read ahead), one batch and
-//! the write buffers of one push (crate::io::Appender).
+//! the write buffers of one push (crate::io::Appender), plus one line, which
+//! may not be longer than the body limit: the reader stops with an error
+//! naming the line once it has read that much of it without a newline.
 
 use crate::error::{Error, Result};
 use crate::ids::Ids;
@@ -38,12 +40,30 @@ struct Chunk {
     lines: Vec<(usize, usize)>,
 }
 
+/// The error for line `n` (counted from 1) of the input, longer than a body may be.
+fn line_too_long(n: u64) -> Error {
+    Error::usage(format!(
+        "<stdin>: line {n} is longer than the limit of {} bytes for a message body; the lines before it were pushed",
+        crate::record::MAX_BODY
+    ))
+}
+
 /// Reads `input` in chunks of up to [`CHUNK`] bytes (what is available, not
 /// waiting for more) and sends the whole lines of each chunk together. A line
-/// longer than a chunk grows the chunk until its newline (or the end) comes.
+/// longer than a chunk grows the chunk until its newline (or the end) comes,
+/// up to the body limit ([`crate::record::MAX_BODY`]): a longer line is an
+/// error sent in its place, as soon as that many bytes of it are read.
 fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
     let mut carry: Vec<u8> = Vec::new();
+    // Lines sent so far.
+    let mut sent = 0u64;
+    let too_long = |start: usize, end: usize| (end - start) as u64 > crate::record::MAX_BODY;
     loop {
+        // A `\r` at its end would not count: one byte of grace.
+        if carry.len() as u64 > crate::record::MAX_BODY + 1 {
+            let _ = tx.send(Err(line_too_long(sent + 1)));
+            return;
+        }
         // `carry` holds the start of a line whose newline has not come yet.
         let mut data = std::mem::take(&mut carry);
         let old = data.len();
@@ -65,6 +85,10 @@ fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
             // The end: a last line without a newline is still a line.
             if !data.is_empty() {
                 let lines = vec![without_cr(&data, 0, data.len())];
+                if too_long(lines[0].0, lines[0].1) {
+                    let _ = tx.send(Err(line_too_long(sent + 1)));
+                    return;
+                }
                 let _ = tx.send(Ok(Chunk { data, lines }));
             }
             return;
@@ -72,7 +96,18 @@ fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
         let mut lines = Vec::new();
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', &data[old..]) {
-            lines.push(without_cr(&data, start, old + nl));
+            let (s, e) = without_cr(&data, start, old + nl);
+            if too_long(s, e) {
+                // The lines before it in this chunk are still pushed.
+                let n = sent + lines.len() as u64 + 1;
+                if !lines.is_empty() {
+                    data.truncate(start);
+                    let _ = tx.send(Ok(Chunk { data, lines }));
+                }
+                let _ = tx.send(Err(line_too_long(n)));
+                return;
+            }
+            lines.push((s, e));
             start = old + nl + 1;
         }
         if lines.is_empty() {
@@ -81,6 +116,7 @@ fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
         }
         carry.extend_from_slice(&data[start..]);
         data.truncate(start);
+        sent += lines.len() as u64;
         if tx.send(Ok(Chunk { data, lines })).is_err() {
             return;
         }
@@ -182,12 +218,18 @@ fn push_batches(
         let first = first?;
         let mut bytes = first.data.len();
         let mut batch = vec![first];
+        // An error from the reader ends the input: the lines before it are
+        // pushed first.
+        let mut failed = None;
         while bytes < BATCH_BYTES {
             match rx.recv_timeout(STALL) {
-                Ok(chunk) => {
-                    let chunk = chunk?;
+                Ok(Ok(chunk)) => {
                     bytes += chunk.data.len();
                     batch.push(chunk);
+                }
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -212,6 +254,9 @@ fn push_batches(
         let (ids, seqs) = pushed?;
         if done.send(Pushed::Batch(ids, seqs)).is_err() {
             return Ok(());
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     Ok(())

@@ -223,13 +223,21 @@ fn give_back(
     }
 }
 
-/// Reads stdin whole, as one body.
+/// Reads stdin whole, as one body: at most one byte more than the body
+/// limit, so that an endless input is refused without being held.
 fn stdin_body() -> Result<Vec<u8>> {
+    let limit = spoolmq::record::MAX_BODY;
     let mut body = Vec::new();
     std::io::stdin()
         .lock()
+        .take(limit + 1)
         .read_to_end(&mut body)
         .ctx("read", Path::new("<stdin>"))?;
+    if body.len() as u64 > limit {
+        return Err(Error::usage(format!(
+            "<stdin>: the message body is larger than the limit of {limit} bytes (stopped reading there); nothing pushed"
+        )));
+    }
     Ok(body)
 }
 
@@ -442,13 +450,14 @@ fn run_command(
             if got.is_empty() {
                 return Err(Error::Empty(format!("{}: nothing to pop", a.queue)).into());
             }
-            // Each message is flushed as it is written; from the first one
-            // that cannot be written on, the messages are given back.
+            // Each message is flushed as it is written, its body escaped or
+            // encoded straight into the output; from the first one that
+            // cannot be written on, the messages are given back.
             for (i, d) in got.iter().enumerate() {
                 let written = if json {
-                    writeln!(out, "{}", output::delivery_json(d))
+                    output::write_delivery_json(out, d)
                 } else {
-                    writeln!(out, "{}", output::delivery_plain(d))
+                    output::write_delivery_plain(out, d)
                 };
                 if let Err(e) = written.and_then(|_| out.flush()) {
                     return Err(give_back(&spool, &a.queue, &got[i..], e).into());
@@ -579,9 +588,9 @@ fn run_command(
             flush_notices(&mut q);
             for p in r? {
                 if json {
-                    writeln!(out, "{}", output::peeked_json(&p))?;
+                    output::write_peeked_json(out, &p)?;
                 } else {
-                    writeln!(out, "{}", output::peeked_plain(&p))?;
+                    output::write_peeked_plain(out, &p)?;
                 }
             }
         }
@@ -677,7 +686,7 @@ fn run_command(
             flush_notices(&mut q);
             drop(q);
             for m in r? {
-                writeln!(out, "{}", output::exported_json(&m))?;
+                output::write_exported_json(out, &m)?;
             }
         }
         Command::Import(Lazy(a)) => {

@@ -74,6 +74,9 @@ pub enum Damage {
     BadBodyCrc,
     /// A whole record whose seq does not belong here (a stray copy).
     OutOfSequence,
+    /// Bytes past the largest size a segment file can have
+    /// (`crate::segment::MAX_SEGMENT_LEN`): no record lies there.
+    PastLimit,
 }
 
 impl Damage {
@@ -85,6 +88,7 @@ impl Damage {
             Damage::TooLong => "record header claims an impossible length",
             Damage::BadBodyCrc => "message body checksum mismatch",
             Damage::OutOfSequence => "record out of sequence (a stray copy)",
+            Damage::PastLimit => "bytes past the largest size a segment file can have",
         }
     }
 }

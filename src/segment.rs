@@ -13,6 +13,9 @@
 //!   appended to it.
 //! * Reading never trusts the file: every record is checked by
 //!   [`crate::record::decode`], and a damaged one is reported with its offset.
+//!   Nothing is sized from a length the file claims: scans, checks and
+//!   repairs read a window at a time ([`scan_file`]) and never past
+//!   [`MAX_SEGMENT_LEN`], and a record is read only if the file holds it.
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileIo, Fs, Open};
@@ -87,6 +90,11 @@ pub fn read_record(
     if u64::from(expect_len) > record::MAX_BODY {
         return Ok(Err(Damage::TooLong));
     }
+    // Nothing is allocated for bytes the file does not hold.
+    let file_len = file.len().ctx("stat", path)?;
+    if offset.saturating_add(RECORD_HEADER_LEN as u64 + u64::from(expect_len)) > file_len {
+        return Ok(Err(Damage::Short));
+    }
     let mut buf = vec![0u8; RECORD_HEADER_LEN + expect_len as usize];
     let n = read_at_most(file, path, &mut buf, offset)?;
     buf.truncate(n);
@@ -133,46 +141,148 @@ pub enum Found {
     },
 }
 
+/// Bytes read at a time by the streaming scan and copies below: reading a
+/// segment never holds more than this (plus one record's header), whatever
+/// the file's length says.
+const WINDOW: usize = 1 << 20;
+
+/// The largest a segment file can be: a push rolls to a new segment before
+/// it passes [`crate::fsstore::SEGMENT_LIMIT`] (64 MiB), unless a single
+/// record is larger, and a record holds at most [`record::MAX_BODY`]. Bytes
+/// past this offset (a sparse file of 200 GB) are damage, never read.
+pub const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + RECORD_HEADER_LEN as u64 + record::MAX_BODY;
+
+/// Reads bytes at an offset until the buffer is full or the source ends;
+/// returns how many.
+type ReadAt<'a> = &'a mut dyn FnMut(&mut [u8], u64) -> Result<usize>;
+
 /// Scans `buf`, which holds the file's bytes from `base_offset` on, record by
 /// record. After damage it resynchronises on the next good record header.
 /// Returns what it found and the offset just past the last record with a
 /// good header (where a torn tail starts).
 pub fn scan(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
+    let mut read = |out: &mut [u8], at: u64| -> Result<usize> {
+        let from = ((at - base_offset) as usize).min(buf.len());
+        let n = out.len().min(buf.len() - from);
+        out[..n].copy_from_slice(&buf[from..from + n]);
+        Ok(n)
+    };
+    let to = base_offset + buf.len() as u64;
+    // Reading memory cannot fail.
+    scan_with(&mut read, base_offset, to).unwrap_or((Vec::new(), base_offset))
+}
+
+/// [`scan`] of the bytes `from..len` of `file`, a window at a time, never
+/// reading past [`MAX_SEGMENT_LEN`]: bytes past it are one
+/// [`Damage::PastLimit`] garbage range.
+pub fn scan_file(file: &dyn FileIo, path: &Path, from: u64, len: u64) -> Result<(Vec<Found>, u64)> {
+    let to = len.min(MAX_SEGMENT_LEN).max(from);
+    let mut read = |out: &mut [u8], at: u64| read_at_most(file, path, out, at);
+    let (mut found, end) = scan_with(&mut read, from, to)?;
+    if len > to {
+        found.push(Found::Garbage {
+            offset: to,
+            len: len - to,
+            damage: Damage::PastLimit,
+        });
+    }
+    Ok((found, end))
+}
+
+/// The scan behind [`scan`] and [`scan_file`], over `from..to` of `read`.
+fn scan_with(read: ReadAt, from: u64, to: u64) -> Result<(Vec<Found>, u64)> {
     let mut found = Vec::new();
-    let mut at = 0usize;
-    let mut end = base_offset;
-    while at < buf.len() {
-        match record::decode_header(&buf[at..]) {
-            Ok(h) if (buf.len() - at) as u64 >= h.record_len() => {
-                let offset = base_offset + at as u64;
-                let body = &buf[at + RECORD_HEADER_LEN..at + h.record_len() as usize];
-                if record::check_body(&h, body).is_ok() {
-                    found.push(Found::Good { offset, header: h });
+    let mut window = Vec::new();
+    let mut head = [0u8; RECORD_HEADER_LEN];
+    let mut at = from;
+    let mut end = from;
+    while at < to {
+        let want = (to - at).min(RECORD_HEADER_LEN as u64) as usize;
+        let n = read(&mut head[..want], at)?;
+        match record::decode_header(&head[..n]) {
+            Ok(h) if to - at >= h.record_len() => {
+                let body_at = at + RECORD_HEADER_LEN as u64;
+                if body_matches(read, &mut window, body_at, &h)? {
+                    found.push(Found::Good {
+                        offset: at,
+                        header: h,
+                    });
                 } else {
-                    found.push(Found::BadBody { offset, header: h });
+                    found.push(Found::BadBody {
+                        offset: at,
+                        header: h,
+                    });
                 }
-                at += h.record_len() as usize;
-                end = base_offset + at as u64;
+                at += h.record_len();
+                end = at;
             }
             first => {
                 let damage = match first {
                     Ok(_) => Damage::Short,
                     Err(d) => d,
                 };
-                let next = record::find_next(buf, at + 1).unwrap_or(buf.len());
+                let next = find_next_with(read, &mut window, at + 1, to)?.unwrap_or(to);
                 found.push(Found::Garbage {
-                    offset: base_offset + at as u64,
-                    len: (next - at) as u64,
+                    offset: at,
+                    len: next - at,
                     damage,
                 });
                 at = next;
             }
         }
     }
-    (found, end)
+    Ok((found, end))
 }
 
-/// Reads a whole segment file and checks its header; returns its bytes.
+/// Whether the body of `h` at `at` matches its CRC, read a window at a time.
+fn body_matches(read: ReadAt, window: &mut Vec<u8>, at: u64, h: &RecordHeader) -> Result<bool> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut left = u64::from(h.body_len);
+    let mut pos = at;
+    while left > 0 {
+        let n = left.min(WINDOW as u64) as usize;
+        window.resize(n, 0);
+        if read(&mut window[..n], pos)? < n {
+            return Ok(false);
+        }
+        crc.update(&window[..n]);
+        left -= n as u64;
+        pos += n as u64;
+    }
+    Ok(crc.finalize() == h.body_crc)
+}
+
+/// The offset of the next plausible record header (as [`record::find_next`]
+/// finds it) at or after `from` whose 40 bytes lie before `to`, reading
+/// windows that grow from 4 KiB to [`WINDOW`] and overlap by a header's length.
+fn find_next_with(read: ReadAt, window: &mut Vec<u8>, from: u64, to: u64) -> Result<Option<u64>> {
+    let overlap = RECORD_HEADER_LEN - 1;
+    let mut size = 4096;
+    let mut pos = from;
+    while pos.saturating_add(RECORD_HEADER_LEN as u64) <= to {
+        let span = (to - pos).min((size + overlap) as u64) as usize;
+        window.resize(span, 0);
+        let n = read(&mut window[..span], pos)?;
+        let buf = &window[..n];
+        for rel in memchr::memmem::find_iter(buf, &record::RECORD_MAGIC) {
+            if rel + RECORD_HEADER_LEN > n {
+                break;
+            }
+            if record::decode_header(&buf[rel..]).is_ok() {
+                return Ok(Some(pos + rel as u64));
+            }
+        }
+        if n < span || n <= overlap {
+            return Ok(None);
+        }
+        pos += (n - overlap) as u64;
+        size = (size * 2).min(WINDOW);
+    }
+    Ok(None)
+}
+
+/// Reads a whole file; returns its bytes (the WAL: segments are read by
+/// [`scan_file`], a window at a time).
 pub fn read_all(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
     let f = open_rw(fs, path)?;
     let len = f.len().ctx("stat", path)?;
@@ -182,30 +292,67 @@ pub fn read_all(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Copies `len` bytes at `from` of `src` to `dst` at `at`, a window at a
+/// time. With `sparse`, windows of zero bytes are left as holes (the caller
+/// sets the length). Returns the bytes copied (fewer if `src` ends first).
+fn copy_range(
+    (src, src_path): (&dyn FileIo, &Path),
+    (dst, dst_path): (&dyn FileIo, &Path),
+    from: u64,
+    len: u64,
+    at: u64,
+    sparse: bool,
+) -> Result<u64> {
+    let mut buf = vec![0u8; (len.min(WINDOW as u64)) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(WINDOW as u64) as usize;
+        let n = read_at_most(src, src_path, &mut buf[..want], from + done)?;
+        if !(sparse && buf[..n].iter().all(|&b| b == 0)) {
+            dst.write_all_at(&buf[..n], at + done)
+                .ctx("write", dst_path)?;
+        }
+        done += n as u64;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 /// The offset of the first record in a segment.
 pub const FIRST_RECORD: u64 = SEGMENT_HEADER_LEN;
 
 /// Rewrites segment `path` keeping only its good records (and a fresh file
 /// header): write `<name>.tmp`, fsync, rename over, fsync the directory.
-/// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`.
-/// Returns the good records with their new offsets.
+/// The damaged byte ranges are first copied to `quarantine/<name>-<offset>.bad`
+/// (runs of zero bytes as holes; bytes past [`MAX_SEGMENT_LEN`] are not
+/// copied: nothing of a message can lie there). Everything is copied from
+/// `file` (the segment, open) a window at a time. Returns the good records
+/// with their new offsets.
 pub fn rewrite_good(
     fs: &dyn Fs,
     salt: u64,
     dir: &Path,
     path: &Path,
-    bytes: &[u8],
+    file: &Arc<dyn FileIo>,
     found: &[Found],
 ) -> Result<Vec<(u64, RecordHeader)>> {
+    let file = &**file;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let qdir = dir.join("quarantine");
     let mut quarantined = false;
+    let file_len = file.len().ctx("stat", path)?.min(MAX_SEGMENT_LEN);
     for f in found {
         let (offset, len) = match f {
             Found::BadBody { offset, header } => (*offset, header.record_len()),
+            Found::Garbage {
+                damage: Damage::PastLimit,
+                ..
+            } => continue,
             Found::Garbage { offset, len, .. } => (*offset, *len),
             Found::Good { .. } => continue,
         };
@@ -214,32 +361,38 @@ pub fn rewrite_good(
             sync_dir(fs, dir)?;
             quarantined = true;
         }
-        let from = offset as usize;
-        let to = (from + len as usize).min(bytes.len());
+        let to = offset.saturating_add(len).min(file_len);
+        let len = to.saturating_sub(offset);
         let qpath = qdir.join(format!("{name}-{offset}.bad"));
         let _ = fs.remove_file(&qpath);
         let q = open_file(fs, &qpath, Open::New)?;
-        q.write_all_at(&bytes[from.min(to)..to], 0)
-            .ctx("write", &qpath)?;
+        let copied = copy_range((file, path), (&*q, &qpath), offset, len, 0, true)?;
+        q.set_len(copied).ctx("write", &qpath)?;
         q.sync_data().ctx("sync", &qpath)?;
     }
     if quarantined {
         sync_dir(fs, &qdir)?;
     }
-    let mut out = record::segment_header(salt).to_vec();
-    let mut good = Vec::new();
-    for f in found {
-        if let Found::Good { offset, header } = f {
-            let from = *offset as usize;
-            let to = from + header.record_len() as usize;
-            good.push((out.len() as u64, *header));
-            out.extend_from_slice(&bytes[from..to]);
-        }
-    }
     let tmp = dir.join(format!("{name}.tmp"));
     let _ = fs.remove_file(&tmp);
     let t = open_file(fs, &tmp, Open::New)?;
-    t.write_all_at(&out, 0).ctx("write", &tmp)?;
+    t.write_all_at(&record::segment_header(salt), 0)
+        .ctx("write", &tmp)?;
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut good = Vec::new();
+    for f in found {
+        if let Found::Good { offset, header } = f {
+            let len = header.record_len();
+            if copy_range((file, path), (&*t, &tmp), *offset, len, at, false)? < len {
+                return Err(Error::corrupt(
+                    path,
+                    format!("offset {offset}: the file changed during the repair"),
+                ));
+            }
+            good.push((at, *header));
+            at += len;
+        }
+    }
     t.sync_data().ctx("sync", &tmp)?;
     fs.rename(&tmp, path).ctx("rename", &tmp)?;
     sync_dir(fs, dir)?;
@@ -273,18 +426,25 @@ pub fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
-/// A whole segment read and scanned: its bytes, the records found after the
-/// file header, and the file header's salt (or what is wrong with it).
-pub type Checked = (Vec<u8>, Vec<Found>, std::result::Result<u64, String>);
+/// A whole segment scanned: the open file, the records found after the file
+/// header, and the file header's salt (or what is wrong with it).
+pub type Checked = (
+    Arc<dyn FileIo>,
+    Vec<Found>,
+    std::result::Result<u64, String>,
+);
 
-/// Reads and scans a whole segment.
+/// Scans a whole segment, a window at a time ([`scan_file`]).
 pub fn check(fs: &dyn Fs, path: &Path) -> Result<Checked> {
-    let bytes = read_all(fs, path)?;
-    let head_problem = record::check_segment_header(&bytes);
-    let from = (FIRST_RECORD as usize).min(bytes.len());
-    let (found, _) = scan(&bytes[from..], FIRST_RECORD);
-    Ok((bytes, found, head_problem))
+    let f = open_rw(fs, path)?;
+    let len = f.len().ctx("stat", path)?;
+    let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
+    let n = read_at_most(&*f, path, &mut head, 0)?;
+    let head_problem = record::check_segment_header(&head[..n]);
+    let (found, _) = scan_file(&*f, path, FIRST_RECORD, len.max(FIRST_RECORD))?;
+    Ok((f, found, head_problem))
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +495,86 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The scan as it was before it streamed: the whole range in memory.
+    fn scan_reference(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
+        let mut found = Vec::new();
+        let mut at = 0usize;
+        let mut end = base_offset;
+        while at < buf.len() {
+            match record::decode_header(&buf[at..]) {
+                Ok(h) if (buf.len() - at) as u64 >= h.record_len() => {
+                    let offset = base_offset + at as u64;
+                    let body = &buf[at + RECORD_HEADER_LEN..at + h.record_len() as usize];
+                    if record::check_body(&h, body).is_ok() {
+                        found.push(Found::Good { offset, header: h });
+                    } else {
+                        found.push(Found::BadBody { offset, header: h });
+                    }
+                    at += h.record_len() as usize;
+                    end = base_offset + at as u64;
+                }
+                first => {
+                    let damage = match first {
+                        Ok(_) => Damage::Short,
+                        Err(d) => d,
+                    };
+                    let next = record::find_next(buf, at + 1).unwrap_or(buf.len());
+                    found.push(Found::Garbage {
+                        offset: base_offset + at as u64,
+                        len: (next - at) as u64,
+                        damage,
+                    });
+                    at = next;
+                }
+            }
+        }
+        (found, end)
+    }
+
+    #[test]
+    fn a_scan_a_window_at_a_time_finds_what_a_scan_of_the_whole_file_finds() {
+        let mut rng = crate::simfs::XorShift(5);
+        let dir = tempfile::tempdir().unwrap();
+        let fs = crate::io::real();
+        for round in 0..12 {
+            // Records small and past a window, garbage short and past the
+            // first windows of a resync, flipped headers and bodies, a torn end.
+            let mut buf = record::segment_header(9).to_vec();
+            let mut seq = 1;
+            while buf.len() < 3 * WINDOW {
+                let len = match rng.below(6) {
+                    0 => WINDOW + rng.below(WINDOW as u64) as usize,
+                    1 => rng.below(9000) as usize,
+                    _ => rng.below(100) as usize,
+                };
+                let at = buf.len();
+                buf.extend(rec(seq, &vec![b'a' + (seq % 26) as u8; len]));
+                seq += 1;
+                match rng.below(8) {
+                    0 => buf[at + rng.below(RECORD_HEADER_LEN as u64) as usize] ^= 0x10,
+                    1 if len > 0 => buf[at + RECORD_HEADER_LEN] ^= 1,
+                    2 => {
+                        let junk = [0, 7, 4095, 4096, 5000, WINDOW + 3][rng.below(6) as usize];
+                        buf.extend(std::iter::repeat_n(b'S', junk));
+                    }
+                    _ => {}
+                }
+            }
+            if round % 2 == 1 {
+                buf.truncate(buf.len() - 7);
+            }
+            let p = dir.path().join(format!("{round}.seg"));
+            std::fs::write(&p, &buf).unwrap();
+            let f = open_rw(&*fs, &p).unwrap();
+            let want = scan_reference(&buf[16..], 16);
+            let got = scan_file(&*f, &p, 16, buf.len() as u64).unwrap();
+            assert_eq!(got, want, "round {round}");
+            assert_eq!(scan(&buf[16..], 16), want, "round {round}, in memory");
+            let (_, found, head) = check(&*fs, &p).unwrap();
+            assert_eq!((found, head), (want.0, Ok(9)));
+        }
     }
 
     #[test]

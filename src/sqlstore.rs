@@ -700,37 +700,42 @@ impl Store for SqliteStore {
     }
 
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
-        let got: Option<(Vec<u8>, u32)> = self
+        // The row's place and the body's type and length first (neither
+        // reads the body), then the body itself with SQLite's incremental
+        // blob I/O straight into the one buffer returned: a plain SELECT
+        // would have SQLite hold a copy of a body that may be 1 GiB too.
+        let got: Option<(i64, u32, bool, i64)> = self
             .conn
-            .prepare_cached("SELECT body, crc FROM messages WHERE queue = ?1 AND seq = ?2")
+            .prepare_cached(
+                "SELECT rowid, crc, typeof(body) = 'blob', length(body) FROM messages WHERE queue = ?1 AND seq = ?2",
+            )
             .and_then(|mut s| {
                 s.query_row(params![self.q.queue, meta.seq as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()
             })
             .sql("read a body", &self.q.path)?;
-        match got {
-            Some((body, crc))
-                if crc32fast::hash(&body) == crc && body.len() == meta.len as usize =>
-            {
-                Ok(body)
-            }
-            Some(_) => Err(Error::corrupt(
+        let bad = |detail: &str| {
+            Error::corrupt(
                 &self.q.path,
-                format!(
-                    "queue {}, message {}: the body fails its CRC32 check",
-                    self.q.queue, meta.seq
-                ),
-            )),
-            None => Err(Error::corrupt(
-                &self.q.path,
-                format!(
-                    "queue {}, message {}: the row is missing",
-                    self.q.queue, meta.seq
-                ),
-            )),
+                format!("queue {}, message {}: {detail}", self.q.queue, meta.seq),
+            )
+        };
+        let (rowid, crc) = match got {
+            Some((rowid, crc, true, len)) if len == i64::from(meta.len) => (rowid, crc),
+            Some(_) => return Err(bad("the body fails its CRC32 check")),
+            None => return Err(bad("the row is missing")),
+        };
+        let mut body = vec![0u8; meta.len as usize];
+        self.conn
+            .blob_open(rusqlite::MAIN_DB, "messages", "body", rowid, true)
+            .and_then(|blob| blob.read_at_exact(&mut body, 0))
+            .sql("read a body", &self.q.path)?;
+        if crc32fast::hash(&body) != crc {
+            return Err(bad("the body fails its CRC32 check"));
         }
+        Ok(body)
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {
