@@ -977,7 +977,8 @@ pub fn bodies_opening_with(
             let Found::Good { offset, header } = f else {
                 continue;
             };
-            let Ok((_, body)) = segment::read_record(&*file, &path, offset, header.body_len)? else {
+            let Ok((_, body)) = segment::read_record(&*file, &path, offset, header.body_len)?
+            else {
                 continue;
             };
             match sealer.open(Some(key.id()), salt, header.seq, body) {

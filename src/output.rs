@@ -680,7 +680,7 @@ mod tests {
             exported_json(&m),
             r#"{"id":"x","state":"delayed","attempt":2,"pushed_at_ms":5,"ready_at_ms":9,"body_base64":"/wA="}"#
         );
-        assert_eq!(parse_exported(&exported_json(&m)).unwrap(), m);
+        assert_eq!(parse_exported(&exported_json(&m), 1000).unwrap(), m);
         let p = Peeked {
             id: "p".into(),
             attempt: 1,

@@ -537,7 +537,7 @@ mod tests {
     fn a_scan_a_window_at_a_time_finds_what_a_scan_of_the_whole_file_finds() {
         let mut rng = crate::simfs::XorShift(5);
         let dir = tempfile::tempdir().unwrap();
-        let fs = crate::io::real();
+        let fs = crate::io::real(dir.path()).unwrap();
         for round in 0..12 {
             // Records small and past a window, garbage short and past the
             // first windows of a resync, flipped headers and bodies, a torn end.

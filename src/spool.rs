@@ -670,8 +670,8 @@ pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
     let path = root.join(STORE_FILE);
     use crate::io::Fs;
     let fs = root_fs(root)?;
-    let done = write_kind_file(&tmp, kind)
-        .and_then(|()| fs.rename(&tmp, &path).ctx("rename", &path));
+    let done =
+        write_kind_file(&tmp, kind).and_then(|()| fs.rename(&tmp, &path).ctx("rename", &path));
     if done.is_err() {
         let _ = fs.remove_file(&tmp);
     }

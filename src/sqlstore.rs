@@ -194,6 +194,9 @@ pub fn connect(root: &Path, create: bool) -> Result<Option<Connection>> {
             Err(e) => return Err(Error::io("open", &p, e)),
         }
     }
+    if mounted_read_only(root) {
+        return open_immutable(&path).map(Some);
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW;
@@ -335,6 +338,55 @@ pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>>
         tx.commit().sql("drop objects", &path)?;
     }
     Ok(found)
+}
+
+/// Whether the spool at `root` is on a file system mounted read-only (a
+/// snapshot, a backup): nobody can write the database there.
+fn mounted_read_only(root: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(root.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs fills the buffer it is given from a NUL-terminated path.
+    if unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: statvfs returned 0, so the buffer is initialised.
+    unsafe { st.assume_init() }.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Opens the database on a read-only mount: SQLite cannot make the WAL
+/// index (`-shm`) there, so it is opened `immutable` (nothing can change it
+/// while it is read), read-only. Reading commands work; writing ones fail
+/// with SQLite's "attempt to write a readonly database".
+fn open_immutable(path: &Path) -> Result<Connection> {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(&uri, flags).sql("open", path)?;
+    harden(&conn, path)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .sql("read the schema version", path)?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::Runtime(format!(
+            "{}: schema {version} on a read-only mount; this spoolmq reads schema {SCHEMA_VERSION} (upgrade it where it can be written)",
+            path.display()
+        )));
+    }
+    Ok(conn)
 }
 
 /// Wakes waiters on the spool at `root` by writing its bell file: best

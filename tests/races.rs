@@ -392,38 +392,47 @@ fn read_only_commands_work_on_a_read_only_mount() {
     if needs_root("mounting a tmpfs") {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let m = Mount::tmpfs(&t.path().join("mnt"));
-    let dir = m.0.join("spool");
-    let sm = |args: &[&str]| run(spoolmq(&dir).env("SPOOLMQ_STORE", "fs").args(args));
-    sm(&["push", "q", "one", "two", "three"]).ok();
-    sm(&["pop", "q"]).ok();
-    // A push that died after appending a record its header never named:
-    // recovery adopts it (in memory, here).
-    let seg = dir.join("q").join("00000000000000000001.seg");
-    let before = fs::read(&seg).unwrap();
-    m.read_only();
-    let stats = sm(&["stats", "q", "--json"]);
-    stats.ok();
-    assert_counts(
-        &stats.json()[0],
-        &[("ready", 2), ("leased", 1), ("pushed", 3)],
-    );
-    assert_eq!(
-        bodies(&sm(&["peek", "q", "--count", "5", "--json"]).json()),
-        ["two", "three"]
-    );
-    assert_eq!(sm(&["list"]).lines(), ["q"]);
-    sm(&["fsck"]).ok();
-    assert_eq!(sm(&["export", "q"]).lines().len(), 3);
-    let out = sm(&["pop", "q"]);
-    out.fails(1);
-    assert!(
-        out.error_line().contains("Read-only file system"),
-        "{}",
-        out.error_line()
-    );
-    assert_eq!(fs::read(&seg).unwrap(), before);
+    for store in ["fs", "sqlite"] {
+        let t = tempfile::tempdir().unwrap();
+        let m = Mount::tmpfs(&t.path().join("mnt"));
+        let dir = m.0.join("spool");
+        let sm = |args: &[&str]| run(spoolmq(&dir).env("SPOOLMQ_STORE", store).args(args));
+        sm(&["push", "q", "one", "two", "three"]).ok();
+        sm(&["pop", "q"]).ok();
+        let q = dir.join("q");
+        let before: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&dir)
+            .unwrap()
+            .chain(fs::read_dir(&q).into_iter().flatten())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        m.read_only();
+        let stats = sm(&["stats", "q", "--json"]);
+        stats.ok();
+        assert_counts(
+            &stats.json()[0],
+            &[("ready", 2), ("leased", 1), ("pushed", 3)],
+        );
+        assert_eq!(
+            bodies(&sm(&["peek", "q", "--count", "5", "--json"]).json()),
+            ["two", "three"],
+            "{store}"
+        );
+        assert_eq!(sm(&["list"]).lines(), ["q"], "{store}");
+        sm(&["fsck"]).ok();
+        assert_eq!(sm(&["export", "q"]).lines().len(), 3, "{store}");
+        let out = sm(&["pop", "q"]);
+        out.fails(1);
+        assert!(
+            out.error_line().contains("ead-only") || out.error_line().contains("readonly"),
+            "{store}: {}",
+            out.error_line()
+        );
+        for (p, bytes) in before {
+            assert_eq!(fs::read(&p).unwrap(), bytes, "{store}: {}", p.display());
+        }
+    }
 }
 
 #[test]
