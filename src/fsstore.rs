@@ -363,6 +363,10 @@ impl FsStore {
         store.recover()?;
         if !missing.is_empty() {
             for p in &missing {
+                if store.reconciled && *p == store.slots_path() {
+                    // Said once, by the rebuild.
+                    continue;
+                }
                 store
                     .notices
                     .push(format!("{}: file missing; recreated it empty", p.display()));
@@ -531,7 +535,7 @@ impl FsStore {
                 return self.reconcile(&why, trust);
             }
             self.notices.push(format!(
-                "{}: {why}; the states of messages are read from the WAL where it has them (the next command that writes rebuilds the file)",
+                "{}: {why}; messages whose slot is lost are skipped until the next command that writes rebuilds the file from the segments and the WAL",
                 self.slots_path().display()
             ));
             self.suspect = Some(why);
@@ -690,21 +694,18 @@ impl FsStore {
             }
             Step::Continue
         })?;
+        // Every WAL record was applied to the slots by recovery: its images
+        // only matter where a slot is lost or stale.
         let wal_path = self.wal_path();
-        let ckpt_lsn = self.ckpt_lsn;
-        read_wal(&*self.wal, &wal_path, 0, &mut |_, lsn, entries| {
-            for (_, m) in entries {
-                if (lo..end).contains(&m.seq) {
-                    let i = (m.seq - lo) as usize;
-                    if lsn > ckpt_lsn || is_final(m.state) {
-                        exact[i] = Some(*m);
-                    } else if exact[i].is_none() {
-                        hint[i] = Some(*m);
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        merge_wal(
+            &*self.wal,
+            &wal_path,
+            lo,
+            &mut exact,
+            &mut hint,
+            self.ckpt_lsn,
+            self.h.lsn,
+        )?;
         let mut records = HashMap::new();
         let unknown = |seq: u64| seq >= lo && seq < end && exact[(seq - lo) as usize].is_none();
         self.locate_records(&unknown, &mut records)?;
@@ -1089,6 +1090,25 @@ impl FsStore {
         self.h.wal_len = 0;
         self.reclaim()?;
         self.write_live()
+    }
+
+    /// Moves the pending cursor past finished messages at its front (at
+    /// most one chunk of slots): besides sparing the next scan, a tight
+    /// cursor is what tells, should the slots be lost, that the messages
+    /// below it are not pending (see [`resolve`]).
+    fn advance_scan_lo(&mut self) -> Result<()> {
+        let mut cursor = self.h.scan_lo;
+        let mut steps = 0;
+        self.all_slots(cursor, &mut |s, slot| match slot {
+            Ok(m) if s == cursor && !m.state.is_pending() && steps < SCAN_CHUNK => {
+                cursor += 1;
+                steps += 1;
+                Step::Continue
+            }
+            _ => Step::Stop,
+        })?;
+        self.h.scan_lo = cursor;
+        Ok(())
     }
 
     /// Writes the stamp (slot 0) for the header generation about to be
@@ -1545,6 +1565,12 @@ impl Store for FsStore {
             }
             self.h.lsn = lsn;
             self.h.wal_len += rec.len() as u64;
+            if entries
+                .iter()
+                .any(|(_, m)| m.seq == self.h.scan_lo && !m.state.is_pending())
+            {
+                self.advance_scan_lo()?;
+            }
             self.checkpoint_or_write_live(false)
         })();
         if let Err(e) = applied {
@@ -1766,6 +1792,46 @@ impl Drop for FsStore {
 /// stale copy of its slot is still right.
 fn is_final(state: State) -> bool {
     matches!(state, State::Acked | State::Purged | State::Corrupt)
+}
+
+/// Puts the WAL's slot images on top of what the slots say, for messages
+/// `lo ..` (`exact` and `hint` as in [`resolve`]; `exact` holds only slots
+/// that are trusted). A record with lsn above `applied` (what the trusted
+/// slots already hold) is newer than any slot; for a message with no
+/// trusted slot, the last image above `ckpt_lsn` is its state (the WAL holds
+/// every change since the checkpoint), an older one is a hint, and a
+/// finished state is final whatever its age.
+fn merge_wal(
+    wal: &dyn FileIo,
+    path: &Path,
+    lo: u64,
+    exact: &mut [Option<Meta>],
+    hint: &mut [Option<Meta>],
+    ckpt_lsn: u64,
+    applied: u64,
+) -> Result<()> {
+    let had_slot: Vec<bool> = exact.iter().map(Option::is_some).collect();
+    read_wal(wal, path, 0, &mut |_, lsn, entries| {
+        for (_, m) in entries {
+            let Some(i) = m.seq.checked_sub(lo).map(|i| i as usize) else {
+                continue;
+            };
+            if i >= exact.len() {
+                continue;
+            }
+            if had_slot[i] {
+                if lsn > applied {
+                    exact[i] = Some(*m);
+                }
+            } else if lsn > ckpt_lsn || is_final(m.state) {
+                exact[i] = Some(*m);
+            } else if exact[i].is_none() {
+                hint[i] = Some(*m);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// What [`resolve`] decided for the messages from `lo` to `end`.
@@ -2206,19 +2272,12 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
         .filter_map(|&i| read_header(&*index, &index_path, i).ok().flatten())
         .max_by_key(|h| h.generation)
         .map_or(0, |h| h.lsn);
-    read_wal(&*wal, &wal_path, 0, &mut |_, lsn, entries| {
-        for (_, m) in entries {
-            if (lo..end).contains(&m.seq) {
-                let i = (m.seq - lo) as usize;
-                if lsn > ckpt_lsn || is_final(m.state) {
-                    exact[i] = Some(*m);
-                } else if exact[i].is_none() {
-                    hint[i] = Some(*m);
-                }
-            }
-        }
-        Ok(())
-    })?;
+    let applied = if trust {
+        old.as_ref().map_or(ckpt_lsn, |h| h.lsn)
+    } else {
+        ckpt_lsn
+    };
+    merge_wal(&*wal, &wal_path, lo, &mut exact, &mut hint, ckpt_lsn, applied)?;
 
     let by_seq: HashMap<u64, (Loc, record::RecordHeader)> = records
         .iter()
