@@ -1235,6 +1235,89 @@ fn flipped_bytes_in_the_wal_never_lose_a_message() {
     });
 }
 
+/// `spoolmq ARGS` with its address space limited to 1 GiB (RLIMIT_AS): a command that sized
+/// a buffer from a file's length would fail to allocate.
+fn sm_bounded(s: &Spool, args: &[&str]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut std = s.std_cmd();
+    std.args(args);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        std.pre_exec(|| {
+            let rl = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut cmd = assert_cmd::Command::from_std(std);
+    cmd.timeout(CMD_TIMEOUT);
+    run(&mut cmd)
+}
+
+#[test]
+fn a_sparse_3_gib_wal_is_read_in_bounded_memory_and_only_a_command_that_writes_cuts_it() {
+    let f = Fixture::build(24);
+    let s = f.copy();
+    let wal = f.file(&s, "wal");
+    let wal_len = fs::metadata(&wal).unwrap().len();
+    let big = 3u64 << 30;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .unwrap()
+        .set_len(big)
+        .unwrap();
+    // fsck only reads: the zeros past the last record are a torn tail, not damage, and stay.
+    let out = sm_bounded(&s, &["fsck"]);
+    assert_eq!(
+        out.code, 0,
+        "fsck of a sparse wal\nstdout: {}\nstderr: {}",
+        out.stdout_str(),
+        out.stderr
+    );
+    assert_eq!(fs::metadata(&wal).unwrap().len(), big, "fsck wrote to the wal");
+    // The first command that writes cuts the tail, in bounded memory too.
+    let leased = f
+        .states
+        .iter()
+        .find_map(|st| match st {
+            St::Leased(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let out = sm_bounded(&s, &["extend", Q, &leased, "--lease", "1h"]);
+    assert!(
+        out.code == 0,
+        "extend with a sparse wal\nstderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("wal") && mentions_offset(&out.stderr, wal_len),
+        "the cut is reported at offset {wal_len}
+stderr: {}",
+        out.stderr
+    );
+    // Cut at the last record, then the extend's own record appended.
+    let now = fs::metadata(&wal).unwrap().len();
+    assert!(
+        now > wal_len && now < wal_len + 4096,
+        "the wal is {now} bytes"
+    );
+    f.check_all_delivered(
+        &s,
+        &Allow {
+            strict: true,
+            ..Allow::default()
+        },
+        "a sparse wal",
+    );
+}
+
 // ---------------------------------------------------------------- missing files
 
 /// A file of the queue removed altogether (a stray `rm`, a lost directory entry after a
