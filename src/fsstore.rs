@@ -100,6 +100,23 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Space kept allocated in `QUEUE/reserve` for consuming a queue whose
+/// pushes filled the disk: one WAL record of up to 1,000 changes (a
+/// `pop --count 1000` or an ack of as many). Pushes cannot use it; a state
+/// change that meets a full disk first checkpoints (freeing the WAL), then
+/// frees the reserve; a queue drained on a short reserve gives back its
+/// last segment too. Refilled by the next command that finds room.
+pub const RESERVE_LEN: u64 = 64 * 1024;
+/// The reserve's file name in a queue directory.
+const RESERVE: &str = "reserve";
+
+/// Whether a write failed for want of space (not a file size limit, which
+/// freeing space elsewhere does not lift).
+fn no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+}
+
 /// Segments roll over past this size (see the README for why 64 MiB).
 pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -271,6 +288,8 @@ pub struct FsStore {
     suspect: Option<String>,
     /// See [`FsStore::committed_wal_len`].
     wal_committed: u64,
+    /// The reserve (see [`RESERVE_LEN`]) is not whole: the disk is or was full.
+    reserve_short: bool,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -357,6 +376,7 @@ impl FsStore {
             reconciled: false,
             suspect: None,
             wal_committed: 0,
+            reserve_short: false,
             _lock: lock,
         };
         store.key_id = read_key_id(&*store.fs, dir)?;
@@ -378,6 +398,9 @@ impl FsStore {
                 store.checkpoint()?;
             }
             store.missing = missing;
+        }
+        if store.writable {
+            store.ensure_reserve();
         }
         Ok(Some(store))
     }
@@ -599,6 +622,18 @@ impl FsStore {
             let file = match segment::open_rw(&*self.fs, &path) {
                 Ok(f) => f,
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    if self.h.segments.iter().all(|s| s.live == 0) {
+                        // A drained queue gave back its last segment (see
+                        // `reclaim`): a push starts the next one.
+                        self.h.segments.clear();
+                        self.h.active = self.h.next_seq;
+                        self.h.active_len = 0;
+                        if self.segment_exists(self.h.next_seq)? {
+                            self.start_segment(self.h.next_seq);
+                            continue;
+                        }
+                        return Ok(true);
+                    }
                     if self.h.active_len > segment::FIRST_RECORD {
                         self.notices.push(format!(
                             "{}: segment missing; its messages are lost",
@@ -1092,6 +1127,64 @@ impl FsStore {
         self.write_live()
     }
 
+    /// Appends one WAL record at the committed end and syncs it; on failure
+    /// nothing of it is left.
+    fn append_wal(&self, rec: &[u8]) -> std::io::Result<()> {
+        let written = failpoint::write_at("wal.torn", &*self.wal, rec, self.h.wal_len)
+            .and_then(|_| self.wal.sync_data());
+        if written.is_err() {
+            let _ = self.wal.set_len(self.h.wal_len);
+        }
+        written
+    }
+
+    /// Makes `reserve` hold [`RESERVE_LEN`] bytes of allocated space (best
+    /// effort: on a full disk it stays as it is). The first time, the
+    /// index's header regions are written over with what they hold, so
+    /// that no header write needs a new block later.
+    fn ensure_reserve(&mut self) {
+        let p = self.dir.join(RESERVE);
+        let existed = self.fs.exists(&p).unwrap_or(false);
+        let Ok(f) = segment::open_file(&*self.fs, &p, Open::OrCreate) else {
+            self.reserve_short = true;
+            return;
+        };
+        let len = f.len().unwrap_or(0);
+        if !existed {
+            let mut page = vec![0u8; 4096];
+            for region in 0..index::REGIONS {
+                let at = (region * REGION_LEN) as u64;
+                if let Ok(n) = segment::read_at_most(&*self.index, &self.index_path(), &mut page, at)
+                {
+                    let _ = self.index.write_all_at(&page[..n.max(1)], at);
+                }
+            }
+        }
+        if len >= RESERVE_LEN {
+            self.reserve_short = false;
+            return;
+        }
+        let zeros = vec![0u8; (RESERVE_LEN - len) as usize];
+        self.reserve_short = match f.write_all_at(&zeros, len) {
+            Ok(()) => false,
+            Err(_) => {
+                let _ = f.set_len(len);
+                true
+            }
+        };
+    }
+
+    /// Gives the reserve's space back for a change that met a full disk;
+    /// `false` if there was none left.
+    fn release_reserve(&mut self) -> bool {
+        self.reserve_short = true;
+        let p = self.dir.join(RESERVE);
+        match segment::open_file(&*self.fs, &p, Open::Existing) {
+            Ok(f) if f.len().unwrap_or(0) > 0 => f.set_len(0).is_ok(),
+            _ => false,
+        }
+    }
+
     /// Moves the pending cursor past finished messages at its front (at
     /// most one chunk of slots): besides sparing the next scan, a tight
     /// cursor is what tells, should the slots be lost, that the messages
@@ -1119,13 +1212,26 @@ impl FsStore {
             .ctx("write", &self.slots_path())
     }
 
+    /// Whether nothing is live and the disk is (or was) full: then even the
+    /// active segment is given back (a push starts a new one).
+    fn drained_on_a_full_disk(&self) -> bool {
+        self.reserve_short
+            && self.h.active_len > segment::FIRST_RECORD
+            && self.h.segments.iter().all(|s| s.live == 0)
+    }
+
     /// Unlinks segments with nothing live, and punches their slots out.
     fn reclaim(&mut self) -> Result<()> {
         let active = self.h.active;
+        let all = self.drained_on_a_full_disk();
+        if all {
+            self.h.active = self.h.next_seq;
+            self.h.active_len = 0;
+        }
         let mut removed = false;
         let mut keep = Vec::with_capacity(self.h.segments.len());
         for s in std::mem::take(&mut self.h.segments) {
-            if s.live == 0 && s.base != active {
+            if s.live == 0 && (s.base != active || all) {
                 removed |= self.remove_segment(s.base)?;
                 failpoint::hit("reclaim.after-unlink");
                 self.files.remove(&s.base);
@@ -1176,7 +1282,7 @@ impl FsStore {
             .segments
             .iter()
             .any(|s| s.live == 0 && s.base != self.h.active);
-        if force || empty_segment || self.h.wal_len > WAL_LIMIT {
+        if force || empty_segment || self.h.wal_len > WAL_LIMIT || self.drained_on_a_full_disk() {
             self.checkpoint()
         } else {
             self.write_live()
@@ -1548,10 +1654,20 @@ impl Store for FsStore {
         let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
-        let written = failpoint::write_at("wal.torn", &*self.wal, &rec, self.h.wal_len)
-            .and_then(|_| self.wal.sync_data());
+        let mut written = self.append_wal(&rec);
+        // A full disk must still drain (README, Failure model): give back the
+        // WAL's own space with a checkpoint, then the reserve, and try again.
+        if written.as_ref().is_err_and(no_space) && self.h.wal_len > 0 {
+            if let Err(e) = self.checkpoint() {
+                self.poisoned = true;
+                return Err(e);
+            }
+            written = self.append_wal(&rec);
+        }
+        if written.as_ref().is_err_and(no_space) && self.release_reserve() {
+            written = self.append_wal(&rec);
+        }
         if let Err(e) = written {
-            let _ = self.wal.set_len(self.h.wal_len);
             return Err(Error::io("append", &path, e));
         }
         failpoint::hit("commit.after-wal");
@@ -1612,7 +1728,12 @@ impl Store for FsStore {
 
     fn disk_bytes(&mut self) -> Result<u64> {
         let mut total = 0;
-        let mut paths = vec![self.index_path(), self.slots_path(), self.wal_path()];
+        let mut paths = vec![
+            self.index_path(),
+            self.slots_path(),
+            self.wal_path(),
+            self.dir.join(RESERVE),
+        ];
         paths.extend(
             self.h
                 .segments
