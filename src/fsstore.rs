@@ -11,6 +11,7 @@
 //! QUEUE/wal       write-ahead log of state changes since the last checkpoint
 //! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
 //! QUEUE/key       only in an encrypted queue: the id of its key (crate::crypt)
+//! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
 //! ```
 //!
 //! `key` is written once, by the queue's first push, before its records
@@ -28,6 +29,16 @@
 //! that is exact while the machine stays up: after a process crash the page
 //! cache still holds them; after a machine crash (a different kernel boot id
 //! in the live header) they are rebuilt from the checkpoint.
+//!
+//! The slots file is stamped (slot 0, [`crate::index`]) with the generation
+//! of each header written over it, the checkpoint's synced with the slots
+//! before the checkpoint header. A slots file stamped older than the header
+//! it is opened with (a copy put back), shorter than its messages (lost,
+//! cut), or a damaged slot met while the queue is open for writing, makes
+//! that command rebuild every slot ([`FsStore::reconcile`], [`resolve`])
+//! from the WAL, the slots it can still trust, the segments and the
+//! header's counters, then checkpoint. A handle that may not write reports
+//! it instead.
 //!
 //! ## Write order
 //! **push** (durable at return):
@@ -82,8 +93,23 @@
 //!   segment found shorter than its committed length is left as it is and
 //!   pushes continue in a new segment; adoption cuts everything after the
 //!   last whole record it adopts.
-//! * A lost `slots` or `wal` file is recreated empty (and reported); a lost
-//!   `index` with segments left is an error until `fsck --repair`.
+//! * A lost `wal` file is recreated empty (and reported), a lost or stale
+//!   `slots` file rebuilt (see "Source of truth"); a lost `index` with
+//!   segments left is an error until `fsck --repair`.
+//! * Only a handle opened to write ([`FsStore::open_access`]) cuts a torn
+//!   WAL tail, rebuilds slots or checkpoints; the WAL is read in bounded
+//!   chunks ([`read_wal`]) whatever its length.
+//!
+//! ## A full disk
+//! `reserve` holds [`RESERVE_LEN`] allocated bytes that pushes cannot use.
+//! A WAL append that fails for want of space checkpoints (truncating the
+//! WAL, after the checkpoint header is durable, as always), then truncates
+//! the reserve, and tries again; the reserve is filled again by a later
+//! command that finds room. Its contents never matter, so it needs no sync.
+//! A queue with nothing live while its reserve is short gives back its
+//! active segment at the checkpoint (reclaim, after the checkpoint header
+//! that still names it with nothing live; recovery takes a missing segment
+//! with nothing live for one reclaimed).
 
 use crate::crypt::KeyId;
 use crate::error::{Error, IoContext, Result};
@@ -195,8 +221,7 @@ pub fn read_wal(
         let total = WAL_HEAD_LEN as u64 + payload_len;
         let lsn = record::u64_at(&head, WAL_HEAD_LEN);
         let n = u64::from(record::u32_at(&head, WAL_HEAD_LEN + 8));
-        if payload_len < 12 || pos + total > size || 12 + n * WAL_ENTRY_LEN as u64 != payload_len
-        {
+        if payload_len < 12 || pos + total > size || 12 + n * WAL_ENTRY_LEN as u64 != payload_len {
             break;
         }
         // Pass 1: the CRC and every entry, in chunks of whole entries.
@@ -236,7 +261,10 @@ pub fn read_wal(
                 let at = pos + (WAL_HEAD_LEN + 12) as u64 + done * WAL_ENTRY_LEN as u64;
                 segment::read_at_most(wal, path, &mut buf, at)?;
                 entries.clear();
-                entries.extend(buf.chunks_exact(WAL_ENTRY_LEN).filter_map(index::decode_wal_entry));
+                entries.extend(
+                    buf.chunks_exact(WAL_ENTRY_LEN)
+                        .filter_map(index::decode_wal_entry),
+                );
                 visit(pos, lsn, &entries)?;
                 done += k as u64;
             }
@@ -589,7 +617,9 @@ impl FsStore {
         };
         Ok(match stamp {
             index::Stamp::Generation(g) if g < min_gen => Some((
-                format!("older than the index (written at generation {g}, the index is at {min_gen}): a stale copy"),
+                format!(
+                    "older than the index (written at generation {g}, the index is at {min_gen}): a stale copy"
+                ),
                 false,
             )),
             index::Stamp::Damaged => Some(("its stamp (slot 0) is damaged".to_string(), false)),
@@ -745,7 +775,15 @@ impl FsStore {
         let unknown = |seq: u64| seq >= lo && seq < end && exact[(seq - lo) as usize].is_none();
         self.locate_records(&unknown, &mut records)?;
         let old = self.h.clone();
-        let r = resolve(lo, end, exact, hint, &|seq| records.get(&seq).copied(), Some(&old), false);
+        let r = resolve(
+            lo,
+            end,
+            exact,
+            hint,
+            &|seq| records.get(&seq).copied(),
+            Some(&old),
+            false,
+        );
         // Write the new slots in chunks, then sync, then checkpoint.
         let mut buf = Vec::with_capacity(SCAN_CHUNK as usize * SLOT_LEN);
         for (k, chunk) in r.metas.chunks(SCAN_CHUNK as usize).enumerate() {
@@ -840,7 +878,8 @@ impl FsStore {
                         None if win_at + win.len() as u64 >= len => break,
                         // A header may straddle the window's end: look again from just before it.
                         None => {
-                            at = (win_at + win.len() as u64 - RECORD_HEADER_LEN as u64 + 1).max(at + 1);
+                            at = (win_at + win.len() as u64 - RECORD_HEADER_LEN as u64 + 1)
+                                .max(at + 1);
                             win.clear();
                         }
                     },
@@ -1154,7 +1193,8 @@ impl FsStore {
             let mut page = vec![0u8; 4096];
             for region in 0..index::REGIONS {
                 let at = (region * REGION_LEN) as u64;
-                if let Ok(n) = segment::read_at_most(&*self.index, &self.index_path(), &mut page, at)
+                if let Ok(n) =
+                    segment::read_at_most(&*self.index, &self.index_path(), &mut page, at)
                 {
                     let _ = self.index.write_all_at(&page[..n.max(1)], at);
                 }
@@ -2398,7 +2438,9 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
     } else {
         ckpt_lsn
     };
-    merge_wal(&*wal, &wal_path, lo, &mut exact, &mut hint, ckpt_lsn, applied)?;
+    merge_wal(
+        &*wal, &wal_path, lo, &mut exact, &mut hint, ckpt_lsn, applied,
+    )?;
 
     let by_seq: HashMap<u64, (Loc, record::RecordHeader)> = records
         .iter()
@@ -2674,6 +2716,53 @@ mod tests {
         let m = s.get(4).unwrap().unwrap();
         assert_eq!(s.body(&m).unwrap(), body.as_bytes());
         TEST_SEGMENT_LIMIT.with(|l| l.set(SEGMENT_LIMIT));
+    }
+
+    #[test]
+    fn a_slots_file_from_before_stamps_is_trusted_and_stamped_by_the_next_write() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        lease_and_ack(&mut s, 1);
+        drop(s);
+        // As an older spoolmq left it: slot 0 never written.
+        let slots = dir.join("slots");
+        let mut bytes = std::fs::read(&slots).unwrap();
+        bytes[..SLOT_LEN].fill(0);
+        std::fs::write(&slots, &bytes).unwrap();
+        let mut s = open(&dir);
+        assert!(s.take_notices().is_empty(), "nothing to rebuild");
+        assert_eq!(s.get(1).unwrap().unwrap().state, State::Acked);
+        let m = s.get(2).unwrap().unwrap();
+        assert_eq!(m.state, State::Ready);
+        lease_and_ack(&mut s, 2);
+        let g = s.header().generation;
+        drop(s);
+        let bytes = std::fs::read(&slots).unwrap();
+        assert_eq!(
+            index::decode_stamp(&bytes[..SLOT_LEN]),
+            index::Stamp::Generation(g)
+        );
+    }
+
+    #[test]
+    fn a_stale_copy_of_slots_is_rebuilt_from_the_wal_without_undoing_an_ack() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        drop(s);
+        let old = std::fs::read(dir.join("slots")).unwrap();
+        let mut s = open(&dir);
+        lease_and_ack(&mut s, 2);
+        drop(s);
+        std::fs::write(dir.join("slots"), &old).unwrap();
+        let mut s = open(&dir);
+        let notices = s.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].contains("stale"), "{notices:?}");
+        assert_eq!(s.get(2).unwrap().unwrap().state, State::Acked);
+        let c = s.counters();
+        assert_eq!((c.ready, c.acked, c.pushed), (2, 1, 3));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Proves that damage to any file of a queue (segments, index, slots, wal, lock) — flipped
+//! Proves that damage to any file of a queue (segments, index, slots, wal, lock, reserve) — flipped
 //! bytes, truncation at random offsets, appended garbage — never makes spoolmq panic, hang or
 //! serve a wrong body; that every intact message is still delivered (before and after
 //! `fsck --repair`), that each damaged record is reported on stderr with file and offset and
@@ -1275,12 +1275,17 @@ fn a_sparse_3_gib_wal_is_read_in_bounded_memory_and_only_a_command_that_writes_c
     // fsck only reads: the zeros past the last record are a torn tail, not damage, and stay.
     let out = sm_bounded(&s, &["fsck"]);
     assert_eq!(
-        out.code, 0,
+        out.code,
+        0,
         "fsck of a sparse wal\nstdout: {}\nstderr: {}",
         out.stdout_str(),
         out.stderr
     );
-    assert_eq!(fs::metadata(&wal).unwrap().len(), big, "fsck wrote to the wal");
+    assert_eq!(
+        fs::metadata(&wal).unwrap().len(),
+        big,
+        "fsck wrote to the wal"
+    );
     // The first command that writes cuts the tail, in bounded memory too.
     let leased = f
         .states
@@ -1341,6 +1346,36 @@ fn a_missing_index_slots_or_wal_file_is_found_by_fsck_and_repaired() {
         );
         // Without slots, the states of messages are in the WAL: no acked message comes back.
         weak_round(&f, &s, &Allow::default(), &ctx);
+    });
+}
+
+// ---------------------------------------------------------------- reserve
+
+/// fs store: `reserve` only holds allocated space for draining a full disk; its contents
+/// never matter.
+#[test]
+fn damage_to_the_reserve_file_is_transparent() {
+    let f = Fixture::build(25);
+    let mut rng = Rng::new(2525);
+    rounds(3, |round| {
+        let s = f.copy();
+        let reserve = f.file(&s, "reserve");
+        assert!(reserve.exists(), "the template has a reserve");
+        let what = match round {
+            0 => {
+                fs::write(&reserve, rng.bytes(5000)).unwrap();
+                "garbage"
+            }
+            1 => {
+                truncate(&reserve, rng.below(1000));
+                "truncated"
+            }
+            _ => {
+                fs::remove_file(&reserve).unwrap();
+                "removed"
+            }
+        };
+        f.check_transparent(&s, &format!("reserve {what}"));
     });
 }
 
@@ -1447,7 +1482,10 @@ fn a_flipped_byte_in_a_slot_is_rebuilt_by_the_next_command_that_writes() {
         };
         let at = (i as u64 + 1) * SLOT + rng.below(SLOT);
         flip(&f.file(&s, "slots"), &[at], &mut rng);
-        let ctx = format!("round {round}: slot of message {i} ({:?}) flipped at {at}", f.states[i]);
+        let ctx = format!(
+            "round {round}: slot of message {i} ({:?}) flipped at {at}",
+            f.states[i]
+        );
         if f.states[i] == St::Acked {
             // Below the pending cursor: no delivery reads it; fsck finds it, its repair keeps
             // the message acked (the WAL says so).
@@ -1484,7 +1522,10 @@ fn an_old_copy_of_slots_restored_after_more_pushes_and_acks_is_rebuilt_without_r
         .collect();
     expect.extend(more.iter().cloned());
     let ctx = "an old copy of slots";
-    let out = sm(&s, &["pop", Q, "--json", "--count", "1000", "--lease", "1h"]);
+    let out = sm(
+        &s,
+        &["pop", Q, "--json", "--count", "1000", "--lease", "1h"],
+    );
     out.ok();
     let got: Vec<String> = out.json().iter().map(|m| id(m).to_string()).collect();
     assert_eq!(
@@ -1493,23 +1534,34 @@ fn an_old_copy_of_slots_restored_after_more_pushes_and_acks_is_rebuilt_without_r
         out.stderr
     );
     assert!(
-        out.stderr.lines().any(|l| l.contains("slots") && l.contains("stale")),
+        out.stderr
+            .lines()
+            .any(|l| l.contains("slots") && l.contains("stale")),
         "{ctx}: the stale copy is reported\nstderr: {}",
         out.stderr
     );
     s.run(&["fsck"]).ok();
     let stats = s.stats(Q);
-    assert_counts(&stats, &[("acked", 7), ("pushed", 33), ("leased", 4 + got.len() as u64)]);
+    assert_counts(
+        &stats,
+        &[
+            ("acked", 7),
+            ("pushed", 33),
+            ("leased", 4 + got.len() as u64),
+        ],
+    );
 }
 
 /// Counters as `stats --json` shows them add up: every message pushed is in one state.
 #[track_caller]
 fn assert_counters_add_up(s: &Spool, ctx: &str) {
     let v = s.stats(Q);
-    let sum: u64 = ["ready", "delayed", "leased", "dead", "acked", "purged", "corrupt"]
-        .iter()
-        .map(|k| num(&v, k))
-        .sum();
+    let sum: u64 = [
+        "ready", "delayed", "leased", "dead", "acked", "purged", "corrupt",
+    ]
+    .iter()
+    .map(|k| num(&v, k))
+    .sum();
     assert_eq!(sum, num(&v, "pushed"), "{ctx}: counters do not add up: {v}");
 }
 
@@ -1523,7 +1575,12 @@ fn fsck_repair_after_the_slots_were_lost_replays_the_acks_in_the_wal() {
     s.ack(Q, &rs);
     fs::remove_file(s.queue_dir(Q).join("slots")).unwrap();
     let out = sm(&s, &["fsck"]);
-    assert_eq!(out.code, 1, "fsck finds the lost slots\n{}", out.stdout_str());
+    assert_eq!(
+        out.code,
+        1,
+        "fsck finds the lost slots\n{}",
+        out.stdout_str()
+    );
     sm(&s, &["fsck", "--repair"]).ok();
     sm(&s, &["fsck"]).ok();
     assert_counts(&s.stats(Q), &[("ready", 3), ("acked", 2), ("pushed", 5)]);
@@ -1533,7 +1590,11 @@ fn fsck_repair_after_the_slots_were_lost_replays_the_acks_in_the_wal() {
         .iter()
         .map(|m| id(m).to_string())
         .collect();
-    assert_eq!(got, ids[2..].to_vec(), "the acked messages are not delivered again");
+    assert_eq!(
+        got,
+        ids[2..].to_vec(),
+        "the acked messages are not delivered again"
+    );
 }
 
 /// Once a checkpoint emptied the WAL, the slots were the only place that said which message
@@ -1559,7 +1620,12 @@ fn slots_lost_after_a_checkpoint_keep_acked_messages_acked_when_the_counters_tel
     let out = sm(&s, &["pop", Q, "--json", "--count", "10"]);
     out.ok();
     let got: Vec<String> = out.json().iter().map(|m| id(m).to_string()).collect();
-    assert_eq!(got, ids[2..].to_vec(), "exactly the unacked messages\n{}", out.stderr);
+    assert_eq!(
+        got,
+        ids[2..].to_vec(),
+        "exactly the unacked messages\n{}",
+        out.stderr
+    );
     assert_counters_add_up(&s, "after the rebuild");
     s.run(&["fsck"]).ok();
 }

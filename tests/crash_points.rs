@@ -323,7 +323,12 @@ fn a_rebuild_of_lost_slots_that_dies_midway_is_finished_by_the_next_command() {
         let k = seeded(&s);
         std::fs::remove_file(s.queue_dir("q").join("slots")).unwrap();
         // The first command that writes rebuilds the slots while it opens the queue.
-        crash_at(&s, point, &["extend", "q", &k.leased.1, "--lease", "1h"], b"");
+        crash_at(
+            &s,
+            point,
+            &["extend", "q", &k.leased.1, "--lease", "1h"],
+            b"",
+        );
         verify(&s, &k, &[], &[]);
     }
 }
