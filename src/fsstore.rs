@@ -190,6 +190,9 @@ fn read_header(index: &dyn FileIo, path: &Path, i: usize) -> Result<Option<Heade
     Ok(Header::decode(&buf))
 }
 
+/// What [`read_wal`] hands each record to: its offset, its lsn, its entries.
+pub type WalVisitor<'a> = dyn FnMut(u64, u64, &[(State, Meta)]) -> Result<()> + 'a;
+
 /// Bytes of the WAL read at a time: memory stays bounded whatever its length.
 const WAL_CHUNK: usize = 1 << 20;
 
@@ -204,7 +207,7 @@ pub fn read_wal(
     wal: &dyn FileIo,
     path: &Path,
     from: u64,
-    visit: &mut dyn FnMut(u64, u64, &[(State, Meta)]) -> Result<()>,
+    visit: &mut WalVisitor<'_>,
 ) -> Result<(u64, u64)> {
     use index::{WAL_ENTRY_LEN, WAL_HEAD_LEN};
     let size = wal.len().ctx("stat", path)?;
