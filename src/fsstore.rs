@@ -411,6 +411,11 @@ impl FsStore {
             _lock: lock,
         };
         store.key_id = read_key_id(&*store.fs, dir)?;
+        if !missing.is_empty() && store.writable {
+            // The recreated files must be durable entries before a
+            // checkpoint (in recovery) empties the WAL that rebuilds them.
+            sync_dir(&*store.fs, dir)?;
+        }
         store.recover()?;
         if !missing.is_empty() {
             for p in &missing {
@@ -423,7 +428,6 @@ impl FsStore {
                     .push(format!("{}: file missing; recreated it empty", p.display()));
             }
             if store.writable {
-                sync_dir(&*store.fs, dir)?;
                 // What the lost WAL held is in the slots of this boot: make it
                 // the checkpoint before a machine crash could need the WAL.
                 store.checkpoint()?;
