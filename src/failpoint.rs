@@ -18,6 +18,7 @@
 //! | `commit.mid-slots` | half of a change set's slots written |
 //! | `checkpoint.after-header` | checkpoint header synced, WAL not yet truncated |
 //! | `reclaim.after-unlink` | an empty segment unlinked, header not yet written |
+//! | `reconcile.after-slots` | lost or stale slots rebuilt from the WAL and segments, not yet synced or checkpointed |
 //! | `repair.after-segments` | `fsck --repair` rewrote segments, index not yet rebuilt |
 //! | `migrate.after-copy` | the new store built in `SPOOL/.migrate/`, nothing moved |
 //! | `migrate.before-switch` | the new store moved into the spool, `.store` not yet replaced |

@@ -5,7 +5,7 @@
 //! spool's own files ([`check_spool`]: `.store`, `.spool.lock`, `.spool.bell`,
 //! objects planted in `.spool.db`).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsstore::{self, FsStore};
 use crate::index::{SLOT_LEN, SlotDamage};
 use crate::io::Fs;
@@ -59,8 +59,9 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
         what,
     };
     // The index first: opening it runs recovery (adopting whole records past
-    // the committed end, cutting torn tails), which is not a problem.
-    let mut store = match FsStore::open_with(Arc::clone(fs), dir, false) {
+    // the committed end), which is not a problem. Opened as a command that
+    // only reads: a torn WAL tail or slots to rebuild are reported, not fixed.
+    let mut store = match FsStore::open_access(Arc::clone(fs), dir, false, false) {
         Ok(Some(s)) => Some(s),
         Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
         Err(Error::Corrupt { path, detail }) => {
@@ -128,8 +129,15 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     let Some(store) = store else {
         return Ok(r);
     };
-    check_wal(&**fs, dir, &mut r, &problem)?;
+    check_wal(&**fs, dir, store.committed_wal_len(), &mut r, &problem)?;
     let h = store.header().clone();
+    if let Some(why) = store.slots_suspect() {
+        r.problems.push(problem(
+            &dir.join("slots"),
+            None,
+            format!("{why}: the states of messages must be rebuilt (any command that writes, or `fsck --repair`, does it)"),
+        ));
+    }
     for p in store.missing_files() {
         r.problems.push(problem(
             p,
@@ -147,7 +155,9 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
         }
     }
     for s in &h.segments {
-        if !on_disk.contains(&s.base) {
+        // One with nothing live is a reclaim a crash cut short (the next
+        // command that writes drops it from the index).
+        if !on_disk.contains(&s.base) && s.live > 0 {
             r.problems.push(problem(
                 &segment::path(dir, s.base),
                 None,
@@ -214,6 +224,32 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
             ));
         }
     }
+    // Every message ever pushed is in exactly one state.
+    let sum = c.ready + c.delayed + c.leased + c.dead + c.acked + c.purged + c.corrupt;
+    if sum != c.pushed {
+        r.problems.push(problem(
+            &dir.join("index"),
+            None,
+            format!(
+                "counters do not add up: ready {} + delayed {} + leased {} + dead {} + acked {} + purged {} + corrupt {} = {sum}, but pushed is {}",
+                c.ready, c.delayed, c.leased, c.dead, c.acked, c.purged, c.corrupt, c.pushed
+            ),
+        ));
+    }
+    for (what, stored, seen) in [
+        ("acked", c.acked, counted.acked),
+        ("purged", c.purged, counted.purged),
+        ("corrupt", c.corrupt, counted.corrupt),
+    ] {
+        // These are totals: the slots of reclaimed segments count too.
+        if seen > stored {
+            r.problems.push(problem(
+                &dir.join("index"),
+                None,
+                format!("counter {what} is {stored} but the slots hold {seen}"),
+            ));
+        }
+    }
     for s in &h.segments {
         let seen = live.get(&s.base).copied().unwrap_or(0);
         if s.live != seen {
@@ -227,26 +263,26 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     Ok(r)
 }
 
-/// Every WAL record up to the end of the file must decode.
+/// Every WAL record up to the committed length must decode (read in
+/// bounded chunks). Bytes past the last whole record beyond that length are
+/// a change that never finished (recovery cuts them): a note, not damage.
 fn check_wal(
     fs: &dyn Fs,
     dir: &Path,
+    committed: u64,
     r: &mut QueueReport,
     problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
 ) -> Result<()> {
     let path = dir.join("wal");
-    let bytes = segment::read_all(fs, &path)?;
-    let mut pos = 0;
-    while let Some(rec) = crate::index::decode_wal(&bytes[pos..]) {
-        pos += rec.len;
-    }
-    if pos < bytes.len() {
+    let wal = segment::open_file(fs, &path, crate::io::Open::Existing)?;
+    let (end, size) = fsstore::read_wal(&*wal, &path, 0, &mut |_, _, _| Ok(()))?;
+    if end < size && end < committed {
         r.problems.push(problem(
             &path,
-            Some(pos as u64),
+            Some(end),
             format!(
-                "damaged change record ({} bytes to the end)",
-                bytes.len() - pos
+                "damaged change record ({} bytes to the end; the header says {committed} bytes were committed)",
+                size - end
             ),
         ));
     }
@@ -302,6 +338,18 @@ pub fn check_bodies(
     name: &str,
     repair: bool,
 ) -> Result<std::result::Result<Vec<Problem>, String>> {
+    if spool.kind == StoreKind::Fs && spool.key.is_none() {
+        // Without a key there is nothing to check in a queue that has no
+        // key id: not even opened.
+        use crate::io::Fs;
+        let key = spool.queue_dir(name).join("key");
+        if !crate::spool::root_fs(&spool.root)?
+            .exists(&key)
+            .ctx("open", &key)?
+        {
+            return Ok(Ok(Vec::new()));
+        }
+    }
     let opened = if repair {
         crate::queue::Queue::open(spool, name, false)
     } else {

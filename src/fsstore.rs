@@ -11,6 +11,7 @@
 //! QUEUE/wal       write-ahead log of state changes since the last checkpoint
 //! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
 //! QUEUE/key       only in an encrypted queue: the id of its key (crate::crypt)
+//! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
 //! ```
 //!
 //! `key` is written once, by the queue's first push, before its records
@@ -28,6 +29,16 @@
 //! that is exact while the machine stays up: after a process crash the page
 //! cache still holds them; after a machine crash (a different kernel boot id
 //! in the live header) they are rebuilt from the checkpoint.
+//!
+//! The slots file is stamped (slot 0, [`crate::index`]) with the generation
+//! of each header written over it, the checkpoint's synced with the slots
+//! before the checkpoint header. A slots file stamped older than the header
+//! it is opened with (a copy put back), shorter than its messages (lost,
+//! cut), or a damaged slot met while the queue is open for writing, makes
+//! that command rebuild every slot ([`FsStore::reconcile`], [`resolve`])
+//! from the WAL, the slots it can still trust, the segments and the
+//! header's counters, then checkpoint. A handle that may not write reports
+//! it instead.
 //!
 //! ## Write order
 //! **push** (durable at return):
@@ -82,8 +93,23 @@
 //!   segment found shorter than its committed length is left as it is and
 //!   pushes continue in a new segment; adoption cuts everything after the
 //!   last whole record it adopts.
-//! * A lost `slots` or `wal` file is recreated empty (and reported); a lost
-//!   `index` with segments left is an error until `fsck --repair`.
+//! * A lost `wal` file is recreated empty (and reported), a lost or stale
+//!   `slots` file rebuilt (see "Source of truth"); a lost `index` with
+//!   segments left is an error until `fsck --repair`.
+//! * Only a handle opened to write ([`FsStore::open_access`]) cuts a torn
+//!   WAL tail, rebuilds slots or checkpoints; the WAL is read in bounded
+//!   chunks ([`read_wal`]) whatever its length.
+//!
+//! ## A full disk
+//! `reserve` holds [`RESERVE_LEN`] allocated bytes that pushes cannot use.
+//! A WAL append that fails for want of space checkpoints (truncating the
+//! WAL, after the checkpoint header is durable, as always), then truncates
+//! the reserve, and tries again; the reserve is filled again by a later
+//! command that finds room. Its contents never matter, so it needs no sync.
+//! A queue with nothing live while its reserve is short gives back its
+//! active segment at the checkpoint (reclaim, after the checkpoint header
+//! that still names it with nothing live; recovery takes a missing segment
+//! with nothing live for one reclaimed).
 
 use crate::crypt::KeyId;
 use crate::error::{Error, IoContext, Result};
@@ -99,6 +125,23 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Space kept allocated in `QUEUE/reserve` for consuming a queue whose
+/// pushes filled the disk: one WAL record of up to 1,000 changes (a
+/// `pop --count 1000` or an ack of as many). Pushes cannot use it; a state
+/// change that meets a full disk first checkpoints (freeing the WAL), then
+/// frees the reserve; a queue drained on a short reserve gives back its
+/// last segment too. Refilled by the next command that finds room.
+pub const RESERVE_LEN: u64 = 64 * 1024;
+/// The reserve's file name in a queue directory.
+const RESERVE: &str = "reserve";
+
+/// Whether a write failed for want of space (not a file size limit, which
+/// freeing space elsewhere does not lift).
+fn no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+}
 
 /// Segments roll over past this size (see the README for why 64 MiB).
 pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
@@ -154,6 +197,93 @@ pub fn spool_of(dir: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// What [`read_wal`] hands each record to: its offset, its lsn, its entries.
+pub type WalVisitor<'a> = dyn FnMut(u64, u64, &[(State, Meta)]) -> Result<()> + 'a;
+
+/// Bytes of the WAL read at a time: memory stays bounded whatever its length.
+const WAL_CHUNK: usize = 1 << 20;
+
+/// Reads the WAL from offset `from` to its end in chunks of at most
+/// [`WAL_CHUNK`] bytes and hands each whole record to `visit` (its offset,
+/// its lsn and its entries; a record longer than a chunk comes in several
+/// calls, all made after its CRC and every entry were checked). Returns the
+/// offset just past the last whole record and the file's length: whatever
+/// lies between them (a record cut by a crash, the zeros of a sparse file,
+/// garbage) is a torn tail. Never writes.
+pub fn read_wal(
+    wal: &dyn FileIo,
+    path: &Path,
+    from: u64,
+    visit: &mut WalVisitor<'_>,
+) -> Result<(u64, u64)> {
+    use index::{WAL_ENTRY_LEN, WAL_HEAD_LEN};
+    let size = wal.len().ctx("stat", path)?;
+    let per_chunk = WAL_CHUNK / WAL_ENTRY_LEN;
+    let mut buf = Vec::new();
+    let mut entries = Vec::new();
+    let mut pos = from;
+    'records: while pos.saturating_add(WAL_HEAD_LEN as u64 + 12) <= size {
+        let mut head = [0u8; WAL_HEAD_LEN + 12];
+        if segment::read_at_most(wal, path, &mut head, pos)? < head.len() {
+            break;
+        }
+        let payload_len = u64::from(record::u32_at(&head, 0));
+        let total = WAL_HEAD_LEN as u64 + payload_len;
+        let lsn = record::u64_at(&head, WAL_HEAD_LEN);
+        let n = u64::from(record::u32_at(&head, WAL_HEAD_LEN + 8));
+        if payload_len < 12 || pos + total > size || 12 + n * WAL_ENTRY_LEN as u64 != payload_len {
+            break;
+        }
+        // Pass 1: the CRC and every entry, in chunks of whole entries.
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head[WAL_HEAD_LEN..]);
+        let fits = n as usize <= per_chunk;
+        entries.clear();
+        let mut done = 0u64;
+        while done < n {
+            let k = (n - done).min(per_chunk as u64) as usize;
+            buf.resize(k * WAL_ENTRY_LEN, 0);
+            let at = pos + (WAL_HEAD_LEN + 12) as u64 + done * WAL_ENTRY_LEN as u64;
+            if segment::read_at_most(wal, path, &mut buf, at)? < buf.len() {
+                break 'records;
+            }
+            crc.update(&buf);
+            for e in buf.chunks_exact(WAL_ENTRY_LEN) {
+                match index::decode_wal_entry(e) {
+                    Some(entry) if fits => entries.push(entry),
+                    Some(_) => {}
+                    None => break 'records,
+                }
+            }
+            done += k as u64;
+        }
+        if crc.finalize() != record::u32_at(&head, 4) {
+            break;
+        }
+        if fits {
+            visit(pos, lsn, &entries)?;
+        } else {
+            // Pass 2 for a record too long to hold: the same bytes, checked.
+            let mut done = 0u64;
+            while done < n {
+                let k = (n - done).min(per_chunk as u64) as usize;
+                buf.resize(k * WAL_ENTRY_LEN, 0);
+                let at = pos + (WAL_HEAD_LEN + 12) as u64 + done * WAL_ENTRY_LEN as u64;
+                segment::read_at_most(wal, path, &mut buf, at)?;
+                entries.clear();
+                entries.extend(
+                    buf.chunks_exact(WAL_ENTRY_LEN)
+                        .filter_map(index::decode_wal_entry),
+                );
+                visit(pos, lsn, &entries)?;
+                done += k as u64;
+            }
+        }
+        pos += total;
+    }
+    Ok((pos.max(from), size))
+}
+
 fn create_file(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FileIo>> {
     segment::open_file(fs, path, Open::OrCreate)
 }
@@ -181,6 +311,23 @@ pub struct FsStore {
     missing: Vec<PathBuf>,
     /// What `key` holds (see the top of this file).
     key_id: Option<KeyId>,
+    /// Whether this handle may write (a command that changes the queue).
+    /// One that only reads never writes what recovery finds (a torn WAL
+    /// tail, slots to rebuild): it works from memory and reports.
+    writable: bool,
+    /// The lsn of the newest checkpoint: WAL records above it are newer
+    /// than anything the checkpointed slots hold.
+    ckpt_lsn: u64,
+    /// The slots were rebuilt by this handle ([`FsStore::reconcile`]):
+    /// done at most once per command.
+    reconciled: bool,
+    /// Why the slots file cannot be trusted, while it is not rebuilt (only
+    /// on a handle that may not write).
+    suspect: Option<String>,
+    /// See [`FsStore::committed_wal_len`].
+    wal_committed: u64,
+    /// The reserve (see [`RESERVE_LEN`]) is not whole: the disk is or was full.
+    reserve_short: bool,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -206,6 +353,18 @@ impl FsStore {
 
     /// [`FsStore::open`] on the file system `fs`.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, create: bool) -> Result<Option<FsStore>> {
+        FsStore::open_access(fs, dir, create, true)
+    }
+
+    /// [`FsStore::open_with`], saying whether the command may write: with
+    /// `writable` false, what recovery would repair on disk (a torn WAL
+    /// tail, a lost or stale `slots` file) is left as it is and reported.
+    pub fn open_access(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        create: bool,
+        writable: bool,
+    ) -> Result<Option<FsStore>> {
         let index_path = dir.join("index");
         if !create && !FsStore::is_queue(&*fs, dir)? {
             return Ok(None);
@@ -262,21 +421,40 @@ impl FsStore {
             notices: finished_repair,
             missing: Vec::new(),
             key_id: None,
+            writable,
+            ckpt_lsn: 0,
+            reconciled: false,
+            suspect: None,
+            wal_committed: 0,
+            reserve_short: false,
             _lock: lock,
         };
         store.key_id = read_key_id(&*store.fs, dir)?;
+        if !missing.is_empty() && store.writable {
+            // The recreated files must be durable entries before a
+            // checkpoint (in recovery) empties the WAL that rebuilds them.
+            sync_dir(&*store.fs, dir)?;
+        }
         store.recover()?;
         if !missing.is_empty() {
             for p in &missing {
+                if store.reconciled && *p == store.slots_path() {
+                    // Said once, by the rebuild.
+                    continue;
+                }
                 store
                     .notices
                     .push(format!("{}: file missing; recreated it empty", p.display()));
             }
-            sync_dir(&*store.fs, dir)?;
-            // What the lost WAL held is in the slots of this boot: make it
-            // the checkpoint before a machine crash could need the WAL.
-            store.checkpoint()?;
+            if store.writable {
+                // What the lost WAL held is in the slots of this boot: make it
+                // the checkpoint before a machine crash could need the WAL.
+                store.checkpoint()?;
+            }
             store.missing = missing;
+        }
+        if store.writable {
+            store.ensure_reserve();
         }
         Ok(Some(store))
     }
@@ -301,9 +479,12 @@ impl FsStore {
     /// Creates the files of a new queue. The index appears last, by rename,
     /// so a queue either has a valid index or is not a queue yet.
     fn init(fs: &dyn Fs, dir: &Path, boot: [u8; 16]) -> Result<()> {
-        create_file(fs, &dir.join("slots"))?
-            .sync_data()
-            .ctx("sync", &dir.join("slots"))?;
+        let slots = create_file(fs, &dir.join("slots"))?;
+        // Stamped with the generation of the first live header (below).
+        slots
+            .write_all_at(&index::encode_stamp(2), 0)
+            .ctx("write", &dir.join("slots"))?;
+        slots.sync_data().ctx("sync", &dir.join("slots"))?;
         create_file(fs, &dir.join("wal"))?
             .sync_data()
             .ctx("sync", &dir.join("wal"))?;
@@ -363,6 +544,19 @@ impl FsStore {
         &self.h
     }
 
+    /// Why the slots file cannot be trusted as it is, on a handle that may
+    /// not write and so did not rebuild it (for fsck).
+    pub fn slots_suspect(&self) -> Option<&str> {
+        self.suspect.as_deref()
+    }
+
+    /// The WAL length the header says was committed when the queue was
+    /// opened (0 after a machine crash): damage below it is damage to
+    /// changes reported done, past it a change that never finished.
+    pub fn committed_wal_len(&self) -> u64 {
+        self.wal_committed
+    }
+
     /// Files that were missing when the queue was opened (for fsck).
     pub fn missing_files(&self) -> &[PathBuf] {
         &self.missing
@@ -391,6 +585,7 @@ impl FsStore {
         // the last checkpoint (a crash between a checkpoint, which empties
         // the WAL, and the next live header write leaves an older one).
         let newest_ckpt = ckpt.as_ref().map_or(0, |c| c.generation);
+        self.ckpt_lsn = ckpt.as_ref().map_or(0, |c| c.lsn);
         let (h, fast) = match live {
             Some(h) if boot_known && h.boot_id == self.boot && h.generation > newest_ckpt => {
                 (h, true)
@@ -406,15 +601,63 @@ impl FsStore {
             },
         };
         self.h = h;
+        // The slots must be at least as new as the header they are read with.
+        let slots_doubt = self.check_slots(if fast { self.h.generation } else { newest_ckpt })?;
         let mut changed = self.adopt()?;
         let from = if fast { self.h.wal_len } else { 0 };
+        self.wal_committed = from;
         changed |= self.replay_wal(from)?;
-        if !fast {
+        if let Some((why, trust)) = slots_doubt {
+            if self.writable {
+                return self.reconcile(&why, trust);
+            }
+            self.notices.push(format!(
+                "{}: {why}; messages whose slot is lost are skipped until the next command that writes rebuilds the file from the segments and the WAL",
+                self.slots_path().display()
+            ));
+            self.suspect = Some(why);
+            return Ok(());
+        }
+        if !fast && self.writable {
             self.checkpoint()?;
-        } else if changed {
+        } else if changed && self.writable {
             self.write_live()?;
         }
         Ok(())
+    }
+
+    /// Whether the slots file can be read as it is, with a header of
+    /// generation `min_gen`: `Some((why, trust))` if it must be rebuilt,
+    /// where `trust` says its valid slots are current (the file is only
+    /// short), not a stale copy.
+    fn check_slots(&self, min_gen: u64) -> Result<Option<(String, bool)>> {
+        let path = self.slots_path();
+        let len = self.slots.len().ctx("stat", &path)?;
+        let mut b = [0u8; SLOT_LEN];
+        let n = segment::read_at_most(&*self.slots, &path, &mut b, 0)?;
+        let stamp = index::decode_stamp(&b[..n]);
+        let need = if self.h.next_seq > 1 {
+            self.h.next_seq * SLOT_LEN as u64
+        } else {
+            0
+        };
+        Ok(match stamp {
+            index::Stamp::Generation(g) if g < min_gen => Some((
+                format!(
+                    "older than the index (written at generation {g}, the index is at {min_gen}): a stale copy"
+                ),
+                false,
+            )),
+            index::Stamp::Damaged => Some(("its stamp (slot 0) is damaged".to_string(), false)),
+            _ if len < need => Some((
+                format!(
+                    "{len} bytes long where {} messages need {need}: slots are missing",
+                    self.h.next_seq - 1
+                ),
+                stamp != index::Stamp::Absent,
+            )),
+            _ => None,
+        })
     }
 
     /// Adopts whole records past the committed length of the active segment
@@ -435,6 +678,18 @@ impl FsStore {
             let file = match segment::open_rw(&*self.fs, &path) {
                 Ok(f) => f,
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    if self.h.segments.iter().all(|s| s.live == 0) {
+                        // A drained queue gave back its last segment (see
+                        // `reclaim`): a push starts the next one.
+                        self.h.segments.clear();
+                        self.h.active = self.h.next_seq;
+                        self.h.active_len = 0;
+                        if self.segment_exists(self.h.next_seq)? {
+                            self.start_segment(self.h.next_seq);
+                            continue;
+                        }
+                        return Ok(true);
+                    }
                     if self.h.active_len > segment::FIRST_RECORD {
                         self.notices.push(format!(
                             "{}: segment missing; its messages are lost",
@@ -496,6 +751,168 @@ impl FsStore {
             }
             return Ok(changed);
         }
+    }
+
+    /// Rebuilds the slot of every message from the oldest segment to the end
+    /// when the slots file is lost, short, a stale copy or damaged (`why`),
+    /// from what is durable: the WAL (every change since the checkpoint,
+    /// exact), the slots that can be trusted (all valid ones if `trust`,
+    /// else only those of finished messages: a stale copy is right about
+    /// those), the records in the segments and the header's counters (see
+    /// [`resolve`]). Writes the slots, syncs them and checkpoints; reported
+    /// in one notice. Only on a handle that may write.
+    fn reconcile(&mut self, why: &str, trust: bool) -> Result<()> {
+        debug_assert!(self.writable);
+        self.reconciled = true;
+        let lo = self
+            .h
+            .segments
+            .first()
+            .map_or(self.h.next_seq, |s| s.base)
+            .max(1);
+        let end = self.h.next_seq.max(lo);
+        let n = (end - lo) as usize;
+        let mut exact: Vec<Option<Meta>> = vec![None; n];
+        let mut hint: Vec<Option<Meta>> = vec![None; n];
+        self.all_slots(lo, &mut |seq, slot| {
+            if let Ok(m) = slot {
+                let i = (seq - lo) as usize;
+                if trust || is_final(m.state) {
+                    exact[i] = Some(m);
+                } else {
+                    hint[i] = Some(m);
+                }
+            }
+            Step::Continue
+        })?;
+        // Every WAL record was applied to the slots by recovery: its images
+        // only matter where a slot is lost or stale.
+        let wal_path = self.wal_path();
+        merge_wal(
+            &*self.wal,
+            &wal_path,
+            lo,
+            &mut exact,
+            &mut hint,
+            self.ckpt_lsn,
+            self.h.lsn,
+        )?;
+        let mut records = HashMap::new();
+        let unknown = |seq: u64| seq >= lo && seq < end && exact[(seq - lo) as usize].is_none();
+        self.locate_records(&unknown, &mut records)?;
+        let old = self.h.clone();
+        let r = resolve(
+            lo,
+            end,
+            exact,
+            hint,
+            &|seq| records.get(&seq).copied(),
+            Some(&old),
+            false,
+        );
+        // Write the new slots in chunks, then sync, then checkpoint.
+        let mut buf = Vec::with_capacity(SCAN_CHUNK as usize * SLOT_LEN);
+        for (k, chunk) in r.metas.chunks(SCAN_CHUNK as usize).enumerate() {
+            buf.clear();
+            for m in chunk {
+                buf.extend_from_slice(&encode_slot(m));
+            }
+            let at = (lo + (k * SCAN_CHUNK as usize) as u64) * SLOT_LEN as u64;
+            self.slots
+                .write_all_at(&buf, at)
+                .ctx("write", &self.slots_path())?;
+        }
+        failpoint::hit("reconcile.after-slots");
+        self.h.counters = r.counters;
+        for s in self.h.segments.iter_mut() {
+            s.live = r.live.get(&s.base).copied().unwrap_or(0);
+        }
+        self.h.scan_lo = r.scan_lo;
+        self.checkpoint()?;
+        self.suspect = None;
+        let mut line = format!(
+            "{}: {why}; rebuilt the state of {} messages from the segments and the WAL",
+            self.slots_path().display(),
+            r.metas.len()
+        );
+        for note in r.notes {
+            line.push_str("; ");
+            line.push_str(&note);
+        }
+        self.notices.push(line);
+        Ok(())
+    }
+
+    /// Finds the records of the messages `want` asks for in the segments
+    /// the header names, reading record headers in bounded chunks (bodies
+    /// are skipped: their CRC is checked when they are read).
+    fn locate_records(
+        &mut self,
+        want: &dyn Fn(u64) -> bool,
+        out: &mut HashMap<u64, (Loc, record::RecordHeader)>,
+    ) -> Result<()> {
+        let bases: Vec<u64> = self.h.segments.iter().map(|s| s.base).collect();
+        for (i, &base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied().unwrap_or(self.h.next_seq);
+            if !(base..next).any(want) {
+                continue;
+            }
+            let path = segment::path(&self.dir, base);
+            let file = match self.segment_file(base) {
+                Ok(_) => match self.files.get(&base) {
+                    Some(f) => Arc::clone(f),
+                    None => continue,
+                },
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut len = file.len().ctx("stat", &path)?;
+            if base == self.h.active {
+                len = len.min(self.h.active_len);
+            }
+            let mut win: Vec<u8> = Vec::new();
+            let mut win_at = 0u64;
+            let mut at = segment::FIRST_RECORD;
+            while at + RECORD_HEADER_LEN as u64 <= len {
+                if at < win_at || at + RECORD_HEADER_LEN as u64 > win_at + win.len() as u64 {
+                    win.resize((len - at).min(WAL_CHUNK as u64) as usize, 0);
+                    let n = segment::read_at_most(&*file, &path, &mut win, at)?;
+                    win.truncate(n);
+                    win_at = at;
+                    if n < RECORD_HEADER_LEN {
+                        break;
+                    }
+                }
+                let rel = (at - win_at) as usize;
+                match record::decode_header(&win[rel..]) {
+                    Ok(h) if at + h.record_len() <= len => {
+                        if (base..next).contains(&h.seq) && want(h.seq) {
+                            out.entry(h.seq).or_insert((
+                                Loc {
+                                    segment: base,
+                                    offset: at as u32,
+                                },
+                                h,
+                            ));
+                        }
+                        at += h.record_len();
+                    }
+                    _ => match record::find_next(&win, rel + 1) {
+                        Some(p) => at = win_at + p as u64,
+                        None if win_at + win.len() as u64 >= len => break,
+                        // A header may straddle the window's end: look again from just before it.
+                        None => {
+                            at = (win_at + win.len() as u64 - RECORD_HEADER_LEN as u64 + 1)
+                                .max(at + 1);
+                            win.clear();
+                        }
+                    },
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes segment `base` the active one, with nothing committed yet.
@@ -651,48 +1068,54 @@ impl FsStore {
 
     fn replay_wal(&mut self, from: u64) -> Result<bool> {
         let path = self.wal_path();
-        let size = self.wal.len().ctx("stat", &path)?;
-        if size <= from {
-            if size < from {
-                self.h.wal_len = size;
-                return Ok(true);
-            }
-            return Ok(false);
-        }
-        let mut buf = vec![0u8; (size - from) as usize];
-        let n = segment::read_at_most(&*self.wal, &path, &mut buf, from)?;
-        buf.truncate(n);
-        let mut pos = 0;
-        while let Some(rec) = index::decode_wal(&buf[pos..]) {
-            if rec.lsn > self.h.lsn {
-                for (old, slot) in &rec.entries {
+        let wal = Arc::clone(&self.wal);
+        let mut changed = false;
+        // The record being applied: a long one comes in several calls.
+        let mut current = None;
+        let (end, size) = read_wal(&*wal, &path, from, &mut |offset, lsn, entries| {
+            changed = true;
+            if current == Some(offset) || lsn > self.h.lsn {
+                current = Some(offset);
+                self.h.lsn = lsn;
+                for (old, slot) in entries {
                     if slot.seq == 0 || slot.seq >= self.h.next_seq {
                         self.notices.push(format!(
-                            "{}: offset {}: change to unknown message {}; skipped",
+                            "{}: offset {offset}: change to unknown message {}; skipped",
                             path.display(),
-                            from + pos as u64,
                             slot.seq
                         ));
                         continue;
                     }
                     self.apply(*old, slot)?;
                 }
-                self.h.lsn = rec.lsn;
             }
-            pos += rec.len;
+            Ok(())
+        })?;
+        if size < from {
+            self.h.wal_len = size;
+            return Ok(true);
         }
-        if pos < buf.len() {
-            self.notices.push(format!(
-                "{}: offset {}: dropped {} bytes of an unfinished change",
-                path.display(),
-                from + pos as u64,
-                buf.len() - pos
-            ));
-            self.wal.set_len(from + pos as u64).ctx("truncate", &path)?;
-            self.wal.sync_data().ctx("sync", &path)?;
+        if end < size {
+            if self.writable {
+                self.notices.push(format!(
+                    "{}: offset {end}: dropped {} bytes of an unfinished change",
+                    path.display(),
+                    size - end
+                ));
+                self.wal.set_len(end).ctx("truncate", &path)?;
+                self.wal.sync_data().ctx("sync", &path)?;
+            } else {
+                // A command that only reads leaves the tail for one that writes.
+                self.notices.push(format!(
+                    "{}: offset {end}: {} bytes of an unfinished change (not applied; the next command that writes cuts them)",
+                    path.display(),
+                    size - end
+                ));
+            }
+            changed = true;
         }
-        self.h.wal_len = from + pos as u64;
-        Ok(true)
+        self.h.wal_len = end;
+        Ok(changed)
     }
 
     /// Applies one committed change to the slots and the header.
@@ -744,23 +1167,28 @@ impl FsStore {
     fn write_live(&mut self) -> Result<()> {
         self.h.generation += 1;
         self.h.boot_id = self.boot;
+        self.write_stamp()?;
         self.write_header_at((self.h.generation % 2) as usize, &self.h)?;
         self.dirty = false;
         Ok(())
     }
 
     fn checkpoint(&mut self) -> Result<()> {
+        // The stamp names the checkpoint's generation and is synced with the
+        // slots, before the checkpoint header that it vouches for.
+        self.h.generation += 1;
+        self.write_stamp()?;
         self.slots.sync_data().ctx("sync", &self.slots_path())?;
         if let Some(f) = self.files.get(&self.h.active) {
             f.sync_data()
                 .ctx("sync", &segment::path(&self.dir, self.h.active))?;
         }
-        self.h.generation += 1;
         let mut ck = self.h.clone();
         ck.wal_len = 0;
         let region = self.next_ckpt_region;
         self.write_header_at(region, &ck)?;
         self.index.sync_data().ctx("sync", &self.index_path())?;
+        self.ckpt_lsn = ck.lsn;
         failpoint::hit("checkpoint.after-header");
         self.next_ckpt_region = if region == 2 { 3 } else { 2 };
         self.wal.set_len(0).ctx("truncate", &self.wal_path())?;
@@ -770,13 +1198,112 @@ impl FsStore {
         self.write_live()
     }
 
+    /// Appends one WAL record at the committed end and syncs it; on failure
+    /// nothing of it is left.
+    fn append_wal(&self, rec: &[u8]) -> std::io::Result<()> {
+        let written = failpoint::write_at("wal.torn", &*self.wal, rec, self.h.wal_len)
+            .and_then(|_| self.wal.sync_data());
+        if written.is_err() {
+            let _ = self.wal.set_len(self.h.wal_len);
+        }
+        written
+    }
+
+    /// Makes `reserve` hold [`RESERVE_LEN`] bytes of allocated space (best
+    /// effort: on a full disk it stays as it is). The first time, the
+    /// index's header regions are written over with what they hold, so
+    /// that no header write needs a new block later.
+    fn ensure_reserve(&mut self) {
+        let p = self.dir.join(RESERVE);
+        let existed = self.fs.exists(&p).unwrap_or(false);
+        let Ok(f) = segment::open_file(&*self.fs, &p, Open::OrCreate) else {
+            self.reserve_short = true;
+            return;
+        };
+        let len = f.len().unwrap_or(0);
+        if !existed {
+            let mut page = vec![0u8; 4096];
+            for region in 0..index::REGIONS {
+                let at = (region * REGION_LEN) as u64;
+                if let Ok(n) =
+                    segment::read_at_most(&*self.index, &self.index_path(), &mut page, at)
+                {
+                    let _ = self.index.write_all_at(&page[..n.max(1)], at);
+                }
+            }
+        }
+        if len >= RESERVE_LEN {
+            self.reserve_short = false;
+            return;
+        }
+        let zeros = vec![0u8; (RESERVE_LEN - len) as usize];
+        self.reserve_short = match f.write_all_at(&zeros, len) {
+            Ok(()) => false,
+            Err(_) => {
+                let _ = f.set_len(len);
+                true
+            }
+        };
+    }
+
+    /// Gives the reserve's space back for a change that met a full disk;
+    /// `false` if there was none left.
+    fn release_reserve(&mut self) -> bool {
+        self.reserve_short = true;
+        let p = self.dir.join(RESERVE);
+        match segment::open_file(&*self.fs, &p, Open::Existing) {
+            Ok(f) if f.len().unwrap_or(0) > 0 => f.set_len(0).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Moves the pending cursor past finished messages at its front (at
+    /// most one chunk of slots): besides sparing the next scan, a tight
+    /// cursor is what tells, should the slots be lost, that the messages
+    /// below it are not pending (see [`resolve`]).
+    fn advance_scan_lo(&mut self) -> Result<()> {
+        let mut cursor = self.h.scan_lo;
+        let mut steps = 0;
+        self.all_slots(cursor, &mut |s, slot| match slot {
+            Ok(m) if s == cursor && !m.state.is_pending() && steps < SCAN_CHUNK => {
+                cursor += 1;
+                steps += 1;
+                Step::Continue
+            }
+            _ => Step::Stop,
+        })?;
+        self.h.scan_lo = cursor;
+        Ok(())
+    }
+
+    /// Writes the stamp (slot 0) for the header generation about to be
+    /// written: these slots are as new as that header (see crate::index).
+    fn write_stamp(&self) -> Result<()> {
+        self.slots
+            .write_all_at(&index::encode_stamp(self.h.generation), 0)
+            .ctx("write", &self.slots_path())
+    }
+
+    /// Whether nothing is live and the disk is (or was) full: then even the
+    /// active segment is given back (a push starts a new one).
+    fn drained_on_a_full_disk(&self) -> bool {
+        self.reserve_short
+            && self.h.active_len > segment::FIRST_RECORD
+            && self.h.segments.iter().all(|s| s.live == 0)
+    }
+
     /// Unlinks segments with nothing live, and punches their slots out.
     fn reclaim(&mut self) -> Result<()> {
         let active = self.h.active;
+        let all = self.drained_on_a_full_disk();
+        if all {
+            self.h.active = self.h.next_seq;
+            self.h.active_len = 0;
+        }
         let mut removed = false;
         let mut keep = Vec::with_capacity(self.h.segments.len());
         for s in std::mem::take(&mut self.h.segments) {
-            if s.live == 0 && s.base != active {
+            if s.live == 0 && (s.base != active || all) {
                 removed |= self.remove_segment(s.base)?;
                 failpoint::hit("reclaim.after-unlink");
                 self.files.remove(&s.base);
@@ -799,7 +1326,8 @@ impl FsStore {
         if self.h.scan_lo < oldest {
             self.h.scan_lo = oldest;
         }
-        let from = self.h.punched * SLOT_LEN as u64;
+        // The first page, with the stamp in slot 0, is never punched.
+        let from = (self.h.punched * SLOT_LEN as u64).max(4096);
         let to = (oldest * SLOT_LEN as u64) & !4095;
         // Best effort: a file system without hole punching keeps the bytes.
         if to > from && self.slots.punch_hole(from, to - from).unwrap_or(false) {
@@ -826,7 +1354,7 @@ impl FsStore {
             .segments
             .iter()
             .any(|s| s.live == 0 && s.base != self.h.active);
-        if force || empty_segment || self.h.wal_len > WAL_LIMIT {
+        if force || empty_segment || self.h.wal_len > WAL_LIMIT || self.drained_on_a_full_disk() {
             self.checkpoint()
         } else {
             self.write_live()
@@ -1139,27 +1667,47 @@ impl Store for FsStore {
         let mut cursor = self.h.scan_lo;
         let mut contiguous = matches!(from, Scan::Pending);
         let mut damaged = Vec::new();
-        self.all_slots(start, &mut |s, slot| match slot {
-            Ok(m) => {
-                let wanted = match from {
-                    Scan::Pending => m.state.is_pending(),
-                    Scan::Live => m.state.is_live(),
-                };
-                if !wanted {
-                    if contiguous && s == cursor {
-                        cursor = s + 1;
+        let mut start = start;
+        loop {
+            // A handle that may write rebuilds the slots at the first damaged
+            // one (once), then goes on from there.
+            let fix = self.writable && !self.reconciled;
+            let mut found = None;
+            self.all_slots(start, &mut |s, slot| match slot {
+                Ok(m) => {
+                    let wanted = match from {
+                        Scan::Pending => m.state.is_pending(),
+                        Scan::Live => m.state.is_live(),
+                    };
+                    if !wanted {
+                        if contiguous && s == cursor {
+                            cursor = s + 1;
+                        }
+                        return Step::Continue;
                     }
-                    return Step::Continue;
+                    contiguous = false;
+                    visit(&m)
                 }
-                contiguous = false;
-                visit(&m)
-            }
-            Err(_) => {
-                contiguous = false;
-                damaged.push(s);
-                Step::Continue
-            }
-        })?;
+                Err(_) if fix => {
+                    found = Some(s);
+                    Step::Stop
+                }
+                Err(_) => {
+                    contiguous = false;
+                    damaged.push(s);
+                    Step::Continue
+                }
+            })?;
+            let Some(s) = found else { break };
+            contiguous = false;
+            let why = format!(
+                "offset {}: index slot of message {} is damaged",
+                s * SLOT_LEN as u64,
+                crate::queue::format_id(s, self.h.salt)
+            );
+            self.reconcile(&why, true)?;
+            start = s;
+        }
         if cursor != self.h.scan_lo {
             self.h.scan_lo = cursor;
             self.dirty = true;
@@ -1179,7 +1727,19 @@ impl Store for FsStore {
         if seq < self.h.punched || seq >= self.h.next_seq || seq == 0 {
             return Ok(None);
         }
-        Ok(self.read_slot(seq)?.ok())
+        match self.read_slot(seq)? {
+            Ok(m) => Ok(Some(m)),
+            Err(_) if self.writable && !self.reconciled => {
+                let why = format!(
+                    "offset {}: index slot of message {} is damaged",
+                    seq * SLOT_LEN as u64,
+                    crate::queue::format_id(seq, self.h.salt)
+                );
+                self.reconcile(&why, true)?;
+                Ok(self.read_slot(seq)?.ok())
+            }
+            Err(_) => Ok(None),
+        }
     }
 
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
@@ -1217,10 +1777,20 @@ impl Store for FsStore {
         let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
-        let written = failpoint::write_at("wal.torn", &*self.wal, &rec, self.h.wal_len)
-            .and_then(|_| self.wal.sync_data());
+        let mut written = self.append_wal(&rec);
+        // A full disk must still drain (README, Failure model): give back the
+        // WAL's own space with a checkpoint, then the reserve, and try again.
+        if written.as_ref().is_err_and(no_space) && self.h.wal_len > 0 {
+            if let Err(e) = self.checkpoint() {
+                self.poisoned = true;
+                return Err(e);
+            }
+            written = self.append_wal(&rec);
+        }
+        if written.as_ref().is_err_and(no_space) && self.release_reserve() {
+            written = self.append_wal(&rec);
+        }
         if let Err(e) = written {
-            let _ = self.wal.set_len(self.h.wal_len);
             return Err(Error::io("append", &path, e));
         }
         failpoint::hit("commit.after-wal");
@@ -1234,6 +1804,12 @@ impl Store for FsStore {
             }
             self.h.lsn = lsn;
             self.h.wal_len += rec.len() as u64;
+            if entries
+                .iter()
+                .any(|(_, m)| m.seq == self.h.scan_lo && !m.state.is_pending())
+            {
+                self.advance_scan_lo()?;
+            }
             self.checkpoint_or_write_live(false)
         })();
         if let Err(e) = applied {
@@ -1275,7 +1851,12 @@ impl Store for FsStore {
 
     fn disk_bytes(&mut self) -> Result<u64> {
         let mut total = 0;
-        let mut paths = vec![self.index_path(), self.slots_path(), self.wal_path()];
+        let mut paths = vec![
+            self.index_path(),
+            self.slots_path(),
+            self.wal_path(),
+            self.dir.join(RESERVE),
+        ];
         paths.extend(
             self.h
                 .segments
@@ -1450,6 +2031,325 @@ impl Drop for FsStore {
     }
 }
 
+/// Whether a message in `state` is finished for good: nothing but a
+/// `retry` of a dead letter (which is live) moves a message again, so a
+/// stale copy of its slot is still right.
+fn is_final(state: State) -> bool {
+    matches!(state, State::Acked | State::Purged | State::Corrupt)
+}
+
+/// Puts the WAL's slot images on top of what the slots say, for messages
+/// `lo ..` (`exact` and `hint` as in [`resolve`]; `exact` holds only slots
+/// that are trusted). A record with lsn above `applied` (what the trusted
+/// slots already hold) is newer than any slot; for a message with no
+/// trusted slot, the last image above `ckpt_lsn` is its state (the WAL holds
+/// every change since the checkpoint), an older one is a hint, and a
+/// finished state is final whatever its age.
+fn merge_wal(
+    wal: &dyn FileIo,
+    path: &Path,
+    lo: u64,
+    exact: &mut [Option<Meta>],
+    hint: &mut [Option<Meta>],
+    ckpt_lsn: u64,
+    applied: u64,
+) -> Result<()> {
+    let had_slot: Vec<bool> = exact.iter().map(Option::is_some).collect();
+    read_wal(wal, path, 0, &mut |_, lsn, entries| {
+        for (_, m) in entries {
+            let Some(i) = m.seq.checked_sub(lo).map(|i| i as usize) else {
+                continue;
+            };
+            if i >= exact.len() {
+                continue;
+            }
+            if had_slot[i] {
+                if lsn > applied {
+                    exact[i] = Some(*m);
+                }
+            } else if lsn > ckpt_lsn || is_final(m.state) {
+                exact[i] = Some(*m);
+            } else if exact[i].is_none() {
+                hint[i] = Some(*m);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// What [`resolve`] decided for the messages from `lo` to `end`.
+struct Resolved {
+    /// The slot of each message, in seq order from `lo`.
+    metas: Vec<Meta>,
+    counters: Counters,
+    /// Live messages per segment base.
+    live: HashMap<u64, u64>,
+    scan_lo: u64,
+    notes: Vec<String>,
+}
+
+/// Decides the slot of every message from `lo` to `end` when some slots
+/// were lost or cannot be trusted. `exact[i]` is the state of message
+/// `lo + i` where something durable says it (the WAL since the checkpoint,
+/// a trusted slot, a finished state); `hint[i]` a state it had once (a
+/// stale copy); `record(seq)` its good record in a segment. With `relocate`
+/// (a repair that rewrote segments) every live message takes its location
+/// from its record, and one without a record is lost.
+///
+/// A message with no exact state and a good record is inferred from the
+/// header `old`: its counters say how many messages are in each live
+/// state, so those with no exact state need `old.ready - known ready` and
+/// so on, and the rest of them are finished (acked or purged). Every
+/// message below `old.scan_lo` is known not to be pending. When all of them
+/// must be live they are given their stale state, or ready (delayed if
+/// their record says so); when all of them must be finished they stay
+/// acked; when the counters cannot say which are which, they are kept as
+/// dead letters, so that no acked message is delivered again and nothing
+/// is lost (`retry` delivers them again). Without a header: ready.
+///
+/// The counters come out adding up: the live ones counted, `pushed` and
+/// `purged` from `old`, `corrupt` from `old` plus the messages lost now,
+/// and `acked` the rest.
+fn resolve(
+    lo: u64,
+    end: u64,
+    exact: Vec<Option<Meta>>,
+    hint: Vec<Option<Meta>>,
+    record: &dyn Fn(u64) -> Option<(Loc, record::RecordHeader)>,
+    old: Option<&Header>,
+    relocate: bool,
+) -> Resolved {
+    const LIVE: [State; 4] = [State::Ready, State::Delayed, State::Leased, State::Dead];
+    let idx = |s: State| LIVE.iter().position(|l| *l == s);
+    let mut known = [0u64; 4];
+    let mut unknown_all = 0u64;
+    let mut u_lo: Vec<u64> = Vec::new();
+    let mut u_hi: Vec<u64> = Vec::new();
+    let scan_lo_old = old.map_or(lo, |h| h.scan_lo);
+    // The header's counters cover the messages below its next_seq; later
+    // ones were never counted (records a crash left past its end): those
+    // are adopted, as recovery does.
+    let counted_below = old.map_or(lo, |h| h.next_seq);
+    for (i, e) in exact.iter().enumerate() {
+        let seq = lo + i as u64;
+        if seq >= counted_below {
+            break;
+        }
+        match e {
+            Some(m) => {
+                if let Some(k) = idx(m.state) {
+                    known[k] += 1;
+                }
+            }
+            None => {
+                unknown_all += 1;
+                if record(seq).is_some() {
+                    if seq < scan_lo_old {
+                        u_lo.push(seq);
+                    } else {
+                        u_hi.push(seq);
+                    }
+                }
+            }
+        }
+    }
+    // How the messages with no exact state split: live, finished, or unknown.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fate {
+        Live,
+        Finished,
+        Held,
+    }
+    let (fate_lo, fate_hi) = match old {
+        None => (Fate::Live, Fate::Live),
+        Some(h) => {
+            let c = &h.counters;
+            let need: Vec<u64> = [c.ready, c.delayed, c.leased, c.dead]
+                .iter()
+                .zip(known)
+                .map(|(have, k)| have.saturating_sub(k))
+                .collect();
+            let n_live: u64 = need.iter().sum();
+            let n_lo = u_lo.len() as u64;
+            let n_hi = u_hi.len() as u64;
+            let n_rec = n_lo + n_hi;
+            // At most this many of them are finished, at least that many.
+            let fin_max = n_rec.min(unknown_all.saturating_sub(n_live));
+            let fin_min = n_rec.saturating_sub(n_live);
+            if fin_max == 0 {
+                (Fate::Live, Fate::Live)
+            } else if fin_min == n_rec {
+                (Fate::Finished, Fate::Finished)
+            } else {
+                // Below scan_lo a message is dead or finished.
+                let need_dead = need[3];
+                let (lo_fate, fin_lo_min) = if need_dead == 0 {
+                    (Fate::Finished, n_lo)
+                } else {
+                    (Fate::Held, n_lo.saturating_sub(need_dead))
+                };
+                let fin_hi_max = fin_max.saturating_sub(fin_lo_min);
+                let hi_fate = if fin_hi_max == 0 {
+                    Fate::Live
+                } else if n_hi.saturating_sub(n_live) == n_hi {
+                    Fate::Finished
+                } else {
+                    Fate::Held
+                };
+                (lo_fate, hi_fate)
+            }
+        }
+    };
+    let mut metas = Vec::with_capacity(exact.len());
+    let mut counters = Counters::default();
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    let mut scan_lo = end;
+    let (mut lost, mut inferred_live, mut inferred_done, mut held) = (0u64, 0u64, 0u64, 0u64);
+    for (i, (e, h)) in exact.into_iter().zip(hint).enumerate() {
+        let seq = lo + i as u64;
+        let rec = record(seq);
+        let lost_meta = |pushed_at_ms: u64| Meta {
+            seq,
+            state: State::Corrupt,
+            attempts: 0,
+            max_attempts: 0,
+            pushed_at_ms,
+            until_ms: 0,
+            receipt: [0; 12],
+            len: 0,
+            loc: Loc::default(),
+        };
+        let m = match (e, rec) {
+            (Some(m), _) if !relocate || (is_final(m.state) && m.state != State::Corrupt) => m,
+            (Some(m), Some((loc, r))) if m.state != State::Corrupt => Meta {
+                loc,
+                len: r.body_len,
+                ..m
+            },
+            (Some(m), None) if m.state == State::Corrupt => m,
+            (Some(m), None) => {
+                lost += 1;
+                lost_meta(m.pushed_at_ms)
+            }
+            (e, Some((loc, r))) => {
+                let fate = if e.is_some() || seq >= counted_below {
+                    // A corrupt slot whose record is intact again (repair),
+                    // or a record the header never counted.
+                    Fate::Live
+                } else if seq < scan_lo_old {
+                    fate_lo
+                } else {
+                    fate_hi
+                };
+                let base = Meta {
+                    seq,
+                    state: State::Ready,
+                    attempts: 0,
+                    max_attempts: 0,
+                    pushed_at_ms: r.pushed_at_ms,
+                    until_ms: 0,
+                    receipt: [0; 12],
+                    len: r.body_len,
+                    loc,
+                };
+                match fate {
+                    Fate::Live => {
+                        inferred_live += 1;
+                        match h {
+                            Some(h) if h.state.is_live() => Meta {
+                                loc,
+                                len: r.body_len,
+                                ..h
+                            },
+                            _ if r.not_before_ms > 0 => Meta {
+                                state: State::Delayed,
+                                until_ms: r.not_before_ms,
+                                ..base
+                            },
+                            _ => base,
+                        }
+                    }
+                    Fate::Finished => {
+                        inferred_done += 1;
+                        Meta {
+                            state: State::Acked,
+                            ..base
+                        }
+                    }
+                    Fate::Held => {
+                        held += 1;
+                        Meta {
+                            state: State::Dead,
+                            attempts: h.map_or(0, |h| h.attempts),
+                            ..base
+                        }
+                    }
+                }
+            }
+            (None, None) => {
+                if h.is_some_and(|h| h.state.is_live()) {
+                    lost += 1;
+                }
+                lost_meta(h.map_or(0, |h| h.pushed_at_ms))
+            }
+        };
+        counters.add(m.state, m.len);
+        if m.state.is_live() {
+            *live.entry(m.loc.segment).or_default() += 1;
+        }
+        if m.state.is_pending() && scan_lo == end {
+            scan_lo = seq;
+        }
+        metas.push(m);
+    }
+    let mut notes = Vec::new();
+    if lost > 0 {
+        notes.push(format!(
+            "{lost} messages had no intact record left and are marked lost"
+        ));
+    }
+    if inferred_live > 0 {
+        notes.push(format!(
+            "{inferred_live} messages whose state was lost are pending again (from their records)"
+        ));
+    }
+    if inferred_done > 0 {
+        notes.push(format!(
+            "{inferred_done} messages whose state was lost are finished (the counters say so) and stay so"
+        ));
+    }
+    if held > 0 {
+        notes.push(format!(
+            "{held} messages whose state was lost may each have been acked (the counters cannot say which): \
+             they are kept as dead letters so that none is delivered again; `spoolmq retry` delivers them, \
+             acked ones included, `spoolmq purge --dead` drops them"
+        ));
+    }
+    if let Some(h) = old {
+        // Live states are counted; the totals come from the header and add up.
+        let live_total = counters.ready + counters.delayed + counters.leased + counters.dead;
+        // Seqs are given out from 1: every one below `end` was pushed.
+        let pushed = h.counters.pushed.max(end.saturating_sub(1)).max(live_total);
+        let finished = pushed - live_total;
+        let purged = h.counters.purged.min(finished);
+        let corrupt = (h.counters.corrupt + lost)
+            .max(counters.corrupt)
+            .min(finished - purged);
+        counters.pushed = pushed;
+        counters.purged = purged;
+        counters.corrupt = corrupt;
+        counters.acked = finished - purged - corrupt;
+    }
+    Resolved {
+        metas,
+        counters,
+        live,
+        scan_lo,
+        notes,
+    }
+}
+
 /// Rebuilds a queue's index from its segments and whatever slots and WAL
 /// records are still readable, for `fsck --repair`. Damaged records are
 /// quarantined and cut out of their segments. Returns a line per thing done.
@@ -1582,121 +2482,91 @@ fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
         .unwrap_or(end)
         .min(end);
 
-    // Slots as they are, with the WAL's later images on top.
-    let mut known: HashMap<u64, Meta> = HashMap::new();
+    // Slots as they are (all of them if the file is as new as the header,
+    // else only the finished ones), the WAL's images since the checkpoint
+    // on top, the rest inferred (see resolve).
+    let mut stamp = [0u8; SLOT_LEN];
+    let n = segment::read_at_most(&*slots, &slots_path, &mut stamp, 0)?;
+    let trust = match (index::decode_stamp(&stamp[..n]), &old) {
+        (index::Stamp::Generation(g), Some(h)) => g >= h.generation,
+        (index::Stamp::Damaged, Some(_)) => false,
+        _ => true,
+    };
+    let count = (end - lo) as usize;
+    let mut exact: Vec<Option<Meta>> = vec![None; count];
+    let mut hint: Vec<Option<Meta>> = vec![None; count];
     let mut buf = vec![0u8; SLOT_LEN];
     for seq in lo..end {
         let n = segment::read_at_most(&*slots, &slots_path, &mut buf, seq * SLOT_LEN as u64)?;
         if n == SLOT_LEN
             && let Ok(m) = decode_slot_of(&buf, seq)
         {
-            known.insert(seq, m);
+            let i = (seq - lo) as usize;
+            if trust || is_final(m.state) {
+                exact[i] = Some(m);
+            } else {
+                hint[i] = Some(m);
+            }
         }
     }
-    let wal_bytes = {
-        let len = wal.len().ctx("stat", &wal_path)?;
-        let mut b = vec![0u8; len as usize];
-        let n = segment::read_at_most(&*wal, &wal_path, &mut b, 0)?;
-        b.truncate(n);
-        b
+    // The WAL holds every change since the newest checkpoint (whose lsn is
+    // below every record written after it).
+    let ckpt_lsn = [2, 3]
+        .iter()
+        .filter_map(|&i| read_header(&*index, &index_path, i).ok().flatten())
+        .max_by_key(|h| h.generation)
+        .map_or(0, |h| h.lsn);
+    let applied = if trust {
+        old.as_ref().map_or(ckpt_lsn, |h| h.lsn)
+    } else {
+        ckpt_lsn
     };
-    let mut pos = 0;
-    while let Some(rec) = index::decode_wal(&wal_bytes[pos..]) {
-        if old.as_ref().is_none_or(|h| rec.lsn > h.lsn) {
-            for (_, m) in rec.entries {
-                if (lo..end).contains(&m.seq) {
-                    known.insert(m.seq, m);
-                }
-            }
-        }
-        pos += rec.len;
-    }
+    merge_wal(
+        &*wal, &wal_path, lo, &mut exact, &mut hint, ckpt_lsn, applied,
+    )?;
 
-    let by_seq: HashMap<u64, (u64, u64, record::RecordHeader)> =
-        records.iter().map(|r| (r.2.seq, *r)).collect();
-    let mut counters = Counters::default();
-    let mut live: HashMap<u64, u64> = HashMap::new();
-    let mut scan_lo = end;
-    let mut lost = 0u64;
-    let mut out = Vec::with_capacity(((end - lo) as usize) * SLOT_LEN);
-    for seq in lo..end {
-        let m = match (by_seq.get(&seq), known.get(&seq)) {
-            (Some((base, offset, h)), slot) => {
-                let loc = Loc {
-                    segment: *base,
-                    offset: *offset as u32,
-                };
-                match slot {
-                    Some(m) if m.state != State::Corrupt => Meta {
-                        loc,
-                        len: h.body_len,
-                        ..*m
+    let by_seq: HashMap<u64, (Loc, record::RecordHeader)> = records
+        .iter()
+        .map(|(base, offset, h)| {
+            (
+                h.seq,
+                (
+                    Loc {
+                        segment: *base,
+                        offset: *offset as u32,
                     },
-                    _ => Meta {
-                        seq,
-                        state: if h.not_before_ms > 0 {
-                            State::Delayed
-                        } else {
-                            State::Ready
-                        },
-                        attempts: 0,
-                        max_attempts: 0,
-                        pushed_at_ms: h.pushed_at_ms,
-                        until_ms: h.not_before_ms,
-                        receipt: [0; 12],
-                        len: h.body_len,
-                        loc,
-                    },
-                }
-            }
-            (None, Some(m)) if matches!(m.state, State::Acked | State::Purged | State::Corrupt) => {
-                *m
-            }
-            (None, slot) => {
-                if slot.is_some() {
-                    lost += 1;
-                }
-                Meta {
-                    seq,
-                    state: State::Corrupt,
-                    attempts: 0,
-                    max_attempts: 0,
-                    pushed_at_ms: slot.map_or(0, |m| m.pushed_at_ms),
-                    until_ms: 0,
-                    receipt: [0; 12],
-                    len: 0,
-                    loc: Loc::default(),
-                }
-            }
-        };
-        counters.add(m.state, m.len);
-        if m.state.is_live() {
-            *live.entry(m.loc.segment).or_default() += 1;
-        }
-        if m.state.is_pending() && scan_lo == end {
-            scan_lo = seq;
-        }
-        out.extend_from_slice(&encode_slot(&m));
-    }
-    if lost > 0 {
-        notes.push(format!(
-            "{lost} messages had no intact record left and are marked lost"
-        ));
+                    *h,
+                ),
+            )
+        })
+        .collect();
+    let r = resolve(
+        lo,
+        end,
+        exact,
+        hint,
+        &|seq| by_seq.get(&seq).copied(),
+        old.as_ref(),
+        true,
+    );
+    notes.extend(r.notes);
+    let generation = old.as_ref().map_or(0, |h| h.generation) + 1;
+    let mut out = Vec::with_capacity(r.metas.len() * SLOT_LEN);
+    for m in &r.metas {
+        out.extend_from_slice(&encode_slot(m));
     }
     slots
         .write_all_at(&out, lo * SLOT_LEN as u64)
         .ctx("write", &slots_path)?;
+    slots
+        .write_all_at(&index::encode_stamp(generation), 0)
+        .ctx("write", &slots_path)?;
     slots.sync_data().ctx("sync", &slots_path)?;
+    let (counters, live, scan_lo) = (r.counters, r.live, r.scan_lo);
 
-    if let Some(o) = &old {
-        // Totals count messages acked or purged before the oldest segment too.
-        counters.pushed = o.counters.pushed.max(counters.pushed);
-        counters.acked = o.counters.acked.max(counters.acked);
-        counters.purged = o.counters.purged.max(counters.purged);
-    }
     let (active, active_len) = segs.last().copied().unwrap_or((end, 0));
     let h = Header {
-        generation: old.as_ref().map_or(0, |h| h.generation) + 1,
+        generation,
         lsn: old.as_ref().map_or(0, |h| h.lsn),
         wal_len: 0,
         boot_id: fs.boot_id(),
@@ -1936,6 +2806,53 @@ mod tests {
         let m = s.get(4).unwrap().unwrap();
         assert_eq!(s.body(&m).unwrap(), body.as_bytes());
         TEST_SEGMENT_LIMIT.with(|l| l.set(SEGMENT_LIMIT));
+    }
+
+    #[test]
+    fn a_slots_file_from_before_stamps_is_trusted_and_stamped_by_the_next_write() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        lease_and_ack(&mut s, 1);
+        drop(s);
+        // As an older spoolmq left it: slot 0 never written.
+        let slots = dir.join("slots");
+        let mut bytes = std::fs::read(&slots).unwrap();
+        bytes[..SLOT_LEN].fill(0);
+        std::fs::write(&slots, &bytes).unwrap();
+        let mut s = open(&dir);
+        assert!(s.take_notices().is_empty(), "nothing to rebuild");
+        assert_eq!(s.get(1).unwrap().unwrap().state, State::Acked);
+        let m = s.get(2).unwrap().unwrap();
+        assert_eq!(m.state, State::Ready);
+        lease_and_ack(&mut s, 2);
+        let g = s.header().generation;
+        drop(s);
+        let bytes = std::fs::read(&slots).unwrap();
+        assert_eq!(
+            index::decode_stamp(&bytes[..SLOT_LEN]),
+            index::Stamp::Generation(g)
+        );
+    }
+
+    #[test]
+    fn a_stale_copy_of_slots_is_rebuilt_from_the_wal_without_undoing_an_ack() {
+        let (_t, dir) = queue_dir();
+        let mut s = open(&dir);
+        push(&mut s, &["a", "b", "c"]);
+        drop(s);
+        let old = std::fs::read(dir.join("slots")).unwrap();
+        let mut s = open(&dir);
+        lease_and_ack(&mut s, 2);
+        drop(s);
+        std::fs::write(dir.join("slots"), &old).unwrap();
+        let mut s = open(&dir);
+        let notices = s.take_notices();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].contains("stale"), "{notices:?}");
+        assert_eq!(s.get(2).unwrap().unwrap().state, State::Acked);
+        let c = s.counters();
+        assert_eq!((c.ready, c.acked, c.pushed), (2, 1, 3));
     }
 
     #[test]

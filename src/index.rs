@@ -13,6 +13,19 @@
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
 //! segment file, `offset` where the record starts in it.
 //!
+//! Slot 0 (seq 0 is never a message) holds the file's *stamp*: the
+//! generation of the last header written over these slots, twice, so that
+//! a write torn in a machine crash leaves one whole copy:
+//!
+//! ```text
+//! +0     +4          +12      +28     +32    +36         +44      +60
+//! | SPST | generation| 0 x 16 | crc   | SPST | generation| 0 x 16 | crc |
+//! ```
+//! Each CRC32 covers the 28 bytes before it. A slots file whose stamp is
+//! older than the header it is read with is a stale copy (see
+//! [`crate::fsstore`], "Source of truth"); all zeros is a file from before
+//! stamps (or one recreated empty). Readers of messages never look at slot 0.
+//!
 //! ## `index`: four 64 KiB regions holding a header each
 //!
 //! Regions 0 and 1 hold the *live* header, written (not synced) after every
@@ -152,6 +165,45 @@ pub fn decode_slot_of(b: &[u8], seq: u64) -> Result<Slot, SlotDamage> {
             Err(SlotDamage::Bad)
         }
     })
+}
+
+/// The magic of each half of the stamp in slot 0.
+pub const STAMP_MAGIC: [u8; 4] = *b"SPST";
+
+/// What slot 0 of a slots file says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    /// All zeros: a file from before stamps, or one recreated empty.
+    Absent,
+    /// Neither copy checks out.
+    Damaged,
+    /// The newer of the valid copies.
+    Generation(u64),
+}
+
+/// Encodes the stamp of slot 0 for header generation `generation`.
+pub fn encode_stamp(generation: u64) -> [u8; SLOT_LEN] {
+    let mut b = [0u8; SLOT_LEN];
+    for half in b.chunks_exact_mut(SLOT_LEN / 2) {
+        half[0..4].copy_from_slice(&STAMP_MAGIC);
+        half[4..12].copy_from_slice(&generation.to_le_bytes());
+        let crc = crc32fast::hash(&half[..28]);
+        half[28..32].copy_from_slice(&crc.to_le_bytes());
+    }
+    b
+}
+
+/// Decodes slot 0 (fewer than 64 bytes, as in a short file, is absent).
+pub fn decode_stamp(b: &[u8]) -> Stamp {
+    if b.len() < SLOT_LEN || b[..SLOT_LEN].iter().all(|&x| x == 0) {
+        return Stamp::Absent;
+    }
+    b[..SLOT_LEN]
+        .chunks_exact(SLOT_LEN / 2)
+        .filter(|h| h[0..4] == STAMP_MAGIC && crc32fast::hash(&h[..28]) == u32_at(h, 28))
+        .map(|h| u64_at(h, 4))
+        .max()
+        .map_or(Stamp::Damaged, Stamp::Generation)
 }
 
 /// One segment's entry in the header.
@@ -304,6 +356,17 @@ pub fn encode_wal(lsn: u64, entries: &[(State, Slot)]) -> Vec<u8> {
     b
 }
 
+/// Decodes one entry of a WAL record (old state, new slot): the
+/// [`WAL_ENTRY_LEN`] bytes at the start of `b`.
+pub fn decode_wal_entry(b: &[u8]) -> Option<(State, Slot)> {
+    if b.len() < WAL_ENTRY_LEN {
+        return None;
+    }
+    let old = State::from_u8(b[0])?;
+    let slot = decode_slot(&b[1..WAL_ENTRY_LEN]).ok()?;
+    Some((old, slot))
+}
+
 /// A decoded WAL record.
 #[derive(Debug, PartialEq, Eq)]
 pub struct WalRecord {
@@ -335,9 +398,7 @@ pub fn decode_wal(b: &[u8]) -> Option<WalRecord> {
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
         let at = 12 + i * WAL_ENTRY_LEN;
-        let old = State::from_u8(payload[at])?;
-        let slot = decode_slot(&payload[at + 1..at + WAL_ENTRY_LEN]).ok()?;
-        entries.push((old, slot));
+        entries.push(decode_wal_entry(&payload[at..at + WAL_ENTRY_LEN])?);
     }
     Some(WalRecord {
         lsn,
@@ -472,6 +533,36 @@ mod tests {
         assert!(h.encode().unwrap().len() <= REGION_LEN);
         h.segments.push(SegmentEntry { base: 1, live: 1 });
         assert!(h.encode().is_none());
+    }
+
+    #[test]
+    fn a_stamp_round_trips_and_survives_one_torn_half() {
+        let b = encode_stamp(77);
+        assert_eq!(&b[0..4], b"SPST");
+        assert_eq!(u64_at(&b, 4), 77);
+        assert_eq!(u32_at(&b, 28), crc32fast::hash(&b[..28]));
+        assert_eq!(&b[32..36], b"SPST");
+        assert_eq!(u64_at(&b, 36), 77);
+        assert_eq!(decode_stamp(&b), Stamp::Generation(77));
+        assert_eq!(decode_stamp(&[0; 64]), Stamp::Absent);
+        assert_eq!(decode_stamp(&b[..63]), Stamp::Absent);
+        // A write of generation 78 torn anywhere over one of 77 leaves 77 or 78.
+        let new = encode_stamp(78);
+        for cut in 0..=64 {
+            let mut t = b;
+            t[..cut].copy_from_slice(&new[..cut]);
+            let got = decode_stamp(&t);
+            assert!(
+                got == Stamp::Generation(77) || got == Stamp::Generation(78),
+                "cut {cut}: {got:?}"
+            );
+        }
+        let mut bad = b;
+        bad[5] ^= 1;
+        bad[37] ^= 1;
+        assert_eq!(decode_stamp(&bad), Stamp::Damaged);
+        // A stamp is never taken for a message's slot.
+        assert_eq!(decode_slot(&b), Err(SlotDamage::Bad));
     }
 
     #[test]

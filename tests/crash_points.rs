@@ -311,3 +311,24 @@ fn a_repair_that_dies_midway_can_be_run_again() {
     let got = s.pop_json("q", &["--count", "10"]);
     assert_eq!(bodies(&got), vec!["aaaa", "cccc"]);
 }
+
+#[test]
+fn a_rebuild_of_lost_slots_that_dies_midway_is_finished_by_the_next_command() {
+    for point in [
+        "reconcile.after-slots",
+        "checkpoint.torn",
+        "checkpoint.after-header",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        std::fs::remove_file(s.queue_dir("q").join("slots")).unwrap();
+        // The first command that writes rebuilds the slots while it opens the queue.
+        crash_at(
+            &s,
+            point,
+            &["extend", "q", &k.leased.1, "--lease", "1h"],
+            b"",
+        );
+        verify(&s, &k, &[], &[]);
+    }
+}

@@ -686,3 +686,99 @@ fn on_a_full_small_filesystem_pushes_fail_cleanly_and_work_again_once_space_is_b
     );
     sp(&["fsck"], b"").ok();
 }
+
+/// The case: pushes of 10 KB bodies fill a 2 MiB tmpfs (with some ballast) until one
+/// is refused. Every refused push says "disk full" and stores nothing; then every message
+/// pushed can still be popped and acked, one command at a time (the fs store keeps a reserve
+/// for consuming, see the README's Failure model), and the drained queue gives its space back.
+#[test]
+fn a_queue_that_filled_a_small_filesystem_can_always_be_drained() {
+    let s = Spool::new();
+    let mnt = match Tmpfs::mount(s.scratch().join("mnt")) {
+        Ok(m) => m,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root and must mount a tmpfs: {why}"
+            );
+            println!("skipped: cannot mount a small tmpfs here ({why}); run as root");
+            return;
+        }
+    };
+    let spool = mnt.dir.join("spool");
+    let sp = |args: &[&str], stdin: &[u8]| -> Out {
+        let mut cmd = spoolmq(&spool);
+        cmd.args(args).write_stdin(stdin.to_vec());
+        run(&mut cmd)
+    };
+    fs::write(mnt.dir.join("ballast"), vec![0xb5; 300 * 1024]).unwrap();
+    let mut rng = Rng(41);
+    let mut pushed: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut refused = 0;
+    while refused < 3 {
+        assert!(pushed.len() < 400, "a 2 MiB tmpfs holds fewer 10 KB bodies");
+        let mut body = format!("{:05}:", pushed.len()).into_bytes();
+        body.extend(rng.text(10_000));
+        let out = sp(&["push", Q], &body);
+        if out.code == 0 {
+            pushed.push((out.stdout_str().trim().to_string(), body));
+        } else {
+            says_disk_full(&out, &spool);
+            refused += 1;
+        }
+    }
+    assert!(pushed.len() > 100, "only {} pushes fitted", pushed.len());
+    let st = sp(&["stats", Q, "--json"], b"");
+    st.ok();
+    assert_eq!(
+        num(&st.json()[0], "pushed"),
+        pushed.len() as u64,
+        "the refused pushes stored nothing"
+    );
+    // A consumer drains it, one pop and one ack per command.
+    let mut got = Vec::new();
+    loop {
+        let out = sp(&["pop", Q, "--json", "--lease", "1h"], b"");
+        if out.code == 3 {
+            out.stdout_empty();
+            break;
+        }
+        assert_eq!(
+            out.code,
+            0,
+            "pop {} of {} on a full disk: {}",
+            got.len() + 1,
+            pushed.len(),
+            out.stderr
+        );
+        let m = out.json().remove(0);
+        let ack = sp(&["ack", Q, receipt(&m)], b"");
+        assert_eq!(
+            ack.code,
+            0,
+            "ack {} of {} on a full disk: {}",
+            got.len() + 1,
+            pushed.len(),
+            ack.stderr
+        );
+        got.push((id(&m).to_string(), body_bytes(&m)));
+        assert!(got.len() <= pushed.len(), "pop keeps delivering");
+    }
+    assert!(got == pushed, "every pushed message, once, in order");
+    let st = sp(&["stats", Q, "--json"], b"");
+    st.ok();
+    assert_counts(
+        &st.json()[0],
+        &[
+            ("ready", 0),
+            ("leased", 0),
+            ("acked", pushed.len() as u64),
+            ("pushed", pushed.len() as u64),
+        ],
+    );
+    sp(&["fsck"], b"").ok();
+    // The drained queue gave back its segment: pushes work again.
+    let out = sp(&["push", Q], &rng.text(10_000));
+    out.ok();
+    sp(&["fsck"], b"").ok();
+}

@@ -625,28 +625,6 @@ fn the_default_sslmode_uses_tls_when_the_server_offers_it() {
     }
 }
 
-/// `spoolmq --dir DIR ARGS` run as `uid` with only `groups` (root needed).
-fn as_user(s: &Spool, uid: u32, groups: &[u32], args: &[&str]) -> Out {
-    let mut std = s.std_cmd();
-    std.args(args).env("HOME", "/nonexistent");
-    let groups: Vec<libc::gid_t> = groups.to_vec();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        std.pre_exec(move || {
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(groups[0]) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut cmd = assert_cmd::Command::from_std(std);
-    cmd.timeout(RUN_TIMEOUT).write_stdin(Vec::<u8>::new());
-    run(&mut cmd)
-}
-
 #[test]
 fn a_member_of_a_shared_spool_uses_the_owners_key_and_not_another_members() {
     if not_here("fs") {

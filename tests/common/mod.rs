@@ -897,3 +897,26 @@ impl Rng {
         (0..n).map(|_| b'a' + (self.next() % 26) as u8).collect()
     }
 }
+
+/// `spoolmq --dir DIR ARGS` run as `uid` with only `groups` (root needed).
+pub fn as_user(s: &Spool, uid: u32, groups: &[u32], args: &[&str]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut std = s.std_cmd();
+    std.args(args).env("HOME", "/nonexistent");
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(groups[0]) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut cmd = assert_cmd::Command::from_std(std);
+    cmd.timeout(RUN_TIMEOUT).write_stdin(Vec::<u8>::new());
+    run(&mut cmd)
+}
