@@ -6,11 +6,14 @@
 //!   .spool.lock               flock: shared by fs commands, exclusive for the
 //!                             sqlite store and for `migrate`
 //!   .spool.db                 the sqlite store's database (crate::sqlstore)
+//!   .spool.bell               written to wake sqlite waiters (crate::sqlstore)
 //!   QUEUE/                    fs store: mode 0700, one per queue
 //!     lock                    flock target (crate::lock)
 //!     index                   headers (crate::index)
 //!     slots                   one 64-byte slot per message (crate::index)
 //!     wal                     write-ahead log of state changes (crate::index)
+//!     reserve                 space kept for consuming on a full disk
+//!     key                     the key id of an encrypted queue
 //!     00000000000000000001.seg  segment files (crate::segment, crate::record)
 //! ```
 //!
@@ -49,9 +52,10 @@
 //! command unless it is shared and the user is in its group. A shared spool
 //! (`spoolmq init --group GROUP`) is mode 2770 with everything in it of
 //! that group; its files are 0660 and its directories 2770
-//! ([`crate::io::file_mode`]). Inside a spool no symlink is followed: files
-//! are opened with `O_NOFOLLOW` and queue directories are checked with
-//! `lstat` ([`Error::symlink`]).
+//! ([`crate::io::file_mode`]). Inside a spool no symlink is followed and
+//! nothing is reached by path: every file and directory is opened through
+//! [`root_fs`] ([`crate::io::RealFs`]), walking from the spool's descriptor
+//! with `O_NOFOLLOW` ([`Error::symlink`] names a link met on the way).
 
 use crate::error::{Error, IoContext, Result};
 use crate::input;
