@@ -560,6 +560,25 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// A 2 MiB tmpfs in `s`'s scratch directory, or `None` (having said the
+    /// test is skipped) where it cannot be mounted: not root. CI runs as
+    /// root, so there it is a failure.
+    fn mount_or_skip(s: &Spool) -> Option<Tmpfs> {
+        match Tmpfs::mount(s.scratch().join("mnt")) {
+            Ok(m) => Some(m),
+            Err(why) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI runs as root and must mount a tmpfs: {why}"
+                );
+                println!("skipped: cannot mount a small tmpfs here ({why}); run as root");
+                None
+            }
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.dir).status();
@@ -583,16 +602,8 @@ fn fill(path: &Path) -> u64 {
 #[test]
 fn on_a_full_small_filesystem_pushes_fail_cleanly_and_work_again_once_space_is_back() {
     let s = Spool::new();
-    let mnt = match Tmpfs::mount(s.scratch().join("mnt")) {
-        Ok(m) => m,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI runs as root and must mount a tmpfs: {why}"
-            );
-            println!("skipped: cannot mount a small tmpfs here ({why}); not a product failure");
-            return;
-        }
+    let Some(mnt) = Tmpfs::mount_or_skip(&s) else {
+        return;
     };
     let spool = mnt.dir.join("spool");
     let sp = |args: &[&str], stdin: &[u8]| -> Out {
@@ -698,16 +709,8 @@ fn on_a_full_small_filesystem_pushes_fail_cleanly_and_work_again_once_space_is_b
 #[test]
 fn a_queue_that_filled_a_small_filesystem_can_always_be_drained() {
     let s = Spool::new();
-    let mnt = match Tmpfs::mount(s.scratch().join("mnt")) {
-        Ok(m) => m,
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI runs as root and must mount a tmpfs: {why}"
-            );
-            println!("skipped: cannot mount a small tmpfs here ({why}); run as root");
-            return;
-        }
+    let Some(mnt) = Tmpfs::mount_or_skip(&s) else {
+        return;
     };
     let spool = mnt.dir.join("spool");
     let sp = |args: &[&str], stdin: &[u8]| -> Out {
