@@ -444,7 +444,8 @@ pub struct SpoolReport {
 /// read: only something other than a regular file is a problem, removed by
 /// a repair and made again by the next command that needs it), and in a
 /// sqlite spool the objects in `.spool.db` that its schema does not define
-/// (dropped by a repair, see [`sqlstore::foreign_objects`]). A repair holds
+/// (dropped by a repair, see [`sqlstore::foreign_objects`]) and bodies no
+/// message names ([`sqlstore::orphan_bodies`], removed). A repair holds
 /// the spool lock exclusively, so no `migrate` switches the store meanwhile.
 pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     let mut r = SpoolReport::default();
@@ -548,6 +549,21 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
             if repair {
                 r.notes.push(format!(
                     "{}: dropped {kind} {name:?}",
+                    sqlstore::db_path(root).display()
+                ));
+            }
+        }
+    }
+    if sqlite {
+        let orphans = sqlstore::orphan_bodies(root, repair)?;
+        if orphans > 0 {
+            found.push(problem(
+                sqlstore::db_path(root),
+                format!("{orphans} bodies belong to no message"),
+            ));
+            if repair {
+                r.notes.push(format!(
+                    "{}: removed {orphans} bodies that belonged to no message",
                     sqlstore::db_path(root).display()
                 ));
             }

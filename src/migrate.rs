@@ -61,7 +61,7 @@ fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn 
             FsStore::open(&dir, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
         StoreKind::Sqlite => {
-            SqliteStore::open(&spool.root, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
+            SqliteStore::open(&spool.root, name, create, true)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
         StoreKind::Postgres => {
             PgStore::open(spool.url()?, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)

@@ -243,7 +243,7 @@ impl Queue {
                 Some(s) => Box::new(s),
                 None => return Ok(None),
             },
-            StoreKind::Sqlite => match SqliteStore::open(&spool.root, name, create)? {
+            StoreKind::Sqlite => match SqliteStore::open(&spool.root, name, create, !read_only)? {
                 Some(s) => Box::new(s),
                 None => return Ok(None),
             },

@@ -5,8 +5,7 @@
 // * `pop`, `pop --json`, `peek`, `export` and `exec` of a 64 MiB body stay
 //   below 1.2 times the body plus 32 MiB (bodies of NUL bytes, the worst
 //   case for escaping: 4 bytes of plain output and 6 of JSON per byte), on
-//   every store this file runs on (`tests/sqlite_bounded_memory.rs`), except
-//   that on sqlite a lease (pop, exec) rewrites the row: 3.5 times there.
+//   every store this file runs on (`tests/sqlite_bounded_memory.rs`).
 // * `push` of an endless stdin stops one byte past the 1 GiB body limit;
 //   `push --lines` of a line without a newline stops at the limit too, naming
 //   the line. The input is generated here, a chunk at a time, never stored.
@@ -270,14 +269,6 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     let s = Spool::new();
     let started = Instant::now();
     let mut over = Vec::new();
-    // A lease changes the message's row: SQLite reads the whole row, body
-    // included, and writes it back, holding two copies of it besides ours
-    // (its store keeps bodies in the rows; see the README's Performance).
-    let lease_limit = if STORE == "sqlite" {
-        BODY * 7 / 2 + (32 << 20)
-    } else {
-        LIMIT
-    };
     push_big(&s, None, "q", b"", 0);
 
     // Plain: 4 bytes of output per NUL byte, one line.
@@ -304,13 +295,13 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     );
 
     let m = measure(cmd(&s, None, &["pop", "q"]), None);
-    m.code(0).near(lease_limit, &mut over);
+    m.code(0).near(LIMIT, &mut over);
     let at = (0..3).map(|i| m.field(i).len() as u64 + 1).sum::<u64>();
     assert_eq!(m.stdout_len, at + 4 * BODY + 1, "pop");
     nack(&s, None, "q", &m.field(1));
 
     let m = measure(cmd(&s, None, &["pop", "q", "--json"]), None);
-    m.code(0).near(lease_limit, &mut over);
+    m.code(0).near(LIMIT, &mut over);
     assert_eq!(
         m.stdout_len,
         m.body_at("\"body\":\"") + 6 * BODY + 3,
@@ -320,7 +311,7 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
 
     // exec hands its command the body itself: `wc -c` counts all of it.
     let m = measure(cmd(&s, None, &["exec", "q", "--", "wc", "-c"]), None);
-    m.code(0).near(lease_limit, &mut over);
+    m.code(0).near(LIMIT, &mut over);
     assert_eq!(
         String::from_utf8_lossy(&m.head).trim(),
         BODY.to_string(),
@@ -330,7 +321,7 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     // A body that is not UTF-8: base64, a chunk at a time.
     push_big(&s, None, "bin", b"\xff", b'A');
     let m = measure(cmd(&s, None, &["pop", "bin", "--json"]), None);
-    m.code(0).near(lease_limit, &mut over);
+    m.code(0).near(LIMIT, &mut over);
     assert_eq!(
         m.stdout_len,
         m.body_at("\"body_base64\":\"") + BODY.div_ceil(3) * 4 + 3,
@@ -342,7 +333,7 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     let key = keygen_into(&s.scratch().join("key"));
     push_big(&s, Some(&key), "sealed", b"", b'x');
     let m = measure(cmd(&s, Some(&key), &["pop", "sealed", "--json"]), None);
-    m.code(0).near(lease_limit, &mut over);
+    m.code(0).near(LIMIT, &mut over);
     assert_eq!(
         m.stdout_len,
         m.body_at("\"body\":\"") + BODY + 3,

@@ -99,15 +99,20 @@ fn rewrite_body(s: &Spool, q: &str, seq: u64, f: impl FnOnce(&mut Vec<u8>)) {
             let c = rusqlite::Connection::open(s.dir.join(".spool.db")).unwrap();
             let mut body: Vec<u8> = c
                 .query_row(
-                    "SELECT body FROM messages WHERE queue = ?1 AND seq = ?2",
+                    "SELECT b.body FROM messages JOIN bodies b ON b.id = body_id WHERE queue = ?1 AND seq = ?2",
                     rusqlite::params![q, seq as i64],
                     |r| r.get(0),
                 )
                 .unwrap();
             f(&mut body);
             c.execute(
-                "UPDATE messages SET body = ?1, crc = ?2 WHERE queue = ?3 AND seq = ?4",
-                rusqlite::params![body, crc32fast::hash(&body), q, seq as i64],
+                "UPDATE bodies SET body = ?1 WHERE id = (SELECT body_id FROM messages WHERE queue = ?2 AND seq = ?3)",
+                rusqlite::params![body, q, seq as i64],
+            )
+            .unwrap();
+            c.execute(
+                "UPDATE messages SET crc = ?1 WHERE queue = ?2 AND seq = ?3",
+                rusqlite::params![crc32fast::hash(&body), q, seq as i64],
             )
             .unwrap();
         }

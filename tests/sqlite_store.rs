@@ -62,7 +62,7 @@ fn a_body_changed_in_the_database_is_reported_and_skipped_never_served() {
     s.push("q", &["one", "two", "three"]);
     poke(
         &s,
-        "UPDATE messages SET body = CAST('TWO' AS BLOB) WHERE seq = 2",
+        "UPDATE bodies SET body = CAST('TWO' AS BLOB) WHERE id = (SELECT body_id FROM messages WHERE seq = 2)",
     );
     let got = s.pop_json("q", &["--count", "10"]);
     let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
@@ -173,19 +173,151 @@ fn a_push_that_meets_a_file_size_limit_says_disk_full_and_stores_nothing() {
     assert_eq!(bodies, ["before", "after"]);
 }
 
+/// The fixture: a spool made by the last build of schema 2 (commit 576c569,
+/// where bodies were a column of `messages`), with the output that build's
+/// `export` printed and the receipt of its leased message. Extracted into a
+/// temporary directory; returns it and the spool in it.
+fn schema_2_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sqlite-schema2-576c569.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    let dir = tmp.path().join("sqlite");
+    (tmp, dir)
+}
+
+fn user_version(db: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A database of schema 2 (bodies in the rows) is read as it is by commands
+/// that only read, byte for byte unchanged, and brought up to schema 3 by
+/// the first command that writes, keeping every message, id, state, attempt
+/// count, receipt and key.
+#[test]
+fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
+    let (tmp, dir) = schema_2_fixture();
+    let key = tmp.path().join("key");
+    let db = dir.join(".spool.db");
+    let go = |args: &[&str]| {
+        let mut cmd = spoolmq(&dir);
+        cmd.env_remove("SPOOLMQ_STORE").args(args);
+        run(&mut cmd)
+    };
+    let recorded = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    assert_eq!(user_version(&db), 2);
+    for _ in 0..2 {
+        let out = go(&["export", "work"]);
+        out.ok();
+        assert_eq!(out.stdout_str(), recorded("export-work.jsonl"));
+        let out = go(&["--key-file", key.to_str().unwrap(), "export", "sealed"]);
+        out.ok();
+        assert_eq!(out.stdout_str(), recorded("export-sealed.jsonl"));
+        go(&["peek", "work"]).ok();
+        go(&["list"]).ok();
+        let stats = go(&["stats", "work", "--json"]);
+        stats.ok();
+        assert_counts(
+            &stats.json()[0],
+            &[("ready", 3), ("leased", 1), ("delayed", 2), ("dead", 1), ("pushed", 8), ("acked", 1)],
+        );
+        let fsck = go(&["fsck"]);
+        assert_eq!(fsck.code, 0, "{}{}", fsck.stdout_str(), fsck.stderr);
+    }
+    assert_eq!(user_version(&db), 2, "reading commands do not upgrade");
+    assert!(std::fs::read(&db).unwrap() == before, "reading commands changed the database");
+
+    // The first write upgrades: the receipt of the leased message still acks it.
+    let receipt = recorded("leased-receipt");
+    go(&["ack", "work", receipt.trim()]).ok();
+    assert_eq!(user_version(&db), 3);
+    let out = go(&["export", "work"]);
+    out.ok();
+    let want: String = recorded("export-work.jsonl")
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(out.stdout_str(), want, "all but the acked message, as they were");
+    let out = go(&["--key-file", key.to_str().unwrap(), "export", "sealed"]);
+    out.ok();
+    assert_eq!(out.stdout_str(), recorded("export-sealed.jsonl"));
+    let fsck = go(&["fsck"]);
+    assert!(fsck.stdout_str().contains("0 problems"), "{}", fsck.stdout_str());
+    go(&["push", "work", "new"]).ok();
+    let msgs = go(&["pop", "work", "--json", "--count", "10"]);
+    msgs.ok();
+    let got: Vec<Vec<u8>> = msgs.json().iter().map(body_bytes).collect();
+    assert_eq!(got, [&b"five"[..], b"six", b"bin\xff\x00ary", b"new"]);
+}
+
+/// Schema 1 (before encryption: no `keys` table, bodies in the rows) is
+/// brought up to date in one step by the first write.
 #[test]
 fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
-    let s = Spool::new();
-    s.push("q", &["from schema 1"]);
-    // What a build before encryption left: no `keys` table, user_version 1.
-    poke(&s, "DROP TABLE keys; PRAGMA user_version = 1;");
-    let key = keygen_into(&s.scratch().join("k"));
-    keyed(&s, &key, &["push", "secret", "x"]).ok();
-    let conn = rusqlite::Connection::open(db(&s)).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let (tmp, dir) = schema_2_fixture();
+    let db = dir.join(".spool.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "DELETE FROM messages WHERE queue = 'sealed'; DELETE FROM queues WHERE name = 'sealed';
+             DROP TABLE keys; PRAGMA user_version = 1;",
+        )
         .unwrap();
-    assert_eq!(version, 2);
-    assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
-    s.run(&["pop", "secret"]).fails(1);
+    }
+    let go = |args: &[&str]| {
+        let mut cmd = spoolmq(&dir);
+        cmd.env_remove("SPOOLMQ_STORE").args(args);
+        run(&mut cmd)
+    };
+    // Read as it is: schema 1 has no key ids.
+    let out = go(&["export", "work"]);
+    out.ok();
+    assert_eq!(out.lines().len(), 7);
+    assert_eq!(user_version(&db), 1);
+    let key = keygen_into(&tmp.path().join("k"));
+    let mut cmd = spoolmq(&dir);
+    run(cmd
+        .env_remove("SPOOLMQ_STORE")
+        .args(["--key-file", key.to_str().unwrap(), "push", "secret", "x"]))
+    .ok();
+    assert_eq!(user_version(&db), 3);
+    let msgs = go(&["pop", "work", "--json", "--count", "2"]);
+    msgs.ok();
+    assert_eq!(bodies(&msgs.json()), ["five", "six"]);
+    go(&["pop", "secret"]).fails(1);
+}
+
+/// A body whose message is gone (only a hand edit or damage leaves one) is
+/// reported by `fsck` and removed by `--repair`; a message whose body is gone
+/// is damage, never served.
+#[test]
+fn bodies_without_a_message_and_messages_without_a_body_are_found() {
+    let s = Spool::new();
+    s.push("q", &["one", "two", "three"]);
+    poke(
+        &s,
+        "INSERT INTO bodies (body) VALUES (x'00'); DELETE FROM bodies WHERE id = (SELECT body_id FROM messages WHERE seq = 2);",
+    );
+    let out = s.run(&["fsck"]);
+    out.fails(1);
+    let text = out.stdout_str();
+    assert!(text.contains("1 bodies belong to no message"), "{text}");
+    assert!(text.contains("message 2: the body fails"), "{text}");
+    s.run(&["fsck", "--repair"]).ok();
+    s.run(&["fsck"]).ok();
+    let got = s.pop_json("q", &["--count", "10"]);
+    assert_eq!(bodies(&got), ["one", "three"]);
+    assert_eq!(s.stats("q")["corrupt"], 1);
 }
