@@ -840,7 +840,10 @@ impl Store for PgStore {
             // substring counts from 1.
             let r = self
                 .client
-                .query_opt(&chunk_sql, &[&self.queue, &(meta.seq as i64), &(at + 1), &n])
+                .query_opt(
+                    &chunk_sql,
+                    &[&self.queue, &(meta.seq as i64), &(at + 1), &n],
+                )
                 .pg(&self.place, "read a body")?
                 .ok_or_else(|| bad("the row is missing"))?;
             let part: &[u8] = r.try_get(0).map_err(|_| bad("the row does not decode"))?;

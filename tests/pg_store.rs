@@ -267,7 +267,11 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     let old = numbered_lines(300_000); // 3.4 MiB: four chunks
     s.push("q", &["small"]);
     s.push_stdin("q", old.as_bytes());
-    assert_eq!(storage(&mut c), "e", "a new database stores bodies EXTERNAL");
+    assert_eq!(
+        storage(&mut c),
+        "e",
+        "a new database stores bodies EXTERNAL"
+    );
     assert_eq!(compressed(&mut c), [false, false]);
 
     // What an older build left: the default storage, and a body written
@@ -295,7 +299,10 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     assert_eq!(version, 2);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
-    assert_eq!(bodies(&peeked.json()), ["small", old.as_str(), fresh.as_str()]);
+    assert_eq!(
+        bodies(&peeked.json()),
+        ["small", old.as_str(), fresh.as_str()]
+    );
     let msgs = s.pop_json("q", &["--count", "3"]);
     assert_eq!(bodies(&msgs), ["small", old.as_str(), fresh.as_str()]);
     for m in &msgs {
