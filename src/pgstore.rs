@@ -43,10 +43,12 @@
 //!   how new ones are stored) and every build reads both kinds, so schema 2
 //!   stays 2 and builds that know only 2 keep working on a database this one
 //!   opened. A new database gets it with the tables; a schema-2 database
-//!   made by an older build gets it once, from the first open by this one
-//!   that finds the column still EXTENDED in the catalog (checked in the
-//!   query that reads the version), under the migration's lock; its rows
-//!   are kept as they are.
+//!   made by an older build gets it from an open by this one that finds the
+//!   column still EXTENDED in the catalog (checked in the query that reads
+//!   the version), under the migration's lock, if the table's lock is free
+//!   at once (`NOWAIT`: else the next open tries again) and the role owns
+//!   the table (else it is left, and its bodies are read as stored); its
+//!   rows are kept as they are.
 //! * The queue logic ([`crate::queue`]) decides every state change; integers
 //!   are stored as PostgreSQL's signed types, bit for bit.
 
@@ -106,14 +108,22 @@ CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHER
 ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
 ";
 
-/// Bodies out of line and uncompressed (see the module doc): for a database
-/// made by a build before this one, within schema 2. Applies to new values
-/// only; the rows already stored are left as they are.
-const BODY_EXTERNAL: &str = "ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;";
+/// Bodies out of line and uncompressed (see the module doc), for a database
+/// made by an older build: tried without waiting (`NOWAIT`: a table lock
+/// that queued behind a long transaction would stall every worker behind
+/// it), in a savepoint, and skipped on any failure; the next open tries
+/// again. Applies to new values only: the rows stored are left as they are.
+const BODY_EXTERNAL: &str = "SAVEPOINT body_storage;
+LOCK TABLE spoolmq_messages IN ACCESS EXCLUSIVE MODE NOWAIT;
+ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
+RELEASE SAVEPOINT body_storage;";
 
-/// The storage of the body column in the current schema (`e` for EXTERNAL,
-/// `x` for the default EXTENDED), through the catalog tables (MVCC).
-const BODY_STORAGE: &str = "SELECT a.attstorage::text FROM pg_attribute a
+/// Whether the body column needs nothing more from this build: it is
+/// EXTERNAL, or the role cannot change it (only the table's owner can; a
+/// role that may only read and write rows works as well without), through
+/// the catalog tables (MVCC). NULL if there is no messages table.
+const BODY_SETTLED: &str = "SELECT a.attstorage = 'e' OR NOT pg_has_role(c.relowner, 'USAGE')
+    FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = current_schema() AND c.relname = 'spoolmq_messages'
       AND a.attname = 'body' AND NOT a.attisdropped";
@@ -210,8 +220,8 @@ fn migrate_schema(client: &mut Client, place: &str) -> Result<()> {
 }
 
 fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
-    // The version and whether the body column is EXTERNAL yet, in one
-    // round trip after the first.
+    // The version and whether the body column is settled, in one round trip
+    // after the first.
     let version = |c: &mut Client| -> Result<(Option<i32>, bool)> {
         let exists: Option<String> = c
             .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
@@ -222,12 +232,12 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         }
         let row = c
             .query_one(
-                &format!("SELECT max(version), ({BODY_STORAGE}) FROM spoolmq_meta"),
+                &format!("SELECT max(version), ({BODY_SETTLED}) FROM spoolmq_meta"),
                 &[],
             )
             .pg(place, "read the schema version")?;
-        let storage: Option<String> = row.get(1);
-        Ok((row.get(0), storage.as_deref() == Some("e")))
+        let settled: Option<bool> = row.get(1);
+        Ok((row.get(0), settled == Some(true)))
     };
     match version(client)? {
         (Some(v), true) if v == SCHEMA_VERSION => return Ok(()),
@@ -261,12 +271,13 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
         }
-        let storage: Option<String> = tx
-            .query_opt(BODY_STORAGE, &[])
+        let settled: Option<bool> = tx
+            .query_opt(BODY_SETTLED, &[])
             .pg(place, "read the schema")?
             .and_then(|r| r.get(0));
-        if storage.as_deref() != Some("e") {
-            tx.batch_execute(BODY_EXTERNAL)
+        if settled != Some(true) && tx.batch_execute(BODY_EXTERNAL).is_err() {
+            // Busy, or not ours to change: bodies are read either way.
+            tx.batch_execute("ROLLBACK TO SAVEPOINT body_storage")
                 .pg(place, "update the schema")?;
         }
     }

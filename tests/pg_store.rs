@@ -283,6 +283,41 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     .unwrap();
     assert_eq!(compressed(&mut c), [false, true]);
 
+    // Not while another transaction uses the table (no waiting for it), nor
+    // by a role that may use the rows but does not own the table: either
+    // way the command works and the column is left as it is.
+    let mut busy = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+    busy.batch_execute(&format!(
+        "BEGIN; SELECT count(*) FROM {schema}.spoolmq_messages"
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    s.run(&["stats", "q", "--json"]).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait"
+    );
+    assert_eq!(storage(&mut c), "x");
+    busy.batch_execute("COMMIT").unwrap();
+    let role = format!("{schema}_rows");
+    c.batch_execute(&format!(
+        "CREATE ROLE {role}; GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};"
+    ))
+    .unwrap();
+    let base = pg_base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let as_role = format!("{base}{sep}options=-c%20search_path%3D{schema}%20-c%20role%3D{role}");
+    let peeked = run(s
+        .cmd()
+        .env("SPOOLMQ_URL", &as_role)
+        .args(["peek", "q", "--json"]));
+    peeked.ok();
+    assert_eq!(bodies(&peeked.json()), ["small"]);
+    let drop_role = format!("DROP OWNED BY {role}; DROP ROLE {role}");
+    c.batch_execute(&drop_role).unwrap();
+    assert_eq!(storage(&mut c), "x");
+
     // The next open makes the column EXTERNAL again (no new version: builds
     // that know schema 2 read both), keeping the compressed row as it is.
     let fresh = numbered_lines(250_000);
