@@ -9,6 +9,7 @@
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
+//!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
 //! NOTIFY spoolmq, QUEUE   after each commit that may make a message deliverable
 //! ```
@@ -29,6 +30,25 @@
 //! * The schema is made on first use by a versioned migration, in one
 //!   transaction under an advisory lock, so many processes starting at once
 //!   create it once.
+//! * A body larger than [`BODY_CHUNK`] is read a chunk at a time
+//!   (`substring`) into one buffer of its size, its CRC32 computed as it
+//!   comes, under the row's lock, so that the client holds the body and one
+//!   chunk, not the row as received and a copy of it. The column is
+//!   `STORAGE EXTERNAL` so that a substring reads only the TOAST chunks it
+//!   covers: of a compressed value (the default, EXTENDED) each substring
+//!   would decompress from the start, quadratic in the body's size. A body
+//!   stored compressed (written before its database's column was changed)
+//!   is read in one statement, as before.
+//! * The storage is not a schema version: it changes no stored value (only
+//!   how new ones are stored) and every build reads both kinds, so schema 2
+//!   stays 2 and builds that know only 2 keep working on a database this one
+//!   opened. A new database gets it with the tables; a schema-2 database
+//!   made by an older build gets it from an open by this one that finds the
+//!   column still EXTENDED in the catalog (checked in the query that reads
+//!   the version), under the migration's lock, if the table's lock is free
+//!   at once (`NOWAIT`: else the next open tries again) and the role owns
+//!   the table (else it is left, and its bodies are read as stored); its
+//!   rows are kept as they are.
 //! * The queue logic ([`crate::queue`]) decides every state change; integers
 //!   are stored as PostgreSQL's signed types, bit for bit.
 
@@ -48,6 +68,14 @@ const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 pub const CHANNEL: &str = "spoolmq";
 /// Rows fetched (and locked) at a time by a scan.
 const PAGE: i64 = 256;
+/// The most of a body read in one statement. A larger body is read a chunk
+/// at a time into one buffer of its size, so that the client holds the body
+/// and one chunk, not the body twice (the row as received and its copy).
+/// 1 MiB: next to a body that needs chunks it is under 0.1% more memory,
+/// and at most 1024 round trips for the 1 GiB limit, each a read of about
+/// 500 of the server's ~2 KB TOAST chunks (the column is `STORAGE EXTERNAL`,
+/// so a substring fetches only the TOAST chunks it covers).
+const BODY_CHUNK: i32 = 1 << 20;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spoolmq_meta (version int PRIMARY KEY);
@@ -77,7 +105,28 @@ CREATE TABLE IF NOT EXISTS spoolmq_messages (
     PRIMARY KEY (queue, seq)
 );
 CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHERE state IN (1, 2, 3);
+ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
 ";
+
+/// Bodies out of line and uncompressed (see the module doc), for a database
+/// made by an older build: tried without waiting (`NOWAIT`: a table lock
+/// that queued behind a long transaction would stall every worker behind
+/// it), in a savepoint, and skipped on any failure; the next open tries
+/// again. Applies to new values only: the rows stored are left as they are.
+const BODY_EXTERNAL: &str = "SAVEPOINT body_storage;
+LOCK TABLE spoolmq_messages IN ACCESS EXCLUSIVE MODE NOWAIT;
+ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
+RELEASE SAVEPOINT body_storage;";
+
+/// Whether the body column needs nothing more from this build: it is
+/// EXTERNAL, or the role cannot change it (only the table's owner can; a
+/// role that may only read and write rows works as well without), through
+/// the catalog tables (MVCC). NULL if there is no messages table.
+const BODY_SETTLED: &str = "SELECT a.attstorage = 'e' OR NOT pg_has_role(c.relowner, 'USAGE')
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND c.relname = 'spoolmq_messages'
+      AND a.attname = 'body' AND NOT a.attisdropped";
 
 /// From schema 1 to 2.
 const SCHEMA_2: &str = "ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS key_id bytea;";
@@ -171,22 +220,28 @@ fn migrate_schema(client: &mut Client, place: &str) -> Result<()> {
 }
 
 fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
-    let version = |c: &mut Client| -> Result<Option<i32>> {
+    // The version and whether the body column is settled, in one round trip
+    // after the first.
+    let version = |c: &mut Client| -> Result<(Option<i32>, bool)> {
         let exists: Option<String> = c
             .query_one("SELECT to_regclass('spoolmq_meta')::text", &[])
             .pg(place, "read the schema version")?
             .get(0);
         if exists.is_none() {
-            return Ok(None);
+            return Ok((None, false));
         }
         let row = c
-            .query_one("SELECT max(version) FROM spoolmq_meta", &[])
+            .query_one(
+                &format!("SELECT max(version), ({BODY_SETTLED}) FROM spoolmq_meta"),
+                &[],
+            )
             .pg(place, "read the schema version")?;
-        Ok(row.get(0))
+        let settled: Option<bool> = row.get(1);
+        Ok((row.get(0), settled == Some(true)))
     };
     match version(client)? {
-        Some(v) if v == SCHEMA_VERSION => return Ok(()),
-        Some(v) if v > SCHEMA_VERSION => {
+        (Some(v), true) if v == SCHEMA_VERSION => return Ok(()),
+        (Some(v), _) if v > SCHEMA_VERSION => {
             return Err(Error::Runtime(format!(
                 "{place}: the schema was made by a newer spoolmq (version {v}, this one knows {SCHEMA_VERSION})"
             )));
@@ -212,8 +267,19 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
     };
     if !has(&mut tx, "spoolmq_meta", "version")? {
         tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
-    } else if !has(&mut tx, "spoolmq_queues", "key_id")? {
-        tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
+    } else {
+        if !has(&mut tx, "spoolmq_queues", "key_id")? {
+            tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
+        }
+        let settled: Option<bool> = tx
+            .query_opt(BODY_SETTLED, &[])
+            .pg(place, "read the schema")?
+            .and_then(|r| r.get(0));
+        if settled != Some(true) && tx.batch_execute(BODY_EXTERNAL).is_err() {
+            // Busy, or not ours to change: bodies are read either way.
+            tx.batch_execute("ROLLBACK TO SAVEPOINT body_storage")
+                .pg(place, "update the schema")?;
+        }
     }
     tx.execute(
         "INSERT INTO spoolmq_meta (version) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -718,11 +784,20 @@ impl Store for PgStore {
     }
 
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        // The row is locked (FOR SHARE; the scan or get that found it already
+        // holds it FOR UPDATE, so this waits for nobody): no other process can
+        // change or delete it until this transaction ends, so every chunk
+        // below reads the same row version. The body comes back whole when it
+        // is at most a chunk, or stored compressed (rows written before the
+        // column was made EXTERNAL: there each substring would decompress
+        // from the start, so one read of the whole value is the linear one).
         let row = self
             .client
             .query_opt(
-                "SELECT body, crc FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
-                &[&self.queue, &(meta.seq as i64)],
+                "SELECT CASE WHEN length(body) <= $3 OR pg_column_size(body) < length(body)
+                   THEN body END, length(body), crc
+                 FROM spoolmq_messages WHERE queue = $1 AND seq = $2 FOR SHARE",
+                &[&self.queue, &(meta.seq as i64), &BODY_CHUNK],
             )
             .pg(&self.place, "read a body")?;
         let bad = |detail: &str| {
@@ -731,17 +806,69 @@ impl Store for PgStore {
                 format!("queue {}, message {}: {detail}", self.queue, meta.seq),
             )
         };
-        match row {
-            Some(r) => {
-                let body: Vec<u8> = r.get(0);
-                let crc: i64 = r.get(1);
-                if i64::from(crc32fast::hash(&body)) == crc && body.len() == meta.len as usize {
-                    Ok(body)
-                } else {
-                    Err(bad("the body fails its CRC32 check"))
-                }
+        let failed = "the body fails its CRC32 check";
+        let Some(r) = row else {
+            return Err(bad("the row is missing"));
+        };
+        let (whole, len, crc) = match (
+            r.try_get::<_, Option<Vec<u8>>>(0),
+            r.try_get::<_, i32>(1),
+            r.try_get::<_, i64>(2),
+        ) {
+            (Ok(whole), Ok(len), Ok(crc)) => (whole, len, crc),
+            _ => return Err(bad("the row does not decode")),
+        };
+        if len < 0 || len as u32 != meta.len {
+            return Err(bad(failed));
+        }
+        if let Some(body) = whole {
+            drop(r);
+            return if i64::from(crc32fast::hash(&body)) == crc {
+                Ok(body)
+            } else {
+                Err(bad(failed))
+            };
+        }
+        drop(r);
+        let chunk_sql = self
+            .client
+            .prepare(
+                "SELECT substring(body from $3 for $4) FROM spoolmq_messages
+                 WHERE queue = $1 AND seq = $2",
+            )
+            .pg(&self.place, "read a body")?;
+        let mut body = Vec::new();
+        body.try_reserve_exact(len as usize).map_err(|_| {
+            Error::Runtime(format!(
+                "{}: queue {}, message {}: no memory for its body of {len} bytes",
+                self.place, self.queue, meta.seq
+            ))
+        })?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut at = 0i32;
+        while at < len {
+            let n = BODY_CHUNK.min(len - at);
+            // substring counts from 1.
+            let r = self
+                .client
+                .query_opt(
+                    &chunk_sql,
+                    &[&self.queue, &(meta.seq as i64), &(at + 1), &n],
+                )
+                .pg(&self.place, "read a body")?
+                .ok_or_else(|| bad("the row is missing"))?;
+            let part: &[u8] = r.try_get(0).map_err(|_| bad("the row does not decode"))?;
+            if part.len() != n as usize {
+                return Err(bad(failed));
             }
-            None => Err(bad("the row is missing")),
+            hasher.update(part);
+            body.extend_from_slice(part);
+            at += n;
+        }
+        if i64::from(hasher.finalize()) == crc {
+            Ok(body)
+        } else {
+            Err(bad(failed))
         }
     }
 

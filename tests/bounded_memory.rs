@@ -260,11 +260,6 @@ fn nack(s: &Spool, key: Option<&std::path::Path>, q: &str, receipt: &str) {
 
 #[test]
 fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
-    if STORE == "postgres" {
-        // Its client library holds a row as received and copies it out.
-        eprintln!("skipped on the postgres store");
-        return;
-    }
     let _heavy = heavy();
     let s = Spool::new();
     let started = Instant::now();

@@ -1,5 +1,7 @@
 // What only the PostgreSQL store has: workers sharing one queue through a
-// URL, connection errors, and migration to and from a database. (The shared
+// URL, connection errors, migration to and from a database, and its schema
+// (older versions brought up to date; bodies stored EXTERNAL, read in
+// chunks, and the compressed ones of an older database still read). (The shared
 // suite runs on this store through the `tests/pg_*.rs` files; a server
 // restart has its own binary, `tests/pg_server_restart.rs`.)
 
@@ -225,4 +227,135 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     assert_eq!(version, 2);
     assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
     s.run(&["pop", "secret"]).fails(1);
+}
+
+/// A body of `n` lines `line NNNNNNN\n` (12 bytes each): compressible by
+/// PostgreSQL, and every chunk of it different.
+fn numbered_lines(n: usize) -> String {
+    (0..n).map(|i| format!("line {i:07}\n")).collect()
+}
+
+#[test]
+fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compressed_bodies() {
+    let s = Spool::new();
+    let schema = s.pg.as_ref().unwrap().name.clone();
+    let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+    let storage = |c: &mut postgres::Client| -> String {
+        c.query_one(
+            "SELECT a.attstorage::text FROM pg_attribute a
+               JOIN pg_class r ON r.oid = a.attrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+             WHERE n.nspname = $1 AND r.relname = 'spoolmq_messages' AND a.attname = 'body'",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // Whether each body in q, by seq, is stored compressed.
+    let compressed = |c: &mut postgres::Client| -> Vec<bool> {
+        c.query(
+            &format!(
+                "SELECT pg_column_size(body) < length(body) FROM {schema}.spoolmq_messages
+                 WHERE queue = 'q' ORDER BY seq"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let old = numbered_lines(300_000); // 3.4 MiB: four chunks
+    s.push("q", &["small"]);
+    s.push_stdin("q", old.as_bytes());
+    assert_eq!(
+        storage(&mut c),
+        "e",
+        "a new database stores bodies EXTERNAL"
+    );
+    assert_eq!(compressed(&mut c), [false, false]);
+
+    // What an older build left: the default storage, and a body written
+    // under it (compressed; same bytes, same length and CRC).
+    c.batch_execute(&format!(
+        "ALTER TABLE {schema}.spoolmq_messages ALTER COLUMN body SET STORAGE EXTENDED;
+         UPDATE {schema}.spoolmq_messages SET body = body || ''::bytea WHERE seq = 2;"
+    ))
+    .unwrap();
+    assert_eq!(compressed(&mut c), [false, true]);
+
+    // Not while another transaction uses the table (no waiting for it), nor
+    // by a role that may use the rows but does not own the table: either
+    // way the command works and the column is left as it is.
+    let mut busy = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
+    busy.batch_execute(&format!(
+        "BEGIN; SELECT count(*) FROM {schema}.spoolmq_messages"
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    s.run(&["stats", "q", "--json"]).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait"
+    );
+    assert_eq!(storage(&mut c), "x");
+    busy.batch_execute("COMMIT").unwrap();
+    let role = format!("{schema}_rows");
+    c.batch_execute(&format!(
+        "CREATE ROLE {role}; GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};"
+    ))
+    .unwrap();
+    let base = pg_base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let as_role = format!("{base}{sep}options=-c%20search_path%3D{schema}%20-c%20role%3D{role}");
+    let peeked = run(s
+        .cmd()
+        .env("SPOOLMQ_URL", &as_role)
+        .args(["peek", "q", "--json"]));
+    peeked.ok();
+    assert_eq!(bodies(&peeked.json()), ["small"]);
+    let drop_role = format!("DROP OWNED BY {role}; DROP ROLE {role}");
+    c.batch_execute(&drop_role).unwrap();
+    assert_eq!(storage(&mut c), "x");
+
+    // The next open makes the column EXTERNAL again (no new version: builds
+    // that know schema 2 read both), keeping the compressed row as it is.
+    let fresh = numbered_lines(250_000);
+    s.push_stdin("q", fresh.as_bytes());
+    assert_eq!(storage(&mut c), "e");
+    assert_eq!(compressed(&mut c), [false, true, false]);
+    let version: i32 = c
+        .query_one(
+            &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+    let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
+    peeked.ok();
+    assert_eq!(
+        bodies(&peeked.json()),
+        ["small", old.as_str(), fresh.as_str()]
+    );
+    let msgs = s.pop_json("q", &["--count", "3"]);
+    assert_eq!(bodies(&msgs), ["small", old.as_str(), fresh.as_str()]);
+    for m in &msgs {
+        s.run(&["ack", "q", m["receipt"].as_str().unwrap()]).ok();
+    }
+
+    // A byte changed in the third of four chunks: the CRC32 catches it.
+    s.push_stdin("q", fresh.as_bytes());
+    c.batch_execute(&format!(
+        "UPDATE {schema}.spoolmq_messages SET body = overlay(body placing '\\x21'::bytea from 2500000)
+         WHERE queue = 'q' AND state = 1"
+    ))
+    .unwrap();
+    let out = s.run(&["pop", "q", "--json"]);
+    out.code(3);
+    assert!(
+        out.stderr.contains("fails its CRC32 check; skipped"),
+        "{}",
+        out.stderr
+    );
 }
