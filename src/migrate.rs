@@ -60,9 +60,8 @@ fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn 
             };
             FsStore::open(&dir, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
-        StoreKind::Sqlite => {
-            SqliteStore::open(&spool.root, name, create, true)?.map(|s| Box::new(s) as Box<dyn Store>)
-        }
+        StoreKind::Sqlite => SqliteStore::open(&spool.root, name, create, true)?
+            .map(|s| Box::new(s) as Box<dyn Store>),
         StoreKind::Postgres => {
             PgStore::open(spool.url()?, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
         }
@@ -73,7 +72,7 @@ fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn 
 /// same store). The caller holds `from`'s spool lock.
 fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
     to.create()?;
-    for name in from.queues()? {
+    for name in from.queues_held()? {
         let Some(mut src) = open_store(from, &name, false)? else {
             continue;
         };

@@ -326,7 +326,21 @@ impl Spool {
     }
 
     /// The queues in the spool (for fs, damaged ones included), sorted by name.
+    /// In a sqlite spool the database is read under the spool lock, taken
+    /// here (another command may be closing its connection, which SQLite
+    /// does under an exclusive lock: `fsck` listing queues beside a worker
+    /// once failed on that); a caller that holds it uses [`Spool::queues_held`].
     pub fn queues(&self) -> Result<Vec<String>> {
+        let _lock = if self.kind == StoreKind::Sqlite && self.exists()? {
+            self.lock(false, true)?
+        } else {
+            None
+        };
+        self.queues_held()
+    }
+
+    /// [`Spool::queues`] for a caller that holds the spool lock.
+    pub fn queues_held(&self) -> Result<Vec<String>> {
         if !self.exists()? {
             return Ok(Vec::new());
         }

@@ -172,7 +172,11 @@ impl Layout {
 
     /// The table that holds bodies, for incremental blob I/O.
     fn body_table(self) -> &'static str {
-        if self.version >= 3 { "bodies" } else { "messages" }
+        if self.version >= 3 {
+            "bodies"
+        } else {
+            "messages"
+        }
     }
 
     /// Every row of queue ?1 in seq order: [`META_COLUMNS`], the body (NULL
@@ -947,7 +951,13 @@ impl Store for SqliteStore {
         };
         let mut body = vec![0u8; meta.len as usize];
         self.conn
-            .blob_open(rusqlite::MAIN_DB, self.layout.body_table(), "body", rowid, true)
+            .blob_open(
+                rusqlite::MAIN_DB,
+                self.layout.body_table(),
+                "body",
+                rowid,
+                true,
+            )
             .and_then(|blob| blob.read_at_exact(&mut body, 0))
             .sql("read a body", &self.q.path)?;
         if crc32fast::hash(&body) != crc {

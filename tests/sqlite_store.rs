@@ -194,8 +194,9 @@ fn schema_2_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 fn user_version(db: &std::path::Path) -> i64 {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap()
 }
@@ -230,13 +231,23 @@ fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
         stats.ok();
         assert_counts(
             &stats.json()[0],
-            &[("ready", 3), ("leased", 1), ("delayed", 2), ("dead", 1), ("pushed", 8), ("acked", 1)],
+            &[
+                ("ready", 3),
+                ("leased", 1),
+                ("delayed", 2),
+                ("dead", 1),
+                ("pushed", 8),
+                ("acked", 1),
+            ],
         );
         let fsck = go(&["fsck"]);
         assert_eq!(fsck.code, 0, "{}{}", fsck.stdout_str(), fsck.stderr);
     }
     assert_eq!(user_version(&db), 2, "reading commands do not upgrade");
-    assert!(std::fs::read(&db).unwrap() == before, "reading commands changed the database");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "reading commands changed the database"
+    );
 
     // The first write upgrades: the receipt of the leased message still acks it.
     let receipt = recorded("leased-receipt");
@@ -249,12 +260,20 @@ fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
         .skip(1)
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_eq!(out.stdout_str(), want, "all but the acked message, as they were");
+    assert_eq!(
+        out.stdout_str(),
+        want,
+        "all but the acked message, as they were"
+    );
     let out = go(&["--key-file", key.to_str().unwrap(), "export", "sealed"]);
     out.ok();
     assert_eq!(out.stdout_str(), recorded("export-sealed.jsonl"));
     let fsck = go(&["fsck"]);
-    assert!(fsck.stdout_str().contains("0 problems"), "{}", fsck.stdout_str());
+    assert!(
+        fsck.stdout_str().contains("0 problems"),
+        "{}",
+        fsck.stdout_str()
+    );
     go(&["push", "work", "new"]).ok();
     let msgs = go(&["pop", "work", "--json", "--count", "10"]);
     msgs.ok();
@@ -288,9 +307,13 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
     assert_eq!(user_version(&db), 1);
     let key = keygen_into(&tmp.path().join("k"));
     let mut cmd = spoolmq(&dir);
-    run(cmd
-        .env_remove("SPOOLMQ_STORE")
-        .args(["--key-file", key.to_str().unwrap(), "push", "secret", "x"]))
+    run(cmd.env_remove("SPOOLMQ_STORE").args([
+        "--key-file",
+        key.to_str().unwrap(),
+        "push",
+        "secret",
+        "x",
+    ]))
     .ok();
     assert_eq!(user_version(&db), 3);
     let msgs = go(&["pop", "work", "--json", "--count", "2"]);
