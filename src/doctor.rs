@@ -11,7 +11,7 @@ use crate::spool::Access;
 use crate::spool::Spool;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// How a check came out.
@@ -159,28 +159,31 @@ fn owner_and_mode(root: &Path) -> Finding {
     }
 }
 
-/// Writes, fsyncs, renames and removes a scratch file, fsyncing the directory.
+/// Writes, fsyncs, renames and removes a scratch file, fsyncing the directory,
+/// through the spool's I/O seam like every other file of the spool
+/// ([`crate::io::RealFs`]: created exclusively, no link followed).
 fn sync_test(root: &Path) -> Finding {
+    use crate::io::{Fs, Open};
+    use std::os::unix::fs::FileExt;
     let tmp = root.join(format!(".doctor-{}", std::process::id()));
     let renamed = root.join(format!(".doctor-{}-renamed", std::process::id()));
+    let fs = match crate::io::RealFs::beneath(root) {
+        Ok(fs) => fs,
+        Err(e) => return problem("fsync", format!("{}: {e}", root.display())),
+    };
     let run = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(crate::io::file_mode())
-            .open(&tmp)?;
-        f.write_all(b"spoolmq doctor")?;
+        let f = fs.open_file(&tmp, Open::New, true)?;
+        f.write_all_at(b"spoolmq doctor", 0)?;
         f.sync_all()?;
-        std::fs::File::open(root)?.sync_all()?;
-        std::fs::rename(&tmp, &renamed)?;
-        std::fs::File::open(root)?.sync_all()?;
-        std::fs::remove_file(&renamed)?;
-        std::fs::File::open(root)?.sync_all()
+        fs.sync_dir(root)?;
+        fs.rename(&tmp, &renamed)?;
+        fs.sync_dir(root)?;
+        fs.remove_file(&renamed)?;
+        fs.sync_dir(root)
     };
     let r = run();
-    let _ = std::fs::remove_file(&tmp);
-    let _ = std::fs::remove_file(&renamed);
+    let _ = fs.remove_file(&tmp);
+    let _ = fs.remove_file(&renamed);
     match r {
         Ok(()) => ok("fsync", "file fsync, rename and directory fsync succeed"),
         Err(e) => problem("fsync", format!("{}: {e}", root.display())),
