@@ -9,6 +9,7 @@ use spoolmq::exec::{self, ExecRequest, PopRequest};
 use spoolmq::ids::Ids;
 use spoolmq::queue::{Queue, now_ms};
 use spoolmq::spool::StoreKind;
+use spoolmq::store::Step;
 use spoolmq::{Spool, fsck, ingest, input, output, spool};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -80,6 +81,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
     warn(format!("{line} (see 'spoolmq --help')"));
     ExitCode::from(2)
 }
+
+/// The bodies `export` holds to print after it lets go of the spool lock:
+/// a whole small queue is read and released at once, as before, while a
+/// big one is printed as it is read (holding one body past this, not all).
+/// 64 MiB: `tests/bounded_memory.rs` exports one 64 MiB body within its
+/// bound, and no backup of fewer bytes than this holds up a worker.
+const EXPORT_BUFFER: usize = 64 << 20;
 
 enum Failure {
     Spool(Error),
@@ -682,10 +690,37 @@ fn run_command(
         Command::Export(Lazy(a)) => {
             let mut q = Queue::open_read_only(&spool, &a.queue)?
                 .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-            let r = q.export(now_ms());
+            // Up to EXPORT_BUFFER bytes of bodies are printed after the spool
+            // lock is let go (a slow reader holds up no worker); past that,
+            // each message is printed as it is read, so memory stays bounded.
+            let (mut held, mut held_bytes) = (Vec::new(), 0usize);
+            let mut failed = None;
+            let r = q.export(now_ms(), &mut |m| {
+                if held_bytes + m.body.len() <= EXPORT_BUFFER {
+                    held_bytes += m.body.len();
+                    held.push(m);
+                    return Step::Continue;
+                }
+                let written = held
+                    .drain(..)
+                    .chain(std::iter::once(m))
+                    .try_for_each(|m| output::write_exported_json(out, &m));
+                held_bytes = 0;
+                match written {
+                    Ok(()) => Step::Continue,
+                    Err(e) => {
+                        failed = Some(e);
+                        Step::Stop
+                    }
+                }
+            });
             flush_notices(&mut q);
             drop(q);
-            for m in r? {
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            r?;
+            for m in held {
                 output::write_exported_json(out, &m)?;
             }
         }

@@ -493,8 +493,19 @@ impl Queue {
     ) -> Result<Vec<(Meta, Vec<u8>)>> {
         let mut out = Vec::new();
         for m in metas {
-            match self.open_body(&m) {
-                Ok(Ok(b)) => out.push((m, b)),
+            if let Some(b) = self.body_or_skip(&m, changes)? {
+                out.push((m, b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The body of `m`, or `None` if it is damaged: reported, and marked
+    /// corrupt in `changes`.
+    fn body_or_skip(&mut self, m: &Meta, changes: &mut Vec<Change>) -> Result<Option<Vec<u8>>> {
+        {
+            match self.open_body(m) {
+                Ok(Ok(b)) => return Ok(Some(b)),
                 Ok(Err(why)) => {
                     let id = self.ids().format(m.seq);
                     self.notices.push(format!(
@@ -503,7 +514,7 @@ impl Queue {
                     ));
                     changes.push(Change {
                         old: m.state,
-                        new: moved(&m, State::Corrupt),
+                        new: moved(m, State::Corrupt),
                     });
                 }
                 Err(Error::Corrupt { path, detail }) => {
@@ -511,13 +522,13 @@ impl Queue {
                     self.notices.push(line);
                     changes.push(Change {
                         old: m.state,
-                        new: moved(&m, State::Corrupt),
+                        new: moved(m, State::Corrupt),
                     });
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok(None)
     }
 
     /// Leases up to `count` messages for `lease`.
@@ -751,8 +762,10 @@ impl Queue {
         Ok(changes.len() as u64)
     }
 
-    /// Every message that still holds a body, oldest first, as of `now`.
-    pub fn export(&mut self, now: u64) -> Result<Vec<Exported>> {
+    /// Every message that still holds a body, oldest first, as of `now`,
+    /// handed to `emit` as soon as its body is read (one body in memory at
+    /// a time; [`Step::Stop`] ends the export early).
+    pub fn export(&mut self, now: u64, emit: &mut dyn FnMut(Exported) -> Step) -> Result<()> {
         self.check_key()?;
         let now = self.clock(now)?;
         let mut metas = Vec::new();
@@ -760,9 +773,11 @@ impl Queue {
             metas.push(*m);
             Step::Continue
         })?;
-        let mut out = Vec::with_capacity(metas.len());
         let mut changes = Vec::new();
-        for (m, body) in self.bodies(metas, &mut changes)? {
+        for m in metas {
+            let Some(body) = self.body_or_skip(&m, &mut changes)? else {
+                continue;
+            };
             let state = match standing(&m, now) {
                 Standing::Deliverable => "ready",
                 Standing::Expired => "dead",
@@ -770,7 +785,7 @@ impl Queue {
                 Standing::Waiting => "leased",
                 Standing::Done => "dead",
             };
-            out.push(Exported {
+            let step = emit(Exported {
                 id: self.ids().format(m.seq),
                 state: state.to_string(),
                 attempts: m.attempts,
@@ -778,10 +793,12 @@ impl Queue {
                 ready_at_ms: (state == "delayed").then_some(m.until_ms),
                 body,
             });
+            if step == Step::Stop {
+                break;
+            }
         }
         // Damaged records found on the way are marked, as pop would.
-        self.store.commit(&changes)?;
-        Ok(out)
+        self.store.commit(&changes)
     }
 
     /// Pushes exported messages back, in order, in one push (one fsync):

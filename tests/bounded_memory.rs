@@ -6,6 +6,8 @@
 //   below 1.2 times the body plus 32 MiB (bodies of NUL bytes, the worst
 //   case for escaping: 4 bytes of plain output and 6 of JSON per byte), on
 //   every store this file runs on (`tests/sqlite_bounded_memory.rs`).
+// * `export` of twelve 16 MiB bodies stays below the same bound: it prints
+//   as it reads once it holds 64 MiB.
 // * `push` of an endless stdin stops one byte past the 1 GiB body limit;
 //   `push --lines` of a line without a newline stops at the limit too, naming
 //   the line. The input is generated here, a chunk at a time, never stored.
@@ -337,6 +339,26 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
     assert!(m.json_str("body").starts_with("xxxx"));
     eprintln!("all cases: {:.1} s", started.elapsed().as_secs_f64());
     assert!(over.is_empty(), "over the bound: {over:#?}");
+}
+
+/// `export` of a queue whose bodies add up to far more than the bound holds
+/// a bounded part of them (64 MiB held to print once the lock is let go,
+/// then one body at a time): 12 bodies of 16 MiB, 192 MiB in all.
+#[test]
+fn export_of_a_queue_larger_than_the_bound_streams_it() {
+    let _heavy = heavy();
+    let s = Spool::new();
+    let body = vec![b'e'; 16 << 20];
+    for _ in 0..12 {
+        s.push_stdin("big", &body);
+    }
+    let m = measure(cmd(&s, None, &["export", "big"]), None);
+    m.code(0).within(LIMIT);
+    assert!(
+        m.stdout_len > 12 * (16 << 20),
+        "export printed {} bytes",
+        m.stdout_len
+    );
 }
 
 #[test]
