@@ -13,7 +13,7 @@
 #            missing), so that tests can check `sslmode=require` both ways
 #
 # Two roles, if a test creates them, must give a password over TCP
-# (tests/secrets.rs): spoolmq_scram (scram-sha-256) and spoolmq_clear
+# (tests/it/secrets.rs): spoolmq_scram (scram-sha-256) and spoolmq_clear
 # (`password`: the server asks for it in clear text, which spoolmq must
 # refuse unless TLS with a checked certificate or sslmode=disable).
 # Everyone else is trusted.

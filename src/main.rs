@@ -85,7 +85,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
 /// The bodies `export` holds to print after it lets go of the spool lock:
 /// a whole small queue is read and released at once, as before, while a
 /// big one is printed as it is read (holding one body past this, not all).
-/// 64 MiB: `tests/bounded_memory.rs` exports one 64 MiB body within its
+/// 64 MiB: `tests/it/bounded_memory.rs` exports one 64 MiB body within its
 /// bound, and no backup of fewer bytes than this holds up a worker.
 const EXPORT_BUFFER: usize = 64 << 20;
 

@@ -1,6 +1,6 @@
 //! The checks behind spoolmq's fuzz targets. Each `pub fn` here is one
 //! target's whole body; `fuzz_targets/*.rs` only hand it libFuzzer's bytes,
-//! and `tests/fuzz_regressions.rs` in the root crate includes this file by
+//! and `tests/it/fuzz_regressions.rs` in the root crate includes this file by
 //! path to replay saved inputs through exactly the same code. So: depend on
 //! nothing but `spoolmq`, `crc32fast` (a dependency of spoolmq itself) and std.
 //!

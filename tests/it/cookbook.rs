@@ -1,0 +1,404 @@
+// Every recipe of the README's cookbook runs, exactly as written, with fake jobs, and does what the README says.
+
+use common::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// The `<!-- recipe: NAME -->` code blocks of the README.
+fn recipes() -> BTreeMap<String, String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let mut out = BTreeMap::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .strip_prefix("<!-- recipe: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert_eq!(
+            lines.next(),
+            Some("```sh"),
+            "recipe {name} must be a sh block"
+        );
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        out.insert(name.to_string(), body.join("\n") + "\n");
+    }
+    out
+}
+
+/// A scratch directory with the binary on PATH, `SPOOLMQ_DIR` set, and fake jobs.
+struct Kitchen {
+    s: Spool,
+    work: std::path::PathBuf,
+}
+
+impl Kitchen {
+    fn new() -> Kitchen {
+        let s = Spool::new();
+        let work = s.scratch().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        Kitchen { s, work }
+    }
+
+    /// Writes an executable script into the work directory.
+    fn script(&self, name: &str, text: &str) {
+        let p = self.work.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{text}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn file(&self, name: &str, text: &str) {
+        let p = self.work.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Runs a recipe with bash; returns its stdout.
+    fn cook(&self, name: &str) -> String {
+        let all = recipes();
+        let recipe = all
+            .get(name)
+            .unwrap_or_else(|| panic!("no recipe {name} in README.md"));
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut bash = Command::new("bash");
+        if let Some(url) = self.s.url() {
+            bash.env("SPOOLMQ_URL", url);
+        }
+        let out = bash
+            .args(["-euo", "pipefail", "-c", recipe])
+            .current_dir(&self.work)
+            .env("PATH", path)
+            .env("SPOOLMQ_DIR", &self.s.dir)
+            .env("SPOOLMQ_STORE", STORE)
+            .env_remove("XDG_DATA_HOME")
+            .output()
+            .expect("bash");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "recipe {name} failed ({}):\n{recipe}\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn stats(&self, q: &str) -> serde_json::Value {
+        self.s.stats(q)
+    }
+
+    /// Lines the fake jobs logged.
+    fn log(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_to_string(self.work.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn have_jq() -> bool {
+    let ok = Command::new("jq").arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("skipped: jq is not installed (.ci/run installs it)");
+    }
+    ok
+}
+
+#[test]
+fn every_recipe_in_the_readme_has_a_test() {
+    let names: Vec<String> = recipes().into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "ci",
+            "cron",
+            "dead-letters",
+            "exec-loop",
+            "fan-out",
+            "long-exec",
+            "long-script",
+            "monitoring",
+            "shell-loop",
+            "xargs"
+        ]
+    );
+}
+
+#[test]
+fn the_shell_loop_acks_what_imports_and_delays_what_fails() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.file("incoming/a.csv", "a");
+    k.file("incoming/b.csv", "b");
+    k.file("incoming/bad.csv", "x");
+    k.script(
+        "import",
+        "case \"$1\" in *bad*) exit 1;; esac; echo \"$1\" >> log",
+    );
+    k.cook("shell-loop");
+    assert_eq!(k.log(), ["incoming/a.csv", "incoming/b.csv"]);
+    assert_counts(&k.stats("imports"), &[("acked", 2), ("delayed", 1)]);
+}
+
+#[test]
+fn the_exec_loop_acks_what_imports_and_retries_what_fails() {
+    let k = Kitchen::new();
+    k.file("incoming/a.csv", "a");
+    k.file("incoming/bad.csv", "x");
+    k.script(
+        "import",
+        "case \"$1\" in *bad*) exit 1;; esac; echo \"$1\" >> log",
+    );
+    let out = k.cook("exec-loop");
+    assert!(out.contains("some imports failed"), "{out}");
+    assert_eq!(k.log(), ["incoming/a.csv"]);
+    // The failing one was retried until it became a dead letter.
+    assert_counts(&k.stats("imports"), &[("acked", 1), ("dead", 1)]);
+}
+
+#[test]
+fn fan_out_processes_every_message_once_across_workers() {
+    let k = Kitchen::new();
+    // One write per line, so concurrent workers do not interleave.
+    k.script("job.sh", "printf '%s\\n' \"$(cat)\" >> log");
+    k.cook("fan-out");
+    let expect: Vec<String> = {
+        let mut v: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(k.log(), expect);
+    assert_counts(&k.stats("work"), &[("acked", 20), ("ready", 0)]);
+}
+
+#[test]
+fn xargs_fan_out_processes_every_message_once() {
+    let k = Kitchen::new();
+    k.script("job.sh", "printf '%s\\n' \"$(cat)\" >> log");
+    k.cook("xargs");
+    assert_eq!(k.log().len(), 8);
+    assert_counts(&k.stats("pages"), &[("acked", 8), ("ready", 0)]);
+}
+
+#[test]
+fn the_cron_pair_queues_each_new_file_once_and_thumbs_it_once() {
+    let k = Kitchen::new();
+    k.script("make-thumb.sh", "printf '%s\\n' \"$(cat)\" >> log");
+    // A file already there when the first run starts its stamp is not new.
+    k.file("data/new/one.png", "1");
+    sleep_ms(50);
+    k.cook("cron");
+    // A file that arrives after the first run.
+    sleep_ms(50);
+    k.file("data/new/two.png", "2");
+    k.cook("cron");
+    // Nothing new: the consumer finds nothing to do, and that is fine.
+    k.cook("cron");
+    let log = k.log();
+    assert!(log.iter().any(|l| l.ends_with("two.png")), "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.ends_with("two.png")).count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.ends_with("one.png")).count(),
+        0,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn the_ci_recipe_fails_the_pipeline_only_when_a_shard_keeps_failing() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.script("run-shard", "echo \"shard $1\" >> log");
+    k.cook("ci");
+    assert_eq!(k.log().len(), 6);
+    let k = Kitchen::new();
+    k.script("run-shard", "[ \"$1\" != 3 ]");
+    let all = recipes();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &all["ci"]])
+        .current_dir(&k.work)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a shard that always fails must fail the pipeline"
+    );
+}
+
+/// The shell lines of a `<!-- recipe-yaml: NAME -->` block: `- run: ...` steps
+/// (GitHub Actions) or the items of `script:` lists (GitLab CI), with the
+/// YAML `variables:` exported first.
+fn yaml_steps(name: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let marker = format!("<!-- recipe-yaml: {name} -->");
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != marker)
+        .skip(2)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert!(!block.is_empty(), "no yaml recipe {name}");
+    let mut script = String::new();
+    let mut in_vars = false;
+    let mut in_script = false;
+    for line in block {
+        let t = line.trim();
+        if t == "variables:" {
+            in_vars = true;
+            continue;
+        }
+        if in_vars {
+            if let Some((k, v)) = t.split_once(": ")
+                && line.starts_with("  ")
+            {
+                let v = v.trim_matches('"').replace("$CI_PROJECT_DIR", "$PWD");
+                script.push_str(&format!("export {k}=\"{v}\"\n"));
+                continue;
+            }
+            in_vars = false;
+        }
+        if let Some(cmd) = t.strip_prefix("- run: ") {
+            script.push_str(cmd);
+            script.push('\n');
+        } else if t == "script:" {
+            in_script = true;
+        } else if in_script && t.starts_with("- ") {
+            script.push_str(&t[2..]);
+            script.push('\n');
+        } else {
+            in_script = false;
+        }
+    }
+    script
+}
+
+#[test]
+fn the_github_and_gitlab_snippets_run_the_ci_steps() {
+    if !have_jq() {
+        return;
+    }
+    for name in ["github", "gitlab"] {
+        let k = Kitchen::new();
+        k.script("run-shard", "echo \"shard $1\" >> log");
+        let steps = yaml_steps(name);
+        assert!(steps.contains("push shards"), "{name}: {steps}");
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &steps])
+            .current_dir(&k.work)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env_remove("SPOOLMQ_DIR")
+            .env("HOME", k.s.scratch())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}:\n{steps}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(k.log().len(), 6, "{name}");
+        assert!(
+            k.work.join(".spool").is_dir(),
+            "{name}: the spool is the cached directory"
+        );
+    }
+}
+
+#[test]
+fn dead_letters_are_shown_then_retried() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.s.make_dead("jobs", &["broken"]);
+    k.s.push("jobs", &["fine"]);
+    let out = k.cook("dead-letters");
+    assert!(
+        out.contains("\"body\":\"broken\"") && !out.contains("fine"),
+        "{out}"
+    );
+    assert_counts(&k.stats("jobs"), &[("dead", 0), ("ready", 2)]);
+}
+
+#[test]
+fn monitoring_says_when_the_oldest_message_waits_too_long() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.s.push("jobs", &["fresh"]);
+    assert_eq!(k.cook("monitoring"), "");
+}
+
+#[test]
+fn a_long_exec_keeps_its_lease_and_a_script_extends_its_own() {
+    let k = Kitchen::new();
+    k.s.push("jobs", &["long one"]);
+    k.script("long-job.sh", "sleep 3; cat >> log");
+    let mut thief = None;
+    std::thread::scope(|scope| {
+        let t = scope.spawn(|| {
+            sleep_ms(2500);
+            k.s.run(&["pop", "jobs", "--json"]).code
+        });
+        k.cook("long-exec");
+        thief = Some(t.join().unwrap());
+    });
+    assert_eq!(
+        thief,
+        Some(3),
+        "another worker got the message while its job ran"
+    );
+    assert_eq!(k.log(), ["long one"]);
+    if !have_jq() {
+        return;
+    }
+    k.s.push("jobs", &["stepwise"]);
+    // Three steps of 1 s each: longer than the 2 s lease, kept alive by extend.
+    k.script(
+        "step.sh",
+        "n=$(cat steps 2>/dev/null || echo 0); n=$((n+1)); echo $n > steps; sleep 1; [ $n -ge 3 ]",
+    );
+    k.cook("long-script");
+    assert_counts(
+        &k.stats("jobs"),
+        &[("acked", 2), ("ready", 0), ("leased", 0)],
+    );
+}

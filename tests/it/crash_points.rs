@@ -1,0 +1,334 @@
+//! Aborting at each named step of the write path (feature `failpoints`, on for `cargo test`) loses nothing reported done, serves nothing half-written, and the next command recovers without help.
+
+use crate::env_fs as common;
+use common::*;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+/// Runs `spoolmq ARGS` with crash point `point` armed; asserts it aborted there.
+fn crash_at(s: &Spool, point: &str, args: &[&str], stdin: &[u8]) {
+    let mut cmd = s.std_cmd();
+    cmd.env("SPOOLMQ_FAILPOINT", point)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "`spoolmq {}` did not abort at {point} (is the failpoints feature on?): {:?}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a queue held before a crash, as the test saw it reported.
+struct Known {
+    /// Bodies pushed (exit 0) and neither acked nor leased.
+    ready: Vec<String>,
+    /// A message leased before the crash, with its receipt.
+    leased: (String, String),
+    /// Bodies acked (exit 0): never to be delivered again.
+    acked: Vec<String>,
+    /// Bodies that are dead letters.
+    dead: Vec<String>,
+}
+
+/// A queue with messages in every state.
+fn seeded(s: &Spool) -> Known {
+    s.make_dead("q", &["d1", "d2"]);
+    s.push("q", &["r1", "r2", "r3", "r4", "gone", "held"]);
+    let all = s.pop_json("q", &["--count", "10", "--lease", "1h"]);
+    assert_eq!(all.len(), 6);
+    let mut held = None;
+    for m in &all {
+        match body(m) {
+            "gone" => s.ack("q", &[receipt(m)]),
+            "held" => held = Some((body(m).to_string(), receipt(m).to_string())),
+            _ => s.nack("q", &[receipt(m)], &[]),
+        }
+    }
+    Known {
+        ready: ["r1", "r2", "r3", "r4"].map(String::from).to_vec(),
+        leased: held.unwrap(),
+        acked: vec!["gone".into()],
+        dead: vec!["d1".into(), "d2".into()],
+    }
+}
+
+/// After a crash: the spool is sound, counters add up, and exactly the
+/// expected messages are there. `maybe` are bodies of the operation that
+/// crashed: each may or may not be there (it was never reported done).
+fn verify(s: &Spool, k: &Known, maybe: &[&str], gone: &[&str]) {
+    let fsck = s.run(&["fsck"]);
+    fsck.ok();
+    let st = s.stats("q");
+    let total: u64 = [
+        "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
+    ]
+    .iter()
+    .map(|f| num(&st, f))
+    .sum();
+    assert_eq!(num(&st, "pushed"), total, "counters do not add up: {st}");
+    assert_eq!(num(&st, "corrupt"), 0, "{st}");
+    // The leased message is still leased under its receipt, unless the crashed op acked it.
+    let still_leased = !gone.contains(&k.leased.0.as_str());
+    // Bring back the dead and take everything deliverable.
+    s.run(&["retry", "q"]).ok();
+    let got: Vec<String> = s
+        .pop_json("q", &["--count", "1000", "--lease", "1h"])
+        .iter()
+        .map(|m| body(m).to_string())
+        .collect();
+    let got_set: BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    assert_eq!(
+        got.len(),
+        got_set.len(),
+        "a message was delivered twice: {got:?}"
+    );
+    let mut must: BTreeSet<&str> = k.ready.iter().chain(&k.dead).map(String::as_str).collect();
+    for g in gone {
+        must.remove(g);
+    }
+    for m in &must {
+        assert!(
+            got_set.contains(m),
+            "{m} was reported stored and is lost; got {got:?}"
+        );
+    }
+    for g in &got_set {
+        assert!(
+            must.contains(g) || maybe.contains(g),
+            "{g:?} should not be delivered (acked, leased or never pushed whole); got {got:?}"
+        );
+    }
+    for a in &k.acked {
+        assert!(!got_set.contains(a.as_str()), "acked {a} came back");
+    }
+    if still_leased {
+        assert!(
+            !got_set.contains(k.leased.0.as_str()),
+            "a live lease was broken"
+        );
+        s.run(&["extend", "q", &k.leased.1, "--lease", "1h"]).ok();
+    }
+}
+
+#[test]
+fn a_push_that_dies_after_its_append_or_its_fsync_is_all_or_nothing() {
+    for point in ["push.after-append", "push.after-sync", "header.torn"] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        crash_at(&s, point, &["push", "q", "new-1", "new-2"], b"");
+        verify(&s, &k, &["new-1", "new-2"], &[]);
+        // Both or neither.
+        s.push("q", &["after"]);
+    }
+}
+
+#[test]
+fn a_push_of_lines_that_dies_midway_serves_no_half_line() {
+    let s = Spool::new();
+    let k = seeded(&s);
+    let input: String = (0..500).map(|i| format!("line-{i}\n")).collect();
+    crash_at(
+        &s,
+        "push.after-append",
+        &["push", "q", "--lines"],
+        input.as_bytes(),
+    );
+    let maybe: Vec<String> = (0..500).map(|i| format!("line-{i}")).collect();
+    let maybe: Vec<&str> = maybe.iter().map(String::as_str).collect();
+    verify(&s, &k, &maybe, &[]);
+}
+
+#[test]
+fn an_ack_torn_in_the_wal_did_not_happen_and_its_receipt_still_works() {
+    let s = Spool::new();
+    let k = seeded(&s);
+    crash_at(&s, "wal.torn", &["ack", "q", &k.leased.1], b"");
+    s.run(&["ack", "q", &k.leased.1]).ok();
+    verify(&s, &k, &[], &["held"]);
+}
+
+#[test]
+fn an_ack_that_reached_the_wal_is_replayed() {
+    for point in ["commit.after-wal", "commit.mid-slots", "header.torn"] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        crash_at(&s, point, &["ack", "q", &k.leased.1], b"");
+        // The ack was in the WAL, synced: recovery completes it.
+        s.run(&["ack", "q", &k.leased.1]).fails(4);
+        verify(&s, &k, &[], &["held"]);
+    }
+}
+
+#[test]
+fn a_pop_that_dies_midway_breaks_no_lease_and_loses_nothing() {
+    for point in [
+        "wal.torn",
+        "commit.after-wal",
+        "commit.mid-slots",
+        "header.torn",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        crash_at(
+            &s,
+            point,
+            &["pop", "q", "--count", "3", "--lease", "100ms"],
+            b"",
+        );
+        sleep_ms(200);
+        verify(&s, &k, &[], &[]);
+    }
+}
+
+#[test]
+fn a_retry_or_purge_that_dies_midway_is_all_or_nothing() {
+    for (point, args) in [
+        ("commit.mid-slots", &["retry", "q"][..]),
+        ("commit.after-wal", &["retry", "q"][..]),
+        ("wal.torn", &["retry", "q"][..]),
+        ("commit.mid-slots", &["purge", "q"][..]),
+        ("wal.torn", &["purge", "q"][..]),
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        let before = s.stats("q");
+        crash_at(&s, point, args, b"");
+        let after = s.stats("q");
+        let moved = |st: &serde_json::Value| (num(st, "ready"), num(st, "dead"), num(st, "purged"));
+        let all = match args[0] {
+            "retry" => (num(&before, "ready") + 2, 0, 0),
+            _ => (0, 2, num(&before, "ready")),
+        };
+        assert!(
+            moved(&after) == moved(&before) || moved(&after) == all,
+            "{point} {args:?}: half done: before {before}, after {after}"
+        );
+        if args[0] == "retry" {
+            verify(&s, &k, &[], &[]);
+        } else if moved(&after) == all {
+            let r: Vec<&str> = k.ready.iter().map(String::as_str).collect();
+            verify(&s, &k, &[], &r);
+        } else {
+            verify(&s, &k, &[], &[]);
+        }
+    }
+}
+
+/// Pushes seven 10 MiB bodies: the seventh rolls over to a second segment.
+fn fill_a_segment(s: &Spool) -> Vec<u8> {
+    let body = vec![b'z'; 10 * 1024 * 1024];
+    for _ in 0..6 {
+        s.push_stdin("q", &body);
+    }
+    body
+}
+
+#[test]
+fn a_push_that_dies_while_rolling_to_a_new_segment_is_all_or_nothing() {
+    for point in [
+        "roll.after-create",
+        "checkpoint.after-header",
+        "checkpoint.torn",
+    ] {
+        let s = Spool::new();
+        let body = fill_a_segment(&s);
+        crash_at(&s, point, &["push", "q"], &body);
+        s.run(&["fsck"]).ok();
+        let st = s.stats("q");
+        let n = num(&st, "ready");
+        assert!(n == 6 || n == 7, "{point}: {st}");
+        s.push("q", &["after"]);
+        let got = s.pop_json("q", &["--count", "10"]);
+        assert_eq!(got.len() as u64, n + 1, "{point}");
+        for m in &got[..got.len() - 1] {
+            assert_eq!(body_bytes(m), body, "{point}: a big body came back damaged");
+        }
+        assert_eq!(common::body(got.last().unwrap()), "after");
+    }
+}
+
+#[test]
+fn an_ack_that_dies_while_reclaiming_a_segment_recovers() {
+    for point in ["reclaim.after-unlink", "checkpoint.after-header"] {
+        let s = Spool::new();
+        let body = fill_a_segment(&s);
+        s.push_stdin("q", &body); // the 7th, in segment 2
+        let msgs = s.pop_json("q", &["--count", "6"]);
+        let receipts: Vec<&str> = msgs.iter().map(receipt).collect();
+        crash_at(
+            &s,
+            point,
+            &[
+                "ack",
+                "q",
+                receipts[0],
+                receipts[1],
+                receipts[2],
+                receipts[3],
+                receipts[4],
+                receipts[5],
+            ],
+            b"",
+        );
+        s.run(&["fsck"]).ok();
+        let st = s.stats("q");
+        assert_counts(&st, &[("acked", 6), ("ready", 1), ("leased", 0)]);
+        // Every receipt was acked: all stale now.
+        s.run(&["ack", "q", receipts[0]]).fails(4);
+        let last = s.pop_one("q", &[]);
+        assert_eq!(body_bytes(&last), body);
+        // The drained segment is gone, now or at the next checkpoint.
+        s.push("q", &["x"]);
+        assert!(s.segment_files("q").len() <= 2, "{point}");
+    }
+}
+
+#[test]
+fn a_repair_that_dies_midway_can_be_run_again() {
+    let s = Spool::new();
+    s.push("q", &["aaaa", "bbbb", "cccc"]);
+    // Damage the body of "bbbb".
+    let seg = s.segment_files("q")[0].clone();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"bbbb").unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    crash_at(&s, "repair.after-segments", &["fsck", "--repair"], b"");
+    s.run(&["fsck", "--repair"]).ok();
+    s.run(&["fsck"]).ok();
+    let got = s.pop_json("q", &["--count", "10"]);
+    assert_eq!(bodies(&got), vec!["aaaa", "cccc"]);
+}
+
+#[test]
+fn a_rebuild_of_lost_slots_that_dies_midway_is_finished_by_the_next_command() {
+    for point in [
+        "reconcile.after-slots",
+        "checkpoint.torn",
+        "checkpoint.after-header",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        std::fs::remove_file(s.queue_dir("q").join("slots")).unwrap();
+        // The first command that writes rebuilds the slots while it opens the queue.
+        crash_at(
+            &s,
+            point,
+            &["extend", "q", &k.leased.1, "--lease", "1h"],
+            b"",
+        );
+        verify(&s, &k, &[], &[]);
+    }
+}

@@ -1,0 +1,309 @@
+// Proves `exec`: the body goes to the command's stdin with the SPOOLMQ_* variables set,
+// success acks, failure nacks (exit 1), `--loop`, `--wait`, `--max-attempts`, exit 3 when
+// idle, and the lease is kept alive while a long command runs.
+
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `exec QUEUE FLAGS... -- sh -c SCRIPT sh SCRATCH` (the script sees the scratch dir as $1).
+fn exec(s: &Spool, q: &str, flags: &[&str], script: &str) -> Out {
+    let scratch = s.scratch().to_str().expect("utf-8 temp path").to_string();
+    let mut args = vec!["exec", q];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "sh", "-c", script, "sh", &scratch]);
+    s.run(&args)
+}
+
+fn read(s: &Spool, name: &str) -> String {
+    fs::read_to_string(s.scratch().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn exec_gives_the_body_on_stdin_with_the_spoolmq_variables_and_acks_on_success() {
+    let s = Spool::new();
+    let ids = s.push_stdin("jobs", b"hello\nworld\n");
+    let out = exec(
+        &s,
+        "jobs",
+        &[],
+        r#"printf '%s\n' "$SPOOLMQ_ID" "$SPOOLMQ_RECEIPT" "$SPOOLMQ_ATTEMPT" "$SPOOLMQ_QUEUE" > "$1/env"; cat > "$1/body""#,
+    );
+    out.ok();
+    assert_eq!(read(&s, "body"), "hello\nworld\n");
+    let env = read(&s, "env");
+    let vars: Vec<&str> = env.lines().collect();
+    assert_eq!(vars.len(), 4, "{env:?}");
+    assert_eq!(vars[0], ids, "SPOOLMQ_ID");
+    assert!(is_receipt(vars[1]), "SPOOLMQ_RECEIPT: {:?}", vars[1]);
+    assert_eq!(vars[2], "1", "SPOOLMQ_ATTEMPT");
+    assert_eq!(vars[3], "jobs", "SPOOLMQ_QUEUE");
+    assert_counts(
+        &s.stats("jobs"),
+        &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)],
+    );
+    s.pop_nothing("jobs", &[]);
+    // The receipt handed to the command was the real one, and it is used up now.
+    s.run(&["ack", "jobs", vars[1]]).fails(4);
+}
+
+#[test]
+fn exec_passes_a_binary_body_unchanged() {
+    let s = Spool::new();
+    let body: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+    s.push_stdin("q", &body);
+    exec(&s, "q", &[], r#"cat > "$1/body""#).ok();
+    assert_eq!(fs::read(s.scratch().join("body")).unwrap(), body);
+}
+
+#[test]
+fn exec_passes_an_empty_body_as_empty_stdin() {
+    let s = Spool::new();
+    s.push_stdin("q", b"");
+    exec(&s, "q", &[], r#"cat > "$1/body"; echo ran > "$1/ran""#).ok();
+    assert_eq!(read(&s, "ran"), "ran\n");
+    assert_eq!(read(&s, "body"), "");
+}
+
+#[test]
+fn exec_nacks_when_the_command_fails_and_exits_1() {
+    let s = Spool::new();
+    let id = s.push("q", &["flaky"]);
+    let script = r#"cat > /dev/null; echo "$SPOOLMQ_ATTEMPT" >> "$1/log"; exit 7"#;
+    exec(&s, "q", &[], script).code(1);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)],
+    );
+    exec(&s, "q", &[], script).code(1);
+    assert_eq!(read(&s, "log"), "1\n2\n");
+    let m = s.pop_one("q", &[]);
+    assert_eq!(common::id(&m), id[0]);
+    assert_eq!(attempt(&m), 3);
+}
+
+#[test]
+fn exec_handles_one_message_without_loop() {
+    let s = Spool::new();
+    s.push("q", &["first", "second"]);
+    exec(&s, "q", &[], r#"cat >> "$1/log"; echo >> "$1/log""#).ok();
+    assert_eq!(read(&s, "log"), "first\n");
+    assert_counts(&s.stats("q"), &[("ready", 1), ("acked", 1)]);
+}
+
+#[test]
+fn exec_loop_handles_every_message_in_order_then_exits_0() {
+    let s = Spool::new();
+    s.push("q", &["m1", "m2", "m3", "m4"]);
+    exec(
+        &s,
+        "q",
+        &["--loop"],
+        r#"cat >> "$1/log"; echo " $SPOOLMQ_ATTEMPT" >> "$1/log""#,
+    )
+    .ok();
+    assert_eq!(read(&s, "log"), "m1 1\nm2 1\nm3 1\nm4 1\n");
+    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 4)]);
+    s.pop_nothing("q", &[]);
+}
+
+#[test]
+fn exec_on_an_empty_queue_exits_3_without_running_the_command() {
+    let s = Spool::new();
+    exec(&s, "nosuch", &[], r#"touch "$1/ran""#).code(3);
+    s.push("q", &["x"]);
+    let m = s.pop_one("q", &[]);
+    s.ack("q", &[receipt(&m)]);
+    exec(&s, "q", &[], r#"touch "$1/ran""#).code(3);
+    exec(&s, "q", &["--loop"], r#"touch "$1/ran""#).code(3);
+    assert!(
+        !s.scratch().join("ran").exists(),
+        "the command must not run"
+    );
+}
+
+#[test]
+fn exec_wait_on_an_empty_queue_exits_3_after_about_that_long() {
+    let s = Spool::new();
+    s.push("other", &["x"]);
+    let start = Instant::now();
+    exec(&s, "q", &["--wait", "300ms"], r#"touch "$1/ran""#).code(3);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(280),
+        "returned too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3000),
+        "waited far too long: {took:?}"
+    );
+    assert!(!s.scratch().join("ran").exists());
+}
+
+#[test]
+fn exec_wait_handles_a_message_pushed_later_by_another_process() {
+    let s = Spool::new();
+    s.push("other", &["x"]);
+    let scratch = s.scratch().to_str().unwrap().to_string();
+    let bg = s.spawn(&[
+        "exec",
+        "q",
+        "--wait",
+        "5s",
+        "--",
+        "sh",
+        "-c",
+        r#"cat > "$1/body""#,
+        "sh",
+        &scratch,
+    ]);
+    sleep_ms(300);
+    s.push("q", &["late arrival"]);
+    let out = bg.wait(Duration::from_secs(8));
+    out.ok();
+    assert_eq!(read(&s, "body"), "late arrival");
+    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 1)]);
+}
+
+#[test]
+fn exec_keeps_the_lease_alive_while_a_long_command_runs() {
+    let s = Spool::new();
+    s.push("q", &["long job"]);
+    let scratch = s.scratch().to_str().unwrap().to_string();
+    let bg = s.spawn(&[
+        "exec",
+        "q",
+        "--lease",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        r#"cat > /dev/null; touch "$1/started"; sleep 2.5; echo "$SPOOLMQ_ATTEMPT" > "$1/done""#,
+        "sh",
+        &scratch,
+    ]);
+    let started = s.scratch().join("started");
+    assert!(
+        wait_for(Duration::from_secs(5), || started.exists()),
+        "the command never started"
+    );
+    let t0 = Instant::now();
+    sleep_ms(1500);
+    s.pop_nothing("q", &[]);
+    assert_counts(&s.stats("q"), &[("leased", 1), ("ready", 0)]);
+    sleep_ms(2100u64.saturating_sub(t0.elapsed().as_millis() as u64));
+    if t0.elapsed() < Duration::from_millis(2400) {
+        s.pop_nothing("q", &[]);
+    }
+    let out = bg.wait(Duration::from_secs(10));
+    out.ok();
+    assert_eq!(read(&s, "done"), "1\n");
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("acked", 1), ("dead", 0)],
+    );
+    s.pop_nothing("q", &[]);
+}
+
+#[test]
+fn exec_max_attempts_turns_a_failing_message_into_a_dead_letter() {
+    let s = Spool::new();
+    s.push("q", &["poison"]);
+    let script = r#"cat > /dev/null; exit 1"#;
+    exec(&s, "q", &["--max-attempts", "2"], script).code(1);
+    assert_counts(&s.stats("q"), &[("ready", 1), ("dead", 0)]);
+    exec(&s, "q", &["--max-attempts", "2"], script).code(1);
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("dead", 1), ("acked", 0)],
+    );
+    exec(&s, "q", &["--max-attempts", "2"], script).code(3);
+}
+
+#[test]
+fn exec_loop_keeps_going_past_a_failure_and_exits_1() {
+    let s = Spool::new();
+    s.push("q", &["ok1", "fail", "ok2"]);
+    let script = r#"body=$(cat); echo "$body" >> "$1/log"; [ "$body" != fail ]"#;
+    exec(&s, "q", &["--loop", "--max-attempts", "2"], script).code(1);
+    let log = read(&s, "log");
+    let mut runs: Vec<&str> = log.lines().collect();
+    runs.sort();
+    assert_eq!(runs, ["fail", "fail", "ok1", "ok2"], "log: {log:?}");
+    assert_counts(
+        &s.stats("q"),
+        &[("ready", 0), ("leased", 0), ("acked", 2), ("dead", 1)],
+    );
+}
+
+#[test]
+fn the_command_reaches_the_same_spool_from_another_directory() {
+    // `--dir spool` (relative) or `--url URL` on the command line: a command
+    // that changes directory and runs spoolmq must still reach this spool
+    // (SPOOLMQ_DIR absolute; SPOOLMQ_URL in its environment, no SPOOLMQ_DIR).
+    let s = Spool::new();
+    s.push("jobs", &["work"]);
+    let elsewhere = s.scratch().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let scratch = s.scratch().to_str().expect("utf-8 temp path").to_string();
+    let script = r#"env > "$1/env"; cd "$1/elsewhere" || exit 9
+"$2" extend "$SPOOLMQ_QUEUE" "$SPOOLMQ_RECEIPT" --lease 1h || exit 10
+"$2" push side from-the-child > /dev/null || exit 11"#;
+    let out = run(s.cmd_with_spool_flag().args([
+        "exec", "jobs", "--", "sh", "-c", script, "sh", &scratch, BIN,
+    ]));
+    out.ok();
+    assert_counts(&s.stats("jobs"), &[("acked", 1), ("leased", 0)]);
+    assert_eq!(bodies(&s.pop_json("side", &[])), vec!["from-the-child"]);
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "a stray spool was made where the command ran"
+    );
+    let env = read(&s, "env");
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    match s.url() {
+        Some(url) => {
+            assert_eq!(var("SPOOLMQ_URL").as_deref(), Some(url));
+            assert_eq!(var("SPOOLMQ_DIR"), None, "{env}");
+        }
+        None => {
+            let dir = var("SPOOLMQ_DIR").expect("SPOOLMQ_DIR");
+            assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
+            assert_eq!(
+                fs::canonicalize(&dir).unwrap(),
+                fs::canonicalize(&s.dir).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn exec_with_stdout_closed_still_runs_the_command_and_acks() {
+    // Only pop's own output needs stdout; exec prints nothing.
+    let s = Spool::new();
+    s.push("q", &["job"]);
+    let scratch = s.scratch().to_str().unwrap().to_string();
+    s.run_redirected(
+        ">&-",
+        &[
+            "exec",
+            "q",
+            "--",
+            "sh",
+            "-c",
+            r#"cat > "$1/body""#,
+            "sh",
+            &scratch,
+        ],
+    )
+    .ok();
+    assert_eq!(read(&s, "body"), "job");
+    assert_counts(&s.stats("q"), &[("acked", 1), ("ready", 0), ("leased", 0)]);
+}

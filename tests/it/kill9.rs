@@ -1,0 +1,239 @@
+// Producers, consumers (pop+ack and `exec --loop`) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool. A bulk `push --lines` killed while it writes keeps every id it printed.
+
+use common::*;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Kills `bg` if it is still running (4 times in 5), else waits for it.
+/// Returns its output if it finished by itself.
+fn maybe_kill(mut bg: Bg, rng: &mut Rng, kills: &mut u32) -> Option<Out> {
+    if bg.finished() || rng.below(5) == 0 {
+        Some(bg.wait(Duration::from_secs(30)))
+    } else {
+        bg.kill9();
+        *kills += 1;
+        None
+    }
+}
+
+enum Job {
+    Push(Vec<String>),
+    Pop,
+    Ack(Vec<String>),
+    Other(Vec<String>),
+}
+
+#[test]
+fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
+    let s = Spool::new();
+    let log = s.scratch().join("exec.log");
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let started = Instant::now();
+    let mut kills = 0u32;
+    let mut pushed: BTreeSet<String> = BTreeSet::new(); // push exited 0
+    let mut acked: BTreeSet<String> = BTreeSet::new(); // our ack exited 0
+    let mut maybe_acked: BTreeSet<String> = BTreeSet::new(); // our ack was killed
+    let mut to_ack: Vec<(Vec<String>, Vec<String>)> = Vec::new(); // (receipts, bodies)
+    let mut n = 0u32;
+    while (kills < 220 || pushed.len() < 100) && started.elapsed() < Duration::from_secs(50) {
+        // A round: several processes at once on the same queue.
+        let mut round: Vec<(Job, Bg)> = Vec::new();
+        for _ in 0..2 {
+            let bodies: Vec<String> = (0..1 + rng.below(4))
+                .map(|_| {
+                    n += 1;
+                    format!("m{n}")
+                })
+                .collect();
+            let mut args = vec!["push", "q"];
+            args.extend(bodies.iter().map(String::as_str));
+            round.push((Job::Push(bodies.clone()), s.spawn(&args)));
+        }
+        round.push((
+            Job::Pop,
+            s.spawn(&["pop", "q", "--count", "3", "--lease", "1s", "--json"]),
+        ));
+        for (receipts, bodies) in to_ack.drain(..) {
+            let mut args = vec!["ack", "q"];
+            args.extend(receipts.iter().map(String::as_str));
+            round.push((Job::Ack(bodies), s.spawn(&args)));
+        }
+        let other: Vec<String> = if rng.below(3) == 0 {
+            vec!["fsck".into(), "--repair".into()]
+        } else {
+            let cmd = format!("cat >> '{}'; echo >> '{}'", log.display(), log.display());
+            [
+                "exec", "q", "--loop", "--lease", "3s", "--", "sh", "-c", &cmd,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+        round.push((Job::Other(other.clone()), s.spawn(&refs)));
+        std::thread::sleep(Duration::from_micros(rng.below(15_000)));
+        for (job, bg) in round {
+            let out = maybe_kill(bg, &mut rng, &mut kills);
+            match (job, out) {
+                (Job::Push(bodies), Some(out)) => {
+                    out.ok();
+                    pushed.extend(bodies);
+                }
+                (Job::Pop, Some(out)) if out.code != 3 => {
+                    out.ok();
+                    let msgs = out.json();
+                    to_ack.push((
+                        msgs.iter().map(|m| receipt(m).to_string()).collect(),
+                        msgs.iter().map(|m| body(m).to_string()).collect(),
+                    ));
+                }
+                // Exit 4 is possible: a lease can expire while we dawdle.
+                (Job::Ack(bodies), Some(out)) if out.code == 0 => acked.extend(bodies),
+                (Job::Ack(_), Some(out)) => {
+                    out.fails(4);
+                }
+                (Job::Ack(bodies), None) => maybe_acked.extend(bodies),
+                (Job::Other(args), Some(out)) => assert!(
+                    [0, 3].contains(&out.code),
+                    "`{}` exited {}: {}",
+                    args.join(" "),
+                    out.code,
+                    out.stderr
+                ),
+                _ => {}
+            }
+        }
+    }
+    assert!(kills >= 200, "only {kills} kills in the time allowed");
+    // Let every lease run out, then take everything that is left.
+    sleep_ms(3100);
+    s.run(&["fsck"]).ok();
+    s.run(&["retry", "q"]).ok();
+    let left: Vec<String> = s
+        .pop_json("q", &["--count", "100000", "--lease", "1h"])
+        .iter()
+        .map(|m| body(m).to_string())
+        .collect();
+    let left_set: BTreeSet<String> = left.iter().cloned().collect();
+    assert_eq!(
+        left.len(),
+        left_set.len(),
+        "a message was delivered twice in one pop"
+    );
+    let by_exec: BTreeSet<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for m in &pushed {
+        assert!(
+            left_set.contains(m)
+                || acked.contains(m)
+                || maybe_acked.contains(m)
+                || by_exec.contains(m),
+            "{m} was pushed (exit 0) and is gone without being acked"
+        );
+    }
+    for m in &acked {
+        assert!(
+            !left_set.contains(m),
+            "{m} was acked (exit 0) and delivered again"
+        );
+    }
+    let st = s.stats("q");
+    let sum: u64 = [
+        "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
+    ]
+    .iter()
+    .map(|f| num(&st, f))
+    .sum();
+    assert_eq!(num(&st, "pushed"), sum, "counters do not add up: {st}");
+    assert_eq!(num(&st, "corrupt"), 0, "{st}");
+    assert_eq!(num(&st, "leased"), left.len() as u64, "{st}");
+    assert!(num(&st, "pushed") >= pushed.len() as u64, "{st}");
+    assert!(num(&st, "pushed") <= u64::from(n), "{st}");
+    assert!(num(&st, "acked") >= acked.len() as u64, "{st}");
+    // Every message the queue counts is either acked or was just delivered.
+    assert_eq!(
+        num(&st, "pushed"),
+        num(&st, "acked") + left.len() as u64,
+        "{st}"
+    );
+    eprintln!(
+        "kill -9: {kills} kills, {} pushes confirmed, {} acks confirmed, {} left, 0 lost, {:.1}s",
+        pushed.len(),
+        acked.len(),
+        left.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_bulk_push_killed_midway_keeps_every_printed_id_and_serves_no_damaged_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // 2,000 lines of 10 KB (20 MB): three batches of many write chunks,
+    // so the kill lands while chunks are being written on the helper thread.
+    let lines: Vec<String> = (0..2_000)
+        .map(|i| format!("{i:05}-{}", "x".repeat(10_000)))
+        .collect();
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    for (round, wait_for) in [1usize, 300, 900, 1500].into_iter().enumerate() {
+        let s = Spool::new();
+        let file = s.scratch().join("input");
+        std::fs::write(&file, &input).unwrap();
+        let mut child = s
+            .std_cmd()
+            .args(["push", "q", "--lines"])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut ids = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut printed = Vec::new();
+        // Kill once `wait_for` ids were printed (a batch is durable).
+        while printed.len() < wait_for {
+            match ids.next() {
+                Some(id) => printed.push(id.unwrap()),
+                None => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        printed.extend(ids.map(Result::unwrap));
+        // Every printed id is there, with its own line; what is there is a
+        // prefix of the input, whole lines only.
+        let got = s.run(&["pop", "q", "--count", "100000", "--json"]);
+        let popped: Vec<(String, String)> = got
+            .ok()
+            .lines()
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_string(),
+                    v["body"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert!(
+            popped.len() >= printed.len(),
+            "round {round}: {} printed, {} stored",
+            printed.len(),
+            popped.len()
+        );
+        for (i, (id, body)) in popped.iter().enumerate() {
+            assert_eq!(body, &lines[i], "round {round}: message {i}");
+            if let Some(p) = printed.get(i) {
+                assert_eq!(id, p, "round {round}: id {i}");
+            }
+        }
+        eprintln!(
+            "round {round}: killed after {wait_for} ids: {} printed, {} stored of {}",
+            printed.len(),
+            popped.len(),
+            lines.len()
+        );
+        s.run(&["fsck"]).ok();
+    }
+}

@@ -1,2 +1,0 @@
-// `tests/bench.rs` run against the PostgreSQL store (see `common::STORE`).
-include!("bench.rs");

@@ -1,2 +1,0 @@
-// `tests/secrets.rs` against the PostgreSQL test server (see `common::STORE`).
-include!("secrets.rs");

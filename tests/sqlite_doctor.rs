@@ -1,2 +1,0 @@
-//! `tests/doctor.rs` run against the sqlite store (see `common::STORE`).
-include!("doctor.rs");

@@ -1,2 +1,0 @@
-// `tests/encryption.rs` run against the sqlite store (see `common::STORE`).
-include!("encryption.rs");

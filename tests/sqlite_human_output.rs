@@ -1,2 +1,0 @@
-//! `tests/human_output.rs` run against the sqlite store (see `common::STORE`).
-include!("human_output.rs");

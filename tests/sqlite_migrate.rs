@@ -1,2 +1,0 @@
-// `tests/migrate.rs` run against the sqlite store (see `common::STORE`).
-include!("migrate.rs");

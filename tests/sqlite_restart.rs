@@ -1,2 +1,0 @@
-//! `tests/restart.rs` run against the sqlite store (see `common::STORE`).
-include!("restart.rs");

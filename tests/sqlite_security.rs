@@ -1,2 +1,0 @@
-// `tests/security.rs` run against the sqlite store (see `common::STORE`).
-include!("security.rs");

@@ -1,2 +1,0 @@
-//! `tests/streaming.rs` run against the sqlite store (see `common::STORE`).
-include!("streaming.rs");
