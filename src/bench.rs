@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{self, PopRequest};
-use crate::queue::{Queue, now_ms};
+use crate::queue::now_ms;
 use crate::spool::{Spool, StoreKind};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -89,7 +89,8 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
 
     // Throughput: `batch` messages per push, one fsync each.
     let body = vec![b'x'; req.size];
-    let mut q = Queue::open(spool, &name, true)?
+    let mut q = spool
+        .open_queue(&name, true)?
         .ok_or_else(|| Error::Runtime("cannot create the scratch queue".into()))?;
     let started = Instant::now();
     let mut left = req.count;
@@ -190,7 +191,8 @@ fn finished(mut child: std::process::Child, role: &str) -> Result<()> {
 /// The producer side of the latency run: `count` pushes of one message each.
 pub fn produce(spool: &Spool, queue: &str, count: u64, size: usize) -> Result<()> {
     for _ in 0..count {
-        let mut q = Queue::open(spool, queue, true)?
+        let mut q = spool
+            .open_queue(queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;
         let body = stamped(size);
         q.push(
@@ -227,7 +229,7 @@ pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Wr
             .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(|t| t.parse().ok())
             .unwrap_or(received);
-        let mut q = Queue::open_existing(spool, queue)?;
+        let mut q = spool.open_existing_queue(queue)?;
         q.ack(std::slice::from_ref(&d.receipt), now_ms())?
             .into_result()?;
         let ms = received.saturating_sub(sent) as f64 / 1e6;

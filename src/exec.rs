@@ -13,7 +13,7 @@
 //! extensions stop and the message is delivered again when the lease runs out.
 
 use crate::error::{Error, Result};
-use crate::queue::{Delivery, Queue, now_ms};
+use crate::queue::{Delivery, now_ms};
 use crate::spool::{Spool, StoreKind};
 use crate::wake::Watch;
 use std::ffi::OsString;
@@ -49,7 +49,7 @@ pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<V
         if watch.as_ref().is_none_or(|w| !w.lasts()) {
             watch = req.wait.and_then(|_| Watch::new(spool, queue));
         }
-        if let Some(mut q) = Queue::open(spool, queue, false)? {
+        if let Some(mut q) = spool.open_queue(queue, false)? {
             let got = q.pop(req.count, req.lease, req.max_attempts, now_ms());
             q.take_notices().into_iter().for_each(&mut *warn);
             let got = got?;
@@ -164,7 +164,7 @@ pub fn spool_env(spool: &Spool) -> Vec<(&'static str, OsString)> {
 }
 
 fn settle(spool: &Spool, queue: &str, receipt: &str, ok: bool, req: &ExecRequest) -> Result<usize> {
-    let mut q = Queue::open_existing(spool, queue)?;
+    let mut q = spool.open_existing_queue(queue)?;
     let receipts = [receipt.to_string()];
     let s = if ok {
         q.ack(&receipts, now_ms())?
@@ -227,7 +227,7 @@ fn run_one(
             Ok(status) => break status,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if lease_ok {
-                    let extended = Queue::open_existing(spool, queue).and_then(|mut q| {
+                    let extended = spool.open_existing_queue(queue).and_then(|mut q| {
                         q.extend(std::slice::from_ref(&d.receipt), req.lease, now_ms())?
                             .into_result()
                     });

@@ -17,37 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub queue: String,
-    pub file: PathBuf,
-    pub offset: Option<u64>,
-    pub what: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Problems of the spool's own files belong to no queue.
-        if !self.queue.is_empty() {
-            write!(f, "{}: ", self.queue)?;
-        }
-        write!(f, "{}", self.file.display())?;
-        if let Some(o) = self.offset {
-            write!(f, ": offset {o}")?;
-        }
-        write!(f, ": {}", self.what)
-    }
-}
-
-/// What checking one queue found.
-#[derive(Debug, Default)]
-pub struct QueueReport {
-    pub records: u64,
-    pub problems: Vec<Problem>,
-    /// Lines about things recovery or repair did on the way.
-    pub notes: Vec<String>,
-}
+pub use crate::store::{Problem, QueueReport};
 
 /// Checks queue `name` in directory `dir`.
 pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
@@ -170,7 +140,7 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     let mut counted = Counters::default();
     let mut live: HashMap<u64, u64> = HashMap::new();
     let mut slot_problems = Vec::new();
-    let id = |seq: u64| crate::queue::format_id(seq, h.salt);
+    let id = |seq: u64| crate::ids::format_id(seq, h.salt);
     store.all_slots(first, &mut |seq, slot| {
         match slot {
             Ok(m) => {
@@ -343,7 +313,7 @@ pub fn check_bodies(
         // key id: not even opened.
         use crate::io::Fs;
         let key = spool.queue_dir(name).join("key");
-        if !crate::spool::root_fs(&spool.root)?
+        if !crate::io::root_fs(&spool.root)?
             .exists(&key)
             .ctx("open", &key)?
         {
@@ -351,9 +321,9 @@ pub fn check_bodies(
         }
     }
     let opened = if repair {
-        crate::queue::Queue::open(spool, name, false)
+        spool.open_queue(name, false)
     } else {
-        crate::queue::Queue::open_read_only(spool, name)
+        spool.open_queue_read_only(name)
     };
     let mut q = match opened {
         Ok(Some(q)) => q,
@@ -389,7 +359,7 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     // --repair, fsck writes nothing.
     let check = |name: &str| match spool.kind {
         StoreKind::Fs => {
-            let real = crate::spool::root_fs(&spool.root)?;
+            let real = crate::io::root_fs(&spool.root)?;
             let fs: Arc<dyn Fs> = Arc::new(crate::overlay::ReadOnlyFs::new(real));
             check(&fs, name, &dir)
         }
@@ -402,7 +372,7 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     let mut first = check(name)?;
     let lost_key = match (spool.kind, &spool.key) {
         (StoreKind::Fs, Some(key)) => {
-            let fs = crate::overlay::ReadOnlyFs::new(crate::spool::root_fs(&spool.root)?);
+            let fs = crate::overlay::ReadOnlyFs::new(crate::io::root_fs(&spool.root)?);
             check_key_record(&fs, &dir, name, key, &mut first)?
         }
         _ => None,
@@ -412,11 +382,11 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     }
     let mut notes = Vec::new();
     if let Some(id) = lost_key {
-        fsstore::restore_key_record(&crate::spool::root_fs(&spool.root)?, &dir, id)?;
+        fsstore::restore_key_record(&crate::io::root_fs(&spool.root)?, &dir, id)?;
         notes.push("key id file rewritten: the bodies open with the key given".to_string());
     }
     notes.extend(match spool.kind {
-        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::spool::root_fs(&spool.root)?), &dir)?,
+        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::io::root_fs(&spool.root)?), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
         StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
     });

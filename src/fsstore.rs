@@ -143,7 +143,7 @@ fn no_space(e: &std::io::Error) -> bool {
         || e.kind() == std::io::ErrorKind::StorageFull
 }
 
-/// Segments roll over past this size (see the README for why 64 MiB).
+/// Segments roll over past this size (docs/FORMAT.md says why 64 MiB).
 pub const SEGMENT_LIMIT: u64 = 64 * 1024 * 1024;
 
 #[cfg(test)]
@@ -1703,7 +1703,7 @@ impl Store for FsStore {
             let why = format!(
                 "offset {}: index slot of message {} is damaged",
                 s * SLOT_LEN as u64,
-                crate::queue::format_id(s, self.h.salt)
+                crate::ids::format_id(s, self.h.salt)
             );
             self.reconcile(&why, true)?;
             start = s;
@@ -1717,7 +1717,7 @@ impl Store for FsStore {
                 "{}: offset {}: index slot of message {} is damaged; skipped (run `spoolmq fsck --repair`)",
                 self.slots_path().display(),
                 s * SLOT_LEN as u64,
-                crate::queue::format_id(s, self.h.salt)
+                crate::ids::format_id(s, self.h.salt)
             ));
         }
         Ok(())
@@ -1733,7 +1733,7 @@ impl Store for FsStore {
                 let why = format!(
                     "offset {}: index slot of message {} is damaged",
                     seq * SLOT_LEN as u64,
-                    crate::queue::format_id(seq, self.h.salt)
+                    crate::ids::format_id(seq, self.h.salt)
                 );
                 self.reconcile(&why, true)?;
                 Ok(self.read_slot(seq)?.ok())
@@ -1778,7 +1778,7 @@ impl Store for FsStore {
         let rec = index::encode_wal(lsn, &entries);
         let path = self.wal_path();
         let mut written = self.append_wal(&rec);
-        // A full disk must still drain (README, Failure model): give back the
+        // A full disk must still drain (docs/DURABILITY.md): give back the
         // WAL's own space with a checkpoint, then the reserve, and try again.
         if written.as_ref().is_err_and(no_space) && self.h.wal_len > 0 {
             if let Err(e) = self.checkpoint() {

@@ -22,8 +22,6 @@
 //! its published test vector; it is not used for confidentiality here (the
 //! bodies use XChaCha20-Poly1305, see [`crate::crypt`]).
 
-use crate::store::ReceiptTag;
-
 const ROUNDS: usize = 27;
 
 /// The id cipher of one queue: Speck64/128's round keys for its salt.
@@ -38,6 +36,19 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Random part of a receipt: 96 bits.
+pub type ReceiptTag = [u8; 12];
+
+/// A message's id as users see it.
+pub fn format_id(seq: u64, salt: u64) -> String {
+    Ids::new(salt).format(seq)
+}
+
+/// Parses an id printed by [`format_id`] back into a seq.
+pub fn parse_id(id: &str, salt: u64) -> Option<u64> {
+    Ids::new(salt).parse(id)
 }
 
 impl Ids {

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::Ids;
-use crate::queue::{Queue, now_ms};
+use crate::queue::now_ms;
 use crate::spool::Spool;
 use std::io::Read;
 use std::path::Path;
@@ -44,23 +44,23 @@ struct Chunk {
 fn line_too_long(n: u64) -> Error {
     Error::usage(format!(
         "<stdin>: line {n} is longer than the limit of {} bytes for a message body; the lines before it were pushed",
-        crate::record::MAX_BODY
+        crate::store::MAX_BODY
     ))
 }
 
 /// Reads `input` in chunks of up to [`CHUNK`] bytes (what is available, not
 /// waiting for more) and sends the whole lines of each chunk together. A line
 /// longer than a chunk grows the chunk until its newline (or the end) comes,
-/// up to the body limit ([`crate::record::MAX_BODY`]): a longer line is an
+/// up to the body limit ([`crate::store::MAX_BODY`]): a longer line is an
 /// error sent in its place, as soon as that many bytes of it are read.
 fn read_lines(mut input: impl Read, tx: mpsc::SyncSender<Result<Chunk>>) {
     let mut carry: Vec<u8> = Vec::new();
     // Lines sent so far.
     let mut sent = 0u64;
-    let too_long = |start: usize, end: usize| (end - start) as u64 > crate::record::MAX_BODY;
+    let too_long = |start: usize, end: usize| (end - start) as u64 > crate::store::MAX_BODY;
     loop {
         // A `\r` at its end would not count: one byte of grace.
-        if carry.len() as u64 > crate::record::MAX_BODY + 1 {
+        if carry.len() as u64 > crate::store::MAX_BODY + 1 {
             let _ = tx.send(Err(line_too_long(sent + 1)));
             return;
         }
@@ -237,7 +237,8 @@ fn push_batches(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut q = Queue::open(spool, queue, true)?
+        let mut q = spool
+            .open_queue(queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(queue.to_string()))?;
         let mut bodies = batch
             .iter()

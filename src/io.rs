@@ -333,6 +333,17 @@ pub struct RealFs {
     dir: OwnedFd,
 }
 
+/// The I/O seam rooted at the spool `root`: every file and directory in
+/// the spool is reached through it ([`RealFs`]).
+pub fn root_fs(root: &Path) -> crate::error::Result<RealFs> {
+    RealFs::beneath(root).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTDIR) => {
+            crate::error::Error::Runtime(format!("{}: not a directory", root.display()))
+        }
+        _ => crate::error::Error::io("open spool", root, e),
+    })
+}
+
 /// The real file system beneath `root` (the spool directory), shared.
 pub fn real(root: &Path) -> io::Result<Arc<dyn Fs>> {
     Ok(Arc::new(RealFs::beneath(root)?))

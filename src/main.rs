@@ -214,7 +214,7 @@ fn give_back(
     let e = Error::io("write", Path::new("<stdout>"), e);
     let n = lost.len();
     let them = if n == 1 { "it was" } else { "they were" };
-    let done = Queue::open_existing(spool, queue).and_then(|mut q| {
+    let done = spool.open_existing_queue(queue).and_then(|mut q| {
         let r = q.give_back(&receipts, now_ms());
         flush_notices(&mut q);
         r?.into_result()
@@ -234,7 +234,7 @@ fn give_back(
 /// Reads stdin whole, as one body: at most one byte more than the body
 /// limit, so that an endless input is refused without being held.
 fn stdin_body() -> Result<Vec<u8>> {
-    let limit = spoolmq::record::MAX_BODY;
+    let limit = spoolmq::store::MAX_BODY;
     let mut body = Vec::new();
     std::io::stdin()
         .lock()
@@ -436,7 +436,8 @@ fn run_command(
                     use std::os::unix::ffi::OsStrExt;
                     a.bodies.iter().map(|b| b.as_bytes().to_vec()).collect()
                 };
-                let mut q = Queue::open(&spool, &a.queue, true)?
+                let mut q = spool
+                    .open_queue(&a.queue, true)?
                     .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
                 let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
                 flush_notices(&mut q);
@@ -499,7 +500,7 @@ fn run_command(
             r?.into_result()?;
         }
         Command::Retry(Lazy(a)) => {
-            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let mut q = spool.open_existing_queue(&a.queue)?;
             let r = q.retry(&a.ids, now_ms());
             flush_notices(&mut q);
             let r = r?;
@@ -578,7 +579,7 @@ fn run_command(
             }
             for name in spool.queues()? {
                 // Damaged queues are listed; never-pushed leftovers are not.
-                if let Ok(None) = Queue::open_read_only(&spool, &name) {
+                if let Ok(None) = spool.open_queue_read_only(&name) {
                     continue;
                 }
                 if json {
@@ -589,7 +590,7 @@ fn run_command(
             }
         }
         Command::Peek(Lazy(a)) => {
-            let Some(mut q) = Queue::open_read_only(&spool, &a.queue)? else {
+            let Some(mut q) = spool.open_queue_read_only(&a.queue)? else {
                 return Ok(());
             };
             let r = q.peek(a.count as usize, now_ms());
@@ -603,7 +604,7 @@ fn run_command(
             }
         }
         Command::Purge(Lazy(a)) => {
-            let mut q = Queue::open_existing(&spool, &a.queue)?;
+            let mut q = spool.open_existing_queue(&a.queue)?;
             let r = q.purge(a.dead, now_ms());
             flush_notices(&mut q);
             let n = r?;
@@ -688,7 +689,8 @@ fn run_command(
             }
         }
         Command::Export(Lazy(a)) => {
-            let mut q = Queue::open_read_only(&spool, &a.queue)?
+            let mut q = spool
+                .open_queue_read_only(&a.queue)?
                 .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
             // Up to EXPORT_BUFFER bytes of bodies are printed after the spool
             // lock is let go (a slow reader holds up no worker); past that,
@@ -739,7 +741,8 @@ fn run_command(
                 })?;
                 msgs.push(m);
             }
-            let mut q = Queue::open(&spool, &a.queue, true)?
+            let mut q = spool
+                .open_queue(&a.queue, true)?
                 .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
             let r = q.import(msgs, now_ms());
             flush_notices(&mut q);
@@ -801,7 +804,7 @@ fn collect_stats(spool: &Spool, queue: Option<&str>) -> Result<Vec<spoolmq::queu
     };
     let mut rows = Vec::new();
     for name in names {
-        let mut q = match Queue::open_read_only(spool, &name)? {
+        let mut q = match spool.open_queue_read_only(&name)? {
             Some(q) => q,
             None if queue.is_none() => continue,
             None => return Err(Error::NoSuchQueue(name)),
@@ -852,7 +855,7 @@ fn print_stats(
 
 /// Opens the queue receipts belong to; a missing queue makes every receipt unknown.
 fn open_for_receipts(spool: &Spool, name: &str, receipts: &[String]) -> Result<Queue> {
-    Queue::open(spool, name, false)?.ok_or_else(|| {
+    spool.open_queue(name, false)?.ok_or_else(|| {
         Error::Stale(format!(
             "unknown receipt{} {}: queue {name} does not exist",
             if receipts.len() > 1 { "s" } else { "" },

@@ -27,12 +27,10 @@
 //! is copied: see [`spool::check_access`]) and the source is left as it is.
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsstore::FsStore;
-use crate::pgstore::PgStore;
 use crate::segment::sync_dir;
 use crate::spool::{self, Spool, StoreKind};
-use crate::sqlstore::{self, SqliteStore};
-use crate::store::{Meta, Scan, Step, Store};
+use crate::sqlstore;
+use crate::store::{Meta, Scan, Step};
 use std::path::{Path, PathBuf};
 
 /// Where an in-place migrate builds the new store.
@@ -46,34 +44,12 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Opens queue `name` of `spool` without the spool lock (the caller holds it).
-fn open_store(spool: &Spool, name: &str, create: bool) -> Result<Option<Box<dyn Store>>> {
-    if create {
-        spool.create()?;
-    }
-    Ok(match spool.kind {
-        StoreKind::Fs => {
-            let dir = if create {
-                spool.create_queue_dir(name)?
-            } else {
-                spool.queue_dir(name)
-            };
-            FsStore::open(&dir, create)?.map(|s| Box::new(s) as Box<dyn Store>)
-        }
-        StoreKind::Sqlite => SqliteStore::open(&spool.root, name, create, true)?
-            .map(|s| Box::new(s) as Box<dyn Store>),
-        StoreKind::Postgres => {
-            PgStore::open(spool.url()?, name, create)?.map(|s| Box::new(s) as Box<dyn Store>)
-        }
-    })
-}
-
 /// Copies every queue of `from` into the new spool `to` (of another or the
 /// same store). The caller holds `from`'s spool lock.
 fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
     to.create()?;
     for name in from.queues_held()? {
-        let Some(mut src) = open_store(from, &name, false)? else {
+        let Some(mut src) = from.open_store(&name, false, false)? else {
             continue;
         };
         report.notes.extend(
@@ -97,7 +73,7 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
                 e => e,
             })
         };
-        let mut dst = open_store(to, &name, true)?.ok_or_else(|| {
+        let mut dst = to.open_store(&name, true, false)?.ok_or_else(|| {
             Error::Runtime(format!("{}: cannot create queue {name}", to.root.display()))
         })?;
         // Bodies are copied as stored: an encrypted queue stays encrypted
@@ -148,7 +124,7 @@ fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
         // Never in a directory.
         StoreKind::Postgres => return Ok(()),
     }
-    sync_dir(&crate::spool::root_fs(root)?, root)
+    sync_dir(&crate::io::root_fs(root)?, root)
 }
 
 /// Converts `spool` to the `to` store, in place or into `into`.
@@ -250,7 +226,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
     use crate::io::Fs;
     // Renamed through the spool's I/O seam: relative to directories held
     // open, never through a link planted in the spool.
-    let fs = crate::spool::root_fs(root)?;
+    let fs = crate::io::root_fs(root)?;
     match to {
         StoreKind::Fs => {
             for name in dst.queue_dirs()? {

@@ -973,14 +973,14 @@ impl Store for PgStore {
 
 /// `fsck` of queue `name` in the database: every row (state, receipt,
 /// length, CRC32 of the body) and the counters against the rows.
-pub fn check(url: &str, name: &str) -> Result<crate::fsck::QueueReport> {
-    let mut r = crate::fsck::QueueReport::default();
+pub fn check(url: &str, name: &str) -> Result<crate::store::QueueReport> {
+    let mut r = crate::store::QueueReport::default();
     let Some(mut store) = PgStore::open(url, name, false)? else {
         return Err(Error::NoSuchQueue(name.to_string()));
     };
     let (bad, seen) = store.rows_checked()?;
     let place = std::path::PathBuf::from(&store.place);
-    let problem = |what: String| crate::fsck::Problem {
+    let problem = |what: String| crate::store::Problem {
         queue: name.to_string(),
         file: place.clone(),
         offset: None,
@@ -990,7 +990,7 @@ pub fn check(url: &str, name: &str) -> Result<crate::fsck::QueueReport> {
     for seq in &bad {
         r.problems.push(problem(format!(
             "message {}: bad state or receipt, or the body fails its length or CRC32 check",
-            crate::queue::format_id(*seq, store.salt)
+            crate::ids::format_id(*seq, store.salt)
         )));
     }
     let c = store.counters;
@@ -1024,7 +1024,7 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
                 .pg(&s.place, "repair")?;
             notes.push(format!(
                 "message {}: damaged row removed (counted as corrupt)",
-                crate::queue::format_id(*seq, s.salt)
+                crate::ids::format_id(*seq, s.salt)
             ));
         }
         s.client

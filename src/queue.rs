@@ -17,12 +17,7 @@
 
 use crate::crypt::{self, Key, Sealer};
 use crate::error::{Error, Result};
-use crate::fsstore::FsStore;
 use crate::ids::Ids;
-use crate::pgstore::PgStore;
-use crate::spool::Spool;
-use crate::spool::StoreKind;
-use crate::sqlstore::SqliteStore;
 use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,16 +32,6 @@ pub fn now_ms() -> u64 {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
-}
-
-/// A message's id as users see it (see [`crate::ids`]).
-pub fn format_id(seq: u64, salt: u64) -> String {
-    Ids::new(salt).format(seq)
-}
-
-/// Parses an id printed by [`format_id`] back into a seq.
-pub fn parse_id(id: &str, salt: u64) -> Option<u64> {
-    Ids::new(salt).parse(id)
 }
 
 /// A receipt: the message id and the random tag of one delivery.
@@ -198,67 +183,6 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens queue `name` (already validated). With `create`, the spool and
-    /// the queue are created if missing; without, `Ok(None)` if it does not exist.
-    pub fn open(spool: &Spool, name: &str, create: bool) -> Result<Option<Queue>> {
-        Queue::open_as(spool, name, create, false)
-    }
-
-    /// Opens queue `name` for a command that only reads (`stats`, `peek`,
-    /// `list`, `export`): the fs store is opened through
-    /// [`crate::overlay::ReadOnlyFs`], so nothing on disk is written, even by
-    /// recovery, and a spool on a read-only mount can be read.
-    pub fn open_read_only(spool: &Spool, name: &str) -> Result<Option<Queue>> {
-        Queue::open_as(spool, name, false, true)
-    }
-
-    fn open_as(spool: &Spool, name: &str, create: bool, read_only: bool) -> Result<Option<Queue>> {
-        if create {
-            spool.create()?;
-        } else if !spool.exists()? {
-            return Ok(None);
-        }
-        // The sqlite store relies on the spool lock (its pop reads, then
-        // commits), so even a read-only command makes a missing lock file.
-        let sqlite = spool.kind == StoreKind::Sqlite;
-        let lock = spool.lock(create || (sqlite && !read_only), sqlite)?;
-        let store: Box<dyn Store> = match spool.kind {
-            StoreKind::Fs => {
-                let dir = if create {
-                    spool.create_queue_dir(name)?
-                } else {
-                    spool.existing_queue_dir(name)?
-                };
-                let opened = if read_only {
-                    FsStore::open_read_only(&dir)?
-                } else {
-                    FsStore::open(&dir, create)?
-                };
-                match opened {
-                    Some(s) => Box::new(s),
-                    None => return Ok(None),
-                }
-            }
-            StoreKind::Postgres => match PgStore::open(spool.url()?, name, create)? {
-                Some(s) => Box::new(s),
-                None => return Ok(None),
-            },
-            StoreKind::Sqlite => match SqliteStore::open(&spool.root, name, create, !read_only)? {
-                Some(s) => Box::new(s),
-                None => return Ok(None),
-            },
-        };
-        // A queue exists once something was pushed to it (a first push that
-        // failed leaves files, not a queue).
-        if !create && store.counters().pushed == 0 {
-            return Ok(None);
-        }
-        let mut q = Queue::with_store(name, store);
-        q._spool_lock = lock;
-        q.key = spool.key.clone();
-        Ok(Some(q))
-    }
-
     /// The time to judge by: the store's clock where it has one (PostgreSQL,
     /// so that hosts with skewed clocks agree), else `now` from the caller.
     fn clock(&mut self, now: u64) -> Result<u64> {
@@ -277,9 +201,10 @@ impl Queue {
         }
     }
 
-    /// Opens an existing queue or fails with "no such queue".
-    pub fn open_existing(spool: &Spool, name: &str) -> Result<Queue> {
-        Queue::open(spool, name, false)?.ok_or_else(|| Error::NoSuchQueue(name.to_string()))
+    /// Keeps `lock` (the spool's, taken by [`crate::spool::Spool::open_queue`])
+    /// for as long as the queue is open.
+    pub fn hold(&mut self, lock: Option<crate::lock::QueueLock>) {
+        self._spool_lock = lock;
     }
 
     pub fn name(&self) -> &str {
@@ -357,11 +282,11 @@ impl Queue {
         let encrypted = self.key.is_some();
         let mut seq = first;
         let mut msgs = items.map(|(body, pushed_at_ms, not_before_ms)| {
-            if encrypted && body.len() as u64 > crate::record::MAX_BODY - crypt::OVERHEAD as u64 {
+            if encrypted && body.len() as u64 > crate::store::MAX_BODY - crypt::OVERHEAD as u64 {
                 return Err(Error::usage(format!(
                     "message body of {} bytes is larger than the limit of {} bytes for an encrypted queue",
                     body.len(),
-                    crate::record::MAX_BODY - crypt::OVERHEAD as u64
+                    crate::store::MAX_BODY - crypt::OVERHEAD as u64
                 )));
             }
             let body = sealer.seal(salt, seq, body)?;
@@ -899,6 +824,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{format_id, parse_id};
 
     #[test]
     fn ids_and_receipts_round_trip() {

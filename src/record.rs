@@ -39,8 +39,8 @@ pub const SEGMENT_HEADER_LEN: u64 = 16;
 pub const RECORD_MAGIC: [u8; 4] = *b"SPMR";
 /// Length of a record header.
 pub const RECORD_HEADER_LEN: usize = 40;
-/// The largest body accepted (1 GiB).
-pub const MAX_BODY: u64 = 1 << 30;
+/// The largest body accepted (1 GiB), the message model's limit.
+pub use crate::store::MAX_BODY;
 
 /// The decoded header of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,12 +54,18 @@
 //! that group; its files are 0660 and its directories 2770
 //! ([`crate::io::file_mode`]). Inside a spool no symlink is followed and
 //! nothing is reached by path: every file and directory is opened through
-//! [`root_fs`] ([`crate::io::RealFs`]), walking from the spool's descriptor
+//! [`crate::io::root_fs`] ([`crate::io::RealFs`]), walking from the spool's descriptor
 //! with `O_NOFOLLOW` ([`Error::symlink`] names a link met on the way).
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsstore::FsStore;
 use crate::input;
+use crate::io::root_fs;
+use crate::pgstore::PgStore;
+use crate::queue::Queue;
 use crate::segment::sync_dir;
+use crate::sqlstore::SqliteStore;
+use crate::store::Store;
 use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -285,6 +291,84 @@ impl Spool {
             ))),
             _ => Ok(Some(lock)),
         }
+    }
+
+    /// Opens queue `name` (already validated). With `create`, the spool and
+    /// the queue are created if missing; without, `Ok(None)` if it does not exist.
+    pub fn open_queue(&self, name: &str, create: bool) -> Result<Option<Queue>> {
+        self.open_queue_as(name, create, false)
+    }
+
+    /// Opens an existing queue or fails with "no such queue".
+    pub fn open_existing_queue(&self, name: &str) -> Result<Queue> {
+        self.open_queue(name, false)?
+            .ok_or_else(|| Error::NoSuchQueue(name.to_string()))
+    }
+
+    /// Opens queue `name` for a command that only reads (`stats`, `peek`,
+    /// `list`, `export`): the fs store is opened through
+    /// [`crate::overlay::ReadOnlyFs`], so nothing on disk is written, even by
+    /// recovery, and a spool on a read-only mount can be read; the sqlite
+    /// store reads an older schema as it is.
+    pub fn open_queue_read_only(&self, name: &str) -> Result<Option<Queue>> {
+        self.open_queue_as(name, false, true)
+    }
+
+    fn open_queue_as(&self, name: &str, create: bool, read_only: bool) -> Result<Option<Queue>> {
+        if create {
+            self.create()?;
+        } else if !self.exists()? {
+            return Ok(None);
+        }
+        // The sqlite store relies on the spool lock (its pop reads, then
+        // commits), so even a read-only command makes a missing lock file.
+        let sqlite = self.kind == StoreKind::Sqlite;
+        let lock = self.lock(create || (sqlite && !read_only), sqlite)?;
+        let Some(store) = self.open_store(name, create, read_only)? else {
+            return Ok(None);
+        };
+        // A queue exists once something was pushed to it (a first push that
+        // failed leaves files, not a queue).
+        if !create && store.counters().pushed == 0 {
+            return Ok(None);
+        }
+        let mut q = Queue::with_store(name, store);
+        q.hold(lock);
+        q.set_key(self.key.clone());
+        Ok(Some(q))
+    }
+
+    /// Opens the store of queue `name` (already validated) in this spool,
+    /// which exists: the one place a concrete store is chosen. The caller
+    /// holds the spool lock where the store needs it. `read_only`: for a
+    /// command that only reads (see [`Spool::open_queue_read_only`]).
+    pub fn open_store(
+        &self,
+        name: &str,
+        create: bool,
+        read_only: bool,
+    ) -> Result<Option<Box<dyn Store>>> {
+        fn boxed(s: impl Store + 'static) -> Box<dyn Store> {
+            Box::new(s)
+        }
+        Ok(match self.kind {
+            StoreKind::Fs => {
+                let dir = if create {
+                    self.create_queue_dir(name)?
+                } else {
+                    self.existing_queue_dir(name)?
+                };
+                if read_only {
+                    FsStore::open_read_only(&dir)?.map(boxed)
+                } else {
+                    FsStore::open(&dir, create)?.map(boxed)
+                }
+            }
+            StoreKind::Postgres => PgStore::open(self.url()?, name, create)?.map(boxed),
+            StoreKind::Sqlite => {
+                SqliteStore::open(&self.root, name, create, !read_only)?.map(boxed)
+            }
+        })
     }
 
     /// The directory of queue `name` (already validated).
@@ -701,20 +785,11 @@ fn not_a_dir(p: &Path) -> Error {
     Error::Runtime(format!("{}: not a directory", p.display()))
 }
 
-/// The I/O seam rooted at the spool `root`: every file and directory in
-/// the spool is reached through it ([`crate::io::RealFs`]).
-pub fn root_fs(root: &Path) -> Result<crate::io::RealFs> {
-    crate::io::RealFs::beneath(root).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOTDIR) => not_a_dir(root),
-        _ => Error::io("open spool", root, e),
-    })
-}
-
 /// Creates `dir` (mode 0700, or 2770 in a shared spool, whatever the
 /// umask) if it is missing and fsyncs its parent. `parents`: `dir` is the
 /// spool, whose missing ancestors are created too (with default modes) and
 /// which may be reached through a symlink the user chose; without, `dir` is
-/// a queue directory, made through the spool's [`root_fs`], so that a link
+/// a queue directory, made through the spool's [`crate::io::root_fs`], so that a link
 /// planted in its place is refused and never followed.
 fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
     let parent = dir

@@ -56,7 +56,7 @@
 //!   planted in it must not run while a command holds the spool lock.
 //!   `fsck` reports objects the schema does not define ([`foreign_objects`]).
 //! * Commands hold the exclusive flock on `.spool.lock` while they use the
-//!   database (taken in [`crate::queue::Queue::open`]), so what a command read
+//!   database (taken in [`crate::spool::Spool::open_queue`]), so what a command read
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
 //!   any other writer (a `sqlite3` shell, say) wait rather than fail.
 
@@ -273,7 +273,7 @@ fn connect(root: &Path, create: bool, writable: bool) -> Result<Option<(Connecti
     // seam (crate::io::RealFs): a link, a FIFO, a file with a second name
     // or another user's file in a private spool is refused before SQLite
     // opens anything by name (it also refuses links: SQLITE_OPEN_NOFOLLOW).
-    let fs = crate::spool::root_fs(root)?;
+    let fs = crate::io::root_fs(root)?;
     if create {
         // Made here rather than by SQLite so that it is 0600 whatever the umask
         // (SQLite gives the WAL and shm files the same mode) and its directory
@@ -762,7 +762,7 @@ impl QueueRow {
         self.notices.push(format!(
             "{}: message {}: its row does not decode; skipped",
             self.path.display(),
-            crate::queue::format_id(seq, self.salt)
+            crate::ids::format_id(seq, self.salt)
         ));
     }
 }
@@ -1103,13 +1103,13 @@ pub fn orphan_bodies(root: &Path, remove: bool) -> Result<u64> {
 /// `fsck` of queue `name` in a sqlite spool: SQLite's own `integrity_check`,
 /// then every row of the queue (state, receipt, length, CRC32 of the body,
 /// seq below the queue's next seq) and the counters against the rows.
-pub fn check(root: &Path, name: &str) -> Result<crate::fsck::QueueReport> {
-    let mut r = crate::fsck::QueueReport::default();
+pub fn check(root: &Path, name: &str) -> Result<crate::store::QueueReport> {
+    let mut r = crate::store::QueueReport::default();
     let Some(store) = SqliteStore::open(root, name, false, false)? else {
         return Err(Error::NoSuchQueue(name.to_string()));
     };
     let (conn, q) = (&store.conn, &store.q);
-    let problem = |offset: Option<u64>, what: String| crate::fsck::Problem {
+    let problem = |offset: Option<u64>, what: String| crate::store::Problem {
         queue: name.to_string(),
         file: q.path.clone(),
         offset,
@@ -1217,7 +1217,7 @@ pub fn repair(root: &Path, name: &str) -> Result<Vec<String>> {
             delete(tx, name, *seq).sql("repair", &path)?;
             notes.push(format!(
                 "message {}: damaged row removed (counted as corrupt)",
-                crate::queue::format_id(*seq, q.salt)
+                crate::ids::format_id(*seq, q.salt)
             ));
         }
         let c = &mut q.counters;

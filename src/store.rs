@@ -15,6 +15,7 @@
 use crate::crypt::KeyId;
 use crate::error::Result;
 use std::borrow::Cow;
+use std::path::PathBuf;
 
 /// Where a message is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,8 +71,11 @@ impl State {
     }
 }
 
-/// Random part of a receipt: 96 bits.
-pub type ReceiptTag = [u8; 12];
+/// The largest body accepted (1 GiB), on every store (the fs store's record
+/// format, [`crate::record`], has room for no more).
+pub const MAX_BODY: u64 = 1 << 30;
+
+pub use crate::ids::ReceiptTag;
 
 /// What the queue logic knows of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,11 +126,11 @@ pub struct NewMessage<'a> {
 impl NewMessage<'_> {
     /// A usage error if the body is over the limit every store keeps.
     pub fn check_size(&self) -> Result<()> {
-        if self.body.len() as u64 > crate::record::MAX_BODY {
+        if self.body.len() as u64 > MAX_BODY {
             return Err(crate::error::Error::usage(format!(
                 "message body of {} bytes is larger than the limit of {} bytes",
                 self.body.len(),
-                crate::record::MAX_BODY
+                MAX_BODY
             )));
         }
         Ok(())
@@ -315,4 +319,38 @@ mod tests {
         }
         assert_eq!(State::from_u8(0), None);
     }
+}
+
+// ---------------------------------------------------------------- checks
+
+/// One problem `fsck` found (each store checks its own files and rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub queue: String,
+    pub file: PathBuf,
+    pub offset: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Problems of the spool's own files belong to no queue.
+        if !self.queue.is_empty() {
+            write!(f, "{}: ", self.queue)?;
+        }
+        write!(f, "{}", self.file.display())?;
+        if let Some(o) = self.offset {
+            write!(f, ": offset {o}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// What checking one queue found.
+#[derive(Debug, Default)]
+pub struct QueueReport {
+    pub records: u64,
+    pub problems: Vec<Problem>,
+    /// Lines about things recovery or repair did on the way.
+    pub notes: Vec<String>,
 }

@@ -705,7 +705,7 @@ fn on_a_full_small_filesystem_pushes_fail_cleanly_and_work_again_once_space_is_b
 /// The case: pushes of 10 KB bodies fill a 2 MiB tmpfs (with some ballast) until one
 /// is refused. Every refused push says "disk full" and stores nothing; then every message
 /// pushed can still be popped and acked, one command at a time (the fs store keeps a reserve
-/// for consuming, see the README's Failure model), and the drained queue gives its space back.
+/// for consuming, see docs/DURABILITY.md), and the drained queue gives its space back.
 #[test]
 fn a_queue_that_filled_a_small_filesystem_can_always_be_drained() {
     let s = Spool::new();

@@ -77,3 +77,5 @@ mod races;
 mod segments;
 // The sqlite store's database.
 mod sqlite_store;
+// The import rule of docs/ARCHITECTURE.md.
+mod layers;

@@ -23,7 +23,7 @@ const T0: u64 = 1_800_000_000_000;
 fn queue() -> (TempDir, Queue) {
     let tmp = TempDir::new().unwrap();
     let spool = Spool::new(tmp.path().join("spool"));
-    let q = Queue::open(&spool, "q", true).unwrap().unwrap();
+    let q = spool.open_queue("q", true).unwrap().unwrap();
     (tmp, q)
 }
 
@@ -150,37 +150,37 @@ fn open_without_create_finds_a_queue_only_once_something_was_pushed_to_it() {
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
     // No spool at all.
-    assert!(Queue::open(&sp, "q", false).unwrap().is_none());
+    assert!(sp.open_queue("q", false).unwrap().is_none());
     assert!(matches!(
-        Queue::open_existing(&sp, "q"),
+        sp.open_existing_queue("q"),
         Err(Error::NoSuchQueue(n)) if n == "q"
     ));
     // Created, nothing pushed: not a queue yet.
-    let q = Queue::open(&sp, "q", true).unwrap().expect("created");
+    let q = sp.open_queue("q", true).unwrap().expect("created");
     assert_eq!(q.name(), "q");
     drop(q);
-    assert!(Queue::open(&sp, "q", false).unwrap().is_none());
+    assert!(sp.open_queue("q", false).unwrap().is_none());
     // One push: now it is.
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     push(&mut q, &["x"], Duration::ZERO, T0);
     drop(q);
-    let mut q = Queue::open(&sp, "q", false).unwrap().expect("exists");
+    let mut q = sp.open_queue("q", false).unwrap().expect("exists");
     assert_eq!(q.name(), "q");
     assert_eq!(
         q.pop(1, Duration::from_secs(1), 0, T0).unwrap()[0].body,
         b"x"
     );
     drop(q);
-    let q = Queue::open_existing(&sp, "q").unwrap();
+    let q = sp.open_existing_queue("q").unwrap();
     assert_eq!(q.name(), "q");
     // Another queue of the same spool is still missing.
-    assert!(Queue::open(&sp, "other", false).unwrap().is_none());
+    assert!(sp.open_queue("other", false).unwrap().is_none());
 }
 
 #[test]
 fn a_queue_keeps_the_name_it_was_opened_with() {
     let tmp = TempDir::new().unwrap();
-    let q = Queue::open(&spool(&tmp), "jobs-2", true).unwrap().unwrap();
+    let q = spool(&tmp).open_queue("jobs-2", true).unwrap().unwrap();
     assert_eq!(q.name(), "jobs-2");
 }
 
@@ -200,7 +200,7 @@ fn segment_file(tmp: &TempDir) -> std::path::PathBuf {
 fn a_damaged_body_met_by_pop_is_skipped_and_reported_once_as_a_notice_naming_the_queue() {
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     push(&mut q, &["first body", "second body"], Duration::ZERO, T0);
     drop(q);
     // Flip the first byte of the first body: 16-byte file header, 40-byte record header.
@@ -210,7 +210,7 @@ fn a_damaged_body_met_by_pop_is_skipped_and_reported_once_as_a_notice_naming_the
     bytes[56] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
 
-    let mut q = Queue::open_existing(&sp, "q").unwrap();
+    let mut q = sp.open_existing_queue("q").unwrap();
     let d = q.pop(2, Duration::from_secs(10), 0, T0).unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].body, b"second body");
@@ -233,7 +233,7 @@ fn stored(tmp: &TempDir, id: &str) -> spoolmq::store::Meta {
     let mut store = spoolmq::fsstore::FsStore::open(&dir, false)
         .unwrap()
         .unwrap();
-    let seq = queue::parse_id(id, store.salt()).unwrap();
+    let seq = spoolmq::ids::parse_id(id, store.salt()).unwrap();
     store.get(seq).unwrap().expect("the slot is there")
 }
 
@@ -242,7 +242,7 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
     use spoolmq::store::State;
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     let ids = push(&mut q, &["nacked", "dead"], Duration::ZERO, T0);
     let d = q.pop(2, Duration::from_secs(60), 1, T0).unwrap();
     assert_eq!(d.len(), 2);
@@ -252,7 +252,7 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
     assert_eq!(leased.until_ms, T0 + 60_000);
     assert_ne!(leased.receipt, [0; 12]);
 
-    let mut q = Queue::open_existing(&sp, "q").unwrap();
+    let mut q = sp.open_existing_queue("q").unwrap();
     // Back to ready (attempt 1 of up to 5), and to a dead letter (attempt 1 of 1).
     q.nack(
         std::slice::from_ref(&d[0].receipt),
@@ -285,14 +285,14 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
 fn queue_with_a_damaged_first_body(bodies: &[&str]) -> (TempDir, Queue) {
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     push(&mut q, bodies, Duration::ZERO, T0);
     drop(q);
     let seg = segment_file(&tmp);
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[56] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
-    let q = Queue::open_existing(&sp, "q").unwrap();
+    let q = sp.open_existing_queue("q").unwrap();
     (tmp, q)
 }
 
@@ -407,7 +407,7 @@ fn a_retried_dead_letter_is_stored_as_a_fresh_ready_message() {
     use spoolmq::store::State;
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     let ids = push(&mut q, &["m"], Duration::ZERO, T0);
     let d = q.pop(1, Duration::from_secs(60), 3, T0).unwrap();
     q.nack(
@@ -638,7 +638,7 @@ fn import_keeps_future_delays_and_dead_letters_with_their_attempts_and_makes_the
     use spoolmq::store::State;
     let tmp = TempDir::new().unwrap();
     let sp = spool(&tmp);
-    let mut q = Queue::open(&sp, "q", true).unwrap().unwrap();
+    let mut q = sp.open_queue("q", true).unwrap().unwrap();
     let now = T0;
     let ids = q
         .import(
