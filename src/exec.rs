@@ -163,8 +163,39 @@ pub fn spool_env(spool: &Spool) -> Vec<(&'static str, OsString)> {
     }
 }
 
-fn settle(spool: &Spool, queue: &str, receipt: &str, ok: bool, req: &ExecRequest) -> Result<usize> {
+/// Runs `op` on queue `queue`, then hands the queue's notices to `warn`
+/// whatever `op` returned (a damaged record skipped, a torn WAL tail cut
+/// while the queue was opened): none is lost.
+fn on_queue<T>(
+    spool: &Spool,
+    queue: &str,
+    warn: Warn,
+    op: impl FnOnce(&mut crate::queue::Queue) -> Result<T>,
+) -> Result<T> {
     let mut q = spool.open_existing_queue(queue)?;
+    let r = op(&mut q);
+    q.take_notices().into_iter().for_each(warn);
+    r
+}
+
+/// Acks (`ok`) or nacks the delivery `receipt`.
+fn settle(
+    spool: &Spool,
+    queue: &str,
+    receipt: &str,
+    ok: bool,
+    req: &ExecRequest,
+    warn: Warn,
+) -> Result<usize> {
+    on_queue(spool, queue, warn, |q| settle_on(q, receipt, ok, req))
+}
+
+fn settle_on(
+    q: &mut crate::queue::Queue,
+    receipt: &str,
+    ok: bool,
+    req: &ExecRequest,
+) -> Result<usize> {
     let receipts = [receipt.to_string()];
     let s = if ok {
         q.ack(&receipts, now_ms())?
@@ -200,7 +231,7 @@ fn run_one(
         Ok(c) => c,
         Err(e) => {
             // Give the message back at once rather than hold it for a whole lease.
-            let _ = settle(spool, queue, &d.receipt, false, req);
+            let _ = settle(spool, queue, &d.receipt, false, req, &mut *warn);
             return Err(Error::Runtime(format!(
                 "cannot run {}: {e}; message {} was nacked",
                 program.to_string_lossy(),
@@ -227,7 +258,7 @@ fn run_one(
             Ok(status) => break status,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if lease_ok {
-                    let extended = spool.open_existing_queue(queue).and_then(|mut q| {
+                    let extended = on_queue(spool, queue, &mut *warn, |q| {
                         q.extend(std::slice::from_ref(&d.receipt), req.lease, now_ms())?
                             .into_result()
                     });
@@ -259,7 +290,7 @@ fn run_one(
             describe(&status)
         ));
     }
-    match settle(spool, queue, &d.receipt, ok, req) {
+    match settle(spool, queue, &d.receipt, ok, req, &mut *warn) {
         Ok(_) if ok => Ok(Handled::Acked),
         Ok(_) => Ok(Handled::Nacked),
         Err(Error::Stale(m)) => {

@@ -281,17 +281,6 @@ fn find_next_with(read: ReadAt, window: &mut Vec<u8>, from: u64, to: u64) -> Res
     Ok(None)
 }
 
-/// Reads a whole file; returns its bytes (the WAL: segments are read by
-/// [`scan_file`], a window at a time).
-pub fn read_all(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
-    let f = open_rw(fs, path)?;
-    let len = f.len().ctx("stat", path)?;
-    let mut buf = vec![0u8; len as usize];
-    let n = read_at_most(&*f, path, &mut buf, 0)?;
-    buf.truncate(n);
-    Ok(buf)
-}
-
 /// Copies `len` bytes at `from` of `src` to `dst` at `at`, a window at a
 /// time. With `sparse`, windows of zero bytes are left as holes (the caller
 /// sets the length). Returns the bytes copied (fewer if `src` ends first).

@@ -307,3 +307,23 @@ fn exec_with_stdout_closed_still_runs_the_command_and_acks() {
     assert_eq!(read(&s, "body"), "job");
     assert_counts(&s.stats("q"), &[("acked", 1), ("ready", 0), ("leased", 0)]);
 }
+
+/// What the queue notices while `exec` acks a job (here, the job left a
+/// torn change at the end of the queue's WAL, which opening the queue cuts)
+/// reaches `exec`'s stderr: it once was dropped unseen.
+#[test]
+fn exec_prints_what_the_queue_noticed_while_it_settled_a_job() {
+    if not_on_this_store("the job writes to the fs store's WAL") {
+        return;
+    }
+    let s = Spool::new();
+    s.push("q", &["a"]);
+    let out = exec(&s, "q", &[], "printf torn-change >> \"$SPOOLMQ_DIR/q/wal\"");
+    out.ok();
+    assert!(
+        out.stderr.contains("bytes of an unfinished change"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.stats("q")["acked"], 1);
+}
