@@ -4,11 +4,11 @@
 # excluded as harmless and why: .cargo/mutants.toml.
 #
 # Usage: scripts/mutants.sh [more cargo-mutants arguments]
-#   e.g. scripts/mutants.sh -f src/index.rs      (one file)
+#   e.g. scripts/mutants.sh -f src/store/fs/index.rs      (one file)
 #        scripts/mutants.sh --list               (count, run nothing)
 #
 # Runs one mutant at a time against the unit tests (`cargo test --lib`, with
-# the model test cut to SPOOLMQ_MODEL_OPS operations) and tests/mutants_*.rs.
+# the model test cut to SPOOLMQ_MODEL_OPS operations) and tests/it/mutants_*.rs.
 # About 45 minutes on 2 cores. Results: target/mutants.out/ (missed.txt,
 # caught.txt, timeout.txt, unviable.txt, outcomes.json). Exits non-zero if
 # any mutant survived. Not run by CI.

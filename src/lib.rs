@@ -1,71 +1,52 @@
 //! spoolmq: a durable message queue that lives in a directory.
 //!
 //! The binary (`src/main.rs`) only parses arguments and prints; everything
-//! else is here. Map of the engine:
+//! else is here.
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`input`] | queue names and durations as typed by users |
-//! | [`record`] | a message record's bytes and CRCs (no I/O) |
-//! | [`segment`] | segment files: create, append, read, scan |
-//! | [`index`] | slots, headers and WAL records (no I/O) |
-//! | [`fsstore`] | the file store: write order, fsyncs, recovery |
-//! | [`sqlstore`] | the SQLite store: one database per spool, a row per message |
-//! | [`pgstore`] | the PostgreSQL store: queues shared by many hosts |
-//! | [`pgconn`] | reaching PostgreSQL: libpq's settings, TLS first, no clear-text password |
-//! | [`io`] | the I/O seam: the spool reached beneath a held directory, no links followed (or [`simfs`] in tests) |
-//! | [`overlay`] | read-only commands: reads from the spool, writes kept in memory |
-//! | [`store`] | the seam between queue logic and storage |
-//! | [`queue`] | delivery: leases, attempts, dead letters, receipts |
-//! | [`ids`] | message ids and receipts: unguessable, parsed back exactly |
-//! | [`crypt`] | keys and encrypted bodies (XChaCha20-Poly1305) |
-//! | [`lock`] | the per-queue and per-spool flocks |
-//! | [`spool`] | where the spool is, which store it uses, its queues |
-//! | [`migrate`] | converting a spool to another store |
-//! | [`fsck`] | checking and repairing a spool |
-//! | [`exec`] | waiting for messages, and the `exec` work loop |
-//! | [`wake`] | how a waiter is woken, per store (inotify, LISTEN) |
-//! | [`ingest`] | `push --lines`: stdin in batches |
-//! | [`bench`] | `spoolmq bench`: throughput and latency |
-//! | [`cli`] | clap definitions |
-//! | [`doctor`] | does the file system keep the promises? |
-//! | [`output`] | plain and JSON output |
-//! | [`error`] | typed errors and exit codes |
-//! | [`failpoint`] | crash points for tests (feature `failpoints`) |
+//! The folders are the layers of `docs/ARCHITECTURE.md`; a module imports
+//! only from its own layer and the ones below (a test checks it):
+//!
+//! | layer | modules | concern |
+//! |---|---|---|
+//! | 0 | [`base`]: [`base::error`], [`base::lock`], [`base::io`], [`base::overlay`], [`base::failpoint`] | errors and exit codes, flocks, the I/O seam (the spool reached beneath a held directory, no links followed), read-only commands, crash points |
+//! | 1 | [`model`]: [`model::ids`], [`model::crypt`], [`model::input`] | ids and receipts, sealed bodies, what users type |
+//! | 2 | [`store`] | the seam between queue logic and storage |
+//! | 3 | [`store::fs`] ([`store::fs::record`], [`store::fs::segment`], [`store::fs::index`]), [`store::sqlite`], [`store::postgres`], [`queue`] | the three stores; delivery (leases, attempts, dead letters, receipts) |
+//! | 4 | [`spool`] | where the spool is, which store it uses, its queues |
+//! | 5 | [`ops`]: fsck, migrate, exec, wake, ingest, doctor, bench | what commands do |
+//! | 6 | [`cli`], [`cli::output`] | clap definitions, plain and JSON output |
+//!
+//! The library is what the binary uses; another Rust program may use it too:
+//!
+//! ```
+//! use spoolmq::Spool;
+//! use spoolmq::queue::now_ms;
+//! use std::time::Duration;
+//!
+//! # fn main() -> spoolmq::Result<()> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let spool = Spool::open(tmp.path().join("spool"), None)?;
+//! let mut q = spool.open_queue("jobs", true)?.expect("made with create");
+//! q.push(&mut [&b"resize img1.png"[..]].into_iter(), Duration::ZERO, now_ms())?;
+//! let got = q.pop(1, Duration::from_secs(60), 5, now_ms())?;
+//! assert_eq!(got[0].body, b"resize img1.png");
+//! q.ack(&[got[0].receipt.clone()], now_ms())?;
+//! # Ok(())
+//! # }
+//! ```
 
-pub mod bench;
+pub mod base;
 pub mod cli;
-pub mod crypt;
-pub mod doctor;
-pub mod error;
-pub mod exec;
-pub mod failpoint;
-pub mod fsck;
-pub mod fsstore;
-pub mod ids;
-pub mod index;
-pub mod ingest;
-pub mod input;
-pub mod io;
-pub mod lock;
-pub mod migrate;
+pub mod model;
 #[cfg(test)]
 mod model_test;
-pub mod output;
-pub mod overlay;
-pub mod pgconn;
-pub mod pgstore;
+pub mod ops;
 #[cfg(test)]
 mod power_loss;
 pub mod queue;
-pub mod record;
-pub mod segment;
-pub mod simfs;
 pub mod spool;
-pub mod sqlstore;
 pub mod store;
-pub mod wake;
 
-pub use error::{Error, Result};
+pub use base::error::{Error, Result};
 pub use queue::Queue;
 pub use spool::Spool;

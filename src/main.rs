@@ -1,16 +1,19 @@
 //! The `spoolmq` binary: parse the command line, call the library, print.
 //! Errors are printed once, as one line (`spoolmq: ...`), and mapped to the
-//! contract's exit codes (see `spoolmq::error`).
+//! contract's exit codes (see `spoolmq::base::error`).
 
 use clap::Parser;
+use spoolmq::base::error::{Error, IoContext, Result};
+use spoolmq::cli::output;
 use spoolmq::cli::{Cli, Command, Lazy};
-use spoolmq::error::{Error, IoContext, Result};
-use spoolmq::exec::{self, ExecRequest, PopRequest};
-use spoolmq::ids::Ids;
+use spoolmq::model::ids::Ids;
+use spoolmq::model::input;
+use spoolmq::ops::exec::{self, ExecRequest, PopRequest};
+use spoolmq::ops::{fsck, ingest};
 use spoolmq::queue::{Queue, now_ms};
 use spoolmq::spool::StoreKind;
 use spoolmq::store::Step;
-use spoolmq::{Spool, fsck, ingest, input, output, spool};
+use spoolmq::{Spool, spool};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -115,7 +118,7 @@ fn warn(line: String) {
 /// Warns (one line) when a URL given on the command line holds a password:
 /// every local user can read a process's arguments (`ps`, /proc/PID/cmdline).
 fn warn_url_password(url: &str, flag: &str) {
-    if spoolmq::pgconn::has_password(url) {
+    if spoolmq::store::postgres::conn::has_password(url) {
         warn(format!(
             "warning: the password in {flag} is visible to every local user in the process list; use PGPASSWORD, a password file (~/.pgpass, PGPASSFILE) or SPOOLMQ_URL instead"
         ));
@@ -261,10 +264,10 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         }
         Command::Keygen(Lazy(a)) => {
             if let Some(path) = &a.output {
-                spoolmq::crypt::create_key_file(path)?;
+                spoolmq::model::crypt::create_key_file(path)?;
                 return Ok(());
             }
-            let key = spoolmq::crypt::generate()?;
+            let key = spoolmq::model::crypt::generate()?;
             private_stdout()?;
             return Ok(out.write_all(key.as_bytes())?);
         }
@@ -294,7 +297,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
                     .ok()
                     .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
             };
-            spool.key = Some(spoolmq::crypt::Key::load(&path, spool_owner)?);
+            spool.key = Some(spoolmq::model::crypt::Key::load(&path, spool_owner)?);
         }
     }
     let json = cli.json;
@@ -339,7 +342,7 @@ fn private_stdout() -> Result<()> {
 fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
     let env_url = std::env::var("SPOOLMQ_URL").ok().filter(|v| !v.is_empty());
     if let Some(url) = cli.url.clone().or(env_url) {
-        if !spoolmq::pgstore::is_url(&url) {
+        if !spoolmq::store::postgres::is_url(&url) {
             return Err(Error::usage(
                 "--url: use postgres://USER@HOST/DB, postgresql://..., or key=value pairs",
             ));
@@ -351,7 +354,7 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
         }
         // A bad string (an option given twice, say) is a usage error now,
         // before anything else happens.
-        spoolmq::pgconn::Target::from_env(&url)?;
+        spoolmq::store::postgres::conn::Target::from_env(&url)?;
         if cli.url.is_some() {
             warn_url_password(&url, "--url");
         }
@@ -360,7 +363,7 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
     let root = spool::resolve(cli.dir.clone(), |k| std::env::var_os(k))?;
     if strict {
         let access = spool::check_access(&root)?;
-        spoolmq::io::set_shared(access == spool::Access::Shared);
+        spoolmq::base::io::set_shared(access == spool::Access::Shared);
     }
     let env_store = std::env::var("SPOOLMQ_STORE")
         .ok()
@@ -622,12 +625,12 @@ fn run_command(
             {
                 warn_url_password(&into.to_string_lossy(), "--into");
             }
-            let report = spoolmq::migrate::run(&spool, to, a.into.as_deref())?;
+            let report = spoolmq::ops::migrate::run(&spool, to, a.into.as_deref())?;
             report.notes.iter().cloned().for_each(warn);
             // Where it went, never with a password from a URL.
             let at = match a.into.as_deref() {
                 Some(into) if to == StoreKind::Postgres => {
-                    PathBuf::from(spoolmq::pgstore::describe(&into.to_string_lossy()))
+                    PathBuf::from(spoolmq::store::postgres::describe(&into.to_string_lossy()))
                 }
                 Some(into) => into.to_path_buf(),
                 None => spool.root.clone(),
@@ -660,7 +663,7 @@ fn run_command(
             .into());
         }
         Command::Doctor => {
-            let findings = spoolmq::doctor::check(&spool);
+            let findings = spoolmq::ops::doctor::check(&spool);
             for f in &findings {
                 if json {
                     let line = serde_json::to_string(f)
@@ -668,15 +671,15 @@ fn run_command(
                     writeln!(out, "{line}")?;
                 } else {
                     let status = match f.status {
-                        spoolmq::doctor::Status::Ok => "ok",
-                        spoolmq::doctor::Status::Problem => "PROBLEM",
+                        spoolmq::ops::doctor::Status::Ok => "ok",
+                        spoolmq::ops::doctor::Status::Problem => "PROBLEM",
                     };
                     writeln!(out, "{status:<8}{}: {}", f.check, f.detail)?;
                 }
             }
             let problems = findings
                 .iter()
-                .filter(|f| f.status == spoolmq::doctor::Status::Problem)
+                .filter(|f| f.status == spoolmq::ops::doctor::Status::Problem)
                 .count();
             if problems > 0 {
                 out.flush()?;
@@ -754,25 +757,25 @@ fn run_command(
             }
         }
         Command::Bench(Lazy(a)) => {
-            let req = spoolmq::bench::BenchRequest {
+            let req = spoolmq::ops::bench::BenchRequest {
                 count: a.count,
                 size: a.size as usize,
                 batch: a.batch,
                 producers: a.producers,
                 consumers: a.consumers,
             };
-            let report = spoolmq::bench::run(&spool, &req)?;
+            let report = spoolmq::ops::bench::run(&spool, &req)?;
             if json {
                 let line = serde_json::to_string(&report)
                     .map_err(|e| Error::Runtime(format!("json: {e}")))?;
                 writeln!(out, "{line}")?;
             } else {
-                write!(out, "{}", spoolmq::bench::table(&report))?;
+                write!(out, "{}", spoolmq::ops::bench::table(&report))?;
             }
         }
         Command::BenchWorker(Lazy(a)) => match a.role.as_str() {
-            "produce" => spoolmq::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
-            _ => spoolmq::bench::consume(&spool, &a.queue, a.count, out)?,
+            "produce" => spoolmq::ops::bench::produce(&spool, &a.queue, a.count, a.size as usize)?,
+            _ => spoolmq::ops::bench::consume(&spool, &a.queue, a.count, out)?,
         },
         Command::Init(_) if spool.kind == StoreKind::Postgres => {
             return Err(Error::usage(

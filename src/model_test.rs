@@ -11,9 +11,9 @@
 //! operations. `cargo test --release model` runs at least 100,000
 //! operations; `SPOOLMQ_MODEL_OPS=N` runs about N.
 
-use crate::fsstore::{FsStore, TEST_SEGMENT_LIMIT};
+use crate::base::simfs::{SimFs, XorShift};
 use crate::queue::Queue;
-use crate::simfs::{SimFs, XorShift};
+use crate::store::fs::{FsStore, TEST_SEGMENT_LIMIT};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -181,7 +181,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
     let mut model = Model::default();
     let mut now = 1_000_000u64;
     let mut receipts: Vec<String> = Vec::new();
-    let e = |what: &str, err: crate::error::Error| format!("{what}: {err}");
+    let e = |what: &str, err: crate::base::error::Error| format!("{what}: {err}");
     for (step, op) in ops.iter().enumerate() {
         let ctx = format!("step {step} ({op:?})");
         match op.clone() {
@@ -436,7 +436,7 @@ fn model_random_operations_agree_with_an_in_memory_queue() {
             }
         }
     }
-    TEST_SEGMENT_LIMIT.with(|l| l.set(crate::fsstore::SEGMENT_LIMIT));
+    TEST_SEGMENT_LIMIT.with(|l| l.set(crate::store::fs::SEGMENT_LIMIT));
     println!("model: {total} operations over {seeds} seeds, {divergences} divergences");
     assert_eq!(divergences, 0, "{report}");
 }

@@ -12,10 +12,10 @@
 //!
 //! Run with `cargo test --release power_loss`.
 
-use crate::fsstore::{self, FsStore, TEST_SEGMENT_LIMIT};
-use crate::io::Fs;
+use crate::base::io::Fs;
+use crate::base::simfs::{Chooser, SimFs, XorShift};
 use crate::queue::Queue;
-use crate::simfs::{Chooser, SimFs, XorShift};
+use crate::store::fs::{self as fsstore, FsStore, TEST_SEGMENT_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ struct Ctx {
     seen: Seen,
 }
 
-type Step = crate::error::Result<()>;
+type Step = crate::base::error::Result<()>;
 
 impl Ctx {
     /// `fsck --repair` (the queue closed meanwhile, as in the CLI).
@@ -85,7 +85,7 @@ impl Ctx {
     /// Flips a byte in the body of the message `id` (durably, as bit rot).
     fn damage(&mut self, id: &str) {
         let body = self.seen.pushed[id].clone();
-        let seg = dir().join(crate::segment::file_name(1));
+        let seg = dir().join(crate::store::fs::segment::file_name(1));
         let data = self.fs.read(&seg).expect("segment 1");
         let at = data
             .windows(body.len())
@@ -266,7 +266,7 @@ fn slots_lost(c: &mut Ctx) -> Step {
     c.q = None;
     c.seen.deleted = Some("slots");
     c.fs.remove_file(&dir().join("slots"))
-        .map_err(|e| crate::error::Error::io("remove", &dir().join("slots"), e))?;
+        .map_err(|e| crate::base::error::Error::io("remove", &dir().join("slots"), e))?;
     c.q = Some(open(&c.fs, false)?);
     c.ack()?;
     c.push(&["after"])
@@ -290,9 +290,9 @@ fn repair(c: &mut Ctx) -> Step {
 }
 
 /// Opens the queue on `fs` (creating it).
-fn open(fs: &SimFs, create: bool) -> crate::error::Result<Queue> {
+fn open(fs: &SimFs, create: bool) -> crate::base::error::Result<Queue> {
     let store = FsStore::open_with(Arc::new(fs.clone()), &dir(), create)?
-        .ok_or_else(|| crate::error::Error::NoSuchQueue(Q.into()))?;
+        .ok_or_else(|| crate::base::error::Error::NoSuchQueue(Q.into()))?;
     Ok(Queue::with_store(Q, Box::new(store)))
 }
 
@@ -372,7 +372,7 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         ));
     }
     drop(q);
-    match crate::fsck::check(&fs, Q, &dir()) {
+    match crate::ops::fsck::check(&fs, Q, &dir()) {
         Ok(r) if r.problems.is_empty() => {}
         Ok(r) => v.push(format!("{what}: fsck found {:?}", r.problems)),
         Err(e) => v.push(format!("{what}: fsck failed: {e}")),

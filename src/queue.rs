@@ -15,9 +15,9 @@
 //! * `nack` of a message whose attempts reached `--max-attempts` makes a dead
 //!   letter; `retry` makes dead letters ready again with no attempts.
 
-use crate::crypt::{self, Key, Sealer};
-use crate::error::{Error, Result};
-use crate::ids::Ids;
+use crate::base::error::{Error, Result};
+use crate::model::crypt::{self, Key, Sealer};
+use crate::model::ids::Ids;
 use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,7 @@ pub fn now_ms() -> u64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    now.saturating_add_signed(crate::failpoint::clock_skew_ms())
+    now.saturating_add_signed(crate::base::failpoint::clock_skew_ms())
 }
 
 fn ms(d: Duration) -> u64 {
@@ -176,10 +176,10 @@ pub struct Queue {
     notices: Vec<String>,
     /// The id cipher for the store's salt, made on first use.
     ids: Option<Ids>,
-    /// The key given with `--key-file`, for bodies (see [`crate::crypt`]).
+    /// The key given with `--key-file`, for bodies (see [`crate::model::crypt`]).
     key: Option<Key>,
     /// The spool lock (see [`Spool::lock`]), released after the store.
-    _spool_lock: Option<crate::lock::QueueLock>,
+    _spool_lock: Option<crate::base::lock::QueueLock>,
 }
 
 impl Queue {
@@ -203,7 +203,7 @@ impl Queue {
 
     /// Keeps `lock` (the spool's, taken by [`crate::spool::Spool::open_queue`])
     /// for as long as the queue is open.
-    pub fn hold(&mut self, lock: Option<crate::lock::QueueLock>) {
+    pub fn hold(&mut self, lock: Option<crate::base::lock::QueueLock>) {
         self._spool_lock = lock;
     }
 
@@ -265,7 +265,7 @@ impl Queue {
     }
 
     /// Pushes `(body, pushed_at_ms, not_before_ms)` items, each body sealed
-    /// with the key if the queue is encrypted (see [`crate::crypt`]): the
+    /// with the key if the queue is encrypted (see [`crate::model::crypt`]): the
     /// queue's first push records whether it is; later ones must agree.
     fn push_sealed(
         &mut self,
@@ -824,7 +824,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{format_id, parse_id};
+    use crate::model::ids::{format_id, parse_id};
 
     #[test]
     fn ids_and_receipts_round_trip() {

@@ -5,16 +5,16 @@
 //!   .store                    which store the spool uses (see below)
 //!   .spool.lock               flock: shared by fs commands, exclusive for the
 //!                             sqlite store and for `migrate`
-//!   .spool.db                 the sqlite store's database (crate::sqlstore)
-//!   .spool.bell               written to wake sqlite waiters (crate::sqlstore)
+//!   .spool.db                 the sqlite store's database (crate::store::sqlite)
+//!   .spool.bell               written to wake sqlite waiters (crate::store::sqlite)
 //!   QUEUE/                    fs store: mode 0700, one per queue
-//!     lock                    flock target (crate::lock)
-//!     index                   headers (crate::index)
-//!     slots                   one 64-byte slot per message (crate::index)
-//!     wal                     write-ahead log of state changes (crate::index)
+//!     lock                    flock target (crate::base::lock)
+//!     index                   headers (crate::store::fs::index)
+//!     slots                   one 64-byte slot per message (crate::store::fs::index)
+//!     wal                     write-ahead log of state changes (crate::store::fs::index)
 //!     reserve                 space kept for consuming on a full disk
 //!     key                     the key id of an encrypted queue
-//!     00000000000000000001.seg  segment files (crate::segment, crate::record)
+//!     00000000000000000001.seg  segment files (crate::store::fs::segment, crate::store::fs::record)
 //! ```
 //!
 //! Where the spool is: `--dir` > `SPOOLMQ_DIR` > `$XDG_DATA_HOME/spoolmq` >
@@ -43,7 +43,7 @@
 //! disk and no record, commands refuse rather than guess (the messages of
 //! the other store would be hidden, and a write would record the guess);
 //! `--store S fsck --repair` records the store named. A damaged record is
-//! rewritten by `fsck --repair` (crate::fsck::check_spool), or by the first
+//! rewritten by `fsck --repair` (crate::ops::fsck::check_spool), or by the first
 //! write to a spool that holds nothing yet.
 //!
 //! Who may use it ([`check_access`], before any command but `doctor` and
@@ -52,20 +52,20 @@
 //! command unless it is shared and the user is in its group. A shared spool
 //! (`spoolmq init --group GROUP`) is mode 2770 with everything in it of
 //! that group; its files are 0660 and its directories 2770
-//! ([`crate::io::file_mode`]). Inside a spool no symlink is followed and
+//! ([`crate::base::io::file_mode`]). Inside a spool no symlink is followed and
 //! nothing is reached by path: every file and directory is opened through
-//! [`crate::io::root_fs`] ([`crate::io::RealFs`]), walking from the spool's descriptor
+//! [`crate::base::io::root_fs`] ([`crate::base::io::RealFs`]), walking from the spool's descriptor
 //! with `O_NOFOLLOW` ([`Error::symlink`] names a link met on the way).
 
-use crate::error::{Error, IoContext, Result};
-use crate::fsstore::FsStore;
-use crate::input;
-use crate::io::root_fs;
-use crate::pgstore::PgStore;
+use crate::base::error::{Error, IoContext, Result};
+use crate::base::io::root_fs;
+use crate::model::input;
 use crate::queue::Queue;
-use crate::segment::sync_dir;
-use crate::sqlstore::SqliteStore;
 use crate::store::Store;
+use crate::store::fs::FsStore;
+use crate::store::fs::segment::sync_dir;
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
 use std::ffi::OsString;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -99,12 +99,12 @@ pub fn resolve(flag: Option<PathBuf>, env: impl Fn(&str) -> Option<OsString>) ->
 /// The ways a spool can store its queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
-    /// Segment files and an index per queue (crate::fsstore).
+    /// Segment files and an index per queue (crate::store::fs).
     Fs,
-    /// One SQLite database for the spool (crate::sqlstore).
+    /// One SQLite database for the spool (crate::store::sqlite).
     Sqlite,
     /// Tables in a PostgreSQL database, shared by many hosts
-    /// (crate::pgstore); chosen by `--url`, not recorded in a directory.
+    /// (crate::store::postgres); chosen by `--url`, not recorded in a directory.
     Postgres,
 }
 
@@ -144,8 +144,8 @@ pub struct Spool {
     pub kind: StoreKind,
     /// The PostgreSQL connection string, for [`StoreKind::Postgres`].
     pub url: Option<String>,
-    /// The key from `--key-file`, given to every queue opened (crate::crypt).
-    pub key: Option<crate::crypt::Key>,
+    /// The key from `--key-file`, given to every queue opened (crate::model::crypt).
+    pub key: Option<crate::model::crypt::Key>,
 }
 
 impl Spool {
@@ -162,7 +162,7 @@ impl Spool {
     /// The queues in the PostgreSQL database at `url` (the directory is unused).
     pub fn postgres(url: String) -> Spool {
         Spool {
-            root: PathBuf::from(crate::pgstore::describe(&url)),
+            root: PathBuf::from(crate::store::postgres::describe(&url)),
             kind: StoreKind::Postgres,
             url: Some(url),
             key: None,
@@ -273,7 +273,11 @@ impl Spool {
     /// is made if missing; without, `Ok(None)` if it is missing. Once held,
     /// the recorded store is checked again: a `migrate` may have finished
     /// while this process waited.
-    pub fn lock(&self, create: bool, exclusive: bool) -> Result<Option<crate::lock::QueueLock>> {
+    pub fn lock(
+        &self,
+        create: bool,
+        exclusive: bool,
+    ) -> Result<Option<crate::base::lock::QueueLock>> {
         if self.kind == StoreKind::Postgres {
             // The database's row locks do this work across hosts.
             return Ok(None);
@@ -307,7 +311,7 @@ impl Spool {
 
     /// Opens queue `name` for a command that only reads (`stats`, `peek`,
     /// `list`, `export`): the fs store is opened through
-    /// [`crate::overlay::ReadOnlyFs`], so nothing on disk is written, even by
+    /// [`crate::base::overlay::ReadOnlyFs`], so nothing on disk is written, even by
     /// recovery, and a spool on a read-only mount can be read; the sqlite
     /// store reads an older schema as it is.
     pub fn open_queue_read_only(&self, name: &str) -> Result<Option<Queue>> {
@@ -379,7 +383,7 @@ impl Spool {
     /// The directory of an existing queue `name`: refused if it is a symlink.
     pub fn existing_queue_dir(&self, name: &str) -> Result<PathBuf> {
         // Only a first check, for the message: every file in the queue is
-        // reached through crate::io::RealFs, which refuses a link whenever
+        // reached through crate::base::io::RealFs, which refuses a link whenever
         // it meets one.
         let dir = self.queue_dir(name);
         match std::fs::symlink_metadata(&dir) {
@@ -429,8 +433,8 @@ impl Spool {
             return Ok(Vec::new());
         }
         match self.kind {
-            StoreKind::Sqlite => return crate::sqlstore::queue_names(&self.root),
-            StoreKind::Postgres => return crate::pgstore::queue_names(self.url()?),
+            StoreKind::Sqlite => return crate::store::sqlite::queue_names(&self.root),
+            StoreKind::Postgres => return crate::store::postgres::queue_names(self.url()?),
             StoreKind::Fs => {}
         }
         self.queue_dirs()
@@ -441,7 +445,7 @@ impl Spool {
         if !self.exists()? {
             return Ok(Vec::new());
         }
-        use crate::io::Fs;
+        use crate::base::io::Fs;
         let fs = root_fs(&self.root)?;
         let mut names = Vec::new();
         for name in fs.list(&self.root).ctx("list spool", &self.root)? {
@@ -452,7 +456,7 @@ impl Spool {
             if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(Error::symlink(&dir));
             }
-            if crate::fsstore::FsStore::is_queue(&fs, &dir)? {
+            if crate::store::fs::FsStore::is_queue(&fs, &dir)? {
                 names.push(name);
             }
         }
@@ -606,11 +610,17 @@ impl OnDisk {
     /// The spool at `root` (missing: nothing).
     pub fn of(root: &Path) -> Result<OnDisk> {
         let fs_queues = Spool::new(root.to_path_buf()).queue_dirs()?;
-        let db = match std::fs::symlink_metadata(root.join(crate::sqlstore::DB_FILE)) {
+        let db = match std::fs::symlink_metadata(root.join(crate::store::sqlite::DB_FILE)) {
             Ok(_) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => false,
-            Err(e) => return Err(Error::io("stat", &root.join(crate::sqlstore::DB_FILE), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    "stat",
+                    &root.join(crate::store::sqlite::DB_FILE),
+                    e,
+                ));
+            }
         };
         Ok(OnDisk { fs_queues, db })
     }
@@ -630,12 +640,12 @@ impl OnDisk {
         if self.store().is_err() {
             return format!(
                 "--store says (both stores' files are here: {} and queue directories {})",
-                crate::sqlstore::DB_FILE,
+                crate::store::sqlite::DB_FILE,
                 self.fs_queues.join(", ")
             );
         }
         match kind {
-            StoreKind::Sqlite => format!("its database {} is here", crate::sqlstore::DB_FILE),
+            StoreKind::Sqlite => format!("its database {} is here", crate::store::sqlite::DB_FILE),
             _ => format!(
                 "its queue director{} {} {} here",
                 if self.fs_queues.len() == 1 {
@@ -682,7 +692,7 @@ fn ambiguous(root: &Path, record: &Record, disk: &OnDisk) -> Error {
         "{}, and both stores' files are here: fs queue directories ({}) and the sqlite database {}; refused, to not hide the messages of either. Nothing was changed. Record the store that holds the messages with `spoolmq --dir {d} --store fs fsck --repair` (or --store sqlite)",
         record_trouble(root, record),
         disk.fs_queues.join(", "),
-        crate::sqlstore::DB_FILE,
+        crate::store::sqlite::DB_FILE,
     ))
 }
 
@@ -758,7 +768,7 @@ fn write_kind(root: &Path, kind: StoreKind) -> Result<()> {
 fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
     let root = tmp.parent().unwrap_or(Path::new("."));
     let fs = root_fs(root)?;
-    let f = crate::segment::open_file(&fs, tmp, crate::io::Open::New)?;
+    let f = crate::store::fs::segment::open_file(&fs, tmp, crate::base::io::Open::New)?;
     f.write_all_at(encode_record(kind).as_bytes(), 0)
         .ctx("write", tmp)?;
     f.sync_data().ctx("sync", tmp)
@@ -770,7 +780,7 @@ fn write_kind_file(tmp: &Path, kind: StoreKind) -> Result<()> {
 pub fn replace_kind(root: &Path, kind: StoreKind) -> Result<()> {
     let tmp = tmp_record_path(root)?;
     let path = root.join(STORE_FILE);
-    use crate::io::Fs;
+    use crate::base::io::Fs;
     let fs = root_fs(root)?;
     let done =
         write_kind_file(&tmp, kind).and_then(|()| fs.rename(&tmp, &path).ctx("rename", &path));
@@ -789,7 +799,7 @@ fn not_a_dir(p: &Path) -> Error {
 /// umask) if it is missing and fsyncs its parent. `parents`: `dir` is the
 /// spool, whose missing ancestors are created too (with default modes) and
 /// which may be reached through a symlink the user chose; without, `dir` is
-/// a queue directory, made through the spool's [`crate::io::root_fs`], so that a link
+/// a queue directory, made through the spool's [`crate::base::io::root_fs`], so that a link
 /// planted in its place is refused and never followed.
 fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
     let parent = dir
@@ -797,7 +807,7 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !parents {
-        use crate::io::Fs;
+        use crate::base::io::Fs;
         let fs = root_fs(parent)?;
         if fs.exists(dir).ctx("open directory", dir)? {
             fs.make_dir(dir).ctx("open directory", dir)?;
@@ -817,7 +827,7 @@ fn mkdir_durable(dir: &Path, parents: bool) -> Result<()> {
         Some(libc::ENOTDIR) | Some(libc::EEXIST) => not_a_dir(parent),
         _ => Error::io("create directory", parent, e),
     })?;
-    let mode = crate::io::dir_mode();
+    let mode = crate::base::io::dir_mode();
     match std::fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
@@ -1008,7 +1018,7 @@ pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
             user_name(m.uid())
         )));
     }
-    crate::io::set_shared(true);
+    crate::base::io::set_shared(true);
     mkdir_durable(root, true)?;
     // The spool first (so what follows is created with its group), then
     // everything in it, walked through directory descriptors: links are
@@ -1043,14 +1053,14 @@ fn share_tree(
     me: u32,
     apply: bool,
 ) -> Result<()> {
-    use crate::io::{fstat, open_dir_at, refuse_file};
+    use crate::base::io::{fstat, open_dir_at, refuse_file};
     use std::os::fd::AsFd;
     let st = fstat(dir).ctx("stat", path)?;
     share_entry(dir, &st, path, gid, me, true, apply)?;
-    for name in crate::io::list_dir(dir).ctx("list", path)? {
+    for name in crate::base::io::list_dir(dir).ctx("list", path)? {
         let p = path.join(&name);
         let name = std::ffi::OsStr::new(&name);
-        let seen = crate::io::lstat_at(dir, name).ctx("stat", &p)?;
+        let seen = crate::base::io::lstat_at(dir, name).ctx("stat", &p)?;
         match seen.st_mode & libc::S_IFMT {
             libc::S_IFDIR => {
                 let sub = open_dir_at(dir, name).ctx("open", &p)?;
@@ -1071,7 +1081,7 @@ fn share_tree(
                 if let Some(why) = refuse_file(&seen) {
                     return Err(Error::Runtime(format!("{}: {why}", p.display())));
                 }
-                let f = crate::io::open_at(dir, name, libc::O_RDONLY, 0).ctx("open", &p)?;
+                let f = crate::base::io::open_at(dir, name, libc::O_RDONLY, 0).ctx("open", &p)?;
                 let now = fstat(f.as_fd()).ctx("stat", &p)?;
                 if let Some(why) = refuse_file(&now) {
                     return Err(Error::Runtime(format!("{}: {why}", p.display())));

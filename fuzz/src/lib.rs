@@ -6,7 +6,7 @@
 //!
 //! A check fails by panicking. Besides "the decoder does not panic", every
 //! target checks what a decoder's answer must mean, against a slow reference
-//! written from the format docs (src/record.rs, src/index.rs, src/input.rs),
+//! written from the format docs (src/store/fs/record.rs, src/store/fs/index.rs, src/model/input.rs),
 //! and that encoding what was decoded gives back the same bytes.
 //!
 //! Random bytes rarely pass a CRC, so the first input byte picks a *mode*:
@@ -14,14 +14,16 @@
 //! by the encoders from the input and then damaged by it (flips, cuts,
 //! appended junk). All three reach the decoders as one plain `&[u8]`.
 
-use spoolmq::index::{self, Header, SegmentEntry, SlotDamage, WAL_ENTRY_LEN, WAL_HEAD_LEN};
-use spoolmq::input;
-use spoolmq::record::{self, Damage, MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC};
-use spoolmq::segment::{self, Found};
+use spoolmq::model::input;
+use spoolmq::store::fs::index::{
+    self, Header, SegmentEntry, SlotDamage, WAL_ENTRY_LEN, WAL_HEAD_LEN,
+};
+use spoolmq::store::fs::record::{self, Damage, MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC};
+use spoolmq::store::fs::segment::{self, Found};
 use spoolmq::store::{Counters, Loc, Meta, State};
 
 const SLOT_LEN: usize = 64;
-/// Bytes of the index header before its segment list (src/index.rs).
+/// Bytes of the index header before its segment list (src/store/fs/index.rs).
 const HEADER_FIXED: usize = 180;
 
 /// Reads the fuzzer's input front to back; past its end, zeros.
@@ -629,7 +631,7 @@ pub fn duration_parse(data: &[u8]) {
     check_queue_name(&text);
 }
 
-/// `duration`'s cap: 100 years of 365 days (src/input.rs).
+/// `duration`'s cap: 100 years of 365 days (src/model/input.rs).
 const MAX_MS: u128 = 100 * 365 * 86_400_000;
 
 /// The documented forms, `<digits>[ms|s|m|h|d]`, as milliseconds (u128, so

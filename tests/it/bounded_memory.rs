@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 const BODY: u64 = 64 << 20;
 /// The bound on the peak RSS of a command that holds one body of `BODY` bytes.
 const LIMIT: u64 = BODY * 6 / 5 + (32 << 20);
-/// The body limit of the store (`spoolmq::record::MAX_BODY`).
+/// The body limit of the store (`spoolmq::store::fs::record::MAX_BODY`).
 const MAX_BODY: u64 = 1 << 30;
 
 static HEAVY: Mutex<()> = Mutex::new(());

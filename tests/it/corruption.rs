@@ -7,7 +7,7 @@
 //! Each test builds one template queue (30 messages: acked, leased, dead, nacked and ready, so
 //! every file has content), then runs seeded rounds: copy the template to a fresh spool, damage
 //! one file, check. Damage is computed exactly from the documented layouts (README, module docs
-//! of src/record.rs and src/index.rs), so for segments the test knows which records are intact.
+//! of src/store/fs/record.rs and src/store/fs/index.rs), so for segments the test knows which records are intact.
 //!
 //! The spool's own files get the same treatment on both stores (`.store`, `.spool.lock`,
 //! `.spool.bell`, the key id file of an encrypted queue, `.spool.db` and SQLite's WAL and shm
@@ -575,7 +575,7 @@ impl Fixture {
         }
         let peek = sm(s, &["peek", Q, "--json", "--count", "1000"]);
         peek.ok();
-        // Read-only commands write nothing (src/overlay.rs): an unfinished
+        // Read-only commands write nothing (src/base/overlay.rs): an unfinished
         // change at the end of the WAL is cut by the next writing command,
         // and until then each command says what it will cut. Nothing else.
         let other: Vec<&str> = peek

@@ -301,7 +301,7 @@ fn a_push_after_a_torn_header_is_still_delivered() {
 }
 
 /// Adds `delta` to the `acked` counter of every valid header in the index (the layout in
-/// src/index.rs: counters from offset 88, acked the sixth) and re-seals its CRC: the index
+/// src/store/fs/index.rs: counters from offset 88, acked the sixth) and re-seals its CRC: the index
 /// then checks out while its counters no longer add up.
 fn skew_acked_counter(index: &Path, delta: u64) {
     let mut data = fs::read(index).unwrap();

@@ -9,8 +9,8 @@
 #[path = "../../fuzz/src/lib.rs"]
 mod fuzz_checks;
 
-use spoolmq::index::{self, Header, SlotDamage};
-use spoolmq::record::{self, Damage};
+use spoolmq::store::fs::index::{self, Header, SlotDamage};
+use spoolmq::store::fs::record::{self, Damage};
 use std::path::{Path, PathBuf};
 
 fn dir() -> PathBuf {
@@ -87,8 +87,8 @@ fn the_hand_made_inputs_reach_what_they_are_named_for() {
     let s = input("index_decode-slot-state-zero-good-crc.bin");
     assert_eq!(index::decode_slot(&s[1..]), Err(SlotDamage::Bad));
 
-    assert!(spoolmq::input::duration("3153600000000ms").is_ok());
-    assert!(spoolmq::input::duration("3153600000001ms").is_err());
+    assert!(spoolmq::model::input::duration("3153600000000ms").is_ok());
+    assert!(spoolmq::model::input::duration("3153600000001ms").is_err());
 }
 
 /// The one finding of the fuzzer so far (fuzz/README.md, "Findings"): a slot

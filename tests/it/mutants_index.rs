@@ -2,7 +2,7 @@
 //! format documents, in the corners the module's own tests leave out; each
 //! test here kills a mutant that `cargo mutants` found surviving.
 
-use spoolmq::index::{self, Header, SegmentEntry};
+use spoolmq::store::fs::index::{self, Header, SegmentEntry};
 use spoolmq::store::{Counters, Loc, Meta, State};
 
 fn slot(max_attempts: u32) -> Meta {

@@ -230,10 +230,10 @@ fn a_damaged_body_met_by_pop_is_skipped_and_reported_once_as_a_notice_naming_the
 fn stored(tmp: &TempDir, id: &str) -> spoolmq::store::Meta {
     use spoolmq::store::Store;
     let dir = tmp.path().join("spool").join("q");
-    let mut store = spoolmq::fsstore::FsStore::open(&dir, false)
+    let mut store = spoolmq::store::fs::FsStore::open(&dir, false)
         .unwrap()
         .unwrap();
-    let seq = spoolmq::ids::parse_id(id, store.salt()).unwrap();
+    let seq = spoolmq::model::ids::parse_id(id, store.salt()).unwrap();
     store.get(seq).unwrap().expect("the slot is there")
 }
 
@@ -450,7 +450,7 @@ fn the_oldest_ready_age_looks_past_leased_messages_ahead_of_it() {
 
 /// A store that counts the messages its scans show to the queue.
 struct Counting {
-    inner: spoolmq::fsstore::FsStore,
+    inner: spoolmq::store::fs::FsStore,
     visits: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
@@ -490,10 +490,10 @@ impl spoolmq::store::Store for Counting {
     fn next_seq(&self) -> u64 {
         self.inner.next_seq()
     }
-    fn key_id(&self) -> Option<spoolmq::crypt::KeyId> {
+    fn key_id(&self) -> Option<spoolmq::model::crypt::KeyId> {
         self.inner.key_id()
     }
-    fn set_key_id(&mut self, id: Option<spoolmq::crypt::KeyId>) -> spoolmq::Result<()> {
+    fn set_key_id(&mut self, id: Option<spoolmq::model::crypt::KeyId>) -> spoolmq::Result<()> {
         self.inner.set_key_id(id)
     }
     fn restore(
@@ -522,7 +522,7 @@ fn stats_visits_only_the_leased_and_delayed_messages_and_the_oldest_ready_one() 
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("q");
     std::fs::create_dir(&dir).unwrap();
-    let store = spoolmq::fsstore::FsStore::open(&dir, true)
+    let store = spoolmq::store::fs::FsStore::open(&dir, true)
         .unwrap()
         .unwrap();
     let visits = std::rc::Rc::new(std::cell::Cell::new(0));

@@ -2,7 +2,7 @@
 //! own tests leave out; each test here kills a mutant that `cargo mutants`
 //! found surviving.
 
-use spoolmq::record::{self, Damage, MAX_BODY, RECORD_HEADER_LEN};
+use spoolmq::store::fs::record::{self, Damage, MAX_BODY, RECORD_HEADER_LEN};
 
 /// A record header claiming `body_len` bytes, with a good header CRC.
 fn header_claiming(body_len: u32) -> Vec<u8> {
@@ -71,9 +71,9 @@ fn resync_steps_past_a_record_whose_header_checksum_is_bad() {
     let b = buf.clone();
     assert_eq!(within_10_s(move || record::find_next(&b, 1)), Some(third));
     // And a segment scan over them finds the third record.
-    let (found, end) = within_10_s(move || spoolmq::segment::scan(&buf, 16));
+    let (found, end) = within_10_s(move || spoolmq::store::fs::segment::scan(&buf, 16));
     assert!(
-        matches!(found.last(), Some(spoolmq::segment::Found::Good { header, offset })
+        matches!(found.last(), Some(spoolmq::store::fs::segment::Found::Good { header, offset })
             if header.seq == 3 && *offset == 16 + third as u64),
         "{found:?}"
     );

@@ -3,9 +3,10 @@
 //! corners the module's own tests leave out; each test here kills a mutant
 //! that `cargo mutants` found surviving.
 
-use spoolmq::io::{self, Open};
-use spoolmq::record::{self, Damage, MAX_BODY};
-use spoolmq::{Error, segment};
+use spoolmq::Error;
+use spoolmq::base::io::{self, Open};
+use spoolmq::store::fs::record::{self, Damage, MAX_BODY};
+use spoolmq::store::fs::segment;
 use tempfile::TempDir;
 
 #[test]

@@ -3,7 +3,7 @@
 //! Parsing never does I/O. Every rejection is an [`Error::Usage`] (exit 2)
 //! whose message names the rule that was broken.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use std::time::Duration;
 
 /// The longest queue name allowed.

@@ -2,7 +2,9 @@
 //! here (queue names, durations, counts), so a usage error exits 2 before
 //! anything is opened or created.
 
-use crate::input;
+pub mod output;
+
+use crate::model::input;
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;

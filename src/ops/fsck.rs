@@ -1,17 +1,17 @@
 //! `fsck`: reads every record and slot of a queue, checks CRCs, the index
 //! against the segments and the counters against the slots, and reports each
 //! problem with its file and offset. `--repair` rebuilds the queue's index
-//! ([`crate::fsstore::rebuild`]) and checks again. Before the queues, the
+//! ([`crate::store::fs::rebuild`]) and checks again. Before the queues, the
 //! spool's own files ([`check_spool`]: `.store`, `.spool.lock`, `.spool.bell`,
 //! objects planted in `.spool.db`).
 
-use crate::error::{Error, IoContext, Result};
-use crate::fsstore::{self, FsStore};
-use crate::index::{SLOT_LEN, SlotDamage};
-use crate::io::Fs;
-use crate::segment::{self, Found};
+use crate::base::error::{Error, IoContext, Result};
+use crate::base::io::Fs;
 use crate::spool::{Record, Spool, StoreKind};
-use crate::sqlstore;
+use crate::store::fs::index::{SLOT_LEN, SlotDamage};
+use crate::store::fs::segment::{self, Found};
+use crate::store::fs::{self as fsstore, FsStore};
+use crate::store::sqlite as sqlstore;
 use crate::store::{Counters, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,9 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
                         r.problems.push(problem(
                             &path,
                             Some(offset),
-                            crate::record::Damage::OutOfSequence.describe().to_string(),
+                            crate::store::fs::record::Damage::OutOfSequence
+                                .describe()
+                                .to_string(),
                         ));
                     } else {
                         last = Some(header.seq);
@@ -140,7 +142,7 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     let mut counted = Counters::default();
     let mut live: HashMap<u64, u64> = HashMap::new();
     let mut slot_problems = Vec::new();
-    let id = |seq: u64| crate::ids::format_id(seq, h.salt);
+    let id = |seq: u64| crate::model::ids::format_id(seq, h.salt);
     store.all_slots(first, &mut |seq, slot| {
         match slot {
             Ok(m) => {
@@ -244,7 +246,7 @@ fn check_wal(
     problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
 ) -> Result<()> {
     let path = dir.join("wal");
-    let wal = segment::open_file(fs, &path, crate::io::Open::Existing)?;
+    let wal = segment::open_file(fs, &path, crate::base::io::Open::Existing)?;
     let (end, size) = fsstore::read_wal(&*wal, &path, 0, &mut |_, _, _| Ok(()))?;
     if end < size && end < committed {
         r.problems.push(problem(
@@ -269,9 +271,9 @@ fn check_key_record(
     fs: &dyn Fs,
     dir: &Path,
     name: &str,
-    key: &crate::crypt::Key,
+    key: &crate::model::crypt::Key,
     r: &mut QueueReport,
-) -> Result<Option<crate::crypt::KeyId>> {
+) -> Result<Option<crate::model::crypt::KeyId>> {
     let missing = match fsstore::key_record(fs, dir) {
         Ok(Some(_)) => return Ok(None),
         Ok(None) => true,
@@ -311,9 +313,9 @@ pub fn check_bodies(
     if spool.kind == StoreKind::Fs && spool.key.is_none() {
         // Without a key there is nothing to check in a queue that has no
         // key id: not even opened.
-        use crate::io::Fs;
+        use crate::base::io::Fs;
         let key = spool.queue_dir(name).join("key");
-        if !crate::io::root_fs(&spool.root)?
+        if !crate::base::io::root_fs(&spool.root)?
             .exists(&key)
             .ctx("open", &key)?
         {
@@ -354,17 +356,17 @@ pub fn check_bodies(
 
 pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
     let dir = spool.queue_dir(name);
-    // Checks read through crate::overlay::ReadOnlyFs (a fresh one each
+    // Checks read through crate::base::overlay::ReadOnlyFs (a fresh one each
     // time, so the second check sees what the repair wrote): without
     // --repair, fsck writes nothing.
     let check = |name: &str| match spool.kind {
         StoreKind::Fs => {
-            let real = crate::io::root_fs(&spool.root)?;
-            let fs: Arc<dyn Fs> = Arc::new(crate::overlay::ReadOnlyFs::new(real));
+            let real = crate::base::io::root_fs(&spool.root)?;
+            let fs: Arc<dyn Fs> = Arc::new(crate::base::overlay::ReadOnlyFs::new(real));
             check(&fs, name, &dir)
         }
         StoreKind::Sqlite => sqlstore::check(&spool.root, name),
-        StoreKind::Postgres => crate::pgstore::check(spool.url()?, name),
+        StoreKind::Postgres => crate::store::postgres::check(spool.url()?, name),
     };
     // One fsck at a time per spool, and none during a migrate.
     let sqlite = spool.kind == StoreKind::Sqlite;
@@ -372,7 +374,7 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     let mut first = check(name)?;
     let lost_key = match (spool.kind, &spool.key) {
         (StoreKind::Fs, Some(key)) => {
-            let fs = crate::overlay::ReadOnlyFs::new(crate::io::root_fs(&spool.root)?);
+            let fs = crate::base::overlay::ReadOnlyFs::new(crate::base::io::root_fs(&spool.root)?);
             check_key_record(&fs, &dir, name, key, &mut first)?
         }
         _ => None,
@@ -382,13 +384,13 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
     }
     let mut notes = Vec::new();
     if let Some(id) = lost_key {
-        fsstore::restore_key_record(&crate::io::root_fs(&spool.root)?, &dir, id)?;
+        fsstore::restore_key_record(&crate::base::io::root_fs(&spool.root)?, &dir, id)?;
         notes.push("key id file rewritten: the bodies open with the key given".to_string());
     }
     notes.extend(match spool.kind {
-        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::io::root_fs(&spool.root)?), &dir)?,
+        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::base::io::root_fs(&spool.root)?), &dir)?,
         StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
-        StoreKind::Postgres => crate::pgstore::repair(spool.url()?, name)?,
+        StoreKind::Postgres => crate::store::postgres::repair(spool.url()?, name)?,
     });
     let mut second = check(name)?;
     second

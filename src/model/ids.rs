@@ -20,7 +20,7 @@
 //!
 //! Speck is chosen for being small enough to write out and check against
 //! its published test vector; it is not used for confidentiality here (the
-//! bodies use XChaCha20-Poly1305, see [`crate::crypt`]).
+//! bodies use XChaCha20-Poly1305, see [`crate::model::crypt`]).
 
 const ROUNDS: usize = 27;
 

@@ -1,5 +1,5 @@
 //! Segment files: append-only files of message records
-//! (format in [`crate::record`]).
+//! (format in [`crate::store::fs::record`]).
 //!
 //! A segment is named by the seq of its first message, zero-padded to 20
 //! digits so that `ls` sorts segments in order: `00000000000000000001.seg`.
@@ -12,14 +12,14 @@
 //!   written and fsynced, then the directory fsynced, before any record is
 //!   appended to it.
 //! * Reading never trusts the file: every record is checked by
-//!   [`crate::record::decode`], and a damaged one is reported with its offset.
+//!   [`crate::store::fs::record::decode`], and a damaged one is reported with its offset.
 //!   Nothing is sized from a length the file claims: scans, checks and
 //!   repairs read a window at a time ([`scan_file`]) and never past
 //!   [`MAX_SEGMENT_LEN`], and a record is read only if the file holds it.
 
-use crate::error::{Error, IoContext, Result};
-use crate::io::{FileIo, Fs, Open};
-use crate::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
+use crate::base::error::{Error, IoContext, Result};
+use crate::base::io::{FileIo, Fs, Open};
+use crate::store::fs::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -147,7 +147,7 @@ pub enum Found {
 const WINDOW: usize = 1 << 20;
 
 /// The largest a segment file can be: a push rolls to a new segment before
-/// it passes [`crate::fsstore::SEGMENT_LIMIT`] (64 MiB), unless a single
+/// it passes [`crate::store::fs::SEGMENT_LIMIT`] (64 MiB), unless a single
 /// record is larger, and a record holds at most [`record::MAX_BODY`]. Bytes
 /// past this offset (a sparse file of 200 GB) are damage, never read.
 pub const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + RECORD_HEADER_LEN as u64 + record::MAX_BODY;
@@ -524,9 +524,9 @@ mod tests {
 
     #[test]
     fn a_scan_a_window_at_a_time_finds_what_a_scan_of_the_whole_file_finds() {
-        let mut rng = crate::simfs::XorShift(5);
+        let mut rng = crate::base::simfs::XorShift(5);
         let dir = tempfile::tempdir().unwrap();
-        let fs = crate::io::real(dir.path()).unwrap();
+        let fs = crate::base::io::real(dir.path()).unwrap();
         for round in 0..12 {
             // Records small and past a window, garbage short and past the
             // first windows of a resync, flipped headers and bodies, a torn end.

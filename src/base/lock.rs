@@ -7,7 +7,7 @@
 //! shared by fs commands and exclusive for the sqlite store and `migrate`.
 //! The kernel drops a flock when its holder dies, so `kill -9` never leaves
 //! a queue locked. The lock file is opened by the I/O seam
-//! ([`crate::io::RealFs::lock_file`]), never by path here.
+//! ([`crate::base::io::RealFs::lock_file`]), never by path here.
 
 use fs2::FileExt;
 use std::fs::File;

@@ -1,6 +1,6 @@
 //! Waiting for messages and the `exec` work loop.
 //!
-//! Waiting uses a [`Watch`] (`crate::wake`), so a message pushed by another
+//! Waiting uses a [`Watch`] (`crate::ops::wake`), so a message pushed by another
 //! process wakes the waiter at once; it also looks again every so often, for
 //! delays and leases that run out (and, where no watch is available, for
 //! everything). Neither holds the queue lock while it waits or while the user's command
@@ -12,10 +12,10 @@
 //! delivered twice while its command is alive. If `exec` itself dies, the
 //! extensions stop and the message is delivered again when the lease runs out.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::ops::wake::Watch;
 use crate::queue::{Delivery, now_ms};
 use crate::spool::{Spool, StoreKind};
-use crate::wake::Watch;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::{Command, ExitStatus, Stdio};

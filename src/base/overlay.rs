@@ -19,7 +19,7 @@
 //! * Memory grows only with what recovery writes (headers, slots, a segment
 //!   header), in 4 KiB pages.
 
-use crate::io::{FileIo, Fs, Open, RealFs};
+use crate::base::io::{FileIo, Fs, Open, RealFs};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;

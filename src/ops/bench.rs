@@ -8,8 +8,8 @@
 //!   pushed one by one by `producers` processes and popped and acked by
 //!   `consumers` processes (this binary, run with a hidden subcommand).
 
-use crate::error::{Error, Result};
-use crate::exec::{self, PopRequest};
+use crate::base::error::{Error, Result};
+use crate::ops::exec::{self, PopRequest};
 use crate::queue::now_ms;
 use crate::spool::{Spool, StoreKind};
 use std::io::{BufRead, BufReader};
@@ -66,12 +66,12 @@ impl Drop for Scratch<'_> {
             StoreKind::Postgres => self
                 .0
                 .url()
-                .and_then(|url| crate::pgstore::remove_queue(url, &self.1))
+                .and_then(|url| crate::store::postgres::remove_queue(url, &self.1))
                 .map_err(|_| ()),
             StoreKind::Sqlite => self
                 .0
                 .lock(false, true)
-                .and_then(|_lock| crate::sqlstore::remove_queue(&self.0.root, &self.1))
+                .and_then(|_lock| crate::store::sqlite::remove_queue(&self.0.root, &self.1))
                 .map_err(|_| ()),
         };
     }

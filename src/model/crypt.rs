@@ -18,7 +18,7 @@
 //! ```
 //!
 //! The associated data names the queue and the message id (an id is the
-//! queue's salt and the message's seq, see [`crate::ids`]), so a record
+//! queue's salt and the message's seq, see [`crate::model::ids`]), so a record
 //! copied to another queue or another position fails to open, as does any
 //! changed byte. A body that fails to open is treated like a damaged record:
 //! reported, marked corrupt, never served.
@@ -31,7 +31,7 @@
 //! message under the key with an all-zero nonce: it tells keys apart and
 //! reveals nothing about them (record nonces are random, never zero).
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use std::borrow::Cow;

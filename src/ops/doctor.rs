@@ -161,13 +161,13 @@ fn owner_and_mode(root: &Path) -> Finding {
 
 /// Writes, fsyncs, renames and removes a scratch file, fsyncing the directory,
 /// through the spool's I/O seam like every other file of the spool
-/// ([`crate::io::RealFs`]: created exclusively, no link followed).
+/// ([`crate::base::io::RealFs`]: created exclusively, no link followed).
 fn sync_test(root: &Path) -> Finding {
-    use crate::io::{Fs, Open};
+    use crate::base::io::{Fs, Open};
     use std::os::unix::fs::FileExt;
     let tmp = root.join(format!(".doctor-{}", std::process::id()));
     let renamed = root.join(format!(".doctor-{}-renamed", std::process::id()));
-    let fs = match crate::io::RealFs::beneath(root) {
+    let fs = match crate::base::io::RealFs::beneath(root) {
         Ok(fs) => fs,
         Err(e) => return problem("fsync", format!("{}: {e}", root.display())),
     };

@@ -23,7 +23,7 @@
 //!   exactly and the next record is found right after it.
 //! * `body_crc` is the CRC32 of the body alone.
 //! * `seq` is the message's sequence number in its queue; the id users see
-//!   is made from the seq and the salt (crate::ids), and the salt is in every segment header so that ids
+//!   is made from the seq and the salt (crate::model::ids), and the salt is in every segment header so that ids
 //!   survive even the loss of the whole index.
 //! * `not_before` is 0 for a message that is ready at once.
 //!
@@ -75,7 +75,7 @@ pub enum Damage {
     /// A whole record whose seq does not belong here (a stray copy).
     OutOfSequence,
     /// Bytes past the largest size a segment file can have
-    /// (`crate::segment::MAX_SEGMENT_LEN`): no record lies there.
+    /// (`crate::store::fs::segment::MAX_SEGMENT_LEN`): no record lies there.
     PastLimit,
 }
 
@@ -130,7 +130,7 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
 /// Appends a record whose `body_crc` and `head_crc` are still zero: such a
 /// record is not valid until [`fill_crcs`] has run over it. A bulk push
 /// encodes on one thread and has the CRCs filled on the thread that writes
-/// the chunk (crate::io::Appender), since they were its largest cost.
+/// the chunk (crate::base::io::Appender), since they were its largest cost.
 pub fn encode_without_crcs(
     seq: u64,
     pushed_at_ms: u64,

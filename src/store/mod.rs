@@ -3,7 +3,7 @@
 //! [`crate::queue`] decides everything about delivery (leases, attempts, dead
 //! letters, delays, receipts) in terms of [`Meta`] values; a [`Store`] only
 //! keeps them durable, finds them in delivery order and returns bodies. The
-//! default store is [`crate::fsstore::FsStore`] (segment files plus an index).
+//! default store is [`crate::store::fs::FsStore`] (segment files plus an index).
 //!
 //! Invariants every store keeps:
 //! * `commit` is atomic: after a crash either every change of a call is seen or
@@ -12,8 +12,12 @@
 //! * [`Counters`] always equal what applying [`Counters::apply`] to every
 //!   transition ever committed gives; they are never recomputed by a scan.
 
-use crate::crypt::KeyId;
-use crate::error::Result;
+pub mod fs;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::base::error::Result;
+use crate::model::crypt::KeyId;
 use std::borrow::Cow;
 use std::path::PathBuf;
 
@@ -72,10 +76,10 @@ impl State {
 }
 
 /// The largest body accepted (1 GiB), on every store (the fs store's record
-/// format, [`crate::record`], has room for no more).
+/// format, [`crate::store::fs::record`], has room for no more).
 pub const MAX_BODY: u64 = 1 << 30;
 
-pub use crate::ids::ReceiptTag;
+pub use crate::model::ids::ReceiptTag;
 
 /// What the queue logic knows of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +120,7 @@ pub struct Change {
 
 /// A message to push.
 pub struct NewMessage<'a> {
-    /// As the store keeps it (sealed by [`crate::crypt`] in an encrypted queue).
+    /// As the store keeps it (sealed by [`crate::model::crypt`] in an encrypted queue).
     pub body: Cow<'a, [u8]>,
     pub pushed_at_ms: u64,
     /// 0 for ready at once.
@@ -127,7 +131,7 @@ impl NewMessage<'_> {
     /// A usage error if the body is over the limit every store keeps.
     pub fn check_size(&self) -> Result<()> {
         if self.body.len() as u64 > MAX_BODY {
-            return Err(crate::error::Error::usage(format!(
+            return Err(crate::base::error::Error::usage(format!(
                 "message body of {} bytes is larger than the limit of {} bytes",
                 self.body.len(),
                 MAX_BODY
@@ -192,11 +196,11 @@ impl Counters {
     }
 }
 
-/// A new queue's salt: random, so that ids (made from the salt and the seq, see crate::ids) of different
+/// A new queue's salt: random, so that ids (made from the salt and the seq, see crate::model::ids) of different
 /// queues do not collide.
 pub fn new_salt() -> Result<u64> {
     getrandom::u64()
-        .map_err(|e| crate::error::Error::Runtime(format!("cannot get random bytes: {e}")))
+        .map_err(|e| crate::base::error::Error::Runtime(format!("cannot get random bytes: {e}")))
 }
 
 /// Whether a scan goes on.
@@ -237,7 +241,7 @@ pub trait Store {
     /// The counters as of the last commit.
     fn counters(&self) -> Counters;
 
-    /// A random number fixed when the queue was created (ids are made from it and the seq: crate::ids).
+    /// A random number fixed when the queue was created (ids are made from it and the seq: crate::model::ids).
     fn salt(&self) -> u64;
 
     /// The seq the next pushed message gets.
@@ -246,7 +250,7 @@ pub trait Store {
     /// Locks what a push changes, where other processes could change it
     /// between `open` and `push` (PostgreSQL: the queue's row), and reloads
     /// the salt, next seq, counters and key id. The next `push` then gives
-    /// its messages seqs from `next_seq()` on, as [`crate::crypt`] needs.
+    /// its messages seqs from `next_seq()` on, as [`crate::model::crypt`] needs.
     fn prepare_push(&mut self) -> Result<()> {
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! The index formats: slots, the header and the write-ahead log. Pure
-//! encode/decode with CRCs, no I/O ([`crate::fsstore`] owns the files and
+//! encode/decode with CRCs, no I/O ([`crate::store::fs`] owns the files and
 //! the order in which they are written and synced).
 //!
 //! ## `slots`: one fixed 64-byte slot per message, at offset `seq * 64`
@@ -23,7 +23,7 @@
 //! ```
 //! Each CRC32 covers the 28 bytes before it. A slots file whose stamp is
 //! older than the header it is read with is a stale copy (see
-//! [`crate::fsstore`], "Source of truth"); all zeros is a file from before
+//! [`crate::store::fs`], "Source of truth"); all zeros is a file from before
 //! stamps (or one recreated empty). Readers of messages never look at slot 0.
 //!
 //! ## `index`: four 64 KiB regions holding a header each
@@ -57,7 +57,7 @@
 //! the slot's state, so replaying a record twice from the same header gives
 //! the same result.
 
-use crate::record::{u32_at, u64_at};
+use crate::store::fs::record::{u32_at, u64_at};
 use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
 
 pub const SLOT_LEN: usize = 64;
@@ -114,7 +114,7 @@ pub fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
 
 /// Computes and writes the CRC of every slot in `buf` (whole slots back to
 /// back), as the writing thread of a bulk push does (see
-/// crate::record::fill_crcs).
+/// crate::store::fs::record::fill_crcs).
 pub fn fill_slot_crcs(buf: &mut [u8]) {
     for b in buf.chunks_exact_mut(SLOT_LEN) {
         let crc = crc32fast::hash(&b[0..60]);
@@ -229,7 +229,7 @@ pub struct Header {
     pub counters: Counters,
     /// Slots below this seq have been punched out of the `slots` file.
     pub punched: u64,
-    /// Random, fixed when the queue is created: ids are made from it and the seq (crate::ids), so ids
+    /// Random, fixed when the queue is created: ids are made from it and the seq (crate::model::ids), so ids
     /// of different queues do not collide.
     pub salt: u64,
     pub segments: Vec<SegmentEntry>,

@@ -17,7 +17,7 @@
 //! fail after the N-th event (every later call fails), so a test can stop a
 //! workload at every sync point and between them.
 
-use crate::io::{FileIo, Fs, Open};
+use crate::base::io::{FileIo, Fs, Open};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};

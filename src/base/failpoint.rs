@@ -4,7 +4,7 @@
 //! `SPOOLMQ_FAILPOINT=NAME:N` the N-th time. Without the feature every
 //! function here is an empty inline function.
 //!
-//! Names, in the order a write path meets them (see `crate::fsstore`):
+//! Names, in the order a write path meets them (see `crate::store::fs`):
 //!
 //! | name | where |
 //! |---|---|
@@ -71,7 +71,7 @@ pub fn hit(name: &str) {
 #[inline(always)]
 pub fn write_at(
     name: &str,
-    file: &dyn crate::io::FileIo,
+    file: &dyn crate::base::io::FileIo,
     buf: &[u8],
     offset: u64,
 ) -> std::io::Result<()> {

@@ -19,7 +19,7 @@
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
 //! bodies    id INTEGER PRIMARY KEY, body BLOB: one row per message, written
 //!           by push and deleted with the message, never updated
-//! keys      queue TEXT PRIMARY KEY, key_id BLOB(16): encrypted queues (crate::crypt)
+//! keys      queue TEXT PRIMARY KEY, key_id BLOB(16): encrypted queues (crate::model::crypt)
 //! PRAGMA user_version = schema version: 3. Version 2 kept the body in the
 //!           message's row (column `body`, where `body_id` is now), version 1
 //!           also had no `keys`.
@@ -60,10 +60,10 @@
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
 //!   any other writer (a `sqlite3` shell, say) wait rather than fail.
 
-use crate::crypt::KeyId;
-use crate::error::{Error, IoContext, Result};
-use crate::io::Open;
-use crate::segment::sync_dir;
+use crate::base::error::{Error, IoContext, Result};
+use crate::base::io::Open;
+use crate::model::crypt::KeyId;
+use crate::store::fs::segment::sync_dir;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -270,10 +270,10 @@ impl<T> SqlContext<T> for rusqlite::Result<T> {
 fn connect(root: &Path, create: bool, writable: bool) -> Result<Option<(Connection, Layout)>> {
     let path = db_path(root);
     // The database and its companions are checked through the spool's I/O
-    // seam (crate::io::RealFs): a link, a FIFO, a file with a second name
+    // seam (crate::base::io::RealFs): a link, a FIFO, a file with a second name
     // or another user's file in a private spool is refused before SQLite
     // opens anything by name (it also refuses links: SQLITE_OPEN_NOFOLLOW).
-    let fs = crate::io::root_fs(root)?;
+    let fs = crate::base::io::root_fs(root)?;
     if create {
         // Made here rather than by SQLite so that it is 0600 whatever the umask
         // (SQLite gives the WAL and shm files the same mode) and its directory
@@ -523,7 +523,7 @@ fn open_immutable(path: &Path) -> Result<Option<(Connection, Layout)>> {
 fn ring(root: &Path) {
     use std::os::unix::fs::FileExt;
     let bell = root.join(BELL_FILE);
-    if let Ok(fs) = crate::io::RealFs::beneath(root)
+    if let Ok(fs) = crate::base::io::RealFs::beneath(root)
         && let Ok(f) = fs.open_file(&bell, Open::OrCreate, true)
     {
         let _ = f.write_at(b"!", 0);
@@ -762,7 +762,7 @@ impl QueueRow {
         self.notices.push(format!(
             "{}: message {}: its row does not decode; skipped",
             self.path.display(),
-            crate::ids::format_id(seq, self.salt)
+            crate::model::ids::format_id(seq, self.salt)
         ));
     }
 }
@@ -1217,7 +1217,7 @@ pub fn repair(root: &Path, name: &str) -> Result<Vec<String>> {
             delete(tx, name, *seq).sql("repair", &path)?;
             notes.push(format!(
                 "message {}: damaged row removed (counted as corrupt)",
-                crate::ids::format_id(*seq, q.salt)
+                crate::model::ids::format_id(*seq, q.salt)
             ));
         }
         let c = &mut q.counters;

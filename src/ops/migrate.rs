@@ -26,10 +26,10 @@
 //! must not exist or be empty, and is checked as a spool is before anything
 //! is copied: see [`spool::check_access`]) and the source is left as it is.
 
-use crate::error::{Error, IoContext, Result};
-use crate::segment::sync_dir;
+use crate::base::error::{Error, IoContext, Result};
 use crate::spool::{self, Spool, StoreKind};
-use crate::sqlstore;
+use crate::store::fs::segment::sync_dir;
+use crate::store::sqlite as sqlstore;
 use crate::store::{Meta, Scan, Step};
 use std::path::{Path, PathBuf};
 
@@ -124,7 +124,7 @@ fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
         // Never in a directory.
         StoreKind::Postgres => return Ok(()),
     }
-    sync_dir(&crate::io::root_fs(root)?, root)
+    sync_dir(&crate::base::io::root_fs(root)?, root)
 }
 
 /// Converts `spool` to the `to` store, in place or into `into`.
@@ -147,7 +147,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         };
         if to == StoreKind::Postgres {
             let url = into.to_string_lossy().into_owned();
-            if !crate::pgstore::is_url(&url) {
+            if !crate::store::postgres::is_url(&url) {
                 return Err(Error::usage(
                     "--into: for --to postgres, a postgres:// URL or key=value pairs",
                 ));
@@ -194,7 +194,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         // the user's own group. Share it with `init --group` if wanted.
         // An empty directory already shared with a group (mode 2770) makes
         // a shared spool: its files get the directory's group and mode 0660.
-        crate::io::set_shared(access == spool::Access::Shared);
+        crate::base::io::set_shared(access == spool::Access::Shared);
         copy_spool(spool, &dst, &mut report)?;
         return Ok(report);
     }
@@ -220,13 +220,13 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         key: None,
     };
     copy_spool(spool, &dst, &mut report)?;
-    crate::failpoint::hit("migrate.after-copy");
+    crate::base::failpoint::hit("migrate.after-copy");
     // Move the new store in (nothing of it is in use until .store says so).
     remove_store_files(root, to)?;
-    use crate::io::Fs;
+    use crate::base::io::Fs;
     // Renamed through the spool's I/O seam: relative to directories held
     // open, never through a link planted in the spool.
-    let fs = crate::io::root_fs(root)?;
+    let fs = crate::base::io::root_fs(root)?;
     match to {
         StoreKind::Fs => {
             for name in dst.queue_dirs()? {
@@ -246,9 +246,9 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
         }
     }
     sync_dir(&fs, root)?;
-    crate::failpoint::hit("migrate.before-switch");
+    crate::base::failpoint::hit("migrate.before-switch");
     spool::replace_kind(root, to)?;
-    crate::failpoint::hit("migrate.after-switch");
+    crate::base::failpoint::hit("migrate.after-switch");
     remove_store_files(root, spool.kind)?;
     remove(&staging)?;
     Ok(report)

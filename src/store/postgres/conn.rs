@@ -41,7 +41,7 @@
 //! socket (a host that is a directory) carries no TLS and is not checked:
 //! its directory's permissions decide who can listen there.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use postgres::Socket;
 use postgres::config::{Config, Host};
 use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};

@@ -313,7 +313,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
             },
         }
     };
-    let latest = now_ms.saturating_add(crate::input::MAX_DURATION_MS);
+    let latest = now_ms.saturating_add(crate::model::input::MAX_DURATION_MS);
     let time_rule = "whole milliseconds since 1970, at most 100 years from now";
     let attempt_key = if v.get("attempt").is_some() {
         "attempt"
@@ -611,7 +611,7 @@ mod tests {
 
     #[test]
     fn streamed_output_is_what_whole_copies_gave() {
-        let mut rng = crate::simfs::XorShift(11);
+        let mut rng = crate::base::simfs::XorShift(11);
         for round in 0..90 {
             // Short and long bodies (past the output chunk), text and binary.
             let len = match round % 3 {

@@ -2,15 +2,15 @@
 //! which every byte is written and synced. This is the one place to read to
 //! know why an acknowledged change survives a crash.
 //!
-//! Files (formats: [`crate::record`] for segments, [`crate::index`] for the rest):
+//! Files (formats: [`crate::store::fs::record`] for segments, [`crate::store::fs::index`] for the rest):
 //!
 //! ```text
-//! QUEUE/lock      flock held for the whole critical section (crate::lock)
+//! QUEUE/lock      flock held for the whole critical section (crate::base::lock)
 //! QUEUE/index     live header (regions 0/1) + checkpoint header (regions 2/3)
 //! QUEUE/slots     64-byte slot per message at seq * 64: its state
 //! QUEUE/wal       write-ahead log of state changes since the last checkpoint
 //! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
-//! QUEUE/key       only in an encrypted queue: the id of its key (crate::crypt)
+//! QUEUE/key       only in an encrypted queue: the id of its key (crate::model::crypt)
 //! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
 //! ```
 //!
@@ -30,7 +30,7 @@
 //! cache still holds them; after a machine crash (a different kernel boot id
 //! in the live header) they are rebuilt from the checkpoint.
 //!
-//! The slots file is stamped (slot 0, [`crate::index`]) with the generation
+//! The slots file is stamped (slot 0, [`crate::store::fs::index`]) with the generation
 //! of each header written over it, the checkpoint's synced with the slots
 //! before the checkpoint header. A slots file stamped older than the header
 //! it is opened with (a copy put back), shorter than its messages (lost,
@@ -111,15 +111,19 @@
 //! that still names it with nothing live; recovery takes a missing segment
 //! with nothing live for one reclaimed).
 
-use crate::crypt::KeyId;
-use crate::error::{Error, IoContext, Result};
-use crate::failpoint;
-use crate::index::{
-    self, Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot_of, encode_slot,
+pub mod index;
+pub mod record;
+pub mod segment;
+
+use crate::base::error::{Error, IoContext, Result};
+use crate::base::failpoint;
+use crate::base::io::{self, FileIo, Fs, Open};
+use crate::model::crypt::KeyId;
+use crate::store::fs::index::{
+    Header, REGION_LEN, SLOT_LEN, SegmentEntry, SlotDamage, decode_slot_of, encode_slot,
 };
-use crate::io::{self, FileIo, Fs, Open};
-use crate::record::{self, RECORD_HEADER_LEN};
-use crate::segment::{self, Found, sync_dir};
+use crate::store::fs::record::RECORD_HEADER_LEN;
+use crate::store::fs::segment::{Found, sync_dir};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store, new_salt};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -344,11 +348,15 @@ impl FsStore {
     }
 
     /// Opens the existing queue in `dir` for reading only: recovery runs as
-    /// usual but writes nothing to disk ([`crate::overlay::ReadOnlyFs`]).
+    /// usual but writes nothing to disk ([`crate::base::overlay::ReadOnlyFs`]).
     pub fn open_read_only(dir: &Path) -> Result<Option<FsStore>> {
         let root = spool_of(dir);
         let real = io::RealFs::beneath(root).ctx("open spool", root)?;
-        FsStore::open_with(Arc::new(crate::overlay::ReadOnlyFs::new(real)), dir, false)
+        FsStore::open_with(
+            Arc::new(crate::base::overlay::ReadOnlyFs::new(real)),
+            dir,
+            false,
+        )
     }
 
     /// [`FsStore::open`] on the file system `fs`.
@@ -1277,7 +1285,7 @@ impl FsStore {
     }
 
     /// Writes the stamp (slot 0) for the header generation about to be
-    /// written: these slots are as new as that header (see crate::index).
+    /// written: these slots are as new as that header (see crate::store::fs::index).
     fn write_stamp(&self) -> Result<()> {
         self.slots
             .write_all_at(&index::encode_stamp(self.h.generation), 0)
@@ -1491,12 +1499,12 @@ pub fn bodies_opening_with(
     fs: &dyn Fs,
     dir: &Path,
     name: &str,
-    key: &crate::crypt::Key,
+    key: &crate::model::crypt::Key,
 ) -> Result<(u64, u64)> {
     let Some(salt) = segment::find_salt(fs, dir)? else {
         return Ok((0, 0));
     };
-    let sealer = crate::crypt::Sealer::new(name, Some(key));
+    let sealer = crate::model::crypt::Sealer::new(name, Some(key));
     let (mut open, mut not) = (0, 0);
     for base in segment::list(fs, dir)? {
         let path = segment::path(dir, base);
@@ -1703,7 +1711,7 @@ impl Store for FsStore {
             let why = format!(
                 "offset {}: index slot of message {} is damaged",
                 s * SLOT_LEN as u64,
-                crate::ids::format_id(s, self.h.salt)
+                crate::model::ids::format_id(s, self.h.salt)
             );
             self.reconcile(&why, true)?;
             start = s;
@@ -1717,7 +1725,7 @@ impl Store for FsStore {
                 "{}: offset {}: index slot of message {} is damaged; skipped (run `spoolmq fsck --repair`)",
                 self.slots_path().display(),
                 s * SLOT_LEN as u64,
-                crate::ids::format_id(s, self.h.salt)
+                crate::model::ids::format_id(s, self.h.salt)
             ));
         }
         Ok(())
@@ -1733,7 +1741,7 @@ impl Store for FsStore {
                 let why = format!(
                     "offset {}: index slot of message {} is damaged",
                     seq * SLOT_LEN as u64,
-                    crate::ids::format_id(seq, self.h.salt)
+                    crate::model::ids::format_id(seq, self.h.salt)
                 );
                 self.reconcile(&why, true)?;
                 Ok(self.read_slot(seq)?.ok())

@@ -1,9 +1,9 @@
 //! The I/O seam: every read, write, fsync, create, rename, unlink, truncate
 //! and directory sync of the file store goes through [`Fs`] and [`FileIo`].
 //! The product uses [`RealFs`]; the power-loss tests plug in
-//! [`crate::simfs::SimFs`], which can lose power at any event.
+//! [`crate::base::simfs::SimFs`], which can lose power at any event.
 
-use crate::lock::QueueLock;
+use crate::base::lock::QueueLock;
 use std::ffi::{CString, OsStr};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -335,12 +335,12 @@ pub struct RealFs {
 
 /// The I/O seam rooted at the spool `root`: every file and directory in
 /// the spool is reached through it ([`RealFs`]).
-pub fn root_fs(root: &Path) -> crate::error::Result<RealFs> {
+pub fn root_fs(root: &Path) -> crate::base::error::Result<RealFs> {
     RealFs::beneath(root).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOTDIR) => {
-            crate::error::Error::Runtime(format!("{}: not a directory", root.display()))
+            crate::base::error::Error::Runtime(format!("{}: not a directory", root.display()))
         }
-        _ => crate::error::Error::io("open spool", root, e),
+        _ => crate::base::error::Error::io("open spool", root, e),
     })
 }
 

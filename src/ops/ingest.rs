@@ -10,12 +10,12 @@
 //! input. The pushing thread hands each stored batch's seqs back to the
 //! caller, which prints their ids while the next batch is pushed. Memory
 //! stays bounded by the channel (8 MiB of input read ahead), one batch and
-//! the write buffers of one push (crate::io::Appender), plus one line, which
+//! the write buffers of one push (crate::base::io::Appender), plus one line, which
 //! may not be longer than the body limit: the reader stops with an error
 //! naming the line once it has read that much of it without a newline.
 
-use crate::error::{Error, Result};
-use crate::ids::Ids;
+use crate::base::error::{Error, Result};
+use crate::model::ids::Ids;
 use crate::queue::now_ms;
 use crate::spool::Spool;
 use std::io::Read;
@@ -152,7 +152,7 @@ pub fn push_lines(
     input: impl Read + Send + 'static,
     delay: Duration,
     on_ids: &mut dyn FnMut(&Ids, &[u64]) -> Result<()>,
-    warn: crate::exec::Warn,
+    warn: crate::ops::exec::Warn,
 ) -> Result<u64> {
     keep_freed_memory();
     let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
@@ -266,7 +266,7 @@ fn push_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simfs::XorShift;
+    use crate::base::simfs::XorShift;
 
     /// Hands out its bytes a few at a time, as a pipe does.
     struct Trickle {

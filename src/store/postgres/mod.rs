@@ -5,7 +5,7 @@
 //! spoolmq_meta      version int                      schema version (2)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
-//!                   key_id bytea (encrypted queues, crate::crypt; added in version 2)
+//!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2)
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
@@ -52,8 +52,10 @@
 //! * The queue logic ([`crate::queue`]) decides every state change; integers
 //!   are stored as PostgreSQL's signed types, bit for bit.
 
-use crate::crypt::KeyId;
-use crate::error::{Error, Result};
+pub mod conn;
+
+use crate::base::error::{Error, Result};
+use crate::model::crypt::KeyId;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use postgres::Client;
 use postgres::types::{ToSql, Type};
@@ -143,7 +145,7 @@ pub fn is_url(url: &str) -> bool {
 /// Where a connection goes, for messages: host, port and database, never
 /// the password.
 pub fn describe(url: &str) -> String {
-    match crate::pgconn::Target::from_env(url) {
+    match crate::store::postgres::conn::Target::from_env(url) {
         Ok(t) => t.describe(),
         Err(_) => "postgresql".into(),
     }
@@ -192,10 +194,10 @@ impl<T> PgContext<T> for std::result::Result<T, postgres::Error> {
 /// Connects to `url`, with libpq's environment variables and password
 /// file and spoolmq's transport policy (TLS whenever the server offers it;
 /// no clear-text or MD5 password without a checked certificate unless
-/// `sslmode=disable`: see [`crate::pgconn`]), and makes sure the schema
+/// `sslmode=disable`: see [`crate::store::postgres::conn`]), and makes sure the schema
 /// exists.
 pub fn connect(url: &str) -> Result<Client> {
-    let target = crate::pgconn::Target::from_env(url)?;
+    let target = crate::store::postgres::conn::Target::from_env(url)?;
     let place = target.describe();
     let (config, connector) = target.prepare()?;
     let mut client = config.connect(connector).pg(&place, "connect")?;
@@ -990,7 +992,7 @@ pub fn check(url: &str, name: &str) -> Result<crate::store::QueueReport> {
     for seq in &bad {
         r.problems.push(problem(format!(
             "message {}: bad state or receipt, or the body fails its length or CRC32 check",
-            crate::ids::format_id(*seq, store.salt)
+            crate::model::ids::format_id(*seq, store.salt)
         )));
     }
     let c = store.counters;
@@ -1024,7 +1026,7 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
                 .pg(&s.place, "repair")?;
             notes.push(format!(
                 "message {}: damaged row removed (counted as corrupt)",
-                crate::ids::format_id(*seq, s.salt)
+                crate::model::ids::format_id(*seq, s.salt)
             ));
         }
         s.client

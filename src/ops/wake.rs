@@ -2,7 +2,7 @@
 //! an inotify watch on the queue's directory (fs: a push appends to a
 //! segment) or on the spool's bell file (sqlite: SQLite's own files change
 //! on reads too), or a connection that LISTENs for the NOTIFY every commit
-//! sends (PostgreSQL). `crate::exec` waits through it without knowing which
+//! sends (PostgreSQL). `crate::ops::exec` waits through it without knowing which
 //! store it talks to.
 
 use crate::spool::{Spool, StoreKind};
@@ -33,13 +33,13 @@ impl Watch {
     pub fn new(spool: &Spool, queue: &str) -> Option<Watch> {
         use std::os::unix::ffi::OsStrExt;
         if spool.kind == StoreKind::Postgres {
-            let mut c = crate::pgstore::connect(spool.url().ok()?).ok()?;
-            c.batch_execute(&format!("LISTEN {}", crate::pgstore::CHANNEL))
+            let mut c = crate::store::postgres::connect(spool.url().ok()?).ok()?;
+            c.batch_execute(&format!("LISTEN {}", crate::store::postgres::CHANNEL))
                 .ok()?;
             return Some(Watch::Postgres(Box::new(c), queue.to_string()));
         }
         let dir = spool.queue_dir(queue);
-        let bell = spool.root.join(crate::sqlstore::BELL_FILE);
+        let bell = spool.root.join(crate::store::sqlite::BELL_FILE);
         let (target, mask) = match spool.kind {
             StoreKind::Fs if dir.is_dir() => (dir, WRITES),
             // SQLite's own files change when a command only reads (its lock
