@@ -1,7 +1,7 @@
 //! spoolmq: a durable message queue that lives in a directory.
 //!
-//! The binary (`src/main.rs`) only parses arguments and prints; everything
-//! else is here.
+//! The binary (`src/main.rs`) only calls [`cli::app::main`]; everything is
+//! here.
 //!
 //! The folders are the layers of `docs/ARCHITECTURE.md`; a module imports
 //! only from its own layer and the ones below (a test checks it):
@@ -14,7 +14,7 @@
 //! | 3 | [`store::fs`] ([`store::fs::record`], [`store::fs::segment`], [`store::fs::index`]), [`store::sqlite`], [`store::postgres`], [`queue`] | the three stores; delivery (leases, attempts, dead letters, receipts) |
 //! | 4 | [`spool`] | where the spool is, which store it uses, its queues |
 //! | 5 | [`ops`]: fsck, migrate, exec, wake, ingest, doctor, bench | what commands do |
-//! | 6 | [`cli`], [`cli::output`] | clap definitions, plain and JSON output |
+//! | 6 | [`cli`], [`cli::app`], [`cli::output`] | clap definitions, one function per command, plain and JSON output |
 //!
 //! The library is what the binary uses; another Rust program may use it too:
 //!

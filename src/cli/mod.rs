@@ -2,6 +2,7 @@
 //! here (queue names, durations, counts), so a usage error exits 2 before
 //! anything is opened or created.
 
+pub mod app;
 pub mod output;
 
 use crate::model::input;
