@@ -969,3 +969,21 @@ pub fn as_user(s: &Spool, uid: u32, groups: &[u32], args: &[&str]) -> Out {
     cmd.timeout(RUN_TIMEOUT).write_stdin(Vec::<u8>::new());
     run(&mut cmd)
 }
+
+/// The checked-in fixture `tests/fixtures/NAME` (a `.tar.gz` of spools made
+/// by an older release) extracted into a new temporary directory.
+pub fn fixture(name: &str) -> TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&path)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar -xzf {}", path.display());
+    tmp
+}

@@ -514,17 +514,7 @@ fn with_both_stores_on_disk_and_no_record_the_spool_is_refused_until_fsck_record
 /// (`fs\n`, `sqlite\n`), still open and work, and their record is left as it was.
 #[test]
 fn spools_with_the_unversioned_store_record_of_0_1_0_still_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spool-0.1.0-8f2f2b6.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
+    let tmp = fixture("spool-0.1.0-8f2f2b6.tar.gz");
     for store in ["fs", "sqlite"] {
         let dir = tmp.path().join(store);
         let legacy = format!("{store}\n");

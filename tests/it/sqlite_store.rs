@@ -178,17 +178,7 @@ fn a_push_that_meets_a_file_size_limit_says_disk_full_and_stores_nothing() {
 /// `export` printed and the receipt of its leased message. Extracted into a
 /// temporary directory; returns it and the spool in it.
 fn schema_2_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/sqlite-schema2-576c569.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("-xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(tmp.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
+    let tmp = fixture("sqlite-schema2-576c569.tar.gz");
     let dir = tmp.path().join("sqlite");
     (tmp, dir)
 }
