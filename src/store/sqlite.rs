@@ -573,6 +573,11 @@ pub struct SqliteStore {
     conn: Connection,
     /// [`Layout::CURRENT`] unless opened to read only.
     layout: Layout,
+    /// Opened for a command that may write; without, a state change (a
+    /// damaged row marked corrupt by `peek`, say) is kept in memory only,
+    /// as the fs store's read-only overlay does: a read-only command never
+    /// writes the database.
+    writable: bool,
     q: QueueRow,
 }
 
@@ -676,6 +681,7 @@ impl SqliteStore {
         Ok(Some(SqliteStore {
             conn,
             layout,
+            writable: writable || create,
             q: QueueRow {
                 path,
                 queue: name.to_string(),
@@ -968,6 +974,12 @@ impl Store for SqliteStore {
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {
         if changes.is_empty() {
+            return Ok(());
+        }
+        if !self.writable {
+            for c in changes {
+                self.q.counters.apply(c.old, c.new.state, c.new.len);
+            }
             return Ok(());
         }
         self.write("commit", |s, tx| {

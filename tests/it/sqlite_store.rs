@@ -334,3 +334,30 @@ fn bodies_without_a_message_and_messages_without_a_body_are_found() {
     assert_eq!(bodies(&got), ["one", "three"]);
     assert_eq!(s.stats("q")["corrupt"], 1);
 }
+
+/// A command that only reads never writes the database, even when it meets
+/// a damaged row: `peek` and `export` report it and skip it, and the row is
+/// marked corrupt by the first command that writes (`pop`).
+#[test]
+fn reading_commands_skip_a_damaged_row_and_write_nothing() {
+    let s = Spool::new();
+    s.push("q", &["one", "two"]);
+    poke(
+        &s,
+        "UPDATE bodies SET body = CAST('TWO' AS BLOB) WHERE id = (SELECT body_id FROM messages WHERE seq = 2)",
+    );
+    let before = std::fs::read(db(&s)).unwrap();
+    for args in [&["peek", "q", "--count", "10"][..], &["export", "q"]] {
+        let out = s.run(args);
+        out.ok();
+        assert!(out.stderr.contains("CRC32"), "{args:?}: {}", out.stderr);
+        assert_eq!(out.lines().len(), 1, "{args:?}: only the intact message");
+    }
+    assert!(
+        std::fs::read(db(&s)).unwrap() == before,
+        "a reading command wrote the database"
+    );
+    assert_eq!(s.stats("q")["corrupt"], 0);
+    assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["one"]);
+    assert_eq!(s.stats("q")["corrupt"], 1);
+}
