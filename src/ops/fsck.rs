@@ -425,12 +425,6 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
         return Ok(r);
     }
     let root = &spool.root;
-    let problem = |file: PathBuf, what: String| Problem {
-        queue: String::new(),
-        file,
-        offset: None,
-        what,
-    };
     // Planted non-files first: the lock is taken next.
     let mut found = Vec::new();
     for name in [crate::spool::LOCK_FILE, sqlstore::BELL_FILE] {
@@ -512,40 +506,60 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
         }
     }
     if sqlite {
-        let objects = sqlstore::foreign_objects(root, repair)?;
-        for (kind, name) in &objects {
-            found.push(problem(
-                sqlstore::db_path(root),
-                format!("{kind} {name:?} is not part of spoolmq's schema"),
-            ));
-            if repair {
-                r.notes.push(format!(
-                    "{}: dropped {kind} {name:?}",
-                    sqlstore::db_path(root).display()
-                ));
-            }
-        }
-    }
-    if sqlite {
-        let orphans = sqlstore::orphan_bodies(root, repair)?;
-        if orphans > 0 {
-            found.push(problem(
-                sqlstore::db_path(root),
-                format!("{orphans} bodies belong to no message"),
-            ));
-            if repair {
-                r.notes.push(format!(
-                    "{}: removed {orphans} bodies that belonged to no message",
-                    sqlstore::db_path(root).display()
-                ));
-            }
-        }
+        check_database(root, repair, &mut found, &mut r.notes)?;
     }
     if !repair {
         r.left = found.clone();
     }
     r.problems = found;
     Ok(r)
+}
+
+/// A problem of a file at the spool's root (it belongs to no queue).
+fn problem(file: PathBuf, what: String) -> Problem {
+    Problem {
+        queue: String::new(),
+        file,
+        offset: None,
+        what,
+    }
+}
+
+/// The sqlite spool's database beyond its queues: objects its schema does not
+/// define (dropped by a repair) and bodies no message names (removed).
+fn check_database(
+    root: &Path,
+    repair: bool,
+    found: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let objects = sqlstore::foreign_objects(root, repair)?;
+    for (kind, name) in &objects {
+        found.push(problem(
+            sqlstore::db_path(root),
+            format!("{kind} {name:?} is not part of spoolmq's schema"),
+        ));
+        if repair {
+            notes.push(format!(
+                "{}: dropped {kind} {name:?}",
+                sqlstore::db_path(root).display()
+            ));
+        }
+    }
+    let orphans = sqlstore::orphan_bodies(root, repair)?;
+    if orphans > 0 {
+        found.push(problem(
+            sqlstore::db_path(root),
+            format!("{orphans} bodies belong to no message"),
+        ));
+        if repair {
+            notes.push(format!(
+                "{}: removed {orphans} bodies that belonged to no message",
+                sqlstore::db_path(root).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn file_type_name(m: &std::fs::Metadata) -> &'static str {

@@ -129,7 +129,7 @@ fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
 
 /// Converts `spool` to the `to` store, in place or into `into`.
 pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> {
-    let mut report = Report::default();
+    let report = Report::default();
     if !spool.exists()? {
         return Err(Error::Runtime(format!(
             "{}: no spool here to convert",
@@ -146,58 +146,76 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
             }));
         };
         if to == StoreKind::Postgres {
-            let url = into.to_string_lossy().into_owned();
-            if !crate::store::postgres::is_url(&url) {
-                return Err(Error::usage(
-                    "--into: for --to postgres, a postgres:// URL or key=value pairs",
-                ));
-            }
-            let dst = Spool::postgres(url);
-            if let Some(q) = dst.queues()?.first() {
-                return Err(Error::usage(format!(
-                    "--into: the database already has queue {q}: copy into an empty one"
-                )));
-            }
-            let _lock = spool.lock(true, true)?;
-            copy_spool(spool, &dst, &mut report)?;
-            return Ok(report);
+            return copy_into_database(spool, into, report);
         }
     }
     let _lock = spool.lock(true, true)?;
     if spool.kind != StoreKind::Postgres && _lock.is_none() {
         return Err(Error::Runtime("cannot lock the spool".into()));
     }
-    if let Some(dir) = into {
-        // Checked as every command checks its spool, before anything is
-        // copied: a destination others could change would be refused by
-        // every later command (spool::check_access).
-        let access = spool::check_access(dir)?;
-        let empty = match std::fs::read_dir(dir) {
-            Ok(mut d) => d.next().is_none(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => return Err(Error::io("open", dir, e)),
-        };
-        if !empty {
-            return Err(Error::usage(format!(
-                "--into {}: the directory must not exist or be empty",
-                dir.display()
-            )));
-        }
-        let dst = Spool {
-            root: dir.to_path_buf(),
-            kind: to,
-            url: None,
-            key: None,
-        };
-        // A new spool is private, even one made from a shared spool: it is
-        // not under the shared spool's setgid directory, so it would get
-        // the user's own group. Share it with `init --group` if wanted.
-        // An empty directory already shared with a group (mode 2770) makes
-        // a shared spool: its files get the directory's group and mode 0660.
-        crate::base::io::set_shared(access == spool::Access::Shared);
-        copy_spool(spool, &dst, &mut report)?;
-        return Ok(report);
+    match into {
+        Some(dir) => copy_into_dir(spool, to, dir, report),
+        None => convert_in_place(spool, to, report),
     }
+}
+
+/// `migrate --to postgres --into URL`: a copy into an empty database.
+fn copy_into_database(spool: &Spool, into: &Path, mut report: Report) -> Result<Report> {
+    let url = into.to_string_lossy().into_owned();
+    if !crate::store::postgres::is_url(&url) {
+        return Err(Error::usage(
+            "--into: for --to postgres, a postgres:// URL or key=value pairs",
+        ));
+    }
+    let dst = Spool::postgres(url);
+    if let Some(q) = dst.queues()?.first() {
+        return Err(Error::usage(format!(
+            "--into: the database already has queue {q}: copy into an empty one"
+        )));
+    }
+    let _lock = spool.lock(true, true)?;
+    copy_spool(spool, &dst, &mut report)?;
+    Ok(report)
+}
+
+/// `migrate --into DIR`: a copy into a new spool, the source left as it
+/// was. The caller holds the spool lock.
+fn copy_into_dir(spool: &Spool, to: StoreKind, dir: &Path, mut report: Report) -> Result<Report> {
+    // Checked as every command checks its spool, before anything is
+    // copied: a destination others could change would be refused by
+    // every later command (spool::check_access).
+    let access = spool::check_access(dir)?;
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(Error::io("open", dir, e)),
+    };
+    if !empty {
+        return Err(Error::usage(format!(
+            "--into {}: the directory must not exist or be empty",
+            dir.display()
+        )));
+    }
+    let dst = Spool {
+        root: dir.to_path_buf(),
+        kind: to,
+        url: None,
+        key: None,
+    };
+    // A new spool is private, even one made from a shared spool: it is
+    // not under the shared spool's setgid directory, so it would get
+    // the user's own group. Share it with `init --group` if wanted.
+    // An empty directory already shared with a group (mode 2770) makes
+    // a shared spool: its files get the directory's group and mode 0660.
+    crate::base::io::set_shared(access == spool::Access::Shared);
+    copy_spool(spool, &dst, &mut report)?;
+    Ok(report)
+}
+
+/// `migrate --to STORE` in place: the new store is built in a staging
+/// directory, moved in, and switched to by rewriting `.store`; each step can
+/// be interrupted and run again. The caller holds the spool lock.
+fn convert_in_place(spool: &Spool, to: StoreKind, mut report: Report) -> Result<Report> {
     let root = &spool.root;
     let staging = root.join(STAGING);
     remove(&staging)?;
