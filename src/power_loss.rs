@@ -372,7 +372,7 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         ));
     }
     drop(q);
-    match crate::ops::fsck::check(&fs, Q, &dir()) {
+    match crate::store::fs::check::check(&fs, Q, &dir()) {
         Ok(r) if r.problems.is_empty() => {}
         Ok(r) => v.push(format!("{what}: fsck found {:?}", r.problems)),
         Err(e) => v.push(format!("{what}: fsck failed: {e}")),

@@ -1,265 +1,20 @@
-//! `fsck`: reads every record and slot of a queue, checks CRCs, the index
-//! against the segments and the counters against the slots, and reports each
-//! problem with its file and offset. `--repair` rebuilds the queue's index
-//! ([`crate::store::fs::rebuild`]) and checks again. Before the queues, the
-//! spool's own files ([`check_spool`]: `.store`, `.spool.lock`, `.spool.bell`,
-//! objects planted in `.spool.db`).
+//! `fsck`: checks each queue with its store's own check
+//! ([`crate::store::fs::check`], [`crate::store::sqlite::check`],
+//! [`crate::store::postgres::check`]) and reports each problem with its file
+//! and offset; `--repair` has the store repair the queue
+//! ([`crate::store::fs::rebuild`], ...) and checks again. Before the queues,
+//! the spool's own files ([`check_spool`]: `.store`, `.spool.lock`,
+//! `.spool.bell`, objects planted in `.spool.db`).
 
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::Fs;
 use crate::spool::{Record, Spool, StoreKind};
-use crate::store::fs::index::{SLOT_LEN, SlotDamage};
-use crate::store::fs::segment::{self, Found};
-use crate::store::fs::{self as fsstore, FsStore};
+use crate::store::fs as fsstore;
 use crate::store::sqlite as sqlstore;
-use crate::store::{Counters, Step};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::store::{Problem, QueueReport};
-
-/// Checks queue `name` in directory `dir`.
-pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
-    let mut r = QueueReport::default();
-    let problem = |file: &Path, offset: Option<u64>, what: String| Problem {
-        queue: name.to_string(),
-        file: file.to_path_buf(),
-        offset,
-        what,
-    };
-    // The index first: opening it runs recovery (adopting whole records past
-    // the committed end), which is not a problem. Opened as a command that
-    // only reads: a torn WAL tail or slots to rebuild are reported, not fixed.
-    let mut store = match FsStore::open_access(Arc::clone(fs), dir, false, false) {
-        Ok(Some(s)) => Some(s),
-        Ok(None) => return Err(Error::NoSuchQueue(name.to_string())),
-        Err(Error::Corrupt { path, detail }) => {
-            r.problems.push(problem(&path, None, detail));
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if let Some(s) = store.as_mut() {
-        r.notes.extend(
-            crate::store::Store::take_notices(s)
-                .into_iter()
-                .map(|n| format!("{name}: {n}")),
-        );
-    }
-    // Segments, read whole.
-    let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
-    let mut bad_seqs = std::collections::HashSet::new();
-    let on_disk = segment::list(&**fs, dir)?;
-    let mut last: Option<u64> = None;
-    for &base in &on_disk {
-        let path = segment::path(dir, base);
-        let (_, found, head) = segment::check(&**fs, &path)?;
-        if let Err(h) = head {
-            r.problems.push(problem(&path, Some(0), h));
-        }
-        for f in found {
-            match f {
-                Found::Good { offset, header } => {
-                    r.records += 1;
-                    if header.seq < base || last.is_some_and(|l| header.seq <= l) {
-                        r.problems.push(problem(
-                            &path,
-                            Some(offset),
-                            crate::store::fs::record::Damage::OutOfSequence
-                                .describe()
-                                .to_string(),
-                        ));
-                    } else {
-                        last = Some(header.seq);
-                        good.insert(header.seq, (base, offset));
-                    }
-                }
-                Found::BadBody { offset, header } => {
-                    r.records += 1;
-                    bad_seqs.insert(header.seq);
-                    r.problems.push(problem(
-                        &path,
-                        Some(offset),
-                        "message body checksum mismatch".to_string(),
-                    ));
-                }
-                Found::Garbage {
-                    offset,
-                    len,
-                    damage,
-                } => {
-                    r.problems.push(problem(
-                        &path,
-                        Some(offset),
-                        format!("{} ({len} bytes)", damage.describe()),
-                    ));
-                }
-            }
-        }
-    }
-    let Some(store) = store else {
-        return Ok(r);
-    };
-    check_wal(&**fs, dir, store.committed_wal_len(), &mut r, &problem)?;
-    let h = store.header().clone();
-    if let Some(why) = store.slots_suspect() {
-        r.problems.push(problem(
-            &dir.join("slots"),
-            None,
-            format!("{why}: the states of messages must be rebuilt (any command that writes, or `fsck --repair`, does it)"),
-        ));
-    }
-    for p in store.missing_files() {
-        r.problems.push(problem(
-            p,
-            None,
-            "file was missing (recreated empty)".into(),
-        ));
-    }
-    for &base in &on_disk {
-        if !h.segments.iter().any(|s| s.base == base) {
-            r.problems.push(problem(
-                &segment::path(dir, base),
-                None,
-                "segment file not named in the index".into(),
-            ));
-        }
-    }
-    for s in &h.segments {
-        // One with nothing live is a reclaim a crash cut short (the next
-        // command that writes drops it from the index).
-        if !on_disk.contains(&s.base) && s.live > 0 {
-            r.problems.push(problem(
-                &segment::path(dir, s.base),
-                None,
-                format!("segment missing ({} live messages)", s.live),
-            ));
-        }
-    }
-    let slots_path = dir.join("slots");
-    let first = h.segments.first().map_or(h.next_seq, |s| s.base);
-    let mut counted = Counters::default();
-    let mut live: HashMap<u64, u64> = HashMap::new();
-    let mut slot_problems = Vec::new();
-    let id = |seq: u64| crate::model::ids::format_id(seq, h.salt);
-    store.all_slots(first, &mut |seq, slot| {
-        match slot {
-            Ok(m) => {
-                counted.add(m.state, m.len);
-                if m.state.is_live() {
-                    *live.entry(m.loc.segment).or_default() += 1;
-                    let at = good.get(&seq).copied();
-                    let ok = at == Some((m.loc.segment, u64::from(m.loc.offset)));
-                    if !ok && !bad_seqs.contains(&seq) {
-                        slot_problems.push((
-                            seq,
-                            format!(
-                                "message {} is {} but its record is missing or damaged",
-                                id(seq),
-                                m.state.name()
-                            ),
-                        ));
-                    }
-                }
-            }
-            Err(SlotDamage::Empty) if !good.contains_key(&seq) => {}
-            Err(d) => {
-                let what = if d == SlotDamage::Empty {
-                    "missing"
-                } else {
-                    "damaged"
-                };
-                slot_problems.push((seq, format!("index slot of message {} is {what}", id(seq))));
-            }
-        }
-        Step::Continue
-    })?;
-    for (seq, what) in slot_problems {
-        r.problems
-            .push(problem(&slots_path, Some(seq * SLOT_LEN as u64), what));
-    }
-    let c = h.counters;
-    let pairs = [
-        ("ready", c.ready, counted.ready),
-        ("delayed", c.delayed, counted.delayed),
-        ("leased", c.leased, counted.leased),
-        ("dead", c.dead, counted.dead),
-        ("bytes", c.bytes, counted.bytes),
-    ];
-    for (what, stored, seen) in pairs {
-        if stored != seen {
-            r.problems.push(problem(
-                &dir.join("index"),
-                None,
-                format!("counter {what} is {stored} but the slots say {seen}"),
-            ));
-        }
-    }
-    // Every message ever pushed is in exactly one state.
-    let sum = c.ready + c.delayed + c.leased + c.dead + c.acked + c.purged + c.corrupt;
-    if sum != c.pushed {
-        r.problems.push(problem(
-            &dir.join("index"),
-            None,
-            format!(
-                "counters do not add up: ready {} + delayed {} + leased {} + dead {} + acked {} + purged {} + corrupt {} = {sum}, but pushed is {}",
-                c.ready, c.delayed, c.leased, c.dead, c.acked, c.purged, c.corrupt, c.pushed
-            ),
-        ));
-    }
-    for (what, stored, seen) in [
-        ("acked", c.acked, counted.acked),
-        ("purged", c.purged, counted.purged),
-        ("corrupt", c.corrupt, counted.corrupt),
-    ] {
-        // These are totals: the slots of reclaimed segments count too.
-        if seen > stored {
-            r.problems.push(problem(
-                &dir.join("index"),
-                None,
-                format!("counter {what} is {stored} but the slots hold {seen}"),
-            ));
-        }
-    }
-    for s in &h.segments {
-        let seen = live.get(&s.base).copied().unwrap_or(0);
-        if s.live != seen {
-            r.problems.push(problem(
-                &segment::path(dir, s.base),
-                None,
-                format!("index says {} live messages, the slots say {seen}", s.live),
-            ));
-        }
-    }
-    Ok(r)
-}
-
-/// Every WAL record up to the committed length must decode (read in
-/// bounded chunks). Bytes past the last whole record beyond that length are
-/// a change that never finished (recovery cuts them): a note, not damage.
-fn check_wal(
-    fs: &dyn Fs,
-    dir: &Path,
-    committed: u64,
-    r: &mut QueueReport,
-    problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
-) -> Result<()> {
-    let path = dir.join("wal");
-    let wal = segment::open_file(fs, &path, crate::base::io::Open::Existing)?;
-    let (end, size) = fsstore::read_wal(&*wal, &path, 0, &mut |_, _, _| Ok(()))?;
-    if end < size && end < committed {
-        r.problems.push(problem(
-            &path,
-            Some(end),
-            format!(
-                "damaged change record ({} bytes to the end; the header says {committed} bytes were committed)",
-                size - end
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// With the key given (`--key-file`), the key id file of fs queue `name`
 /// in `dir` is checked against the bodies: a missing file while the bodies
@@ -363,7 +118,7 @@ pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Opti
         StoreKind::Fs => {
             let real = crate::base::io::root_fs(&spool.root)?;
             let fs: Arc<dyn Fs> = Arc::new(crate::base::overlay::ReadOnlyFs::new(real));
-            check(&fs, name, &dir)
+            fsstore::check::check(&fs, name, &dir)
         }
         StoreKind::Sqlite => sqlstore::check(&spool.root, name),
         StoreKind::Postgres => crate::store::postgres::check(spool.url()?, name),

@@ -111,6 +111,7 @@
 //! that still names it with nothing live; recovery takes a missing segment
 //! with nothing live for one reclaimed).
 
+pub mod check;
 pub mod index;
 pub mod record;
 pub mod segment;
