@@ -171,8 +171,8 @@ pub struct SpoolReport {
 /// read: only something other than a regular file is a problem, removed by
 /// a repair and made again by the next command that needs it), and in a
 /// sqlite spool the objects in `.spool.db` that its schema does not define
-/// (dropped by a repair, see [`sqlstore::foreign_objects`]) and bodies no
-/// message names ([`sqlstore::orphan_bodies`], removed). A repair holds
+/// (dropped by a repair) and bodies no message names (removed), see
+/// [`sqlstore::check_database`]. A repair holds
 /// the spool lock exclusively, so no `migrate` switches the store meanwhile.
 pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     let mut r = SpoolReport::default();
@@ -288,7 +288,7 @@ fn check_database(
     found: &mut Vec<Problem>,
     notes: &mut Vec<String>,
 ) -> Result<()> {
-    let objects = sqlstore::foreign_objects(root, repair)?;
+    let (objects, orphans) = sqlstore::check_database(root, repair)?;
     for (kind, name) in &objects {
         found.push(problem(
             sqlstore::db_path(root),
@@ -301,7 +301,6 @@ fn check_database(
             ));
         }
     }
-    let orphans = sqlstore::orphan_bodies(root, repair)?;
     if orphans > 0 {
         found.push(problem(
             sqlstore::db_path(root),

@@ -54,7 +54,7 @@
 //! * Connections run no trigger or view and trust nothing in the schema
 //!   ([`harden`]): the database is as writable as the spool, and an object
 //!   planted in it must not run while a command holds the spool lock.
-//!   `fsck` reports objects the schema does not define ([`foreign_objects`]).
+//!   `fsck` reports objects the schema does not define ([`check_database`]).
 //! * Commands hold the exclusive flock on `.spool.lock` while they use the
 //!   database (taken in [`crate::spool::Spool::open_queue`]), so what a command read
 //!   is still true when it commits; `BEGIN IMMEDIATE` and a busy timeout make
@@ -387,7 +387,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
 /// hang `pop`), functions in the schema run only if marked innocuous
 /// (`trusted_schema=OFF`), and defensive mode refuses the writes that can
 /// corrupt the file (`writable_schema`, ...). `fsck` reports such objects
-/// and `--repair` drops them ([`foreign_objects`]).
+/// and `--repair` drops them ([`check_database`]).
 fn harden(conn: &Connection, path: &Path) -> Result<()> {
     use rusqlite::config::DbConfig as C;
     for (what, on) in [
@@ -420,17 +420,19 @@ const KNOWN_OBJECTS: [(&str, &str); 5] = [
     ("index", "pending"),
 ];
 
-/// The objects in the database of the spool at `root` that the schema does
-/// not define, as (type, name); with `drop`, they are dropped (in one
-/// transaction) and the ones found are returned. Empty if there is no
-/// database.
-pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>> {
+/// What `fsck` finds in the database of the spool at `root` beyond its
+/// queues, in one transaction: the objects the schema does not define, as
+/// (type, name), and how many bodies no message names (only damage or a
+/// hand edit leaves one: every write deletes a message and its body in one
+/// transaction). With `repair`, both are dropped and what was found is
+/// returned. Nothing if there is no database.
+pub fn check_database(root: &Path, repair: bool) -> Result<(Vec<(String, String)>, u64)> {
     let path = db_path(root);
-    let Some((mut conn, _)) = connect(root, false, drop)? else {
-        return Ok(Vec::new());
+    let Some((mut conn, layout)) = connect(root, false, repair)? else {
+        return Ok((Vec::new(), 0));
     };
     let tx = conn
-        .transaction_with_behavior(if drop {
+        .transaction_with_behavior(if repair {
             TransactionBehavior::Immediate
         } else {
             TransactionBehavior::Deferred
@@ -450,7 +452,7 @@ pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>>
             .filter(|(t, n)| !KNOWN_OBJECTS.contains(&(t.as_str(), n.as_str())))
             .collect()
     };
-    if drop {
+    if repair {
         // Triggers, views and indexes first, tables last (dropping a table
         // drops its indexes and triggers: IF EXISTS).
         for (kind, name) in &found {
@@ -470,10 +472,26 @@ pub fn foreign_objects(root: &Path, drop: bool) -> Result<Vec<(String, String)>>
             tx.execute_batch(&format!("DROP {kind} IF EXISTS \"{quoted}\""))
                 .sql(&format!("drop {kind} {name:?}"), &path)?;
         }
-        tx.commit().sql("drop objects", &path)?;
     }
-    Ok(found)
+    let orphans = if layout.version < 3 {
+        0
+    } else if repair {
+        tx.execute(&format!("DELETE {ORPHANS}"), [])
+            .sql("remove bodies", &path)? as u64
+    } else {
+        tx.query_row(&format!("SELECT count(*) {ORPHANS}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .sql("check bodies", &path)? as u64
+    };
+    if repair {
+        tx.commit().sql("repair the database", &path)?;
+    }
+    Ok((found, orphans))
 }
+
+/// The bodies no message names.
+const ORPHANS: &str = "FROM bodies WHERE id NOT IN (SELECT body_id FROM messages)";
 
 /// Whether the spool at `root` is on a file system mounted read-only (a
 /// snapshot, a backup): nobody can write the database there.
@@ -1082,34 +1100,6 @@ fn body_check(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, bool)> {
     };
     let crc: u32 = row.get(9)?;
     Ok((body.len() as i64, crc32fast::hash(body) == crc))
-}
-
-/// The bodies of the spool at `root` that no message names (only damage or
-/// a hand edit leaves one: every write deletes a message and its body in one
-/// transaction); with `remove`, they are deleted. Returns how many.
-pub fn orphan_bodies(root: &Path, remove: bool) -> Result<u64> {
-    let path = db_path(root);
-    let Some((mut conn, layout)) = connect(root, false, remove)? else {
-        return Ok(0);
-    };
-    if layout.version < 3 {
-        return Ok(0);
-    }
-    const ORPHANS: &str = "FROM bodies WHERE id NOT IN (SELECT body_id FROM messages)";
-    if !remove {
-        let n: i64 = conn
-            .query_row(&format!("SELECT count(*) {ORPHANS}"), [], |r| r.get(0))
-            .sql("check bodies", &path)?;
-        return Ok(n as u64);
-    }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .sql("remove bodies", &path)?;
-    let n = tx
-        .execute(&format!("DELETE {ORPHANS}"), [])
-        .sql("remove bodies", &path)?;
-    tx.commit().sql("remove bodies", &path)?;
-    Ok(n as u64)
 }
 
 /// `fsck` of queue `name` in a sqlite spool: SQLite's own `integrity_check`,
