@@ -89,17 +89,23 @@ fn pg_users() -> std::sync::MutexGuard<'static, (usize, bool)> {
     PG_USERS.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`pg_users`] once `busy` no longer holds of it.
+fn pg_users_once(
+    busy: impl FnMut(&mut (usize, bool)) -> bool,
+) -> std::sync::MutexGuard<'static, (usize, bool)> {
+    PG_USERS
+        .1
+        .wait_while(pg_users(), busy)
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// A share of the test server, given back when dropped.
 struct PgShare;
 
 impl PgShare {
     /// Waits while a test has the server alone (or waits for it).
     fn take() -> PgShare {
-        let mut users = pg_users();
-        while users.1 {
-            users = PG_USERS.1.wait(users).unwrap_or_else(|e| e.into_inner());
-        }
-        users.0 += 1;
+        pg_users_once(|u| u.1).0 += 1;
         PgShare
     }
 }
@@ -125,14 +131,8 @@ impl Drop for PgAlone {
 /// Waits until no other PostgreSQL test uses the server, and keeps new ones
 /// waiting until the guard is dropped: for a test that restarts the server.
 pub fn pg_server_alone() -> PgAlone {
-    let mut users = pg_users();
-    while users.1 {
-        users = PG_USERS.1.wait(users).unwrap_or_else(|e| e.into_inner());
-    }
-    users.1 = true;
-    while users.0 > 0 {
-        users = PG_USERS.1.wait(users).unwrap_or_else(|e| e.into_inner());
-    }
+    pg_users_once(|u| u.1).1 = true;
+    drop(pg_users_once(|u| u.0 > 0));
     PG_ALONE.with(|a| a.set(true));
     PgAlone
 }
