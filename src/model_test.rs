@@ -11,6 +11,7 @@
 //! operations. `cargo test --release model` runs at least 100,000
 //! operations; `SPOOLMQ_MODEL_OPS=N` runs about N.
 
+use crate::base::notice::{Kept, Notices};
 use crate::base::simfs::{SimFs, XorShift};
 use crate::queue::Queue;
 use crate::store::fs::{FsStore, TEST_SEGMENT_LIMIT};
@@ -166,10 +167,12 @@ fn dir() -> PathBuf {
     PathBuf::from("/spool/q")
 }
 
-fn open(fs: &SimFs) -> Result<Queue, String> {
+/// Opens the queue on `fs`, its notices kept in the list returned.
+fn open(fs: &SimFs) -> Result<(Queue, Kept), String> {
+    let (sink, kept) = Notices::collected();
     FsStore::open_with(Arc::new(fs.clone()), &dir(), true)
         .map_err(|e| format!("open: {e}"))?
-        .map(|s| Queue::with_store("q", Box::new(s)))
+        .map(|s| (Queue::with_store("q", Box::new(s), sink), kept))
         .ok_or_else(|| "open: no queue".to_string())
 }
 
@@ -177,7 +180,7 @@ fn open(fs: &SimFs) -> Result<Queue, String> {
 /// divergence. Returns how many operations ran.
 fn run(ops: &[Op]) -> Result<usize, String> {
     let mut fs = SimFs::new();
-    let mut q = open(&fs)?;
+    let mut q = open(&fs)?.0;
     let mut model = Model::default();
     let mut now = 1_000_000u64;
     let mut receipts: Vec<String> = Vec::new();
@@ -347,13 +350,15 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             Op::Advance(ms) => now += ms,
             Op::Reopen => {
                 drop(q);
-                q = open(&fs)?;
+                q = open(&fs)?.0;
             }
             Op::PowerCut(seed) => {
                 drop(q);
                 fs = fs.crash(&mut XorShift(seed | 1));
-                q = open(&fs)?;
-                let notices = q.take_notices();
+                let kept;
+                (q, kept) = open(&fs)?;
+                q.flush_notices();
+                let notices = kept.lock().map(|n| n.clone()).unwrap_or_default();
                 if notices
                     .iter()
                     .any(|n| !n.contains("torn tail") && !n.contains("unfinished change"))

@@ -13,6 +13,7 @@
 //! Run with `cargo test --release power_loss`.
 
 use crate::base::io::Fs;
+use crate::base::notice::Notices;
 use crate::base::simfs::{Chooser, SimFs, XorShift};
 use crate::queue::Queue;
 use crate::store::fs::{self as fsstore, FsStore, TEST_SEGMENT_LIMIT};
@@ -289,11 +290,16 @@ fn repair(c: &mut Ctx) -> Step {
     c.push(&["after-repair"])
 }
 
-/// Opens the queue on `fs` (creating it).
+/// Opens the queue on `fs` (creating it), its notices dropped.
 fn open(fs: &SimFs, create: bool) -> crate::base::error::Result<Queue> {
+    open_reporting(fs, create, Notices::to(|_| {}))
+}
+
+/// Opens the queue on `fs`, its notices sent to `sink`.
+fn open_reporting(fs: &SimFs, create: bool, sink: Notices) -> crate::base::error::Result<Queue> {
     let store = FsStore::open_with(Arc::new(fs.clone()), &dir(), create)?
         .ok_or_else(|| crate::base::error::Error::NoSuchQueue(Q.into()))?;
-    Ok(Queue::with_store(Q, Box::new(store)))
+    Ok(Queue::with_store(Q, Box::new(store), sink))
 }
 
 /// Checks a crash image against what the workload was told; returns the
@@ -340,12 +346,15 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
             return vec![format!("{what}: repair failed: {e}")];
         }
     }
-    let mut q = match open(image, false) {
+    let (sink, kept) = Notices::collected();
+    let mut q = match open_reporting(image, false, sink) {
         Ok(q) => q,
         Err(e) => return vec![format!("{what}: recovery failed: {e}")],
     };
+    q.flush_notices();
+    let notices = kept.lock().map(|n| n.clone()).unwrap_or_default();
     // Recovery may cut torn tails and unfinished changes; a lost file is damage.
-    for n in q.take_notices() {
+    for n in notices {
         let deleted = seen.deleted.is_some_and(|f| n.contains(&format!("/{f}: ")));
         if n.contains("file missing") && !deleted {
             v.push(format!("{what}: {n}"));

@@ -16,6 +16,7 @@
 //!   letter; `retry` makes dead letters ready again with no attempts.
 
 use crate::base::error::{Error, Result};
+use crate::base::notice::Notices;
 use crate::model::crypt::{self, Key, Sealer};
 use crate::model::ids::Ids;
 use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
@@ -173,13 +174,44 @@ fn moved(m: &Meta, state: State) -> Meta {
 pub struct Queue {
     name: String,
     store: Box<dyn Store>,
+    /// Lines the queue itself has for the user, until [`Queue::flush_notices`].
     notices: Vec<String>,
+    /// Where notices go.
+    sink: Notices,
     /// The id cipher for the store's salt, made on first use.
     ids: Option<Ids>,
     /// The key given with `--key-file`, for bodies (see [`crate::model::crypt`]).
     key: Option<Key>,
     /// The spool lock (see [`Spool::lock`]), released after the store.
     _spool_lock: Option<crate::base::lock::QueueLock>,
+}
+
+/// See [`Queue::reporting`].
+struct Reporting<'a>(&'a mut Queue);
+
+impl std::ops::Deref for Reporting<'_> {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        self.0
+    }
+}
+
+impl std::ops::DerefMut for Reporting<'_> {
+    fn deref_mut(&mut self) -> &mut Queue {
+        self.0
+    }
+}
+
+impl Drop for Reporting<'_> {
+    fn drop(&mut self) {
+        self.0.flush_notices();
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.flush_notices();
+    }
 }
 
 impl Queue {
@@ -189,12 +221,13 @@ impl Queue {
         Ok(self.store.now()?.unwrap_or(now))
     }
 
-    /// A queue over an already open store.
-    pub fn with_store(name: &str, store: Box<dyn Store>) -> Queue {
+    /// A queue over an already open store; its notices go to `sink`.
+    pub fn with_store(name: &str, store: Box<dyn Store>, sink: Notices) -> Queue {
         Queue {
             name: name.to_string(),
             store,
             notices: Vec::new(),
+            sink,
             ids: None,
             key: None,
             _spool_lock: None,
@@ -226,17 +259,25 @@ impl Queue {
         }
     }
 
-    /// Lines for stderr about damage found and skipped so far.
-    pub fn take_notices(&mut self) -> Vec<String> {
-        let name = self.name.clone();
-        let mut out: Vec<String> = self
-            .store
-            .take_notices()
-            .into_iter()
-            .map(|n| format!("{name}: {n}"))
-            .collect();
-        out.append(&mut self.notices);
-        out
+    /// Hands the lines about damage found and skipped so far (by the store,
+    /// or by the queue: a body that did not open) to the queue's
+    /// [`Notices`]. Every public operation does this as it returns, even
+    /// when it fails (see [`Queue::reporting`]), and so does dropping the
+    /// queue (for what opening it found), so no caller can forget them.
+    pub fn flush_notices(&mut self) {
+        let name = &self.name;
+        for n in self.store.take_notices() {
+            self.sink.send(&format!("{name}: {n}"));
+        }
+        for n in self.notices.drain(..) {
+            self.sink.send(&n);
+        }
+    }
+
+    /// The queue, borrowed for one public operation: when the borrow ends,
+    /// however the operation returns (`?` included), its notices go out.
+    fn reporting(&mut self) -> Reporting<'_> {
+        Reporting(self)
     }
 
     /// Pushes bodies (one message each); durable on return. Returns their ids.
@@ -258,10 +299,11 @@ impl Queue {
         delay: Duration,
         now: u64,
     ) -> Result<(Ids, Vec<u64>)> {
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
         let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
-        let seqs = self.push_sealed(&mut bodies.map(|b| (b, now, not_before)))?;
-        Ok((self.ids(), seqs))
+        let seqs = q.push_sealed(&mut bodies.map(|b| (b, now, not_before)))?;
+        Ok((q.ids(), seqs))
     }
 
     /// Pushes `(body, pushed_at_ms, not_before_ms)` items, each body sealed
@@ -319,7 +361,8 @@ impl Queue {
         &mut self,
         mark: bool,
     ) -> Result<std::result::Result<Vec<(String, String)>, String>> {
-        match (self.store.key_id(), &self.key) {
+        let q = &mut self.reporting();
+        match (q.store.key_id(), &q.key) {
             (None, None) => return Ok(Ok(Vec::new())),
             (Some(_), None) => {
                 return Ok(Err(
@@ -328,20 +371,20 @@ impl Queue {
             }
             _ => {}
         }
-        if let Err(e) = self.check_key() {
+        if let Err(e) = q.check_key() {
             return Ok(Err(format!("bodies not checked: {e}")));
         }
         let mut metas = Vec::new();
-        self.store.scan(Scan::Live, &mut |m| {
+        q.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
             Step::Continue
         })?;
         let (mut bad, mut changes) = (Vec::new(), Vec::new());
         for m in metas {
-            match self.open_body(&m) {
+            match q.open_body(&m) {
                 Ok(Ok(_)) | Err(Error::Corrupt { .. }) => {}
                 Ok(Err(why)) => {
-                    bad.push((self.ids().format(m.seq), why));
+                    bad.push((q.ids().format(m.seq), why));
                     changes.push(Change {
                         old: m.state,
                         new: moved(&m, State::Corrupt),
@@ -351,7 +394,7 @@ impl Queue {
             }
         }
         if mark && !changes.is_empty() {
-            self.store.commit(&changes)?;
+            q.store.commit(&changes)?;
         }
         Ok(Ok(bad))
     }
@@ -464,17 +507,18 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Vec<Delivery>> {
-        self.check_key()?;
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        q.check_key()?;
+        let now = q.clock(now)?;
         let mut changes = Vec::new();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = self.deliverable(count - out.len(), now, &mut seen, &mut changes)?;
+            let found = q.deliverable(count - out.len(), now, &mut seen, &mut changes)?;
             if found.is_empty() {
                 break;
             }
-            for (m, body) in self.bodies(found, &mut changes)? {
+            for (m, body) in q.bodies(found, &mut changes)? {
                 let tag = new_tag()?;
                 let new = Meta {
                     state: State::Leased,
@@ -486,32 +530,33 @@ impl Queue {
                 };
                 changes.push(Change { old: m.state, new });
                 out.push(Delivery {
-                    id: self.ids().format(m.seq),
-                    receipt: self.ids().format_receipt(m.seq, &tag),
+                    id: q.ids().format(m.seq),
+                    receipt: q.ids().format_receipt(m.seq, &tag),
                     attempt: new.attempts,
                     body,
                 });
             }
         }
-        self.store.commit(&changes)?;
+        q.store.commit(&changes)?;
         Ok(out)
     }
 
     /// Shows up to `count` deliverable messages without leasing them.
     pub fn peek(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
-        self.check_key()?;
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        q.check_key()?;
+        let now = q.clock(now)?;
         let mut ignored = Vec::new();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = self.deliverable(count - out.len(), now, &mut seen, &mut ignored)?;
+            let found = q.deliverable(count - out.len(), now, &mut seen, &mut ignored)?;
             if found.is_empty() {
                 break;
             }
-            for (m, body) in self.bodies(found, &mut ignored)? {
+            for (m, body) in q.bodies(found, &mut ignored)? {
                 out.push(Peeked {
-                    id: self.ids().format(m.seq),
+                    id: q.ids().format(m.seq),
                     attempt: m.attempts.saturating_add(1),
                     body,
                 });
@@ -559,8 +604,9 @@ impl Queue {
 
     /// Deletes the leased messages the receipts name.
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
-        let now = self.clock(now)?;
-        self.settle(receipts, now, |m| moved(m, State::Acked))
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        q.settle(receipts, now, |m| moved(m, State::Acked))
     }
 
     /// Gives leased messages back, after `delay`; dead letters at `max_attempts`.
@@ -571,8 +617,9 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Settled> {
-        let now = self.clock(now)?;
-        self.settle(receipts, now, |m| {
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        q.settle(receipts, now, |m| {
             // 0 means no limit, as for a lease that runs out (`standing`).
             if max_attempts > 0 && m.attempts >= max_attempts {
                 moved(m, State::Dead)
@@ -592,8 +639,9 @@ impl Queue {
     /// again at once, and the delivery is not counted (`attempts` goes back
     /// to what it was before the pop), so it cannot make a dead letter.
     pub fn give_back(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
-        let now = self.clock(now)?;
-        self.settle(receipts, now, |m| Meta {
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        q.settle(receipts, now, |m| Meta {
             attempts: m.attempts.saturating_sub(1),
             ..moved(m, State::Ready)
         })
@@ -601,8 +649,9 @@ impl Queue {
 
     /// Makes leases end `lease` from now.
     pub fn extend(&mut self, receipts: &[String], lease: Duration, now: u64) -> Result<Settled> {
-        let now = self.clock(now)?;
-        self.settle(receipts, now, |m| Meta {
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        q.settle(receipts, now, |m| Meta {
             until_ms: now.saturating_add(ms(lease)),
             ..*m
         })
@@ -610,11 +659,12 @@ impl Queue {
 
     /// Moves dead letters (all, or those named) back to ready with no attempts.
     pub fn retry(&mut self, ids: &[String], now: u64) -> Result<Retried> {
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
         let mut out = Retried::default();
         let mut dead = Vec::new();
         if ids.is_empty() {
-            self.store.scan(Scan::Live, &mut |m| {
+            q.store.scan(Scan::Live, &mut |m| {
                 if m.state == State::Dead {
                     dead.push(*m);
                 }
@@ -622,7 +672,7 @@ impl Queue {
             })?;
             // Leases that ran out on their last attempt are dead letters too.
             let mut lapsed = Vec::new();
-            self.store.scan(Scan::Pending, &mut |m| {
+            q.store.scan(Scan::Pending, &mut |m| {
                 if standing(m, now) == Standing::Expired {
                     lapsed.push(*m);
                 }
@@ -632,8 +682,8 @@ impl Queue {
         } else {
             let mut seen = HashSet::new();
             for id in ids {
-                let m = match self.ids().parse(id) {
-                    Some(seq) => self.store.get(seq)?,
+                let m = match q.ids().parse(id) {
+                    Some(seq) => q.store.get(seq)?,
                     None => None,
                 };
                 match m {
@@ -658,17 +708,18 @@ impl Queue {
             })
             .collect();
         out.moved = changes.len() as u64;
-        self.store.commit(&changes)?;
+        q.store.commit(&changes)?;
         Ok(out)
     }
 
     /// Deletes every ready and delayed message (or, with `dead`, every dead
     /// letter). Returns how many.
     pub fn purge(&mut self, dead: bool, now: u64) -> Result<u64> {
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
         let mut changes = Vec::new();
         let from = if dead { Scan::Live } else { Scan::Pending };
-        self.store.scan(from, &mut |m| {
+        q.store.scan(from, &mut |m| {
             let take = if dead {
                 m.state == State::Dead || standing(m, now) == Standing::Expired
             } else {
@@ -683,7 +734,7 @@ impl Queue {
             }
             Step::Continue
         })?;
-        self.store.commit(&changes)?;
+        q.store.commit(&changes)?;
         Ok(changes.len() as u64)
     }
 
@@ -691,16 +742,17 @@ impl Queue {
     /// handed to `emit` as soon as its body is read (one body in memory at
     /// a time; [`Step::Stop`] ends the export early).
     pub fn export(&mut self, now: u64, emit: &mut dyn FnMut(Exported) -> Step) -> Result<()> {
-        self.check_key()?;
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        q.check_key()?;
+        let now = q.clock(now)?;
         let mut metas = Vec::new();
-        self.store.scan(Scan::Live, &mut |m| {
+        q.store.scan(Scan::Live, &mut |m| {
             metas.push(*m);
             Step::Continue
         })?;
         let mut changes = Vec::new();
         for m in metas {
-            let Some(body) = self.body_or_skip(&m, &mut changes)? else {
+            let Some(body) = q.body_or_skip(&m, &mut changes)? else {
                 continue;
             };
             let state = match standing(&m, now) {
@@ -711,7 +763,7 @@ impl Queue {
                 Standing::Done => "dead",
             };
             let step = emit(Exported {
-                id: self.ids().format(m.seq),
+                id: q.ids().format(m.seq),
                 state: state.to_string(),
                 attempts: m.attempts,
                 pushed_at_ms: m.pushed_at_ms,
@@ -723,7 +775,7 @@ impl Queue {
             }
         }
         // Damaged records found on the way are marked, as pop would.
-        self.store.commit(&changes)
+        q.store.commit(&changes)
     }
 
     /// Pushes exported messages back, in order, in one push (one fsync):
@@ -731,7 +783,8 @@ impl Queue {
     /// attempts, the rest ready (a lease does not survive an export).
     /// Returns the new ids.
     pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
-        let now = self.clock(now)?;
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
         let plan: Vec<(String, u32, u64)> = msgs
             .iter()
             .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
@@ -743,11 +796,11 @@ impl Queue {
                 .unwrap_or(0);
             (&m.body[..], m.pushed_at_ms, not_before)
         });
-        let seqs = self.push_sealed(&mut news)?;
+        let seqs = q.push_sealed(&mut news)?;
         let mut changes = Vec::new();
         for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
             if state == "dead"
-                && let Some(m) = self.store.get(*seq)?
+                && let Some(m) = q.store.get(*seq)?
             {
                 changes.push(Change {
                     old: m.state,
@@ -758,8 +811,8 @@ impl Queue {
                 });
             }
         }
-        self.store.commit(&changes)?;
-        let ids = self.ids();
+        q.store.commit(&changes)?;
+        let ids = q.ids();
         Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
     }
 
@@ -767,10 +820,11 @@ impl Queue {
     /// only leased and delayed messages (whose standing depends on the
     /// clock) are visited, oldest first, plus the oldest ready one.
     pub fn stats(&mut self, now: u64) -> Result<Stats> {
-        let now = self.clock(now)?;
-        let c: Counters = self.store.counters();
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        let c: Counters = q.store.counters();
         let mut s = Stats {
-            queue: self.name.clone(),
+            queue: q.name.clone(),
             ready: c.ready,
             leased: c.leased,
             delayed: c.delayed,
@@ -780,14 +834,14 @@ impl Queue {
             purged: c.purged,
             corrupt: c.corrupt,
             bytes: c.bytes,
-            segments: self.store.segments(),
-            disk_bytes: self.store.disk_bytes()?,
+            segments: q.store.segments(),
+            disk_bytes: q.store.disk_bytes()?,
             oldest_ready_age_ms: 0,
         };
         let timed = c.leased + c.delayed;
         let mut seen_timed = 0;
         let mut oldest: Option<u64> = None;
-        self.store.scan(Scan::Pending, &mut |m| {
+        q.store.scan(Scan::Pending, &mut |m| {
             let was_timed = matches!(m.state, State::Leased | State::Delayed);
             if was_timed {
                 seen_timed += 1;

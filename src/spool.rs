@@ -59,6 +59,7 @@
 
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::root_fs;
+use crate::base::notice::Notices;
 use crate::model::input;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -146,6 +147,9 @@ pub struct Spool {
     pub url: Option<String>,
     /// The key from `--key-file`, given to every queue opened (crate::model::crypt).
     pub key: Option<crate::model::crypt::Key>,
+    /// Where the spool and every queue it opens send their notices (stderr
+    /// unless set otherwise; see [`crate::base::notice`]).
+    pub notices: Notices,
 }
 
 impl Spool {
@@ -156,6 +160,7 @@ impl Spool {
             kind: StoreKind::Fs,
             url: None,
             key: None,
+            notices: Notices::stderr(),
         }
     }
 
@@ -166,6 +171,7 @@ impl Spool {
             kind: StoreKind::Postgres,
             url: Some(url),
             key: None,
+            notices: Notices::stderr(),
         }
     }
 
@@ -180,19 +186,35 @@ impl Spool {
     /// fs) for a spool not created yet. A `requested` store other than the
     /// recorded one is a usage error that names the recorded one. A
     /// missing or damaged `.store` is read from the files on disk (see
-    /// [`recorded_kind`]); a damaged one leaves a line in [`take_notices`].
+    /// [`recorded_kind`]); a damaged one is a notice on stderr (see
+    /// [`Spool::open_reporting`] to send it elsewhere).
     pub fn open(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
-        Spool::open_with(root, requested, false)
+        Spool::open_with(root, requested, false, Notices::stderr())
+    }
+
+    /// As [`Spool::open`], with the spool's and its queues' notices sent to
+    /// `notices`.
+    pub fn open_reporting(
+        root: PathBuf,
+        requested: Option<StoreKind>,
+        notices: Notices,
+    ) -> Result<Spool> {
+        Spool::open_with(root, requested, false, notices)
     }
 
     /// As [`Spool::open`], for `fsck --repair`: where both stores' files
     /// are on disk and `.store` cannot say which one is in use, the
     /// `requested` store is taken (and the repair records it).
     pub fn open_to_repair(root: PathBuf, requested: Option<StoreKind>) -> Result<Spool> {
-        Spool::open_with(root, requested, true)
+        Spool::open_with(root, requested, true, Notices::stderr())
     }
 
-    fn open_with(root: PathBuf, requested: Option<StoreKind>, choose: bool) -> Result<Spool> {
+    fn open_with(
+        root: PathBuf,
+        requested: Option<StoreKind>,
+        choose: bool,
+        notices: Notices,
+    ) -> Result<Spool> {
         if requested == Some(StoreKind::Postgres) {
             return Err(Error::usage(
                 "the postgres store is chosen with --url postgres://... (or SPOOLMQ_URL)",
@@ -217,13 +239,13 @@ impl Spool {
             (None, want) => want.unwrap_or(StoreKind::Fs),
         };
         match &record {
-            Record::Damaged(_) if found.is_some() => notice(format!(
+            Record::Damaged(_) if found.is_some() => notices.send(&format!(
                 "{}; using the {} store, as {}; run `spoolmq fsck --repair` to rewrite it",
                 record_trouble(&root, &record),
                 kind.name(),
                 OnDisk::of(&root)?.evidence(kind)
             )),
-            Record::Missing if found == Some(StoreKind::Sqlite) => notice(format!(
+            Record::Missing if found == Some(StoreKind::Sqlite) => notices.send(&format!(
                 "{}; using the sqlite store, as {}",
                 record_trouble(&root, &record),
                 OnDisk::of(&root)?.evidence(kind)
@@ -235,6 +257,7 @@ impl Spool {
             kind,
             url: None,
             key: None,
+            notices,
         })
     }
 
@@ -336,7 +359,7 @@ impl Spool {
         if !create && store.counters().pushed == 0 {
             return Ok(None);
         }
-        let mut q = Queue::with_store(name, store);
+        let mut q = Queue::with_store(name, store, self.notices.clone());
         q.hold(lock);
         q.set_key(self.key.clone());
         Ok(Some(q))
@@ -705,24 +728,6 @@ pub fn recorded_kind(root: &Path) -> Result<Option<StoreKind>> {
     match read_record(root)? {
         Record::Store(k) => Ok(Some(k)),
         _ => Ok(OnDisk::of(root)?.store().unwrap_or(None)),
-    }
-}
-
-/// Lines for the user about the spool's store (a damaged `.store`), taken
-/// by the command's caller to print on stderr.
-static NOTICES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-/// Takes the lines [`Spool::open`] left for the user.
-pub fn take_notices() -> Vec<String> {
-    NOTICES
-        .lock()
-        .map(|mut n| std::mem::take(&mut *n))
-        .unwrap_or_default()
-}
-
-fn notice(line: String) {
-    if let Ok(mut n) = NOTICES.lock() {
-        n.push(line);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Layer 0, the basic pieces: errors and exit codes, locks, the I/O seam
+//! Layer 0, the basic pieces: errors and exit codes, locks, notices for the user, the I/O seam
 //! every file of a spool is reached through, the read-only overlay, crash
 //! points, and (for tests) the simulated file system. They import nothing
 //! from the layers above (docs/ARCHITECTURE.md).
@@ -7,6 +7,7 @@ pub mod error;
 pub mod failpoint;
 pub mod io;
 pub mod lock;
+pub mod notice;
 pub mod overlay;
 #[cfg(test)]
 pub mod simfs;

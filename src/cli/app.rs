@@ -116,10 +116,9 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// One line on stderr. A stderr that cannot be written (a full disk under
-/// `2>>log`) must not turn an error into a panic: the exit code still says it.
+/// One line on stderr (see [`crate::base::notice::to_stderr`]).
 fn warn(line: String) {
-    let _ = writeln!(std::io::stderr().lock(), "spoolmq: {line}");
+    crate::base::notice::to_stderr(&line);
 }
 
 /// Warns (one line) when a URL given on the command line holds a password:
@@ -130,10 +129,6 @@ fn warn_url_password(url: &str, flag: &str) {
             "warning: the password in {flag} is visible to every local user in the process list; use PGPASSWORD, a password file (~/.pgpass, PGPASSFILE) or SPOOLMQ_URL instead"
         ));
     }
-}
-
-fn flush_notices(q: &mut Queue) {
-    q.take_notices().into_iter().for_each(warn);
 }
 
 /// A spinner on stderr when stderr is a terminal; hidden otherwise, so
@@ -209,7 +204,6 @@ fn give_back(
     let them = if n == 1 { "it was" } else { "they were" };
     let done = spool.open_existing_queue(queue).and_then(|mut q| {
         let r = q.give_back(&receipts, now_ms());
-        flush_notices(&mut q);
         r?.into_result()
     });
     match done {
@@ -267,7 +261,6 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
     // one is made shared.
     let strict = !matches!(cli.command, Command::Doctor | Command::Init(_));
     let mut spool = open_spool(&cli, strict)?;
-    spool::take_notices().into_iter().for_each(warn);
     if matches!(
         cli.command,
         Command::Push(_)
@@ -506,14 +499,7 @@ fn cmd_push(
             bar.inc(seqs.len() as u64);
             print(ids, seqs)
         };
-        ingest::push_lines(
-            spool,
-            &a.queue,
-            stdin,
-            delay,
-            &mut print_and_count,
-            &mut warn,
-        )?;
+        ingest::push_lines(spool, &a.queue, stdin, delay, &mut print_and_count)?;
         bar.finish_and_clear();
     } else {
         // Read stdin before taking the lock: a slow producer must not block consumers.
@@ -528,7 +514,6 @@ fn cmd_push(
             .open_queue(&a.queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
         let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
-        flush_notices(&mut q);
         drop(q);
         let (ids, seqs) = r?;
         print(&ids, &seqs)?;
@@ -551,7 +536,7 @@ fn cmd_pop(
         max_attempts: a.attempts.max_attempts,
         wait: a.wait,
     };
-    let got = exec::pop(spool, &a.queue, &req, &mut warn)?;
+    let got = exec::pop(spool, &a.queue, &req)?;
     if got.is_empty() {
         return Err(Error::Empty(format!("{}: nothing to pop", a.queue)).into());
     }
@@ -575,9 +560,7 @@ fn cmd_pop(
 fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<(), Failure> {
     let receipts = text(&a.receipts);
     let mut q = open_for_receipts(spool, &a.queue, &receipts)?;
-    let r = q.ack(&receipts, now_ms());
-    flush_notices(&mut q);
-    r?.into_result()?;
+    q.ack(&receipts, now_ms())?.into_result()?;
     Ok(())
 }
 
@@ -585,14 +568,13 @@ fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<()
 fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), Failure> {
     let receipts = text(&a.target.receipts);
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
-    let r = q.nack(
+    q.nack(
         &receipts,
         a.delay.unwrap_or(Duration::ZERO),
         a.attempts.max_attempts,
         now_ms(),
-    );
-    flush_notices(&mut q);
-    r?.into_result()?;
+    )?
+    .into_result()?;
     Ok(())
 }
 
@@ -600,9 +582,7 @@ fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), F
 fn cmd_extend(spool: &Spool, a: crate::cli::ExtendArgs) -> std::result::Result<(), Failure> {
     let receipts = text(&a.target.receipts);
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
-    let r = q.extend(&receipts, a.lease, now_ms());
-    flush_notices(&mut q);
-    r?.into_result()?;
+    q.extend(&receipts, a.lease, now_ms())?.into_result()?;
     Ok(())
 }
 
@@ -614,9 +594,7 @@ fn cmd_retry(
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
     let mut q = spool.open_existing_queue(&a.queue)?;
-    let r = q.retry(&a.ids, now_ms());
-    flush_notices(&mut q);
-    let r = r?;
+    let r = q.retry(&a.ids, now_ms())?;
     if json {
         writeln!(out, "{}", output::count_json("moved", r.moved))?;
     } else {
@@ -704,9 +682,7 @@ fn cmd_peek(
     let Some(mut q) = spool.open_queue_read_only(&a.queue)? else {
         return Ok(());
     };
-    let r = q.peek(a.count as usize, now_ms());
-    flush_notices(&mut q);
-    for p in r? {
+    for p in q.peek(a.count as usize, now_ms())? {
         if json {
             output::write_peeked_json(out, &p)?;
         } else {
@@ -724,9 +700,7 @@ fn cmd_purge(
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
     let mut q = spool.open_existing_queue(&a.queue)?;
-    let r = q.purge(a.dead, now_ms());
-    flush_notices(&mut q);
-    let n = r?;
+    let n = q.purge(a.dead, now_ms())?;
     if json {
         writeln!(out, "{}", output::count_json("purged", n))?;
     } else {
@@ -814,7 +788,6 @@ fn cmd_export(
             }
         }
     });
-    flush_notices(&mut q);
     drop(q);
     if let Some(e) = failed {
         return Err(e.into());
@@ -850,9 +823,7 @@ fn cmd_import(
     let mut q = spool
         .open_queue(&a.queue, true)?
         .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-    let r = q.import(msgs, now_ms());
-    flush_notices(&mut q);
-    let ids = r?;
+    let ids = q.import(msgs, now_ms())?;
     if json {
         writeln!(out, "{}", output::count_json("imported", ids.len() as u64))?;
     } else {
@@ -906,9 +877,7 @@ fn collect_stats(spool: &Spool, queue: Option<&str>) -> Result<Vec<crate::queue:
             None if queue.is_none() => continue,
             None => return Err(Error::NoSuchQueue(name)),
         };
-        let s = q.stats(now_ms());
-        flush_notices(&mut q);
-        rows.push(s?);
+        rows.push(q.stats(now_ms())?);
     }
     Ok(rows)
 }

@@ -213,9 +213,8 @@ pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Wr
         max_attempts: 5,
         wait: Some(Some(Duration::from_secs(60))),
     };
-    let mut warn = |_line: String| {};
     for _ in 0..count {
-        let got = exec::pop(spool, queue, &req, &mut warn)?;
+        let got = exec::pop(spool, queue, &req)?;
         let received = now_ns();
         let Some(d) = got.into_iter().next() else {
             return Err(Error::Empty(format!(

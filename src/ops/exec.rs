@@ -36,7 +36,7 @@ pub struct PopRequest {
 }
 
 /// Pops, waiting as asked. An empty result means nothing came in time.
-pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<Vec<Delivery>> {
+pub fn pop(spool: &Spool, queue: &str, req: &PopRequest) -> Result<Vec<Delivery>> {
     let deadline = match req.wait {
         None => Some(Instant::now()),
         Some(None) => None,
@@ -50,9 +50,7 @@ pub fn pop(spool: &Spool, queue: &str, req: &PopRequest, warn: Warn) -> Result<V
             watch = req.wait.and_then(|_| Watch::new(spool, queue));
         }
         if let Some(mut q) = spool.open_queue(queue, false)? {
-            let got = q.pop(req.count, req.lease, req.max_attempts, now_ms());
-            q.take_notices().into_iter().for_each(&mut *warn);
-            let got = got?;
+            let got = q.pop(req.count, req.lease, req.max_attempts, now_ms())?;
             if !got.is_empty() {
                 return Ok(got);
             }
@@ -96,7 +94,7 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
     let mut ran = 0u64;
     let mut failed = 0u64;
     let mut stale = 0u64;
-    while let Some(mut d) = pop(spool, queue, &pop_req, warn)?.into_iter().next() {
+    while let Some(mut d) = pop(spool, queue, &pop_req)?.into_iter().next() {
         ran += 1;
         match run_one(spool, queue, req, &mut d, warn)? {
             Handled::Acked => {}
@@ -163,31 +161,19 @@ pub fn spool_env(spool: &Spool) -> Vec<(&'static str, OsString)> {
     }
 }
 
-/// Runs `op` on queue `queue`, then hands the queue's notices to `warn`
-/// whatever `op` returned (a damaged record skipped, a torn WAL tail cut
-/// while the queue was opened): none is lost.
+/// Runs `op` on queue `queue`, opened for that one step (the queue's
+/// notices go to the spool's sink as the step returns).
 fn on_queue<T>(
     spool: &Spool,
     queue: &str,
-    warn: Warn,
     op: impl FnOnce(&mut crate::queue::Queue) -> Result<T>,
 ) -> Result<T> {
-    let mut q = spool.open_existing_queue(queue)?;
-    let r = op(&mut q);
-    q.take_notices().into_iter().for_each(warn);
-    r
+    op(&mut spool.open_existing_queue(queue)?)
 }
 
 /// Acks (`ok`) or nacks the delivery `receipt`.
-fn settle(
-    spool: &Spool,
-    queue: &str,
-    receipt: &str,
-    ok: bool,
-    req: &ExecRequest,
-    warn: Warn,
-) -> Result<usize> {
-    on_queue(spool, queue, warn, |q| settle_on(q, receipt, ok, req))
+fn settle(spool: &Spool, queue: &str, receipt: &str, ok: bool, req: &ExecRequest) -> Result<usize> {
+    on_queue(spool, queue, |q| settle_on(q, receipt, ok, req))
 }
 
 fn settle_on(
@@ -231,7 +217,7 @@ fn run_one(
         Ok(c) => c,
         Err(e) => {
             // Give the message back at once rather than hold it for a whole lease.
-            let _ = settle(spool, queue, &d.receipt, false, req, &mut *warn);
+            let _ = settle(spool, queue, &d.receipt, false, req);
             return Err(Error::Runtime(format!(
                 "cannot run {}: {e}; message {} was nacked",
                 program.to_string_lossy(),
@@ -258,7 +244,7 @@ fn run_one(
             Ok(status) => break status,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if lease_ok {
-                    let extended = on_queue(spool, queue, &mut *warn, |q| {
+                    let extended = on_queue(spool, queue, |q| {
                         q.extend(std::slice::from_ref(&d.receipt), req.lease, now_ms())?
                             .into_result()
                     });
@@ -290,7 +276,7 @@ fn run_one(
             describe(&status)
         ));
     }
-    match settle(spool, queue, &d.receipt, ok, req, &mut *warn) {
+    match settle(spool, queue, &d.receipt, ok, req) {
         Ok(_) if ok => Ok(Handled::Acked),
         Ok(_) => Ok(Handled::Nacked),
         Err(Error::Stale(m)) => {

@@ -132,12 +132,10 @@ fn without_cr(data: &[u8], start: usize, end: usize) -> (usize, usize) {
     }
 }
 
-/// What the pushing thread of [`push_lines`] hands back, in order.
-enum Pushed {
-    /// A durable batch: its seqs, and the cipher that makes their ids.
-    Batch(Ids, Vec<u64>),
-    Notice(String),
-}
+/// What the pushing thread of [`push_lines`] hands back, in order: a
+/// durable batch, its seqs, and the cipher that makes their ids. (The
+/// queue's notices go straight to the spool's sink.)
+struct Pushed(Ids, Vec<u64>);
 
 /// Pushes each line of `input` (newline, and a `\r` before it, stripped) as
 /// one message. `on_ids` gets each batch once it is durable, as seqs and
@@ -152,7 +150,6 @@ pub fn push_lines(
     input: impl Read + Send + 'static,
     delay: Duration,
     on_ids: &mut dyn FnMut(&Ids, &[u64]) -> Result<()>,
-    warn: crate::ops::exec::Warn,
 ) -> Result<u64> {
     keep_freed_memory();
     let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
@@ -165,16 +162,11 @@ pub fn push_lines(
         let stop = &stop;
         let pusher = scope.spawn(move || push_batches(spool, queue, &rx, delay, &done_tx, stop));
         let mut total = 0u64;
-        for pushed in done_rx {
-            match pushed {
-                Pushed::Batch(ids, seqs) => {
-                    total += seqs.len() as u64;
-                    if let Err(e) = on_ids(&ids, &seqs) {
-                        stop.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                }
-                Pushed::Notice(n) => warn(n),
+        for Pushed(ids, seqs) in done_rx {
+            total += seqs.len() as u64;
+            if let Err(e) = on_ids(&ids, &seqs) {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
             }
         }
         match pusher.join() {
@@ -244,16 +236,10 @@ fn push_batches(
             .iter()
             .flat_map(|c| c.lines.iter().map(|&(start, end)| &c.data[start..end]));
         let pushed = q.push_seqs(&mut bodies, delay, now_ms());
-        let notices = q.take_notices();
         drop(q);
-        for n in notices {
-            // The caller has stopped listening: it has its reason to give.
-            if done.send(Pushed::Notice(n)).is_err() {
-                return Ok(());
-            }
-        }
         let (ids, seqs) = pushed?;
-        if done.send(Pushed::Batch(ids, seqs)).is_err() {
+        // The caller has stopped listening: it has its reason to give.
+        if done.send(Pushed(ids, seqs)).is_err() {
             return Ok(());
         }
         if let Some(e) = failed {

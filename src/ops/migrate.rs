@@ -201,6 +201,7 @@ fn copy_into_dir(spool: &Spool, to: StoreKind, dir: &Path, mut report: Report) -
         kind: to,
         url: None,
         key: None,
+        notices: spool.notices.clone(),
     };
     // A new spool is private, even one made from a shared spool: it is
     // not under the shared spool's setgid directory, so it would get
@@ -236,6 +237,7 @@ fn convert_in_place(spool: &Spool, to: StoreKind, mut report: Report) -> Result<
         kind: to,
         url: None,
         key: None,
+        notices: spool.notices.clone(),
     };
     copy_spool(spool, &dst, &mut report)?;
     crate::base::failpoint::hit("migrate.after-copy");

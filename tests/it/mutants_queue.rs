@@ -199,7 +199,9 @@ fn segment_file(tmp: &TempDir) -> std::path::PathBuf {
 #[test]
 fn a_damaged_body_met_by_pop_is_skipped_and_reported_once_as_a_notice_naming_the_queue() {
     let tmp = TempDir::new().unwrap();
-    let sp = spool(&tmp);
+    let mut sp = spool(&tmp);
+    let (sink, seen) = spoolmq::base::notice::Notices::collected();
+    sp.notices = sink;
     let mut q = sp.open_queue("q", true).unwrap().unwrap();
     push(&mut q, &["first body", "second body"], Duration::ZERO, T0);
     drop(q);
@@ -214,16 +216,18 @@ fn a_damaged_body_met_by_pop_is_skipped_and_reported_once_as_a_notice_naming_the
     let d = q.pop(2, Duration::from_secs(10), 0, T0).unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].body, b"second body");
-    let notices = q.take_notices();
+    // Sent as pop returned, not held until the queue is dropped.
+    let notices = seen.lock().unwrap().clone();
     assert!(
         notices
             .iter()
             .any(|n| n.starts_with("q: ") && n.contains("skipped") && n.contains(".seg")),
         "{notices:?}"
     );
-    assert!(q.take_notices().is_empty(), "notices are drained");
     let s = q.stats(T0).unwrap();
     assert_eq!((s.corrupt, s.leased, s.ready), (1, 1, 0));
+    drop(q);
+    assert_eq!(*seen.lock().unwrap(), notices, "reported once");
 }
 
 /// The stored slot of message `id` of queue `q`, read with the queue closed.
@@ -532,6 +536,7 @@ fn stats_visits_only_the_leased_and_delayed_messages_and_the_oldest_ready_one() 
             inner: store,
             visits: visits.clone(),
         }),
+        spoolmq::base::notice::Notices::stderr(),
     );
     push(&mut q, &["leased"], Duration::ZERO, T0);
     assert_eq!(q.pop(1, Duration::from_secs(60), 0, T0).unwrap().len(), 1);
