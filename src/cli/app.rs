@@ -124,7 +124,7 @@ fn warn(line: String) {
 /// Warns (one line) when a URL given on the command line holds a password:
 /// every local user can read a process's arguments (`ps`, /proc/PID/cmdline).
 fn warn_url_password(url: &str, flag: &str) {
-    if crate::store::postgres::conn::has_password(url) {
+    if crate::spool::stores::url_has_password(url) {
         warn(format!(
             "warning: the password in {flag} is visible to every local user in the process list; use PGPASSWORD, a password file (~/.pgpass, PGPASSFILE) or SPOOLMQ_URL instead"
         ));
@@ -274,12 +274,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
         let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
         if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
             // The spool's owner may share a key with its group (0640).
-            let spool_owner = match spool.kind {
-                StoreKind::Postgres => None,
-                _ => std::fs::metadata(&spool.root)
-                    .ok()
-                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
-            };
+            let spool_owner = spool.owner_uid();
             spool.key = Some(crate::model::crypt::Key::load(&path, spool_owner)?);
         }
     }
@@ -325,7 +320,7 @@ fn private_stdout() -> Result<()> {
 fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
     let env_url = std::env::var("SPOOLMQ_URL").ok().filter(|v| !v.is_empty());
     if let Some(url) = cli.url.clone().or(env_url) {
-        if !crate::store::postgres::is_url(&url) {
+        if !crate::spool::stores::is_postgres_url(&url) {
             return Err(Error::usage(
                 "--url: use postgres://USER@HOST/DB, postgresql://..., or key=value pairs",
             ));
@@ -337,7 +332,7 @@ fn open_spool(cli: &Cli, strict: bool) -> Result<Spool> {
         }
         // A bad string (an option given twice, say) is a usage error now,
         // before anything else happens.
-        crate::store::postgres::conn::Target::from_env(&url)?;
+        crate::spool::stores::PgTarget::from_env(&url)?;
         if cli.url.is_some() {
             warn_url_password(&url, "--url");
         }
@@ -727,7 +722,7 @@ fn cmd_migrate(
     // Where it went, never with a password from a URL.
     let at = match a.into.as_deref() {
         Some(into) if to == StoreKind::Postgres => {
-            PathBuf::from(crate::store::postgres::describe(&into.to_string_lossy()))
+            PathBuf::from(crate::spool::stores::describe_url(&into.to_string_lossy()))
         }
         Some(into) => into.to_path_buf(),
         None => spool.root.clone(),

@@ -11,7 +11,7 @@
 use crate::base::error::{Error, Result};
 use crate::ops::exec::{self, PopRequest};
 use crate::queue::now_ms;
-use crate::spool::{Spool, StoreKind};
+use crate::spool::Spool;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,19 +61,7 @@ fn stamped(size: usize) -> Vec<u8> {
 struct Scratch<'a>(&'a Spool, String);
 impl Drop for Scratch<'_> {
     fn drop(&mut self) {
-        let _ = match self.0.kind {
-            StoreKind::Fs => std::fs::remove_dir_all(self.0.queue_dir(&self.1)).map_err(|_| ()),
-            StoreKind::Postgres => self
-                .0
-                .url()
-                .and_then(|url| crate::store::postgres::remove_queue(url, &self.1))
-                .map_err(|_| ()),
-            StoreKind::Sqlite => self
-                .0
-                .lock(false, true)
-                .and_then(|_lock| crate::store::sqlite::remove_queue(&self.0.root, &self.1))
-                .map_err(|_| ()),
-        };
+        let _ = self.0.remove_queue(&self.1);
     }
 }
 

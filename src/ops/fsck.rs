@@ -1,57 +1,16 @@
-//! `fsck`: checks each queue with its store's own check
-//! ([`crate::store::fs::check`], [`crate::store::sqlite::check`],
-//! [`crate::store::postgres::check`]) and reports each problem with its file
+//! `fsck`: checks each queue with its store's own check (through the
+//! spool: [`Spool::check_queue`]) and reports each problem with its file
 //! and offset; `--repair` has the store repair the queue
-//! ([`crate::store::fs::rebuild`], ...) and checks again. Before the queues,
-//! the spool's own files ([`check_spool`]: `.store`, `.spool.lock`,
-//! `.spool.bell`, objects planted in `.spool.db`).
+//! ([`Spool::repair_queue`]) and checks again. Before the queues, the
+//! spool's own files ([`check_spool`]: `.store`, `.spool.lock`,
+//! `.spool.bell`, and in a sqlite spool the database as a whole).
 
-use crate::base::error::{Error, IoContext, Result};
-use crate::base::io::Fs;
+use crate::base::error::{Error, Result};
+use crate::spool::stores::DatabaseReport;
 use crate::spool::{Record, Spool, StoreKind};
-use crate::store::fs as fsstore;
-use crate::store::sqlite as sqlstore;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use crate::store::{Problem, QueueReport};
-
-/// With the key given (`--key-file`), the key id file of fs queue `name`
-/// in `dir` is checked against the bodies: a missing file while the bodies
-/// open with the key (the record was lost, and readers without a key would
-/// be served ciphertext) is a problem. Returns the id to record when the
-/// file is missing or damaged and the bodies open with the key, so that
-/// `--repair` can rewrite it; a damaged file is reported by [`check`].
-fn check_key_record(
-    fs: &dyn Fs,
-    dir: &Path,
-    name: &str,
-    key: &crate::model::crypt::Key,
-    r: &mut QueueReport,
-) -> Result<Option<crate::model::crypt::KeyId>> {
-    let missing = match fsstore::key_record(fs, dir) {
-        Ok(Some(_)) => return Ok(None),
-        Ok(None) => true,
-        Err(Error::Corrupt { .. }) => false,
-        Err(e) => return Err(e),
-    };
-    let (open, not) = fsstore::bodies_opening_with(fs, dir, name, key)?;
-    if open == 0 {
-        return Ok(None);
-    }
-    if missing {
-        r.problems.push(Problem {
-            queue: name.to_string(),
-            file: dir.join("key"),
-            offset: None,
-            what: format!(
-                "missing, but {open} of {} bodies open with the key given: the record of the queue's key was lost",
-                open + not
-            ),
-        });
-    }
-    Ok(Some(key.id()))
-}
 
 /// Checks, and with `repair` rebuilds and checks again, queue `name`.
 /// Returns the report of the first check and, after a repair, of the second.
@@ -65,17 +24,10 @@ pub fn check_bodies(
     name: &str,
     repair: bool,
 ) -> Result<std::result::Result<Vec<Problem>, String>> {
-    if spool.kind == StoreKind::Fs && spool.key.is_none() {
+    if spool.key.is_none() && !spool.may_be_encrypted(name)? {
         // Without a key there is nothing to check in a queue that has no
         // key id: not even opened.
-        use crate::base::io::Fs;
-        let key = spool.queue_dir(name).join("key");
-        if !crate::base::io::root_fs(&spool.root)?
-            .exists(&key)
-            .ctx("open", &key)?
-        {
-            return Ok(Ok(Vec::new()));
-        }
+        return Ok(Ok(Vec::new()));
     }
     let opened = if repair {
         spool.open_queue(name, false)
@@ -92,11 +44,7 @@ pub fn check_bodies(
         }
         Err(e) => return Err(e),
     };
-    let place = match spool.kind {
-        StoreKind::Fs => spool.queue_dir(name),
-        StoreKind::Sqlite => sqlstore::db_path(&spool.root),
-        StoreKind::Postgres => spool.root.clone(),
-    };
+    let place = spool.queue_place(name);
     Ok(q.verify_bodies(repair)?.map(|bad| {
         bad.into_iter()
             .map(|(id, why)| Problem {
@@ -110,48 +58,20 @@ pub fn check_bodies(
 }
 
 pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
-    let dir = spool.queue_dir(name);
-    // Checks read through crate::base::overlay::ReadOnlyFs (a fresh one each
-    // time, so the second check sees what the repair wrote): without
-    // --repair, fsck writes nothing.
-    let check = |name: &str| match spool.kind {
-        StoreKind::Fs => {
-            let real = crate::base::io::root_fs(&spool.root)?;
-            let fs: Arc<dyn Fs> = Arc::new(crate::base::overlay::ReadOnlyFs::new(real));
-            fsstore::check::check(&fs, name, &dir)
-        }
-        StoreKind::Sqlite => sqlstore::check(&spool.root, name),
-        StoreKind::Postgres => crate::store::postgres::check(spool.url()?, name),
-    };
     // One fsck at a time per spool, and none during a migrate.
-    let sqlite = spool.kind == StoreKind::Sqlite;
-    let _lock = spool.lock(sqlite, sqlite)?;
-    let mut first = check(name)?;
-    let lost_key = match (spool.kind, &spool.key) {
-        (StoreKind::Fs, Some(key)) => {
-            let fs = crate::base::overlay::ReadOnlyFs::new(crate::base::io::root_fs(&spool.root)?);
-            check_key_record(&fs, &dir, name, key, &mut first)?
-        }
-        _ => None,
-    };
-    if !repair || first.problems.is_empty() {
-        return Ok((first, None));
+    let exclusive = spool.kind.needs_exclusive_lock();
+    let _lock = spool.lock(exclusive, exclusive)?;
+    // Without --repair, fsck writes nothing (Spool::check_queue).
+    let first = spool.check_queue(name)?;
+    if !repair || first.report.problems.is_empty() {
+        return Ok((first.report, None));
     }
-    let mut notes = Vec::new();
-    if let Some(id) = lost_key {
-        fsstore::restore_key_record(&crate::base::io::root_fs(&spool.root)?, &dir, id)?;
-        notes.push("key id file rewritten: the bodies open with the key given".to_string());
-    }
-    notes.extend(match spool.kind {
-        StoreKind::Fs => fsstore::rebuild(Arc::new(crate::base::io::root_fs(&spool.root)?), &dir)?,
-        StoreKind::Sqlite => sqlstore::repair(&spool.root, name)?,
-        StoreKind::Postgres => crate::store::postgres::repair(spool.url()?, name)?,
-    });
-    let mut second = check(name)?;
+    let notes = spool.repair_queue(name, &first)?;
+    let mut second = spool.check_queue(name)?.report;
     second
         .notes
         .splice(0..0, notes.into_iter().map(|n| format!("{name}: {n}")));
-    Ok((first, Some(second)))
+    Ok((first.report, Some(second)))
 }
 
 /// What checking the spool's own files found.
@@ -172,17 +92,17 @@ pub struct SpoolReport {
 /// a repair and made again by the next command that needs it), and in a
 /// sqlite spool the objects in `.spool.db` that its schema does not define
 /// (dropped by a repair) and bodies no message names (removed), see
-/// [`sqlstore::check_database`]. A repair holds
+/// [`crate::spool::Spool::check_database`]. A repair holds
 /// the spool lock exclusively, so no `migrate` switches the store meanwhile.
 pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     let mut r = SpoolReport::default();
-    if spool.kind == StoreKind::Postgres || !spool.exists()? {
+    if !spool.kind.is_local() || !spool.exists()? {
         return Ok(r);
     }
     let root = &spool.root;
     // Planted non-files first: the lock is taken next.
     let mut found = Vec::new();
-    for name in [crate::spool::LOCK_FILE, sqlstore::BELL_FILE] {
+    for name in [crate::spool::LOCK_FILE, crate::spool::BELL_FILE] {
         let p = root.join(name);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if !m.is_file() => {
@@ -213,8 +133,8 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
             Err(e) => return Err(Error::io("stat", &p, e)),
         }
     }
-    let sqlite = spool.kind == StoreKind::Sqlite;
-    let _lock = spool.lock(repair || sqlite, repair || sqlite)?;
+    let exclusive = repair || spool.kind.needs_exclusive_lock();
+    let _lock = spool.lock(exclusive, exclusive)?;
     let store = root.join(crate::spool::STORE_FILE);
     let disk = crate::spool::OnDisk::of(root)?;
     let holds = !disk.fs_queues.is_empty() || disk.db;
@@ -260,8 +180,8 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
             }
         }
     }
-    if sqlite {
-        check_database(root, repair, &mut found, &mut r.notes)?;
+    if let Some((db, report)) = spool.check_database(repair)? {
+        database_problems(&db, &report, repair, &mut found, &mut r.notes);
     }
     if !repair {
         r.left = found.clone();
@@ -280,40 +200,48 @@ fn problem(file: PathBuf, what: String) -> Problem {
     }
 }
 
-/// The sqlite spool's database beyond its queues: objects its schema does not
-/// define (dropped by a repair) and bodies no message names (removed).
-fn check_database(
-    root: &Path,
+/// The sqlite spool's database `db` beyond its queues: what SQLite's
+/// integrity check says (a repair rebuilds the indexes), objects its schema
+/// does not define (dropped by a repair) and bodies no message names
+/// (removed).
+fn database_problems(
+    db: &Path,
+    report: &DatabaseReport,
     repair: bool,
     found: &mut Vec<Problem>,
     notes: &mut Vec<String>,
-) -> Result<()> {
-    let (objects, orphans) = sqlstore::check_database(root, repair)?;
-    for (kind, name) in &objects {
+) {
+    for line in &report.integrity {
         found.push(problem(
-            sqlstore::db_path(root),
+            db.to_path_buf(),
+            format!("integrity_check: {line}"),
+        ));
+    }
+    if repair && !report.integrity.is_empty() {
+        notes.push(format!("{}: rebuilt the database's indexes", db.display()));
+    }
+    for (kind, name) in &report.foreign {
+        found.push(problem(
+            db.to_path_buf(),
             format!("{kind} {name:?} is not part of spoolmq's schema"),
         ));
         if repair {
-            notes.push(format!(
-                "{}: dropped {kind} {name:?}",
-                sqlstore::db_path(root).display()
-            ));
+            notes.push(format!("{}: dropped {kind} {name:?}", db.display()));
         }
     }
+    let orphans = report.orphans;
     if orphans > 0 {
         found.push(problem(
-            sqlstore::db_path(root),
+            db.to_path_buf(),
             format!("{orphans} bodies belong to no message"),
         ));
         if repair {
             notes.push(format!(
                 "{}: removed {orphans} bodies that belonged to no message",
-                sqlstore::db_path(root).display()
+                db.display()
             ));
         }
     }
-    Ok(())
 }
 
 fn file_type_name(m: &std::fs::Metadata) -> &'static str {

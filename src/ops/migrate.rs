@@ -1,7 +1,7 @@
 //! `migrate`: converts a spool from one store to the other, losing nothing.
 //!
-//! Every queue is copied message by message with [`FsStore::restore`] or
-//! [`SqliteStore::restore`]: ready, delayed, leased (same receipt and
+//! Every queue is copied message by message with the new store's
+//! [`crate::store::Store::restore`]: ready, delayed, leased (same receipt and
 //! deadline) and dead messages keep their id, attempts and state, and the
 //! counters come along. The source is read under the exclusive spool lock,
 //! so no command changes it meanwhile, and is never modified before the end.
@@ -26,12 +26,11 @@
 //! must not exist or be empty, and is checked as a spool is before anything
 //! is copied: see [`spool::check_access`]) and the source is left as it is.
 
-use crate::base::error::{Error, IoContext, Result};
+use crate::base::error::{Error, Result};
+use crate::spool::stores::{is_postgres_url, move_store_files, remove, remove_store_files};
 use crate::spool::{self, Spool, StoreKind};
-use crate::store::fs::segment::sync_dir;
-use crate::store::sqlite as sqlstore;
 use crate::store::{Meta, Scan, Step};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where an in-place migrate builds the new store.
 pub const STAGING: &str = ".migrate";
@@ -86,47 +85,6 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Removes `path` (a file or a directory tree) if it exists.
-fn remove(path: &Path) -> Result<()> {
-    let r = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => Err(e),
-    };
-    r.ctx("remove", path)
-}
-
-/// The sqlite store's files in `root`.
-fn sqlite_files(root: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
-        .iter()
-        .map(|s| root.join(format!("{}{s}", sqlstore::DB_FILE)))
-        .collect();
-    files.push(root.join(sqlstore::BELL_FILE));
-    files
-}
-
-/// Removes what a store of `kind` keeps in `root` (its queues' files), for
-/// the store the spool does not use.
-fn remove_store_files(root: &Path, kind: StoreKind) -> Result<()> {
-    match kind {
-        StoreKind::Fs => {
-            for name in Spool::new(root.to_path_buf()).queue_dirs()? {
-                remove(&root.join(name))?;
-            }
-        }
-        StoreKind::Sqlite => {
-            for p in sqlite_files(root) {
-                remove(&p)?;
-            }
-        }
-        // Never in a directory.
-        StoreKind::Postgres => return Ok(()),
-    }
-    sync_dir(&crate::base::io::root_fs(root)?, root)
-}
-
 /// Converts `spool` to the `to` store, in place or into `into`.
 pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> {
     let report = Report::default();
@@ -162,7 +120,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
 /// `migrate --to postgres --into URL`: a copy into an empty database.
 fn copy_into_database(spool: &Spool, into: &Path, mut report: Report) -> Result<Report> {
     let url = into.to_string_lossy().into_owned();
-    if !crate::store::postgres::is_url(&url) {
+    if !is_postgres_url(&url) {
         return Err(Error::usage(
             "--into: for --to postgres, a postgres:// URL or key=value pairs",
         ));
@@ -243,29 +201,7 @@ fn convert_in_place(spool: &Spool, to: StoreKind, mut report: Report) -> Result<
     crate::base::failpoint::hit("migrate.after-copy");
     // Move the new store in (nothing of it is in use until .store says so).
     remove_store_files(root, to)?;
-    use crate::base::io::Fs;
-    // Renamed through the spool's I/O seam: relative to directories held
-    // open, never through a link planted in the spool.
-    let fs = crate::base::io::root_fs(root)?;
-    match to {
-        StoreKind::Fs => {
-            for name in dst.queue_dirs()? {
-                fs.rename(&staging.join(&name), &root.join(&name))
-                    .ctx("move into the spool", &root.join(&name))?;
-            }
-        }
-        StoreKind::Sqlite => {
-            let db = sqlstore::db_path(&staging);
-            fs.rename(&db, &sqlstore::db_path(root))
-                .ctx("move into the spool", &db)?;
-        }
-        StoreKind::Postgres => {
-            return Err(Error::Runtime(
-                "postgres is never converted in place".into(),
-            ));
-        }
-    }
-    sync_dir(&fs, root)?;
+    move_store_files(&dst, root)?;
     crate::base::failpoint::hit("migrate.before-switch");
     spool::replace_kind(root, to)?;
     crate::base::failpoint::hit("migrate.after-switch");

@@ -5,7 +5,8 @@
 //! sends (PostgreSQL). `crate::ops::exec` waits through it without knowing which
 //! store it talks to.
 
-use crate::spool::{Spool, StoreKind};
+use crate::spool::Spool;
+use crate::spool::stores::WakeOn;
 use std::time::{Duration, Instant};
 
 /// How often an empty queue is looked at again while waiting, when no
@@ -28,25 +29,15 @@ pub enum Watch {
 }
 
 impl Watch {
-    /// Watches the queue's directory, or the spool's while the queue does not
-    /// exist yet, or nothing (`None`: poll).
+    /// Watches what [`Spool::wake_on`] names for queue `queue`, or nothing
+    /// (`None`: poll).
     pub fn new(spool: &Spool, queue: &str) -> Option<Watch> {
         use std::os::unix::ffi::OsStrExt;
-        if spool.kind == StoreKind::Postgres {
-            let mut c = crate::store::postgres::connect(spool.url().ok()?).ok()?;
-            c.batch_execute(&format!("LISTEN {}", crate::store::postgres::CHANNEL))
-                .ok()?;
-            return Some(Watch::Postgres(Box::new(c), queue.to_string()));
-        }
-        let dir = spool.queue_dir(queue);
-        let bell = spool.root.join(crate::store::sqlite::BELL_FILE);
-        let (target, mask) = match spool.kind {
-            StoreKind::Fs if dir.is_dir() => (dir, WRITES),
-            // SQLite's own files change when a command only reads (its lock
-            // and shared-memory files): a push rings the bell file instead.
-            StoreKind::Sqlite if bell.is_file() => (bell, libc::IN_MODIFY),
-            StoreKind::Sqlite => (spool.root.clone(), libc::IN_CREATE | libc::IN_MOVED_TO),
-            StoreKind::Fs | StoreKind::Postgres => (spool.root.clone(), WRITES),
+        let (target, mask) = match spool.wake_on(queue)? {
+            WakeOn::Notify(c) => return Some(Watch::Postgres(c, queue.to_string())),
+            WakeOn::Writes(dir) => (dir, WRITES),
+            WakeOn::Modified(file) => (file, libc::IN_MODIFY),
+            WakeOn::Appears(dir) => (dir, libc::IN_CREATE | libc::IN_MOVED_TO),
         };
         let path = std::ffi::CString::new(target.as_os_str().as_bytes()).ok()?;
         // SAFETY: plain syscalls on a descriptor we own; `path` is a valid C string.
@@ -98,10 +89,7 @@ impl Watch {
     /// How often a waiter on `spool` looks again without an event: each look
     /// at a PostgreSQL queue costs a connection, so it looks less often.
     pub fn poll_interval(spool: &Spool) -> Duration {
-        match spool.kind {
-            StoreKind::Postgres => Duration::from_secs(1),
-            StoreKind::Fs | StoreKind::Sqlite => POLL,
-        }
+        spool.poll_interval(POLL)
     }
 
     /// Whether the watch serves the whole wait. A LISTENing connection does;

@@ -420,16 +420,30 @@ const KNOWN_OBJECTS: [(&str, &str); 5] = [
     ("index", "pending"),
 ];
 
+/// What `fsck` found in a sqlite spool's database beyond its queues
+/// ([`check_database`]).
+#[derive(Debug, Default)]
+pub struct DatabaseReport {
+    /// Objects the schema does not define, as (type, name).
+    pub foreign: Vec<(String, String)>,
+    /// Bodies no message names.
+    pub orphans: u64,
+    /// The lines of SQLite's `PRAGMA integrity_check` other than "ok".
+    pub integrity: Vec<String>,
+}
+
 /// What `fsck` finds in the database of the spool at `root` beyond its
-/// queues, in one transaction: the objects the schema does not define, as
-/// (type, name), and how many bodies no message names (only damage or a
+/// queues, in one transaction: SQLite's own `integrity_check` of the whole
+/// file (run once per spool, not once per queue), the objects the schema
+/// does not define, and how many bodies no message names (only damage or a
 /// hand edit leaves one: every write deletes a message and its body in one
-/// transaction). With `repair`, both are dropped and what was found is
-/// returned. Nothing if there is no database.
-pub fn check_database(root: &Path, repair: bool) -> Result<(Vec<(String, String)>, u64)> {
+/// transaction). With `repair`, foreign objects and orphan bodies are
+/// dropped, the indexes rebuilt when the integrity check failed, and what
+/// was found is returned. Nothing if there is no database.
+pub fn check_database(root: &Path, repair: bool) -> Result<DatabaseReport> {
     let path = db_path(root);
     let Some((mut conn, layout)) = connect(root, false, repair)? else {
-        return Ok((Vec::new(), 0));
+        return Ok(DatabaseReport::default());
     };
     let tx = conn
         .transaction_with_behavior(if repair {
@@ -484,10 +498,30 @@ pub fn check_database(root: &Path, repair: bool) -> Result<(Vec<(String, String)
         })
         .sql("check bodies", &path)? as u64
     };
+    let integrity: Vec<String> = {
+        let mut stmt = tx
+            .prepare("PRAGMA integrity_check")
+            .sql("check the database", &path)?;
+        stmt.query_map([], |row| row.get::<_, String>(0))
+            .sql("check the database", &path)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .sql("check the database", &path)?
+            .into_iter()
+            .filter(|l| l != "ok")
+            .collect()
+    };
+    if repair && !integrity.is_empty() {
+        tx.execute_batch("REINDEX")
+            .sql("rebuild the indexes", &path)?;
+    }
     if repair {
         tx.commit().sql("repair the database", &path)?;
     }
-    Ok((found, orphans))
+    Ok(DatabaseReport {
+        foreign: found,
+        orphans,
+        integrity,
+    })
 }
 
 /// The bodies no message names.
@@ -1102,9 +1136,10 @@ fn body_check(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, bool)> {
     Ok((body.len() as i64, crc32fast::hash(body) == crc))
 }
 
-/// `fsck` of queue `name` in a sqlite spool: SQLite's own `integrity_check`,
-/// then every row of the queue (state, receipt, length, CRC32 of the body,
-/// seq below the queue's next seq) and the counters against the rows.
+/// `fsck` of queue `name` in a sqlite spool: every row of the queue (state,
+/// receipt, length, CRC32 of the body, seq below the queue's next seq) and
+/// the counters against the rows. (SQLite's own `integrity_check` covers
+/// the whole file: [`check_database`] runs it once per spool.)
 pub fn check(root: &Path, name: &str) -> Result<crate::store::QueueReport> {
     let mut r = crate::store::QueueReport::default();
     let Some(store) = SqliteStore::open(root, name, false, false)? else {
@@ -1117,18 +1152,6 @@ pub fn check(root: &Path, name: &str) -> Result<crate::store::QueueReport> {
         offset,
         what,
     };
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check")
-        .sql("check the database", &q.path)?;
-    let lines = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .sql("check the database", &q.path)?
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .sql("check the database", &q.path)?;
-    for line in lines.into_iter().filter(|l| l != "ok") {
-        r.problems
-            .push(problem(None, format!("integrity_check: {line}")));
-    }
     let mut seen = Counters::default();
     let mut stmt = conn
         .prepare(&store.layout.rows_with_bodies())

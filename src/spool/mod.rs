@@ -57,6 +57,8 @@
 //! [`crate::base::io::root_fs`] ([`crate::base::io::RealFs`]), walking from the spool's descriptor
 //! with `O_NOFOLLOW` ([`Error::symlink`] names a link met on the way).
 
+pub mod stores;
+
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::root_fs;
 use crate::base::notice::Notices;
@@ -137,6 +139,9 @@ impl StoreKind {
 pub const STORE_FILE: &str = ".store";
 /// The spool-wide lock file.
 pub const LOCK_FILE: &str = ".spool.lock";
+
+/// The file a sqlite spool's push writes to wake waiters.
+pub const BELL_FILE: &str = crate::store::sqlite::BELL_FILE;
 
 /// The spool directory and the store its queues are kept in.
 #[derive(Debug, Clone)]
@@ -349,8 +354,8 @@ impl Spool {
         }
         // The sqlite store relies on the spool lock (its pop reads, then
         // commits), so even a read-only command makes a missing lock file.
-        let sqlite = self.kind == StoreKind::Sqlite;
-        let lock = self.lock(create || (sqlite && !read_only), sqlite)?;
+        let exclusive = self.kind.needs_exclusive_lock();
+        let lock = self.lock(create || (exclusive && !read_only), exclusive)?;
         let Some(store) = self.open_store(name, create, read_only)? else {
             return Ok(None);
         };
@@ -442,7 +447,7 @@ impl Spool {
     /// does under an exclusive lock: `fsck` listing queues beside a worker
     /// once failed on that); a caller that holds it uses [`Spool::queues_held`].
     pub fn queues(&self) -> Result<Vec<String>> {
-        let _lock = if self.kind == StoreKind::Sqlite && self.exists()? {
+        let _lock = if self.kind.needs_exclusive_lock() && self.exists()? {
             self.lock(false, true)?
         } else {
             None
