@@ -176,199 +176,244 @@ fn open(fs: &SimFs) -> Result<(Queue, Kept), String> {
         .ok_or_else(|| "open: no queue".to_string())
 }
 
-/// Runs `ops` against the engine and the model; `Err` describes the first
-/// divergence. Returns how many operations ran.
-fn run(ops: &[Op]) -> Result<usize, String> {
-    let mut fs = SimFs::new();
-    let mut q = open(&fs)?.0;
-    let mut model = Model::default();
-    let mut now = 1_000_000u64;
-    let mut receipts: Vec<String> = Vec::new();
-    let e = |what: &str, err: crate::base::error::Error| format!("{what}: {err}");
-    for (step, op) in ops.iter().enumerate() {
-        let ctx = format!("step {step} ({op:?})");
-        match op.clone() {
-            Op::Push { n, delay, size } => {
-                let bodies: Vec<Vec<u8>> = (0..n)
-                    .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
-                    .collect();
-                let mut it = bodies.iter().map(Vec::as_slice);
-                let ids = q
-                    .push(&mut it, Duration::from_millis(delay), now)
-                    .map_err(|x| e(&ctx, x))?;
-                for (id, body) in ids.into_iter().zip(bodies) {
-                    model.pushed += 1;
-                    model.msgs.push(MMsg {
-                        id,
-                        body,
-                        state: if delay > 0 {
-                            MState::Delayed(now + delay)
-                        } else {
-                            MState::Ready
-                        },
-                        attempts: 0,
-                    });
-                }
+/// The engine under test and the model it must agree with.
+struct World {
+    fs: SimFs,
+    /// `None` only while the queue is closed to be opened again.
+    q: Option<Queue>,
+    model: Model,
+    now: u64,
+    /// Every receipt handed out so far (stale ones too).
+    receipts: Vec<String>,
+}
+
+fn e(what: &str, err: crate::base::error::Error) -> String {
+    format!("{what}: {err}")
+}
+
+impl World {
+    fn q(&mut self) -> &mut Queue {
+        self.q.as_mut().expect("the queue is open between steps")
+    }
+
+    fn push(
+        &mut self,
+        ctx: &str,
+        step: usize,
+        n: usize,
+        delay: u64,
+        size: usize,
+    ) -> Result<(), String> {
+        let now = self.now;
+        let bodies: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
+            .collect();
+        let mut it = bodies.iter().map(Vec::as_slice);
+        let ids = self
+            .q()
+            .push(&mut it, Duration::from_millis(delay), now)
+            .map_err(|x| e(ctx, x))?;
+        for (id, body) in ids.into_iter().zip(bodies) {
+            self.model.pushed += 1;
+            self.model.msgs.push(MMsg {
+                id,
+                body,
+                state: if delay > 0 {
+                    MState::Delayed(now + delay)
+                } else {
+                    MState::Ready
+                },
+                attempts: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self, ctx: &str, count: usize, lease: u64, max: u32) -> Result<(), String> {
+        let now = self.now;
+        let got = self
+            .q()
+            .pop(count, Duration::from_millis(lease), max, now)
+            .map_err(|x| e(ctx, x))?;
+        let mut expect = Vec::new();
+        for m in self.model.msgs.iter_mut() {
+            if expect.len() == count {
+                break;
             }
-            Op::Pop { count, lease, max } => {
-                let got = q
-                    .pop(count, Duration::from_millis(lease), max, now)
-                    .map_err(|x| e(&ctx, x))?;
-                let mut expect = Vec::new();
-                for m in model.msgs.iter_mut() {
-                    if expect.len() == count {
-                        break;
-                    }
-                    if Model::eff(m, now) == MState::Ready {
-                        let receipt = got
-                            .get(expect.len())
-                            .map(|d| d.receipt.clone())
-                            .unwrap_or_default();
-                        expect.push(m.id.clone());
-                        m.attempts += 1;
-                        m.state = MState::Leased {
-                            until: now + lease,
-                            max,
-                            receipt,
-                        };
-                    }
-                }
-                let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
-                if ids != expect {
-                    return Err(format!("{ctx}: popped {ids:?}, model says {expect:?}"));
-                }
-                for d in &got {
-                    let Some(m) = model.msgs.iter().find(|m| m.id == d.id) else {
-                        return Err(format!("{ctx}: unknown id {}", d.id));
-                    };
-                    if d.attempt != m.attempts || d.body != m.body {
-                        return Err(format!("{ctx}: {} attempt/body differ", d.id));
-                    }
-                    receipts.push(d.receipt.clone());
-                }
+            if Model::eff(m, now) == MState::Ready {
+                let receipt = got
+                    .get(expect.len())
+                    .map(|d| d.receipt.clone())
+                    .unwrap_or_default();
+                expect.push(m.id.clone());
+                m.attempts += 1;
+                m.state = MState::Leased {
+                    until: now + lease,
+                    max,
+                    receipt,
+                };
             }
-            Op::Settle {
-                which,
-                pick,
-                delay,
-                max,
-            } => {
-                if receipts.is_empty() {
-                    continue;
-                }
-                let r = receipts[pick % receipts.len()].clone();
-                let expect = model.live_receipt(&r, now);
-                let one = std::slice::from_ref(&r);
-                let s = match which {
-                    0 => q.ack(one, now),
-                    1 => q.nack(one, Duration::from_millis(delay), max, now),
-                    _ => q.extend(one, Duration::from_millis(delay + 1), now),
-                }
-                .map_err(|x| e(&ctx, x))?;
-                if s.done != usize::from(expect.is_some()) {
-                    return Err(format!(
-                        "{ctx}: done {} but model expects {expect:?}",
-                        s.done
-                    ));
-                }
-                if let Some(i) = expect {
-                    let m = &mut model.msgs[i];
-                    match which {
-                        0 => {
-                            m.state = MState::Gone;
-                            model.acked += 1;
-                        }
-                        1 => {
-                            m.state = if m.attempts >= max {
-                                MState::Dead
-                            } else if delay > 0 {
-                                MState::Delayed(now + delay)
-                            } else {
-                                MState::Ready
-                            }
-                        }
-                        _ => {
-                            if let MState::Leased { until, .. } = &mut m.state {
-                                *until = now + delay + 1;
-                            }
-                        }
-                    }
-                }
+        }
+        let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+        if ids != expect {
+            return Err(format!("{ctx}: popped {ids:?}, model says {expect:?}"));
+        }
+        for d in &got {
+            let Some(m) = self.model.msgs.iter().find(|m| m.id == d.id) else {
+                return Err(format!("{ctx}: unknown id {}", d.id));
+            };
+            if d.attempt != m.attempts || d.body != m.body {
+                return Err(format!("{ctx}: {} attempt/body differ", d.id));
             }
-            Op::Retry => {
-                let moved = q.retry(&[], now).map_err(|x| e(&ctx, x))?.moved;
-                let mut n = 0;
-                for m in model.msgs.iter_mut() {
-                    if Model::eff(m, now) == MState::Dead {
-                        m.state = MState::Ready;
-                        m.attempts = 0;
-                        n += 1;
-                    }
+            self.receipts.push(d.receipt.clone());
+        }
+        Ok(())
+    }
+
+    fn settle(
+        &mut self,
+        ctx: &str,
+        which: u8,
+        pick: usize,
+        delay: u64,
+        max: u32,
+    ) -> Result<(), String> {
+        let now = self.now;
+        if self.receipts.is_empty() {
+            return Ok(());
+        }
+        let r = self.receipts[pick % self.receipts.len()].clone();
+        let expect = self.model.live_receipt(&r, now);
+        let one = std::slice::from_ref(&r);
+        let s = match which {
+            0 => self.q().ack(one, now),
+            1 => self.q().nack(one, Duration::from_millis(delay), max, now),
+            _ => self.q().extend(one, Duration::from_millis(delay + 1), now),
+        }
+        .map_err(|x| e(ctx, x))?;
+        if s.done != usize::from(expect.is_some()) {
+            return Err(format!(
+                "{ctx}: done {} but model expects {expect:?}",
+                s.done
+            ));
+        }
+        if let Some(i) = expect {
+            let m = &mut self.model.msgs[i];
+            match which {
+                0 => {
+                    m.state = MState::Gone;
+                    self.model.acked += 1;
                 }
-                if moved != n {
-                    return Err(format!("{ctx}: retry moved {moved}, model {n}"));
-                }
-            }
-            Op::Purge { dead } => {
-                let n = q.purge(dead, now).map_err(|x| e(&ctx, x))?;
-                let mut m_n = 0;
-                for m in model.msgs.iter_mut() {
-                    let s = Model::eff(m, now);
-                    let take = if dead {
-                        s == MState::Dead
+                1 => {
+                    m.state = if m.attempts >= max {
+                        MState::Dead
+                    } else if delay > 0 {
+                        MState::Delayed(now + delay)
                     } else {
-                        matches!(s, MState::Ready | MState::Delayed(_))
-                    };
-                    if take {
-                        m.state = MState::Gone;
-                        m_n += 1;
+                        MState::Ready
                     }
                 }
-                model.purged += m_n;
-                if n != m_n {
-                    return Err(format!("{ctx}: purged {n}, model {m_n}"));
-                }
-            }
-            Op::Peek { count } => {
-                let got: Vec<String> = q
-                    .peek(count, now)
-                    .map_err(|x| e(&ctx, x))?
-                    .into_iter()
-                    .map(|p| p.id)
-                    .collect();
-                let expect: Vec<String> = model
-                    .msgs
-                    .iter()
-                    .filter(|m| Model::eff(m, now) == MState::Ready)
-                    .take(count)
-                    .map(|m| m.id.clone())
-                    .collect();
-                if got != expect {
-                    return Err(format!("{ctx}: peeked {got:?}, model {expect:?}"));
-                }
-            }
-            Op::Advance(ms) => now += ms,
-            Op::Reopen => {
-                drop(q);
-                q = open(&fs)?.0;
-            }
-            Op::PowerCut(seed) => {
-                drop(q);
-                fs = fs.crash(&mut XorShift(seed | 1));
-                let kept;
-                (q, kept) = open(&fs)?;
-                q.flush_notices();
-                let notices = kept.lock().map(|n| n.clone()).unwrap_or_default();
-                if notices
-                    .iter()
-                    .any(|n| !n.contains("torn tail") && !n.contains("unfinished change"))
-                {
-                    return Err(format!("{ctx}: recovery reported damage: {notices:?}"));
+                _ => {
+                    if let MState::Leased { until, .. } = &mut m.state {
+                        *until = now + delay + 1;
+                    }
                 }
             }
         }
-        let s = q.stats(now).map_err(|x| e(&ctx, x))?;
-        let (r, l, d, dead, bytes) = model.stats(now);
+        Ok(())
+    }
+
+    fn retry(&mut self, ctx: &str) -> Result<(), String> {
+        let now = self.now;
+        let moved = self.q().retry(&[], now).map_err(|x| e(ctx, x))?.moved;
+        let mut n = 0;
+        for m in self.model.msgs.iter_mut() {
+            if Model::eff(m, now) == MState::Dead {
+                m.state = MState::Ready;
+                m.attempts = 0;
+                n += 1;
+            }
+        }
+        if moved != n {
+            return Err(format!("{ctx}: retry moved {moved}, model {n}"));
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self, ctx: &str, dead: bool) -> Result<(), String> {
+        let now = self.now;
+        let n = self.q().purge(dead, now).map_err(|x| e(ctx, x))?;
+        let mut m_n = 0;
+        for m in self.model.msgs.iter_mut() {
+            let s = Model::eff(m, now);
+            let take = if dead {
+                s == MState::Dead
+            } else {
+                matches!(s, MState::Ready | MState::Delayed(_))
+            };
+            if take {
+                m.state = MState::Gone;
+                m_n += 1;
+            }
+        }
+        self.model.purged += m_n;
+        if n != m_n {
+            return Err(format!("{ctx}: purged {n}, model {m_n}"));
+        }
+        Ok(())
+    }
+
+    fn peek(&mut self, ctx: &str, count: usize) -> Result<(), String> {
+        let now = self.now;
+        let got: Vec<String> = self
+            .q()
+            .peek(count, now)
+            .map_err(|x| e(ctx, x))?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let expect: Vec<String> = self
+            .model
+            .msgs
+            .iter()
+            .filter(|m| Model::eff(m, now) == MState::Ready)
+            .take(count)
+            .map(|m| m.id.clone())
+            .collect();
+        if got != expect {
+            return Err(format!("{ctx}: peeked {got:?}, model {expect:?}"));
+        }
+        Ok(())
+    }
+
+    /// Closes the queue (as a command's exit does), then opens it again;
+    /// with `power_cut`, the power is cut in between (the sim file system
+    /// keeps what was synced and a random part of the rest), and recovery
+    /// may cut torn tails and unfinished changes, nothing else.
+    fn reopen(&mut self, ctx: &str, power_cut: Option<u64>) -> Result<(), String> {
+        drop(self.q.take());
+        if let Some(seed) = power_cut {
+            self.fs = self.fs.crash(&mut XorShift(seed | 1));
+        }
+        let (mut q, kept) = open(&self.fs)?;
+        q.flush_notices();
+        self.q = Some(q);
+        let notices = kept.lock().map(|n| n.clone()).unwrap_or_default();
+        if power_cut.is_some()
+            && notices
+                .iter()
+                .any(|n| !n.contains("torn tail") && !n.contains("unfinished change"))
+        {
+            return Err(format!("{ctx}: recovery reported damage: {notices:?}"));
+        }
+        Ok(())
+    }
+
+    /// The engine's figures against the model's, after every step.
+    fn check_stats(&mut self, ctx: &str) -> Result<(), String> {
+        let now = self.now;
+        let s = self.q().stats(now).map_err(|x| e(ctx, x))?;
+        let (r, l, d, dead, bytes) = self.model.stats(self.now);
         let got = (
             s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged,
         );
@@ -378,15 +423,50 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             d,
             dead,
             bytes,
-            model.pushed,
-            model.acked,
-            model.purged,
+            self.model.pushed,
+            self.model.acked,
+            self.model.purged,
         );
         if got != want {
             return Err(format!(
                 "{ctx}: stats (ready, leased, delayed, dead, bytes, pushed, acked, purged) {got:?}, model {want:?}"
             ));
         }
+        Ok(())
+    }
+}
+
+/// Runs `ops` against the engine and the model; `Err` describes the first
+/// divergence. Returns how many operations ran.
+fn run(ops: &[Op]) -> Result<usize, String> {
+    let fs = SimFs::new();
+    let q = Some(open(&fs)?.0);
+    let mut w = World {
+        fs,
+        q,
+        model: Model::default(),
+        now: 1_000_000,
+        receipts: Vec::new(),
+    };
+    for (step, op) in ops.iter().enumerate() {
+        let ctx = &format!("step {step} ({op:?})");
+        match op.clone() {
+            Op::Push { n, delay, size } => w.push(ctx, step, n, delay, size)?,
+            Op::Pop { count, lease, max } => w.pop(ctx, count, lease, max)?,
+            Op::Settle {
+                which,
+                pick,
+                delay,
+                max,
+            } => w.settle(ctx, which, pick, delay, max)?,
+            Op::Retry => w.retry(ctx)?,
+            Op::Purge { dead } => w.purge(ctx, dead)?,
+            Op::Peek { count } => w.peek(ctx, count)?,
+            Op::Advance(ms) => w.now += ms,
+            Op::Reopen => w.reopen(ctx, None)?,
+            Op::PowerCut(seed) => w.reopen(ctx, Some(seed))?,
+        }
+        w.check_stats(ctx)?;
     }
     Ok(ops.len())
 }

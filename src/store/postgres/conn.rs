@@ -268,13 +268,13 @@ fn os_user() -> Option<String> {
     }
 }
 
-impl Target {
+/// The options of a connection string, each given once.
+struct Options(Vec<(String, Vec<u8>)>);
+
+impl Options {
     /// Reads `url` (a `postgres://` or `postgresql://` URL, or `key=value`
-    /// pairs) and fills in what it leaves out from `env` (libpq's variables;
-    /// an empty value counts as unset). Usage errors (exit 2): an option
-    /// given twice, an unknown option or value, a bad variable.
-    pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
-        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    /// pairs); an option given twice is a usage error.
+    fn of(url: &str) -> Result<Options> {
         let pairs = match url
             .strip_prefix("postgresql://")
             .or_else(|| url.strip_prefix("postgres://"))
@@ -289,23 +289,30 @@ impl Target {
                 )));
             }
         }
-        let get = |key: &str| -> Option<&[u8]> {
-            pairs
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_slice())
-        };
-        let text = |key: &str| -> Result<Option<String>> {
-            get(key)
-                .map(|v| {
-                    String::from_utf8(v.to_vec())
-                        .map_err(|_| usage(format!("option {key} is not UTF-8")))
-                })
-                .transpose()
-        };
-        // What tokio-postgres reads: everything but what is handled here.
+        Ok(Options(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>> {
+        self.get(key)
+            .map(|v| {
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| usage(format!("option {key} is not UTF-8")))
+            })
+            .transpose()
+    }
+
+    /// What tokio-postgres reads: every option but those handled here
+    /// (password, TLS, password file).
+    fn config(&self) -> Result<Config> {
         let mut kv = String::new();
-        for (k, v) in &pairs {
+        for (k, v) in &self.0 {
             if matches!(
                 k.as_str(),
                 "password" | "sslmode" | "sslrootcert" | "passfile"
@@ -319,110 +326,139 @@ impl Target {
                 .map_err(|_| usage(format!("option {k} is not UTF-8")))?;
             kv.push_str(&format!("{k}={} ", quote(&v)));
         }
-        let mut config: Config = kv
-            .parse()
-            .map_err(|e| usage(format!("not a PostgreSQL connection string: {e}")))?;
-        let url_password = get("password").is_some();
-        if let Some(pw) = get("password") {
-            config.password(pw);
-        } else if let Some(pw) = env("PGPASSWORD") {
-            config.password(pw);
-        }
-        if config.get_hosts().is_empty() {
-            if !config.get_hostaddrs().is_empty() {
-                // The address names the server for TLS too.
-                let addrs: Vec<String> = config
-                    .get_hostaddrs()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                for a in addrs {
-                    config.host(&a);
-                }
-            } else if let Some(h) = env("PGHOST") {
-                for h in h.split(',') {
-                    config.host(h);
-                }
+        kv.parse()
+            .map_err(|e| usage(format!("not a PostgreSQL connection string: {e}")))
+    }
+}
+
+/// Fills in what the connection string left out from libpq's variables:
+/// password, hosts, ports, user, database, options, application name.
+fn fill_from_env(
+    config: &mut Config,
+    password: Option<&[u8]>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<()> {
+    if let Some(pw) = password {
+        config.password(pw);
+    } else if let Some(pw) = env("PGPASSWORD") {
+        config.password(pw);
+    }
+    if config.get_hosts().is_empty() {
+        if !config.get_hostaddrs().is_empty() {
+            // The address names the server for TLS too.
+            let addrs: Vec<String> = config
+                .get_hostaddrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            for a in addrs {
+                config.host(&a);
+            }
+        } else if let Some(h) = env("PGHOST") {
+            for h in h.split(',') {
+                config.host(h);
             }
         }
-        if config.get_ports().is_empty()
-            && let Some(p) = env("PGPORT")
-        {
-            for p in p.split(',') {
-                let port = p
-                    .trim()
-                    .parse::<u16>()
-                    .map_err(|_| Error::usage(format!("PGPORT: {p:?} is not a port number")))?;
-                config.port(port);
+    }
+    if config.get_ports().is_empty()
+        && let Some(p) = env("PGPORT")
+    {
+        for p in p.split(',') {
+            let port = p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| Error::usage(format!("PGPORT: {p:?} is not a port number")))?;
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none()
+        && let Some(u) = env("PGUSER").or_else(os_user)
+    {
+        config.user(&u);
+    }
+    if config.get_dbname().is_none()
+        && let Some(d) = env("PGDATABASE")
+    {
+        config.dbname(&d);
+    }
+    if config.get_options().is_none()
+        && let Some(o) = env("PGOPTIONS")
+    {
+        config.options(&o);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name(&env("PGAPPNAME").unwrap_or_else(|| "spoolmq".into()));
+    }
+    Ok(())
+}
+
+/// `connect_timeout` (or `PGCONNECT_TIMEOUT`) in seconds; 10 s if unset.
+fn set_timeout(config: &mut Config, timeout: Option<String>) -> Result<()> {
+    match timeout {
+        None => {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        Some(t) => {
+            let secs = t.trim().parse::<i64>().map_err(|_| {
+                Error::usage(format!(
+                    "connect_timeout (or PGCONNECT_TIMEOUT): {t:?} is not a number of seconds"
+                ))
+            })?;
+            // 0 or less: wait as long as the system does (libpq's rule).
+            if secs > 0 {
+                config.connect_timeout(Duration::from_secs(secs as u64));
             }
         }
-        if config.get_user().is_none()
-            && let Some(u) = env("PGUSER").or_else(os_user)
-        {
-            config.user(&u);
-        }
-        if config.get_dbname().is_none()
-            && let Some(d) = env("PGDATABASE")
-        {
-            config.dbname(&d);
-        }
-        if config.get_options().is_none()
-            && let Some(o) = env("PGOPTIONS")
-        {
-            config.options(&o);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name(&env("PGAPPNAME").unwrap_or_else(|| "spoolmq".into()));
-        }
-        let timeout = match text("connect_timeout")? {
+    }
+    Ok(())
+}
+
+/// `sslmode` (or `PGSSLMODE`; `prefer` if unset).
+fn ssl_mode(pairs: &Options, env: &dyn Fn(&str) -> Option<String>) -> Result<Ssl> {
+    let (mode, from) = match pairs.text("sslmode")? {
+        Some(m) => (m, "sslmode"),
+        None => match env("PGSSLMODE") {
+            Some(m) => (m, "PGSSLMODE"),
+            None => ("prefer".into(), "sslmode"),
+        },
+    };
+    match mode.as_str() {
+        "disable" => Ok(Ssl::Disable),
+        "prefer" => Ok(Ssl::Prefer),
+        "require" | "verify-ca" | "verify-full" => Ok(Ssl::Require),
+        "allow" => Err(Error::usage(format!(
+            "{from}=allow is not supported (it tries clear text first): use prefer, require or disable"
+        ))),
+        other => Err(Error::usage(format!(
+            "{from}={other}: use disable, prefer, require, verify-ca or verify-full"
+        ))),
+    }
+}
+
+impl Target {
+    /// Reads `url` (a `postgres://` or `postgresql://` URL, or `key=value`
+    /// pairs) and fills in what it leaves out from `env` (libpq's variables;
+    /// an empty value counts as unset). Usage errors (exit 2): an option
+    /// given twice, an unknown option or value, a bad variable.
+    pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let pairs = Options::of(url)?;
+        let mut config = pairs.config()?;
+        let url_password = pairs.get("password").is_some();
+        fill_from_env(&mut config, pairs.get("password"), &env)?;
+        let timeout = match pairs.text("connect_timeout")? {
             Some(t) => Some(t),
             None => env("PGCONNECT_TIMEOUT"),
         };
-        match timeout {
-            None => {
-                config.connect_timeout(Duration::from_secs(10));
-            }
-            Some(t) => {
-                let secs = t.trim().parse::<i64>().map_err(|_| {
-                    Error::usage(format!(
-                        "connect_timeout (or PGCONNECT_TIMEOUT): {t:?} is not a number of seconds"
-                    ))
-                })?;
-                // 0 or less: wait as long as the system does (libpq's rule).
-                if secs > 0 {
-                    config.connect_timeout(Duration::from_secs(secs as u64));
-                }
-            }
-        }
-        let (mode, from) = match text("sslmode")? {
-            Some(m) => (m, "sslmode"),
-            None => match env("PGSSLMODE") {
-                Some(m) => (m, "PGSSLMODE"),
-                None => ("prefer".into(), "sslmode"),
-            },
-        };
-        let ssl = match mode.as_str() {
-            "disable" => Ssl::Disable,
-            "prefer" => Ssl::Prefer,
-            "require" | "verify-ca" | "verify-full" => Ssl::Require,
-            "allow" => {
-                return Err(Error::usage(format!(
-                    "{from}=allow is not supported (it tries clear text first): use prefer, require or disable"
-                )));
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "{from}={other}: use disable, prefer, require, verify-ca or verify-full"
-                )));
-            }
-        };
-        let root_cert = match text("sslrootcert")? {
+        set_timeout(&mut config, timeout)?;
+        let ssl = ssl_mode(&pairs, &env)?;
+        let root_cert = match pairs.text("sslrootcert")? {
             Some(r) => Some(r),
             None => env("PGSSLROOTCERT"),
         }
         .filter(|r| r != "system")
         .map(PathBuf::from);
-        let passfile = match text("passfile")? {
+        let passfile = match pairs.text("passfile")? {
             Some(p) => Some(PathBuf::from(p)),
             None => env("PGPASSFILE")
                 .map(PathBuf::from)
