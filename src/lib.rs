@@ -16,6 +16,15 @@
 //! | 5 | [`ops`]: fsck, migrate, exec, wake, ingest, doctor, bench | what commands do |
 //! | 6 | [`cli`], [`cli::app`], [`cli::output`] | clap definitions, one function per command, plain and JSON output |
 //!
+//! Visibility says what is the library's API: [`Spool`], [`Queue`],
+//! [`Error`] and [`Result`] (re-exported here), the store seam
+//! ([`store`]), the fs store and its formats (which the fuzz and format
+//! tests read), the I/O seam ([`base::io`]), notices ([`base::notice`]) and
+//! the message model ([`model`]). The operations, the command line's
+//! output, the sqlite and PostgreSQL stores, locks, the read-only overlay
+//! and crash points are `pub(crate)`: reached through [`Spool`] and
+//! [`Queue`], never named by a user of the library.
+//!
 //! The library is what the binary uses; another Rust program may use it too:
 //!
 //! ```
@@ -40,7 +49,7 @@ pub mod cli;
 pub mod model;
 #[cfg(test)]
 mod model_test;
-pub mod ops;
+pub(crate) mod ops;
 #[cfg(test)]
 mod power_loss;
 pub mod queue;

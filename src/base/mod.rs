@@ -4,10 +4,10 @@
 //! from the layers above (docs/ARCHITECTURE.md).
 
 pub mod error;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod io;
-pub mod lock;
+pub(crate) mod lock;
 pub mod notice;
-pub mod overlay;
+pub(crate) mod overlay;
 #[cfg(test)]
 pub mod simfs;

@@ -3,7 +3,7 @@
 //! anything is opened or created.
 
 pub mod app;
-pub mod output;
+pub(crate) mod output;
 
 use crate::model::input;
 use clap::{Args, Parser, Subcommand};

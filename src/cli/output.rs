@@ -16,6 +16,7 @@ use std::io::{self, Write};
 const OUT_CHUNK: usize = 64 * 1024;
 
 /// Escapes a body for a plain, one-line display.
+#[cfg(test)]
 pub fn escape(body: &[u8]) -> String {
     let mut out = Vec::with_capacity(body.len());
     // Writing to a Vec cannot fail, and what is written is UTF-8.
@@ -203,6 +204,7 @@ fn write_object_line<W: Write + ?Sized>(
     out.write_all(b"}\n")
 }
 
+#[cfg(test)]
 /// A line written by one of the `write_*` functions, as a string without its newline.
 fn line_of(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
     let mut v = Vec::new();
@@ -224,6 +226,7 @@ pub fn write_delivery_json<W: Write + ?Sized>(out: &mut W, d: &Delivery) -> io::
     write_object_line(out, &members, &d.body)
 }
 
+#[cfg(test)]
 pub fn delivery_json(d: &Delivery) -> String {
     line_of(|v| write_delivery_json(v, d))
 }
@@ -235,6 +238,7 @@ pub fn write_delivery_plain<W: Write + ?Sized>(out: &mut W, d: &Delivery) -> io:
     out.write_all(b"\n")
 }
 
+#[cfg(test)]
 pub fn delivery_plain(d: &Delivery) -> String {
     line_of(|v| write_delivery_plain(v, d))
 }
@@ -245,6 +249,7 @@ pub fn write_peeked_json<W: Write + ?Sized>(out: &mut W, p: &Peeked) -> io::Resu
     write_object_line(out, &members, &p.body)
 }
 
+#[cfg(test)]
 pub fn peeked_json(p: &Peeked) -> String {
     line_of(|v| write_peeked_json(v, p))
 }
@@ -256,6 +261,7 @@ pub fn write_peeked_plain<W: Write + ?Sized>(out: &mut W, p: &Peeked) -> io::Res
     out.write_all(b"\n")
 }
 
+#[cfg(test)]
 pub fn peeked_plain(p: &Peeked) -> String {
     line_of(|v| write_peeked_plain(v, p))
 }
@@ -277,6 +283,7 @@ pub fn write_exported_json<W: Write + ?Sized>(
     write_object_line(out, &members, &m.body)
 }
 
+#[cfg(test)]
 pub fn exported_json(m: &crate::queue::Exported) -> String {
     line_of(|v| write_exported_json(v, m))
 }
@@ -357,10 +364,6 @@ pub fn count_json(key: &str, n: u64) -> String {
     let mut obj = Map::new();
     obj.insert(key.into(), json!(n));
     Value::Object(obj).to_string()
-}
-
-pub fn stats_json(s: &Stats) -> String {
-    stats_value(s).to_string()
 }
 
 /// The JSON object of one queue's figures.

@@ -57,7 +57,7 @@
 //! [`crate::base::io::root_fs`] ([`crate::base::io::RealFs`]), walking from the spool's descriptor
 //! with `O_NOFOLLOW` ([`Error::symlink`] names a link met on the way).
 
-pub mod stores;
+pub(crate) mod stores;
 
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::root_fs;

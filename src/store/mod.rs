@@ -13,8 +13,8 @@
 //!   transition ever committed gives; they are never recomputed by a scan.
 
 pub mod fs;
-pub mod postgres;
-pub mod sqlite;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 use crate::base::error::Result;
 use crate::model::crypt::KeyId;

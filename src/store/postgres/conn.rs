@@ -70,8 +70,6 @@ pub struct Target {
     pub ssl: Ssl,
     /// `sslrootcert`: a PEM file of the CAs to trust instead of the system's.
     pub root_cert: Option<PathBuf>,
-    /// The connection string itself carries a password.
-    pub url_password: bool,
     /// Where a password would be looked up when none was given.
     passfile: Option<PathBuf>,
 }
@@ -241,14 +239,7 @@ fn quote(v: &str) -> String {
 /// Whether `url` carries a password of its own (not one from the
 /// environment or a file); false for a string that does not parse.
 pub fn has_password(url: &str) -> bool {
-    let pairs = match url
-        .strip_prefix("postgresql://")
-        .or_else(|| url.strip_prefix("postgres://"))
-    {
-        Some(rest) => url_pairs(rest),
-        None => kv_pairs(url),
-    };
-    pairs.is_ok_and(|p| p.iter().any(|(k, _)| k == "password"))
+    Options::of(url).is_ok_and(|o| o.get("password").is_some())
 }
 
 /// The login name of the effective user, libpq's default user.
@@ -444,7 +435,6 @@ impl Target {
         let env = |k: &str| env(k).filter(|v| !v.is_empty());
         let pairs = Options::of(url)?;
         let mut config = pairs.config()?;
-        let url_password = pairs.get("password").is_some();
         fill_from_env(&mut config, pairs.get("password"), &env)?;
         let timeout = match pairs.text("connect_timeout")? {
             Some(t) => Some(t),
@@ -468,7 +458,6 @@ impl Target {
             config,
             ssl,
             root_cert,
-            url_password,
             passfile,
         })
     }
@@ -1074,7 +1063,6 @@ mod tests {
             Some(&Duration::from_secs(3))
         );
         assert_eq!(t.ssl, Ssl::Require);
-        assert!(!t.url_password);
         let t = parse(
             "postgresql://u:p%40ss@h:7/d?sslmode=disable&application_name=x",
             &vars,
@@ -1085,7 +1073,6 @@ mod tests {
         assert_eq!(t.config.get_password(), Some(&b"p@ss"[..]));
         assert_eq!(t.config.get_application_name(), Some("x"));
         assert_eq!(t.ssl, Ssl::Disable);
-        assert!(t.url_password);
         // A URL host without a port takes PGPORT.
         assert_eq!(
             parse("postgresql://h/d", &vars).unwrap().describe(),
@@ -1096,7 +1083,6 @@ mod tests {
         assert!(t.is_err(), "'it' then 's' is not one value");
         let t = parse(r"host=h password='it\'s' user=u", &[]).unwrap();
         assert_eq!(t.config.get_password(), Some(&b"it's"[..]));
-        assert!(t.url_password);
         assert!(has_password(r"host=h password='it\'s'"));
         assert!(has_password("postgres://u:pw@h/db"));
         assert!(!has_password("postgres://u@h/db"));
