@@ -1033,7 +1033,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__nack)
-            opts="-h --dir --store --url --json --key-file --delay --max-attempts --help"
+            opts="-h --dir --store --url --json --key-file --delay --backoff --backoff-max --reason --max-attempts --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1056,6 +1056,18 @@ _spoolmq() {
                     return 0
                     ;;
                 --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backoff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backoff-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

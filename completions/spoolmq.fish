@@ -88,6 +88,9 @@ sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff -d 'Redeliver after a backoff that grows with each message\'s attempts: BASE after the first, doubling each attempt up to --backoff-max, jittered to 0.5x..1x of the step (one delay or the other: this conflicts with --delay)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff-max -d 'The longest backoff step' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l reason -d 'Why the attempt failed, kept with the message' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'

@@ -12,6 +12,7 @@
 //! operations; `SPOOLMQ_MODEL_OPS=N` runs about N.
 
 use crate::base::simfs::{SimFs, XorShift};
+use crate::model::backoff::Retry;
 use crate::queue::Queue;
 use crate::store::fs::{FsStore, TEST_SEGMENT_LIMIT};
 use std::fmt::Write as _;
@@ -258,7 +259,13 @@ fn run(ops: &[Op]) -> Result<usize, String> {
                 let one = std::slice::from_ref(&r);
                 let s = match which {
                     0 => q.ack(one, now),
-                    1 => q.nack(one, Duration::from_millis(delay), max, now),
+                    1 => q.nack(
+                        one,
+                        Retry::After(Duration::from_millis(delay)),
+                        None,
+                        max,
+                        now,
+                    ),
                     _ => q.extend(one, Duration::from_millis(delay + 1), now),
                 }
                 .map_err(|x| e(&ctx, x))?;

@@ -6,6 +6,8 @@
 use crate::base::error::{Error, IoContext, Result};
 use crate::cli::output;
 use crate::cli::{Cli, Command, Lazy};
+use crate::model::backoff::{Backoff, Retry};
+use crate::model::failure::{Failure as AttemptFailure, How};
 use crate::model::ids::Ids;
 use crate::model::input;
 use crate::ops::exec::{self, ExecRequest, PopRequest};
@@ -585,11 +587,26 @@ fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<()
 fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), Failure> {
     let receipts = text(&a.target.receipts);
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
+    let retry = match a.backoff {
+        Some(base) => Retry::Backoff(Backoff {
+            base,
+            max: a.backoff_max,
+        }),
+        None => Retry::After(a.delay.unwrap_or(Duration::ZERO)),
+    };
+    let now = now_ms();
+    let failure = a.reason.map(|r| AttemptFailure {
+        at_ms: now,
+        attempt: 0,
+        how: How::Reason(r),
+        stderr: Vec::new(),
+    });
     let r = q.nack(
         &receipts,
-        a.delay.unwrap_or(Duration::ZERO),
+        retry,
+        failure.as_ref(),
         a.attempts.max_attempts,
-        now_ms(),
+        now,
     );
     flush_notices(&mut q);
     r?.into_result()?;

@@ -87,7 +87,10 @@ pub enum Command {
     Ack(Lazy<ReceiptsArgs>),
     /// Give leased messages back for another attempt
     #[command(
-        after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m"
+        after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m\n  \
+                      spoolmq nack jobs \"$receipt\" --backoff 30s   # 15-30s after attempt 1, 30-60s after 2, ...\n  \
+                      spoolmq nack jobs \"$receipt\" --backoff 1m --backoff-max 6h\n  \
+                      spoolmq nack jobs \"$receipt\" --reason 'upstream answered 503'"
     )]
     Nack(Lazy<NackArgs>),
     /// Make a lease end later, for long work
@@ -324,8 +327,20 @@ pub struct NackArgs {
     #[command(flatten)]
     pub target: ReceiptsArgs,
     /// Redeliver no sooner than this long from now
-    #[arg(long, value_name = "DUR", value_parser = duration)]
+    #[arg(long, value_name = "DUR", value_parser = duration, conflicts_with = "backoff")]
     pub delay: Option<Duration>,
+    /// Redeliver after a backoff that grows with each message's attempts:
+    /// BASE after the first, doubling each attempt up to --backoff-max,
+    /// jittered to 0.5x..1x of the step (one delay or the other: this
+    /// conflicts with --delay)
+    #[arg(long, value_name = "BASE", value_parser = duration)]
+    pub backoff: Option<Duration>,
+    /// The longest backoff step
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration, requires = "backoff")]
+    pub backoff_max: Duration,
+    /// Why the attempt failed, kept with the message
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub attempts: AttemptsArgs,
 }

@@ -200,7 +200,13 @@ fn settle_on(
     let s = if ok {
         q.ack(&receipts, now_ms())?
     } else {
-        q.nack(&receipts, Duration::ZERO, req.max_attempts, now_ms())?
+        q.nack(
+            &receipts,
+            crate::model::backoff::Retry::After(Duration::ZERO),
+            None,
+            req.max_attempts,
+            now_ms(),
+        )?
     };
     s.into_result()
 }
