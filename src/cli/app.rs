@@ -53,6 +53,7 @@ pub fn main(closed: [bool; 2]) -> ExitCode {
             warn(e.to_string());
             ExitCode::from(e.exit_code())
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
@@ -104,6 +105,9 @@ const EXPORT_BUFFER: usize = 64 << 20;
 enum Failure {
     Spool(Error),
     Io(std::io::Error),
+    /// Exit with this code, saying nothing more (`exec`: a signal's 128+N,
+    /// or with `--exit-code` the command's own status).
+    Exit(u8),
 }
 
 impl From<Error> for Failure {
@@ -705,10 +709,22 @@ fn cmd_exec(spool: &Spool, a: crate::cli::ExecArgs) -> std::result::Result<(), F
         max_attempts: a.attempts.max_attempts,
         wait: a.wait,
         repeat: a.repeat,
+        backoff: Backoff {
+            base: a.backoff,
+            max: a.backoff_max,
+        },
+        timeout: a.timeout,
+        kill_after: a.kill_after,
+        jobs: a.jobs as usize,
+        max_messages: a.max_messages,
+        max_time: a.max_time,
         cmd: a.cmd,
     };
-    exec::exec(spool, &a.queue, &req, &mut warn)?;
-    Ok(())
+    let ran = exec::exec(spool, &a.queue, &req, &mut warn)?;
+    match ran.exit_code(&a.queue, a.exit_code)? {
+        0 => Ok(()),
+        code => Err(Failure::Exit(code)),
+    }
 }
 
 /// `spoolmq peek`.
