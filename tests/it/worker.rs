@@ -183,12 +183,15 @@ fn timeout_kills_the_job_and_its_children_and_counts_a_failed_attempt() {
     let s = Spool::new();
     s.push("q", &["slow"]);
     let start = Instant::now();
-    let out = exec(
+    // In the background, with output to files: a child left alive must not
+    // hold up the test through a pipe.
+    let bg = spawn_exec(
         &s,
         "q",
         &["--timeout", "500ms", "--kill-after", "5s", "--backoff", "0"],
         r#"sleep 100 & echo $! > "$1/child"; wait"#,
     );
+    let out = bg.wait(Duration::from_secs(10));
     let took = start.elapsed();
     let child = read(&s, "child").trim().to_string();
     let dead = wait_for(Duration::from_secs(2), || gone(&child));
@@ -209,16 +212,19 @@ fn a_job_that_ignores_sigterm_is_killed_after_kill_after() {
     let s = Spool::new();
     s.push("q", &["stubborn"]);
     let start = Instant::now();
-    let out = exec(
+    let bg = spawn_exec(
         &s,
         "q",
         &["--timeout", "300ms", "--kill-after", "500ms", "--backoff", "0"],
-        r#"trap '' TERM; echo $$ > "$1/pid"; sleep 100"#,
+        r#"trap '' TERM; sleep 100 & echo $! > "$1/child"; wait"#,
     );
+    let out = bg.wait(Duration::from_secs(10));
     let took = start.elapsed();
-    let pid = read(&s, "pid").trim().to_string();
-    cleanup(&pid);
+    let child = read(&s, "child").trim().to_string();
+    let dead = wait_for(Duration::from_secs(2), || gone(&child));
+    cleanup(&child);
     out.code(1);
+    assert!(dead, "the job's child {child} outlived SIGKILL");
     assert!(took >= Duration::from_millis(750), "took {took:?}");
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert!(out.stderr.contains("timed out after 300ms"), "{}", out.stderr);
