@@ -88,6 +88,9 @@ sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff -d 'Redeliver after a backoff that grows with each message\'s attempts: BASE after the first, doubling each attempt up to --backoff-max, jittered to 0.5x..1x of the step (one delay or the other: this conflicts with --delay)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff-max -d 'The longest backoff step' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l reason -d 'Why the attempt failed, kept with the message' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -s h -l help -d 'Print help'
@@ -123,8 +126,16 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l key-file -d 'A 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l lease -d 'How long the lease lasts' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l backoff -d 'After a failed attempt, the message comes back after BASE, doubling each attempt up to --backoff-max, jittered to 0.5x..1x of the step (0: at once)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l backoff-max -d 'The longest backoff step' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l timeout -d 'Stop a command still running after DUR (SIGTERM to its process group, SIGKILL after --kill-after); the attempt failed' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l kill-after -d 'From SIGTERM to SIGKILL, after --timeout and when exec is stopped by SIGTERM or SIGINT' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l jobs -d 'Run up to N commands at once, each on a message of its own' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-messages -d 'Start no more than N messages, then end once the running ones are done' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-time -d 'Start no message after DUR, then end once the running ones are done' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l loop -d 'Keep going until the queue is empty'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l exit-code -d 'Exit with the command\'s own exit status (128+N after signal N, 124 timed out, 127 not found, 126 could not start) instead of 1 when it failed'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''

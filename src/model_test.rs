@@ -13,6 +13,7 @@
 
 use crate::base::notice::{Kept, Notices};
 use crate::base::simfs::{SimFs, XorShift};
+use crate::model::backoff::Retry;
 use crate::queue::Queue;
 use crate::store::fs::{FsStore, TEST_SEGMENT_LIMIT};
 use std::fmt::Write as _;
@@ -287,7 +288,13 @@ impl World {
         let one = std::slice::from_ref(&r);
         let s = match which {
             0 => self.q().ack(one, now),
-            1 => self.q().nack(one, Duration::from_millis(delay), max, now),
+            1 => self.q().nack(
+                one,
+                Retry::After(Duration::from_millis(delay)),
+                None,
+                max,
+                now,
+            ),
             _ => self.q().extend(one, Duration::from_millis(delay + 1), now),
         }
         .map_err(|x| e(ctx, x))?;

@@ -15,6 +15,7 @@
 use crate::base::io::Fs;
 use crate::base::notice::Notices;
 use crate::base::simfs::{Chooser, SimFs, XorShift};
+use crate::model::backoff::Retry;
 use crate::queue::Queue;
 use crate::store::fs::{self as fsstore, FsStore, TEST_SEGMENT_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,7 +161,8 @@ impl Ctx {
         };
         self.q.as_mut().expect("the queue is open").nack(
             &[r],
-            Duration::from_millis(delay_ms),
+            Retry::After(Duration::from_millis(delay_ms)),
+            None,
             5,
             self.seen.now,
         )?;

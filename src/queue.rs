@@ -17,7 +17,9 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::notice::Notices;
+use crate::model::backoff::{self, Retry};
 use crate::model::crypt::{self, Key, Sealer};
+use crate::model::failure::Failure;
 use crate::model::ids::Ids;
 use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
 use std::collections::HashSet;
@@ -609,17 +611,30 @@ impl Queue {
         q.settle(receipts, now, |m| moved(m, State::Acked))
     }
 
-    /// Gives leased messages back, after `delay`; dead letters at `max_attempts`.
+    /// Gives leased messages back, each after the delay `retry` gives for
+    /// its attempts (a backoff grows with them, with its own random jitter
+    /// per message); dead letters at `max_attempts`. `failure` says what
+    /// went wrong with the attempt.
     pub fn nack(
         &mut self,
         receipts: &[String],
-        delay: Duration,
+        retry: Retry,
+        failure: Option<&Failure>,
         max_attempts: u32,
         now: u64,
     ) -> Result<Settled> {
+        let _ = failure; // stored by the failure-record change
         let q = &mut self.reporting();
         let now = q.clock(now)?;
+        let mut seed = [0u8; 8];
+        if matches!(retry, Retry::Backoff(_)) {
+            getrandom::fill(&mut seed).map_err(|e| {
+                Error::Runtime(format!("cannot get random bytes for a backoff: {e}"))
+            })?;
+        }
+        let seed = u64::from_le_bytes(seed);
         q.settle(receipts, now, |m| {
+            let delay = retry.delay(m.attempts, backoff::unit(seed, m.seq));
             // 0 means no limit, as for a lease that runs out (`standing`).
             if max_attempts > 0 && m.attempts >= max_attempts {
                 moved(m, State::Dead)

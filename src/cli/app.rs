@@ -6,6 +6,8 @@
 use crate::base::error::{Error, IoContext, Result};
 use crate::cli::output;
 use crate::cli::{Cli, Command, Lazy};
+use crate::model::backoff::{Backoff, Retry};
+use crate::model::failure::{Failure as AttemptFailure, How};
 use crate::model::ids::Ids;
 use crate::model::input;
 use crate::ops::exec::{self, ExecRequest, PopRequest};
@@ -51,6 +53,7 @@ pub fn main(closed: [bool; 2]) -> ExitCode {
             warn(e.to_string());
             ExitCode::from(e.exit_code())
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
@@ -102,6 +105,9 @@ const EXPORT_BUFFER: usize = 64 << 20;
 enum Failure {
     Spool(Error),
     Io(std::io::Error),
+    /// Exit with this code, saying nothing more (`exec`: a signal's 128+N,
+    /// or with `--exit-code` the command's own status).
+    Exit(u8),
 }
 
 impl From<Error> for Failure {
@@ -563,11 +569,26 @@ fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<()
 fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), Failure> {
     let receipts = text(&a.target.receipts);
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
+    let retry = match a.backoff {
+        Some(base) => Retry::Backoff(Backoff {
+            base,
+            max: a.backoff_max,
+        }),
+        None => Retry::After(a.delay.unwrap_or(Duration::ZERO)),
+    };
+    let now = now_ms();
+    let failure = a.reason.map(|r| AttemptFailure {
+        at_ms: now,
+        attempt: 0,
+        how: How::Reason(r),
+        stderr: Vec::new(),
+    });
     q.nack(
         &receipts,
-        a.delay.unwrap_or(Duration::ZERO),
+        retry,
+        failure.as_ref(),
         a.attempts.max_attempts,
-        now_ms(),
+        now,
     )?
     .into_result()?;
     Ok(())
@@ -661,10 +682,22 @@ fn cmd_exec(spool: &Spool, a: crate::cli::ExecArgs) -> std::result::Result<(), F
         max_attempts: a.attempts.max_attempts,
         wait: a.wait,
         repeat: a.repeat,
+        backoff: Backoff {
+            base: a.backoff,
+            max: a.backoff_max,
+        },
+        timeout: a.timeout,
+        kill_after: a.kill_after,
+        jobs: a.jobs as usize,
+        max_messages: a.max_messages,
+        max_time: a.max_time,
         cmd: a.cmd,
     };
-    exec::exec(spool, &a.queue, &req, &mut warn)?;
-    Ok(())
+    let ran = exec::exec(spool, &a.queue, &req, &mut warn)?;
+    match ran.exit_code(&a.queue, a.exit_code)? {
+        0 => Ok(()),
+        code => Err(Failure::Exit(code)),
+    }
 }
 
 /// `spoolmq peek`.

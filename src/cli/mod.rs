@@ -87,7 +87,10 @@ pub enum Command {
     Ack(Lazy<ReceiptsArgs>),
     /// Give leased messages back for another attempt
     #[command(
-        after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m"
+        after_help = "Examples:\n  spoolmq nack jobs \"$receipt\"\n  spoolmq nack jobs \"$receipt\" --delay 5m\n  \
+                      spoolmq nack jobs \"$receipt\" --backoff 30s   # 15-30s after attempt 1, 30-60s after 2, ...\n  \
+                      spoolmq nack jobs \"$receipt\" --backoff 1m --backoff-max 6h\n  \
+                      spoolmq nack jobs \"$receipt\" --reason 'upstream answered 503'"
     )]
     Nack(Lazy<NackArgs>),
     /// Make a lease end later, for long work
@@ -109,7 +112,19 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  spoolmq exec jobs -- sh -c 'convert \"$(cat)\" out.png'\n  \
                             spoolmq exec jobs --loop -- ./handle.sh\n  \
-                            spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker"
+                            spoolmq exec jobs --loop --wait -- ./worker   # a long-running worker\n  \
+                            spoolmq exec jobs --loop --backoff 30s --backoff-max 2h -- ./worker   # retry after 15-30s, 30-60s, ...\n  \
+                            spoolmq exec jobs --loop --backoff 0 -- ./worker   # retry at once\n  \
+                            spoolmq exec jobs --loop --timeout 5m --kill-after 30s -- ./worker\n  \
+                            spoolmq exec jobs --loop --wait --jobs 4 -- ./worker   # 4 commands at once\n  \
+                            spoolmq exec jobs --loop --max-messages 100 -- ./worker\n  \
+                            spoolmq exec jobs --loop --max-time 50s -- ./worker   # from cron, every minute\n  \
+                            spoolmq exec jobs --exit-code -- ./worker; echo \"worker said $?\"\n\n\
+                            A failed attempt (non-zero exit, a signal, --timeout, a command that could not start) is \
+                            nacked after the backoff. SIGTERM or SIGINT: no new message is started, the signal is sent to \
+                            the running commands, SIGKILL after --kill-after; a command that exits 0 is acked, any other's \
+                            message is given back at once, its attempt not counted; exit 143 (SIGTERM) or 130 (SIGINT). \
+                            A second signal kills the commands at once."
     )]
     Exec(Lazy<ExecArgs>),
     /// List the queues in the spool
@@ -324,8 +339,20 @@ pub struct NackArgs {
     #[command(flatten)]
     pub target: ReceiptsArgs,
     /// Redeliver no sooner than this long from now
-    #[arg(long, value_name = "DUR", value_parser = duration)]
+    #[arg(long, value_name = "DUR", value_parser = duration, conflicts_with = "backoff")]
     pub delay: Option<Duration>,
+    /// Redeliver after a backoff that grows with each message's attempts:
+    /// BASE after the first, doubling each attempt up to --backoff-max,
+    /// jittered to 0.5x..1x of the step (one delay or the other: this
+    /// conflicts with --delay)
+    #[arg(long, value_name = "BASE", value_parser = duration)]
+    pub backoff: Option<Duration>,
+    /// The longest backoff step
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration, requires = "backoff")]
+    pub backoff_max: Duration,
+    /// Why the attempt failed, kept with the message
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub attempts: AttemptsArgs,
 }
@@ -374,6 +401,36 @@ pub struct ExecArgs {
     pub lease: LeaseArgs,
     #[command(flatten)]
     pub attempts: AttemptsArgs,
+    /// After a failed attempt, the message comes back after BASE, doubling
+    /// each attempt up to --backoff-max, jittered to 0.5x..1x of the step
+    /// (0: at once)
+    #[arg(long, value_name = "BASE", default_value = "10s", value_parser = duration)]
+    pub backoff: Duration,
+    /// The longest backoff step
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = duration)]
+    pub backoff_max: Duration,
+    /// Stop a command still running after DUR (SIGTERM to its process
+    /// group, SIGKILL after --kill-after); the attempt failed
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub timeout: Option<Duration>,
+    /// From SIGTERM to SIGKILL, after --timeout and when exec is stopped
+    /// by SIGTERM or SIGINT
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = duration)]
+    pub kill_after: Duration,
+    /// Run up to N commands at once, each on a message of its own
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "repeat", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: u32,
+    /// Start no more than N messages, then end once the running ones are done
+    #[arg(long, value_name = "N", requires = "repeat", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_messages: Option<u64>,
+    /// Start no message after DUR, then end once the running ones are done
+    #[arg(long, value_name = "DUR", requires = "repeat", value_parser = duration)]
+    pub max_time: Option<Duration>,
+    /// Exit with the command's own exit status (128+N after signal N, 124
+    /// timed out, 127 not found, 126 could not start) instead of 1 when it
+    /// failed
+    #[arg(long, conflicts_with = "repeat")]
+    pub exit_code: bool,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,

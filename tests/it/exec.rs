@@ -1,5 +1,5 @@
 // Proves `exec`: the body goes to the command's stdin with the SPOOLMQ_* variables set,
-// success acks, failure nacks (exit 1), `--loop`, `--wait`, `--max-attempts`, exit 3 when
+// success acks, failure nacks (exit 1; `--backoff 0` here: at once), `--loop`, `--wait`, `--max-attempts`, exit 3 when
 // idle, and the lease is kept alive while a long command runs.
 
 
@@ -72,12 +72,13 @@ fn exec_nacks_when_the_command_fails_and_exits_1() {
     let s = Spool::new();
     let id = s.push("q", &["flaky"]);
     let script = r#"cat > /dev/null; echo "$SPOOLMQ_ATTEMPT" >> "$1/log"; exit 7"#;
-    exec(&s, "q", &[], script).code(1);
+    // --backoff 0: ready again at once (tests/it/worker.rs checks the backoff).
+    exec(&s, "q", &["--backoff", "0"], script).code(1);
     assert_counts(
         &s.stats("q"),
         &[("ready", 1), ("leased", 0), ("acked", 0), ("dead", 0)],
     );
-    exec(&s, "q", &[], script).code(1);
+    exec(&s, "q", &["--backoff", "0"], script).code(1);
     assert_eq!(read(&s, "log"), "1\n2\n");
     let m = s.pop_one("q", &[]);
     assert_eq!(common::id(&m), id[0]);
@@ -212,14 +213,14 @@ fn exec_max_attempts_turns_a_failing_message_into_a_dead_letter() {
     let s = Spool::new();
     s.push("q", &["poison"]);
     let script = r#"cat > /dev/null; exit 1"#;
-    exec(&s, "q", &["--max-attempts", "2"], script).code(1);
+    exec(&s, "q", &["--max-attempts", "2", "--backoff", "0"], script).code(1);
     assert_counts(&s.stats("q"), &[("ready", 1), ("dead", 0)]);
-    exec(&s, "q", &["--max-attempts", "2"], script).code(1);
+    exec(&s, "q", &["--max-attempts", "2", "--backoff", "0"], script).code(1);
     assert_counts(
         &s.stats("q"),
         &[("ready", 0), ("leased", 0), ("dead", 1), ("acked", 0)],
     );
-    exec(&s, "q", &["--max-attempts", "2"], script).code(3);
+    exec(&s, "q", &["--max-attempts", "2", "--backoff", "0"], script).code(3);
 }
 
 #[test]
@@ -227,7 +228,13 @@ fn exec_loop_keeps_going_past_a_failure_and_exits_1() {
     let s = Spool::new();
     s.push("q", &["ok1", "fail", "ok2"]);
     let script = r#"body=$(cat); echo "$body" >> "$1/log"; [ "$body" != fail ]"#;
-    exec(&s, "q", &["--loop", "--max-attempts", "2"], script).code(1);
+    exec(
+        &s,
+        "q",
+        &["--loop", "--max-attempts", "2", "--backoff", "0"],
+        script,
+    )
+    .code(1);
     let log = read(&s, "log");
     let mut runs: Vec<&str> = log.lines().collect();
     runs.sort();

@@ -61,6 +61,7 @@ suite!(secrets: fs = env_fs);
 suite!(security: fs = env_fs, sqlite = env_sqlite);
 suite!(stats_list_peek_purge: fs = env_fs, sqlite = env_sqlite);
 suite!(streaming: fs = env_fs, sqlite = env_sqlite);
+suite!(worker: fs = env_fs, sqlite = env_sqlite);
 
 // The fs store's files: damage, crash points, a full disk, races.
 mod corruption;

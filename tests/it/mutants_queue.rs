@@ -2,6 +2,7 @@
 //! clock) in the corners the unit and model tests leave out; each test here
 //! kills a mutant that `cargo mutants` found surviving.
 
+use spoolmq::model::backoff::Retry;
 use spoolmq::queue::{self, Queue};
 use spoolmq::{Error, Spool};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -260,7 +261,8 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
     // Back to ready (attempt 1 of up to 5), and to a dead letter (attempt 1 of 1).
     q.nack(
         std::slice::from_ref(&d[0].receipt),
-        Duration::ZERO,
+        Retry::After(Duration::ZERO),
+        None,
         5,
         T0 + 1,
     )
@@ -269,7 +271,8 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
     .unwrap();
     q.nack(
         std::slice::from_ref(&d[1].receipt),
-        Duration::ZERO,
+        Retry::After(Duration::ZERO),
+        None,
         1,
         T0 + 1,
     )
@@ -360,7 +363,8 @@ fn retry_by_id_moves_dead_letters_and_lapsed_last_attempts_and_names_everything_
     assert_eq!(long[0].id, ids[2]);
     q.nack(
         std::slice::from_ref(&d[0].receipt),
-        Duration::ZERO,
+        Retry::After(Duration::ZERO),
+        None,
         1,
         T0 + 1,
     )
@@ -416,7 +420,8 @@ fn a_retried_dead_letter_is_stored_as_a_fresh_ready_message() {
     let d = q.pop(1, Duration::from_secs(60), 3, T0).unwrap();
     q.nack(
         std::slice::from_ref(&d[0].receipt),
-        Duration::ZERO,
+        Retry::After(Duration::ZERO),
+        None,
         1,
         T0 + 1,
     )
@@ -583,10 +588,16 @@ fn export_names_each_message_by_its_standing_and_gives_a_time_only_to_delayed_on
     let (_tmp, mut q) = queue();
     let d = push(&mut q, &["dead"], Duration::ZERO, T0);
     let r = q.pop(1, Duration::from_secs(60), 1, T0).unwrap();
-    q.nack(&[r[0].receipt.clone()], Duration::ZERO, 1, T0)
-        .unwrap()
-        .into_result()
-        .unwrap();
+    q.nack(
+        &[r[0].receipt.clone()],
+        Retry::After(Duration::ZERO),
+        None,
+        1,
+        T0,
+    )
+    .unwrap()
+    .into_result()
+    .unwrap();
     let a = push(&mut q, &["leased"], Duration::ZERO, T0);
     assert_eq!(
         q.pop(1, Duration::from_secs(60), 5, T0).unwrap()[0].id,

@@ -43,6 +43,7 @@ suite!(
     security,
     stats_list_peek_purge,
     streaming,
+    worker,
 );
 
 mod server_restart;
