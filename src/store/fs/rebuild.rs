@@ -42,9 +42,15 @@ use std::sync::Arc;
 /// * a good record and a good slot: the slot's state is kept (its location
 ///   updated to where the record now is);
 /// * a good record and no good slot: ready, attempts 0 (at-least-once: a
-///   message is never lost for want of its slot);
+///   message is never lost for want of its slot); delayed if the record
+///   says so, or the state of a stale slot if that was live; unless the old
+///   header's counters say it was finished (then acked) or cannot say
+///   (then a dead letter: see [`resolve`](super::resolve::resolve)). A
+///   corrupt slot whose record is intact again counts as no good slot;
 /// * no good record: an acked or purged slot stays so; anything else is
 ///   marked corrupt (lost) and never served.
+///
+/// The decision for one message is [`decide`](super::resolve::decide).
 ///
 /// Everything is written and synced, then the WAL is emptied and the new
 /// header written to all four regions with a generation above any old one.
