@@ -20,7 +20,8 @@ use super::reserve::no_space;
 use super::{FsStore, SCAN_CHUNK};
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::failpoint;
-use crate::store::fs::index::{self, SLOT_LEN, encode_slot};
+use crate::store::fs::index::slot_offset;
+use crate::store::fs::index::{self, encode_slot};
 use crate::store::{Change, Meta, State, Step};
 
 impl FsStore {
@@ -118,7 +119,7 @@ impl FsStore {
 
     pub(super) fn write_slot(&self, m: &Meta) -> Result<()> {
         self.slots
-            .write_all_at(&encode_slot(m), m.seq * SLOT_LEN as u64)
+            .write_all_at(&encode_slot(m), slot_offset(m.seq))
             .ctx("write", &self.slots_path())
     }
 

@@ -61,6 +61,14 @@ use crate::store::fs::record::{u32_at, u64_at};
 use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
 
 pub const SLOT_LEN: usize = 64;
+
+/// Where the slot of message `seq` starts in `slots`: `seq * 64` (slot 0,
+/// at offset 0, is the stamp). Every read and write of a slot, and every
+/// offset reported for one, comes from here.
+pub(super) fn slot_offset(seq: u64) -> u64 {
+    seq * SLOT_LEN as u64
+}
+
 pub const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
 pub const INDEX_VERSION: u32 = 1;
 /// Size of one header region in the `index` file.
@@ -410,6 +418,14 @@ pub fn decode_wal(b: &[u8]) -> Option<WalRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slot_of_seq_is_at_seq_times_64() {
+        assert_eq!(slot_offset(0), 0);
+        assert_eq!(slot_offset(1), 64);
+        assert_eq!(slot_offset(3), 192);
+        assert_eq!(slot_offset(1 << 40), 64 << 40);
+    }
 
     fn slot(seq: u64, state: State) -> Slot {
         Meta {

@@ -10,6 +10,7 @@
 use super::{FsStore, SCAN_CHUNK};
 use crate::base::error::{Error, Result};
 use crate::base::io::FileIo;
+use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{SLOT_LEN, SlotDamage, decode_slot_of};
 use crate::store::fs::segment::{self};
 use crate::store::{Meta, Scan, Step};
@@ -64,7 +65,7 @@ impl FsStore {
             contiguous = false;
             let why = format!(
                 "offset {}: index slot of message {} is damaged",
-                s * SLOT_LEN as u64,
+                slot_offset(s),
                 crate::model::ids::format_id(s, self.h.salt)
             );
             self.reconcile(&why, true)?;
@@ -78,7 +79,7 @@ impl FsStore {
             self.notices.push(format!(
                 "{}: offset {}: index slot of message {} is damaged; skipped (run `spoolmq fsck --repair`)",
                 self.slots_path().display(),
-                s * SLOT_LEN as u64,
+                slot_offset(s),
                 crate::model::ids::format_id(s, self.h.salt)
             ));
         }
@@ -95,7 +96,7 @@ impl FsStore {
             Err(_) if self.writable && !self.reconciled => {
                 let why = format!(
                     "offset {}: index slot of message {} is damaged",
-                    seq * SLOT_LEN as u64,
+                    slot_offset(seq),
                     crate::model::ids::format_id(seq, self.h.salt)
                 );
                 self.reconcile(&why, true)?;
@@ -145,12 +146,7 @@ impl FsStore {
     /// Reads the slot of `seq`.
     fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
         let mut b = [0u8; SLOT_LEN];
-        let n = segment::read_at_most(
-            &*self.slots,
-            &self.slots_path(),
-            &mut b,
-            seq * SLOT_LEN as u64,
-        )?;
+        let n = segment::read_at_most(&*self.slots, &self.slots_path(), &mut b, slot_offset(seq))?;
         if n < SLOT_LEN {
             return Ok(Err(SlotDamage::Empty));
         }
@@ -171,7 +167,7 @@ impl FsStore {
                 &*self.slots,
                 &self.slots_path(),
                 &mut buf,
-                seq * SLOT_LEN as u64,
+                slot_offset(seq),
             )?;
             let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
             for i in 0..count {

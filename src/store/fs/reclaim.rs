@@ -17,6 +17,7 @@ use super::FsStore;
 use crate::base::error::{Error, Result};
 use crate::base::failpoint;
 use crate::store::fs::index::SLOT_LEN;
+use crate::store::fs::index::slot_offset;
 use crate::store::fs::segment::{self, sync_dir};
 
 impl FsStore {
@@ -63,8 +64,8 @@ impl FsStore {
             self.h.scan_lo = oldest;
         }
         // The first page, with the stamp in slot 0, is never punched.
-        let from = (self.h.punched * SLOT_LEN as u64).max(4096);
-        let to = (oldest * SLOT_LEN as u64) & !4095;
+        let from = slot_offset(self.h.punched).max(4096);
+        let to = slot_offset(oldest) & !4095;
         // Best effort: a file system without hole punching keeps the bytes.
         if to > from && self.slots.punch_hole(from, to - from).unwrap_or(false) {
             self.h.punched = to / SLOT_LEN as u64;

@@ -17,6 +17,7 @@ use super::wal::WAL_CHUNK;
 use super::{FsStore, SCAN_CHUNK};
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::failpoint;
+use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{SLOT_LEN, encode_slot};
 use crate::store::fs::record::{self, RECORD_HEADER_LEN};
 use crate::store::fs::segment::{self};
@@ -89,7 +90,7 @@ impl FsStore {
             for m in chunk {
                 buf.extend_from_slice(&encode_slot(m));
             }
-            let at = (lo + (k * SCAN_CHUNK as usize) as u64) * SLOT_LEN as u64;
+            let at = slot_offset(lo + (k * SCAN_CHUNK as usize) as u64);
             self.slots
                 .write_all_at(&buf, at)
                 .ctx("write", &self.slots_path())?;

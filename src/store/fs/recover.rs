@@ -26,6 +26,7 @@
 use super::{FsStore, wal::read_wal};
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::FileIo;
+use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{self, Header, REGION_LEN, SLOT_LEN, SegmentEntry};
 use crate::store::fs::record::{self, RECORD_HEADER_LEN};
 use crate::store::fs::segment::{self, Found};
@@ -132,7 +133,7 @@ impl FsStore {
         let n = segment::read_at_most(&*self.slots, &path, &mut b, 0)?;
         let stamp = index::decode_stamp(&b[..n]);
         let need = if self.h.next_seq > 1 {
-            self.h.next_seq * SLOT_LEN as u64
+            slot_offset(self.h.next_seq)
         } else {
             0
         };
@@ -262,23 +263,7 @@ impl FsStore {
         let mut adopted = 0u64;
         // The new committed end: just past the last record adopted. Anything
         // after it (a torn record, garbage, a stray copy) is cut off.
-        let mut end = from;
-        // A record is the next one in sequence if its seq is at least the
-        // expected one and no further ahead than the damaged bytes before it
-        // could have held records (a foreign or crafted seq is not followed).
-        let in_sequence = |seq: u64, expect: u64, offset: u64, prev_end: u64| {
-            let room = (offset - prev_end) / RECORD_HEADER_LEN as u64;
-            seq >= expect && seq - expect <= room && seq < u64::MAX
-        };
-        let mut expect = self.h.next_seq;
-        for f in &found {
-            if let Found::Good { offset, header } | Found::BadBody { offset, header } = f
-                && in_sequence(header.seq, expect, *offset, end)
-            {
-                expect = header.seq + 1;
-                end = offset + header.record_len();
-            }
-        }
+        let end = adoption_end(&found, from, self.h.next_seq);
         let mut prev_end = from;
         for f in found {
             match f {
@@ -288,53 +273,7 @@ impl FsStore {
                 {
                     prev_end = offset + header.record_len();
                     let good = matches!(f, Found::Good { .. });
-                    // Seqs skipped by damage before this record are lost messages.
-                    while self.h.next_seq < header.seq {
-                        let lost = self.h.next_seq;
-                        self.put_new(
-                            Meta {
-                                seq: lost,
-                                state: State::Corrupt,
-                                attempts: 0,
-                                max_attempts: 0,
-                                pushed_at_ms: 0,
-                                until_ms: 0,
-                                receipt: [0; 12],
-                                len: 0,
-                                loc: Loc::default(),
-                            },
-                            base,
-                        )?;
-                    }
-                    let state = if !good {
-                        self.notices.push(format!(
-                            "{}: offset {offset}: {}; skipped",
-                            path.display(),
-                            record::Damage::BadBodyCrc.describe()
-                        ));
-                        State::Corrupt
-                    } else if header.not_before_ms > 0 {
-                        State::Delayed
-                    } else {
-                        State::Ready
-                    };
-                    self.put_new(
-                        Meta {
-                            seq: header.seq,
-                            state,
-                            attempts: 0,
-                            max_attempts: 0,
-                            pushed_at_ms: header.pushed_at_ms,
-                            until_ms: header.not_before_ms,
-                            receipt: [0; 12],
-                            len: header.body_len,
-                            loc: Loc {
-                                segment: base,
-                                offset: offset as u32,
-                            },
-                        },
-                        base,
-                    )?;
+                    self.adopt_record(path, base, offset, &header, good)?;
                     adopted += 1;
                 }
                 Found::Good { offset, .. } | Found::BadBody { offset, .. } if offset < end => {
@@ -357,6 +296,81 @@ impl FsStore {
                 Found::Good { .. } | Found::BadBody { .. } | Found::Garbage { .. } => {}
             }
         }
+        self.cut_tail(file, path, end, len, adopted)?;
+        self.h.active_len = end;
+        Ok(())
+    }
+
+    /// Adopts the record at `offset` of segment `base` (`good`: its body
+    /// checks too): the seqs damage skipped before it are lost messages, it
+    /// is ready, delayed, or (a damaged body) corrupt.
+    fn adopt_record(
+        &mut self,
+        path: &Path,
+        base: u64,
+        offset: u64,
+        header: &record::RecordHeader,
+        good: bool,
+    ) -> Result<()> {
+        // Seqs skipped by damage before this record are lost messages.
+        while self.h.next_seq < header.seq {
+            let lost = self.h.next_seq;
+            self.put_new(
+                Meta {
+                    seq: lost,
+                    state: State::Corrupt,
+                    attempts: 0,
+                    max_attempts: 0,
+                    pushed_at_ms: 0,
+                    until_ms: 0,
+                    receipt: [0; 12],
+                    len: 0,
+                    loc: Loc::default(),
+                },
+                base,
+            )?;
+        }
+        let state = if !good {
+            self.notices.push(format!(
+                "{}: offset {offset}: {}; skipped",
+                path.display(),
+                record::Damage::BadBodyCrc.describe()
+            ));
+            State::Corrupt
+        } else if header.not_before_ms > 0 {
+            State::Delayed
+        } else {
+            State::Ready
+        };
+        self.put_new(
+            Meta {
+                seq: header.seq,
+                state,
+                attempts: 0,
+                max_attempts: 0,
+                pushed_at_ms: header.pushed_at_ms,
+                until_ms: header.not_before_ms,
+                receipt: [0; 12],
+                len: header.body_len,
+                loc: Loc {
+                    segment: base,
+                    offset: offset as u32,
+                },
+            },
+            base,
+        )
+    }
+
+    /// Cuts what lies past `end`, the last whole record adopted, in a
+    /// segment file of `len` bytes, and syncs the file if anything changed.
+    fn cut_tail(
+        &mut self,
+        file: &dyn FileIo,
+        path: &Path,
+        end: u64,
+        len: u64,
+        adopted: u64,
+    ) -> Result<()> {
         if len > segment::MAX_SEGMENT_LEN {
             self.notices.push(format!(
                 "{}: offset {end}: dropped {} bytes after the last whole record: the file is {len} bytes, longer than a segment can be ({})",
@@ -376,7 +390,6 @@ impl FsStore {
         if adopted > 0 || end < len {
             file.sync_data().ctx("sync", path)?;
         }
-        self.h.active_len = end;
         Ok(())
     }
 
@@ -444,6 +457,30 @@ impl FsStore {
         self.h.wal_len = end;
         Ok(changed)
     }
+}
+
+/// A record is the next one in sequence if its seq is at least the
+/// expected one and no further ahead than the damaged bytes before it
+/// could have held records (a foreign or crafted seq is not followed).
+fn in_sequence(seq: u64, expect: u64, offset: u64, prev_end: u64) -> bool {
+    let room = (offset - prev_end) / RECORD_HEADER_LEN as u64;
+    seq >= expect && seq - expect <= room && seq < u64::MAX
+}
+
+/// Where adoption of the records `found` past `from` ends: just past the
+/// last record in sequence from `next_seq` (see [`in_sequence`]).
+fn adoption_end(found: &[Found], from: u64, next_seq: u64) -> u64 {
+    let mut end = from;
+    let mut expect = next_seq;
+    for f in found {
+        if let Found::Good { offset, header } | Found::BadBody { offset, header } = f
+            && in_sequence(header.seq, expect, *offset, end)
+        {
+            expect = header.seq + 1;
+            end = offset + header.record_len();
+        }
+    }
+    end
 }
 
 #[cfg(test)]

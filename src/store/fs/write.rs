@@ -20,8 +20,9 @@
 use super::{FsStore, segment_limit};
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::failpoint;
-use crate::base::io::{self};
-use crate::store::fs::index::{self, SLOT_LEN, SegmentEntry};
+use crate::base::io::{self, FileIo};
+use crate::store::fs::index::slot_offset;
+use crate::store::fs::index::{self, SegmentEntry};
 use crate::store::fs::record::{self, RECORD_HEADER_LEN};
 use crate::store::fs::segment::{self, sync_dir};
 use crate::store::{Loc, Meta, NewMessage, State};
@@ -92,6 +93,26 @@ impl FsStore {
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
         created: &mut Vec<u64>,
     ) -> Result<(Vec<u64>, bool)> {
+        let mut b = self.begin_push(created)?;
+        let slots_path: Arc<Path> = self.slots_path().into();
+        for msg in msgs {
+            let msg = msg?;
+            msg.check_size()?;
+            let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
+            if b.len + rec_len > segment_limit() && b.len > segment::FIRST_RECORD {
+                self.roll(&mut b, created)?;
+            }
+            b.encode(&msg, rec_len);
+            if b.buf.len() >= PUSH_CHUNK {
+                self.write_chunk(&mut b, &slots_path)?;
+            }
+        }
+        self.finish_push(b)
+    }
+
+    /// The segment a push starts in: the active one, or (for a queue with
+    /// none) a new one it creates.
+    fn begin_push(&mut self, created: &mut Vec<u64>) -> Result<Batch> {
         let mut new_segments: Vec<SegmentEntry> = Vec::new();
         if self.h.segments.is_empty() {
             let base = self.h.next_seq;
@@ -99,101 +120,105 @@ impl FsStore {
             created.push(base);
             new_segments.push(SegmentEntry { base, live: 0 });
         }
-        let mut base = new_segments.last().map_or(self.h.active, |s| s.base);
-        let mut path: Arc<Path> = segment::path(&self.dir, base).into();
-        let mut file = segment::open_rw(&*self.fs, &path)?;
-        let mut len = if new_segments.is_empty() {
+        let base = new_segments.last().map_or(self.h.active, |s| s.base);
+        let path: Arc<Path> = segment::path(&self.dir, base).into();
+        let file = segment::open_rw(&*self.fs, &path)?;
+        let len = if new_segments.is_empty() {
             self.h.active_len
         } else {
             segment::FIRST_RECORD
         };
-        let mut next = self.h.next_seq;
-        // Full chunks are written by the appender's thread while the next
-        // are encoded; the last (partial) ones here. All are written before
-        // the segment is synced.
-        let mut out = io::Appender::new();
-        let slots_path: Arc<Path> = self.slots_path().into();
-        let failed = |f: io::Failed| Error::io("write", &f.path, f.error);
-        let mut buf: Vec<u8> = Vec::new();
-        let mut buf_at = len;
-        let mut slots: Vec<u8> = Vec::new();
-        let mut slots_at = next;
-        let mut counted: Vec<(State, u32, u64)> = Vec::new();
-        let mut rolled = false;
-        for msg in msgs {
-            let msg = msg?;
-            msg.check_size()?;
-            let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
-            if len + rec_len > segment_limit() && len > segment::FIRST_RECORD {
-                // Roll: what the old segment got so far is written and synced first.
-                out.wait().map_err(failed)?;
-                record::fill_crcs(&mut buf);
-                file.write_all_at(&buf, buf_at).ctx("append", &path)?;
-                buf.clear();
-                file.sync_data().ctx("sync", &path)?;
-                self.flush_slots(&mut slots, slots_at)?;
-                slots_at = next;
-                base = next;
-                path = segment::path(&self.dir, base).into();
-                file = segment::create(&*self.fs, &self.dir, base, self.h.salt)?;
-                created.push(base);
-                failpoint::hit("roll.after-create");
-                new_segments.push(SegmentEntry { base, live: 0 });
-                len = segment::FIRST_RECORD;
-                buf_at = len;
-                rolled = true;
-            }
-            let state = if msg.not_before_ms > 0 {
-                State::Delayed
-            } else {
-                State::Ready
-            };
-            let m = Meta {
-                seq: next,
-                state,
-                attempts: 0,
-                max_attempts: 0,
-                pushed_at_ms: msg.pushed_at_ms,
-                until_ms: msg.not_before_ms,
-                receipt: [0; 12],
-                len: msg.body.len() as u32,
-                loc: Loc {
-                    segment: base,
-                    offset: len as u32,
-                },
-            };
-            // The CRCs are filled in just before each write.
-            record::encode_without_crcs(
-                m.seq,
-                msg.pushed_at_ms,
-                msg.not_before_ms,
-                &msg.body,
-                &mut buf,
-            );
-            slots.extend_from_slice(&index::encode_slot_without_crc(&m));
-            counted.push((state, m.len, base));
-            len += rec_len;
-            next += 1;
-            if buf.len() >= PUSH_CHUNK {
-                let at = buf_at;
-                buf_at += buf.len() as u64;
-                // The disk works on this chunk while the next is encoded,
-                // and the fdatasync at the end waits for less.
-                buf = out
-                    .write(&file, &path, at, (buf, record::fill_crcs), true)
-                    .map_err(failed)?;
-                slots = out
-                    .write(
-                        &self.slots,
-                        &slots_path,
-                        slots_at * SLOT_LEN as u64,
-                        (slots, index::fill_slot_crcs),
-                        true,
-                    )
-                    .map_err(failed)?;
-                slots_at = next;
-            }
-        }
+        let next = self.h.next_seq;
+        Ok(Batch {
+            base,
+            path,
+            file,
+            len,
+            next,
+            out: io::Appender::new(),
+            buf: Vec::new(),
+            buf_at: len,
+            slots: Vec::new(),
+            slots_at: next,
+            counted: Vec::new(),
+            new_segments,
+            rolled: false,
+        })
+    }
+
+    /// Step 1: the active segment is full, so the push goes on in a new one.
+    fn roll(&mut self, b: &mut Batch, created: &mut Vec<u64>) -> Result<()> {
+        // Roll: what the old segment got so far is written and synced first.
+        b.out.wait().map_err(failed)?;
+        record::fill_crcs(&mut b.buf);
+        b.file
+            .write_all_at(&b.buf, b.buf_at)
+            .ctx("append", &b.path)?;
+        b.buf.clear();
+        b.file.sync_data().ctx("sync", &b.path)?;
+        self.flush_slots(&mut b.slots, b.slots_at)?;
+        b.slots_at = b.next;
+        b.base = b.next;
+        b.path = segment::path(&self.dir, b.base).into();
+        b.file = segment::create(&*self.fs, &self.dir, b.base, self.h.salt)?;
+        created.push(b.base);
+        failpoint::hit("roll.after-create");
+        b.new_segments.push(SegmentEntry {
+            base: b.base,
+            live: 0,
+        });
+        b.len = segment::FIRST_RECORD;
+        b.buf_at = b.len;
+        b.rolled = true;
+        Ok(())
+    }
+
+    /// Step 2 for a full chunk: its records and slots handed to the
+    /// appender's thread.
+    fn write_chunk(&self, b: &mut Batch, slots_path: &Arc<Path>) -> Result<()> {
+        let at = b.buf_at;
+        b.buf_at += b.buf.len() as u64;
+        // The disk works on this chunk while the next is encoded,
+        // and the fdatasync at the end waits for less.
+        let buf = std::mem::take(&mut b.buf);
+        b.buf = b
+            .out
+            .write(&b.file, &b.path, at, (buf, record::fill_crcs), true)
+            .map_err(failed)?;
+        let slots = std::mem::take(&mut b.slots);
+        b.slots = b
+            .out
+            .write(
+                &self.slots,
+                slots_path,
+                slot_offset(b.slots_at),
+                (slots, index::fill_slot_crcs),
+                true,
+            )
+            .map_err(failed)?;
+        b.slots_at = b.next;
+        Ok(())
+    }
+
+    /// Steps 2-3 for what is left, then the header in memory: the last
+    /// records and slots written, the segment synced, the new messages
+    /// counted (step 4, writing the header, is the caller's).
+    fn finish_push(&mut self, b: Batch) -> Result<(Vec<u64>, bool)> {
+        let Batch {
+            base,
+            path,
+            file,
+            len,
+            next,
+            mut out,
+            mut buf,
+            buf_at,
+            mut slots,
+            slots_at,
+            counted,
+            new_segments,
+            rolled,
+        } = b;
         out.wait().map_err(failed)?;
         record::fill_crcs(&mut buf);
         file.write_all_at(&buf, buf_at).ctx("append", &path)?;
@@ -222,12 +247,83 @@ impl FsStore {
         if !slots.is_empty() {
             index::fill_slot_crcs(slots);
             self.slots
-                .write_all_at(slots, first_seq * SLOT_LEN as u64)
+                .write_all_at(slots, slot_offset(first_seq))
                 .ctx("write", &self.slots_path())?;
             slots.clear();
         }
         Ok(())
     }
+}
+
+/// A push under way: the segment its records go to, and what it has
+/// encoded and not yet written.
+struct Batch {
+    /// The segment appended to: its base, path, file and length so far.
+    base: u64,
+    path: Arc<Path>,
+    file: Arc<dyn FileIo>,
+    len: u64,
+    /// The seq of the next message.
+    next: u64,
+    // Full chunks are written by the appender's thread while the next
+    // are encoded; the last (partial) ones here. All are written before
+    // the segment is synced.
+    out: io::Appender,
+    /// Records encoded, CRCs not yet filled, to be written at `buf_at`.
+    buf: Vec<u8>,
+    buf_at: u64,
+    /// Their slots, CRCs not yet filled, from seq `slots_at` on.
+    slots: Vec<u8>,
+    slots_at: u64,
+    /// Each message's state, body length and segment: counted once durable.
+    counted: Vec<(State, u32, u64)>,
+    /// The segments this push created: listed once durable.
+    new_segments: Vec<SegmentEntry>,
+    rolled: bool,
+}
+
+impl Batch {
+    /// Step 2 for one message: its record and slot encoded (the CRCs are
+    /// filled in just before each write), where the segment ends now.
+    fn encode(&mut self, msg: &NewMessage<'_>, rec_len: u64) {
+        let state = if msg.not_before_ms > 0 {
+            State::Delayed
+        } else {
+            State::Ready
+        };
+        let m = Meta {
+            seq: self.next,
+            state,
+            attempts: 0,
+            max_attempts: 0,
+            pushed_at_ms: msg.pushed_at_ms,
+            until_ms: msg.not_before_ms,
+            receipt: [0; 12],
+            len: msg.body.len() as u32,
+            loc: Loc {
+                segment: self.base,
+                offset: self.len as u32,
+            },
+        };
+        // The CRCs are filled in just before each write.
+        record::encode_without_crcs(
+            m.seq,
+            msg.pushed_at_ms,
+            msg.not_before_ms,
+            &msg.body,
+            &mut self.buf,
+        );
+        self.slots
+            .extend_from_slice(&index::encode_slot_without_crc(&m));
+        self.counted.push((state, m.len, self.base));
+        self.len += rec_len;
+        self.next += 1;
+    }
+}
+
+/// The error of a write the appender's thread made.
+fn failed(f: io::Failed) -> Error {
+    Error::io("write", &f.path, f.error)
 }
 
 #[cfg(test)]
