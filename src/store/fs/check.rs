@@ -3,7 +3,12 @@
 //! the counters), the WAL (damage before the committed length) and the
 //! header's counters against the slots. It only reads: problems are
 //! reported with their file and offset, and repairs are
-//! [`crate::store::fs::rebuild`]'s. `ops::fsck` runs it for each queue.
+//! [`crate::store::fs::rebuild()`]'s. `ops::fsck` runs it for each queue.
+//!
+//! Invariants: it sees an open store only through accessors private to
+//! `store::fs` (`header`, `slots_suspect`, `committed_wal_len`,
+//! `missing_files`, `all_slots`); the queue is opened as a command that only
+//! reads, so nothing on disk changes. Writes nothing.
 
 use super::FsStore;
 use super::wal::read_wal;

@@ -78,7 +78,7 @@ pub(super) fn write_key_id(fs: &dyn Fs, dir: &Path, id: Option<KeyId>) -> Result
 
 /// The key id recorded in queue directory `dir`, for `fsck` (`Err` if
 /// its file is damaged).
-pub fn key_record(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
+pub(crate) fn key_record(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
     read_key_id(fs, dir)
 }
 
@@ -86,7 +86,7 @@ pub fn key_record(fs: &dyn Fs, dir: &Path) -> Result<Option<KeyId>> {
 /// intact records in the segments of queue `name` (in `dir`), how many
 /// bodies open with `key` and how many do not. Any that opens proves the
 /// queue was encrypted with it (the tag covers the queue and the message id).
-pub fn bodies_opening_with(
+pub(crate) fn bodies_opening_with(
     fs: &dyn Fs,
     dir: &Path,
     name: &str,
@@ -119,7 +119,7 @@ pub fn bodies_opening_with(
 
 /// `fsck --repair`: records `id` as the key of the queue in `dir`, under
 /// the queue's lock (a temporary file, fsynced, renamed into place).
-pub fn restore_key_record(fs: &dyn Fs, dir: &Path, id: KeyId) -> Result<()> {
+pub(crate) fn restore_key_record(fs: &dyn Fs, dir: &Path, id: KeyId) -> Result<()> {
     let _lock = fs
         .lock(&dir.join("lock"), true)
         .ctx("lock", &dir.join("lock"))?;

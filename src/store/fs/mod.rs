@@ -127,7 +127,7 @@
 //! | `check.rs` | `fsck` (reads only) |
 //! | `record.rs`, `segment.rs`, `index.rs` | the formats |
 
-pub mod check;
+pub(crate) mod check;
 mod checkpoint;
 mod commit;
 pub mod index;
@@ -146,10 +146,8 @@ pub mod segment;
 mod wal;
 mod write;
 
-pub use key::{bodies_opening_with, key_record, restore_key_record};
-pub use rebuild::rebuild;
-pub use reserve::RESERVE_LEN;
-pub use wal::{WalVisitor, read_wal};
+pub(crate) use key::{bodies_opening_with, key_record, restore_key_record};
+pub(crate) use rebuild::rebuild;
 
 use crate::base::error::Result;
 use crate::base::io::{FileIo, Fs, Open};
@@ -186,7 +184,7 @@ fn segment_limit() -> u64 {
 const SCAN_CHUNK: u64 = 256;
 
 /// The spool a queue directory is in: the directory the I/O seam is rooted at.
-pub fn spool_of(dir: &Path) -> &Path {
+fn spool_of(dir: &Path) -> &Path {
     dir.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
@@ -258,26 +256,29 @@ impl FsStore {
         &self.dir
     }
 
+    // What fsck (`check.rs`) reads of an open store: private to this
+    // module, which its child `check` sees.
+
     /// The header as of now (for fsck).
-    pub fn header(&self) -> &Header {
+    fn header(&self) -> &Header {
         &self.h
     }
 
     /// Why the slots file cannot be trusted as it is, on a handle that may
     /// not write and so did not rebuild it (for fsck).
-    pub fn slots_suspect(&self) -> Option<&str> {
+    fn slots_suspect(&self) -> Option<&str> {
         self.suspect.as_deref()
     }
 
     /// The WAL length the header says was committed when the queue was
     /// opened (0 after a machine crash): damage below it is damage to
     /// changes reported done, past it a change that never finished.
-    pub fn committed_wal_len(&self) -> u64 {
+    fn committed_wal_len(&self) -> u64 {
         self.wal_committed
     }
 
     /// Files that were missing when the queue was opened (for fsck).
-    pub fn missing_files(&self) -> &[PathBuf] {
+    fn missing_files(&self) -> &[PathBuf] {
         &self.missing
     }
 }

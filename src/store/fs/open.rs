@@ -46,7 +46,7 @@ impl FsStore {
 
     /// Opens the existing queue in `dir` for reading only: recovery runs as
     /// usual but writes nothing to disk ([`crate::base::overlay::ReadOnlyFs`]).
-    pub fn open_read_only(dir: &Path) -> Result<Option<FsStore>> {
+    pub(crate) fn open_read_only(dir: &Path) -> Result<Option<FsStore>> {
         let root = spool_of(dir);
         let real = io::RealFs::beneath(root).ctx("open spool", root)?;
         FsStore::open_with(
@@ -57,14 +57,14 @@ impl FsStore {
     }
 
     /// [`FsStore::open`] on the file system `fs`.
-    pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, create: bool) -> Result<Option<FsStore>> {
+    pub(crate) fn open_with(fs: Arc<dyn Fs>, dir: &Path, create: bool) -> Result<Option<FsStore>> {
         FsStore::open_access(fs, dir, create, true)
     }
 
     /// [`FsStore::open_with`], saying whether the command may write: with
     /// `writable` false, what recovery would repair on disk (a torn WAL
     /// tail, a lost or stale `slots` file) is left as it is and reported.
-    pub fn open_access(
+    pub(super) fn open_access(
         fs: Arc<dyn Fs>,
         dir: &Path,
         create: bool,
@@ -165,7 +165,7 @@ impl FsStore {
     }
 
     /// Whether `dir` holds a queue: an index, or segments whose index was lost.
-    pub fn is_queue(fs: &dyn Fs, dir: &Path) -> Result<bool> {
+    pub(crate) fn is_queue(fs: &dyn Fs, dir: &Path) -> Result<bool> {
         let index = dir.join("index");
         if fs.exists(&index).ctx("open", &index)? {
             return Ok(true);

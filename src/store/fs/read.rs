@@ -155,7 +155,7 @@ impl FsStore {
 
     /// Visits every slot from `from` (inclusive) to `next_seq`, decoded, in
     /// chunks of [`SCAN_CHUNK`] slots per read, until `visit` says stop.
-    pub fn all_slots(
+    pub(super) fn all_slots(
         &self,
         from: u64,
         visit: &mut dyn FnMut(u64, std::result::Result<Meta, SlotDamage>) -> Step,

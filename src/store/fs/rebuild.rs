@@ -55,7 +55,7 @@ use std::sync::Arc;
 ///
 /// Everything is written and synced, then the WAL is emptied and the new
 /// header written to all four regions with a generation above any old one.
-pub fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     // Let ordinary recovery replay what it can first.
     match FsStore::open_with(Arc::clone(&fs), dir, false) {

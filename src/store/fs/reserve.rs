@@ -22,7 +22,7 @@ use crate::store::fs::segment::{self};
 /// change that meets a full disk first checkpoints (freeing the WAL), then
 /// frees the reserve; a queue drained on a short reserve gives back its
 /// last segment too. Refilled by the next command that finds room.
-pub const RESERVE_LEN: u64 = 64 * 1024;
+pub(super) const RESERVE_LEN: u64 = 64 * 1024;
 
 /// The reserve's file name in a queue directory.
 pub(super) const RESERVE: &str = "reserve";

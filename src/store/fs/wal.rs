@@ -17,7 +17,7 @@ use crate::store::{Meta, State};
 use std::path::Path;
 
 /// What [`read_wal`] hands each record to: its offset, its lsn, its entries.
-pub type WalVisitor<'a> = dyn FnMut(u64, u64, &[(State, Meta)]) -> Result<()> + 'a;
+pub(super) type WalVisitor<'a> = dyn FnMut(u64, u64, &[(State, Meta)]) -> Result<()> + 'a;
 
 /// Bytes of the WAL read at a time: memory stays bounded whatever its length.
 pub(super) const WAL_CHUNK: usize = 1 << 20;
@@ -29,7 +29,7 @@ pub(super) const WAL_CHUNK: usize = 1 << 20;
 /// offset just past the last whole record and the file's length: whatever
 /// lies between them (a record cut by a crash, the zeros of a sparse file,
 /// garbage) is a torn tail. Never writes.
-pub fn read_wal(
+pub(super) fn read_wal(
     wal: &dyn FileIo,
     path: &Path,
     from: u64,
