@@ -3,17 +3,27 @@
 //! the counters), the WAL (damage before the committed length) and the
 //! header's counters against the slots. It only reads: problems are
 //! reported with their file and offset, and repairs are
-//! [`crate::store::fs::rebuild`]'s. `ops::fsck` runs it for each queue.
+//! [`crate::store::fs::rebuild()`]'s. `ops::fsck` runs it for each queue.
+//!
+//! Invariants: it sees an open store only through accessors private to
+//! `store::fs` (`header`, `slots_suspect`, `committed_wal_len`,
+//! `missing_files`, `all_slots`); the queue is opened as a command that only
+//! reads, so nothing on disk changes. Writes nothing.
 
+use super::FsStore;
+use super::wal::read_wal;
 use crate::base::error::{Error, Result};
 use crate::base::io::Fs;
-use crate::store::fs::index::{SLOT_LEN, SlotDamage};
+use crate::store::fs::index::slot_offset;
+use crate::store::fs::index::{Header, SlotDamage};
 use crate::store::fs::segment::{self, Found};
-use crate::store::fs::{self as fsstore, FsStore};
 use crate::store::{Counters, Problem, QueueReport, Step};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A problem found in queue `name`: in `file`, at `offset` if known.
+type ProblemFn<'a> = dyn Fn(&Path, Option<u64>, String) -> Problem + 'a;
 
 /// Checks queue `name` in directory `dir`.
 pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
@@ -43,14 +53,44 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
                 .map(|n| format!("{name}: {n}")),
         );
     }
+    let segs = check_segments(&**fs, dir, &mut r, &problem)?;
+    let Some(store) = store else {
+        return Ok(r);
+    };
+    check_wal(&**fs, dir, store.committed_wal_len(), &mut r, &problem)?;
+    let h = store.header().clone();
+    check_files(&store, &h, dir, &segs.on_disk, &mut r, &problem);
+    let (counted, live) = check_slots(&store, &h, dir, &segs, &mut r, &problem)?;
+    check_counters(&h, &counted, &live, dir, &mut r, &problem);
+    Ok(r)
+}
+
+/// What [`check_segments`] found in the segment files.
+struct Segments {
+    /// The good records in sequence: seq -> (base, offset).
+    good: HashMap<u64, (u64, u64)>,
+    /// Seqs of records whose body is damaged.
+    bad_seqs: HashSet<u64>,
+    /// The segment files on disk, by base.
+    on_disk: Vec<u64>,
+}
+
+/// Every record of every segment file, read whole: its CRCs, and its seq
+/// in sequence.
+fn check_segments(
+    fs: &dyn Fs,
+    dir: &Path,
+    r: &mut QueueReport,
+    problem: &ProblemFn<'_>,
+) -> Result<Segments> {
     // Segments, read whole.
     let mut good: HashMap<u64, (u64, u64)> = HashMap::new(); // seq -> (base, offset)
-    let mut bad_seqs = std::collections::HashSet::new();
-    let on_disk = segment::list(&**fs, dir)?;
+    let mut bad_seqs = HashSet::new();
+    let on_disk = segment::list(fs, dir)?;
     let mut last: Option<u64> = None;
     for &base in &on_disk {
         let path = segment::path(dir, base);
-        let (_, found, head) = segment::check(&**fs, &path)?;
+        let (_, found, head) = segment::check(fs, &path)?;
         if let Err(h) = head {
             r.problems.push(problem(&path, Some(0), h));
         }
@@ -94,11 +134,23 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
             }
         }
     }
-    let Some(store) = store else {
-        return Ok(r);
-    };
-    check_wal(&**fs, dir, store.committed_wal_len(), &mut r, &problem)?;
-    let h = store.header().clone();
+    Ok(Segments {
+        good,
+        bad_seqs,
+        on_disk,
+    })
+}
+
+/// The files against the index: slots to rebuild, files recreated empty,
+/// segment files the header does not name and named ones that are missing.
+fn check_files(
+    store: &FsStore,
+    h: &Header,
+    dir: &Path,
+    on_disk: &[u64],
+    r: &mut QueueReport,
+    problem: &ProblemFn<'_>,
+) {
     if let Some(why) = store.slots_suspect() {
         r.problems.push(problem(
             &dir.join("slots"),
@@ -113,7 +165,7 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
             "file was missing (recreated empty)".into(),
         ));
     }
-    for &base in &on_disk {
+    for &base in on_disk {
         if !h.segments.iter().any(|s| s.base == base) {
             r.problems.push(problem(
                 &segment::path(dir, base),
@@ -133,6 +185,19 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
             ));
         }
     }
+}
+
+/// Every slot from the oldest segment on, against its record. Returns the
+/// slots' counters and their live messages per segment base.
+fn check_slots(
+    store: &FsStore,
+    h: &Header,
+    dir: &Path,
+    segs: &Segments,
+    r: &mut QueueReport,
+    problem: &ProblemFn<'_>,
+) -> Result<(Counters, HashMap<u64, u64>)> {
+    let (good, bad_seqs) = (&segs.good, &segs.bad_seqs);
     let slots_path = dir.join("slots");
     let first = h.segments.first().map_or(h.next_seq, |s| s.base);
     let mut counted = Counters::default();
@@ -173,8 +238,21 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     })?;
     for (seq, what) in slot_problems {
         r.problems
-            .push(problem(&slots_path, Some(seq * SLOT_LEN as u64), what));
+            .push(problem(&slots_path, Some(slot_offset(seq)), what));
     }
+    Ok((counted, live))
+}
+
+/// The header's counters against the slots' (`counted`, `live` per
+/// segment), and against each other.
+fn check_counters(
+    h: &Header,
+    counted: &Counters,
+    live: &HashMap<u64, u64>,
+    dir: &Path,
+    r: &mut QueueReport,
+    problem: &ProblemFn<'_>,
+) {
     let c = h.counters;
     let pairs = [
         ("ready", c.ready, counted.ready),
@@ -228,7 +306,6 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
             ));
         }
     }
-    Ok(r)
 }
 
 /// Every WAL record up to the committed length must decode (read in
@@ -239,11 +316,11 @@ fn check_wal(
     dir: &Path,
     committed: u64,
     r: &mut QueueReport,
-    problem: &dyn Fn(&Path, Option<u64>, String) -> Problem,
+    problem: &ProblemFn<'_>,
 ) -> Result<()> {
     let path = dir.join("wal");
     let wal = segment::open_file(fs, &path, crate::base::io::Open::Existing)?;
-    let (end, size) = fsstore::read_wal(&*wal, &path, 0, &mut |_, _, _| Ok(()))?;
+    let (end, size) = read_wal(&*wal, &path, 0, &mut |_, _, _| Ok(()))?;
     if end < size && end < committed {
         r.problems.push(problem(
             &path,

@@ -61,12 +61,20 @@ use crate::store::fs::record::{u32_at, u64_at};
 use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
 
 pub const SLOT_LEN: usize = 64;
-pub const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
-pub const INDEX_VERSION: u32 = 1;
+
+/// Where the slot of message `seq` starts in `slots`: `seq * 64` (slot 0,
+/// at offset 0, is the stamp). Every read and write of a slot, and every
+/// offset reported for one, comes from here.
+pub(super) fn slot_offset(seq: u64) -> u64 {
+    seq * SLOT_LEN as u64
+}
+
+pub(super) const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
+pub(super) const INDEX_VERSION: u32 = 1;
 /// Size of one header region in the `index` file.
 pub const REGION_LEN: usize = 64 * 1024;
 /// Regions in the `index` file: live A, live B, checkpoint A, checkpoint B.
-pub const REGIONS: usize = 4;
+pub(super) const REGIONS: usize = 4;
 const HEADER_FIXED: usize = 180;
 /// Most segments one header can list.
 pub const MAX_SEGMENTS: usize = (REGION_LEN - HEADER_FIXED - 4) / 16;
@@ -97,7 +105,7 @@ pub fn encode_slot(m: &Slot) -> [u8; SLOT_LEN] {
 }
 
 /// A slot whose CRC is still zero (not valid until [`fill_slot_crcs`]).
-pub fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
+pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
     let mut b = [0u8; SLOT_LEN];
     b[0] = m.state as u8;
     b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
@@ -115,7 +123,7 @@ pub fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
 /// Computes and writes the CRC of every slot in `buf` (whole slots back to
 /// back), as the writing thread of a bulk push does (see
 /// crate::store::fs::record::fill_crcs).
-pub fn fill_slot_crcs(buf: &mut [u8]) {
+pub(super) fn fill_slot_crcs(buf: &mut [u8]) {
     for b in buf.chunks_exact_mut(SLOT_LEN) {
         let crc = crc32fast::hash(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -157,7 +165,7 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
 }
 
 /// Decodes the slot that must hold message `seq`: a slot of another seq is damage.
-pub fn decode_slot_of(b: &[u8], seq: u64) -> Result<Slot, SlotDamage> {
+pub(super) fn decode_slot_of(b: &[u8], seq: u64) -> Result<Slot, SlotDamage> {
     decode_slot(b).and_then(|m| {
         if m.seq == seq {
             Ok(m)
@@ -168,11 +176,11 @@ pub fn decode_slot_of(b: &[u8], seq: u64) -> Result<Slot, SlotDamage> {
 }
 
 /// The magic of each half of the stamp in slot 0.
-pub const STAMP_MAGIC: [u8; 4] = *b"SPST";
+pub(super) const STAMP_MAGIC: [u8; 4] = *b"SPST";
 
 /// What slot 0 of a slots file says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stamp {
+pub(super) enum Stamp {
     /// All zeros: a file from before stamps, or one recreated empty.
     Absent,
     /// Neither copy checks out.
@@ -182,7 +190,7 @@ pub enum Stamp {
 }
 
 /// Encodes the stamp of slot 0 for header generation `generation`.
-pub fn encode_stamp(generation: u64) -> [u8; SLOT_LEN] {
+pub(super) fn encode_stamp(generation: u64) -> [u8; SLOT_LEN] {
     let mut b = [0u8; SLOT_LEN];
     for half in b.chunks_exact_mut(SLOT_LEN / 2) {
         half[0..4].copy_from_slice(&STAMP_MAGIC);
@@ -194,7 +202,7 @@ pub fn encode_stamp(generation: u64) -> [u8; SLOT_LEN] {
 }
 
 /// Decodes slot 0 (fewer than 64 bytes, as in a short file, is absent).
-pub fn decode_stamp(b: &[u8]) -> Stamp {
+pub(super) fn decode_stamp(b: &[u8]) -> Stamp {
     if b.len() < SLOT_LEN || b[..SLOT_LEN].iter().all(|&x| x == 0) {
         return Stamp::Absent;
     }
@@ -358,7 +366,7 @@ pub fn encode_wal(lsn: u64, entries: &[(State, Slot)]) -> Vec<u8> {
 
 /// Decodes one entry of a WAL record (old state, new slot): the
 /// [`WAL_ENTRY_LEN`] bytes at the start of `b`.
-pub fn decode_wal_entry(b: &[u8]) -> Option<(State, Slot)> {
+pub(super) fn decode_wal_entry(b: &[u8]) -> Option<(State, Slot)> {
     if b.len() < WAL_ENTRY_LEN {
         return None;
     }
@@ -410,6 +418,14 @@ pub fn decode_wal(b: &[u8]) -> Option<WalRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slot_of_seq_is_at_seq_times_64() {
+        assert_eq!(slot_offset(0), 0);
+        assert_eq!(slot_offset(1), 64);
+        assert_eq!(slot_offset(3), 192);
+        assert_eq!(slot_offset(1 << 40), 64 << 40);
+    }
 
     fn slot(seq: u64, state: State) -> Slot {
         Meta {

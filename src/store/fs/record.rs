@@ -131,7 +131,7 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
 /// record is not valid until [`fill_crcs`] has run over it. A bulk push
 /// encodes on one thread and has the CRCs filled on the thread that writes
 /// the chunk (crate::base::io::Appender), since they were its largest cost.
-pub fn encode_without_crcs(
+pub(super) fn encode_without_crcs(
     seq: u64,
     pushed_at_ms: u64,
     not_before_ms: u64,
@@ -151,7 +151,7 @@ pub fn encode_without_crcs(
 /// Computes and writes the two CRCs of every record in `buf`, which holds
 /// whole records back to back as [`encode_without_crcs`] wrote them. Stops
 /// at anything that is not such a record (which the encoder never leaves).
-pub fn fill_crcs(buf: &mut [u8]) {
+pub(super) fn fill_crcs(buf: &mut [u8]) {
     let mut at = 0;
     while buf.len() - at >= RECORD_HEADER_LEN && buf[at..at + 4] == RECORD_MAGIC {
         let body_len = u32_at(buf, at + 4) as usize;

@@ -34,7 +34,7 @@ pub fn path(dir: &Path, base: u64) -> PathBuf {
 }
 
 /// Parses a segment file name back into its base seq.
-pub fn parse_name(name: &str) -> Option<u64> {
+pub(super) fn parse_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".seg")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -150,7 +150,7 @@ const WINDOW: usize = 1 << 20;
 /// it passes [`crate::store::fs::SEGMENT_LIMIT`] (64 MiB), unless a single
 /// record is larger, and a record holds at most [`record::MAX_BODY`]. Bytes
 /// past this offset (a sparse file of 200 GB) are damage, never read.
-pub const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + RECORD_HEADER_LEN as u64 + record::MAX_BODY;
+pub(super) const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + RECORD_HEADER_LEN as u64 + record::MAX_BODY;
 
 /// Reads bytes at an offset until the buffer is full or the source ends;
 /// returns how many.
@@ -175,7 +175,12 @@ pub fn scan(buf: &[u8], base_offset: u64) -> (Vec<Found>, u64) {
 /// [`scan`] of the bytes `from..len` of `file`, a window at a time, never
 /// reading past [`MAX_SEGMENT_LEN`]: bytes past it are one
 /// [`Damage::PastLimit`] garbage range.
-pub fn scan_file(file: &dyn FileIo, path: &Path, from: u64, len: u64) -> Result<(Vec<Found>, u64)> {
+pub(super) fn scan_file(
+    file: &dyn FileIo,
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<(Vec<Found>, u64)> {
     let to = len.min(MAX_SEGMENT_LEN).max(from);
     let mut read = |out: &mut [u8], at: u64| read_at_most(file, path, out, at);
     let (mut found, end) = scan_with(&mut read, from, to)?;

@@ -1,0 +1,189 @@
+//! Reading a queue: scans over the slots, one slot, a message's body.
+//!
+//! Invariants: slots are read in chunks of [`SCAN_CHUNK`]; a slot past
+//! `next_seq` or below the punched ones is never read; a body is served
+//! only if its record's CRCs match and it belongs to the message. A damaged
+//! slot met by a handle that may write makes it rebuild the slots once
+//! ([`FsStore::reconcile`]); one that may not write skips it and reports.
+//! Writes nothing itself.
+
+use super::{FsStore, SCAN_CHUNK};
+use crate::base::error::{Error, Result};
+use crate::base::io::FileIo;
+use crate::store::fs::index::slot_offset;
+use crate::store::fs::index::{SLOT_LEN, SlotDamage, decode_slot_of};
+use crate::store::fs::segment::{self};
+use crate::store::{Meta, Scan, Step};
+
+impl FsStore {
+    /// [`Store::scan`].
+    pub(super) fn scan_slots(
+        &mut self,
+        from: Scan,
+        visit: &mut dyn FnMut(&Meta) -> Step,
+    ) -> Result<()> {
+        let start = match from {
+            Scan::Pending => self.h.scan_lo,
+            Scan::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
+        };
+        // The pending cursor moves past finished messages at its front.
+        let mut cursor = self.h.scan_lo;
+        let mut contiguous = matches!(from, Scan::Pending);
+        let mut damaged = Vec::new();
+        let mut start = start;
+        loop {
+            // A handle that may write rebuilds the slots at the first damaged
+            // one (once), then goes on from there.
+            let fix = self.writable && !self.reconciled;
+            let mut found = None;
+            self.all_slots(start, &mut |s, slot| match slot {
+                Ok(m) => {
+                    let wanted = match from {
+                        Scan::Pending => m.state.is_pending(),
+                        Scan::Live => m.state.is_live(),
+                    };
+                    if !wanted {
+                        if contiguous && s == cursor {
+                            cursor = s + 1;
+                        }
+                        return Step::Continue;
+                    }
+                    contiguous = false;
+                    visit(&m)
+                }
+                Err(_) if fix => {
+                    found = Some(s);
+                    Step::Stop
+                }
+                Err(_) => {
+                    contiguous = false;
+                    damaged.push(s);
+                    Step::Continue
+                }
+            })?;
+            let Some(s) = found else { break };
+            contiguous = false;
+            let why = format!(
+                "offset {}: index slot of message {} is damaged",
+                slot_offset(s),
+                crate::model::ids::format_id(s, self.h.salt)
+            );
+            self.reconcile(&why, true)?;
+            start = s;
+        }
+        if cursor != self.h.scan_lo {
+            self.h.scan_lo = cursor;
+            self.dirty = true;
+        }
+        for s in damaged {
+            self.notices.push(format!(
+                "{}: offset {}: index slot of message {} is damaged; skipped (run `spoolmq fsck --repair`)",
+                self.slots_path().display(),
+                slot_offset(s),
+                crate::model::ids::format_id(s, self.h.salt)
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Store::get`].
+    pub(super) fn get_meta(&mut self, seq: u64) -> Result<Option<Meta>> {
+        if seq < self.h.punched || seq >= self.h.next_seq || seq == 0 {
+            return Ok(None);
+        }
+        match self.read_slot(seq)? {
+            Ok(m) => Ok(Some(m)),
+            Err(_) if self.writable && !self.reconciled => {
+                let why = format!(
+                    "offset {}: index slot of message {} is damaged",
+                    slot_offset(seq),
+                    crate::model::ids::format_id(seq, self.h.salt)
+                );
+                self.reconcile(&why, true)?;
+                Ok(self.read_slot(seq)?.ok())
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// [`Store::body`].
+    pub(super) fn read_body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        let path = segment::path(&self.dir, meta.loc.segment);
+        let file = match self.segment_file(meta.loc.segment) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(&path, "segment file missing"));
+            }
+            r => r?,
+        };
+        match segment::read_record(file, &path, u64::from(meta.loc.offset), meta.len)? {
+            Ok((h, body)) if h.seq == meta.seq => Ok(body),
+            Ok(_) => Err(Error::corrupt(
+                &path,
+                format!(
+                    "offset {}: record belongs to another message",
+                    meta.loc.offset
+                ),
+            )),
+            Err(d) => Err(Error::corrupt(
+                &path,
+                format!("offset {}: {}", meta.loc.offset, d.describe()),
+            )),
+        }
+    }
+
+    pub(super) fn segment_file(&mut self, base: u64) -> Result<&dyn FileIo> {
+        if !self.files.contains_key(&base) {
+            let p = segment::path(&self.dir, base);
+            let f = segment::open_rw(&*self.fs, &p)?;
+            self.files.insert(base, f);
+        }
+        self.files
+            .get(&base)
+            .map(|f| &**f)
+            .ok_or_else(|| Error::Runtime("segment cache".into()))
+    }
+
+    /// Reads the slot of `seq`.
+    fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
+        let mut b = [0u8; SLOT_LEN];
+        let n = segment::read_at_most(&*self.slots, &self.slots_path(), &mut b, slot_offset(seq))?;
+        if n < SLOT_LEN {
+            return Ok(Err(SlotDamage::Empty));
+        }
+        Ok(decode_slot_of(&b, seq))
+    }
+
+    /// Visits every slot from `from` (inclusive) to `next_seq`, decoded, in
+    /// chunks of [`SCAN_CHUNK`] slots per read, until `visit` says stop.
+    pub(super) fn all_slots(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64, std::result::Result<Meta, SlotDamage>) -> Step,
+    ) -> Result<()> {
+        let mut seq = from.max(self.h.punched);
+        let mut buf = vec![0u8; (SCAN_CHUNK as usize) * SLOT_LEN];
+        while seq < self.h.next_seq {
+            let n = segment::read_at_most(
+                &*self.slots,
+                &self.slots_path(),
+                &mut buf,
+                slot_offset(seq),
+            )?;
+            let count = ((self.h.next_seq - seq).min(SCAN_CHUNK)) as usize;
+            for i in 0..count {
+                let at = i * SLOT_LEN;
+                let s = seq + i as u64;
+                let r = if at + SLOT_LEN > n {
+                    Err(SlotDamage::Empty)
+                } else {
+                    decode_slot_of(&buf[at..at + SLOT_LEN], s)
+                };
+                if visit(s, r) == Step::Stop {
+                    return Ok(());
+                }
+            }
+            seq += count as u64;
+        }
+        Ok(())
+    }
+}
