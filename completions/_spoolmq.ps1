@@ -39,7 +39,8 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Show counters per queue')
             [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pop a message and run a command on it; ack on success, nack on failure')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the queues in the spool')
-            [CompletionResult]::new('peek', 'peek', [CompletionResultType]::ParameterValue, 'Show ready messages without leasing them')
+            [CompletionResult]::new('peek', 'peek', [CompletionResultType]::ParameterValue, 'Show ready messages without leasing them (--dead: dead letters, with their last failure)')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show everything about one message: state, attempts, times, its last failure')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete every ready and delayed message (or, with --dead, every dead letter)')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every record and the index; --repair fixes what it finds')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
@@ -177,6 +178,17 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'How many messages to show at most')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
+            [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Show dead letters instead, oldest first, each with its last failure')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'spoolmq;inspect' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The spool directory')
+            [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]')
+            [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -324,7 +336,8 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('stats', 'stats', [CompletionResultType]::ParameterValue, 'Show counters per queue')
             [CompletionResult]::new('exec', 'exec', [CompletionResultType]::ParameterValue, 'Pop a message and run a command on it; ack on success, nack on failure')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the queues in the spool')
-            [CompletionResult]::new('peek', 'peek', [CompletionResultType]::ParameterValue, 'Show ready messages without leasing them')
+            [CompletionResult]::new('peek', 'peek', [CompletionResultType]::ParameterValue, 'Show ready messages without leasing them (--dead: dead letters, with their last failure)')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Show everything about one message: state, attempts, times, its last failure')
             [CompletionResult]::new('purge', 'purge', [CompletionResultType]::ParameterValue, 'Delete every ready and delayed message (or, with --dead, every dead letter)')
             [CompletionResult]::new('fsck', 'fsck', [CompletionResultType]::ParameterValue, 'Check every record and the index; --repair fixes what it finds')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Write every message that holds a body as JSON lines (a backup, or to move a queue)')
@@ -368,6 +381,9 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             break
         }
         'spoolmq;help;peek' {
+            break
+        }
+        'spoolmq;help;inspect' {
             break
         }
         'spoolmq;help;purge' {

@@ -52,6 +52,9 @@ _spoolmq() {
             spoolmq,init)
                 cmd="spoolmq__subcmd__init"
                 ;;
+            spoolmq,inspect)
+                cmd="spoolmq__subcmd__inspect"
+                ;;
             spoolmq,keygen)
                 cmd="spoolmq__subcmd__keygen"
                 ;;
@@ -121,6 +124,9 @@ _spoolmq() {
             spoolmq__subcmd__help,init)
                 cmd="spoolmq__subcmd__help__subcmd__init"
                 ;;
+            spoolmq__subcmd__help,inspect)
+                cmd="spoolmq__subcmd__help__subcmd__inspect"
+                ;;
             spoolmq__subcmd__help,keygen)
                 cmd="spoolmq__subcmd__help__subcmd__keygen"
                 ;;
@@ -161,7 +167,7 @@ _spoolmq() {
 
     case "${cmd}" in
         spoolmq)
-            opts="-h -V --dir --store --url --json --key-file --help --version push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
+            opts="-h -V --dir --store --url --json --key-file --help --version push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -525,7 +531,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help)
-            opts="push pop ack nack extend retry stats exec list peek purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
+            opts="push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -693,6 +699,20 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoolmq__subcmd__help__subcmd__inspect)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -924,6 +944,36 @@ _spoolmq() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoolmq__subcmd__inspect)
+            opts="-h --dir --store --url --json --key-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -W "fs sqlite" -- "${cur}"))
+                    return 0
+                    ;;
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoolmq__subcmd__keygen)
             opts="-o -h --dir --store --url --json --key-file --output --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1111,7 +1161,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__peek)
-            opts="-h --dir --store --url --json --key-file --count --help"
+            opts="-h --dir --store --url --json --key-file --count --dead --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -36,7 +36,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand stats 'Show counters per queue'
             cand exec 'Pop a message and run a command on it; ack on success, nack on failure'
             cand list 'List the queues in the spool'
-            cand peek 'Show ready messages without leasing them'
+            cand peek 'Show ready messages without leasing them (--dead: dead letters, with their last failure)'
+            cand inspect 'Show everything about one message: state, attempts, times, its last failure'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
@@ -164,6 +165,16 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --count 'How many messages to show at most'
+            cand --json 'Print JSON, one object per line'
+            cand --dead 'Show dead letters instead, oldest first, each with its last failure'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'spoolmq;inspect'= {
+            cand --dir 'The spool directory'
+            cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
+            cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
+            cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
             cand --json 'Print JSON, one object per line'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -298,7 +309,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand stats 'Show counters per queue'
             cand exec 'Pop a message and run a command on it; ack on success, nack on failure'
             cand list 'List the queues in the spool'
-            cand peek 'Show ready messages without leasing them'
+            cand peek 'Show ready messages without leasing them (--dead: dead letters, with their last failure)'
+            cand inspect 'Show everything about one message: state, attempts, times, its last failure'
             cand purge 'Delete every ready and delayed message (or, with --dead, every dead letter)'
             cand fsck 'Check every record and the index; --repair fixes what it finds'
             cand export 'Write every message that holds a body as JSON lines (a backup, or to move a queue)'
@@ -332,6 +344,8 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
         &'spoolmq;help;list'= {
         }
         &'spoolmq;help;peek'= {
+        }
+        &'spoolmq;help;inspect'= {
         }
         &'spoolmq;help;purge'= {
         }

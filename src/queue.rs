@@ -67,8 +67,29 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Peeked {
     pub id: String,
+    /// The delivery a pop would make (`peek --dead`: the deliveries it had).
     pub attempt: u32,
     pub body: Vec<u8>,
+    /// `peek --dead`: its last failure (`None` for other peeks).
+    pub last_failure: Option<Failure>,
+}
+
+/// Everything known of one message, as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    pub id: String,
+    /// "ready", "delayed", "leased" or "dead", as of now (as `export`).
+    pub state: String,
+    /// Deliveries so far.
+    pub attempts: u32,
+    pub pushed_at_ms: u64,
+    /// Delayed: when it becomes ready.
+    pub ready_at_ms: Option<u64>,
+    /// Leased: when the lease ends.
+    pub lease_until_ms: Option<u64>,
+    /// Body length in bytes, as stored.
+    pub len: u32,
+    pub last_failure: Option<Failure>,
 }
 
 /// What `ack`, `nack` or `extend` did.
@@ -113,6 +134,8 @@ pub struct Exported {
     /// For a delayed message: when it becomes ready.
     pub ready_at_ms: Option<u64>,
     pub body: Vec<u8>,
+    /// Its last failure, if it had one.
+    pub last_failure: Option<Failure>,
 }
 
 /// A queue's figures, as `stats` reports them.
@@ -159,6 +182,19 @@ fn standing(m: &Meta, now: u64) -> Standing {
         }
         State::Delayed | State::Leased => Standing::Waiting,
         _ => Standing::Done,
+    }
+}
+
+/// The state a user is shown for a live message at `now`: a lease that
+/// ran out is ready again (or dead, on its last attempt), a delay that
+/// passed is ready.
+fn shown_state(m: &Meta, now: u64) -> &'static str {
+    match standing(m, now) {
+        Standing::Deliverable => "ready",
+        Standing::Expired => "dead",
+        Standing::Waiting if m.state == State::Delayed => "delayed",
+        Standing::Waiting => "leased",
+        Standing::Done => "dead",
     }
 }
 
@@ -561,18 +597,79 @@ impl Queue {
                     id: q.ids().format(m.seq),
                     attempt: m.attempts.saturating_add(1),
                     body,
+                    last_failure: None,
                 });
             }
         }
         Ok(out)
     }
 
+    /// Shows up to `count` dead letters (leases that ran out on their last
+    /// attempt included), oldest first, each with its last failure.
+    pub fn peek_dead(&mut self, count: usize, now: u64) -> Result<Vec<Peeked>> {
+        let q = &mut self.reporting();
+        q.check_key()?;
+        let now = q.clock(now)?;
+        let mut dead = Vec::new();
+        q.store.scan(Scan::Live, &mut |m| {
+            if m.state == State::Dead || standing(m, now) == Standing::Expired {
+                dead.push(*m);
+            }
+            if dead.len() >= count {
+                Step::Stop
+            } else {
+                Step::Continue
+            }
+        })?;
+        let mut ignored = Vec::new();
+        let mut out = Vec::new();
+        for (m, body) in q.bodies(dead, &mut ignored)? {
+            let last_failure = q.store.failure(m.seq)?;
+            out.push(Peeked {
+                id: q.ids().format(m.seq),
+                attempt: m.attempts,
+                body,
+                last_failure,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Everything known of the message `id` (no body), or `None` if the
+    /// queue holds no such message (never pushed, acked, purged).
+    pub fn inspect(&mut self, id: &str, now: u64) -> Result<Option<Inspected>> {
+        let q = &mut self.reporting();
+        let now = q.clock(now)?;
+        let Some(seq) = q.ids().parse(id) else {
+            return Ok(None);
+        };
+        let Some(m) = q.store.get(seq)?.filter(|m| m.state.is_live()) else {
+            return Ok(None);
+        };
+        let state = shown_state(&m, now);
+        let last_failure = q.store.failure(seq)?;
+        Ok(Some(Inspected {
+            id: q.ids().format(seq),
+            state: state.to_string(),
+            attempts: m.attempts,
+            pushed_at_ms: m.pushed_at_ms,
+            ready_at_ms: (state == "delayed").then_some(m.until_ms),
+            lease_until_ms: (state == "leased").then_some(m.until_ms),
+            len: m.len,
+            last_failure,
+        }))
+    }
+
     /// Applies `decide` to the live delivery each receipt names; stale or
     /// unknown receipts change nothing and are returned.
+    /// With `failure`, it is recorded as the last failure of each message
+    /// settled (durably, before the commit: if a crash falls between, the
+    /// record is still true, that attempt failed).
     fn settle(
         &mut self,
         receipts: &[String],
         now: u64,
+        failure: Option<&Failure>,
         mut decide: impl FnMut(&Meta) -> Meta,
     ) -> Result<Settled> {
         let mut changes = Vec::new();
@@ -600,6 +697,13 @@ impl Queue {
                 None => settled.stale.push(r.escape_debug().to_string()),
             }
         }
+        if let Some(f) = failure {
+            let kept: Vec<(u64, Failure)> = changes
+                .iter()
+                .map(|c| (c.new.seq, f.kept(c.new.attempts)))
+                .collect();
+            self.store.record_failures(&kept)?;
+        }
         self.store.commit(&changes)?;
         Ok(settled)
     }
@@ -608,7 +712,7 @@ impl Queue {
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        q.settle(receipts, now, |m| moved(m, State::Acked))
+        q.settle(receipts, now, None, |m| moved(m, State::Acked))
     }
 
     /// Gives leased messages back, each after the delay `retry` gives for
@@ -623,7 +727,6 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Settled> {
-        let _ = failure; // stored by the failure-record change
         let q = &mut self.reporting();
         let now = q.clock(now)?;
         let mut seed = [0u8; 8];
@@ -633,7 +736,7 @@ impl Queue {
             })?;
         }
         let seed = u64::from_le_bytes(seed);
-        q.settle(receipts, now, |m| {
+        q.settle(receipts, now, failure, |m| {
             let delay = retry.delay(m.attempts, backoff::unit(seed, m.seq));
             // 0 means no limit, as for a lease that runs out (`standing`).
             if max_attempts > 0 && m.attempts >= max_attempts {
@@ -656,7 +759,7 @@ impl Queue {
     pub fn give_back(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        q.settle(receipts, now, |m| Meta {
+        q.settle(receipts, now, None, |m| Meta {
             attempts: m.attempts.saturating_sub(1),
             ..moved(m, State::Ready)
         })
@@ -666,7 +769,7 @@ impl Queue {
     pub fn extend(&mut self, receipts: &[String], lease: Duration, now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        q.settle(receipts, now, |m| Meta {
+        q.settle(receipts, now, None, |m| Meta {
             until_ms: now.saturating_add(ms(lease)),
             ..*m
         })
@@ -770,13 +873,8 @@ impl Queue {
             let Some(body) = q.body_or_skip(&m, &mut changes)? else {
                 continue;
             };
-            let state = match standing(&m, now) {
-                Standing::Deliverable => "ready",
-                Standing::Expired => "dead",
-                Standing::Waiting if m.state == State::Delayed => "delayed",
-                Standing::Waiting => "leased",
-                Standing::Done => "dead",
-            };
+            let state = shown_state(&m, now);
+            let last_failure = q.store.failure(m.seq)?;
             let step = emit(Exported {
                 id: q.ids().format(m.seq),
                 state: state.to_string(),
@@ -784,6 +882,7 @@ impl Queue {
                 pushed_at_ms: m.pushed_at_ms,
                 ready_at_ms: (state == "delayed").then_some(m.until_ms),
                 body,
+                last_failure,
             });
             if step == Step::Stop {
                 break;
@@ -795,8 +894,8 @@ impl Queue {
 
     /// Pushes exported messages back, in order, in one push (one fsync):
     /// delayed ones keep their time, dead ones come back dead with their
-    /// attempts, the rest ready (a lease does not survive an export).
-    /// Returns the new ids.
+    /// attempts, the rest ready (a lease does not survive an export); each
+    /// keeps its last failure. Returns the new ids.
     pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
@@ -812,6 +911,12 @@ impl Queue {
             (&m.body[..], m.pushed_at_ms, not_before)
         });
         let seqs = q.push_sealed(&mut news)?;
+        let failures: Vec<(u64, Failure)> = seqs
+            .iter()
+            .zip(&msgs)
+            .filter_map(|(seq, m)| Some((*seq, m.last_failure.clone()?)))
+            .collect();
+        q.store.record_failures(&failures)?;
         let mut changes = Vec::new();
         for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
             if state == "dead"

@@ -403,6 +403,7 @@ fn run_command(
             }
         }
         Command::Peek(Lazy(a)) => cmd_peek(&spool, a, json, out)?,
+        Command::Inspect(Lazy(a)) => cmd_inspect(&spool, a, json, out)?,
         Command::Purge(Lazy(a)) => cmd_purge(&spool, a, json, out)?,
         Command::Fsck(Lazy(a)) => run_fsck(&spool, a.queue, a.repair, json, out)?,
         Command::Migrate(Lazy(a)) => cmd_migrate(&spool, a, json, out)?,
@@ -710,12 +711,49 @@ fn cmd_peek(
     let Some(mut q) = spool.open_queue_read_only(&a.queue)? else {
         return Ok(());
     };
+    if a.dead {
+        for p in q.peek_dead(a.count as usize, now_ms())? {
+            if json {
+                output::write_dead_json(out, &p)?;
+            } else {
+                output::write_dead_plain(out, &p)?;
+            }
+        }
+        return Ok(());
+    }
     for p in q.peek(a.count as usize, now_ms())? {
         if json {
             output::write_peeked_json(out, &p)?;
         } else {
             output::write_peeked_plain(out, &p)?;
         }
+    }
+    Ok(())
+}
+
+/// `spoolmq inspect`.
+fn cmd_inspect(
+    spool: &Spool,
+    a: crate::cli::InspectArgs,
+    json: bool,
+    out: &mut impl Write,
+) -> std::result::Result<(), Failure> {
+    let mut q = spool
+        .open_queue_read_only(&a.queue)?
+        .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
+    let now = now_ms();
+    let Some(m) = q.inspect(&a.id, now)? else {
+        return Err(Error::Runtime(format!(
+            "{}: no such message: {} (never pushed, or acked or purged since)",
+            a.queue,
+            a.id.escape_debug()
+        ))
+        .into());
+    };
+    if json {
+        writeln!(out, "{}", output::inspected_json(&m))?;
+    } else {
+        write!(out, "{}", output::inspected_plain(&m, now))?;
     }
     Ok(())
 }

@@ -130,9 +130,20 @@ pub enum Command {
     /// List the queues in the spool
     #[command(after_help = "Examples:\n  spoolmq list\n  spoolmq list --json | jq -r .queue")]
     List,
-    /// Show ready messages without leasing them
-    #[command(after_help = "Examples:\n  spoolmq peek jobs\n  spoolmq peek jobs --count 5 --json")]
+    /// Show ready messages without leasing them (--dead: dead letters, with their last failure)
+    #[command(
+        after_help = "Examples:\n  spoolmq peek jobs\n  spoolmq peek jobs --count 5 --json\n  spoolmq peek jobs --dead --count 20"
+    )]
     Peek(Lazy<PeekArgs>),
+    /// Show everything about one message: state, attempts, times, its last failure
+    #[command(
+        after_help = "Examples:\n  spoolmq inspect jobs 0f3a9c2b7d41e865\n  spoolmq inspect jobs 0f3a9c2b7d41e865 --json | jq .last_failure.stderr\n\n\
+                      The last failure says how the last failed attempt ended (exit status N, signal NAME, \
+                      timed out after DUR, could not start: why, or a nack's --reason) and keeps the last \
+                      2 KiB of the command's stderr. Exit 1 with one line if the queue holds no such message \
+                      (never pushed, or acked or purged since)."
+    )]
+    Inspect(Lazy<InspectArgs>),
     /// Delete every ready and delayed message (or, with --dead, every dead letter)
     #[command(after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead")]
     Purge(Lazy<PurgeArgs>),
@@ -443,6 +454,17 @@ pub struct PeekArgs {
     /// How many messages to show at most
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
+    /// Show dead letters instead, oldest first, each with its last failure
+    #[arg(long)]
+    pub dead: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(value_parser = queue_name)]
+    pub queue: String,
+    /// The message id (as push, pop or export print it)
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

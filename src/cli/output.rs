@@ -4,7 +4,8 @@
 //! message is always one line: `\\`, `\n`, `\t`, `\r`, and `\xHH` for other
 //! control bytes and bytes that are not valid UTF-8.
 
-use crate::queue::{Delivery, Peeked, Stats};
+use crate::model::failure::{Failure, How};
+use crate::queue::{Delivery, Inspected, Peeked, Stats};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 use std::io::{self, Write};
@@ -266,6 +267,188 @@ pub fn peeked_plain(p: &Peeked) -> String {
     line_of(|v| write_peeked_plain(v, p))
 }
 
+/// A failure as JSON (`export`, `peek --dead --json`, `inspect --json`):
+/// `{"at_ms", "attempt", "how" (the phrase), "kind", then by kind "status"
+/// (exit), "signal" (its number; "signal_name" too when known), "after_ms"
+/// (timeout) or "text" (not_started, reason), and "stderr" (or
+/// "stderr_base64" when it is not UTF-8)}`.
+pub fn failure_value(f: &Failure) -> Value {
+    let (kind, code, text) = f.how.parts();
+    let mut m = Map::new();
+    m.insert("at_ms".into(), json!(f.at_ms));
+    m.insert("attempt".into(), json!(f.attempt));
+    m.insert("how".into(), json!(f.how.to_string()));
+    m.insert("kind".into(), json!(How::kind_name(kind)));
+    match &f.how {
+        How::Exit(c) => {
+            m.insert("status".into(), json!(c));
+        }
+        How::Signal(sig) => {
+            m.insert("signal".into(), json!(sig));
+            if let Some(n) = crate::model::failure::signal_name(*sig) {
+                m.insert("signal_name".into(), json!(n));
+            }
+        }
+        How::TimedOut { after_ms } => {
+            m.insert("after_ms".into(), json!(after_ms));
+        }
+        How::NotStarted(_) | How::Reason(_) => {
+            m.insert("text".into(), json!(text));
+        }
+    }
+    let _ = code;
+    match std::str::from_utf8(&f.stderr) {
+        Ok(t) => m.insert("stderr".into(), json!(t)),
+        Err(_) => m.insert(
+            "stderr_base64".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(&f.stderr)),
+        ),
+    };
+    Value::Object(m)
+}
+
+/// Reads what [`failure_value`] wrote.
+pub fn parse_failure(v: &Value) -> Result<Failure, String> {
+    let num = |key: &str| -> Result<u64, String> {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("last_failure.{key}: missing or not a whole number"))
+    };
+    let int = |key: &str| -> Result<i32, String> {
+        v.get(key)
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| format!("last_failure.{key}: missing or not a 32-bit number"))
+    };
+    let text = || -> Result<String, String> {
+        v.get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| "last_failure.text: missing or not a string".to_string())
+    };
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    let how = match kind {
+        "exit" => How::Exit(int("status")?),
+        "signal" => How::Signal(int("signal")?),
+        "timeout" => How::TimedOut {
+            after_ms: num("after_ms")?,
+        },
+        "not_started" => How::NotStarted(text()?),
+        "reason" => How::Reason(text()?),
+        k => return Err(format!("last_failure.kind: unknown kind {k:?}")),
+    };
+    let stderr = match (v.get("stderr"), v.get("stderr_base64")) {
+        (Some(Value::String(t)), _) => t.as_bytes().to_vec(),
+        (_, Some(Value::String(b))) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("last_failure.stderr_base64: {e}"))?,
+        _ => Vec::new(),
+    };
+    let attempt = u32::try_from(num("attempt")?)
+        .map_err(|_| "last_failure.attempt: larger than 4294967295".to_string())?;
+    Ok(Failure {
+        at_ms: num("at_ms")?,
+        attempt,
+        how,
+        stderr,
+    }
+    .kept(attempt))
+}
+
+/// Writes a dead letter (`peek --dead`) as a JSON line: `id`, `attempt`
+/// (deliveries it had), `last_failure` (when known), then the body.
+pub fn write_dead_json<W: Write + ?Sized>(out: &mut W, p: &Peeked) -> io::Result<()> {
+    let mut members = vec![("id", json!(p.id)), ("attempt", json!(p.attempt))];
+    if let Some(f) = &p.last_failure {
+        members.push(("last_failure", failure_value(f)));
+    }
+    write_object_line(out, &members, &p.body)
+}
+
+/// Writes a dead letter as a plain line: id, attempts, the last failure's
+/// phrase (`-` when none is known), then the escaped body.
+pub fn write_dead_plain<W: Write + ?Sized>(out: &mut W, p: &Peeked) -> io::Result<()> {
+    let how = p
+        .last_failure
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |f| f.how.to_string());
+    write!(out, "{}\t{}\t", p.id, p.attempt)?;
+    write_escaped(out, how.as_bytes())?;
+    out.write_all(b"\t")?;
+    write_escaped(out, &p.body)?;
+    out.write_all(b"\n")
+}
+
+/// `inspect --json`: one object.
+pub fn inspected_json(m: &Inspected) -> String {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(m.id));
+    o.insert("state".into(), json!(m.state));
+    o.insert("attempts".into(), json!(m.attempts));
+    o.insert("pushed_at_ms".into(), json!(m.pushed_at_ms));
+    if let Some(t) = m.ready_at_ms {
+        o.insert("ready_at_ms".into(), json!(t));
+    }
+    if let Some(t) = m.lease_until_ms {
+        o.insert("lease_until_ms".into(), json!(t));
+    }
+    o.insert("bytes".into(), json!(m.len));
+    o.insert(
+        "last_failure".into(),
+        m.last_failure.as_ref().map_or(Value::Null, failure_value),
+    );
+    Value::Object(o).to_string()
+}
+
+/// `inspect`: one `name: value` line per field; the stderr tail last, as
+/// it was written (escaped, one line).
+pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14}{v}\n"));
+    line("id:", m.id.clone());
+    line("state:", m.state.clone());
+    line("attempts:", m.attempts.to_string());
+    line(
+        "pushed:",
+        format!(
+            "{} ({} ago)",
+            m.pushed_at_ms,
+            human_age(now_ms.saturating_sub(m.pushed_at_ms))
+        ),
+    );
+    if let Some(t) = m.ready_at_ms {
+        line(
+            "ready at:",
+            format!("{t} (in {})", human_age(t.saturating_sub(now_ms))),
+        );
+    }
+    if let Some(t) = m.lease_until_ms {
+        line(
+            "lease until:",
+            format!("{t} (in {})", human_age(t.saturating_sub(now_ms))),
+        );
+    }
+    line("bytes:", m.len.to_string());
+    match &m.last_failure {
+        None => line("last failure:", "none".into()),
+        Some(f) => {
+            line(
+                "last failure:",
+                format!(
+                    "{} (attempt {}, {} ago)",
+                    f.how,
+                    f.attempt,
+                    human_age(now_ms.saturating_sub(f.at_ms))
+                ),
+            );
+            let mut e = Vec::new();
+            let _ = write_escaped(&mut e, &f.stderr);
+            line("stderr tail:", String::from_utf8_lossy(&e).into_owned());
+        }
+    }
+    s
+}
+
 /// Writes an exported message as a JSON line (what `import` reads), streaming its body.
 pub fn write_exported_json<W: Write + ?Sized>(
     out: &mut W,
@@ -279,6 +462,9 @@ pub fn write_exported_json<W: Write + ?Sized>(
     ];
     if let Some(t) = m.ready_at_ms {
         members.push(("ready_at_ms", json!(t)));
+    }
+    if let Some(f) = &m.last_failure {
+        members.push(("last_failure", failure_value(f)));
     }
     write_object_line(out, &members, &m.body)
 }
@@ -338,6 +524,11 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
     if state == "delayed" && ready_at_ms.is_none() {
         return Err("a delayed message needs ready_at_ms (when it becomes ready)".into());
     }
+    // Exports made before failures were kept have no such field.
+    let last_failure = match v.get("last_failure") {
+        None | Some(Value::Null) => None,
+        Some(f) => Some(parse_failure(f)?),
+    };
     Ok(crate::queue::Exported {
         id: v
             .get("id")
@@ -349,6 +540,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         pushed_at_ms,
         ready_at_ms,
         body,
+        last_failure,
     })
 }
 
@@ -678,6 +870,7 @@ mod tests {
             pushed_at_ms: 5,
             ready_at_ms: Some(9),
             body: b"\xff\x00".to_vec(),
+            last_failure: None,
         };
         assert_eq!(
             exported_json(&m),
@@ -688,6 +881,7 @@ mod tests {
             id: "p".into(),
             attempt: 1,
             body: b"a\tb".to_vec(),
+            last_failure: None,
         };
         assert_eq!(peeked_json(&p), r#"{"id":"p","attempt":1,"body":"a\tb"}"#);
         assert_eq!(peeked_plain(&p), "p\t1\ta\\tb");

@@ -38,6 +38,86 @@ pub struct Failure {
     pub stderr: Vec<u8>,
 }
 
+impl How {
+    /// The parts every store keeps: a kind (1 exit, 2 signal, 3 timed out,
+    /// 4 could not start, 5 a nack's reason), a number (the status, the
+    /// signal, the timeout in ms; else 0) and a text (else empty).
+    pub fn parts(&self) -> (u8, i64, &str) {
+        match self {
+            How::Exit(c) => (1, i64::from(*c), ""),
+            How::Signal(s) => (2, i64::from(*s), ""),
+            How::TimedOut { after_ms } => (3, *after_ms as i64, ""),
+            How::NotStarted(e) => (4, 0, e),
+            How::Reason(r) => (5, 0, r),
+        }
+    }
+
+    /// The inverse of [`How::parts`]; `None` for a kind this build does not know.
+    pub fn from_parts(kind: u8, code: i64, text: String) -> Option<How> {
+        Some(match kind {
+            1 => How::Exit(i32::try_from(code).ok()?),
+            2 => How::Signal(i32::try_from(code).ok()?),
+            3 => How::TimedOut {
+                after_ms: code as u64,
+            },
+            4 => How::NotStarted(text),
+            5 => How::Reason(text),
+            _ => return None,
+        })
+    }
+
+    /// The kind's name in `export` (`"exit"`, `"signal"`, `"timeout"`,
+    /// `"not_started"`, `"reason"`), and back.
+    pub fn kind_name(kind: u8) -> &'static str {
+        match kind {
+            1 => "exit",
+            2 => "signal",
+            3 => "timeout",
+            4 => "not_started",
+            _ => "reason",
+        }
+    }
+
+    pub fn kind_of_name(name: &str) -> Option<u8> {
+        (1..=5).find(|&k| How::kind_name(k) == name)
+    }
+}
+
+/// At most this many bytes of a `nack --reason` or a could-not-start error
+/// are kept (the first ones).
+pub const TEXT_MAX: usize = 2048;
+
+impl Failure {
+    /// The failure as kept: attempt 0 replaced by `attempts` (the message's
+    /// own count), the text cut to [`TEXT_MAX`] bytes (on a char boundary)
+    /// and the stderr to its last [`STDERR_TAIL`] bytes.
+    pub fn kept(&self, attempts: u32) -> Failure {
+        let cut = |t: &str| {
+            let mut n = t.len().min(TEXT_MAX);
+            while !t.is_char_boundary(n) {
+                n -= 1;
+            }
+            t[..n].to_string()
+        };
+        let how = match &self.how {
+            How::NotStarted(e) => How::NotStarted(cut(e)),
+            How::Reason(r) => How::Reason(cut(r)),
+            h => h.clone(),
+        };
+        let from = self.stderr.len().saturating_sub(STDERR_TAIL);
+        Failure {
+            at_ms: self.at_ms,
+            attempt: if self.attempt == 0 {
+                attempts
+            } else {
+                self.attempt
+            },
+            how,
+            stderr: self.stderr[from..].to_vec(),
+        }
+    }
+}
+
 impl fmt::Display for How {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -138,6 +218,37 @@ mod tests {
             How::Reason("upstream said 503".into()).to_string(),
             "upstream said 503"
         );
+    }
+
+    #[test]
+    fn every_way_of_failing_round_trips_through_its_parts() {
+        for h in [
+            How::Exit(-3),
+            How::Signal(9),
+            How::TimedOut { after_ms: 1500 },
+            How::NotStarted("no such file".into()),
+            How::Reason("503".into()),
+        ] {
+            let (k, c, t) = h.parts();
+            assert_eq!(How::from_parts(k, c, t.to_string()), Some(h.clone()));
+            assert_eq!(How::kind_of_name(How::kind_name(k)), Some(k));
+        }
+        assert_eq!(How::from_parts(9, 0, String::new()), None);
+    }
+
+    #[test]
+    fn a_kept_failure_has_its_attempt_and_bounded_texts() {
+        let f = Failure {
+            at_ms: 1,
+            attempt: 0,
+            how: How::Reason("é".repeat(TEXT_MAX)),
+            stderr: vec![b'x'; STDERR_TAIL + 10],
+        };
+        let k = f.kept(4);
+        assert_eq!(k.attempt, 4);
+        assert_eq!(k.stderr.len(), STDERR_TAIL);
+        let How::Reason(r) = k.how else { panic!() };
+        assert!(r.len() <= TEXT_MAX && r.len() >= TEXT_MAX - 1);
     }
 
     #[test]

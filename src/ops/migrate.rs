@@ -2,8 +2,8 @@
 //!
 //! Every queue is copied message by message with the new store's
 //! [`crate::store::Store::restore`]: ready, delayed, leased (same receipt and
-//! deadline) and dead messages keep their id, attempts and state, and the
-//! counters come along. The source is read under the exclusive spool lock,
+//! deadline) and dead messages keep their id, attempts, state and last
+//! failure ([`crate::store::Store::record_failures`]), and the counters come along. The source is read under the exclusive spool lock,
 //! so no command changes it meanwhile, and is never modified before the end.
 //!
 //! In place, the new store is built in `SPOOL/.migrate/` and then switched in:
@@ -79,6 +79,16 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
         // with the same key, and needs no key to be moved.
         dst.set_key_id(key_id)?;
         dst.restore(salt, next_seq, counters, &metas, &mut body)?;
+        // Each message's last failure, then committed (PostgreSQL keeps
+        // them in the transaction until a commit).
+        let mut failures = Vec::new();
+        for m in &metas {
+            if let Some(f) = src.failure(m.seq)? {
+                failures.push((m.seq, f));
+            }
+        }
+        dst.record_failures(&failures)?;
+        dst.commit(&[])?;
         report.queues += 1;
         report.messages += metas.len() as u64;
     }

@@ -18,6 +18,7 @@ pub(crate) mod sqlite;
 
 use crate::base::error::Result;
 use crate::model::crypt::KeyId;
+use crate::model::failure::Failure;
 use std::borrow::Cow;
 use std::path::PathBuf;
 
@@ -282,6 +283,17 @@ pub trait Store {
         metas: &[Meta],
         body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
     ) -> Result<()>;
+
+    /// Keeps `failure` as the last failure of each message `seq` named
+    /// (replacing any it had): durable on return, or (PostgreSQL) with the
+    /// next `commit`'s transaction (`commit(&[])` commits it alone), so that
+    /// a nack's failures and state change are one. Messages not held are
+    /// skipped. A message's failure goes when the message does (acked,
+    /// purged, corrupt); `retry` keeps it.
+    fn record_failures(&mut self, failures: &[(u64, Failure)]) -> Result<()>;
+
+    /// The last failure kept for message `seq`, if any.
+    fn failure(&mut self, seq: u64) -> Result<Option<Failure>>;
 
     /// The store's own clock in ms since the epoch, if it has one that all
     /// its users share (a database server's); `None`: the caller's is used.

@@ -20,9 +20,13 @@
 //! bodies    id INTEGER PRIMARY KEY, body BLOB: one row per message, written
 //!           by push and deleted with the message, never updated
 //! keys      queue TEXT PRIMARY KEY, key_id BLOB(16): encrypted queues (crate::model::crypt)
-//! PRAGMA user_version = schema version: 3. Version 2 kept the body in the
-//!           message's row (column `body`, where `body_id` is now), version 1
-//!           also had no `keys`.
+//! failures  queue, seq (PRIMARY KEY (queue, seq)), at_ms, attempt, kind,
+//!           code, text TEXT, stderr BLOB: the last failure of a message
+//!           (crate::model::failure; kind, code, text as How::parts),
+//!           replaced by each failure and deleted with the message
+//! PRAGMA user_version = schema version: 4. Version 3 had no `failures`;
+//!           version 2 kept the body in the message's row (column `body`,
+//!           where `body_id` is now), version 1 also had no `keys`.
 //! ```
 //!
 //! Why bodies have a table of their own (schema 3): SQLite rewrites a whole
@@ -63,6 +67,7 @@
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::Open;
 use crate::model::crypt::KeyId;
+use crate::model::failure::{Failure, How};
 use crate::store::fs::segment::sync_dir;
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -74,8 +79,8 @@ pub const DB_FILE: &str = ".spool.db";
 /// Written (one byte, never synced) after each commit that may make a
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
-/// The schema this build writes (it reads 1 to 3).
-const SCHEMA_VERSION: i64 = 3;
+/// The schema this build writes (it reads 1 to 4).
+const SCHEMA_VERSION: i64 = 4;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -97,6 +102,23 @@ macro_rules! messages_columns {
     };
 }
 
+/// The `failures` table, in [`SCHEMA`] and [`SCHEMA_4`].
+macro_rules! failures_table {
+    () => {
+        "CREATE TABLE failures (
+    queue TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    stderr BLOB NOT NULL,
+    PRIMARY KEY (queue, seq)
+);"
+    };
+}
+
 /// A new database, at [`SCHEMA_VERSION`].
 const SCHEMA: &str = concat!(
     "
@@ -114,8 +136,12 @@ CREATE TABLE messages (",
 CREATE INDEX pending ON messages (queue, seq) WHERE state IN (1, 2, 3);
 CREATE TABLE bodies (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);
-"
+",
+    failures_table!(),
 );
+
+/// From schema 3 to 4: the last failure of each message.
+const SCHEMA_4: &str = failures_table!();
 
 /// From schema 1 to 2: the key ids of encrypted queues.
 const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
@@ -153,6 +179,11 @@ impl Layout {
     const CURRENT: Layout = Layout {
         version: SCHEMA_VERSION,
     };
+
+    /// Whether the `failures` table exists (schema 4 on).
+    fn has_failures(self) -> bool {
+        self.version >= 4
+    }
 
     /// Whether the `keys` table exists (schema 2 on).
     fn has_keys(self) -> bool {
@@ -373,6 +404,9 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
             tx.execute_batch("PRAGMA legacy_alter_table=OFF")
                 .sql("update the schema", path)?;
         }
+        if again < 4 {
+            tx.execute_batch(SCHEMA_4).sql("update the schema", path)?;
+        }
     }
     if again < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
@@ -412,8 +446,9 @@ fn harden(conn: &Connection, path: &Path) -> Result<()> {
 
 /// The objects the schema defines (type, name); SQLite's own (`sqlite_*`,
 /// such as the indexes of primary keys) come on top.
-const KNOWN_OBJECTS: [(&str, &str); 5] = [
+const KNOWN_OBJECTS: [(&str, &str); 6] = [
     ("table", "queues"),
+    ("table", "failures"),
     ("table", "messages"),
     ("table", "bodies"),
     ("table", "keys"),
@@ -614,6 +649,8 @@ pub fn remove_queue(root: &Path, name: &str) -> Result<()> {
     )
     .sql("remove a queue", &path)?;
     tx.execute("DELETE FROM messages WHERE queue = ?1", [name])
+        .sql("remove a queue", &path)?;
+    tx.execute("DELETE FROM failures WHERE queue = ?1", [name])
         .sql("remove a queue", &path)?;
     tx.execute("DELETE FROM queues WHERE name = ?1", [name])
         .sql("remove a queue", &path)?;
@@ -855,9 +892,11 @@ fn insert(
     Ok(())
 }
 
-/// Deletes message `seq` of `queue` and its body; the number of messages
-/// deleted (0 or 1).
+/// Deletes message `seq` of `queue`, its body and its last failure; the
+/// number of messages deleted (0 or 1).
 fn delete(tx: &rusqlite::Transaction<'_>, queue: &str, seq: u64) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM failures WHERE queue = ?1 AND seq = ?2")?
+        .execute(params![queue, seq as i64])?;
     tx.prepare_cached(
         "DELETE FROM bodies WHERE id = (SELECT body_id FROM messages WHERE queue = ?1 AND seq = ?2)",
     )?
@@ -1100,6 +1139,73 @@ impl Store for SqliteStore {
             q.key_id = id;
             Ok(())
         })
+    }
+
+    fn record_failures(&mut self, items: &[(u64, Failure)]) -> Result<()> {
+        if items.is_empty() || !self.writable {
+            return Ok(());
+        }
+        self.write("record a failure", |q, tx| {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                     WHERE EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND seq = ?2)",
+                )
+                .sql("record a failure", &q.path)?;
+            for (seq, f) in items {
+                let (kind, code, text) = f.how.parts();
+                ins.execute(params![
+                    q.queue,
+                    *seq as i64,
+                    f.at_ms as i64,
+                    f.attempt,
+                    kind,
+                    code,
+                    text,
+                    &f.stderr[..]
+                ])
+                .sql("record a failure", &q.path)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
+        if !self.layout.has_failures() {
+            return Ok(None);
+        }
+        let got: Option<(i64, u32, u8, i64, String, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT at_ms, attempt, kind, code, text, stderr FROM failures WHERE queue = ?1 AND seq = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, seq as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
+                .optional()
+            })
+            .sql("read a failure", &self.q.path)?;
+        let Some((at_ms, attempt, kind, code, text, stderr)) = got else {
+            return Ok(None);
+        };
+        match How::from_parts(kind, code, text) {
+            Some(how) => Ok(Some(Failure {
+                at_ms: at_ms as u64,
+                attempt,
+                how,
+                stderr,
+            })),
+            None => {
+                self.q.notices.push(format!(
+                    "{}: message {}: its failure row does not decode; skipped",
+                    self.q.path.display(),
+                    crate::model::ids::format_id(seq, self.q.salt)
+                ));
+                Ok(None)
+            }
+        }
     }
 
     fn segments(&self) -> u64 {

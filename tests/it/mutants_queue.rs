@@ -521,6 +521,15 @@ impl spoolmq::store::Store for Counting {
     fn disk_bytes(&mut self) -> spoolmq::Result<u64> {
         self.inner.disk_bytes()
     }
+    fn record_failures(
+        &mut self,
+        items: &[(u64, spoolmq::model::failure::Failure)],
+    ) -> spoolmq::Result<()> {
+        self.inner.record_failures(items)
+    }
+    fn failure(&mut self, seq: u64) -> spoolmq::Result<Option<spoolmq::model::failure::Failure>> {
+        self.inner.failure(seq)
+    }
     fn take_notices(&mut self) -> Vec<String> {
         self.inner.take_notices()
     }
@@ -646,6 +655,7 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         pushed_at_ms: T0 - 10_000,
         ready_at_ms,
         body: body.as_bytes().to_vec(),
+        last_failure: None,
     }
 }
 

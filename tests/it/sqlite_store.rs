@@ -242,7 +242,7 @@ fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
     // The first write upgrades: the receipt of the leased message still acks it.
     let receipt = recorded("leased-receipt");
     go(&["ack", "work", receipt.trim()]).ok();
-    assert_eq!(user_version(&db), 3);
+    assert_eq!(user_version(&db), 4);
     let out = go(&["export", "work"]);
     out.ok();
     let want: String = recorded("export-work.jsonl")
@@ -305,7 +305,7 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
         "x",
     ]))
     .ok();
-    assert_eq!(user_version(&db), 3);
+    assert_eq!(user_version(&db), 4);
     let msgs = go(&["pop", "work", "--json", "--count", "2"]);
     msgs.ok();
     assert_eq!(bodies(&msgs.json()), ["five", "six"]);

@@ -12,6 +12,7 @@
 //! QUEUE/<base>.seg  message records, append-only, rolled at 64 MiB
 //! QUEUE/key       only in an encrypted queue: the id of its key (crate::model::crypt)
 //! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
+//! QUEUE/failures  once a message failed: the last failure of each message (failures.rs)
 //! ```
 //!
 //! `key` is written once and never changes: its layout and write order
@@ -124,12 +125,14 @@
 //! | `rebuild.rs` | `fsck --repair` |
 //! | `restore.rs` | `migrate` into a new queue |
 //! | `key.rs` | the key id file |
+//! | `failures.rs` | the failures file: its format, reading, appending, compacting |
 //! | `check.rs` | `fsck` (reads only) |
 //! | `record.rs`, `segment.rs`, `index.rs` | the formats |
 
 pub(crate) mod check;
 mod checkpoint;
 mod commit;
+mod failures;
 pub mod index;
 mod key;
 mod open;
@@ -152,6 +155,7 @@ pub(crate) use rebuild::rebuild;
 use crate::base::error::Result;
 use crate::base::io::{FileIo, Fs, Open};
 use crate::model::crypt::KeyId;
+use crate::model::failure::Failure;
 use crate::store::fs::index::Header;
 use crate::store::{Change, Counters, Meta, NewMessage, Scan, Step, Store};
 use key::write_key_id;
@@ -234,6 +238,8 @@ pub struct FsStore {
     wal_committed: u64,
     /// The reserve (see [`RESERVE_LEN`]) is not whole: the disk is or was full.
     reserve_short: bool,
+    /// The failures file ([`failures`]), read on first use.
+    failures: Option<failures::FailLog>,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -350,6 +356,7 @@ impl Store for FsStore {
             self.slots_path(),
             self.wal_path(),
             self.dir.join(RESERVE),
+            self.dir.join(failures::FILE),
         ];
         paths.extend(
             self.h
@@ -366,8 +373,64 @@ impl Store for FsStore {
         Ok(total)
     }
 
+    fn record_failures(&mut self, items: &[(u64, Failure)]) -> Result<()> {
+        self.record_failures_fs(items)
+    }
+
+    fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
+        self.fail_log()?.get(seq)
+    }
+
     fn take_notices(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notices)
+    }
+}
+
+impl FsStore {
+    /// The failures file, read on first use.
+    fn fail_log(&mut self) -> Result<&mut failures::FailLog> {
+        if self.failures.is_none() {
+            let log = failures::FailLog::load(&*self.fs, &self.dir, &mut self.notices)?;
+            self.failures = Some(log);
+        }
+        Ok(self.failures.as_mut().expect("just loaded"))
+    }
+
+    /// [`Store::record_failures`]: appended, or, when most of the file is
+    /// dead, the live failures and these written as a new file.
+    fn record_failures_fs(&mut self, items: &[(u64, Failure)]) -> Result<()> {
+        let mut keep = Vec::new();
+        for (seq, f) in items {
+            if self.get_meta(*seq)?.is_some_and(|m| m.state.is_live()) {
+                keep.push((*seq, f.clone()));
+            }
+        }
+        if keep.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> = self.fail_log()?.seqs().collect();
+        let mut live = Vec::new();
+        for seq in seqs {
+            if self.get_meta(seq)?.is_some_and(|m| m.state.is_live()) {
+                live.push(seq);
+            }
+        }
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
+        let log = self.fail_log()?;
+        if !log.worth_compacting(live.len() as u64) {
+            return log.append(&*fs, &dir, &keep);
+        }
+        let mut all = Vec::new();
+        for seq in live {
+            if keep.iter().any(|(s, _)| *s == seq) {
+                continue;
+            }
+            if let Some(f) = log.get(seq)? {
+                all.push((seq, f));
+            }
+        }
+        all.extend(keep);
+        log.rewrite(&*fs, &dir, &all)
     }
 }
 

@@ -132,6 +132,7 @@ impl FsStore {
             suspect: None,
             wal_committed: 0,
             reserve_short: false,
+            failures: None,
             _lock: lock,
         };
         store.key_id = read_key_id(&*store.fs, dir)?;

@@ -2,7 +2,7 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (2)
+//! spoolmq_meta      version int                      schema version (3)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
 //!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2)
@@ -11,6 +11,10 @@
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
 //!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
+//! spoolmq_failures  queue text, seq bigint (PRIMARY KEY (queue, seq)), at_ms bigint,
+//!                   attempt int, kind smallint, code bigint, text text, stderr bytea:
+//!                   the last failure of a message (crate::model::failure, How::parts),
+//!                   replaced by each failure, deleted with the message (added in version 3)
 //! NOTIFY spoolmq, QUEUE   after each commit that may make a message deliverable
 //! ```
 //!
@@ -56,6 +60,7 @@ pub mod conn;
 
 use crate::base::error::{Error, Result};
 use crate::model::crypt::KeyId;
+use crate::model::failure::{Failure, How};
 use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
 use postgres::Client;
 use postgres::types::{ToSql, Type};
@@ -63,7 +68,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -108,6 +113,17 @@ CREATE TABLE IF NOT EXISTS spoolmq_messages (
 );
 CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHERE state IN (1, 2, 3);
 ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
+CREATE TABLE IF NOT EXISTS spoolmq_failures (
+    queue text NOT NULL,
+    seq bigint NOT NULL,
+    at_ms bigint NOT NULL,
+    attempt int NOT NULL,
+    kind smallint NOT NULL,
+    code bigint NOT NULL,
+    text text NOT NULL,
+    stderr bytea NOT NULL,
+    PRIMARY KEY (queue, seq)
+);
 ";
 
 /// Bodies out of line and uncompressed (see the module doc), for a database
@@ -132,6 +148,19 @@ const BODY_SETTLED: &str = "SELECT a.attstorage = 'e' OR NOT pg_has_role(c.relow
 
 /// From schema 1 to 2.
 const SCHEMA_2: &str = "ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS key_id bytea;";
+
+/// From schema 2 to 3: the last failure of each message.
+const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
+    queue text NOT NULL,
+    seq bigint NOT NULL,
+    at_ms bigint NOT NULL,
+    attempt int NOT NULL,
+    kind smallint NOT NULL,
+    code bigint NOT NULL,
+    text text NOT NULL,
+    stderr bytea NOT NULL,
+    PRIMARY KEY (queue, seq)
+);";
 
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 const COUNTER_COLUMNS: &str = "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes";
@@ -273,6 +302,9 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
         }
+        if !has(&mut tx, "spoolmq_failures", "seq")? {
+            tx.batch_execute(SCHEMA_3).pg(place, "update the schema")?;
+        }
         let settled: Option<bool> = tx
             .query_opt(BODY_SETTLED, &[])
             .pg(place, "read the schema")?
@@ -311,6 +343,8 @@ pub fn remove_queue(url: &str, name: &str) -> Result<()> {
     let mut tx = c.transaction().pg(&place, "remove a queue")?;
     tx.execute("DELETE FROM spoolmq_messages WHERE queue = $1", &[&name])
         .pg(&place, "remove a queue")?;
+    tx.execute("DELETE FROM spoolmq_failures WHERE queue = $1", &[&name])
+        .pg(&place, "remove a queue")?;
     tx.execute("DELETE FROM spoolmq_queues WHERE name = $1", &[&name])
         .pg(&place, "remove a queue")?;
     tx.commit().pg(&place, "remove a queue")
@@ -327,6 +361,9 @@ pub struct PgStore {
     key_id: Option<KeyId>,
     /// A key id given by `set_key_id`, written by the next push or restore.
     new_key_id: Option<Option<KeyId>>,
+    /// Failures recorded in the open transaction, not yet committed: the
+    /// next `commit` (even of no change) commits them.
+    failures_pending: bool,
     /// Whether the open transaction holds the queue's row lock (taken by
     /// `prepare_push`, so the push that follows need not take it again).
     row_locked: bool,
@@ -456,6 +493,7 @@ impl PgStore {
             counters,
             key_id,
             new_key_id: None,
+            failures_pending: false,
             row_locked: false,
             notices: Vec::new(),
         }))
@@ -875,9 +913,10 @@ impl Store for PgStore {
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {
-        if changes.is_empty() {
+        if changes.is_empty() && !self.failures_pending {
             return Ok(());
         }
+        self.failures_pending = false;
         self.write("commit", |s| {
             let mut d = Deltas::default();
             let mut wake = false;
@@ -899,7 +938,8 @@ impl Store for PgStore {
                     )
                 } else {
                     s.client.execute(
-                        "DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                        "WITH f AS (DELETE FROM spoolmq_failures WHERE queue = $1 AND seq = $2)
+                         DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
                         &[&s.queue, &(m.seq as i64)],
                     )
                 }
@@ -940,6 +980,60 @@ impl Store for PgStore {
     fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()> {
         self.new_key_id = Some(id);
         Ok(())
+    }
+
+    fn record_failures(&mut self, items: &[(u64, Failure)]) -> Result<()> {
+        // In the open transaction, which holds the rows `settle` read FOR
+        // UPDATE: committed with the nack that follows, atomically.
+        for (seq, f) in items {
+            let (kind, code, text) = f.how.parts();
+            self.client
+                .execute(
+                    "INSERT INTO spoolmq_failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                     WHERE EXISTS (SELECT 1 FROM spoolmq_messages WHERE queue = $1 AND seq = $2)
+                     ON CONFLICT (queue, seq) DO UPDATE SET at_ms = excluded.at_ms,
+                       attempt = excluded.attempt, kind = excluded.kind, code = excluded.code,
+                       text = excluded.text, stderr = excluded.stderr",
+                    &[
+                        &self.queue,
+                        &(*seq as i64),
+                        &(f.at_ms as i64),
+                        &(f.attempt as i32),
+                        &i16::from(kind),
+                        &code,
+                        &text,
+                        &&f.stderr[..],
+                    ],
+                )
+                .pg(&self.place, "record a failure")?;
+            self.failures_pending = true;
+        }
+        Ok(())
+    }
+
+    fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT at_ms, attempt, kind, code, text, stderr FROM spoolmq_failures
+                 WHERE queue = $1 AND seq = $2",
+                &[&self.queue, &(seq as i64)],
+            )
+            .pg(&self.place, "read a failure")?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let kind: i16 = r.get(2);
+        let how = u8::try_from(kind)
+            .ok()
+            .and_then(|k| How::from_parts(k, r.get(3), r.get(4)));
+        Ok(how.map(|how| Failure {
+            at_ms: r.get::<_, i64>(0) as u64,
+            attempt: r.get::<_, i32>(1) as u32,
+            how,
+            stderr: r.get(5),
+        }))
     }
 
     fn segments(&self) -> u64 {
@@ -1020,7 +1114,8 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
         for seq in &bad {
             s.client
                 .execute(
-                    "DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                    "WITH f AS (DELETE FROM spoolmq_failures WHERE queue = $1 AND seq = $2)
+                         DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
                     &[&s.queue, &(*seq as i64)],
                 )
                 .pg(&s.place, "repair")?;
