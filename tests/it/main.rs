@@ -52,6 +52,7 @@ suite!(encryption: fs = env_fs, sqlite = env_sqlite);
 suite!(errors_and_files: fs = env_fs, sqlite = env_sqlite);
 suite!(exec: fs = env_fs, sqlite = env_sqlite);
 suite!(export_import: fs = env_fs, sqlite = env_sqlite);
+suite!(failures: fs = env_fs, sqlite = env_sqlite);
 suite!(human_output: fs = env_fs, sqlite = env_sqlite);
 suite!(kill9: fs = env_fs, sqlite = env_sqlite);
 suite!(migrate: fs = env_fs, sqlite = env_sqlite);

@@ -36,6 +36,7 @@ suite!(
     encryption,
     exec,
     export_import,
+    failures,
     kill9,
     push_pop,
     restart,
