@@ -361,3 +361,70 @@ fn reading_commands_skip_a_damaged_row_and_write_nothing() {
     assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["one"]);
     assert_eq!(s.stats("q")["corrupt"], 1);
 }
+
+/// A database of schema 3 (before failures were kept), made by the main
+/// build of commit e51c455: a leased message (its receipt recorded), a dead
+/// letter, two ready and one delayed. Commands that only read it leave it
+/// byte for byte as it is and show no failures; the first write (a nack
+/// with a reason) brings it to schema 4 keeping every message, and the
+/// failure is then kept.
+#[test]
+fn a_database_of_schema_3_keeps_every_message_and_then_records_failures() {
+    let tmp = fixture("sqlite-schema3-e51c455.tar.gz");
+    let dir = tmp.path().join("sqlite");
+    let db = dir.join(".spool.db");
+    let go = |args: &[&str]| {
+        let mut cmd = spoolmq(&dir);
+        cmd.env_remove("SPOOLMQ_STORE").args(args);
+        run(&mut cmd)
+    };
+    let recorded = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    assert_eq!(user_version(&db), 3);
+    let out = go(&["export", "work"]);
+    out.ok();
+    assert_eq!(out.stdout_str(), recorded("export-work.jsonl"));
+    let ids: Vec<String> = out
+        .json()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let dead = go(&["inspect", "work", &ids[1], "--json"]);
+    dead.ok();
+    assert_eq!(dead.json()[0]["state"], "dead");
+    assert!(dead.json()[0]["last_failure"].is_null());
+    go(&["peek", "work", "--dead"]).ok();
+    assert_eq!(user_version(&db), 3, "reading commands do not upgrade");
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "reading commands changed the database"
+    );
+
+    let receipt = recorded("leased-receipt");
+    go(&[
+        "nack",
+        "work",
+        receipt.trim(),
+        "--reason",
+        "after the upgrade",
+    ])
+    .ok();
+    assert_eq!(user_version(&db), 4);
+    let out = go(&["export", "work"]);
+    out.ok();
+    let after = out.json();
+    let want: Vec<serde_json::Value> = recorded("export-work.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(after.len(), want.len(), "every message is kept");
+    for (a, w) in after.iter().zip(&want).skip(1) {
+        assert_eq!(a, w);
+    }
+    assert_eq!(after[0]["id"], want[0]["id"]);
+    assert_eq!(after[0]["state"], "ready");
+    assert_eq!(after[0]["last_failure"]["text"], "after the upgrade");
+    assert_eq!(after[0]["last_failure"]["attempt"], 1);
+    let fsck = go(&["fsck"]);
+    assert_eq!(fsck.code, 0, "{}{}", fsck.stdout_str(), fsck.stderr);
+}
