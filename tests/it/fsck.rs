@@ -607,7 +607,12 @@ fn a_trigger_planted_in_the_database_cannot_hang_pop_and_fsck_repair_drops_it() 
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(left, ["bodies", "keys", "messages", "pending", "queues"]);
+    assert_eq!(
+        left,
+        [
+            "bodies", "failures", "keys", "messages", "pending", "queues"
+        ]
+    );
     let last = plain(&s, &["pop", "q", "--json"]);
     last.ok();
     assert_eq!(body(&last.json()[0]), "m2");

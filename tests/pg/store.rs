@@ -221,7 +221,7 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
     s.run(&["pop", "secret"]).fails(1);
 }
@@ -328,7 +328,7 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
     assert_eq!(
