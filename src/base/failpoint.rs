@@ -84,3 +84,19 @@ pub fn write_at(
     let _ = name;
     file.write_all_at(buf, offset)
 }
+
+/// For the bounded-memory tests: with `SPOOLMQ_PEAK_FILE` set, writes this
+/// process's peak RSS (the `VmHWM:` line of `/proc/self/status`) to that
+/// file. `wait4`'s `ru_maxrss` cannot be used for it: Linux counts in it the
+/// peak of the process that spawned this one (the test binary, holding
+/// other tests' buffers), while `VmHWM` is the peak of this program's own
+/// memory since it started. A no-op without the `failpoints` feature.
+pub fn report_peak() {
+    #[cfg(feature = "failpoints")]
+    if let Some(path) = std::env::var_os("SPOOLMQ_PEAK_FILE")
+        && let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+    {
+        let _ = std::fs::write(path, line);
+    }
+}

@@ -36,6 +36,7 @@ pub fn main(closed: [bool; 2]) -> ExitCode {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let result = run(cli, &mut out);
     let flushed = out.flush();
+    crate::base::failpoint::report_peak();
     match result {
         Ok(()) => match flushed {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {

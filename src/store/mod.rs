@@ -129,6 +129,27 @@ pub struct NewMessage<'a> {
 }
 
 impl NewMessage<'_> {
+    /// What a store keeps of the message once pushed as `seq`, its body at
+    /// `loc`: ready, or delayed until `not_before_ms`, never delivered. The
+    /// same on every store.
+    pub fn meta(&self, seq: u64, loc: Loc) -> Meta {
+        Meta {
+            seq,
+            state: if self.not_before_ms > 0 {
+                State::Delayed
+            } else {
+                State::Ready
+            },
+            attempts: 0,
+            max_attempts: 0,
+            pushed_at_ms: self.pushed_at_ms,
+            until_ms: self.not_before_ms,
+            receipt: [0; 12],
+            len: self.body.len() as u32,
+            loc,
+        }
+    }
+
     /// A usage error if the body is over the limit every store keeps.
     pub fn check_size(&self) -> Result<()> {
         if self.body.len() as u64 > MAX_BODY {

@@ -943,25 +943,10 @@ impl Store for SqliteStore {
             for msg in msgs {
                 let msg = msg?;
                 msg.check_size()?;
-                let state = if msg.not_before_ms > 0 {
-                    State::Delayed
-                } else {
-                    State::Ready
-                };
                 let seq = s.next_seq;
-                let m = Meta {
-                    seq,
-                    state,
-                    attempts: 0,
-                    max_attempts: 0,
-                    pushed_at_ms: msg.pushed_at_ms,
-                    until_ms: msg.not_before_ms,
-                    receipt: [0; 12],
-                    len: msg.body.len() as u32,
-                    loc: Loc::default(),
-                };
+                let m = msg.meta(seq, Loc::default());
                 insert(tx, s, &m, &msg.body).sql("push", &s.path)?;
-                s.counters.add(state, msg.body.len() as u32);
+                s.counters.add(m.state, m.len);
                 s.next_seq += 1;
                 seqs.push(seq);
             }

@@ -1,5 +1,5 @@
-// Bounded memory: the real binary's peak RSS (from `wait4` on exactly that
-// child) while it prints, exports or hands to `exec` a large body, refuses
+// Bounded memory: the real binary's peak RSS (its own `VmHWM`, which it
+// writes at exit for the test: `failpoint::report_peak`) while it prints, exports or hands to `exec` a large body, refuses
 // an endless stdin, or meets a sparse 200 GB segment.
 //
 // * `pop`, `pop --json`, `peek`, `export` and `exec` of a 64 MiB body stay
@@ -154,8 +154,8 @@ fn generate(first: &'static [u8], byte: u8, len: u64) -> Box<dyn FnOnce(ChildStd
 }
 
 /// Runs `cmd` (stdin fed by `feed`, or empty), reads its stdout as it comes
-/// (keeping the first 4 KiB), and reaps exactly this child with `wait4` for
-/// its peak RSS. Killed and failed after 120 s.
+/// (keeping the first 4 KiB), reaps exactly this child with `wait4`, and
+/// takes the peak RSS it reported. Killed and failed after 120 s.
 fn measure(
     mut cmd: std::process::Command,
     feed: Option<Box<dyn FnOnce(ChildStdin) + Send>>,
@@ -167,6 +167,10 @@ fn measure(
         .collect::<Vec<_>>()
         .join(" ");
     let err = tempfile::NamedTempFile::new().expect("a stderr file");
+    // The binary's own peak (`failpoint::report_peak`): `wait4`'s ru_maxrss
+    // would count this test process's peak too, which other tests raise.
+    let peak = tempfile::NamedTempFile::new().expect("a peak file");
+    cmd.env("SPOOLMQ_PEAK_FILE", peak.path());
     cmd.stdout(Stdio::piped())
         .stderr(err.reopen().expect("stderr file"))
         .stdin(if feed.is_some() {
@@ -227,10 +231,17 @@ fn measure(
         128 + libc::WTERMSIG(status)
     };
     let stderr = std::fs::read_to_string(err.path()).unwrap_or_default();
+    // "VmHWM:   12345 kB"; a run that did not get to write it (killed)
+    // falls back to ru_maxrss, an upper bound.
+    let hwm = std::fs::read_to_string(peak.path()).ok().and_then(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .and_then(|kb| kb.parse::<u64>().ok())
+    });
     Measured {
         what,
         code,
-        rss: ru.ru_maxrss as u64 * 1024,
+        rss: hwm.unwrap_or(ru.ru_maxrss as u64) * 1024,
         head,
         stdout_len,
         stderr,

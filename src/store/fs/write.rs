@@ -25,7 +25,7 @@ use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{self, SegmentEntry};
 use crate::store::fs::record::{self, RECORD_HEADER_LEN};
 use crate::store::fs::segment::{self, sync_dir};
-use crate::store::{Loc, Meta, NewMessage, State};
+use crate::store::{Loc, NewMessage, State};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -286,25 +286,14 @@ impl Batch {
     /// Step 2 for one message: its record and slot encoded (the CRCs are
     /// filled in just before each write), where the segment ends now.
     fn encode(&mut self, msg: &NewMessage<'_>, rec_len: u64) {
-        let state = if msg.not_before_ms > 0 {
-            State::Delayed
-        } else {
-            State::Ready
-        };
-        let m = Meta {
-            seq: self.next,
-            state,
-            attempts: 0,
-            max_attempts: 0,
-            pushed_at_ms: msg.pushed_at_ms,
-            until_ms: msg.not_before_ms,
-            receipt: [0; 12],
-            len: msg.body.len() as u32,
-            loc: Loc {
+        let m = msg.meta(
+            self.next,
+            Loc {
                 segment: self.base,
                 offset: self.len as u32,
             },
-        };
+        );
+        let state = m.state;
         // The CRCs are filled in just before each write.
         record::encode_without_crcs(
             m.seq,

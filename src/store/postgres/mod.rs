@@ -731,21 +731,7 @@ impl Store for PgStore {
             let mut rows = msgs.map(|msg| {
                 let msg = msg?;
                 msg.check_size()?;
-                let m = Meta {
-                    seq: next,
-                    state: if msg.not_before_ms > 0 {
-                        State::Delayed
-                    } else {
-                        State::Ready
-                    },
-                    attempts: 0,
-                    max_attempts: 0,
-                    pushed_at_ms: msg.pushed_at_ms,
-                    until_ms: msg.not_before_ms,
-                    receipt: [0; 12],
-                    len: msg.body.len() as u32,
-                    loc: Loc::default(),
-                };
+                let m = msg.meta(next, Loc::default());
                 next += 1;
                 Ok((m, msg.body))
             });

@@ -4,7 +4,7 @@
 // pushed or acknowledged with exit 0 is lost. It restarts the server the
 // other PostgreSQL tests use, so it runs alone (`common::pg_server_alone`).
 
-use crate::common::*;
+use crate::env_pg::*;
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -2,9 +2,9 @@
 // URL, connection errors, migration to and from a database, and its schema
 // (older versions brought up to date; bodies stored EXTERNAL, read in
 // chunks, and the compressed ones of an older database still read). (The shared
-// suites run on this store too: see `tests/pg/main.rs`.)
+// suites run on this store too: see `tests/it/main.rs`.)
 
-use crate::common::*;
+use crate::env_pg::*;
 use std::collections::HashMap;
 use std::time::Duration;
 
