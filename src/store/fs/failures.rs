@@ -241,7 +241,12 @@ impl FailLog {
             Some(f) => f.clone(),
             None => {
                 self.rewrite(fs, dir, &[])?;
-                self.file.clone().expect("rewrite opens the file")
+                self.file.clone().ok_or_else(|| {
+                    Error::Runtime(format!(
+                        "{}: not open after it was made",
+                        self.path.display()
+                    ))
+                })?
             }
         };
         if file.len().ctx("stat", &self.path)? > self.end {
