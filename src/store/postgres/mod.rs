@@ -84,6 +84,7 @@ const PAGE: i64 = 256;
 /// so a substring fetches only the TOAST chunks it covers).
 const BODY_CHUNK: i32 = 1 << 20;
 
+/// The tables of schema 1 and 2 (a new database then gets [`SCHEMA_3`] too).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS spoolmq_meta (version int PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS spoolmq_queues (
@@ -113,17 +114,6 @@ CREATE TABLE IF NOT EXISTS spoolmq_messages (
 );
 CREATE INDEX IF NOT EXISTS spoolmq_pending ON spoolmq_messages (queue, seq) WHERE state IN (1, 2, 3);
 ALTER TABLE spoolmq_messages ALTER COLUMN body SET STORAGE EXTERNAL;
-CREATE TABLE IF NOT EXISTS spoolmq_failures (
-    queue text NOT NULL,
-    seq bigint NOT NULL,
-    at_ms bigint NOT NULL,
-    attempt int NOT NULL,
-    kind smallint NOT NULL,
-    code bigint NOT NULL,
-    text text NOT NULL,
-    stderr bytea NOT NULL,
-    PRIMARY KEY (queue, seq)
-);
 ";
 
 /// Bodies out of line and uncompressed (see the module doc), for a database
@@ -297,7 +287,10 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         .map(|r| r.get(0))
     };
     if !has(&mut tx, "spoolmq_meta", "version")? {
+        // A new database gets the failures table from the same step an
+        // older one is brought up to date with.
         tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
+        tx.batch_execute(SCHEMA_3).pg(place, "create the schema")?;
     } else {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
