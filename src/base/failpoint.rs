@@ -19,6 +19,10 @@
 //! | `checkpoint.after-header` | checkpoint header synced, WAL not yet truncated |
 //! | `reclaim.after-unlink` | an empty segment unlinked, header not yet written |
 //! | `reconcile.after-slots` | lost or stale slots rebuilt from the WAL and segments, not yet synced or checkpointed |
+//! | `failures.torn` | half of a nack's failure frames appended (the nack not yet committed) |
+//! | `failures.after-sync` | failure frames appended and synced, the nack not yet committed |
+//! | `failures.before-rename` | a compacted failures file written and synced as `failures.tmp`, not renamed |
+//! | `failures.after-rename` | the compacted file renamed into place, directory not yet synced |
 //! | `repair.after-segments` | `fsck --repair` rewrote segments, index not yet rebuilt |
 //! | `migrate.after-copy` | the new store built in `SPOOL/.migrate/`, nothing moved |
 //! | `migrate.before-switch` | the new store moved into the spool, `.store` not yet replaced |

@@ -332,3 +332,88 @@ fn a_rebuild_of_lost_slots_that_dies_midway_is_finished_by_the_next_command() {
         verify(&s, &k, &[], &[]);
     }
 }
+
+/// The last failure `inspect` shows for `id` (its text), `None` if none.
+fn failure_text(s: &Spool, id: &str) -> Option<String> {
+    let out = s.run(&["inspect", "q", id, "--json"]);
+    out.ok();
+    assert!(out.stderr.is_empty(), "no damage reported: {}", out.stderr);
+    out.json()[0]["last_failure"]["text"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A `nack --reason` that dies while it records the failure (its frames torn, or synced but
+/// the nack not committed; or, when most of the file is dead, while the compacted file is
+/// renamed into place): every failure recorded before is still there, the message is still
+/// leased under its receipt (the nack was never reported done) with either no failure or the
+/// one being written, and the next nack records and settles it.
+#[test]
+fn a_nack_that_dies_while_recording_its_failure_keeps_every_earlier_failure() {
+    let cases = [
+        ("failures.torn", false),
+        ("failures.after-sync", false),
+        ("failures.before-rename", true),
+        ("failures.after-rename", true),
+    ];
+    for (point, compacting) in cases {
+        let s = Spool::new();
+        let dead: Vec<String> = (0..if compacting { 70 } else { 0 })
+            .map(|i| format!("dead-{i}"))
+            .collect();
+        let mut all: Vec<&str> = vec!["kept", "crashed"];
+        all.extend(dead.iter().map(String::as_str));
+        let ids = s.push("q", &all);
+        let msgs = s.pop_json("q", &["--count", "100", "--lease", "1h"]);
+        let of = |b: &str| receipt(msgs.iter().find(|m| body(m) == b).unwrap()).to_string();
+        let mut first: Vec<String> = dead.iter().map(|b| of(b)).collect();
+        first.push(of("kept"));
+        let first: Vec<&str> = first.iter().map(String::as_str).collect();
+        s.nack("q", &first, &["--reason", "first"]);
+        if compacting {
+            let again = s.pop_json("q", &["--count", "100", "--lease", "1h"]);
+            let done: Vec<&str> = again
+                .iter()
+                .filter(|m| body(m) != "kept")
+                .map(receipt)
+                .collect();
+            s.ack("q", &done);
+        }
+        let crashed = of("crashed");
+        // Longer than the next nack's frame: a torn tail left in place would show after it.
+        let long = "crash ".repeat(40);
+        crash_at(&s, point, &["nack", "q", &crashed, "--reason", &long], b"");
+        s.run(&["fsck"]).ok();
+        assert_eq!(
+            failure_text(&s, &ids[0]).as_deref(),
+            Some("first"),
+            "{point}: an earlier failure was lost"
+        );
+        let during = failure_text(&s, &ids[1]);
+        assert!(
+            during.is_none() || during.as_deref() == Some(long.as_str()),
+            "{point}: {during:?}"
+        );
+        let st = s.stats("q");
+        // `kept` is leased again too when it was popped for the acks.
+        let leased = 1 + u64::from(compacting);
+        assert_eq!(
+            num(&st, "leased"),
+            leased,
+            "{point}: the nack was not done: {st}"
+        );
+        s.nack("q", &[&crashed], &["--reason", "after"]);
+        assert_eq!(
+            failure_text(&s, &ids[1]).as_deref(),
+            Some("after"),
+            "{point}"
+        );
+        assert_eq!(
+            failure_text(&s, &ids[0]).as_deref(),
+            Some("first"),
+            "{point}"
+        );
+        s.run(&["fsck"]).ok();
+        assert!(!s.queue_dir("q").join("failures.tmp").exists(), "{point}");
+    }
+}

@@ -251,9 +251,63 @@ fn a_damaged_failure_record_is_reported_and_skipped() {
     );
     let v = inspect(&s, "q", b);
     assert_eq!(v["last_failure"]["text"], "second", "the record after it is read");
+    // fsck names the file and the offset; --repair rewrites the file with what can be read.
+    let out = s.run(&["fsck"]);
+    out.code(1);
+    assert!(
+        out.stdout_str().contains("failures") && out.stdout_str().contains("offset 16"),
+        "{}",
+        out.stdout_str()
+    );
+    let out = s.run(&["fsck", "--repair"]);
+    out.ok();
+    assert!(out.stdout_str().contains("failures"), "{}", out.stdout_str());
+    s.run(&["fsck"]).ok();
+    let out = s.run(&["inspect", "q", a, "--json"]);
+    assert!(out.stderr.is_empty(), "repaired: no more notices: {}", out.stderr);
+    assert_eq!(inspect(&s, "q", b)["last_failure"]["text"], "second");
     // The queue works on, and records more.
-    let m = s.pop_one("q", &[]);
-    s.nack("q", &[receipt(&m)], &["--reason", "third"]);
-    let v = inspect(&s, "q", common::id(&m));
+    let msgs = s.pop_json("q", &["--count", "2"]);
+    assert_eq!(msgs.len(), 2, "both messages are still there");
+    s.nack("q", &[receipt(&msgs[0])], &["--reason", "third"]);
+    let v = inspect(&s, "q", common::id(&msgs[0]));
     assert_eq!(v["last_failure"]["text"], "third");
+}
+
+/// The failures file is rewritten when more than half of more than 64 frames are dead (their
+/// messages acked), keeping the live messages' failures; below that it only grows.
+#[test]
+fn the_failures_file_is_compacted_when_most_of_it_is_dead() {
+    if STORE != "fs" {
+        eprintln!("skipped on the {STORE} store: the failures file is the fs store's");
+        return;
+    }
+    let s = Spool::new();
+    let bodies: Vec<String> = (0..70).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    s.push("q", &refs);
+    let kept = s.push("q", &["kept"]).remove(0);
+    let msgs = s.pop_json("q", &["--count", "71"]);
+    let receipts: Vec<&str> = msgs.iter().map(receipt).collect();
+    s.nack("q", &receipts, &["--reason", "first round"]);
+    let path = s.queue_dir("q").join("failures");
+    let full = std::fs::metadata(&path).unwrap().len();
+    // Ack all but `kept`: 70 of the 71 frames are dead, but nothing is rewritten until a record.
+    let msgs = s.pop_json("q", &["--count", "71"]);
+    let (keep, done): (Vec<&Value>, Vec<&Value>) = msgs.iter().partition(|m| body(m) == "kept");
+    s.ack("q", &done.iter().map(|m| receipt(m)).collect::<Vec<_>>());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), full);
+    s.nack("q", &[receipt(keep[0])], &["--reason", "second round"]);
+    let small = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        small * 10 < full,
+        "rewritten with the live failure only: {small} bytes of {full}"
+    );
+    let v = inspect(&s, "q", &kept);
+    assert_eq!(v["last_failure"]["text"], "second round", "{v}");
+    s.run(&["fsck"]).ok();
+    // A file with few dead frames is appended to, not rewritten.
+    let m = s.pop_one("q", &[]);
+    s.nack("q", &[receipt(&m)], &["--reason", "third round"]);
+    assert!(std::fs::metadata(&path).unwrap().len() > small);
 }

@@ -1,7 +1,7 @@
 //! `fsck` of one queue of the fs store: every record of every segment (its
 //! CRCs, its place against the index), every slot (against its record and
-//! the counters), the WAL (damage before the committed length) and the
-//! header's counters against the slots. It only reads: problems are
+//! the counters), the WAL (damage before the committed length), the
+//! header's counters against the slots, and the failures file's frames. It only reads: problems are
 //! reported with their file and offset, and repairs are
 //! [`crate::store::fs::rebuild()`]'s. `ops::fsck` runs it for each queue.
 //!
@@ -62,6 +62,10 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     check_files(&store, &h, dir, &segs.on_disk, &mut r, &problem);
     let (counted, live) = check_slots(&store, &h, dir, &segs, &mut r, &problem)?;
     check_counters(&h, &counted, &live, dir, &mut r, &problem);
+    let failures = dir.join(super::failures::FILE);
+    for (offset, what) in super::failures::check(&**fs, dir)? {
+        r.problems.push(problem(&failures, Some(offset), what));
+    }
     Ok(r)
 }
 

@@ -40,6 +40,7 @@
 //! rewrites the file. None of it is ever a reason to refuse the queue.
 
 use crate::base::error::{Error, IoContext, Result};
+use crate::base::failpoint;
 use crate::base::io::{FileIo, Fs, Open};
 use crate::model::failure::{Failure, How};
 use crate::store::fs::record::{u32_at, u64_at};
@@ -130,11 +131,13 @@ pub(super) struct FailLog {
     latest: HashMap<u64, u64>,
     /// Whole frames in the file (superseded ones included).
     frames: u64,
+    /// Damage found when it was read: (offset, what), for notices and `fsck`.
+    pub(super) damage: Vec<(u64, String)>,
 }
 
 impl FailLog {
-    /// Reads `dir/failures`; notices about damage go to `notices`.
-    pub(super) fn load(fs: &dyn Fs, dir: &Path, notices: &mut Vec<String>) -> Result<FailLog> {
+    /// Reads `dir/failures`; what it found damaged is in [`FailLog::damage`].
+    pub(super) fn load(fs: &dyn Fs, dir: &Path) -> Result<FailLog> {
         let path = dir.join(FILE);
         let mut log = FailLog {
             path: path.clone(),
@@ -142,6 +145,7 @@ impl FailLog {
             end: HEADER_LEN,
             latest: HashMap::new(),
             frames: 0,
+            damage: Vec::new(),
         };
         let file = match fs.open(&path, Open::Existing) {
             Ok(f) => f,
@@ -151,9 +155,9 @@ impl FailLog {
         let mut h = [0u8; 16];
         let n = segment::read_at_most(&*file, &path, &mut h, 0)?;
         if n != 16 || h != header() {
-            notices.push(format!(
-                "{}: offset 0: damaged header; the messages' last failures are not known (the next failure recorded rewrites the file)",
-                path.display()
+            log.damage.push((
+                0,
+                "damaged header; the messages' last failures are not known (the next failure recorded rewrites the file)".into(),
             ));
             return Ok(log);
         }
@@ -167,10 +171,12 @@ impl FailLog {
             }
             let plen = u32_at(&fh, 0) as usize;
             if crc32fast::hash(&fh[..4]) != u32_at(&fh, 4) || plen > MAX_PAYLOAD {
-                notices.push(format!(
-                    "{}: offset {off}: damaged failure record length; the {} bytes from here are skipped",
-                    path.display(),
-                    len - off
+                log.damage.push((
+                    off,
+                    format!(
+                        "damaged failure record length; the {} bytes from here are skipped",
+                        len - off
+                    ),
                 ));
                 break;
             }
@@ -185,10 +191,9 @@ impl FailLog {
                     log.latest.insert(seq, off);
                     log.frames += 1;
                 }
-                None => notices.push(format!(
-                    "{}: offset {off}: damaged failure record skipped",
-                    path.display()
-                )),
+                None => log
+                    .damage
+                    .push((off, "damaged failure record skipped".into())),
             }
             off = next;
         }
@@ -214,6 +219,31 @@ impl FailLog {
             ));
         }
         Ok(decode(&buf[..plen]).map(|(_, f)| f))
+    }
+
+    /// The file's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The damage found, one notice per place ("FILE: offset N: what").
+    pub(super) fn notices(&self) -> impl Iterator<Item = String> + '_ {
+        self.damage
+            .iter()
+            .map(|(off, what)| format!("{}: offset {off}: {what}", self.path.display()))
+    }
+
+    /// Every failure that could be read (the latest of each seq), by seq.
+    pub(super) fn readable(&self) -> Result<Vec<(u64, Failure)>> {
+        let mut seqs: Vec<u64> = self.seqs().collect();
+        seqs.sort_unstable();
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(f) = self.get(seq)? {
+                out.push((seq, f));
+            }
+        }
+        Ok(out)
     }
 
     /// The seqs the file holds a failure for.
@@ -258,9 +288,9 @@ impl FailLog {
             at.push((*seq, self.end + bytes.len() as u64));
             bytes.extend_from_slice(&encode(*seq, f));
         }
-        file.write_all_at(&bytes, self.end)
-            .ctx("write", &self.path)?;
+        failpoint::write_at("failures.torn", &*file, &bytes, self.end).ctx("write", &self.path)?;
         file.sync_data().ctx("sync", &self.path)?;
+        failpoint::hit("failures.after-sync");
         self.end += bytes.len() as u64;
         self.frames += items.len() as u64;
         self.latest.extend(at);
@@ -286,14 +316,40 @@ impl FailLog {
         let f = segment::open_file(fs, &tmp, Open::New)?;
         f.write_all_at(&bytes, 0).ctx("write", &tmp)?;
         f.sync_data().ctx("sync", &tmp)?;
+        failpoint::hit("failures.before-rename");
         fs.rename(&tmp, &self.path).ctx("rename", &self.path)?;
+        failpoint::hit("failures.after-rename");
         sync_dir(fs, dir)?;
         self.file = Some(f);
         self.end = bytes.len() as u64;
         self.frames = items.len() as u64;
         self.latest = latest;
+        self.damage.clear();
         Ok(())
     }
+}
+
+/// `fsck`: a problem (offset, what) for each damaged place of `dir/failures`.
+pub(super) fn check(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, String)>> {
+    Ok(FailLog::load(fs, dir)?.damage)
+}
+
+/// `fsck --repair`: a damaged failures file is rewritten with every failure
+/// that can still be read (the messages themselves are never touched: a
+/// lost record only makes a last failure unknown). Returns what was done.
+pub(super) fn repair(fs: &dyn Fs, dir: &Path) -> Result<Option<String>> {
+    let mut log = FailLog::load(fs, dir)?;
+    if log.damage.is_empty() {
+        return Ok(None);
+    }
+    let kept = log.readable()?;
+    let places = log.damage.len();
+    log.rewrite(fs, dir, &kept)?;
+    Ok(Some(format!(
+        "{}: rewritten with the {} failure records that could be read ({places} damaged places dropped)",
+        log.path().display(),
+        kept.len()
+    )))
 }
 
 #[cfg(test)]
@@ -346,8 +402,7 @@ mod tests {
         let dir = tmp.path().join("q");
         std::fs::create_dir(&dir).unwrap();
         let fs = crate::base::io::real(tmp.path()).unwrap();
-        let mut notes = Vec::new();
-        let mut log = FailLog::load(&*fs, &dir, &mut notes).unwrap();
+        let mut log = FailLog::load(&*fs, &dir).unwrap();
         assert!(log.get(1).unwrap().is_none());
         let second = Failure {
             attempt: 4,
@@ -356,8 +411,8 @@ mod tests {
         log.append(&*fs, &dir, &[(1, failure()), (2, failure())])
             .unwrap();
         log.append(&*fs, &dir, &[(1, second.clone())]).unwrap();
-        let log = FailLog::load(&*fs, &dir, &mut notes).unwrap();
-        assert!(notes.is_empty());
+        let log = FailLog::load(&*fs, &dir).unwrap();
+        assert!(log.damage.is_empty());
         assert_eq!(log.get(1).unwrap(), Some(second));
         // Damage the payload of seq 2's frame (the second one).
         let path = dir.join(FILE);
@@ -366,8 +421,10 @@ mod tests {
         let second_at = HEADER_LEN as usize + frame;
         bytes[second_at + 8 + 41] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let log = FailLog::load(&*fs, &dir, &mut notes).unwrap();
+        let log = FailLog::load(&*fs, &dir).unwrap();
+        let notes: Vec<String> = log.notices().collect();
         assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with(&format!("{}: ", path.display())));
         assert!(
             notes[0].contains(&format!("offset {second_at}")),
             "{notes:?}"

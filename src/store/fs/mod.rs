@@ -389,11 +389,15 @@ impl Store for FsStore {
 impl FsStore {
     /// The failures file, read on first use.
     fn fail_log(&mut self) -> Result<&mut failures::FailLog> {
-        if self.failures.is_none() {
-            let log = failures::FailLog::load(&*self.fs, &self.dir, &mut self.notices)?;
-            self.failures = Some(log);
-        }
-        Ok(self.failures.as_mut().expect("just loaded"))
+        let log = match self.failures.take() {
+            Some(log) => log,
+            None => {
+                let log = failures::FailLog::load(&*self.fs, &self.dir)?;
+                self.notices.extend(log.notices());
+                log
+            }
+        };
+        Ok(self.failures.insert(log))
     }
 
     /// [`Store::record_failures`]: appended, or, when most of the file is

@@ -16,6 +16,8 @@
 //! QUEUE/slots       | stamp (new generation) | ... | slot lo at lo * 64 | ... | slot end-1 |
 //! QUEUE/wal         emptied
 //! QUEUE/index       one header, generation above any old one, in all four regions
+//! QUEUE/failures    only if damaged: rewritten with the frames still readable
+//!                   (tmp, fsync, rename, dir fsync: `failures.rs`)
 //! ```
 
 use super::recover::read_header;
@@ -69,6 +71,7 @@ pub(crate) fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
         .lock(&dir.join("lock"), true)
         .ctx("lock", &dir.join("lock"))?;
     notes.extend(rebuild_locked(&*fs, dir)?);
+    notes.extend(super::failures::repair(&*fs, dir)?);
     Ok(notes)
 }
 
