@@ -16,6 +16,7 @@ use crate::base::io::Fs;
 use crate::base::notice::Notices;
 use crate::base::simfs::{Chooser, SimFs, XorShift};
 use crate::model::backoff::Retry;
+use crate::model::failure::{Failure, How};
 use crate::queue::Queue;
 use crate::store::fs::{self as fsstore, FsStore, TEST_SEGMENT_LIMIT};
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +59,10 @@ struct Seen {
     receipts: Vec<(String, String)>,
     /// A file the workload deleted on purpose (its loss is no violation).
     deleted: Option<&'static str>,
+    /// id -> the reason of its last failure, recorded by a nack that returned Ok.
+    failures: BTreeMap<String, String>,
+    /// id -> the reason a nack in flight at the cut was recording.
+    maybe_failures: BTreeMap<String, String>,
     now: u64,
 }
 
@@ -166,6 +171,56 @@ impl Ctx {
             5,
             self.seen.now,
         )?;
+        Ok(())
+    }
+
+    /// Nacks the `n` oldest receipts with the failure `reason` (ready again at once).
+    fn fail(&mut self, n: usize, reason: &str) -> Step {
+        let n = n.min(self.seen.receipts.len());
+        let taken: Vec<(String, String)> = self.seen.receipts.drain(..n).collect();
+        let receipts: Vec<String> = taken.iter().map(|t| t.1.clone()).collect();
+        let failure = Failure {
+            at_ms: self.seen.now,
+            attempt: 0,
+            how: How::Reason(reason.to_string()),
+            stderr: b"the tail of stderr".to_vec(),
+        };
+        self.seen.maybe_failures = taken
+            .iter()
+            .map(|t| (t.0.clone(), reason.to_string()))
+            .collect();
+        self.q.as_mut().expect("the queue is open").nack(
+            &receipts,
+            Retry::After(Duration::ZERO),
+            Some(&failure),
+            0,
+            self.seen.now,
+        )?;
+        let done = std::mem::take(&mut self.seen.maybe_failures);
+        self.seen.failures.extend(done);
+        Ok(())
+    }
+
+    /// Acks, in one call, every receipt held of a message whose body
+    /// starts with `prefix`.
+    fn ack_where(&mut self, prefix: &str) -> Step {
+        let pushed = &self.seen.pushed;
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.seen.receipts)
+            .into_iter()
+            .partition(|(id, _)| {
+                pushed
+                    .get(id)
+                    .is_some_and(|b| b.starts_with(prefix.as_bytes()))
+            });
+        self.seen.receipts = kept;
+        let receipts: Vec<String> = taken.iter().map(|t| t.1.clone()).collect();
+        self.seen.maybe_gone = taken.iter().map(|t| t.0.clone()).collect();
+        self.q
+            .as_mut()
+            .expect("the queue is open")
+            .ack(&receipts, self.seen.now)?;
+        let done = std::mem::take(&mut self.seen.maybe_gone);
+        self.seen.gone.extend(done);
         Ok(())
     }
 
@@ -292,6 +347,28 @@ fn repair(c: &mut Ctx) -> Step {
     c.push(&["after-repair"])
 }
 
+/// Failures recorded by nacks: appended (the first makes the file), a
+/// later one replacing an earlier, then most of the file dead (its
+/// messages acked) so that the next record compacts it (tmp, rename), and
+/// one more appended to the compacted file.
+fn failures(c: &mut Ctx) -> Step {
+    let many: Vec<String> = (0..70).map(|i| format!("many-{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    c.push(&refs)?;
+    c.push(&["a", "b"])?;
+    c.pop(100, 60_000, 5)?;
+    c.fail(70, "doomed")?;
+    c.fail(2, "first")?;
+    c.pop(100, 60_000, 5)?;
+    c.ack_where("many-")?;
+    c.fail(1, "replaced")?; // a: 73 frames, 2 live: compacted
+    let file = c.fs.read(&dir().join("failures")).map_or(0, |b| b.len());
+    assert!(file < 1000, "the failures file was compacted: {file} bytes");
+    c.pop(1, 60_000, 5)?;
+    c.fail(1, "after compaction")?; // b, appended
+    c.push(&["last"])
+}
+
 /// Opens the queue on `fs` (creating it), its notices dropped.
 fn open(fs: &SimFs, create: bool) -> crate::base::error::Result<Queue> {
     open_reporting(fs, create, Notices::to(|_| {}))
@@ -353,16 +430,23 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         Ok(q) => q,
         Err(e) => return vec![format!("{what}: recovery failed: {e}")],
     };
+    let now = seen.now + 86_400_000;
+    v.extend(check_failures(&mut q, seen, now, what));
     q.flush_notices();
     let notices = kept.lock().map(|n| n.clone()).unwrap_or_default();
-    // Recovery may cut torn tails and unfinished changes; a lost file is damage.
+    // Recovery may cut torn tails and unfinished changes; a lost file is
+    // damage, and so is a damaged failure record (every one was synced).
+    for n in &notices {
+        if n.contains("/failures: ") {
+            v.push(format!("{what}: {n}"));
+        }
+    }
     for n in notices {
         let deleted = seen.deleted.is_some_and(|f| n.contains(&format!("/{f}: ")));
         if n.contains("file missing") && !deleted {
             v.push(format!("{what}: {n}"));
         }
     }
-    let now = seen.now + 86_400_000;
     let stats = match q.stats(now) {
         Ok(s) => s,
         Err(e) => return vec![format!("{what}: stats failed: {e}")],
@@ -420,6 +504,42 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         }
         if !seen.pushed.contains_key(id) && !seen.maybe_pushed.contains(body) {
             v.push(format!("{what}: {id} ({body:?}) was never pushed whole"));
+        }
+    }
+    v
+}
+
+/// Every failure a nack reported recorded is the message's last failure
+/// (or the one a nack in flight was writing); a message with none recorded
+/// shows none, or the one in flight.
+fn check_failures(q: &mut Queue, seen: &Seen, now: u64, what: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for id in seen.pushed.keys() {
+        if seen.gone.contains(id) || seen.maybe_gone.contains(id) {
+            continue;
+        }
+        let got = match q.inspect(id, now) {
+            Ok(Some(i)) => i.last_failure.map(|f| match f.how {
+                How::Reason(r) => r,
+                other => format!("{other:?}"),
+            }),
+            Ok(None) => {
+                v.push(format!("{what}: inspect does not find {id}"));
+                continue;
+            }
+            Err(e) => {
+                v.push(format!("{what}: inspect {id} failed: {e}"));
+                continue;
+            }
+        };
+        let want = seen.failures.get(id);
+        let maybe = seen.maybe_failures.get(id);
+        if got.as_ref() != want && got.is_some() && got.as_ref() != maybe {
+            v.push(format!(
+                "{what}: {id}'s last failure is {got:?}, recorded {want:?} (in flight {maybe:?})"
+            ));
+        } else if got.is_none() && want.is_some() {
+            v.push(format!("{what}: {id} lost its last failure {want:?}"));
         }
     }
     v
@@ -510,6 +630,11 @@ fn power_loss_during_segment_roll_over_and_reclaim_loses_nothing_reported_done()
     TEST_SEGMENT_LIMIT.with(|l| l.set(400));
     assert_clean("roll and reclaim", roll_and_reclaim);
     TEST_SEGMENT_LIMIT.with(|l| l.set(fsstore::SEGMENT_LIMIT));
+}
+
+#[test]
+fn power_loss_while_failures_are_recorded_and_compacted_loses_no_recorded_failure() {
+    assert_clean("failures", failures);
 }
 
 #[test]

@@ -34,8 +34,9 @@
 //! Reading: the latest whole frame for a seq wins. A frame whose payload
 //! fails its CRC is skipped with a notice naming the file and offset; one
 //! whose length fails its CRC (or is over [`MAX_PAYLOAD`]) ends the file
-//! there, with a notice (what follows cannot be framed). A torn last frame
-//! (a crash during an append that never returned) is cut silently. A damaged
+//! there, with a notice (what follows cannot be framed), unless all that
+//! follows is zeros. A torn last frame or a tail of zeros (a crash during
+//! an append that never returned) is cut silently. A damaged
 //! header makes every failure unknown (reported) and the next record
 //! rewrites the file. None of it is ever a reason to refuse the queue.
 
@@ -119,6 +120,23 @@ pub(super) fn decode(p: &[u8]) -> Option<(u64, Failure)> {
     ))
 }
 
+/// Whether every byte of `file` from `off` to `len` is zero (read in
+/// bounded chunks): a file extended by an append the crash cut short.
+fn zeros_from(file: &dyn FileIo, path: &Path, mut off: u64, len: u64) -> Result<bool> {
+    let mut buf = vec![0u8; 64 * 1024];
+    while off < len {
+        let n = segment::read_at_most(file, path, &mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
+}
+
 /// The failures file of one queue, as read.
 pub(super) struct FailLog {
     path: PathBuf,
@@ -171,6 +189,9 @@ impl FailLog {
             }
             let plen = u32_at(&fh, 0) as usize;
             if crc32fast::hash(&fh[..4]) != u32_at(&fh, 4) || plen > MAX_PAYLOAD {
+                if zeros_from(&*file, &path, off, len)? {
+                    break; // the zeros of an append that never reached the disk
+                }
                 log.damage.push((
                     off,
                     format!(
@@ -431,5 +452,30 @@ mod tests {
         );
         assert!(log.get(2).unwrap().is_none());
         assert_eq!(log.get(1).unwrap().unwrap().attempt, 4);
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_cut_silently_and_written_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("q");
+        std::fs::create_dir(&dir).unwrap();
+        let fs = crate::base::io::real(tmp.path()).unwrap();
+        let mut log = FailLog::load(&*fs, &dir).unwrap();
+        log.append(&*fs, &dir, &[(1, failure())]).unwrap();
+        let path = dir.join(FILE);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(whole + 300).unwrap();
+        let mut log = FailLog::load(&*fs, &dir).unwrap();
+        assert!(log.damage.is_empty(), "{:?}", log.damage);
+        log.append(&*fs, &dir, &[(2, failure())]).unwrap();
+        let log = FailLog::load(&*fs, &dir).unwrap();
+        assert!(log.damage.is_empty(), "{:?}", log.damage);
+        assert!(log.get(1).unwrap().is_some() && log.get(2).unwrap().is_some());
+        // One byte that is not zero in that tail is damage, reported.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(FailLog::load(&*fs, &dir).unwrap().damage.len(), 1);
     }
 }
