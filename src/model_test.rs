@@ -1,5 +1,6 @@
-//! The model test: seeded random sequences of push, pop, ack, nack, extend,
-//! retry, purge, peek, clock jumps, reopens and power cuts, run against the
+//! The model test: seeded random sequences of push, pop, ack, nack (some
+//! recording a failure), extend, retry, purge, peek, inspect, clock jumps,
+//! reopens and power cuts, run against the
 //! engine (on [`SimFs`]) and against [`Model`], a list of messages with
 //! states; every answer and every counter must agree.
 //!
@@ -14,8 +15,9 @@
 use crate::base::notice::{Kept, Notices};
 use crate::base::simfs::{SimFs, XorShift};
 use crate::model::backoff::Retry;
+use crate::model::failure::{Failure, How};
 use crate::queue::Queue;
-use crate::store::fs::{FsStore, TEST_SEGMENT_LIMIT};
+use crate::store::fs::{FsStore, TEST_COMPACT_MIN, TEST_SEGMENT_LIMIT};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,12 +36,14 @@ enum Op {
         lease: u64,
         max: u32,
     },
-    /// 0 ack, 1 nack, 2 extend, on the `pick`-th receipt seen so far.
+    /// 0 ack, 1 nack, 2 extend, on the `pick`-th receipt seen so far; a
+    /// nack with `reason` records a failure.
     Settle {
         which: u8,
         pick: usize,
         delay: u64,
         max: u32,
+        reason: bool,
     },
     Retry,
     Purge {
@@ -47,6 +51,10 @@ enum Op {
     },
     Peek {
         count: usize,
+    },
+    /// `inspect` of the `pick`-th message pushed so far.
+    Inspect {
+        pick: usize,
     },
     Advance(u64),
     Reopen,
@@ -80,6 +88,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                     1 + r.below(1000)
                 },
                 max: 1 + r.below(3) as u32,
+                reason: r.below(2) == 0,
             },
             8 => Op::Retry,
             9 if r.below(4) == 0 => Op::Purge {
@@ -90,6 +99,9 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
             },
             11 => Op::Reopen,
             12 if r.below(2) == 0 => Op::PowerCut(r.next_u64()),
+            13 => Op::Inspect {
+                pick: r.below(1000) as usize,
+            },
             _ => Op::Advance(r.below(800)),
         })
         .collect()
@@ -114,6 +126,8 @@ struct MMsg {
     body: Vec<u8>,
     state: MState,
     attempts: u32,
+    /// The last failure recorded: its reason and the attempt it ended.
+    failure: Option<(String, u32)>,
 }
 
 /// A queue in memory, with the contract's rules and nothing else.
@@ -225,6 +239,7 @@ impl World {
                     MState::Ready
                 },
                 attempts: 0,
+                failure: None,
             });
         }
         Ok(())
@@ -271,27 +286,44 @@ impl World {
         Ok(())
     }
 
-    fn settle(
-        &mut self,
-        ctx: &str,
-        which: u8,
-        pick: usize,
-        delay: u64,
-        max: u32,
-    ) -> Result<(), String> {
+    fn settle(&mut self, ctx: &str, step: usize, op: &Op) -> Result<(), String> {
+        let &Op::Settle {
+            which,
+            pick,
+            delay,
+            max,
+            reason,
+        } = op
+        else {
+            return Ok(());
+        };
         let now = self.now;
         if self.receipts.is_empty() {
             return Ok(());
         }
-        let r = self.receipts[pick % self.receipts.len()].clone();
+        // Half the time one of the three latest (most likely still live),
+        // else any receipt handed out so far (most likely stale).
+        let n = self.receipts.len();
+        let at = if pick % 2 == 0 {
+            n - 1 - (pick / 2) % n.min(3)
+        } else {
+            pick % n
+        };
+        let r = self.receipts[at].clone();
         let expect = self.model.live_receipt(&r, now);
         let one = std::slice::from_ref(&r);
+        let failure = reason.then(|| Failure {
+            at_ms: now,
+            attempt: 0,
+            how: How::Reason(format!("failed at step {step}")),
+            stderr: Vec::new(),
+        });
         let s = match which {
             0 => self.q().ack(one, now),
             1 => self.q().nack(
                 one,
                 Retry::After(Duration::from_millis(delay)),
-                None,
+                failure.as_ref(),
                 max,
                 now,
             ),
@@ -312,6 +344,9 @@ impl World {
                     self.model.acked += 1;
                 }
                 1 => {
+                    if reason {
+                        m.failure = Some((format!("failed at step {step}"), m.attempts));
+                    }
                     m.state = if m.attempts >= max {
                         MState::Dead
                     } else if delay > 0 {
@@ -393,6 +428,74 @@ impl World {
         Ok(())
     }
 
+    /// `inspect` of one message: state, attempts and last failure as the
+    /// model has them; nothing for a message acked or purged.
+    fn inspect(&mut self, ctx: &str, pick: usize) -> Result<(), String> {
+        let now = self.now;
+        if self.model.msgs.is_empty() {
+            return Ok(());
+        }
+        // Half the time a message still there, else any (most are gone).
+        let live: Vec<&MMsg> = (self.model.msgs.iter())
+            .filter(|m| m.state != MState::Gone)
+            .collect();
+        let m = if pick % 2 == 0 && !live.is_empty() {
+            live[(pick / 2) % live.len()].clone()
+        } else {
+            self.model.msgs[pick % self.model.msgs.len()].clone()
+        };
+        let got = self.q().inspect(&m.id, now).map_err(|x| e(ctx, x))?;
+        let want_state = match Model::eff(&m, now) {
+            MState::Ready => Some("ready"),
+            MState::Delayed(_) => Some("delayed"),
+            MState::Leased { .. } => Some("leased"),
+            MState::Dead => Some("dead"),
+            MState::Gone => None,
+        };
+        let got = got.map(|i| {
+            let f = i.last_failure.map(|f| match f.how {
+                How::Reason(r) => (r, f.attempt),
+                other => (format!("{other:?}"), f.attempt),
+            });
+            (i.state, i.attempts, f)
+        });
+        let want = want_state.map(|s| (s.to_string(), m.attempts, m.failure.clone()));
+        if got != want {
+            return Err(format!(
+                "{ctx}: inspect {} gave (state, attempts, failure) {got:?}, model {want:?}",
+                m.id
+            ));
+        }
+        Ok(())
+    }
+
+    /// The last failure of every message still there, as the model has it
+    /// (after each step that may change one: a settle, retry, purge, reopen).
+    fn check_failures(&mut self, ctx: &str) -> Result<(), String> {
+        let now = self.now;
+        let msgs: Vec<(String, Option<(String, u32)>)> = (self.model.msgs.iter())
+            .filter(|m| m.state != MState::Gone)
+            .map(|m| (m.id.clone(), m.failure.clone()))
+            .collect();
+        for (id, want) in msgs {
+            let got = self
+                .q()
+                .inspect(&id, now)
+                .map_err(|x| e(ctx, x))?
+                .and_then(|i| i.last_failure)
+                .map(|f| match f.how {
+                    How::Reason(r) => (r, f.attempt),
+                    other => (format!("{other:?}"), f.attempt),
+                });
+            if got != want {
+                return Err(format!(
+                    "{ctx}: the last failure of {id} is {got:?}, model {want:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Closes the queue (as a command's exit does), then opens it again;
     /// with `power_cut`, the power is cut in between (the sim file system
     /// keeps what was synced and a random part of the rest), and recovery
@@ -460,12 +563,8 @@ fn run(ops: &[Op]) -> Result<usize, String> {
         match op.clone() {
             Op::Push { n, delay, size } => w.push(ctx, step, n, delay, size)?,
             Op::Pop { count, lease, max } => w.pop(ctx, count, lease, max)?,
-            Op::Settle {
-                which,
-                pick,
-                delay,
-                max,
-            } => w.settle(ctx, which, pick, delay, max)?,
+            Op::Settle { .. } => w.settle(ctx, step, op)?,
+            Op::Inspect { pick } => w.inspect(ctx, pick)?,
             Op::Retry => w.retry(ctx)?,
             Op::Purge { dead } => w.purge(ctx, dead)?,
             Op::Peek { count } => w.peek(ctx, count)?,
@@ -474,6 +573,12 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             Op::PowerCut(seed) => w.reopen(ctx, Some(seed))?,
         }
         w.check_stats(ctx)?;
+        if matches!(
+            op,
+            Op::Settle { .. } | Op::Retry | Op::Purge { .. } | Op::Reopen | Op::PowerCut(_)
+        ) {
+            w.check_failures(ctx)?;
+        }
     }
     Ok(ops.len())
 }
@@ -501,6 +606,8 @@ fn shrink(mut ops: Vec<Op>) -> Vec<Op> {
 fn model_random_operations_agree_with_an_in_memory_queue() {
     // Small segments, so that roll-over and reclaim happen all the time.
     TEST_SEGMENT_LIMIT.with(|l| l.set(300));
+    // And a failures file compacted as soon as it has a few dead frames.
+    TEST_COMPACT_MIN.with(|l| l.set(4));
     let target: usize = std::env::var("SPOOLMQ_MODEL_OPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -529,6 +636,7 @@ fn model_random_operations_agree_with_an_in_memory_queue() {
         }
     }
     TEST_SEGMENT_LIMIT.with(|l| l.set(crate::store::fs::SEGMENT_LIMIT));
+    TEST_COMPACT_MIN.with(|l| l.set(crate::store::fs::FAILURES_COMPACT_MIN));
     println!("model: {total} operations over {seeds} seeds, {divergences} divergences");
     assert_eq!(divergences, 0, "{report}");
 }

@@ -62,7 +62,24 @@ const PAYLOAD_FIXED: usize = 40;
 /// No payload is longer (the texts are cut far below this when kept).
 pub(super) const MAX_PAYLOAD: usize = 64 * 1024;
 /// Below this many frames the file is never rewritten.
-pub(super) const COMPACT_MIN: u64 = 64;
+pub(crate) const COMPACT_MIN: u64 = 64;
+
+#[cfg(test)]
+thread_local! {
+    /// The model test lowers [`COMPACT_MIN`] so that compaction happens often.
+    pub(crate) static TEST_COMPACT_MIN: std::cell::Cell<u64> = const { std::cell::Cell::new(COMPACT_MIN) };
+}
+
+fn compact_min() -> u64 {
+    #[cfg(test)]
+    {
+        TEST_COMPACT_MIN.with(|l| l.get())
+    }
+    #[cfg(not(test))]
+    {
+        COMPACT_MIN
+    }
+}
 
 fn header() -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -275,7 +292,7 @@ impl FailLog {
     /// Whether rewriting would pay: more than [`COMPACT_MIN`] frames, fewer
     /// than half of them `live`.
     pub(super) fn worth_compacting(&self, live: u64) -> bool {
-        self.frames > COMPACT_MIN && live * 2 < self.frames
+        self.frames > compact_min() && live * 2 < self.frames
     }
 
     /// Appends `items` and syncs (durable on return).

@@ -133,6 +133,8 @@ pub(crate) mod check;
 mod checkpoint;
 mod commit;
 mod failures;
+#[cfg(test)]
+pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 pub mod index;
 mod key;
 mod open;
