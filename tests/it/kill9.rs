@@ -1,4 +1,5 @@
-// Producers, consumers (pop+ack and `exec --loop`) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool. A bulk `push --lines` killed while it writes keeps every id it printed.
+// Producers, consumers (pop+ack and `exec --loop`, whose command fails for some messages, so
+// that failures are recorded) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool. A bulk `push --lines` killed while it writes keeps every id it printed.
 
 use common::*;
 use std::collections::BTreeSet;
@@ -61,9 +62,13 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         let other: Vec<String> = if rng.below(3) == 0 {
             vec!["fsck".into(), "--repair".into()]
         } else {
-            let cmd = format!("cat >> '{}'; echo >> '{}'", log.display(), log.display());
+            // Bodies ending in 3 fail: their nacks record failures (the failures file).
+            let cmd = format!(
+                "b=$(cat); echo \"$b\" >> '{}'; case $b in *3) echo boom >&2; exit 1;; esac",
+                log.display()
+            );
             [
-                "exec", "q", "--loop", "--lease", "3s", "--", "sh", "-c", &cmd,
+                "exec", "q", "--loop", "--lease", "3s", "--backoff", "0", "--", "sh", "-c", &cmd,
             ]
             .map(String::from)
             .to_vec()
@@ -92,8 +97,9 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
                     out.fails(4);
                 }
                 (Job::Ack(bodies), None) => maybe_acked.extend(bodies),
+                // `exec` exits 1 when a command failed (a message ending in 3).
                 (Job::Other(args), Some(out)) => assert!(
-                    [0, 3].contains(&out.code),
+                    [0, 3].contains(&out.code) || (args[0] == "exec" && out.code == 1),
                     "`{}` exited {}: {}",
                     args.join(" "),
                     out.code,
@@ -139,6 +145,21 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
             "{m} was acked (exit 0) and delivered again"
         );
     }
+    // Every failure recorded is whole: the failing command's, with its stderr.
+    let out = s.run(&["export", "q"]);
+    out.ok();
+    assert!(out.stderr.is_empty(), "damage reported: {}", out.stderr);
+    let failed: Vec<_> = out
+        .json()
+        .into_iter()
+        .filter(|m| !m["last_failure"].is_null())
+        .collect();
+    assert!(!failed.is_empty(), "no failure was recorded");
+    for m in &failed {
+        let f = &m["last_failure"];
+        assert!(body(m).ends_with('3'), "{m}");
+        assert_eq!((f["how"].as_str(), f["stderr"].as_str()), (Some("exit status 1"), Some("boom\n")), "{m}");
+    }
     let st = s.stats("q");
     let sum: u64 = [
         "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
@@ -159,10 +180,11 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         "{st}"
     );
     eprintln!(
-        "kill -9: {kills} kills, {} pushes confirmed, {} acks confirmed, {} left, 0 lost, {:.1}s",
+        "kill -9: {kills} kills, {} pushes confirmed, {} acks confirmed, {} left, {} with a failure recorded, 0 lost, {:.1}s",
         pushed.len(),
         acked.len(),
         left.len(),
+        failed.len(),
         started.elapsed().as_secs_f64()
     );
 }
