@@ -186,14 +186,15 @@ impl Fixture {
         // 10-12 dead.
         let msgs = template.pop_json(Q, &["--count", "3", "--max-attempts", "1"]);
         let rs: Vec<&str> = msgs.iter().map(receipt).collect();
-        template.nack(Q, &rs, &["--max-attempts", "1"]);
+        template.nack(Q, &rs, &["--max-attempts", "1", "--reason", "gave up"]);
         for m in &msgs {
             states[idx(&ids, m)] = St::Dead;
         }
-        // 13-14 delivered once and given back; 15-30 never delivered.
+        // 13-14 delivered once and given back, with a reason (the failures file); 15-30 never
+        // delivered.
         let msgs = template.pop_json(Q, &["--count", "2"]);
         let rs: Vec<&str> = msgs.iter().map(receipt).collect();
-        template.nack(Q, &rs, &[]);
+        template.nack(Q, &rs, &["--reason", "flaky upstream"]);
 
         let segs = template.segment_files(Q);
         assert_eq!(segs.len(), 1, "one segment expected: {segs:?}");
@@ -1382,6 +1383,59 @@ fn damage_to_the_reserve_file_is_transparent() {
     });
 }
 
+// ---------------------------------------------------------------- failures
+
+/// The failures file holds only what went wrong with past attempts: damage to it (a byte
+/// flipped anywhere, cut anywhere, garbage appended, garbage in its place, deleted) changes no
+/// message; `inspect` and `peek --dead` still answer (a damaged record is a notice naming the
+/// file and offset, its failure unknown); `fsck` may find it and `--repair` leaves a sound file.
+#[test]
+fn damage_to_the_failures_file_loses_no_message() {
+    let f = Fixture::build(26);
+    let mut rng = Rng::new(2626);
+    rounds(12, |round| {
+        let s = f.copy();
+        let path = f.file(&s, "failures");
+        let len = fs::metadata(&path).unwrap().len();
+        let what = match round % 6 {
+            0 | 1 => {
+                let at = rng.below(len);
+                flip(&path, &[at], &mut rng);
+                format!("byte {at} flipped")
+            }
+            2 | 3 => {
+                let at = rng.below(len);
+                truncate(&path, at);
+                format!("cut at {at}")
+            }
+            4 if round < 6 => {
+                append(&path, &rng.bytes(200));
+                "garbage appended".into()
+            }
+            4 => {
+                fs::write(&path, rng.bytes(3000)).unwrap();
+                "garbage in its place".into()
+            }
+            _ => {
+                fs::remove_file(&path).unwrap();
+                "removed".into()
+            }
+        };
+        let ctx = format!("failures {what}");
+        for args in [vec!["peek", Q, "--dead", "--json"], vec!["export", Q]] {
+            let out = sm(&s, &args);
+            out.ok();
+            stderr_well_formed(&out);
+            for l in out.stderr.lines() {
+                assert!(l.contains("failures: offset "), "{ctx}: {l}");
+            }
+        }
+        f.check_transparent_to_messages(&s, true, &ctx);
+        let out = sm(&s, &["export", Q]);
+        assert!(out.stderr.is_empty(), "{ctx}: repaired, yet {}", out.stderr);
+    });
+}
+
 // ---------------------------------------------------------------- lock
 
 #[test]
@@ -1481,7 +1535,10 @@ impl RootFixture {
         // The rest of a full workload: a nack, a dead letter, a purge.
         go(&["push", "c", "c1", "c2"], false);
         let popped = go(&["pop", "c", "--json"], false).json();
-        go(&["nack", "c", receipt(&popped[0])], false);
+        go(
+            &["nack", "c", "--reason", "flaky", receipt(&popped[0])],
+            false,
+        );
         let popped = go(&["pop", "c", "--json", "--max-attempts", "1"], false).json();
         go(
             &["nack", "c", "--max-attempts", "1", receipt(&popped[0])],
@@ -1937,6 +1994,7 @@ const COVERED: &[(&str, fn())] = &[
         a_damaged_or_missing_key_id_file_is_found_and_repaired_with_the_key,
     ),
     ("Q/reserve", damage_to_the_reserve_file_is_transparent),
+    ("Q/failures", damage_to_the_failures_file_loses_no_message),
 ];
 
 /// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
@@ -1996,6 +2054,7 @@ fn every_file_a_full_workload_leaves_has_a_corruption_case() {
         "Q/key",
         "Q/reserve",
         "Q/lock",
+        "Q/failures",
     ] {
         assert!(
             seen.contains(kind),
