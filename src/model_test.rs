@@ -304,7 +304,7 @@ impl World {
         // Half the time one of the three latest (most likely still live),
         // else any receipt handed out so far (most likely stale).
         let n = self.receipts.len();
-        let at = if pick % 2 == 0 {
+        let at = if pick.is_multiple_of(2) {
             n - 1 - (pick / 2) % n.min(3)
         } else {
             pick % n
@@ -439,7 +439,7 @@ impl World {
         let live: Vec<&MMsg> = (self.model.msgs.iter())
             .filter(|m| m.state != MState::Gone)
             .collect();
-        let m = if pick % 2 == 0 && !live.is_empty() {
+        let m = if pick.is_multiple_of(2) && !live.is_empty() {
             live[(pick / 2) % live.len()].clone()
         } else {
             self.model.msgs[pick % self.model.msgs.len()].clone()
