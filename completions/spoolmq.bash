@@ -1241,7 +1241,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__purge)
-            opts="-h --dir --store --url --json --key-file --dead --help"
+            opts="-h --dir --store --url --json --key-file --dead --older-than --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1260,6 +1260,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -184,6 +184,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --store 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]'
             cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]'
+            cand --older-than 'With --dead: only the dead letters dead for at least DUR'
             cand --json 'Print JSON, one object per line'
             cand --dead 'Purge the dead letters instead'
             cand -h 'Print help'

@@ -1,5 +1,6 @@
 //! The model test: seeded random sequences of push, pop, ack, nack (some
-//! recording a failure), extend, retry, purge, peek, inspect, clock jumps,
+//! recording a failure), extend, retry, purge (of dead letters, some only
+//! those dead for a while), peek, inspect, clock jumps,
 //! reopens and power cuts, run against the
 //! engine (on [`SimFs`]) and against [`Model`], a list of messages with
 //! states; every answer and every counter must agree.
@@ -46,8 +47,10 @@ enum Op {
         reason: bool,
     },
     Retry,
+    /// With `older_than`, only dead letters dead for at least that many ms.
     Purge {
         dead: bool,
+        older_than: Option<u64>,
     },
     Peek {
         count: usize,
@@ -93,6 +96,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
             8 => Op::Retry,
             9 if r.below(4) == 0 => Op::Purge {
                 dead: r.below(2) == 0,
+                older_than: (r.below(2) == 0).then(|| r.below(3000)),
             },
             10 => Op::Peek {
                 count: 1 + r.below(4) as usize,
@@ -116,7 +120,8 @@ enum MState {
         max: u32,
         receipt: String,
     },
-    Dead,
+    /// Since when (a nack's time, or the end of the lease that ran out).
+    Dead(u64),
     Gone,
 }
 
@@ -147,7 +152,7 @@ impl Model {
             MState::Delayed(t) if *t <= now => MState::Ready,
             MState::Leased { until, max, .. } if *until <= now => {
                 if m.attempts >= *max {
-                    MState::Dead
+                    MState::Dead(*until)
                 } else {
                     MState::Ready
                 }
@@ -163,7 +168,7 @@ impl Model {
                 MState::Ready => r += 1,
                 MState::Delayed(_) => d += 1,
                 MState::Leased { .. } => l += 1,
-                MState::Dead => dead += 1,
+                MState::Dead(_) => dead += 1,
                 MState::Gone => continue,
             }
             bytes += m.body.len() as u64;
@@ -348,7 +353,7 @@ impl World {
                         m.failure = Some((format!("failed at step {step}"), m.attempts));
                     }
                     m.state = if m.attempts >= max {
-                        MState::Dead
+                        MState::Dead(now)
                     } else if delay > 0 {
                         MState::Delayed(now + delay)
                     } else {
@@ -370,7 +375,7 @@ impl World {
         let moved = self.q().retry(&[], now).map_err(|x| e(ctx, x))?.moved;
         let mut n = 0;
         for m in self.model.msgs.iter_mut() {
-            if Model::eff(m, now) == MState::Dead {
+            if matches!(Model::eff(m, now), MState::Dead(_)) {
                 m.state = MState::Ready;
                 m.attempts = 0;
                 n += 1;
@@ -382,14 +387,17 @@ impl World {
         Ok(())
     }
 
-    fn purge(&mut self, ctx: &str, dead: bool) -> Result<(), String> {
+    fn purge(&mut self, ctx: &str, dead: bool, older_than: Option<u64>) -> Result<(), String> {
         let now = self.now;
-        let n = self.q().purge(dead, now).map_err(|x| e(ctx, x))?;
+        let n = self
+            .q()
+            .purge(dead, older_than.map(Duration::from_millis), now)
+            .map_err(|x| e(ctx, x))?;
         let mut m_n = 0;
         for m in self.model.msgs.iter_mut() {
             let s = Model::eff(m, now);
             let take = if dead {
-                s == MState::Dead
+                matches!(s, MState::Dead(t) if older_than.is_none_or(|o| t + o <= now))
             } else {
                 matches!(s, MState::Ready | MState::Delayed(_))
             };
@@ -445,24 +453,24 @@ impl World {
             self.model.msgs[pick % self.model.msgs.len()].clone()
         };
         let got = self.q().inspect(&m.id, now).map_err(|x| e(ctx, x))?;
-        let want_state = match Model::eff(&m, now) {
-            MState::Ready => Some("ready"),
-            MState::Delayed(_) => Some("delayed"),
-            MState::Leased { .. } => Some("leased"),
-            MState::Dead => Some("dead"),
-            MState::Gone => None,
+        let (want_state, dead_at) = match Model::eff(&m, now) {
+            MState::Ready => (Some("ready"), None),
+            MState::Delayed(_) => (Some("delayed"), None),
+            MState::Leased { .. } => (Some("leased"), None),
+            MState::Dead(t) => (Some("dead"), Some(t)),
+            MState::Gone => (None, None),
         };
         let got = got.map(|i| {
             let f = i.last_failure.map(|f| match f.how {
                 How::Reason(r) => (r, f.attempt),
                 other => (format!("{other:?}"), f.attempt),
             });
-            (i.state, i.attempts, f)
+            (i.state, i.attempts, i.dead_at_ms, f)
         });
-        let want = want_state.map(|s| (s.to_string(), m.attempts, m.failure.clone()));
+        let want = want_state.map(|s| (s.to_string(), m.attempts, dead_at, m.failure.clone()));
         if got != want {
             return Err(format!(
-                "{ctx}: inspect {} gave (state, attempts, failure) {got:?}, model {want:?}",
+                "{ctx}: inspect {} gave (state, attempts, dead since, failure) {got:?}, model {want:?}",
                 m.id
             ));
         }
@@ -566,7 +574,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             Op::Settle { .. } => w.settle(ctx, step, op)?,
             Op::Inspect { pick } => w.inspect(ctx, pick)?,
             Op::Retry => w.retry(ctx)?,
-            Op::Purge { dead } => w.purge(ctx, dead)?,
+            Op::Purge { dead, older_than } => w.purge(ctx, dead, older_than)?,
             Op::Peek { count } => w.peek(ctx, count)?,
             Op::Advance(ms) => w.now += ms,
             Op::Reopen => w.reopen(ctx, None)?,

@@ -267,7 +267,7 @@ impl Ctx {
         self.q
             .as_mut()
             .expect("the queue is open")
-            .purge(false, self.seen.now)?;
+            .purge(false, None, self.seen.now)?;
         self.seen.maybe_gone.clear();
         // Only what was ready (or delayed) went; here nothing is delayed.
         self.seen.gone.extend(ready.intersection(&targets).cloned());

@@ -89,6 +89,8 @@ pub struct Inspected {
     pub lease_until_ms: Option<u64>,
     /// Body length in bytes, as stored.
     pub len: u32,
+    /// Dead: when it became a dead letter, if known ([`dead_since`]).
+    pub dead_at_ms: Option<u64>,
     pub last_failure: Option<Failure>,
 }
 
@@ -133,6 +135,8 @@ pub struct Exported {
     pub pushed_at_ms: u64,
     /// For a delayed message: when it becomes ready.
     pub ready_at_ms: Option<u64>,
+    /// For a dead letter: when it became one, if known ([`dead_since`]).
+    pub dead_at_ms: Option<u64>,
     pub body: Vec<u8>,
     /// Its last failure, if it had one.
     pub last_failure: Option<Failure>,
@@ -182,6 +186,19 @@ fn standing(m: &Meta, now: u64) -> Standing {
         }
         State::Delayed | State::Leased => Standing::Waiting,
         _ => Standing::Done,
+    }
+}
+
+/// When a dead letter (or a lease that ran out on its last attempt) became
+/// one: a dead letter keeps that time in `until_ms` (a nack's time, or the
+/// end of the lease that ran out). `None` for any other state, and for a
+/// dead letter whose time is not known (0: made by a release before dead
+/// letters kept it, or rebuilt by `fsck --repair`).
+fn dead_since(m: &Meta, now: u64) -> Option<u64> {
+    match standing(m, now) {
+        Standing::Expired => Some(m.until_ms),
+        Standing::Done if m.state == State::Dead && m.until_ms > 0 => Some(m.until_ms),
+        _ => None,
     }
 }
 
@@ -469,9 +486,13 @@ impl Queue {
                 }
                 Standing::Expired => {
                     seen.insert(m.seq);
+                    // Dead since its lease ran out (`dead_since`).
                     changes.push(Change {
                         old: m.state,
-                        new: moved(m, State::Dead),
+                        new: Meta {
+                            until_ms: m.until_ms,
+                            ..moved(m, State::Dead)
+                        },
                     });
                 }
                 Standing::Waiting | Standing::Done => {}
@@ -656,6 +677,7 @@ impl Queue {
             ready_at_ms: (state == "delayed").then_some(m.until_ms),
             lease_until_ms: (state == "leased").then_some(m.until_ms),
             len: m.len,
+            dead_at_ms: dead_since(&m, now),
             last_failure,
         }))
     }
@@ -740,7 +762,11 @@ impl Queue {
             let delay = retry.delay(m.attempts, backoff::unit(seed, m.seq));
             // 0 means no limit, as for a lease that runs out (`standing`).
             if max_attempts > 0 && m.attempts >= max_attempts {
-                moved(m, State::Dead)
+                // Dead since now (`dead_since`).
+                Meta {
+                    until_ms: now,
+                    ..moved(m, State::Dead)
+                }
             } else if delay.is_zero() {
                 moved(m, State::Ready)
             } else {
@@ -831,15 +857,19 @@ impl Queue {
     }
 
     /// Deletes every ready and delayed message (or, with `dead`, every dead
-    /// letter). Returns how many.
-    pub fn purge(&mut self, dead: bool, now: u64) -> Result<u64> {
+    /// letter; with `older_than` too, only those dead for at least that
+    /// long, as [`dead_since`] knows: one whose time is unknown is kept).
+    /// Returns how many.
+    pub fn purge(&mut self, dead: bool, older_than: Option<Duration>, now: u64) -> Result<u64> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
         let mut changes = Vec::new();
         let from = if dead { Scan::Live } else { Scan::Pending };
+        let cutoff = older_than.map(|d| now.saturating_sub(ms(d)));
         q.store.scan(from, &mut |m| {
             let take = if dead {
-                m.state == State::Dead || standing(m, now) == Standing::Expired
+                let is_dead = m.state == State::Dead || standing(m, now) == Standing::Expired;
+                is_dead && cutoff.is_none_or(|c| dead_since(m, now).is_some_and(|t| t <= c))
             } else {
                 matches!(m.state, State::Ready | State::Delayed)
                     || standing(m, now) == Standing::Deliverable
@@ -881,6 +911,7 @@ impl Queue {
                 attempts: m.attempts,
                 pushed_at_ms: m.pushed_at_ms,
                 ready_at_ms: (state == "delayed").then_some(m.until_ms),
+                dead_at_ms: dead_since(&m, now),
                 body,
                 last_failure,
             });
@@ -901,7 +932,7 @@ impl Queue {
         let now = q.clock(now)?;
         let plan: Vec<(String, u32, u64)> = msgs
             .iter()
-            .map(|m| (m.state.clone(), m.attempts, m.ready_at_ms.unwrap_or(0)))
+            .map(|m| (m.state.clone(), m.attempts, m.dead_at_ms.unwrap_or(0)))
             .collect();
         let mut news = msgs.iter().map(|m| {
             let not_before = m
@@ -918,7 +949,7 @@ impl Queue {
             .collect();
         q.store.record_failures(&failures)?;
         let mut changes = Vec::new();
-        for (seq, (state, attempts, _)) in seqs.iter().zip(&plan) {
+        for (seq, (state, attempts, dead_at)) in seqs.iter().zip(&plan) {
             if state == "dead"
                 && let Some(m) = q.store.get(*seq)?
             {
@@ -926,6 +957,8 @@ impl Queue {
                     old: m.state,
                     new: Meta {
                         attempts: *attempts,
+                        // Unknown (an export made before it was kept) stays unknown.
+                        until_ms: *dead_at,
                         ..moved(&m, State::Dead)
                     },
                 });

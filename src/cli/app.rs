@@ -767,7 +767,7 @@ fn cmd_purge(
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
     let mut q = spool.open_existing_queue(&a.queue)?;
-    let n = q.purge(a.dead, now_ms())?;
+    let n = q.purge(a.dead, a.older_than, now_ms())?;
     if json {
         writeln!(out, "{}", output::count_json("purged", n))?;
     } else {

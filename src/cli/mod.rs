@@ -145,7 +145,14 @@ pub enum Command {
     )]
     Inspect(Lazy<InspectArgs>),
     /// Delete every ready and delayed message (or, with --dead, every dead letter)
-    #[command(after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead")]
+    #[command(
+        after_help = "Examples:\n  spoolmq purge jobs\n  spoolmq purge jobs --dead\n  spoolmq purge jobs --dead --older-than 7d   # retention, from cron\n\n\
+                      --older-than counts from when each message became a dead letter (its last nack, or the end \
+                      of the lease that ran out on its last attempt), as `inspect` and `export` show it \
+                      (dead_at_ms). A dead letter whose time is not known (made by an older spoolmq, or \
+                      rebuilt by fsck --repair) is kept: only `purge --dead` without --older-than \
+                      removes it."
+    )]
     Purge(Lazy<PurgeArgs>),
     /// Check every record and the index; --repair fixes what it finds
     #[command(after_help = "Examples:\n  spoolmq fsck\n  spoolmq fsck jobs --repair")]
@@ -474,6 +481,9 @@ pub struct PurgeArgs {
     /// Purge the dead letters instead
     #[arg(long)]
     pub dead: bool,
+    /// With --dead: only the dead letters dead for at least DUR
+    #[arg(long, value_name = "DUR", value_parser = duration, requires = "dead")]
+    pub older_than: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

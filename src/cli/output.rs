@@ -392,6 +392,9 @@ pub fn inspected_json(m: &Inspected) -> String {
     if let Some(t) = m.lease_until_ms {
         o.insert("lease_until_ms".into(), json!(t));
     }
+    if let Some(t) = m.dead_at_ms {
+        o.insert("dead_at_ms".into(), json!(t));
+    }
     o.insert("bytes".into(), json!(m.len));
     o.insert(
         "last_failure".into(),
@@ -428,6 +431,12 @@ pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
             format!("{t} (in {})", human_age(t.saturating_sub(now_ms))),
         );
     }
+    if let Some(t) = m.dead_at_ms {
+        line(
+            "dead since:",
+            format!("{t} ({} ago)", human_age(now_ms.saturating_sub(t))),
+        );
+    }
     line("bytes:", m.len.to_string());
     match &m.last_failure {
         None => line("last failure:", "none".into()),
@@ -462,6 +471,9 @@ pub fn write_exported_json<W: Write + ?Sized>(
     ];
     if let Some(t) = m.ready_at_ms {
         members.push(("ready_at_ms", json!(t)));
+    }
+    if let Some(t) = m.dead_at_ms {
+        members.push(("dead_at_ms", json!(t)));
     }
     if let Some(f) = &m.last_failure {
         members.push(("last_failure", failure_value(f)));
@@ -524,6 +536,8 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
     if state == "delayed" && ready_at_ms.is_none() {
         return Err("a delayed message needs ready_at_ms (when it becomes ready)".into());
     }
+    // Exports made before dead letters kept their time have none: unknown.
+    let dead_at_ms = whole("dead_at_ms", latest, time_rule)?.filter(|_| state == "dead");
     // Exports made before failures were kept have no such field.
     let last_failure = match v.get("last_failure") {
         None | Some(Value::Null) => None,
@@ -539,6 +553,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         attempts,
         pushed_at_ms,
         ready_at_ms,
+        dead_at_ms,
         body,
         last_failure,
     })
@@ -868,6 +883,7 @@ mod tests {
             state: "delayed".into(),
             attempts: 2,
             pushed_at_ms: 5,
+            dead_at_ms: None,
             ready_at_ms: Some(9),
             body: b"\xff\x00".to_vec(),
             last_failure: None,

@@ -89,7 +89,7 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
         left -= n;
     }
     let push_seconds = started.elapsed().as_secs_f64();
-    q.purge(false, now_ms())?;
+    q.purge(false, None, now_ms())?;
     drop(q);
 
     // Latency: producers and consumers in their own processes.

@@ -59,6 +59,11 @@ impl Kitchen {
 
     /// Runs a recipe with bash; returns its stdout.
     fn cook(&self, name: &str) -> String {
+        self.cook_with(name, &[])
+    }
+
+    /// [`Kitchen::cook`] with more environment variables.
+    fn cook_with(&self, name: &str, env: &[(&str, &str)]) -> String {
         let all = recipes();
         let recipe = all
             .get(name)
@@ -80,6 +85,7 @@ impl Kitchen {
             .env("SPOOLMQ_DIR", &self.s.dir)
             .env("SPOOLMQ_STORE", STORE)
             .env_remove("XDG_DATA_HOME")
+            .envs(env.iter().copied())
             .output()
             .expect("bash");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -130,6 +136,7 @@ fn every_recipe_in_the_readme_has_a_test() {
             "long-exec",
             "long-script",
             "monitoring",
+            "retention",
             "shell-loop",
             "xargs"
         ]
@@ -195,6 +202,26 @@ fn xargs_fan_out_processes_every_message_once() {
     k.cook("xargs");
     assert_eq!(k.log().len(), 8);
     assert_counts(&k.stats("pages"), &[("acked", 8), ("ready", 0)]);
+}
+
+/// The retention recipe keeps a young dead letter and removes one two weeks old (the clock
+/// moved 15 days on through the test builds' skew; PostgreSQL keeps its own clock, so there
+/// only the first half is checked).
+#[test]
+fn the_retention_recipe_purges_only_dead_letters_older_than_two_weeks() {
+    let k = Kitchen::new();
+    k.s.push("thumbs", &["broken.png", "fine.png"]);
+    let m = k.s.pop_one("thumbs", &["--max-attempts", "1"]);
+    k.s.nack("thumbs", &[receipt(&m)], &["--max-attempts", "1"]);
+    assert_eq!(k.cook("retention"), "0\n");
+    assert_counts(&k.stats("thumbs"), &[("dead", 1), ("ready", 1)]);
+    if STORE == "postgres" {
+        return;
+    }
+    let skew = (15 * 86_400_000u64).to_string();
+    let out = k.cook_with("retention", &[("SPOOLMQ_TEST_CLOCK_SKEW_MS", &skew)]);
+    assert_eq!(out, "1\n");
+    assert_counts(&k.stats("thumbs"), &[("dead", 0), ("ready", 1)]);
 }
 
 #[test]

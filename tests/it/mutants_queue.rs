@@ -280,10 +280,11 @@ fn a_message_leaving_its_lease_keeps_no_lease_end_and_no_receipt_tag_in_its_slot
     .into_result()
     .unwrap();
     drop(q);
-    for (id, state) in [(&ids[0], State::Ready), (&ids[1], State::Dead)] {
+    // A dead letter keeps, in place of the lease end, when it died (the nack's time).
+    for (id, state, until) in [(&ids[0], State::Ready, 0), (&ids[1], State::Dead, T0 + 1)] {
         let m = stored(&tmp, id);
         assert_eq!(m.state, state);
-        assert_eq!(m.until_ms, 0, "{state:?}");
+        assert_eq!(m.until_ms, until, "{state:?}");
         assert_eq!(m.receipt, [0; 12], "{state:?}");
     }
 }
@@ -572,7 +573,7 @@ fn stats_visits_only_the_leased_and_delayed_messages_and_the_oldest_ready_one() 
         .unwrap()
         .into_result()
         .unwrap();
-    q.purge(false, T0 + 2_000).unwrap();
+    q.purge(false, None, T0 + 2_000).unwrap();
     push(
         &mut q,
         &["r0", "r1", "r2", "r3"],
@@ -654,6 +655,7 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         attempts,
         pushed_at_ms: T0 - 10_000,
         ready_at_ms,
+        dead_at_ms: None,
         body: body.as_bytes().to_vec(),
         last_failure: None,
     }

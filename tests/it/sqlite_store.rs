@@ -427,4 +427,14 @@ fn a_database_of_schema_3_keeps_every_message_and_then_records_failures() {
     assert_eq!(after[0]["last_failure"]["attempt"], 1);
     let fsck = go(&["fsck"]);
     assert_eq!(fsck.code, 0, "{}{}", fsck.stdout_str(), fsck.stderr);
+    // Its dead letter was made before dead letters kept their time: unknown, so retention by
+    // age keeps it, and only a plain `purge --dead` removes it.
+    assert!(after[1]["dead_at_ms"].is_null(), "{}", after[1]);
+    assert_eq!(
+        go(&["purge", "work", "--dead", "--older-than", "0s"])
+            .ok()
+            .stdout_str(),
+        "0\n"
+    );
+    assert_eq!(go(&["purge", "work", "--dead"]).ok().stdout_str(), "1\n");
 }

@@ -557,3 +557,77 @@ fn purge_dead_deletes_only_the_dead_letters() {
     );
     assert_eq!(bodies(&s.pop_json("q", &["--count", "10"])), ["ready"]);
 }
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn dead_at(s: &Spool, q: &str, id: &str) -> Option<u64> {
+    let out = s.run(&["inspect", q, id, "--json"]);
+    out.ok();
+    out.json()[0]["dead_at_ms"].as_u64()
+}
+
+/// A dead letter keeps when it died (its last nack, or the end of the lease that ran out on
+/// its last attempt): `inspect` and `export` show it as `dead_at_ms`, `import` and `migrate`
+/// keep it, and `purge --dead --older-than DUR` removes only those dead for at least DUR.
+#[test]
+fn purge_dead_older_than_takes_only_the_letters_dead_that_long() {
+    let s = Spool::new();
+    let ids = s.push("q", &["first", "second", "lapsed"]);
+    let msgs = s.pop_json("q", &["--count", "2", "--max-attempts", "1"]);
+    let t0 = epoch_ms();
+    s.nack("q", &[receipt(&msgs[0])], &["--max-attempts", "1"]);
+    let t1 = epoch_ms();
+    let first = dead_at(&s, "q", &ids[0]).expect("first has its time");
+    assert!((t0..=t1).contains(&first), "{t0} <= {first} <= {t1}");
+    let plain = s.run(&["inspect", "q", &ids[0]]);
+    assert!(
+        plain.ok().stdout_str().contains(&format!("dead since:   {first} (")),
+        "{}",
+        plain.stdout_str()
+    );
+    sleep_ms(600);
+    s.nack("q", &[receipt(&msgs[1])], &["--max-attempts", "1"]);
+    // The third dies when its 200 ms lease runs out on its last attempt.
+    let before = epoch_ms();
+    s.pop_json("q", &["--lease", "200ms", "--max-attempts", "1"]);
+    sleep_ms(300);
+    let lapsed = dead_at(&s, "q", &ids[2]).expect("a lapsed lease has its time");
+    assert!(
+        (before + 200..=before + 300).contains(&lapsed),
+        "died when its lease ran out: {lapsed} vs pop at {before}"
+    );
+    // Exported and imported with the time; old exports (no field) import as unknown.
+    let out = s.run(&["export", "q"]);
+    out.ok();
+    let lines = out.stdout_str();
+    assert_eq!(lines.matches("\"dead_at_ms\":").count(), 3, "{lines}");
+    s.run_stdin(&["import", "copy"], lines.as_bytes()).ok();
+    let copied: Vec<u64> = s
+        .run(&["export", "copy"])
+        .ok()
+        .json()
+        .iter()
+        .map(|m| m["dead_at_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(copied[0], first);
+    // Only `first` has been dead for 500 ms.
+    let out = s.run(&["purge", "q", "--dead", "--older-than", "500ms"]);
+    assert_eq!(out.ok().stdout_str(), "1\n");
+    assert!(dead_at(&s, "q", &ids[1]).is_some(), "second is still there");
+    assert_eq!(
+        s.run(&["purge", "q", "--dead", "--older-than", "1h", "--json"])
+            .ok()
+            .stdout_str(),
+        "{\"purged\":0}\n"
+    );
+    assert_eq!(s.run(&["purge", "q", "--dead"]).ok().stdout_str(), "2\n");
+    // --older-than needs --dead (ready messages are purged by `purge` alone).
+    s.run(&["purge", "q", "--older-than", "1h"]).fails(2);
+    let st = s.stats("q");
+    assert_eq!((num(&st, "dead"), num(&st, "purged")), (0, 3), "{st}");
+}
