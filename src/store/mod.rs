@@ -94,7 +94,8 @@ pub struct Meta {
     /// applied if the lease expires.
     pub max_attempts: u32,
     pub pushed_at_ms: u64,
-    /// Leased: when the lease ends. Delayed: when it becomes ready. Else 0.
+    /// Leased: when the lease ends. Delayed: when it becomes ready. Dead:
+    /// when it became a dead letter (0 if not known). Else 0.
     pub until_ms: u64,
     /// Leased: the current delivery's receipt tag. Else zero.
     pub receipt: ReceiptTag,

@@ -11,7 +11,10 @@
 //! ```
 //! `state` 0 means "never written" (a hole in the file reads as zeros); the
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
-//! segment file, `offset` where the record starts in it.
+//! segment file, `offset` where the record starts in it. `until` is the
+//! lease end (leased), the time it becomes ready (delayed), when it became
+//! a dead letter (dead; 0 when not known: slots written before dead letters
+//! kept it), else 0.
 //!
 //! Slot 0 (seq 0 is never a message) holds the file's *stamp*: the
 //! generation of the last header written over these slots, twice, so that
