@@ -352,16 +352,17 @@ fn repair(c: &mut Ctx) -> Step {
 /// messages acked) so that the next record compacts it (tmp, rename), and
 /// one more appended to the compacted file.
 fn failures(c: &mut Ctx) -> Step {
-    let many: Vec<String> = (0..70).map(|i| format!("many-{i}")).collect();
+    let many: Vec<String> = (0..125).map(|i| format!("many-{i}")).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     c.push(&refs)?;
     c.push(&["a", "b"])?;
-    c.pop(100, 60_000, 5)?;
-    c.fail(70, "doomed")?;
+    c.pop(200, 60_000, 5)?;
+    c.fail(125, "doomed")?;
     c.fail(2, "first")?;
-    c.pop(100, 60_000, 5)?;
+    c.pop(200, 60_000, 5)?;
     c.ack_where("many-")?;
-    c.fail(1, "replaced")?; // a: 73 frames, 2 live: compacted
+    // a: the 128th frame, when the file is looked at; 2 of 127 live: compacted.
+    c.fail(1, "replaced")?;
     let file = c.fs.read(&dir().join("failures")).map_or(0, |b| b.len());
     assert!(file < 1000, "the failures file was compacted: {file} bytes");
     c.pop(1, 60_000, 5)?;

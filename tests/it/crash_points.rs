@@ -358,20 +358,21 @@ fn a_nack_that_dies_while_recording_its_failure_keeps_every_earlier_failure() {
     ];
     for (point, compacting) in cases {
         let s = Spool::new();
-        let dead: Vec<String> = (0..if compacting { 70 } else { 0 })
+        // 126 + `kept`: the crashing nack's frame is the 128th, when the file is looked at.
+        let dead: Vec<String> = (0..if compacting { 126 } else { 0 })
             .map(|i| format!("dead-{i}"))
             .collect();
         let mut all: Vec<&str> = vec!["kept", "crashed"];
         all.extend(dead.iter().map(String::as_str));
         let ids = s.push("q", &all);
-        let msgs = s.pop_json("q", &["--count", "100", "--lease", "1h"]);
+        let msgs = s.pop_json("q", &["--count", "200", "--lease", "1h"]);
         let of = |b: &str| receipt(msgs.iter().find(|m| body(m) == b).unwrap()).to_string();
         let mut first: Vec<String> = dead.iter().map(|b| of(b)).collect();
         first.push(of("kept"));
         let first: Vec<&str> = first.iter().map(String::as_str).collect();
         s.nack("q", &first, &["--reason", "first"]);
         if compacting {
-            let again = s.pop_json("q", &["--count", "100", "--lease", "1h"]);
+            let again = s.pop_json("q", &["--count", "200", "--lease", "1h"]);
             let done: Vec<&str> = again
                 .iter()
                 .filter(|m| body(m) != "kept")

@@ -274,8 +274,9 @@ fn a_damaged_failure_record_is_reported_and_skipped() {
     assert_eq!(v["last_failure"]["text"], "third");
 }
 
-/// The failures file is rewritten when more than half of more than 64 frames are dead (their
-/// messages acked), keeping the live messages' failures; below that it only grows.
+/// The failures file is rewritten when, as its frames pass 128 (a power of two above 64),
+/// more than half of them are dead (their messages acked), keeping the live messages'
+/// failures; between those counts it only grows.
 #[test]
 fn the_failures_file_is_compacted_when_most_of_it_is_dead() {
     if STORE != "fs" {
@@ -283,17 +284,18 @@ fn the_failures_file_is_compacted_when_most_of_it_is_dead() {
         return;
     }
     let s = Spool::new();
-    let bodies: Vec<String> = (0..70).map(|i| format!("m{i}")).collect();
+    let bodies: Vec<String> = (0..126).map(|i| format!("m{i}")).collect();
     let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
     s.push("q", &refs);
     let kept = s.push("q", &["kept"]).remove(0);
-    let msgs = s.pop_json("q", &["--count", "71"]);
+    let msgs = s.pop_json("q", &["--count", "127"]);
     let receipts: Vec<&str> = msgs.iter().map(receipt).collect();
     s.nack("q", &receipts, &["--reason", "first round"]);
     let path = s.queue_dir("q").join("failures");
     let full = std::fs::metadata(&path).unwrap().len();
-    // Ack all but `kept`: 70 of the 71 frames are dead, but nothing is rewritten until a record.
-    let msgs = s.pop_json("q", &["--count", "71"]);
+    // Ack all but `kept`: 126 of the 127 frames are dead, but nothing is rewritten until a
+    // record makes them 128.
+    let msgs = s.pop_json("q", &["--count", "127"]);
     let (keep, done): (Vec<&Value>, Vec<&Value>) = msgs.iter().partition(|m| body(m) == "kept");
     s.ack("q", &done.iter().map(|m| receipt(m)).collect::<Vec<_>>());
     assert_eq!(std::fs::metadata(&path).unwrap().len(), full);

@@ -26,9 +26,11 @@
 //! fsynced, renamed into place and the directory fsynced; each
 //! [`crate::store::Store::record_failures`] appends its frames after the
 //! last whole frame (cutting a torn tail first) and `fdatasync`s before
-//! it returns. When more than half of the frames are dead (superseded, or
-//! of a message acked or purged since) and there are more than
-//! [`COMPACT_MIN`], the file is rewritten with the live ones the same way
+//! it returns. Each time the count of frames passes a power of two above
+//! [`COMPACT_MIN`] (128, 256, ...: so the look, a slot read per message in
+//! the file, costs O(1) per frame appended), a record checks how many are
+//! dead (superseded, or of a message acked or purged since); when more
+//! than half are, the file is rewritten with the live ones the same way
 //! the first header was written (temporary file, fsync, rename, directory fsync).
 //!
 //! Reading: the latest whole frame for a seq wins. A frame whose payload
@@ -289,10 +291,20 @@ impl FailLog {
         self.latest.keys().copied()
     }
 
-    /// Whether rewriting would pay: more than [`COMPACT_MIN`] frames, fewer
-    /// than half of them `live`.
+    /// Whether appending `adding` frames is the moment to look at how many
+    /// are dead: when the count of frames passes a power of two above
+    /// [`COMPACT_MIN`]. Looking reads a slot per message in the file, so
+    /// doing it at 128, 256, 512, ... frames costs O(1) per frame appended
+    /// (amortised), where doing it at every record would cost O(frames).
+    pub(super) fn due_for_a_look(&self, adding: u64) -> bool {
+        let bits = |n: u64| u64::BITS - n.leading_zeros();
+        let after = self.frames + adding;
+        after > compact_min() && bits(after) > bits(self.frames)
+    }
+
+    /// Whether rewriting would pay: fewer than half of the frames `live`.
     pub(super) fn worth_compacting(&self, live: u64) -> bool {
-        self.frames > compact_min() && live * 2 < self.frames
+        live * 2 < self.frames
     }
 
     /// Appends `items` and syncs (durable on return).
@@ -494,5 +506,26 @@ mod tests {
         bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 7]);
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(FailLog::load(&*fs, &dir).unwrap().damage.len(), 1);
+    }
+
+    #[test]
+    fn the_file_is_looked_at_when_its_frames_pass_a_power_of_two_above_compact_min() {
+        let at = |frames: u64, adding: u64| {
+            let log = FailLog {
+                path: PathBuf::new(),
+                file: None,
+                end: HEADER_LEN,
+                latest: HashMap::new(),
+                frames,
+                damage: Vec::new(),
+            };
+            log.due_for_a_look(adding)
+        };
+        assert_eq!(COMPACT_MIN, 64);
+        assert!(!at(0, 1) && !at(63, 1) && !at(64, 1) && !at(100, 27));
+        assert!(at(127, 1) && at(100, 28) && at(255, 1) && at(1000, 100));
+        assert!(!at(128, 1) && !at(128, 127));
+        // A batch that jumps past 64 in one record is looked at too.
+        assert!(at(10, 60));
     }
 }

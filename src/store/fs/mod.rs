@@ -402,8 +402,9 @@ impl FsStore {
         Ok(self.failures.insert(log))
     }
 
-    /// [`Store::record_failures`]: appended, or, when most of the file is
-    /// dead, the live failures and these written as a new file.
+    /// [`Store::record_failures`]: appended, or, when it is time to look
+    /// and most of the file is dead, the live failures and these written as
+    /// a new file.
     fn record_failures_fs(&mut self, items: &[(u64, Failure)]) -> Result<()> {
         let mut keep = Vec::new();
         for (seq, f) in items {
@@ -414,6 +415,10 @@ impl FsStore {
         if keep.is_empty() {
             return Ok(());
         }
+        let (fs, dir) = (self.fs.clone(), self.dir.clone());
+        if !self.fail_log()?.due_for_a_look(keep.len() as u64) {
+            return self.fail_log()?.append(&*fs, &dir, &keep);
+        }
         let seqs: Vec<u64> = self.fail_log()?.seqs().collect();
         let mut live = Vec::new();
         for seq in seqs {
@@ -421,7 +426,6 @@ impl FsStore {
                 live.push(seq);
             }
         }
-        let (fs, dir) = (self.fs.clone(), self.dir.clone());
         let log = self.fail_log()?;
         if !log.worth_compacting(live.len() as u64) {
             return log.append(&*fs, &dir, &keep);
