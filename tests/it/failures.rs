@@ -224,10 +224,18 @@ fn migrate_keeps_the_last_failure() {
     assert_eq!(v["last_failure"]["stderr"], "attempt 3\n", "{v}");
 }
 
-#[test]
-fn a_damaged_failure_record_is_reported_and_skipped() {
+/// Whether this suite runs on the fs store (else says the test is skipped: the failures file
+/// is the fs store's).
+fn fs_store() -> bool {
     if STORE != "fs" {
         eprintln!("skipped on the {STORE} store: the failures file is the fs store's");
+    }
+    STORE == "fs"
+}
+
+#[test]
+fn a_damaged_failure_record_is_reported_and_skipped() {
+    if !fs_store() {
         return;
     }
     let s = Spool::new();
@@ -279,8 +287,7 @@ fn a_damaged_failure_record_is_reported_and_skipped() {
 /// failures; between those counts it only grows.
 #[test]
 fn the_failures_file_is_compacted_when_most_of_it_is_dead() {
-    if STORE != "fs" {
-        eprintln!("skipped on the {STORE} store: the failures file is the fs store's");
+    if !fs_store() {
         return;
     }
     let s = Spool::new();

@@ -446,12 +446,19 @@ mod tests {
         assert_eq!(decode(p), Some((7, failure())));
     }
 
-    #[test]
-    fn the_latest_frame_wins_and_a_damaged_one_is_skipped_with_its_offset() {
+    /// A temporary directory holding an empty queue directory `q`, and the
+    /// file system to reach it through.
+    fn queue_dir() -> (tempfile::TempDir, PathBuf, Arc<dyn Fs>) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("q");
         std::fs::create_dir(&dir).unwrap();
         let fs = crate::base::io::real(tmp.path()).unwrap();
+        (tmp, dir, fs)
+    }
+
+    #[test]
+    fn the_latest_frame_wins_and_a_damaged_one_is_skipped_with_its_offset() {
+        let (_tmp, dir, fs) = queue_dir();
         let mut log = FailLog::load(&*fs, &dir).unwrap();
         assert!(log.get(1).unwrap().is_none());
         let second = Failure {
@@ -485,10 +492,7 @@ mod tests {
 
     #[test]
     fn a_tail_of_zeros_is_cut_silently_and_written_over() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("q");
-        std::fs::create_dir(&dir).unwrap();
-        let fs = crate::base::io::real(tmp.path()).unwrap();
+        let (_tmp, dir, fs) = queue_dir();
         let mut log = FailLog::load(&*fs, &dir).unwrap();
         log.append(&*fs, &dir, &[(1, failure())]).unwrap();
         let path = dir.join(FILE);
