@@ -102,7 +102,9 @@ fn check_segments(
             match f {
                 Found::Good { offset, header } => {
                     r.records += 1;
-                    if header.seq < base || last.is_some_and(|l| header.seq <= l) {
+                    if segment::in_sequence(header.seq, base, &mut last) {
+                        good.insert(header.seq, (base, offset));
+                    } else {
                         r.problems.push(problem(
                             &path,
                             Some(offset),
@@ -110,9 +112,6 @@ fn check_segments(
                                 .describe()
                                 .to_string(),
                         ));
-                    } else {
-                        last = Some(header.seq);
-                        good.insert(header.seq, (base, offset));
                     }
                 }
                 Found::BadBody { offset, header } => {

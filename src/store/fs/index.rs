@@ -72,6 +72,12 @@ pub(super) fn slot_offset(seq: u64) -> u64 {
     seq * SLOT_LEN as u64
 }
 
+/// The seq of the first slot at or after byte `offset` of `slots`
+/// (the inverse of [`slot_offset`] for a slot boundary).
+pub(super) fn slot_at(offset: u64) -> u64 {
+    offset / SLOT_LEN as u64
+}
+
 pub(super) const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
 pub(super) const INDEX_VERSION: u32 = 1;
 /// Size of one header region in the `index` file.
@@ -428,6 +434,8 @@ mod tests {
         assert_eq!(slot_offset(1), 64);
         assert_eq!(slot_offset(3), 192);
         assert_eq!(slot_offset(1 << 40), 64 << 40);
+        assert_eq!(slot_at(4096), 64);
+        assert_eq!(slot_at(slot_offset(12345)), 12345);
     }
 
     fn slot(seq: u64, state: State) -> Slot {

@@ -259,11 +259,6 @@ impl FsStore {
         self.dir.join("wal")
     }
 
-    /// The queue directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     // What fsck (`check.rs`) reads of an open store: private to this
     // module, which its child `check` sees.
 

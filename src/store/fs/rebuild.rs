@@ -193,16 +193,14 @@ fn salvage_segments(
         let (bytes, mut found, head) = segment::check(fs, &path)?;
         let mut last = records.last().map(|r| r.2.seq);
         for f in found.iter_mut() {
-            if let Found::Good { offset, header } = *f {
-                if header.seq < base || last.is_some_and(|l| header.seq <= l) {
-                    *f = Found::Garbage {
-                        offset,
-                        len: header.record_len(),
-                        damage: record::Damage::OutOfSequence,
-                    };
-                } else {
-                    last = Some(header.seq);
-                }
+            if let Found::Good { offset, header } = *f
+                && !segment::in_sequence(header.seq, base, &mut last)
+            {
+                *f = Found::Garbage {
+                    offset,
+                    len: header.record_len(),
+                    damage: record::Damage::OutOfSequence,
+                };
             }
         }
         let damaged = head.is_err() || found.iter().any(|f| !matches!(f, Found::Good { .. }));

@@ -16,8 +16,7 @@
 use super::FsStore;
 use crate::base::error::{Error, Result};
 use crate::base::failpoint;
-use crate::store::fs::index::SLOT_LEN;
-use crate::store::fs::index::slot_offset;
+use crate::store::fs::index::{slot_at, slot_offset};
 use crate::store::fs::segment::{self, sync_dir};
 
 impl FsStore {
@@ -68,7 +67,7 @@ impl FsStore {
         let to = slot_offset(oldest) & !4095;
         // Best effort: a file system without hole punching keeps the bytes.
         if to > from && self.slots.punch_hole(from, to - from).unwrap_or(false) {
-            self.h.punched = to / SLOT_LEN as u64;
+            self.h.punched = slot_at(to);
         }
         Ok(())
     }

@@ -126,6 +126,18 @@ pub fn read_at_most(file: &dyn FileIo, path: &Path, buf: &mut [u8], offset: u64)
     Ok(done)
 }
 
+/// The rule for a stray copy of a record (fsck reports it, a repair cuts
+/// it out): a good record is in sequence when its seq is at least its
+/// segment's `base` and above the `last` seq kept before it, in this
+/// segment or an older one. Advances `last` when it is.
+pub(super) fn in_sequence(seq: u64, base: u64, last: &mut Option<u64>) -> bool {
+    let ok = seq >= base && last.is_none_or(|l| seq > l);
+    if ok {
+        *last = Some(seq);
+    }
+    ok
+}
+
 /// What a scan of a byte range found, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
@@ -442,6 +454,16 @@ pub fn check(fs: &dyn Fs, path: &Path) -> Result<Checked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_in_sequence_at_or_past_its_base_and_past_the_last_kept() {
+        let mut last = None;
+        assert!(!in_sequence(4, 5, &mut last), "below its segment's base");
+        assert!(in_sequence(5, 5, &mut last) && last == Some(5));
+        assert!(!in_sequence(5, 5, &mut last), "a second copy");
+        assert!(!in_sequence(3, 1, &mut last), "older than one kept");
+        assert!(in_sequence(9, 8, &mut last) && last == Some(9));
+    }
 
     #[test]
     fn names_sort_and_parse_back() {
