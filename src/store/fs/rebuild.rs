@@ -42,8 +42,9 @@ use std::sync::Arc;
 /// quarantined and cut out of their segments. Returns a line per thing done.
 ///
 /// Rules, per message seq between the oldest segment and the end:
-/// * a good record and a good slot: the slot's state is kept (its location
-///   updated to where the record now is);
+/// * a good record and a good slot: the slot's state is kept (a live
+///   message's location updated to where the record now is; a finished
+///   one's slot kept as it was, since its body is never read again);
 /// * a good record and no good slot: ready, attempts 0 (at-least-once: a
 ///   message is never lost for want of its slot); delayed if the record
 ///   says so, or the state of a stale slot if that was live; unless the old
