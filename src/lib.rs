@@ -43,6 +43,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! These docs are written for the people who work on spoolmq as much as for
+//! those who use the library: read them with `cargo doc --document-private-items`,
+//! which resolves the links to private items (each file's notes on format,
+//! write order and invariants point at the private functions that keep them).
+
+// Links to private items are meant (see above); a plain `cargo doc` would
+// warn about each.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod base;
 pub mod cli;

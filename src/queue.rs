@@ -237,7 +237,7 @@ pub struct Queue {
     ids: Option<Ids>,
     /// The key given with `--key-file`, for bodies (see [`crate::model::crypt`]).
     key: Option<Key>,
-    /// The spool lock (see [`Spool::lock`]), released after the store.
+    /// The spool lock (see [`crate::spool::Spool::lock`]), released after the store.
     _spool_lock: Option<crate::base::lock::QueueLock>,
 }
 

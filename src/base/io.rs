@@ -1,7 +1,7 @@
 //! The I/O seam: every read, write, fsync, create, rename, unlink, truncate
 //! and directory sync of the file store goes through [`Fs`] and [`FileIo`].
 //! The product uses [`RealFs`]; the power-loss tests plug in
-//! [`crate::base::simfs::SimFs`], which can lose power at any event.
+//! `crate::base::simfs::SimFs` (test builds), which can lose power at any event.
 
 use crate::base::lock::QueueLock;
 use std::ffi::{CString, OsStr};

@@ -118,7 +118,7 @@ fn write_table<W: Write + ?Sized, const N: usize>(
     Ok(())
 }
 
-/// Writes [`escape`]`(body)` to `out`, a piece at a time: bytes of valid
+/// Writes `escape(body)` to `out`, a piece at a time: bytes of valid
 /// UTF-8 as [`PLAIN`] says, bytes that are not valid UTF-8 as `\\xHH`.
 pub fn write_escaped<W: Write + ?Sized>(out: &mut W, body: &[u8]) -> io::Result<()> {
     let mut buf = Vec::with_capacity(OUT_CHUNK + 8);
@@ -486,7 +486,7 @@ pub fn exported_json(m: &crate::queue::Exported) -> String {
     line_of(|v| write_exported_json(v, m))
 }
 
-/// Parses a line written by [`exported_json`]. Its numbers must be what
+/// Parses a line written by [`write_exported_json`]. Its numbers must be what
 /// spoolmq can keep: `attempt` a whole number up to 4294967295, the times
 /// whole milliseconds since 1970 no further than `--delay`'s 100 years past
 /// `now_ms`; a `delayed` line needs its `ready_at_ms`. Anything else is an

@@ -25,7 +25,7 @@ use crate::store::fs::index::{self, encode_slot};
 use crate::store::{Change, Meta, State, Step};
 
 impl FsStore {
-    /// [`Store::commit`].
+    /// [`crate::store::Store::commit`].
     pub(super) fn commit_changes(&mut self, changes: &[Change]) -> Result<()> {
         if changes.is_empty() {
             if self.dirty {
@@ -126,7 +126,7 @@ impl FsStore {
     /// Moves the pending cursor past finished messages at its front (at
     /// most one chunk of slots): besides sparing the next scan, a tight
     /// cursor is what tells, should the slots be lost, that the messages
-    /// below it are not pending (see [`resolve`]).
+    /// below it are not pending (see [`super::resolve`]).
     fn advance_scan_lo(&mut self) -> Result<()> {
         let mut cursor = self.h.scan_lo;
         let mut steps = 0;

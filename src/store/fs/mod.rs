@@ -71,7 +71,7 @@
 //! 4. unlink segments with nothing live (and strays), fsync the directory;
 //! 5. punch the slots of reclaimed segments out of `slots`.
 //!
-//! **repair** (`fsck --repair`, [`rebuild`]): a `repairing` marker is made
+//! **repair** (`fsck --repair`, [`rebuild()`]): a `repairing` marker is made
 //! durable first; damaged records are copied to `quarantine/` and each
 //! damaged segment is rewritten (temporary file, fsync, rename, directory
 //! fsync); the slots and headers are rebuilt and synced, the WAL emptied;
@@ -238,7 +238,7 @@ pub struct FsStore {
     suspect: Option<String>,
     /// See [`FsStore::committed_wal_len`].
     wal_committed: u64,
-    /// The reserve (see [`RESERVE_LEN`]) is not whole: the disk is or was full.
+    /// The reserve (see [`reserve::RESERVE_LEN`]) is not whole: the disk is or was full.
     reserve_short: bool,
     /// The failures file ([`failures`]), read on first use.
     failures: Option<failures::FailLog>,

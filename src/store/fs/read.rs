@@ -16,7 +16,7 @@ use crate::store::fs::segment::{self};
 use crate::store::{Meta, Scan, Step};
 
 impl FsStore {
-    /// [`Store::scan`].
+    /// [`crate::store::Store::scan`].
     pub(super) fn scan_slots(
         &mut self,
         from: Scan,
@@ -86,7 +86,7 @@ impl FsStore {
         Ok(())
     }
 
-    /// [`Store::get`].
+    /// [`crate::store::Store::get`].
     pub(super) fn get_meta(&mut self, seq: u64) -> Result<Option<Meta>> {
         if seq < self.h.punched || seq >= self.h.next_seq || seq == 0 {
             return Ok(None);
@@ -106,7 +106,7 @@ impl FsStore {
         }
     }
 
-    /// [`Store::body`].
+    /// [`crate::store::Store::body`].
     pub(super) fn read_body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
         let path = segment::path(&self.dir, meta.loc.segment);
         let file = match self.segment_file(meta.loc.segment) {

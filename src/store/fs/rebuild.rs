@@ -49,12 +49,12 @@ use std::sync::Arc;
 ///   message is never lost for want of its slot); delayed if the record
 ///   says so, or the state of a stale slot if that was live; unless the old
 ///   header's counters say it was finished (then acked) or cannot say
-///   (then a dead letter: see [`resolve`](super::resolve::resolve)). A
+///   (then a dead letter: see [`super::resolve::resolve`]). A
 ///   corrupt slot whose record is intact again counts as no good slot;
 /// * no good record: an acked or purged slot stays so; anything else is
 ///   marked corrupt (lost) and never served.
 ///
-/// The decision for one message is [`decide`](super::resolve::decide).
+/// The decision for one message is `resolve::decide`.
 ///
 /// Everything is written and synced, then the WAL is emptied and the new
 /// header written to all four regions with a generation above any old one.

@@ -1,6 +1,6 @@
 //! Deciding the state of every message whose slot was lost or cannot be
 //! trusted, for the slots rebuild on open ([`super::reconcile`]) and for
-//! `fsck --repair` ([`super::rebuild`]). Pure but for reading the WAL.
+//! `fsck --repair` ([`super::rebuild()`]). Pure but for reading the WAL.
 //!
 //! Invariants: no acked message is delivered again and nothing is lost for
 //! want of its slot (a message the counters cannot place is kept as a dead

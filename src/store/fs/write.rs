@@ -36,7 +36,7 @@ use std::sync::Arc;
 const PUSH_CHUNK: usize = 2 * 1024 * 1024;
 
 impl FsStore {
-    /// [`Store::push`]: steps 1-4 (see the module doc), undone if any fails.
+    /// [`crate::store::Store::push`]: steps 1-4 (see the module doc), undone if any fails.
     pub(super) fn push_or_undo(
         &mut self,
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
