@@ -196,6 +196,15 @@ fn open(fs: &SimFs) -> Result<(Queue, Kept), String> {
         .ok_or_else(|| "open: no queue".to_string())
 }
 
+/// A failure as the model keeps it: the reason the test gave (or how it
+/// ended, for any other kind) and the attempt it ended.
+fn as_model(f: Failure) -> (String, u32) {
+    match f.how {
+        How::Reason(r) => (r, f.attempt),
+        other => (format!("{other:?}"), f.attempt),
+    }
+}
+
 /// The engine under test and the model it must agree with.
 struct World {
     fs: SimFs,
@@ -461,10 +470,7 @@ impl World {
             MState::Gone => (None, None),
         };
         let got = got.map(|i| {
-            let f = i.last_failure.map(|f| match f.how {
-                How::Reason(r) => (r, f.attempt),
-                other => (format!("{other:?}"), f.attempt),
-            });
+            let f = i.last_failure.map(as_model);
             (i.state, i.attempts, i.dead_at_ms, f)
         });
         let want = want_state.map(|s| (s.to_string(), m.attempts, dead_at, m.failure.clone()));
@@ -491,10 +497,7 @@ impl World {
                 .inspect(&id, now)
                 .map_err(|x| e(ctx, x))?
                 .and_then(|i| i.last_failure)
-                .map(|f| match f.how {
-                    How::Reason(r) => (r, f.attempt),
-                    other => (format!("{other:?}"), f.attempt),
-                });
+                .map(as_model);
             if got != want {
                 return Err(format!(
                     "{ctx}: the last failure of {id} is {got:?}, model {want:?}"

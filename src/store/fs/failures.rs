@@ -114,6 +114,20 @@ pub(super) fn encode(seq: u64, f: &Failure) -> Vec<u8> {
     out
 }
 
+/// `items` as frames appended to `bytes`, which will be written at file
+/// offset `at`; returns where each seq's frame starts in the file.
+fn frames_into(bytes: &mut Vec<u8>, at: u64, items: &[(u64, Failure)]) -> Vec<(u64, u64)> {
+    let start = at - bytes.len() as u64;
+    items
+        .iter()
+        .map(|(seq, f)| {
+            let off = start + bytes.len() as u64;
+            bytes.extend_from_slice(&encode(*seq, f));
+            (*seq, off)
+        })
+        .collect()
+}
+
 /// The (seq, failure) a payload that passed its CRC holds; `None` if its
 /// fields do not add up (a kind this build does not know, lengths past it).
 pub(super) fn decode(p: &[u8]) -> Option<(u64, Failure)> {
@@ -333,11 +347,7 @@ impl FailLog {
             file.set_len(self.end).ctx("truncate", &self.path)?;
         }
         let mut bytes = Vec::new();
-        let mut at = Vec::with_capacity(items.len());
-        for (seq, f) in items {
-            at.push((*seq, self.end + bytes.len() as u64));
-            bytes.extend_from_slice(&encode(*seq, f));
-        }
+        let at = frames_into(&mut bytes, self.end, items);
         failpoint::write_at("failures.torn", &*file, &bytes, self.end).ctx("write", &self.path)?;
         file.sync_data().ctx("sync", &self.path)?;
         failpoint::hit("failures.after-sync");
@@ -358,11 +368,9 @@ impl FailLog {
         let tmp = dir.join("failures.tmp");
         let _ = fs.remove_file(&tmp);
         let mut bytes = header().to_vec();
-        let mut latest = HashMap::new();
-        for (seq, f) in items {
-            latest.insert(*seq, bytes.len() as u64);
-            bytes.extend_from_slice(&encode(*seq, f));
-        }
+        let latest = frames_into(&mut bytes, HEADER_LEN, items)
+            .into_iter()
+            .collect();
         let f = segment::open_file(fs, &tmp, Open::New)?;
         f.write_all_at(&bytes, 0).ctx("write", &tmp)?;
         f.sync_data().ctx("sync", &tmp)?;
