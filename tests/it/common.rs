@@ -23,6 +23,17 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Path of the binary under test (for `std::process::Command` spawns).
 pub const BIN: &str = env!("CARGO_BIN_EXE_spoolmq");
 
+/// `$PATH` with the directory of the spoolmq under test first, for scripts
+/// that call `spoolmq` by name.
+pub fn path_with_bin() -> String {
+    let bin_dir = std::path::Path::new(BIN).parent().expect("the binary's directory");
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// The PostgreSQL server the `postgres` tests use: `SPOOLMQ_TEST_PG_URL`
 /// (`.ci/run` starts one with `scripts/pg-server.sh`). Those tests are
 /// compiled only when it is set at build time (`build.rs`: without it

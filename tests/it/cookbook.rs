@@ -68,12 +68,6 @@ impl Kitchen {
         let recipe = all
             .get(name)
             .unwrap_or_else(|| panic!("no recipe {name} in README.md"));
-        let bin_dir = Path::new(BIN).parent().unwrap();
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let mut bash = Command::new("bash");
         if let Some(url) = self.s.url() {
             bash.env("SPOOLMQ_URL", url);
@@ -81,7 +75,7 @@ impl Kitchen {
         let out = bash
             .args(["-euo", "pipefail", "-c", recipe])
             .current_dir(&self.work)
-            .env("PATH", path)
+            .env("PATH", path_with_bin())
             .env("SPOOLMQ_DIR", &self.s.dir)
             .env("SPOOLMQ_STORE", STORE)
             .env_remove("XDG_DATA_HOME")
@@ -264,18 +258,10 @@ fn the_ci_recipe_fails_the_pipeline_only_when_a_shard_keeps_failing() {
     let k = Kitchen::new();
     k.script("run-shard", "[ \"$1\" != 3 ]");
     let all = recipes();
-    let bin_dir = Path::new(BIN).parent().unwrap();
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &all["ci"]])
         .current_dir(&k.work)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", path_with_bin())
         .output()
         .unwrap();
     assert!(
@@ -342,18 +328,10 @@ fn the_github_and_gitlab_snippets_run_the_ci_steps() {
         k.script("run-shard", "echo \"shard $1\" >> log");
         let steps = yaml_steps(name);
         assert!(steps.contains("push shards"), "{name}: {steps}");
-        let bin_dir = Path::new(BIN).parent().unwrap();
         let out = Command::new("bash")
             .args(["-euo", "pipefail", "-c", &steps])
             .current_dir(&k.work)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
+            .env("PATH", path_with_bin())
             .env_remove("SPOOLMQ_DIR")
             .env("HOME", k.s.scratch())
             .output()

@@ -21,19 +21,11 @@ fn a_server_restart_midway_loses_nothing_pushed_or_acked() {
     };
     s.push("q", &["first"]);
     let work = s.scratch().to_path_buf();
-    let bin_dir = std::path::Path::new(BIN).parent().unwrap().to_path_buf();
     let bash = |name: &str, script: &str| {
         let mut cmd = std::process::Command::new("bash");
         cmd.args(["-c", script])
             .current_dir(&work)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
+            .env("PATH", path_with_bin())
             .env("SPOOLMQ_URL", s.url().unwrap())
             .stdin(std::process::Stdio::null());
         Bg::spawn(cmd, name.to_string())

@@ -18,7 +18,6 @@ fn eight_workers_on_one_queue_process_5000_messages_exactly_once() {
     std::fs::create_dir_all(&out_dir).unwrap();
     // Each worker pops 25 at a time, appends the bodies to a file of its
     // own, and acks them; it stops when nothing is left (exit 3).
-    let bin_dir = std::path::Path::new(BIN).parent().unwrap().to_path_buf();
     let workers: Vec<Bg> = (0..8)
         .map(|w| {
             let file = out_dir.join(format!("w{w}"));
@@ -32,7 +31,7 @@ fn eight_workers_on_one_queue_process_5000_messages_exactly_once() {
             );
             let mut cmd = std::process::Command::new("bash");
             cmd.args(["-c", &script])
-                .env("PATH", format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default()))
+                .env("PATH", path_with_bin())
                 .env("SPOOLMQ_URL", s.url().unwrap())
                 .stdin(std::process::Stdio::null());
             Bg::spawn(cmd, format!("worker {w}"))
@@ -214,16 +213,19 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     .unwrap();
     let key = keygen_into(&s.scratch().join("k"));
     keyed(&s, &key, &["push", "secret", "x"]).ok();
-    let version: i32 = c
-        .query_one(
-            &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(schema_version(&mut c, schema), 3);
     assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
     s.run(&["pop", "secret"]).fails(1);
+}
+
+/// The schema version `spoolmq_meta` records in the database's `schema`.
+fn schema_version(c: &mut postgres::Client, schema: &str) -> i32 {
+    c.query_one(
+        &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),
+        &[],
+    )
+    .unwrap()
+    .get(0)
 }
 
 /// A body of `n` lines `line NNNNNNN\n` (12 bytes each): compressible by
@@ -321,14 +323,7 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     s.push_stdin("q", fresh.as_bytes());
     assert_eq!(storage(&mut c), "e");
     assert_eq!(compressed(&mut c), [false, true, false]);
-    let version: i32 = c
-        .query_one(
-            &format!("SELECT max(version) FROM {schema}.spoolmq_meta"),
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(schema_version(&mut c, &schema), 3);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
     assert_eq!(

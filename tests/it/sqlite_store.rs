@@ -173,14 +173,41 @@ fn a_push_that_meets_a_file_size_limit_says_disk_full_and_stores_nothing() {
     assert_eq!(bodies, ["before", "after"]);
 }
 
-/// The fixture: a spool made by the last build of schema 2 (commit 576c569,
-/// where bodies were a column of `messages`), with the output that build's
-/// `export` printed and the receipt of its leased message. Extracted into a
-/// temporary directory; returns it and the spool in it.
-fn schema_2_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = fixture("sqlite-schema2-576c569.tar.gz");
-    let dir = tmp.path().join("sqlite");
-    (tmp, dir)
+/// A checked-in fixture extracted into a temporary directory: the sqlite
+/// spool an older build made (in `sqlite/`), beside what that build
+/// recorded of it (the output of its `export`, the receipt of its leased
+/// message).
+struct OldSpool {
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    db: std::path::PathBuf,
+}
+
+impl OldSpool {
+    fn open(name: &str) -> OldSpool {
+        let tmp = fixture(name);
+        let dir = tmp.path().join("sqlite");
+        let db = dir.join(".spool.db");
+        OldSpool { tmp, dir, db }
+    }
+
+    /// `spoolmq ARGS` on the spool, with the store the spool records.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut cmd = spoolmq(&self.dir);
+        cmd.env_remove("SPOOLMQ_STORE").args(args);
+        run(&mut cmd)
+    }
+
+    /// A file the older build wrote beside the spool.
+    fn recorded(&self, name: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(name)).unwrap()
+    }
+}
+
+/// The schema-2 fixture: made by the last build of schema 2 (commit 576c569,
+/// where bodies were a column of `messages`).
+fn schema_2_fixture() -> OldSpool {
+    OldSpool::open("sqlite-schema2-576c569.tar.gz")
 }
 
 fn user_version(db: &std::path::Path) -> i64 {
@@ -197,15 +224,10 @@ fn user_version(db: &std::path::Path) -> i64 {
 /// count, receipt and key.
 #[test]
 fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
-    let (tmp, dir) = schema_2_fixture();
-    let key = tmp.path().join("key");
-    let db = dir.join(".spool.db");
-    let go = |args: &[&str]| {
-        let mut cmd = spoolmq(&dir);
-        cmd.env_remove("SPOOLMQ_STORE").args(args);
-        run(&mut cmd)
-    };
-    let recorded = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let f = schema_2_fixture();
+    let (key, db) = (f.tmp.path().join("key"), f.db.clone());
+    let go = |args: &[&str]| f.run(args);
+    let recorded = |name: &str| f.recorded(name);
     let before = std::fs::read(&db).unwrap();
     assert_eq!(user_version(&db), 2);
     for _ in 0..2 {
@@ -275,8 +297,8 @@ fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
 /// brought up to date in one step by the first write.
 #[test]
 fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
-    let (tmp, dir) = schema_2_fixture();
-    let db = dir.join(".spool.db");
+    let f = schema_2_fixture();
+    let (tmp, dir, db) = (&f.tmp, f.dir.clone(), f.db.clone());
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
@@ -285,11 +307,7 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
         )
         .unwrap();
     }
-    let go = |args: &[&str]| {
-        let mut cmd = spoolmq(&dir);
-        cmd.env_remove("SPOOLMQ_STORE").args(args);
-        run(&mut cmd)
-    };
+    let go = |args: &[&str]| f.run(args);
     // Read as it is: schema 1 has no key ids.
     let out = go(&["export", "work"]);
     out.ok();
@@ -370,15 +388,10 @@ fn reading_commands_skip_a_damaged_row_and_write_nothing() {
 /// failure is then kept.
 #[test]
 fn a_database_of_schema_3_keeps_every_message_and_then_records_failures() {
-    let tmp = fixture("sqlite-schema3-e51c455.tar.gz");
-    let dir = tmp.path().join("sqlite");
-    let db = dir.join(".spool.db");
-    let go = |args: &[&str]| {
-        let mut cmd = spoolmq(&dir);
-        cmd.env_remove("SPOOLMQ_STORE").args(args);
-        run(&mut cmd)
-    };
-    let recorded = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let f = OldSpool::open("sqlite-schema3-e51c455.tar.gz");
+    let db = f.db.clone();
+    let go = |args: &[&str]| f.run(args);
+    let recorded = |name: &str| f.recorded(name);
     let before = std::fs::read(&db).unwrap();
     assert_eq!(user_version(&db), 3);
     let out = go(&["export", "work"]);
