@@ -1309,7 +1309,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__retry)
-            opts="-h --dir --store --url --json --key-file --help"
+            opts="-h --dir --store --url --json --key-file --to --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1328,6 +1328,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

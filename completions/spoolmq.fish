@@ -37,7 +37,7 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "pop" -d 'Lease read
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "ack" -d 'Delete leased messages: their work is done'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "nack" -d 'Give leased messages back for another attempt'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "extend" -d 'Make a lease end later, for long work'
-complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "retry" -d 'Move dead letters back to ready'
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "retry" -d 'Move dead letters back to ready, or into another queue'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "stats" -d 'Show counters per queue'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -f -a "list" -d 'List the queues in the spool'
@@ -108,6 +108,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l store -d 'The 
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l to -d 'Move them into queue OTHER (made if missing) as new messages, instead of back into QUEUE' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The spool directory' -r -F
@@ -264,7 +265,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_see
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "ack" -d 'Delete leased messages: their work is done'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "nack" -d 'Give leased messages back for another attempt'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "extend" -d 'Make a lease end later, for long work'
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "retry" -d 'Move dead letters back to ready'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "retry" -d 'Move dead letters back to ready, or into another queue'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "stats" -d 'Show counters per queue'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "exec" -d 'Pop a message and run a command on it; ack on success, nack on failure'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "list" -d 'List the queues in the spool'

@@ -671,3 +671,203 @@ fn power_loss_regression_a_new_queue_has_its_files_before_its_index() {
     }
     assert_clean("new queue", create);
 }
+
+/// `retry --to` (crate::store::fs::moves): dead letters of one queue moved
+/// into another, which already holds a message, and a push after the move.
+/// After every cut, once the move is finished as the next command would
+/// ([`fsstore::moves::finish`]): every message is in exactly one queue, with
+/// its failure; all in the target once the move returned, all still dead
+/// letters in the source if it never began; both queues sound.
+#[test]
+fn power_loss_during_a_retry_to_leaves_every_message_in_exactly_one_queue() {
+    const BODIES: [&str; 4] = ["m1", "m2", "m3", "m4"];
+    let root = PathBuf::from("/spool");
+    let (src, dst) = (root.join("q"), root.join("r"));
+    let open_at = |fs: &SimFs, dir: &PathBuf, name: &str, create: bool| {
+        FsStore::open_with(Arc::new(fs.clone()), dir, create)
+            .map(|s| s.map(|s| Queue::with_store(name, Box::new(s), Notices::to(|_| {}))))
+    };
+    // How far the workload was told it got: 1 the target made, 3 the dead
+    // letters made, 4 the move returned, 5 the push after it returned.
+    let workload = |fs: &SimFs, told: &mut u8| -> Step {
+        let now = 1_000_000;
+        let none = || crate::base::error::Error::NoSuchQueue("q".into());
+        let mut r = open_at(fs, &dst, "r", true)?.ok_or_else(none)?;
+        r.push(&mut [&b"x"[..]].into_iter(), Duration::ZERO, now)?;
+        drop(r);
+        *told = 1;
+        let mut q = open_at(fs, &src, "q", true)?.ok_or_else(none)?;
+        q.push(
+            &mut BODIES.iter().map(|b| b.as_bytes()),
+            Duration::ZERO,
+            now,
+        )?;
+        let got = q.pop(4, Duration::from_secs(60), 1, now)?;
+        let receipts: Vec<String> = got.into_iter().map(|d| d.receipt).collect();
+        let failure = Failure {
+            at_ms: now,
+            attempt: 1,
+            how: How::Reason("boom".into()),
+            stderr: Vec::new(),
+        };
+        q.nack(
+            &receipts,
+            Retry::After(Duration::ZERO),
+            Some(&failure),
+            1,
+            now,
+        )?;
+        *told = 3;
+        let moved = q.retry_to("r", &[], now)?;
+        assert_eq!(moved.moved, 4);
+        *told = 4;
+        drop(q);
+        let mut r = open_at(fs, &dst, "r", false)?.ok_or_else(none)?;
+        r.push(&mut [&b"after"[..]].into_iter(), Duration::ZERO, now)?;
+        *told = 5;
+        Ok(())
+    };
+    let total = {
+        let fs = SimFs::new();
+        workload(&fs, &mut 0).expect("the workload runs without a power cut");
+        fs.events()
+    };
+    let (mut states, mut violations) = (0u64, Vec::new());
+    let now = 1_000_000 + 86_400_000;
+    for cut in 0..=total {
+        let fs = SimFs::new();
+        let mut told = 0u8;
+        fs.cut_after(cut);
+        let _ = workload(&fs, &mut told);
+        let mut choosers: Vec<(String, Box<dyn Chooser>)> = vec![
+            ("keep nothing unsynced".into(), Box::new(Fixed(false))),
+            ("keep everything".into(), Box::new(Fixed(true))),
+        ];
+        for k in 0..3u64 {
+            choosers.push((
+                format!("random subset {k}"),
+                Box::new(XorShift(cut * 7919 + k * 104_729 + 1)),
+            ));
+        }
+        for (how, mut chooser) in choosers {
+            let image = fs.crash(&mut *chooser);
+            states += 1;
+            let what = format!("retry --to: cut after event {cut} of {total}, {how}");
+            let fsa: Arc<dyn Fs> = Arc::new(image.clone());
+            match fsstore::moves::finish(&fsa, &root) {
+                Ok(notes) if notes.iter().any(|n| n.contains("damaged")) => {
+                    violations.push(format!("{what}: {notes:?}"));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    violations.push(format!("{what}: finishing the move failed: {e}"));
+                    continue;
+                }
+            }
+            // Queue -> (body, state, last failure) of each message.
+            type Held = Vec<(String, String, Option<String>)>;
+            let mut held: BTreeMap<&str, Held> = BTreeMap::new();
+            for (name, dir) in [("q", &src), ("r", &dst)] {
+                let mut q = match open_at(&image, dir, name, false) {
+                    Ok(Some(q)) => q,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        violations.push(format!("{what}: {name} does not open: {e}"));
+                        continue;
+                    }
+                };
+                let mut got = Vec::new();
+                let exported = q.export(now, &mut |m| {
+                    let why = m.last_failure.map(|f| format!("{:?}", f.how));
+                    got.push((String::from_utf8_lossy(&m.body).into_owned(), m.state, why));
+                    crate::store::Step::Continue
+                });
+                if let Err(e) = exported {
+                    violations.push(format!("{what}: export of {name} failed: {e}"));
+                }
+                match q.stats(now) {
+                    Ok(s)
+                        if s.pushed
+                            != s.ready
+                                + s.leased
+                                + s.delayed
+                                + s.dead
+                                + s.acked
+                                + s.purged
+                                + s.corrupt =>
+                    {
+                        violations.push(format!("{what}: {name}'s counters do not add up: {s:?}"));
+                    }
+                    Ok(_) => {}
+                    Err(e) => violations.push(format!("{what}: stats of {name} failed: {e}")),
+                }
+                drop(q);
+                match crate::store::fs::check::check(&fsa, name, dir) {
+                    Ok(r) if r.problems.is_empty() => {}
+                    Ok(r) => {
+                        violations.push(format!("{what}: fsck of {name} found {:?}", r.problems))
+                    }
+                    Err(e) => violations.push(format!("{what}: fsck of {name} failed: {e}")),
+                }
+                held.insert(name, got);
+            }
+            let boom = Some(format!("{:?}", How::Reason("boom".into())));
+            for b in BODIES {
+                let places: Vec<(&str, &str)> = held
+                    .iter()
+                    .flat_map(|(name, msgs)| {
+                        msgs.iter()
+                            .filter(|m| m.0 == b)
+                            .map(move |m| (*name, m.1.as_str()))
+                    })
+                    .collect();
+                let ok = match places.as_slice() {
+                    [("r", "ready")] => true,
+                    [("q", "dead")] => told < 4,
+                    // The dead letters were never made: not under test.
+                    _ if told < 3 => places.len() <= 1,
+                    _ => false,
+                };
+                if !ok {
+                    violations.push(format!("{what}: {b} is at {places:?} (told {told})"));
+                }
+                if told < 3 {
+                    continue;
+                }
+                for (name, msgs) in &held {
+                    for m in msgs.iter().filter(|m| m.0 == b) {
+                        if m.2 != boom {
+                            violations
+                                .push(format!("{what}: {b} in {name} lost its failure: {:?}", m.2));
+                        }
+                    }
+                }
+            }
+            let in_r: Vec<&str> = held
+                .get("r")
+                .map_or(Vec::new(), |r| r.iter().map(|m| m.0.as_str()).collect());
+            if told >= 1 && !in_r.contains(&"x") {
+                violations.push(format!("{what}: the target's own message is lost"));
+            }
+            if told >= 5 && !in_r.contains(&"after") {
+                violations.push(format!("{what}: the push after the move is lost"));
+            }
+        }
+    }
+    println!(
+        "power-loss: {states} crash states checked, {} violations (retry --to)",
+        violations.len()
+    );
+    assert!(states > 0);
+    assert!(
+        violations.is_empty(),
+        "{} violations, first ones:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -21,7 +21,10 @@ use crate::model::backoff::{self, Retry};
 use crate::model::crypt::{self, Key, Sealer};
 use crate::model::failure::Failure;
 use crate::model::ids::Ids;
-use crate::store::{Change, Counters, Meta, NewMessage, ReceiptTag, Scan, State, Step, Store};
+use crate::store::{
+    Change, Counters, Incoming, MOVE_BATCH, MOVE_BATCH_BYTES, Meta, NewMessage, ReceiptTag, Scan,
+    State, Step, Store,
+};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -200,6 +203,12 @@ fn dead_since(m: &Meta, now: u64) -> Option<u64> {
         Standing::Done if m.state == State::Dead && m.until_ms > 0 => Some(m.until_ms),
         _ => None,
     }
+}
+
+/// Whether `retry` may take `m`: a dead letter, or a lease that ran out on
+/// its last attempt.
+fn is_dead(m: &Meta, now: u64) -> bool {
+    m.state == State::Dead || standing(m, now) == Standing::Expired
 }
 
 /// The state a user is shown for a live message at `now`: a lease that
@@ -633,7 +642,7 @@ impl Queue {
         let now = q.clock(now)?;
         let mut dead = Vec::new();
         q.store.scan(Scan::Live, &mut |m| {
-            if m.state == State::Dead || standing(m, now) == Standing::Expired {
+            if is_dead(m, now) {
                 dead.push(*m);
             }
             if dead.len() >= count {
@@ -801,45 +810,12 @@ impl Queue {
         })
     }
 
-    /// Moves dead letters (all, or those named) back to ready with no attempts.
+    /// Moves dead letters (all, or those named) back to ready with no
+    /// attempts; each keeps its last failure.
     pub fn retry(&mut self, ids: &[String], now: u64) -> Result<Retried> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        let mut out = Retried::default();
-        let mut dead = Vec::new();
-        if ids.is_empty() {
-            q.store.scan(Scan::Live, &mut |m| {
-                if m.state == State::Dead {
-                    dead.push(*m);
-                }
-                Step::Continue
-            })?;
-            // Leases that ran out on their last attempt are dead letters too.
-            let mut lapsed = Vec::new();
-            q.store.scan(Scan::Pending, &mut |m| {
-                if standing(m, now) == Standing::Expired {
-                    lapsed.push(*m);
-                }
-                Step::Continue
-            })?;
-            dead.extend(lapsed);
-        } else {
-            let mut seen = HashSet::new();
-            for id in ids {
-                let m = match q.ids().parse(id) {
-                    Some(seq) => q.store.get(seq)?,
-                    None => None,
-                };
-                match m {
-                    Some(m) if m.state == State::Dead || standing(&m, now) == Standing::Expired => {
-                        if seen.insert(m.seq) {
-                            dead.push(m);
-                        }
-                    }
-                    _ => out.missing.push(id.escape_debug().to_string()),
-                }
-            }
-        }
+        let (dead, missing) = q.dead_letters(ids, now)?;
         let changes: Vec<Change> = dead
             .iter()
             .map(|m| Change {
@@ -851,8 +827,121 @@ impl Queue {
                 },
             })
             .collect();
-        out.moved = changes.len() as u64;
         q.store.commit(&changes)?;
+        Ok(Retried {
+            moved: changes.len() as u64,
+            missing,
+        })
+    }
+
+    /// The dead letters `retry` takes, oldest first: all (leases that ran out
+    /// on their last attempt included), or those `ids` name; and the ids
+    /// named that are not dead letters of this queue.
+    fn dead_letters(&mut self, ids: &[String], now: u64) -> Result<(Vec<Meta>, Vec<String>)> {
+        let mut dead = Vec::new();
+        let mut missing = Vec::new();
+        if ids.is_empty() {
+            self.store.scan(Scan::Live, &mut |m| {
+                if m.state == State::Dead {
+                    dead.push(*m);
+                }
+                Step::Continue
+            })?;
+            // Leases that ran out on their last attempt are dead letters too.
+            let mut lapsed = Vec::new();
+            self.store.scan(Scan::Pending, &mut |m| {
+                if standing(m, now) == Standing::Expired {
+                    lapsed.push(*m);
+                }
+                Step::Continue
+            })?;
+            dead.extend(lapsed);
+            dead.sort_by_key(|m| m.seq);
+        } else {
+            let mut seen = HashSet::new();
+            for id in ids {
+                let m = match self.ids().parse(id) {
+                    Some(seq) => self.store.get(seq)?,
+                    None => None,
+                };
+                match m {
+                    Some(m) if is_dead(&m, now) => {
+                        if seen.insert(m.seq) {
+                            dead.push(m);
+                        }
+                    }
+                    _ => missing.push(id.escape_debug().to_string()),
+                }
+            }
+        }
+        Ok((dead, missing))
+    }
+
+    /// `retry --to`: moves dead letters (all, or those named) into queue
+    /// `to` of the same spool, where each starts over as a new message
+    /// (ready, no attempts, a new id; its push time and last failure kept),
+    /// and leaves this queue (counted as purged here). Each batch of up to
+    /// [`MOVE_BATCH`] messages (or [`MOVE_BATCH_BYTES`] of bodies) moves in
+    /// one step a crash cannot split ([`Store::move_out`]). Bodies are opened
+    /// with the key and sealed again for their new queue and id.
+    pub fn retry_to(&mut self, to: &str, ids: &[String], now: u64) -> Result<Retried> {
+        let q = &mut self.reporting();
+        q.check_key()?;
+        let now = q.clock(now)?;
+        let (dead, missing) = q.dead_letters(ids, now)?;
+        let mut out = Retried { moved: 0, missing };
+        let key = q.key.clone();
+        let mut rest = &dead[..];
+        while !rest.is_empty() {
+            let target = q.store.move_target(to)?;
+            let mut sealer = Sealer::new(to, key.as_ref());
+            let key_id = if target.pushed == 0 {
+                Some(sealer.key_id())
+            } else {
+                sealer.agree(target.key_id)?;
+                None
+            };
+            let (mut msgs, mut changes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+            while let Some((m, tail)) = rest.split_first() {
+                if msgs.len() >= MOVE_BATCH || (bytes >= MOVE_BATCH_BYTES && !msgs.is_empty()) {
+                    break;
+                }
+                rest = tail;
+                // Read again under this batch's locks: another command may
+                // have retried or purged it since the list was made.
+                let Some(m) = q.store.get(m.seq)?.filter(|m| is_dead(m, now)) else {
+                    continue;
+                };
+                let Some(body) = q.body_or_skip(&m, &mut changes)? else {
+                    continue;
+                };
+                let seq = target.next_seq + msgs.len() as u64;
+                let body = sealer.seal(target.salt, seq, &body)?.into_owned();
+                bytes += body.len() as u64;
+                msgs.push(Incoming {
+                    msg: NewMessage {
+                        body: body.into(),
+                        pushed_at_ms: m.pushed_at_ms,
+                        not_before_ms: 0,
+                    },
+                    failure: q.store.failure(m.seq)?,
+                });
+                changes.push(Change {
+                    old: m.state,
+                    new: moved(&m, State::Purged),
+                });
+            }
+            let n = msgs.len() as u64;
+            let seqs = q.store.move_out(key_id, msgs, &changes)?;
+            if seqs.first().is_some_and(|&s| s != target.next_seq) {
+                // As in push_sealed: cannot happen under the move's locks.
+                return Err(Error::Runtime(format!(
+                    "{to}: the store gave the moved messages seqs from {} instead of {}",
+                    seqs[0], target.next_seq
+                )));
+            }
+            out.moved += n;
+        }
         Ok(out)
     }
 
@@ -868,8 +957,7 @@ impl Queue {
         let cutoff = older_than.map(|d| now.saturating_sub(ms(d)));
         q.store.scan(from, &mut |m| {
             let take = if dead {
-                let is_dead = m.state == State::Dead || standing(m, now) == Standing::Expired;
-                is_dead && cutoff.is_none_or(|c| dead_since(m, now).is_some_and(|t| t <= c))
+                is_dead(m, now) && cutoff.is_none_or(|c| dead_since(m, now).is_some_and(|t| t <= c))
             } else {
                 matches!(m.state, State::Ready | State::Delayed)
                     || standing(m, now) == Standing::Deliverable

@@ -277,6 +277,7 @@ fn run(cli: Cli, out: &mut impl Write) -> std::result::Result<(), Failure> {
             | Command::Export(_)
             | Command::Import(_)
             | Command::Fsck(_)
+            | Command::Retry(_)
     ) {
         let env_key = std::env::var_os("SPOOLMQ_KEY_FILE").filter(|v| !v.is_empty());
         if let Some(path) = cli.key_file.clone().or(env_key.map(PathBuf::from)) {
@@ -611,8 +612,14 @@ fn cmd_retry(
     json: bool,
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
-    let mut q = spool.open_existing_queue(&a.queue)?;
-    let r = q.retry(&a.ids, now_ms())?;
+    let r = match a.to.as_deref().filter(|to| *to != a.queue) {
+        Some(to) => spool
+            .open_queue_to_move(&a.queue, to)?
+            .retry_to(to, &a.ids, now_ms())?,
+        None => spool
+            .open_existing_queue(&a.queue)?
+            .retry(&a.ids, now_ms())?,
+    };
     if json {
         writeln!(out, "{}", output::count_json("moved", r.moved))?;
     } else {

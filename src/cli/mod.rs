@@ -98,9 +98,14 @@ pub enum Command {
         after_help = "Examples:\n  spoolmq extend jobs \"$receipt\" --lease 10m\n  while ! ./step; do spoolmq extend jobs \"$receipt\" --lease 1m; done"
     )]
     Extend(Lazy<ExtendArgs>),
-    /// Move dead letters back to ready
+    /// Move dead letters back to ready, or into another queue
     #[command(
-        after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007"
+        after_help = "Examples:\n  spoolmq retry jobs\n  spoolmq retry jobs 0000000000000007\n  \
+                            spoolmq retry jobs --to jobs-later   # redrive into another queue\n\n\
+                            A retried message starts over: no attempts counted, its last failure kept. \
+                            With --to it becomes a new message of OTHER (a new id; its push time kept) and \
+                            leaves QUEUE (counted as purged there); each batch of up to 1000 moves in one \
+                            step a crash cannot split."
     )]
     Retry(Lazy<RetryArgs>),
     /// Show counters per queue
@@ -390,6 +395,9 @@ pub struct RetryArgs {
     pub queue: String,
     /// Ids of dead letters (all of them with none)
     pub ids: Vec<String>,
+    /// Move them into queue OTHER (made if missing) as new messages, instead of back into QUEUE
+    #[arg(long, value_name = "OTHER", value_parser = queue_name)]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -60,7 +60,11 @@ pub fn check_bodies(
 pub fn run(spool: &Spool, name: &str, repair: bool) -> Result<(QueueReport, Option<QueueReport>)> {
     // One fsck at a time per spool, and none during a migrate.
     let exclusive = spool.kind.needs_exclusive_lock();
-    let _lock = spool.lock(exclusive, exclusive)?;
+    let _lock = if repair {
+        spool.lock(exclusive, exclusive)?
+    } else {
+        spool.lock_reading(exclusive, exclusive)?
+    };
     // Without --repair, fsck writes nothing (Spool::check_queue).
     let first = spool.check_queue(name)?;
     if !repair || first.report.problems.is_empty() {
@@ -134,7 +138,25 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
         }
     }
     let exclusive = repair || spool.kind.needs_exclusive_lock();
-    let _lock = spool.lock(exclusive, exclusive)?;
+    let journal = root.join(crate::store::fs::moves::JOURNAL);
+    let cut_short = spool.kind == StoreKind::Fs && journal.exists();
+    if cut_short {
+        found.push(problem(
+            journal.clone(),
+            "a `retry --to` was cut short: `fsck --repair`, or any command that writes, finishes it"
+                .into(),
+        ));
+    }
+    // Taking the lock to write finishes it (Spool::lock).
+    let _lock = if repair {
+        spool.lock(exclusive, exclusive)?
+    } else {
+        spool.lock_reading(exclusive, exclusive)?
+    };
+    if cut_short && repair {
+        r.notes
+            .push(format!("{}: finished the move", journal.display()));
+    }
     let store = root.join(crate::spool::STORE_FILE);
     let disk = crate::spool::OnDisk::of(root)?;
     let holds = !disk.fs_queues.is_empty() || disk.db;

@@ -306,6 +306,43 @@ impl Spool {
         create: bool,
         exclusive: bool,
     ) -> Result<Option<crate::base::lock::QueueLock>> {
+        let Some(lock) = self.lock_reading(create, exclusive)? else {
+            return Ok(None);
+        };
+        if self.kind != StoreKind::Fs {
+            return Ok(Some(lock));
+        }
+        // A `retry --to` cut short is finished before anything else, with
+        // the lock held exclusive (crate::store::fs::moves).
+        let fs = root_fs(&self.root)?;
+        if !crate::store::fs::moves::pending(&fs, &self.root)? {
+            return Ok(Some(lock));
+        }
+        let held = if exclusive {
+            lock
+        } else {
+            drop(lock);
+            self.lock_reading(create, true)?
+                .ok_or_else(|| Error::Runtime(format!("{}: cannot lock", self.root.display())))?
+        };
+        let fs: std::sync::Arc<dyn crate::base::io::Fs> = std::sync::Arc::new(fs);
+        for line in crate::store::fs::moves::finish(&fs, &self.root)? {
+            self.notices.send(&line);
+        }
+        if exclusive {
+            return Ok(Some(held));
+        }
+        drop(held);
+        self.lock_reading(create, false)
+    }
+
+    /// [`Spool::lock`] for a command that only reads: a `retry --to` cut
+    /// short is left for the next command that writes (and `fsck` reports it).
+    pub fn lock_reading(
+        &self,
+        create: bool,
+        exclusive: bool,
+    ) -> Result<Option<crate::base::lock::QueueLock>> {
         if self.kind == StoreKind::Postgres {
             // The database's row locks do this work across hosts.
             return Ok(None);
@@ -346,7 +383,28 @@ impl Spool {
         self.open_queue_as(name, false, true)
     }
 
+    /// Opens the existing queue `name` for `retry --to`, which moves its
+    /// dead letters into queue `to` (made if missing): with the spool lock
+    /// held exclusive, so that the fs store may take the second queue's
+    /// lock (see [`crate::store::fs::moves`]).
+    pub fn open_queue_to_move(&self, name: &str, to: &str) -> Result<Queue> {
+        let q = self.open_queue_with(name, false, false, true, Some(to))?;
+        q.ok_or_else(|| Error::NoSuchQueue(name.to_string()))
+    }
+
     fn open_queue_as(&self, name: &str, create: bool, read_only: bool) -> Result<Option<Queue>> {
+        let exclusive = self.kind.needs_exclusive_lock();
+        self.open_queue_with(name, create, read_only, exclusive, None)
+    }
+
+    fn open_queue_with(
+        &self,
+        name: &str,
+        create: bool,
+        read_only: bool,
+        exclusive: bool,
+        move_to: Option<&str>,
+    ) -> Result<Option<Queue>> {
         if create {
             self.create()?;
         } else if !self.exists()? {
@@ -354,8 +412,15 @@ impl Spool {
         }
         // The sqlite store relies on the spool lock (its pop reads, then
         // commits), so even a read-only command makes a missing lock file.
-        let exclusive = self.kind.needs_exclusive_lock();
-        let lock = self.lock(create || (exclusive && !read_only), exclusive)?;
+        let make = create || (self.kind.needs_exclusive_lock() && !read_only);
+        let lock = if read_only {
+            self.lock_reading(make, exclusive)?
+        } else {
+            self.lock(make, exclusive)?
+        };
+        if let (Some(to), StoreKind::Fs) = (move_to, self.kind) {
+            self.create_queue_dir(to)?;
+        }
         let Some(store) = self.open_store(name, create, read_only)? else {
             return Ok(None);
         };

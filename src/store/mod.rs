@@ -242,6 +242,58 @@ pub enum Scan {
     Live,
 }
 
+/// The most messages `retry --to` moves in one step ([`Store::move_out`]).
+pub const MOVE_BATCH: usize = 1000;
+
+/// Body bytes after which `retry --to` ends a step (a body over it moves
+/// alone): what a move holds in memory.
+pub const MOVE_BATCH_BYTES: u64 = 64 << 20;
+
+/// The target of a move ([`Store::move_target`]): what sealing bodies for it
+/// needs, as of the lock the move holds on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub salt: u64,
+    /// The seq the first message moved in gets (the rest follow in order).
+    pub next_seq: u64,
+    pub key_id: Option<KeyId>,
+    /// Messages ever pushed to it: 0 for a new queue, which takes the key id
+    /// the move gives.
+    pub pushed: u64,
+}
+
+/// One message a move brings into its target.
+pub struct Incoming<'a> {
+    pub msg: NewMessage<'a>,
+    /// Its last failure, kept for reference.
+    pub failure: Option<Failure>,
+}
+
+/// The messages of a move and, apart, the failures of those that have one
+/// (by their place in the move).
+pub fn split_incoming(msgs: Vec<Incoming<'_>>) -> (Vec<NewMessage<'_>>, Vec<(usize, Failure)>) {
+    let mut failures = Vec::new();
+    let news = msgs
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if let Some(f) = m.failure {
+                failures.push((i, f));
+            }
+            m.msg
+        })
+        .collect();
+    (news, failures)
+}
+
+/// The failures [`split_incoming`] set apart, by the seqs their messages got.
+pub fn failures_at(seqs: &[u64], failures: Vec<(usize, Failure)>) -> Vec<(u64, Failure)> {
+    failures
+        .into_iter()
+        .filter_map(|(i, f)| Some((*seqs.get(i)?, f)))
+        .collect()
+}
+
 /// Storage for one queue, held under the queue's lock.
 pub trait Store {
     /// Appends messages in order and makes them durable. Returns their seqs.
@@ -316,6 +368,25 @@ pub trait Store {
 
     /// The last failure kept for message `seq`, if any.
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>>;
+
+    /// For `retry --to`: takes queue `to` of the same spool (made if missing)
+    /// as the target of [`Store::move_out`], locked against pushes until the
+    /// move commits or the store is dropped, and says what sealing bodies
+    /// for it needs.
+    fn move_target(&mut self, to: &str) -> Result<Target>;
+
+    /// Moves messages out of this queue into the target, in one step a crash
+    /// cannot split (never lost, never in both queues): pushes `msgs` there
+    /// (ready, with their failures; `key_id` recorded first if given, for a
+    /// target that is new) and commits `changes` here (the messages
+    /// leaving). Durable on return. Returns their seqs in the target, from
+    /// [`Target::next_seq`] on.
+    fn move_out(
+        &mut self,
+        key_id: Option<Option<KeyId>>,
+        msgs: Vec<Incoming<'_>>,
+        changes: &[Change],
+    ) -> Result<Vec<u64>>;
 
     /// The store's own clock in ms since the epoch, if it has one that all
     /// its users share (a database server's); `None`: the caller's is used.

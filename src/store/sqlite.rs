@@ -69,7 +69,10 @@ use crate::base::io::Open;
 use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
 use crate::store::fs::segment::sync_dir;
-use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use crate::store::{
+    Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
+    failures_at, split_incoming,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -668,6 +671,8 @@ pub struct SqliteStore {
     /// writes the database.
     writable: bool,
     q: QueueRow,
+    /// The target of a move ([`Store::move_target`]): its row as read.
+    target: Option<QueueRow>,
 }
 
 /// The queue's row as of the last commit, and what was noticed on the way.
@@ -721,6 +726,64 @@ impl SqliteStore {
         let Some((conn, layout)) = connect(root, create, writable || create)? else {
             return Ok(None);
         };
+        let Some(q) = QueueRow::read(&conn, layout, path, name, create)? else {
+            return Ok(None);
+        };
+        Ok(Some(SqliteStore {
+            conn,
+            layout,
+            writable: writable || create,
+            q,
+            target: None,
+        }))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction that also writes the
+    /// queue's row, and commits it; on any error nothing is stored and the
+    /// cached row is put back.
+    fn write<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut QueueRow, &rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.layout != Layout::CURRENT {
+            return Err(Error::Runtime(format!(
+                "{}: {what}: opened to read only (schema {})",
+                self.q.path.display(),
+                self.layout.version
+            )));
+        }
+        let saved = (self.q.next_seq, self.q.counters);
+        let q = &mut self.q;
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .sql(what, &q.path)?;
+            let out = f(q, &tx)?;
+            q.save(&tx)?;
+            tx.commit().sql(what, &q.path)?;
+            Ok(out)
+        })();
+        match &result {
+            Ok(_) => self.q.ring(),
+            Err(_) => (self.q.next_seq, self.q.counters) = saved,
+        }
+        result
+    }
+}
+
+impl QueueRow {
+    /// Queue `name`'s row in the database at `path`: as stored, or (with
+    /// `create`, for a queue not made yet) a new salt and no messages;
+    /// `Ok(None)` if missing without `create`.
+    fn read(
+        conn: &Connection,
+        layout: Layout,
+        path: PathBuf,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<QueueRow>> {
         let row = conn
             .query_row(
                 "SELECT salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
@@ -767,58 +830,17 @@ impl SqliteStore {
                     .map_err(|_| Error::corrupt(&path, format!("queue {name}: damaged key id")))
             })
             .transpose()?;
-        Ok(Some(SqliteStore {
-            conn,
-            layout,
-            writable: writable || create,
-            q: QueueRow {
-                path,
-                queue: name.to_string(),
-                salt,
-                next_seq,
-                counters,
-                key_id,
-                notices: Vec::new(),
-            },
+        Ok(Some(QueueRow {
+            path,
+            queue: name.to_string(),
+            salt,
+            next_seq,
+            counters,
+            key_id,
+            notices: Vec::new(),
         }))
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction that also writes the
-    /// queue's row, and commits it; on any error nothing is stored and the
-    /// cached row is put back.
-    fn write<T>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce(&mut QueueRow, &rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        if self.layout != Layout::CURRENT {
-            return Err(Error::Runtime(format!(
-                "{}: {what}: opened to read only (schema {})",
-                self.q.path.display(),
-                self.layout.version
-            )));
-        }
-        let saved = (self.q.next_seq, self.q.counters);
-        let q = &mut self.q;
-        let result = (|| {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .sql(what, &q.path)?;
-            let out = f(q, &tx)?;
-            q.save(&tx)?;
-            tx.commit().sql(what, &q.path)?;
-            Ok(out)
-        })();
-        match &result {
-            Ok(_) => self.q.ring(),
-            Err(_) => (self.q.next_seq, self.q.counters) = saved,
-        }
-        result
-    }
-}
-
-impl QueueRow {
     fn ring(&self) {
         if let Some(root) = self.path.parent() {
             ring(root);
@@ -905,6 +927,108 @@ fn delete(tx: &rusqlite::Transaction<'_>, queue: &str, seq: u64) -> rusqlite::Re
         .execute(params![queue, seq as i64])
 }
 
+/// The writes of each [`Store`] call, on the queue's row, inside a
+/// transaction of [`SqliteStore::write`] (a move makes two queues' writes
+/// one transaction).
+impl QueueRow {
+    fn push(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
+    ) -> Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for msg in msgs {
+            let msg = msg?;
+            msg.check_size()?;
+            let seq = self.next_seq;
+            let m = msg.meta(seq, Loc::default());
+            insert(tx, self, &m, &msg.body).sql("push", &self.path)?;
+            self.counters.add(m.state, m.len);
+            self.next_seq += 1;
+            seqs.push(seq);
+        }
+        Ok(seqs)
+    }
+
+    fn commit(&mut self, tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<()> {
+        let mut update = tx
+            .prepare_cached(
+                "UPDATE messages SET state = ?3, attempts = ?4, max_attempts = ?5, until_ms = ?6, receipt = ?7
+                 WHERE queue = ?1 AND seq = ?2",
+            )
+            .sql("commit", &self.path)?;
+        for c in changes {
+            let m = &c.new;
+            let n = if m.state.is_live() {
+                update.execute(params![
+                    self.queue,
+                    m.seq as i64,
+                    m.state as u8,
+                    m.attempts,
+                    m.max_attempts,
+                    m.until_ms as i64,
+                    &m.receipt[..]
+                ])
+            } else {
+                delete(tx, &self.queue, m.seq)
+            }
+            .sql("commit", &self.path)?;
+            if n != 1 {
+                return Err(Error::Runtime(format!(
+                    "{}: queue {}, message {}: not in the database",
+                    self.path.display(),
+                    self.queue,
+                    m.seq
+                )));
+            }
+            self.counters.apply(c.old, m.state, m.len);
+        }
+        Ok(())
+    }
+
+    fn set_key_id(&mut self, tx: &rusqlite::Transaction<'_>, id: Option<KeyId>) -> Result<()> {
+        match id {
+            Some(id) => tx.execute(
+                "INSERT OR REPLACE INTO keys (queue, key_id) VALUES (?1, ?2)",
+                params![self.queue, &id[..]],
+            ),
+            None => tx.execute("DELETE FROM keys WHERE queue = ?1", [&self.queue]),
+        }
+        .sql("record the key id", &self.path)?;
+        self.key_id = id;
+        Ok(())
+    }
+
+    fn record_failures(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        items: &[(u64, Failure)],
+    ) -> Result<()> {
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+                 WHERE EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND seq = ?2)",
+            )
+            .sql("record a failure", &self.path)?;
+        for (seq, f) in items {
+            let (kind, code, text) = f.how.parts();
+            ins.execute(params![
+                self.queue,
+                *seq as i64,
+                f.at_ms as i64,
+                f.attempt,
+                kind,
+                code,
+                text,
+                &f.stderr[..]
+            ])
+            .sql("record a failure", &self.path)?;
+        }
+        Ok(())
+    }
+}
+
 impl Store for SqliteStore {
     fn restore(
         &mut self,
@@ -938,20 +1062,7 @@ impl Store for SqliteStore {
     }
 
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
-        self.write("push", |s, tx| {
-            let mut seqs = Vec::new();
-            for msg in msgs {
-                let msg = msg?;
-                msg.check_size()?;
-                let seq = s.next_seq;
-                let m = msg.meta(seq, Loc::default());
-                insert(tx, s, &m, &msg.body).sql("push", &s.path)?;
-                s.counters.add(m.state, m.len);
-                s.next_seq += 1;
-                seqs.push(seq);
-            }
-            Ok(seqs)
-        })
+        self.write("push", |s, tx| s.push(tx, msgs))
     }
 
     fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
@@ -1058,41 +1169,7 @@ impl Store for SqliteStore {
             }
             return Ok(());
         }
-        self.write("commit", |s, tx| {
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE messages SET state = ?3, attempts = ?4, max_attempts = ?5, until_ms = ?6, receipt = ?7
-                     WHERE queue = ?1 AND seq = ?2",
-                )
-                .sql("commit", &s.path)?;
-            for c in changes {
-                let m = &c.new;
-                let n = if m.state.is_live() {
-                    update.execute(params![
-                        s.queue,
-                        m.seq as i64,
-                        m.state as u8,
-                        m.attempts,
-                        m.max_attempts,
-                        m.until_ms as i64,
-                        &m.receipt[..]
-                    ])
-                } else {
-                    delete(tx, &s.queue, m.seq)
-                }
-                .sql("commit", &s.path)?;
-                if n != 1 {
-                    return Err(Error::Runtime(format!(
-                        "{}: queue {}, message {}: not in the database",
-                        s.path.display(),
-                        s.queue,
-                        m.seq
-                    )));
-                }
-                s.counters.apply(c.old, m.state, m.len);
-            }
-            Ok(())
-        })
+        self.write("commit", |s, tx| s.commit(tx, changes))
     }
 
     fn counters(&self) -> Counters {
@@ -1112,48 +1189,14 @@ impl Store for SqliteStore {
     }
 
     fn set_key_id(&mut self, id: Option<KeyId>) -> Result<()> {
-        self.write("record the key id", |q, tx| {
-            match id {
-                Some(id) => tx.execute(
-                    "INSERT OR REPLACE INTO keys (queue, key_id) VALUES (?1, ?2)",
-                    params![q.queue, &id[..]],
-                ),
-                None => tx.execute("DELETE FROM keys WHERE queue = ?1", [&q.queue]),
-            }
-            .sql("record the key id", &q.path)?;
-            q.key_id = id;
-            Ok(())
-        })
+        self.write("record the key id", |q, tx| q.set_key_id(tx, id))
     }
 
     fn record_failures(&mut self, items: &[(u64, Failure)]) -> Result<()> {
         if items.is_empty() || !self.writable {
             return Ok(());
         }
-        self.write("record a failure", |q, tx| {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-                     WHERE EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND seq = ?2)",
-                )
-                .sql("record a failure", &q.path)?;
-            for (seq, f) in items {
-                let (kind, code, text) = f.how.parts();
-                ins.execute(params![
-                    q.queue,
-                    *seq as i64,
-                    f.at_ms as i64,
-                    f.attempt,
-                    kind,
-                    code,
-                    text,
-                    &f.stderr[..]
-                ])
-                .sql("record a failure", &q.path)?;
-            }
-            Ok(())
-        })
+        self.write("record a failure", |q, tx| q.record_failures(tx, items))
     }
 
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
@@ -1210,6 +1253,50 @@ impl Store for SqliteStore {
             }
         }
         Ok(total)
+    }
+
+    fn move_target(&mut self, to: &str) -> Result<Target> {
+        // The spool lock (exclusive for this store) keeps every other
+        // command out until the move commits.
+        let t = QueueRow::read(&self.conn, self.layout, self.q.path.clone(), to, true)?
+            .ok_or_else(|| Error::NoSuchQueue(to.to_string()))?;
+        let target = Target {
+            salt: t.salt,
+            next_seq: t.next_seq,
+            key_id: t.key_id,
+            pushed: t.counters.pushed,
+        };
+        self.target = Some(t);
+        Ok(target)
+    }
+
+    fn move_out(
+        &mut self,
+        key_id: Option<Option<KeyId>>,
+        msgs: Vec<Incoming<'_>>,
+        changes: &[Change],
+    ) -> Result<Vec<u64>> {
+        let mut t = self.target.take().ok_or_else(|| {
+            Error::Runtime(format!(
+                "{}: a move without a target",
+                self.q.path.display()
+            ))
+        })?;
+        // One transaction: the target's messages, failures and row, and
+        // this queue's changes and row.
+        let (news, failures) = split_incoming(msgs);
+        let seqs = self.write("move messages", |q, tx| {
+            if let Some(id) = key_id {
+                t.set_key_id(tx, id)?;
+            }
+            let seqs = t.push(tx, &mut news.into_iter().map(Ok))?;
+            t.record_failures(tx, &failures_at(&seqs, failures))?;
+            t.save(tx)?;
+            q.commit(tx, changes)?;
+            Ok(seqs)
+        })?;
+        t.ring();
+        Ok(seqs)
     }
 
     fn take_notices(&mut self) -> Vec<String> {

@@ -418,3 +418,135 @@ fn a_nack_that_dies_while_recording_its_failure_keeps_every_earlier_failure() {
         assert!(!s.queue_dir("q").join("failures.tmp").exists(), "{point}");
     }
 }
+
+/// Every message of queue `q`: body → (state, last failure's text).
+fn held(s: &Spool, q: &str) -> Vec<(String, String, String)> {
+    let out = s.run(&["export", q]);
+    out.ok();
+    out.json()
+        .iter()
+        .map(|m| {
+            let why = m["last_failure"]["text"].as_str().unwrap_or("").to_string();
+            (
+                body(m).to_string(),
+                m["state"].as_str().unwrap().to_string(),
+                why,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_retry_to_that_dies_anywhere_leaves_every_message_in_exactly_one_queue() {
+    // The move's own steps, and the push, failures and commit inside it
+    // (each the first of its kind the command meets).
+    for point in [
+        "move.after-journal",
+        "push.after-append",
+        "push.after-sync",
+        "failures.after-sync",
+        "move.after-push",
+        "wal.torn",
+        "commit.after-wal",
+        "move.after-commit",
+    ] {
+        let s = Spool::new();
+        s.push("jobs", &["d1", "d2", "d3"]);
+        let msgs = s.pop_json("jobs", &["--count", "3"]);
+        let receipts: Vec<&str> = msgs.iter().map(receipt).collect();
+        s.nack(
+            "jobs",
+            &receipts,
+            &["--max-attempts", "1", "--reason", "boom"],
+        );
+        s.push("jobs", &["r1"]);
+        s.push("later", &["x"]);
+        crash_at(&s, point, &["retry", "jobs", "--to", "later"], b"");
+        let journal = s.scratch().join("spool").join(".moving");
+        assert!(journal.exists(), "{point}: the journal is there");
+        // A command that only reads leaves it; fsck names it.
+        s.run(&["stats"]).ok();
+        let fsck = s.run(&["fsck"]);
+        assert!(
+            fsck.code != 0 && fsck.stdout_str().contains(".moving"),
+            "{point}: fsck reports the move cut short: {} {}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        // The next command that writes finishes it, and says so.
+        let pop = s.run(&["pop", "later", "--count", "10", "--json"]);
+        pop.ok();
+        assert!(
+            pop.stderr.contains("was interrupted; finished it"),
+            "{point}: {}",
+            pop.stderr
+        );
+        assert!(!journal.exists(), "{point}: the journal is gone");
+        s.run(&["fsck"]).ok();
+        let popped: Vec<String> = pop.json().iter().map(|m| body(m).to_string()).collect();
+        let (jobs, later) = (held(&s, "jobs"), held(&s, "later"));
+        let mut all: Vec<&str> = jobs.iter().chain(&later).map(|m| m.0.as_str()).collect();
+        all.sort();
+        assert_eq!(all, ["d1", "d2", "d3", "r1", "x"], "{point}: each once");
+        assert_eq!(popped[0], "x", "{point}");
+        for (b, state, why) in &jobs {
+            let want = if b == "r1" { "ready" } else { "dead" };
+            assert_eq!((state.as_str(), b.as_str()), (want, b.as_str()), "{point}");
+            assert_eq!(why, if b == "r1" { "" } else { "boom" }, "{point}: {b}");
+        }
+        for (b, _, why) in &later {
+            if b != "x" {
+                assert_eq!(why, "boom", "{point}: {b} kept its failure");
+            }
+        }
+        // Those that had not arrived move with the next retry.
+        s.run(&["retry", "jobs", "--to", "later"]).ok();
+        let later: Vec<String> = held(&s, "later").into_iter().map(|m| m.0).collect();
+        assert_eq!(later, ["x", "d1", "d2", "d3"], "{point}");
+        s.run(&["fsck"]).ok();
+    }
+}
+
+#[test]
+fn fsck_repair_finishes_a_retry_to_cut_short() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["d1"]);
+    crash_at(
+        &s,
+        "move.after-push",
+        &["retry", "jobs", "--to", "later"],
+        b"",
+    );
+    let out = s.run(&["fsck", "--repair"]);
+    assert!(out.stderr.contains("finished it"), "{}", out.stderr);
+    s.run(&["fsck"]).ok();
+    assert_eq!(held(&s, "later")[0].0, "d1");
+    assert!(held(&s, "jobs").is_empty());
+}
+
+#[test]
+fn a_damaged_journal_is_kept_aside_and_nothing_is_lost() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["d1"]);
+    crash_at(
+        &s,
+        "move.after-push",
+        &["retry", "jobs", "--to", "later"],
+        b"",
+    );
+    let journal = s.scratch().join("spool").join(".moving");
+    let mut b = std::fs::read(&journal).unwrap();
+    b[9] ^= 1;
+    std::fs::write(&journal, b).unwrap();
+    let out = s.run(&["push", "other", "y"]);
+    out.ok();
+    assert!(
+        out.stderr.contains(".moving: offset 0: damaged journal"),
+        "{}",
+        out.stderr
+    );
+    assert!(s.scratch().join("spool").join(".moving.damaged").exists());
+    // Never in neither queue: here, in both.
+    assert_eq!(held(&s, "jobs")[0].0, "d1");
+    assert_eq!(held(&s, "later")[0].0, "d1");
+}

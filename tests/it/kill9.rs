@@ -259,3 +259,83 @@ fn a_bulk_push_killed_midway_keeps_every_printed_id_and_serves_no_damaged_line()
         s.run(&["fsck"]).ok();
     }
 }
+
+/// Pops every deliverable message of `q` and nacks it past its last attempt:
+/// they become dead letters (neither command is killed).
+fn kill_all_alive(s: &Spool, q: &str) {
+    let out = s.run(&["pop", q, "--count", "10000", "--lease", "1h", "--json"]);
+    if out.code == 3 {
+        return;
+    }
+    out.ok();
+    let msgs = out.json();
+    let receipts: Vec<&str> = msgs.iter().map(receipt).collect();
+    s.nack(q, &receipts, &["--max-attempts", "1", "--reason", "boom"]);
+}
+
+#[test]
+fn retry_to_killed_at_random_never_loses_or_doubles_a_message() {
+    let s = Spool::new();
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let started = Instant::now();
+    let (mut kills, mut n, mut rounds) = (0u32, 0u32, 0u32);
+    s.push("qb", &["b0"]);
+    while (kills < 100 || rounds < 40) && started.elapsed() < Duration::from_secs(40) {
+        rounds += 1;
+        let bodies: Vec<String> = (0..1 + rng.below(5))
+            .map(|_| {
+                n += 1;
+                format!("m{n}")
+            })
+            .collect();
+        let mut args = vec!["push", "qa"];
+        args.extend(bodies.iter().map(String::as_str));
+        s.run(&args).ok();
+        // Everything alive in either queue becomes a dead letter, then both
+        // queues move theirs into the other at once, and are killed.
+        kill_all_alive(&s, "qa");
+        kill_all_alive(&s, "qb");
+        let one = s.spawn(&["retry", "qa", "--to", "qb"]);
+        let two = s.spawn(&["retry", "qb", "--to", "qa"]);
+        std::thread::sleep(Duration::from_micros(rng.below(12_000)));
+        for bg in [one, two] {
+            if let Some(out) = maybe_kill(bg, &mut rng, &mut kills) {
+                out.ok();
+            }
+        }
+    }
+    assert!(kills >= 100, "only {kills} kills in the time allowed");
+    // A move cut short is finished by the next command that writes.
+    s.push("qa", &["last"]);
+    s.run(&["fsck"]).ok();
+    let mut all: Vec<String> = Vec::new();
+    let mut failed = 0;
+    for q in ["qa", "qb"] {
+        let out = s.run(&["export", q]);
+        out.ok();
+        assert!(out.stderr.is_empty(), "damage reported: {}", out.stderr);
+        for m in out.json() {
+            failed += usize::from(m["last_failure"]["text"] == "boom");
+            all.push(body(&m).to_string());
+        }
+        let st = s.stats(q);
+        let sum: u64 = [
+            "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
+        ]
+        .iter()
+        .map(|f| num(&st, f))
+        .sum();
+        assert_eq!(num(&st, "pushed"), sum, "counters do not add up: {st}");
+    }
+    all.sort();
+    let mut want: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+    want.extend(["last".into(), "b0".into()]);
+    want.sort();
+    assert_eq!(all, want, "each message in exactly one queue");
+    assert_eq!(failed + 1, want.len(), "a failure was lost");
+    eprintln!(
+        "kill -9 of retry --to: {kills} kills in {rounds} rounds, {} messages, 0 lost, 0 doubled, {:.1}s",
+        want.len(),
+        started.elapsed().as_secs_f64()
+    );
+}

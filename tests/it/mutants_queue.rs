@@ -531,6 +531,17 @@ impl spoolmq::store::Store for Counting {
     fn failure(&mut self, seq: u64) -> spoolmq::Result<Option<spoolmq::model::failure::Failure>> {
         self.inner.failure(seq)
     }
+    fn move_target(&mut self, to: &str) -> spoolmq::Result<spoolmq::store::Target> {
+        self.inner.move_target(to)
+    }
+    fn move_out(
+        &mut self,
+        key_id: Option<Option<spoolmq::model::crypt::KeyId>>,
+        msgs: Vec<spoolmq::store::Incoming<'_>>,
+        changes: &[spoolmq::store::Change],
+    ) -> spoolmq::Result<Vec<u64>> {
+        self.inner.move_out(key_id, msgs, changes)
+    }
     fn take_notices(&mut self) -> Vec<String> {
         self.inner.take_notices()
     }

@@ -590,7 +590,8 @@ fn purge_dead_older_than_takes_only_the_letters_dead_that_long() {
         "{}",
         plain.stdout_str()
     );
-    sleep_ms(600);
+    // Far enough apart that a loaded machine's slow commands cannot blur them.
+    sleep_ms(2000);
     s.nack("q", &[receipt(&msgs[1])], &["--max-attempts", "1"]);
     // The third dies when its 200 ms lease runs out on its last attempt.
     let before = epoch_ms();
@@ -615,8 +616,8 @@ fn purge_dead_older_than_takes_only_the_letters_dead_that_long() {
         .map(|m| m["dead_at_ms"].as_u64().unwrap())
         .collect();
     assert_eq!(copied[0], first);
-    // Only `first` has been dead for 500 ms.
-    let out = s.run(&["purge", "q", "--dead", "--older-than", "500ms"]);
+    // Only `first` has been dead for 1.5 s.
+    let out = s.run(&["purge", "q", "--dead", "--older-than", "1500ms"]);
     assert_eq!(out.ok().stdout_str(), "1\n");
     assert!(dead_at(&s, "q", &ids[1]).is_some(), "second is still there");
     assert_eq!(

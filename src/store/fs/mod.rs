@@ -126,6 +126,7 @@
 //! | `restore.rs` | `migrate` into a new queue |
 //! | `key.rs` | the key id file |
 //! | `failures.rs` | the failures file: its format, reading, appending, compacting |
+//! | `moves.rs` | `retry --to`: moving messages into another queue, its journal `SPOOL/.moving` |
 //! | `check.rs` | `fsck` (reads only) |
 //! | `record.rs`, `segment.rs`, `index.rs` | the formats |
 
@@ -137,6 +138,7 @@ mod failures;
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 pub mod index;
 mod key;
+pub(crate) mod moves;
 mod open;
 mod read;
 mod rebuild;
@@ -159,7 +161,7 @@ use crate::base::io::{FileIo, Fs, Open};
 use crate::model::crypt::KeyId;
 use crate::model::failure::Failure;
 use crate::store::fs::index::Header;
-use crate::store::{Change, Counters, Meta, NewMessage, Scan, Step, Store};
+use crate::store::{Change, Counters, Incoming, Meta, NewMessage, Scan, Step, Store, Target};
 use key::write_key_id;
 use reserve::RESERVE;
 use std::collections::HashMap;
@@ -242,6 +244,8 @@ pub struct FsStore {
     reserve_short: bool,
     /// The failures file ([`failures`]), read on first use.
     failures: Option<failures::FailLog>,
+    /// The target of a move ([`moves`]), open and locked.
+    target: Option<Box<FsStore>>,
     // Held last: dropped after everything above is written.
     _lock: Box<dyn Send>,
 }
@@ -376,6 +380,19 @@ impl Store for FsStore {
 
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
         self.fail_log()?.get(seq)
+    }
+
+    fn move_target(&mut self, to: &str) -> Result<Target> {
+        self.open_move_target(to)
+    }
+
+    fn move_out(
+        &mut self,
+        key_id: Option<Option<KeyId>>,
+        msgs: Vec<Incoming<'_>>,
+        changes: &[Change],
+    ) -> Result<Vec<u64>> {
+        self.move_messages(key_id, msgs, changes)
     }
 
     fn take_notices(&mut self) -> Vec<String> {

@@ -133,6 +133,7 @@ impl FsStore {
             wal_committed: 0,
             reserve_short: false,
             failures: None,
+            target: None,
             _lock: lock,
         };
         store.key_id = read_key_id(&*store.fs, dir)?;

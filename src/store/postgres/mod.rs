@@ -61,7 +61,10 @@ pub mod conn;
 use crate::base::error::{Error, Result};
 use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
-use crate::store::{Change, Counters, Loc, Meta, NewMessage, Scan, State, Step, Store};
+use crate::store::{
+    Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
+    failures_at, split_incoming,
+};
 use postgres::Client;
 use postgres::types::{ToSql, Type};
 use std::borrow::Cow;
@@ -360,6 +363,9 @@ pub struct PgStore {
     /// Whether the open transaction holds the queue's row lock (taken by
     /// `prepare_push`, so the push that follows need not take it again).
     row_locked: bool,
+    /// The target of a move ([`Store::move_target`]), its row locked in the
+    /// open transaction.
+    target: Option<(String, Target)>,
     notices: Vec<String>,
 }
 
@@ -488,6 +494,7 @@ impl PgStore {
             new_key_id: None,
             failures_pending: false,
             row_locked: false,
+            target: None,
             notices: Vec::new(),
         }))
     }
@@ -520,11 +527,22 @@ impl PgStore {
             // Locked in this transaction: nobody else changed it since.
             return Ok(());
         }
+        let queue = self.queue.clone();
+        let (t, counters) = self.lock_row(&queue, self.salt)?;
+        (self.salt, self.next_seq, self.key_id, self.counters) =
+            (t.salt, t.next_seq, t.key_id, counters);
+        self.row_locked = true;
+        Ok(())
+    }
+
+    /// Creates queue `name`'s row (with `salt`) if it is missing and locks
+    /// it in the open transaction: what it holds.
+    fn lock_row(&mut self, name: &str, salt: u64) -> Result<(Target, Counters)> {
         self.client
             .execute(
                 "INSERT INTO spoolmq_queues (name, salt, next_seq) VALUES ($1, $2, 1)
                  ON CONFLICT (name) DO NOTHING",
-                &[&self.queue, &(self.salt as i64)],
+                &[&name, &(salt as i64)],
             )
             .pg(&self.place, "create the queue")?;
         let r = self
@@ -533,15 +551,17 @@ impl PgStore {
                 &format!(
                     "SELECT salt, next_seq, key_id, {COUNTER_COLUMNS} FROM spoolmq_queues WHERE name = $1 FOR UPDATE"
                 ),
-                &[&self.queue],
+                &[&name],
             )
             .pg(&self.place, "lock the queue")?;
-        self.salt = r.get::<_, i64>(0) as u64;
-        self.next_seq = r.get::<_, i64>(1) as u64;
-        self.key_id = key_id_of(&r, 2, &self.place, &self.queue)?;
-        self.counters = counters_of(&r, 3);
-        self.row_locked = true;
-        Ok(())
+        let counters = counters_of(&r, 3);
+        let t = Target {
+            salt: r.get::<_, i64>(0) as u64,
+            next_seq: r.get::<_, i64>(1) as u64,
+            key_id: key_id_of(&r, 2, &self.place, name)?,
+            pushed: counters.pushed,
+        };
+        Ok((t, counters))
     }
 
     /// Writes the key id `set_key_id` gave, in the open transaction.
@@ -561,6 +581,20 @@ impl PgStore {
     /// Adds `d` to the queue's counters (and sets its next seq), takes the
     /// result, and notifies waiters if `wake`.
     fn save_counters(&mut self, d: &Deltas, wake: bool) -> Result<()> {
+        let queue = self.queue.clone();
+        self.counters = self.add_counters(&queue, self.next_seq, d, wake)?;
+        Ok(())
+    }
+
+    /// [`PgStore::save_counters`] for queue `name`, whose next seq becomes
+    /// at least `next_seq`: its counters after.
+    fn add_counters(
+        &mut self,
+        name: &str,
+        next_seq: u64,
+        d: &Deltas,
+        wake: bool,
+    ) -> Result<Counters> {
         let [r, de, l, dd, p, a, pu, c, b] = d.0;
         let row = self
             .client
@@ -573,8 +607,8 @@ impl PgStore {
                      WHERE name = $1 RETURNING {COUNTER_COLUMNS}"
                 ),
                 &[
-                    &self.queue,
-                    &(self.next_seq as i64),
+                    &name,
+                    &(next_seq as i64),
                     &r,
                     &de,
                     &l,
@@ -587,11 +621,78 @@ impl PgStore {
                 ],
             )
             .pg(&self.place, "update the queue's counters")?;
-        self.counters = counters_of(&row, 0);
         if wake {
             self.client
-                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.queue])
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
                 .pg(&self.place, "notify")?;
+        }
+        Ok(counters_of(&row, 0))
+    }
+
+    /// The rows and counters of a commit, in the open transaction.
+    fn apply_changes(&mut self, changes: &[Change]) -> Result<()> {
+        let mut d = Deltas::default();
+        let mut wake = false;
+        for c in changes {
+            let m = &c.new;
+            let n = if m.state.is_live() {
+                self.client.execute(
+                    "UPDATE spoolmq_messages SET state = $3, attempts = $4, max_attempts = $5,
+                       until_ms = $6, receipt = $7 WHERE queue = $1 AND seq = $2",
+                    &[
+                        &self.queue,
+                        &(m.seq as i64),
+                        &(m.state as u8 as i16),
+                        &(m.attempts as i32),
+                        &(m.max_attempts as i32),
+                        &(m.until_ms as i64),
+                        &&m.receipt[..],
+                    ],
+                )
+            } else {
+                self.client.execute(
+                    "WITH f AS (DELETE FROM spoolmq_failures WHERE queue = $1 AND seq = $2)
+                     DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                    &[&self.queue, &(m.seq as i64)],
+                )
+            }
+            .pg(&self.place, "commit")?;
+            if n != 1 {
+                return Err(Error::Runtime(format!(
+                    "{}: queue {}, message {}: not in the database",
+                    self.place, self.queue, m.seq
+                )));
+            }
+            d.apply(c.old, m.state, m.len);
+            wake |= matches!(m.state, State::Ready | State::Delayed);
+        }
+        self.save_counters(&d, wake)
+    }
+
+    /// Keeps failures of messages of queue `name`, in the open transaction.
+    fn failure_rows(&mut self, name: &str, items: &[(u64, Failure)]) -> Result<()> {
+        for (seq, f) in items {
+            let (kind, code, text) = f.how.parts();
+            self.client
+                .execute(
+                    "INSERT INTO spoolmq_failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                     WHERE EXISTS (SELECT 1 FROM spoolmq_messages WHERE queue = $1 AND seq = $2)
+                     ON CONFLICT (queue, seq) DO UPDATE SET at_ms = excluded.at_ms,
+                       attempt = excluded.attempt, kind = excluded.kind, code = excluded.code,
+                       text = excluded.text, stderr = excluded.stderr",
+                    &[
+                        &name,
+                        &(*seq as i64),
+                        &(f.at_ms as i64),
+                        &(f.attempt as i32),
+                        &i16::from(kind),
+                        &code,
+                        &text,
+                        &&f.stderr[..],
+                    ],
+                )
+                .pg(&self.place, "record a failure")?;
         }
         Ok(())
     }
@@ -599,10 +700,10 @@ impl PgStore {
     /// Writes rows with COPY (one round trip for a whole batch).
     fn copy_rows(
         &mut self,
+        queue: &str,
         rows: &mut dyn Iterator<Item = Result<(Meta, Cow<'_, [u8]>)>>,
     ) -> Result<Deltas> {
         let place = self.place.clone();
-        let queue = self.queue.clone();
         let sink = self
             .client
             .copy_in(
@@ -692,7 +793,7 @@ impl Store for PgStore {
                     .iter()
                     .zip(&bodies)
                     .map(|(m, b)| Ok((*m, Cow::Borrowed(b.as_slice()))));
-                s.copy_rows(&mut rows)?;
+                s.copy_rows(&s.queue.clone(), &mut rows)?;
             }
             let c = counters;
             let d = Deltas([
@@ -728,7 +829,7 @@ impl Store for PgStore {
                 next += 1;
                 Ok((m, msg.body))
             });
-            let d = s.copy_rows(&mut rows)?;
+            let d = s.copy_rows(&s.queue.clone(), &mut rows)?;
             drop(rows);
             s.next_seq = next;
             s.save_counters(&d, true)?;
@@ -896,44 +997,7 @@ impl Store for PgStore {
             return Ok(());
         }
         self.failures_pending = false;
-        self.write("commit", |s| {
-            let mut d = Deltas::default();
-            let mut wake = false;
-            for c in changes {
-                let m = &c.new;
-                let n = if m.state.is_live() {
-                    s.client.execute(
-                        "UPDATE spoolmq_messages SET state = $3, attempts = $4, max_attempts = $5,
-                           until_ms = $6, receipt = $7 WHERE queue = $1 AND seq = $2",
-                        &[
-                            &s.queue,
-                            &(m.seq as i64),
-                            &(m.state as u8 as i16),
-                            &(m.attempts as i32),
-                            &(m.max_attempts as i32),
-                            &(m.until_ms as i64),
-                            &&m.receipt[..],
-                        ],
-                    )
-                } else {
-                    s.client.execute(
-                        "WITH f AS (DELETE FROM spoolmq_failures WHERE queue = $1 AND seq = $2)
-                         DELETE FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
-                        &[&s.queue, &(m.seq as i64)],
-                    )
-                }
-                .pg(&s.place, "commit")?;
-                if n != 1 {
-                    return Err(Error::Runtime(format!(
-                        "{}: queue {}, message {}: not in the database",
-                        s.place, s.queue, m.seq
-                    )));
-                }
-                d.apply(c.old, m.state, m.len);
-                wake |= matches!(m.state, State::Ready | State::Delayed);
-            }
-            s.save_counters(&d, wake)
-        })
+        self.write("commit", |s| s.apply_changes(changes))
     }
 
     fn counters(&self) -> Counters {
@@ -964,30 +1028,9 @@ impl Store for PgStore {
     fn record_failures(&mut self, items: &[(u64, Failure)]) -> Result<()> {
         // In the open transaction, which holds the rows `settle` read FOR
         // UPDATE: committed with the nack that follows, atomically.
-        for (seq, f) in items {
-            let (kind, code, text) = f.how.parts();
-            self.client
-                .execute(
-                    "INSERT INTO spoolmq_failures (queue, seq, at_ms, attempt, kind, code, text, stderr)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
-                     WHERE EXISTS (SELECT 1 FROM spoolmq_messages WHERE queue = $1 AND seq = $2)
-                     ON CONFLICT (queue, seq) DO UPDATE SET at_ms = excluded.at_ms,
-                       attempt = excluded.attempt, kind = excluded.kind, code = excluded.code,
-                       text = excluded.text, stderr = excluded.stderr",
-                    &[
-                        &self.queue,
-                        &(*seq as i64),
-                        &(f.at_ms as i64),
-                        &(f.attempt as i32),
-                        &i16::from(kind),
-                        &code,
-                        &text,
-                        &&f.stderr[..],
-                    ],
-                )
-                .pg(&self.place, "record a failure")?;
-            self.failures_pending = true;
-        }
+        let queue = self.queue.clone();
+        self.failure_rows(&queue, items)?;
+        self.failures_pending |= !items.is_empty();
         Ok(())
     }
 
@@ -1039,6 +1082,66 @@ impl Store for PgStore {
             )
             .pg(&self.place, "read the server's clock")?;
         Ok(Some(r.get::<_, i64>(0) as u64))
+    }
+
+    fn move_target(&mut self, to: &str) -> Result<Target> {
+        if to == self.queue {
+            return Err(Error::usage(format!(
+                "{to}: a queue cannot be moved into itself"
+            )));
+        }
+        // Both queue rows locked in name order, so that moves between two
+        // queues in opposite directions cannot deadlock.
+        let fresh = crate::store::new_salt()?;
+        let t = if self.queue.as_str() < to {
+            self.lock_queue_row()?;
+            self.lock_row(to, fresh)?.0
+        } else {
+            let t = self.lock_row(to, fresh)?.0;
+            self.lock_queue_row()?;
+            t
+        };
+        self.target = Some((to.to_string(), t));
+        Ok(t)
+    }
+
+    fn move_out(
+        &mut self,
+        key_id: Option<Option<KeyId>>,
+        msgs: Vec<Incoming<'_>>,
+        changes: &[Change],
+    ) -> Result<Vec<u64>> {
+        let (to, t) = self
+            .target
+            .take()
+            .ok_or_else(|| Error::Runtime(format!("{}: a move without a target", self.place)))?;
+        self.failures_pending = false;
+        // One transaction: the target's rows and counters, then this queue's.
+        self.write("move messages", |s| {
+            if let Some(id) = key_id {
+                s.client
+                    .execute(
+                        "UPDATE spoolmq_queues SET key_id = $2 WHERE name = $1",
+                        &[&to, &id.as_ref().map(|k| &k[..])],
+                    )
+                    .pg(&s.place, "record the key id")?;
+            }
+            let (news, failures) = split_incoming(msgs);
+            let mut next = t.next_seq;
+            let mut rows = news.into_iter().map(|msg| {
+                msg.check_size()?;
+                let m = msg.meta(next, Loc::default());
+                next += 1;
+                Ok((m, msg.body))
+            });
+            let d = s.copy_rows(&to, &mut rows)?;
+            drop(rows);
+            let seqs: Vec<u64> = (t.next_seq..next).collect();
+            s.failure_rows(&to, &failures_at(&seqs, failures))?;
+            s.add_counters(&to, next, &d, true)?;
+            s.apply_changes(changes)?;
+            Ok(seqs)
+        })
     }
 
     fn take_notices(&mut self) -> Vec<String> {
