@@ -1,7 +1,7 @@
 //! The model test: seeded random sequences of push, pop, ack, nack (some
 //! recording a failure), extend, retry, purge (of dead letters, some only
-//! those dead for a while), peek, inspect, clock jumps,
-//! reopens and power cuts, run against the
+//! those dead for a while), `retry --to` a second queue (all dead letters,
+//! or one named), peek, inspect, clock jumps, reopens and power cuts, run against the
 //! engine (on [`SimFs`]) and against [`Model`], a list of messages with
 //! states; every answer and every counter must agree.
 //!
@@ -13,6 +13,7 @@
 //! operations. `cargo test --release model` runs at least 100,000
 //! operations; `SPOOLMQ_MODEL_OPS=N` runs about N.
 
+use crate::base::io::Fs as _;
 use crate::base::notice::{Kept, Notices};
 use crate::base::simfs::{SimFs, XorShift};
 use crate::model::backoff::Retry;
@@ -47,6 +48,11 @@ enum Op {
         reason: bool,
     },
     Retry,
+    /// `retry --to` queue `r`: every dead letter, or (`pick`) the `pick`-th
+    /// message pushed so far, whatever its state.
+    Redrive {
+        pick: Option<usize>,
+    },
     /// With `older_than`, only dead letters dead for at least that many ms.
     Purge {
         dead: bool,
@@ -106,6 +112,9 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
             13 => Op::Inspect {
                 pick: r.below(1000) as usize,
             },
+            14 if r.below(2) == 0 => Op::Redrive {
+                pick: (r.below(2) == 0).then(|| r.below(1000) as usize),
+            },
             _ => Op::Advance(r.below(800)),
         })
         .collect()
@@ -142,6 +151,9 @@ struct Model {
     pushed: u64,
     acked: u64,
     purged: u64,
+    /// Queue `r`, where `retry --to` moves dead letters: each body with its
+    /// last failure, in the order they arrived (all ready, never popped).
+    moved: Vec<(Vec<u8>, Option<(String, u32)>)>,
 }
 
 impl Model {
@@ -185,6 +197,11 @@ impl Model {
 
 fn dir() -> PathBuf {
     PathBuf::from("/spool/q")
+}
+
+/// The queue `retry --to` moves dead letters into.
+fn target_dir() -> PathBuf {
+    PathBuf::from("/spool/r")
 }
 
 /// Opens the queue on `fs`, its notices kept in the list returned.
@@ -396,6 +413,70 @@ impl World {
         Ok(())
     }
 
+    fn redrive(&mut self, ctx: &str, pick: Option<usize>) -> Result<(), String> {
+        let now = self.now;
+        let named: Vec<String> = match pick {
+            Some(p) if !self.model.msgs.is_empty() => {
+                vec![self.model.msgs[p % self.model.msgs.len()].id.clone()]
+            }
+            _ => Vec::new(),
+        };
+        let got = self.q().retry_to("r", &named, now).map_err(|x| e(ctx, x))?;
+        let mut n = 0;
+        for m in self.model.msgs.iter_mut() {
+            let chosen = named.is_empty() || named.contains(&m.id);
+            if chosen && matches!(Model::eff(m, now), MState::Dead(_)) {
+                m.state = MState::Gone;
+                self.model.moved.push((m.body.clone(), m.failure.clone()));
+                n += 1;
+            }
+        }
+        self.model.purged += n;
+        let missing = named.len() as u64 - n.min(named.len() as u64);
+        if got.moved != n || (!named.is_empty() && got.missing.len() as u64 != missing) {
+            return Err(format!(
+                "{ctx}: moved {} (missing {:?}), model {n}",
+                got.moved, got.missing
+            ));
+        }
+        self.check_target(ctx)
+    }
+
+    /// Queue `r` holds what the model moved there, in order: ready, no
+    /// attempts, each with its last failure; and its counters agree. Opened
+    /// for the check alone (as a command would), so that the move's own
+    /// handle on it is the only one while it runs.
+    fn check_target(&mut self, ctx: &str) -> Result<(), String> {
+        if self.model.moved.is_empty()
+            && !self.fs.exists(&target_dir().join("index")).unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let now = self.now;
+        let store = FsStore::open_with(Arc::new(self.fs.clone()), &target_dir(), true)
+            .map_err(|x| e(ctx, x))?
+            .ok_or_else(|| format!("{ctx}: queue r is missing"))?;
+        let mut r = Queue::with_store("r", Box::new(store), Notices::to(|_| {}));
+        let mut got = Vec::new();
+        r.export(now, &mut |m| {
+            got.push((m.body, m.state, m.attempts, m.last_failure.map(as_model)));
+            crate::store::Step::Continue
+        })
+        .map_err(|x| e(ctx, x))?;
+        let want: Vec<_> = (self.model.moved.iter())
+            .map(|(b, f)| (b.clone(), "ready".to_string(), 0, f.clone()))
+            .collect();
+        if got != want {
+            return Err(format!("{ctx}: queue r holds {got:?}, model {want:?}"));
+        }
+        let s = r.stats(now).map_err(|x| e(ctx, x))?;
+        let n = self.model.moved.len() as u64;
+        if (s.ready, s.pushed, s.dead, s.purged) != (n, n, 0, 0) {
+            return Err(format!("{ctx}: queue r's stats {s:?}, model {n} ready"));
+        }
+        Ok(())
+    }
+
     fn purge(&mut self, ctx: &str, dead: bool, older_than: Option<u64>) -> Result<(), String> {
         let now = self.now;
         let n = self
@@ -516,6 +597,15 @@ impl World {
         if let Some(seed) = power_cut {
             self.fs = self.fs.crash(&mut XorShift(seed | 1));
         }
+        // As the next command's spool lock would: every move returned, so
+        // there is none to finish.
+        let fs: Arc<dyn crate::base::io::Fs> = Arc::new(self.fs.clone());
+        let notes = crate::store::fs::moves::finish(&fs, std::path::Path::new("/spool"))
+            .map_err(|x| e(ctx, x))?;
+        if !notes.is_empty() {
+            return Err(format!("{ctx}: a move was left to finish: {notes:?}"));
+        }
+        self.check_target(ctx)?;
         let (mut q, kept) = open(&self.fs)?;
         q.flush_notices();
         self.q = Some(q);
@@ -577,6 +667,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
             Op::Settle { .. } => w.settle(ctx, step, op)?,
             Op::Inspect { pick } => w.inspect(ctx, pick)?,
             Op::Retry => w.retry(ctx)?,
+            Op::Redrive { pick } => w.redrive(ctx, pick)?,
             Op::Purge { dead, older_than } => w.purge(ctx, dead, older_than)?,
             Op::Peek { count } => w.peek(ctx, count)?,
             Op::Advance(ms) => w.now += ms,
@@ -586,7 +677,12 @@ fn run(ops: &[Op]) -> Result<usize, String> {
         w.check_stats(ctx)?;
         if matches!(
             op,
-            Op::Settle { .. } | Op::Retry | Op::Purge { .. } | Op::Reopen | Op::PowerCut(_)
+            Op::Settle { .. }
+                | Op::Retry
+                | Op::Redrive { .. }
+                | Op::Purge { .. }
+                | Op::Reopen
+                | Op::PowerCut(_)
         ) {
             w.check_failures(ctx)?;
         }
