@@ -130,6 +130,7 @@ fn every_recipe_in_the_readme_has_a_test() {
             "long-exec",
             "long-script",
             "monitoring",
+            "redrive",
             "retention",
             "shell-loop",
             "xargs"
@@ -196,6 +197,20 @@ fn xargs_fan_out_processes_every_message_once() {
     k.cook("xargs");
     assert_eq!(k.log().len(), 8);
     assert_counts(&k.stats("pages"), &[("acked", 8), ("ready", 0)]);
+}
+
+/// The redrive recipe moves the dead letters into the slow queue, whose worker does them,
+/// and leaves the fast queue with its live work only.
+#[test]
+fn the_redrive_recipe_hands_dead_letters_to_the_slow_worker() {
+    let k = Kitchen::new();
+    k.script("worker.sh", "cat >> log; echo >> log");
+    k.s.make_dead("jobs", &["flaky-1", "flaky-2"]);
+    k.s.push("jobs", &["fresh"]);
+    assert_eq!(k.cook("redrive"), "2\n");
+    assert_eq!(k.log(), ["flaky-1", "flaky-2"]);
+    assert_counts(&k.stats("jobs"), &[("ready", 1), ("dead", 0), ("purged", 2)]);
+    assert_counts(&k.stats("jobs-slow"), &[("ready", 0), ("acked", 2)]);
 }
 
 /// The retention recipe keeps a young dead letter and removes one two weeks old (the clock
