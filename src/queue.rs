@@ -889,10 +889,35 @@ impl Queue {
         q.check_key()?;
         let now = q.clock(now)?;
         let (dead, missing) = q.dead_letters(ids, now)?;
+        // What finding them locked (PostgreSQL: every live row) is let go:
+        // each batch locks its own messages again, below.
+        q.store.end_reads()?;
         let mut out = Retried { moved: 0, missing };
         let key = q.key.clone();
         let mut rest = &dead[..];
         while !rest.is_empty() {
+            // The batch, each message read again under its lock (another
+            // command may have retried or purged it since the list was
+            // made), before the queues' own rows are locked: the order
+            // every commit takes its locks in, so none waits on another.
+            let (mut batch, mut bytes) = (Vec::new(), 0u64);
+            while let Some((m, tail)) = rest.split_first() {
+                if batch.len() >= MOVE_BATCH || (bytes >= MOVE_BATCH_BYTES && !batch.is_empty()) {
+                    break;
+                }
+                rest = tail;
+                match q.store.get(m.seq)?.filter(|m| is_dead(m, now)) {
+                    Some(m) => {
+                        bytes += u64::from(m.len);
+                        batch.push(m);
+                    }
+                    None if !ids.is_empty() => out.missing.push(q.ids().format(m.seq)),
+                    None => {}
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let target = q.store.move_target(to)?;
             let mut sealer = Sealer::new(to, key.as_ref());
             let key_id = if target.pushed == 0 {
@@ -901,23 +926,13 @@ impl Queue {
                 sealer.agree(target.key_id)?;
                 None
             };
-            let (mut msgs, mut changes, mut bytes) = (Vec::new(), Vec::new(), 0u64);
-            while let Some((m, tail)) = rest.split_first() {
-                if msgs.len() >= MOVE_BATCH || (bytes >= MOVE_BATCH_BYTES && !msgs.is_empty()) {
-                    break;
-                }
-                rest = tail;
-                // Read again under this batch's locks: another command may
-                // have retried or purged it since the list was made.
-                let Some(m) = q.store.get(m.seq)?.filter(|m| is_dead(m, now)) else {
-                    continue;
-                };
+            let (mut msgs, mut changes) = (Vec::new(), Vec::new());
+            for m in batch {
                 let Some(body) = q.body_or_skip(&m, &mut changes)? else {
                     continue;
                 };
                 let seq = target.next_seq + msgs.len() as u64;
                 let body = sealer.seal(target.salt, seq, &body)?.into_owned();
-                bytes += body.len() as u64;
                 msgs.push(Incoming {
                     msg: NewMessage {
                         body: body.into(),

@@ -1088,6 +1088,14 @@ fn run_fsck(
         }
     }
     bar.finish_and_clear();
+    // A `retry --to` cut short that damage to its queues stopped is
+    // finished now that they are repaired.
+    if repair
+        && root.left.iter().any(fsck::is_cut_short_move)
+        && fsck::finish_cut_short_move(spool)?
+    {
+        left -= 1;
+    }
     let summary = format!(
         "fsck: {} queue{}, {records} records, {found} problem{}{}",
         names.len(),

@@ -106,7 +106,12 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     let root = &spool.root;
     // Planted non-files first: the lock is taken next.
     let mut found = Vec::new();
-    for name in [crate::spool::LOCK_FILE, crate::spool::BELL_FILE] {
+    // A journal of a move is only ever a regular file too.
+    for name in [
+        crate::spool::LOCK_FILE,
+        crate::spool::BELL_FILE,
+        crate::store::fs::moves::JOURNAL,
+    ] {
         let p = root.join(name);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if !m.is_file() => {
@@ -139,7 +144,7 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     }
     let exclusive = repair || spool.kind.needs_exclusive_lock();
     let journal = root.join(crate::store::fs::moves::JOURNAL);
-    let cut_short = spool.kind == StoreKind::Fs && journal.exists();
+    let cut_short = spool.kind == StoreKind::Fs && journal.is_file();
     if cut_short {
         found.push(problem(
             journal.clone(),
@@ -153,9 +158,47 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     } else {
         spool.lock_reading(exclusive, exclusive)?
     };
+    if cut_short && repair && journal.exists() {
+        r.left.push(problem(
+            journal.clone(),
+            "still cut short (see above)".into(),
+        ));
+    }
     if cut_short && repair {
-        r.notes
-            .push(format!("{}: finished the move", journal.display()));
+        r.notes.push(format!(
+            "{}: {}",
+            journal.display(),
+            if journal.exists() {
+                "not finished (see above)"
+            } else {
+                "dealt with (see above)"
+            }
+        ));
+    }
+    // Damaged journals set aside: the messages they moved may be in both
+    // queues. Reported until someone has looked and removed them.
+    if spool.kind == StoreKind::Fs {
+        let mut aside: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(|e| Error::io("list", root, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(crate::store::fs::moves::DAMAGED)
+            })
+            .map(|e| e.path())
+            .collect();
+        aside.sort();
+        for p in aside {
+            let pr = problem(
+                p,
+                "a damaged journal of a `retry --to`, set aside: the messages it moved may be in both queues (dead letters in the source); check, then remove it".into(),
+            );
+            if repair {
+                r.left.push(pr.clone());
+            }
+            found.push(pr);
+        }
     }
     let store = root.join(crate::spool::STORE_FILE);
     let disk = crate::spool::OnDisk::of(root)?;
@@ -210,6 +253,22 @@ pub fn check_spool(spool: &Spool, repair: bool) -> Result<SpoolReport> {
     }
     r.problems = found;
     Ok(r)
+}
+
+const STILL_CUT_SHORT: &str = "still cut short (see above)";
+
+/// Whether `p` is a `retry --to` that [`check_spool`] could not finish.
+pub fn is_cut_short_move(p: &Problem) -> bool {
+    p.what == STILL_CUT_SHORT
+}
+
+/// After `fsck --repair` repaired the queues: finishes a `retry --to` cut
+/// short that their damage stopped (by taking the spool lock to write, as
+/// any command would). Whether it is done now.
+pub fn finish_cut_short_move(spool: &Spool) -> Result<bool> {
+    let journal = spool.root.join(crate::store::fs::moves::JOURNAL);
+    let _lock = spool.lock(false, true)?;
+    Ok(!journal.exists())
 }
 
 /// A problem of a file at the spool's root (it belongs to no queue).

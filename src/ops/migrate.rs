@@ -121,6 +121,7 @@ pub fn run(spool: &Spool, to: StoreKind, into: Option<&Path>) -> Result<Report> 
     if spool.kind != StoreKind::Postgres && _lock.is_none() {
         return Err(Error::Runtime("cannot lock the spool".into()));
     }
+    spool.no_move_pending()?;
     match into {
         Some(dir) => copy_into_dir(spool, to, dir, report),
         None => convert_in_place(spool, to, report),
@@ -142,6 +143,7 @@ fn copy_into_database(spool: &Spool, into: &Path, mut report: Report) -> Result<
         )));
     }
     let _lock = spool.lock(true, true)?;
+    spool.no_move_pending()?;
     copy_spool(spool, &dst, &mut report)?;
     Ok(report)
 }

@@ -306,34 +306,72 @@ impl Spool {
         create: bool,
         exclusive: bool,
     ) -> Result<Option<crate::base::lock::QueueLock>> {
-        let Some(lock) = self.lock_reading(create, exclusive)? else {
-            return Ok(None);
-        };
+        let (lock, trouble) = self.lock_finishing(create, exclusive)?;
+        if let Some(why) = trouble {
+            self.notices.send(&why);
+        }
+        Ok(lock)
+    }
+
+    /// [`Spool::lock`], and why a `retry --to` cut short could not be
+    /// finished (it is left as it is: only the two queues it names refuse
+    /// to write, [`Spool::check_no_move_pending`], until it can be).
+    fn lock_finishing(
+        &self,
+        create: bool,
+        exclusive: bool,
+    ) -> Result<(Option<crate::base::lock::QueueLock>, Option<String>)> {
         if self.kind != StoreKind::Fs {
-            return Ok(Some(lock));
+            return Ok((self.lock_reading(create, exclusive)?, None));
         }
         // A `retry --to` cut short is finished before anything else, with
-        // the lock held exclusive (crate::store::fs::moves).
+        // the lock held exclusive (crate::store::fs::moves); then the lock
+        // is taken again and looked under again, since another move may
+        // have begun (and been cut short) in between.
         let fs = root_fs(&self.root)?;
-        if !crate::store::fs::moves::pending(&fs, &self.root)? {
-            return Ok(Some(lock));
+        let mut create = create;
+        loop {
+            let Some(lock) = self.lock_reading(create, exclusive)? else {
+                if crate::store::fs::moves::pending(&fs, &self.root)? {
+                    // Finishing it needs the lock file: make it.
+                    create = true;
+                    continue;
+                }
+                return Ok((None, None));
+            };
+            if !crate::store::fs::moves::pending(&fs, &self.root)? {
+                return Ok((Some(lock), None));
+            }
+            let held = if exclusive {
+                lock
+            } else {
+                drop(lock);
+                match self.lock_reading(true, true)? {
+                    Some(l) => l,
+                    None => continue,
+                }
+            };
+            let arc: std::sync::Arc<dyn crate::base::io::Fs> =
+                std::sync::Arc::new(root_fs(&self.root)?);
+            let finished = crate::store::fs::moves::finish(&arc, &self.root);
+            match finished {
+                Ok(lines) => lines.iter().for_each(|l| self.notices.send(l)),
+                Err(e) => {
+                    let why = format!(
+                        "{}: a `retry --to` cut short cannot be finished yet: {e}",
+                        self.root.join(crate::store::fs::moves::JOURNAL).display()
+                    );
+                    if exclusive {
+                        return Ok((Some(held), Some(why)));
+                    }
+                    drop(held);
+                    return Ok((self.lock_reading(create, false)?, Some(why)));
+                }
+            }
+            if exclusive {
+                return Ok((Some(held), None));
+            }
         }
-        let held = if exclusive {
-            lock
-        } else {
-            drop(lock);
-            self.lock_reading(create, true)?
-                .ok_or_else(|| Error::Runtime(format!("{}: cannot lock", self.root.display())))?
-        };
-        let fs: std::sync::Arc<dyn crate::base::io::Fs> = std::sync::Arc::new(fs);
-        for line in crate::store::fs::moves::finish(&fs, &self.root)? {
-            self.notices.send(&line);
-        }
-        if exclusive {
-            return Ok(Some(held));
-        }
-        drop(held);
-        self.lock_reading(create, false)
     }
 
     /// [`Spool::lock`] for a command that only reads: a `retry --to` cut
@@ -383,6 +421,61 @@ impl Spool {
         self.open_queue_as(name, false, true)
     }
 
+    /// For `migrate`, under the lock: an error if a `retry --to` cut short
+    /// is still there (the lock could not finish it), whose messages a copy
+    /// would take from both queues.
+    pub fn no_move_pending(&self) -> Result<()> {
+        if self.kind != StoreKind::Fs
+            || !crate::store::fs::moves::pending(&root_fs(&self.root)?, &self.root)?
+        {
+            return Ok(());
+        }
+        Err(Error::Runtime(format!(
+            "{}: a `retry --to` cut short is not finished (see above): `spoolmq fsck --repair`, then migrate",
+            self.root.join(crate::store::fs::moves::JOURNAL).display()
+        )))
+    }
+
+    /// A `retry --to` cut short that the lock could not finish
+    /// ([`Spool::lock`]): the two queues it names refuse to write until it
+    /// is (a push into its target would make it miscount what arrived); a
+    /// command that only reads is told its messages may show in both.
+    fn check_no_move_pending(
+        &self,
+        name: &str,
+        move_to: Option<&str>,
+        trouble: Option<String>,
+        read_only: bool,
+    ) -> Result<()> {
+        let fs = root_fs(&self.root)?;
+        if !crate::store::fs::moves::pending(&fs, &self.root)? {
+            return Ok(());
+        }
+        let journal = self.root.join(crate::store::fs::moves::JOURNAL);
+        let names = crate::store::fs::moves::queues_named(&fs, &self.root);
+        let named = |q: &str| names.as_ref().is_none_or(|(a, b)| a == q || b == q);
+        if read_only {
+            if named(name) {
+                self.notices.send(&format!(
+                    "{}: a `retry --to` was cut short; until a command that writes finishes it, its messages may show in both queues",
+                    journal.display()
+                ));
+            }
+            return Ok(());
+        }
+        if named(name) || move_to.is_some_and(named) {
+            let why = trouble.unwrap_or_else(|| format!("{}: not finished", journal.display()));
+            return Err(Error::Runtime(format!(
+                "{why}; this queue changes only once it is (`spoolmq fsck --repair` repairs what stops it)"
+            )));
+        }
+        // Other queues go on; the line says why the move waits.
+        if let Some(why) = trouble {
+            self.notices.send(&why);
+        }
+        Ok(())
+    }
+
     /// Opens the existing queue `name` for `retry --to`, which moves its
     /// dead letters into queue `to` (made if missing): with the spool lock
     /// held exclusive, so that the fs store may take the second queue's
@@ -412,14 +505,16 @@ impl Spool {
         }
         // The sqlite store relies on the spool lock (its pop reads, then
         // commits), so even a read-only command makes a missing lock file.
-        let make = create || (self.kind.needs_exclusive_lock() && !read_only);
-        let lock = if read_only {
-            self.lock_reading(make, exclusive)?
+        // A move takes the lock, even in an fs spool made before the
+        // lock file was: its second queue lock relies on it.
+        let make = create || move_to.is_some() || (self.kind.needs_exclusive_lock() && !read_only);
+        let (lock, trouble) = if read_only {
+            (self.lock_reading(make, exclusive)?, None)
         } else {
-            self.lock(make, exclusive)?
+            self.lock_finishing(make, exclusive)?
         };
-        if let (Some(to), StoreKind::Fs) = (move_to, self.kind) {
-            self.create_queue_dir(to)?;
+        if self.kind == StoreKind::Fs {
+            self.check_no_move_pending(name, move_to, trouble, read_only)?;
         }
         let Some(store) = self.open_store(name, create, read_only)? else {
             return Ok(None);

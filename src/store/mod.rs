@@ -369,6 +369,13 @@ pub trait Store {
     /// The last failure kept for message `seq`, if any.
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>>;
 
+    /// Lets go of what reads since the last commit locked (PostgreSQL: the
+    /// rows a scan read `FOR UPDATE`), before a long operation that locks
+    /// again what it changes. Nothing for a store whose lock is the queue's.
+    fn end_reads(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// For `retry --to`: takes queue `to` of the same spool (made if missing)
     /// as the target of [`Store::move_out`], locked against pushes until the
     /// move commits or the store is dropped, and says what sealing bodies

@@ -1256,6 +1256,11 @@ impl Store for SqliteStore {
     }
 
     fn move_target(&mut self, to: &str) -> Result<Target> {
+        if to == self.q.queue {
+            return Err(Error::usage(format!(
+                "{to}: a queue cannot be moved into itself"
+            )));
+        }
         // The spool lock (exclusive for this store) keeps every other
         // command out until the move commits.
         let t = QueueRow::read(&self.conn, self.layout, self.q.path.clone(), to, true)?

@@ -549,4 +549,99 @@ fn a_damaged_journal_is_kept_aside_and_nothing_is_lost() {
     // Never in neither queue: here, in both.
     assert_eq!(held(&s, "jobs")[0].0, "d1");
     assert_eq!(held(&s, "later")[0].0, "d1");
+    // fsck reports the journal set aside until someone removes it.
+    let fsck = s.run(&["fsck", "--repair"]);
+    assert!(
+        fsck.code != 0 && fsck.stdout_str().contains(".moving.damaged"),
+        "{} {}",
+        fsck.stdout_str(),
+        fsck.stderr
+    );
+    std::fs::remove_file(s.scratch().join("spool").join(".moving.damaged")).unwrap();
+    s.run(&["fsck"]).ok();
+}
+
+#[test]
+fn a_move_cut_short_is_finished_even_when_the_spool_lock_file_is_gone() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["d1", "d2"]);
+    crash_at(
+        &s,
+        "move.after-push",
+        &["retry", "jobs", "--to", "later"],
+        b"",
+    );
+    std::fs::remove_file(s.scratch().join("spool").join(".spool.lock")).unwrap();
+    // A read-only command says the messages may show twice, and writes nothing.
+    let stats = s.run(&["stats", "jobs"]);
+    stats.ok();
+    assert!(
+        stats.stderr.contains("may show in both queues"),
+        "{}",
+        stats.stderr
+    );
+    // A push into the target must not come first: it finishes the move.
+    let out = s.run(&["push", "later", "y"]);
+    out.ok();
+    assert!(out.stderr.contains("finished it"), "{}", out.stderr);
+    let later: Vec<String> = held(&s, "later").into_iter().map(|m| m.0).collect();
+    assert_eq!(later, ["d1", "d2", "y"]);
+    assert!(held(&s, "jobs").is_empty());
+    s.run(&["fsck"]).ok();
+}
+
+#[test]
+fn a_move_that_cannot_be_finished_stops_only_its_two_queues_until_repaired() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["d1"]);
+    s.push("other", &["o"]);
+    crash_at(
+        &s,
+        "move.after-push",
+        &["retry", "jobs", "--to", "later"],
+        b"",
+    );
+    // The target's index is lost: the move cannot be finished until a repair.
+    std::fs::remove_file(s.queue_dir("later").join("index")).unwrap();
+    for args in [&["push", "later", "y"][..], &["retry", "jobs"][..]] {
+        let out = s.run(args);
+        out.fails(1);
+        assert!(
+            out.stderr.contains("cannot be finished yet")
+                && out.stderr.contains("changes only once it is"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Every other queue works.
+    s.push("other", &["p"]);
+    assert_eq!(body(&s.pop_one("other", &[])), "o");
+    // fsck --repair rebuilds the target, then finishes the move.
+    let fsck = s.run(&["fsck", "--repair"]);
+    fsck.ok();
+    assert!(fsck.stderr.contains("finished it"), "{}", fsck.stderr);
+    s.push("later", &["y"]);
+    let later: Vec<String> = held(&s, "later").into_iter().map(|m| m.0).collect();
+    assert_eq!(later, ["d1", "y"]);
+    assert!(held(&s, "jobs").is_empty());
+    s.run(&["fsck"]).ok();
+}
+
+#[test]
+fn a_planted_non_file_journal_is_reported_and_removed_by_fsck_repair() {
+    let s = Spool::new();
+    s.push("jobs", &["a"]);
+    let journal = s.scratch().join("spool").join(".moving");
+    std::fs::create_dir(&journal).unwrap();
+    let fsck = s.run(&["fsck"]);
+    assert!(
+        fsck.code != 0 && fsck.stdout_str().contains(".moving"),
+        "{} {}",
+        fsck.stdout_str(),
+        fsck.stderr
+    );
+    s.run(&["fsck", "--repair"]);
+    assert!(!journal.exists());
+    s.run(&["fsck"]).ok();
+    assert_eq!(body(&s.pop_one("jobs", &[])), "a");
 }

@@ -531,6 +531,9 @@ impl spoolmq::store::Store for Counting {
     fn failure(&mut self, seq: u64) -> spoolmq::Result<Option<spoolmq::model::failure::Failure>> {
         self.inner.failure(seq)
     }
+    fn end_reads(&mut self) -> spoolmq::Result<()> {
+        self.inner.end_reads()
+    }
     fn move_target(&mut self, to: &str) -> spoolmq::Result<spoolmq::store::Target> {
         self.inner.move_target(to)
     }

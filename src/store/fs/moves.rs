@@ -59,6 +59,10 @@ use std::sync::Arc;
 /// The journal's name in the spool directory.
 pub const JOURNAL: &str = ".moving";
 
+/// What a damaged journal is renamed to (`.moving.damaged`, then
+/// `.moving.damaged.2`, ...).
+pub const DAMAGED: &str = ".moving.damaged";
+
 const MAGIC: &[u8; 8] = b"SPMQMOV1";
 
 /// Bytes before the names.
@@ -150,29 +154,50 @@ pub(crate) fn pending(fs: &dyn Fs, root: &Path) -> Result<bool> {
     fs.exists(&p).ctx("open", &p)
 }
 
+/// The queues (source, target) the journal in `root` names, if it can be read.
+pub(crate) fn queues_named(fs: &dyn Fs, root: &Path) -> Option<(String, String)> {
+    read_journal(fs, &journal_path(root))
+        .ok()
+        .flatten()
+        .flatten()
+        .map(|j| (j.from, j.to))
+}
+
+/// The journal at `p`: `Ok(None)` if there is none, `Ok(Some(None))` if it
+/// is damaged.
+fn read_journal(fs: &dyn Fs, p: &Path) -> Result<Option<Option<Journal>>> {
+    let f = match fs.open(p, Open::Existing) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", p, e)),
+    };
+    let len = f.len().ctx("read", p)?;
+    // A journal names two queues and at most a batch of seqs.
+    let limit = (FIXED + 4 + 2 * 255 + 8 * crate::store::MOVE_BATCH) as u64;
+    if len > limit {
+        return Ok(Some(None));
+    }
+    let mut b = vec![0u8; len as usize];
+    let n = segment::read_at_most(&*f, p, &mut b, 0)?;
+    Ok(Some(Journal::decode(&b[..n])))
+}
+
 /// Finishes the move the journal in `root` describes, if there is one (see
 /// the module doc); the caller holds the spool lock exclusive. Returns
 /// what it did, as lines for stderr.
 pub(crate) fn finish(fs: &Arc<dyn Fs>, root: &Path) -> Result<Vec<String>> {
     let p = journal_path(root);
-    let f = match fs.open(&p, Open::Existing) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("open", &p, e)),
+    let Some(j) = read_journal(&**fs, &p)? else {
+        return Ok(Vec::new());
     };
-    let len = f.len().ctx("read", &p)?;
-    // A journal names two queues and at most a batch of seqs.
-    let limit = (FIXED + 4 + 2 * 255 + 8 * crate::store::MOVE_BATCH) as u64;
-    let j = if len <= limit {
-        let mut b = vec![0u8; len as usize];
-        let n = segment::read_at_most(&*f, &p, &mut b, 0)?;
-        Journal::decode(&b[..n])
-    } else {
-        None
-    };
-    drop(f);
     let Some(j) = j else {
-        let aside = root.join(".moving.damaged");
+        // Never over an earlier one: each is reported by fsck until removed.
+        let mut aside = root.join(DAMAGED);
+        let mut n = 1;
+        while fs.exists(&aside).ctx("open", &aside)? {
+            n += 1;
+            aside = root.join(format!("{DAMAGED}.{n}"));
+        }
         fs.rename(&p, &aside).ctx("rename", &p)?;
         sync_dir(&**fs, root)?;
         return Ok(vec![format!(

@@ -1084,6 +1084,11 @@ impl Store for PgStore {
         Ok(Some(r.get::<_, i64>(0) as u64))
     }
 
+    fn end_reads(&mut self) -> Result<()> {
+        // Commits nothing (no change was made) and begins the next.
+        self.write("end the reads", |_| Ok(()))
+    }
+
     fn move_target(&mut self, to: &str) -> Result<Target> {
         if to == self.queue {
             return Err(Error::usage(format!(
