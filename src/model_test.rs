@@ -153,8 +153,11 @@ struct Model {
     purged: u64,
     /// Queue `r`, where `retry --to` moves dead letters: each body with its
     /// last failure, in the order they arrived (all ready, never popped).
-    moved: Vec<(Vec<u8>, Option<(String, u32)>)>,
+    moved: Vec<(Vec<u8>, Option<MFailure>)>,
 }
+
+/// A failure as the model keeps it ([`as_model`]).
+type MFailure = (String, u32);
 
 impl Model {
     /// The state as of `now`: a lapsed last attempt is a dead letter, a due
