@@ -886,6 +886,9 @@ impl Queue {
     /// with the key and sealed again for their new queue and id.
     pub fn retry_to(&mut self, to: &str, ids: &[String], now: u64) -> Result<Retried> {
         let q = &mut self.reporting();
+        if to == q.name {
+            return Err(crate::store::into_itself(to));
+        }
         q.check_key()?;
         let now = q.clock(now)?;
         let (dead, missing) = q.dead_letters(ids, now)?;

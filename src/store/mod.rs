@@ -286,6 +286,16 @@ pub fn split_incoming(msgs: Vec<Incoming<'_>>) -> (Vec<NewMessage<'_>>, Vec<(usi
     (news, failures)
 }
 
+/// The error of a move of a queue into itself.
+pub fn into_itself(name: &str) -> crate::base::error::Error {
+    crate::base::error::Error::usage(format!("{name}: a queue cannot be moved into itself"))
+}
+
+/// The error of a [`Store::move_out`] with no [`Store::move_target`] before it.
+pub fn no_target(place: &dyn std::fmt::Display) -> crate::base::error::Error {
+    crate::base::error::Error::Runtime(format!("{place}: a move without a target"))
+}
+
 /// The failures [`split_incoming`] set apart, by the seqs their messages got.
 pub fn failures_at(seqs: &[u64], failures: Vec<(usize, Failure)>) -> Vec<(u64, Failure)> {
     failures

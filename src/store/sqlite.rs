@@ -71,7 +71,7 @@ use crate::model::failure::{Failure, How};
 use crate::store::fs::segment::sync_dir;
 use crate::store::{
     Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
-    failures_at, split_incoming,
+    failures_at, no_target, split_incoming,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -1256,11 +1256,6 @@ impl Store for SqliteStore {
     }
 
     fn move_target(&mut self, to: &str) -> Result<Target> {
-        if to == self.q.queue {
-            return Err(Error::usage(format!(
-                "{to}: a queue cannot be moved into itself"
-            )));
-        }
         // The spool lock (exclusive for this store) keeps every other
         // command out until the move commits.
         let t = QueueRow::read(&self.conn, self.layout, self.q.path.clone(), to, true)?
@@ -1281,12 +1276,7 @@ impl Store for SqliteStore {
         msgs: Vec<Incoming<'_>>,
         changes: &[Change],
     ) -> Result<Vec<u64>> {
-        let mut t = self.target.take().ok_or_else(|| {
-            Error::Runtime(format!(
-                "{}: a move without a target",
-                self.q.path.display()
-            ))
-        })?;
+        let mut t = (self.target.take()).ok_or_else(|| no_target(&self.q.path.display()))?;
         // One transaction: the target's messages, failures and row, and
         // this queue's changes and row.
         let (news, failures) = split_incoming(msgs);

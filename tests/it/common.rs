@@ -849,6 +849,18 @@ pub fn num(v: &Value, field: &str) -> u64 {
 }
 
 /// Asserts several numeric fields of a stats object at once.
+/// `pushed` is the sum of the states: every message is counted once.
+#[track_caller]
+pub fn assert_counters_add_up(st: &Value) {
+    let sum: u64 = [
+        "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
+    ]
+    .iter()
+    .map(|f| num(st, f))
+    .sum();
+    assert_eq!(num(st, "pushed"), sum, "counters do not add up: {st}");
+}
+
 #[track_caller]
 pub fn assert_counts(v: &Value, expected: &[(&str, u64)]) {
     let got: Vec<(&str, u64)> = expected.iter().map(|(k, _)| (*k, num(v, k))).collect();

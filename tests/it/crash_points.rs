@@ -507,16 +507,22 @@ fn a_retry_to_that_dies_anywhere_leaves_every_message_in_exactly_one_queue() {
     }
 }
 
-#[test]
-fn fsck_repair_finishes_a_retry_to_cut_short() {
-    let s = Spool::new();
-    s.make_dead("jobs", &["d1"]);
+/// `retry jobs --to later` aborted once the messages are in `later`, before
+/// `jobs` let them go.
+fn move_cut_short(s: &Spool) {
     crash_at(
-        &s,
+        s,
         "move.after-push",
         &["retry", "jobs", "--to", "later"],
         b"",
     );
+}
+
+#[test]
+fn fsck_repair_finishes_a_retry_to_cut_short() {
+    let s = Spool::new();
+    s.make_dead("jobs", &["d1"]);
+    move_cut_short(&s);
     let out = s.run(&["fsck", "--repair"]);
     assert!(out.stderr.contains("finished it"), "{}", out.stderr);
     s.run(&["fsck"]).ok();
@@ -528,12 +534,7 @@ fn fsck_repair_finishes_a_retry_to_cut_short() {
 fn a_damaged_journal_is_kept_aside_and_nothing_is_lost() {
     let s = Spool::new();
     s.make_dead("jobs", &["d1"]);
-    crash_at(
-        &s,
-        "move.after-push",
-        &["retry", "jobs", "--to", "later"],
-        b"",
-    );
+    move_cut_short(&s);
     let journal = s.scratch().join("spool").join(".moving");
     let mut b = std::fs::read(&journal).unwrap();
     b[9] ^= 1;
@@ -565,12 +566,7 @@ fn a_damaged_journal_is_kept_aside_and_nothing_is_lost() {
 fn a_move_cut_short_is_finished_even_when_the_spool_lock_file_is_gone() {
     let s = Spool::new();
     s.make_dead("jobs", &["d1", "d2"]);
-    crash_at(
-        &s,
-        "move.after-push",
-        &["retry", "jobs", "--to", "later"],
-        b"",
-    );
+    move_cut_short(&s);
     std::fs::remove_file(s.scratch().join("spool").join(".spool.lock")).unwrap();
     // A read-only command says the messages may show twice, and writes nothing.
     let stats = s.run(&["stats", "jobs"]);
@@ -595,12 +591,7 @@ fn a_move_that_cannot_be_finished_stops_only_its_two_queues_until_repaired() {
     let s = Spool::new();
     s.make_dead("jobs", &["d1"]);
     s.push("other", &["o"]);
-    crash_at(
-        &s,
-        "move.after-push",
-        &["retry", "jobs", "--to", "later"],
-        b"",
-    );
+    move_cut_short(&s);
     // The target's index is lost: the move cannot be finished until a repair.
     std::fs::remove_file(s.queue_dir("later").join("index")).unwrap();
     for args in [&["push", "later", "y"][..], &["retry", "jobs"][..]] {

@@ -17,6 +17,16 @@ fn maybe_kill(mut bg: Bg, rng: &mut Rng, kills: &mut u32) -> Option<Out> {
     }
 }
 
+/// 1 to `most` new bodies, `m1`, `m2`, ... on from `*n`.
+fn fresh_bodies(rng: &mut Rng, n: &mut u32, most: u64) -> Vec<String> {
+    (0..1 + rng.below(most))
+        .map(|_| {
+            *n += 1;
+            format!("m{n}")
+        })
+        .collect()
+}
+
 enum Job {
     Push(Vec<String>),
     Pop,
@@ -40,12 +50,7 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         // A round: several processes at once on the same queue.
         let mut round: Vec<(Job, Bg)> = Vec::new();
         for _ in 0..2 {
-            let bodies: Vec<String> = (0..1 + rng.below(4))
-                .map(|_| {
-                    n += 1;
-                    format!("m{n}")
-                })
-                .collect();
+            let bodies = fresh_bodies(&mut rng, &mut n, 4);
             let mut args = vec!["push", "q"];
             args.extend(bodies.iter().map(String::as_str));
             round.push((Job::Push(bodies.clone()), s.spawn(&args)));
@@ -161,13 +166,7 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         assert_eq!((f["how"].as_str(), f["stderr"].as_str()), (Some("exit status 1"), Some("boom\n")), "{m}");
     }
     let st = s.stats("q");
-    let sum: u64 = [
-        "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
-    ]
-    .iter()
-    .map(|f| num(&st, f))
-    .sum();
-    assert_eq!(num(&st, "pushed"), sum, "counters do not add up: {st}");
+    assert_counters_add_up(&st);
     assert_eq!(num(&st, "corrupt"), 0, "{st}");
     assert_eq!(num(&st, "leased"), left.len() as u64, "{st}");
     assert!(num(&st, "pushed") >= pushed.len() as u64, "{st}");
@@ -282,12 +281,7 @@ fn retry_to_killed_at_random_never_loses_or_doubles_a_message() {
     s.push("qb", &["b0"]);
     while (kills < 100 || rounds < 40) && started.elapsed() < Duration::from_secs(40) {
         rounds += 1;
-        let bodies: Vec<String> = (0..1 + rng.below(5))
-            .map(|_| {
-                n += 1;
-                format!("m{n}")
-            })
-            .collect();
+        let bodies = fresh_bodies(&mut rng, &mut n, 5);
         let mut args = vec!["push", "qa"];
         args.extend(bodies.iter().map(String::as_str));
         s.run(&args).ok();
@@ -318,14 +312,7 @@ fn retry_to_killed_at_random_never_loses_or_doubles_a_message() {
             failed += usize::from(m["last_failure"]["text"] == "boom");
             all.push(body(&m).to_string());
         }
-        let st = s.stats(q);
-        let sum: u64 = [
-            "ready", "leased", "delayed", "dead", "acked", "purged", "corrupt",
-        ]
-        .iter()
-        .map(|f| num(&st, f))
-        .sum();
-        assert_eq!(num(&st, "pushed"), sum, "counters do not add up: {st}");
+        assert_counters_add_up(&s.stats(q));
     }
     all.sort();
     let mut want: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();

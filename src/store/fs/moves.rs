@@ -52,7 +52,9 @@ use crate::base::io::{Fs, Open};
 use crate::model::crypt::KeyId;
 use crate::store::fs::record;
 use crate::store::fs::segment::{self, sync_dir};
-use crate::store::{Change, Incoming, State, Store, Target, failures_at, split_incoming};
+use crate::store::{
+    Change, Incoming, State, Store, Target, failures_at, into_itself, no_target, split_incoming,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -270,9 +272,8 @@ impl FsStore {
         let root = spool_of(&self.dir).to_path_buf();
         let dir = root.join(to);
         if dir == self.dir {
-            return Err(Error::usage(format!(
-                "{to}: a queue cannot be moved into itself"
-            )));
+            // The queue's lock is held: taking it again would wait forever.
+            return Err(into_itself(to));
         }
         if !self.fs.exists(&dir).ctx("open", &dir)? {
             self.fs.mkdir(&dir).ctx("create", &dir)?;
@@ -297,9 +298,7 @@ impl FsStore {
         msgs: Vec<Incoming<'_>>,
         changes: &[Change],
     ) -> Result<Vec<u64>> {
-        let mut t = self.target.take().ok_or_else(|| {
-            Error::Runtime(format!("{}: a move without a target", self.dir.display()))
-        })?;
+        let mut t = (self.target.take()).ok_or_else(|| no_target(&self.dir.display()))?;
         let (news, failures) = split_incoming(msgs);
         if news.is_empty() {
             self.commit(changes)?;

@@ -63,7 +63,7 @@ use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
 use crate::store::{
     Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
-    failures_at, split_incoming,
+    failures_at, no_target, split_incoming,
 };
 use postgres::Client;
 use postgres::types::{ToSql, Type};
@@ -1090,11 +1090,6 @@ impl Store for PgStore {
     }
 
     fn move_target(&mut self, to: &str) -> Result<Target> {
-        if to == self.queue {
-            return Err(Error::usage(format!(
-                "{to}: a queue cannot be moved into itself"
-            )));
-        }
         // Both queue rows locked in name order, so that moves between two
         // queues in opposite directions cannot deadlock.
         let fresh = crate::store::new_salt()?;
@@ -1116,10 +1111,7 @@ impl Store for PgStore {
         msgs: Vec<Incoming<'_>>,
         changes: &[Change],
     ) -> Result<Vec<u64>> {
-        let (to, t) = self
-            .target
-            .take()
-            .ok_or_else(|| Error::Runtime(format!("{}: a move without a target", self.place)))?;
+        let (to, t) = self.target.take().ok_or_else(|| no_target(&self.place))?;
         self.failures_pending = false;
         // One transaction: the target's rows and counters, then this queue's.
         self.write("move messages", |s| {
