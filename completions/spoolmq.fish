@@ -28,7 +28,7 @@ complete -c spoolmq -n "__fish_spoolmq_needs_command" -l dir -d 'The spool direc
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_needs_command" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_needs_command" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c spoolmq -n "__fish_spoolmq_needs_command" -s V -l version -d 'Print version'
@@ -60,7 +60,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
@@ -69,7 +69,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spoo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l count -d 'How many messages to lease at most' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l lease -d 'How long the lease lasts' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
@@ -80,14 +80,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l dir -d 'The spoo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand ack" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l delay -d 'Redeliver no sooner than this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff -d 'Redeliver after a backoff that grows with each message\'s attempts: BASE after the first, doubling each attempt up to --backoff-max, jittered to 0.5x..1x of the step (one delay or the other: this conflicts with --delay)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand nack" -l backoff-max -d 'The longest backoff step' -r
@@ -99,7 +99,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l dir -d 'The s
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l lease -d 'The lease now ends this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand extend" -s h -l help -d 'Print help'
@@ -107,7 +107,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l dir -d 'The sp
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l to -d 'Move them into queue OTHER (made if missing) as new messages, instead of back into QUEUE' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand retry" -s h -l help -d 'Print help'
@@ -115,7 +115,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l dir -d 'The sp
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l watch -d 'Refresh every INTERVAL (2s without one) with rates, until interrupted' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand stats" -l prometheus -d 'Print the Prometheus text format (for node_exporter\'s textfile collector)'
@@ -124,7 +124,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l wait -d 'Wait for a message (up to DUR; forever without DUR)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l lease -d 'How long the lease lasts' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand exec" -l max-attempts -d 'Deliveries after which a nacked or expired message becomes a dead letter' -r
@@ -143,14 +143,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand list" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l count -d 'How many messages to show at most' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand peek" -l dead -d 'Show dead letters instead, oldest first, each with its last failure'
@@ -159,14 +159,14 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l dir -d 'The 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l older-than -d 'With --dead: only the dead letters dead for at least DUR' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand purge" -l dead -d 'Purge the dead letters instead'
@@ -175,7 +175,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l dir -d 'The spo
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -l repair -d 'Truncate torn tails, quarantine damaged records, rebuild the index'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand fsck" -s h -l help -d 'Print help'
@@ -183,28 +183,28 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l dir -d 'The s
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand export" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand import" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l group -d 'Share the spool with this group: directories 2770 (setgid), files 0660; its members can use it, nobody else can' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand init" -s h -l help -d 'Print help'
@@ -212,7 +212,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l dir -d 'The s
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s o -l output -d 'Write the key to this new file, created 0600 whatever the umask (an existing file is refused). Without it the key is printed on stdout: `keygen > FILE` lets the shell create FILE with the umask\'s mode, readable by others until spoolmq makes it 0600' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand keygen" -s h -l help -d 'Print help'
@@ -220,7 +220,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l dir -d 'The 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand migrate" -l to -d 'The store to convert to' -r -f -a "fs\t''
 sqlite\t''
 postgres\t''"
@@ -231,7 +231,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l dir -d 'The sp
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l count -d 'Messages to push (and, one by one, to time from push to pop)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l size -d 'Body size in bytes' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench" -l batch -d 'Messages per push (one fsync each) in the throughput run' -r
@@ -243,21 +243,21 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l dir -d 
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand bench-worker" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''
 sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
-complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted [env: SPOOLMQ_KEY_FILE]' -r -F
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand man" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand help; and not __fish_seen_subcommand_from push pop ack nack extend retry stats exec list peek inspect purge fsck export import doctor init keygen migrate bench bench-worker completions man help" -f -a "push" -d 'Add messages to a queue (each BODY, each stdin line, or all of stdin)'

@@ -57,8 +57,8 @@ pub struct Cli {
     pub json: bool,
 
     /// A key file made by `spoolmq keygen`: bodies pushed are encrypted with
-    /// it, and bodies popped, peeked or exported decrypted
-    /// [env: SPOOLMQ_KEY_FILE]
+    /// it, and bodies popped, peeked or exported decrypted (and those
+    /// `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]
     #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
