@@ -625,6 +625,71 @@ fn build_wal(rest: &[u8]) -> Vec<u8> {
 
 /// Target `duration_parse`: `input::duration` (and `input::queue_name`, the
 /// other user-input parser) on any string, against the documented rules.
+/// Target `journal_decode`: the move journal (src/store/fs/moves.rs). Mode
+/// byte 0: the bytes as they are; 1: with the trailing CRC fixed up; 2: a
+/// journal built from the input, then cut or flipped by it. An accepted
+/// journal re-encodes to exactly the bytes given and names two valid
+/// queues; anything else is refused without a panic.
+pub fn journal_decode(data: &[u8]) {
+    use spoolmq::store::fs::moves::Journal;
+    let mut c = Cursor::new(data);
+    let mode = c.u8() % 3;
+    let mut b: Vec<u8> = match mode {
+        0 => c.bytes(usize::MAX).to_vec(),
+        1 => {
+            let mut b = c.bytes(usize::MAX).to_vec();
+            if b.len() >= 4 {
+                let n = b.len() - 4;
+                let crc = crc32fast::hash(&b[..n]);
+                put_u32(&mut b, n, crc);
+            }
+            b
+        }
+        _ => {
+            let name = |c: &mut Cursor| {
+                let n = usize::from(c.u8() % 61) + 1; // with "-to", at most 64
+                (0..n)
+                    .map(|_| char::from(b'a' + c.u8() % 26))
+                    .collect::<String>()
+            };
+            let from = name(&mut c);
+            // Two queues (a journal naming one twice is refused).
+            let to = name(&mut c) + "-to";
+            let j = Journal {
+                from,
+                to,
+                start: c.u64(),
+                seqs: (0..c.u8() % 20).map(|_| c.u64()).collect(),
+            };
+            let mut b = j.encode();
+            assert_eq!(
+                Journal::decode(&b).as_ref(),
+                Some(&j),
+                "an encoded journal decodes"
+            );
+            match c.u8() % 3 {
+                0 => b.truncate(usize::from(c.u16()) % (b.len() + 1)),
+                1 => {
+                    let at = usize::from(c.u16()) % b.len();
+                    b[at] ^= c.u8() | 1;
+                }
+                _ => b.extend_from_slice(c.bytes(8)),
+            }
+            b
+        }
+    };
+    if let Some(j) = Journal::decode(&b) {
+        assert_eq!(j.encode(), b, "an accepted journal is exactly its encoding");
+        assert!(j.from != j.to, "{j:?}");
+        for n in [&j.from, &j.to] {
+            assert!(input::queue_name(n).is_ok(), "{j:?}");
+        }
+    }
+    // Never a panic on any prefix.
+    b.truncate(b.len() / 2);
+    let _ = Journal::decode(&b);
+}
+
 pub fn duration_parse(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     check_duration(&text);

@@ -30,13 +30,14 @@ fn every_saved_input_passes_its_target() {
         .collect();
     names.sort();
     let mut failed = Vec::new();
-    let mut per_target = [0usize; 3];
+    let mut per_target = [0usize; 4];
     for name in &names {
         let data = input(name);
         let (i, target): (usize, fn(&[u8])) = match name.split('-').next().unwrap() {
             "record_decode" => (0, fuzz_checks::record_decode),
             "index_decode" => (1, fuzz_checks::index_decode),
             "duration_parse" => (2, fuzz_checks::duration_parse),
+            "journal_decode" => (3, fuzz_checks::journal_decode),
             other => panic!("{name}: no fuzz target named {other:?}"),
         };
         per_target[i] += 1;

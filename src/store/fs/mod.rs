@@ -138,7 +138,7 @@ mod failures;
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 pub mod index;
 mod key;
-pub(crate) mod moves;
+pub mod moves;
 mod open;
 mod read;
 mod rebuild;

@@ -50,6 +50,7 @@ use crate::base::error::{Error, IoContext, Result};
 use crate::base::failpoint;
 use crate::base::io::{Fs, Open};
 use crate::model::crypt::KeyId;
+use crate::model::input;
 use crate::store::fs::record;
 use crate::store::fs::segment::{self, sync_dir};
 use crate::store::{
@@ -70,19 +71,22 @@ const MAGIC: &[u8; 8] = b"SPMQMOV1";
 /// Bytes before the names.
 const FIXED: usize = 22;
 
-/// An interrupted move, as its journal says.
+/// An interrupted move, as its journal says (public for the fuzz target
+/// `journal_decode`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Journal {
-    from: String,
-    to: String,
+pub struct Journal {
+    /// The source queue's name (at most 255 bytes, as every queue name).
+    pub from: String,
+    pub to: String,
     /// The target's `next_seq` when the move began.
-    start: u64,
+    pub start: u64,
     /// The source seqs moved, in the order they were pushed.
-    seqs: Vec<u64>,
+    pub seqs: Vec<u64>,
 }
 
 impl Journal {
-    fn encode(&self) -> Vec<u8> {
+    /// The journal's bytes (layout at the top of this file).
+    pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(FIXED + 8 * self.seqs.len() + 600);
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&self.start.to_le_bytes());
@@ -99,7 +103,7 @@ impl Journal {
     }
 
     /// `None` if `b` is not a whole journal.
-    fn decode(b: &[u8]) -> Option<Journal> {
+    pub fn decode(b: &[u8]) -> Option<Journal> {
         if b.len() < FIXED + 4 || &b[..8] != MAGIC {
             return None;
         }
@@ -113,9 +117,19 @@ impl Journal {
         if body.len() != FIXED + fl + tl + 8 * count {
             return None;
         }
-        let name = |r: std::ops::Range<usize>| String::from_utf8(b[r].to_vec()).ok();
+        // Names a queue could have, and two of them: a journal planted by
+        // someone who may write the spool must not reach outside it (`..`,
+        // `/`), nor name one queue twice (its lock, taken twice, would hang).
+        let name = |r: std::ops::Range<usize>| {
+            let n = String::from_utf8(b[r].to_vec()).ok()?;
+            input::queue_name(&n).ok()?;
+            Some(n)
+        };
         let from = name(FIXED..FIXED + fl)?;
         let to = name(FIXED + fl..FIXED + fl + tl)?;
+        if from == to {
+            return None;
+        }
         let at = FIXED + fl + tl;
         let seqs = (0..count).map(|i| record::u64_at(b, at + 8 * i)).collect();
         Some(Journal {
@@ -368,6 +382,23 @@ mod tests {
         assert_eq!(record::u64_at(&b, 38), 9);
         assert_eq!(b.len(), 46 + 4);
         assert_eq!(record::u32_at(&b, 46), crc32fast::hash(&b[..46]));
+    }
+
+    #[test]
+    fn a_journal_naming_no_queue_or_one_queue_twice_is_refused() {
+        for (from, to) in [
+            ("..", "redo"),
+            ("jobs", "a/b"),
+            ("jobs", "jobs"),
+            ("", "redo"),
+        ] {
+            let j = Journal {
+                from: from.into(),
+                to: to.into(),
+                ..journal()
+            };
+            assert_eq!(Journal::decode(&j.encode()), None, "{from:?} -> {to:?}");
+        }
     }
 
     #[test]
