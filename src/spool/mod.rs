@@ -513,7 +513,9 @@ impl Spool {
         } else {
             self.lock_finishing(make, exclusive)?
         };
-        if self.kind == StoreKind::Fs {
+        // A command that writes has a move left only if finishing it failed
+        // (under the lock no new one can begin: a move takes it exclusive).
+        if self.kind == StoreKind::Fs && (read_only || trouble.is_some()) {
             self.check_no_move_pending(name, move_to, trouble, read_only)?;
         }
         let Some(store) = self.open_store(name, create, read_only)? else {
