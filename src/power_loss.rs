@@ -377,9 +377,21 @@ fn open(fs: &SimFs, create: bool) -> crate::base::error::Result<Queue> {
 
 /// Opens the queue on `fs`, its notices sent to `sink`.
 fn open_reporting(fs: &SimFs, create: bool, sink: Notices) -> crate::base::error::Result<Queue> {
-    let store = FsStore::open_with(Arc::new(fs.clone()), &dir(), create)?
-        .ok_or_else(|| crate::base::error::Error::NoSuchQueue(Q.into()))?;
-    Ok(Queue::with_store(Q, Box::new(store), sink))
+    open_queue_at(fs, &dir(), Q, create, sink)?
+        .ok_or_else(|| crate::base::error::Error::NoSuchQueue(Q.into()))
+}
+
+/// Opens queue `name` in `dir` on `fs` (`None`: it is not a queue), its
+/// notices sent to `sink`.
+fn open_queue_at(
+    fs: &SimFs,
+    dir: &std::path::Path,
+    name: &str,
+    create: bool,
+    sink: Notices,
+) -> crate::base::error::Result<Option<Queue>> {
+    let store = FsStore::open_with(Arc::new(fs.clone()), dir, create)?;
+    Ok(store.map(|s| Queue::with_store(name, Box::new(s), sink)))
 }
 
 /// Checks a crash image against what the workload was told; returns the
@@ -696,8 +708,7 @@ fn power_loss_during_a_retry_to_leaves_every_message_in_exactly_one_queue() {
     let root = PathBuf::from("/spool");
     let (src, dst) = (root.join("q"), root.join("r"));
     let open_at = |fs: &SimFs, dir: &PathBuf, name: &str, create: bool| {
-        FsStore::open_with(Arc::new(fs.clone()), dir, create)
-            .map(|s| s.map(|s| Queue::with_store(name, Box::new(s), Notices::to(|_| {}))))
+        open_queue_at(fs, dir, name, create, Notices::to(|_| {}))
     };
     // How far the workload was told it got: 1 the target made, 3 the dead
     // letters made, 4 the move returned, 5 the push after it returned.

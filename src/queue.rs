@@ -205,6 +205,19 @@ fn dead_since(m: &Meta, now: u64) -> Option<u64> {
     }
 }
 
+/// Bodies sealed for seqs from `first` on were stored as `seqs`: an error
+/// if those start elsewhere. Cannot happen under the queue's lock (and a
+/// move's); if it did, the bodies would not open, so say so rather than
+/// hide it.
+fn sealed_for(queue: &str, seqs: &[u64], first: u64) -> Result<()> {
+    match seqs.first() {
+        Some(&s) if s != first => Err(Error::Runtime(format!(
+            "{queue}: the store gave the messages seqs from {s} instead of {first}; they were sealed for the wrong ids"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `retry` may take `m`: a dead letter, or a lease that ran out on
 /// its last attempt.
 fn is_dead(m: &Meta, now: u64) -> bool {
@@ -221,16 +234,6 @@ fn shown_state(m: &Meta, now: u64) -> &'static str {
         Standing::Waiting if m.state == State::Delayed => "delayed",
         Standing::Waiting => "leased",
         Standing::Done => "dead",
-    }
-}
-
-/// A message moved to `state`, with its delivery fields reset.
-fn moved(m: &Meta, state: State) -> Meta {
-    Meta {
-        state,
-        until_ms: 0,
-        receipt: [0; 12],
-        ..*m
     }
 }
 
@@ -404,13 +407,8 @@ impl Queue {
             })
         });
         let seqs = self.store.push(&mut msgs)?;
-        if encrypted && seqs.first().is_some_and(|&s| s != first) {
-            // Cannot happen under the queue's lock; if it did, the bodies
-            // would not open, so say so rather than hide it.
-            return Err(Error::Runtime(format!(
-                "{}: the store gave the pushed messages seqs from {} instead of {first}; they were sealed for the wrong ids",
-                self.name, seqs[0]
-            )));
+        if encrypted {
+            sealed_for(&self.name, &seqs, first)?;
         }
         Ok(seqs)
     }
@@ -451,7 +449,7 @@ impl Queue {
                     bad.push((q.ids().format(m.seq), why));
                     changes.push(Change {
                         old: m.state,
-                        new: moved(&m, State::Corrupt),
+                        new: m.moved(State::Corrupt),
                     });
                 }
                 Err(e) => return Err(e),
@@ -500,7 +498,7 @@ impl Queue {
                         old: m.state,
                         new: Meta {
                             until_ms: m.until_ms,
-                            ..moved(m, State::Dead)
+                            ..m.moved(State::Dead)
                         },
                     });
                 }
@@ -550,7 +548,7 @@ impl Queue {
                     ));
                     changes.push(Change {
                         old: m.state,
-                        new: moved(m, State::Corrupt),
+                        new: m.moved(State::Corrupt),
                     });
                 }
                 Err(Error::Corrupt { path, detail }) => {
@@ -558,7 +556,7 @@ impl Queue {
                     self.notices.push(line);
                     changes.push(Change {
                         old: m.state,
-                        new: moved(m, State::Corrupt),
+                        new: m.moved(State::Corrupt),
                     });
                 }
                 Err(e) => return Err(e),
@@ -743,7 +741,7 @@ impl Queue {
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        q.settle(receipts, now, None, |m| moved(m, State::Acked))
+        q.settle(receipts, now, None, |m| m.moved(State::Acked))
     }
 
     /// Gives leased messages back, each after the delay `retry` gives for
@@ -774,14 +772,14 @@ impl Queue {
                 // Dead since now (`dead_since`).
                 Meta {
                     until_ms: now,
-                    ..moved(m, State::Dead)
+                    ..m.moved(State::Dead)
                 }
             } else if delay.is_zero() {
-                moved(m, State::Ready)
+                m.moved(State::Ready)
             } else {
                 Meta {
                     until_ms: now.saturating_add(ms(delay)),
-                    ..moved(m, State::Delayed)
+                    ..m.moved(State::Delayed)
                 }
             }
         })
@@ -796,7 +794,7 @@ impl Queue {
         let now = q.clock(now)?;
         q.settle(receipts, now, None, |m| Meta {
             attempts: m.attempts.saturating_sub(1),
-            ..moved(m, State::Ready)
+            ..m.moved(State::Ready)
         })
     }
 
@@ -823,7 +821,7 @@ impl Queue {
                 new: Meta {
                     attempts: 0,
                     max_attempts: 0,
-                    ..moved(m, State::Ready)
+                    ..m.moved(State::Ready)
                 },
             })
             .collect();
@@ -946,18 +944,12 @@ impl Queue {
                 });
                 changes.push(Change {
                     old: m.state,
-                    new: moved(&m, State::Purged),
+                    new: m.moved(State::Purged),
                 });
             }
             let n = msgs.len() as u64;
             let seqs = q.store.move_out(key_id, msgs, &changes)?;
-            if seqs.first().is_some_and(|&s| s != target.next_seq) {
-                // As in push_sealed: cannot happen under the move's locks.
-                return Err(Error::Runtime(format!(
-                    "{to}: the store gave the moved messages seqs from {} instead of {}",
-                    seqs[0], target.next_seq
-                )));
-            }
+            sealed_for(to, &seqs, target.next_seq)?;
             out.moved += n;
         }
         Ok(out)
@@ -983,7 +975,7 @@ impl Queue {
             if take {
                 changes.push(Change {
                     old: m.state,
-                    new: moved(m, State::Purged),
+                    new: m.moved(State::Purged),
                 });
             }
             Step::Continue
@@ -1065,7 +1057,7 @@ impl Queue {
                         attempts: *attempts,
                         // Unknown (an export made before it was kept) stays unknown.
                         until_ms: *dead_at,
-                        ..moved(&m, State::Dead)
+                        ..m.moved(State::Dead)
                     },
                 });
             }

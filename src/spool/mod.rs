@@ -328,18 +328,18 @@ impl Spool {
         // the lock held exclusive (crate::store::fs::moves); then the lock
         // is taken again and looked under again, since another move may
         // have begun (and been cut short) in between.
-        let fs = root_fs(&self.root)?;
+        let fs: std::sync::Arc<dyn crate::base::io::Fs> = std::sync::Arc::new(root_fs(&self.root)?);
         let mut create = create;
         loop {
             let Some(lock) = self.lock_reading(create, exclusive)? else {
-                if crate::store::fs::moves::pending(&fs, &self.root)? {
+                if crate::store::fs::moves::pending(&*fs, &self.root)? {
                     // Finishing it needs the lock file: make it.
                     create = true;
                     continue;
                 }
                 return Ok((None, None));
             };
-            if !crate::store::fs::moves::pending(&fs, &self.root)? {
+            if !crate::store::fs::moves::pending(&*fs, &self.root)? {
                 return Ok((Some(lock), None));
             }
             let held = if exclusive {
@@ -351,9 +351,7 @@ impl Spool {
                     None => continue,
                 }
             };
-            let arc: std::sync::Arc<dyn crate::base::io::Fs> =
-                std::sync::Arc::new(root_fs(&self.root)?);
-            let finished = crate::store::fs::moves::finish(&arc, &self.root);
+            let finished = crate::store::fs::moves::finish(&fs, &self.root);
             match finished {
                 Ok(lines) => lines.iter().for_each(|l| self.notices.send(l)),
                 Err(e) => {

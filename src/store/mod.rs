@@ -105,6 +105,19 @@ pub struct Meta {
     pub loc: Loc,
 }
 
+impl Meta {
+    /// The message moved to `state`, its delivery fields (deadline,
+    /// receipt) reset.
+    pub fn moved(&self, state: State) -> Meta {
+        Meta {
+            state,
+            until_ms: 0,
+            receipt: [0; 12],
+            ..*self
+        }
+    }
+}
+
 /// A store's own address for a message's body (for the file store: the
 /// segment's base seq and the record's offset in it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

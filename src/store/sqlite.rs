@@ -1290,7 +1290,7 @@ impl Store for SqliteStore {
             q.commit(tx, changes)?;
             Ok(seqs)
         })?;
-        t.ring();
+        // `write` rang the spool's bell, which wakes the target's waiters too.
         Ok(seqs)
     }
 

@@ -245,12 +245,7 @@ pub(crate) fn finish(fs: &Arc<dyn Fs>, root: &Path) -> Result<Vec<String>> {
             }
             changes.push(Change {
                 old: m.state,
-                new: crate::store::Meta {
-                    state: State::Purged,
-                    until_ms: 0,
-                    receipt: [0; 12],
-                    ..m
-                },
+                new: m.moved(State::Purged),
             });
         }
     }

@@ -567,15 +567,43 @@ impl PgStore {
     /// Writes the key id `set_key_id` gave, in the open transaction.
     fn save_key_id(&mut self) -> Result<()> {
         if let Some(id) = self.new_key_id.take() {
-            self.client
-                .execute(
-                    "UPDATE spoolmq_queues SET key_id = $2 WHERE name = $1",
-                    &[&self.queue, &id.as_ref().map(|k| &k[..])],
-                )
-                .pg(&self.place, "record the key id")?;
+            let queue = self.queue.clone();
+            self.key_id_row(&queue, id)?;
             self.key_id = id;
         }
         Ok(())
+    }
+
+    /// Records `id` as queue `name`'s key id, in the open transaction.
+    fn key_id_row(&mut self, name: &str, id: Option<KeyId>) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE spoolmq_queues SET key_id = $2 WHERE name = $1",
+                &[&name, &id.as_ref().map(|k| &k[..])],
+            )
+            .pg(&self.place, "record the key id")?;
+        Ok(())
+    }
+
+    /// Writes `msgs` as new messages of queue `name` with seqs from `first`
+    /// on (one COPY): the next seq after them and the counters' deltas.
+    fn push_rows(
+        &mut self,
+        name: &str,
+        first: u64,
+        msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
+    ) -> Result<(u64, Deltas)> {
+        let mut next = first;
+        let mut rows = msgs.map(|msg| {
+            let msg = msg?;
+            msg.check_size()?;
+            let m = msg.meta(next, Loc::default());
+            next += 1;
+            Ok((m, msg.body))
+        });
+        let d = self.copy_rows(name, &mut rows)?;
+        drop(rows);
+        Ok((next, d))
     }
 
     /// Adds `d` to the queue's counters (and sets its next seq), takes the
@@ -821,16 +849,7 @@ impl Store for PgStore {
             s.lock_queue_row()?;
             s.save_key_id()?;
             let first = s.next_seq;
-            let mut next = first;
-            let mut rows = msgs.map(|msg| {
-                let msg = msg?;
-                msg.check_size()?;
-                let m = msg.meta(next, Loc::default());
-                next += 1;
-                Ok((m, msg.body))
-            });
-            let d = s.copy_rows(&s.queue.clone(), &mut rows)?;
-            drop(rows);
+            let (next, d) = s.push_rows(&s.queue.clone(), first, msgs)?;
             s.next_seq = next;
             s.save_counters(&d, true)?;
             Ok((first..next).collect())
@@ -1116,23 +1135,10 @@ impl Store for PgStore {
         // One transaction: the target's rows and counters, then this queue's.
         self.write("move messages", |s| {
             if let Some(id) = key_id {
-                s.client
-                    .execute(
-                        "UPDATE spoolmq_queues SET key_id = $2 WHERE name = $1",
-                        &[&to, &id.as_ref().map(|k| &k[..])],
-                    )
-                    .pg(&s.place, "record the key id")?;
+                s.key_id_row(&to, id)?;
             }
             let (news, failures) = split_incoming(msgs);
-            let mut next = t.next_seq;
-            let mut rows = news.into_iter().map(|msg| {
-                msg.check_size()?;
-                let m = msg.meta(next, Loc::default());
-                next += 1;
-                Ok((m, msg.body))
-            });
-            let d = s.copy_rows(&to, &mut rows)?;
-            drop(rows);
+            let (next, d) = s.push_rows(&to, t.next_seq, &mut news.into_iter().map(Ok))?;
             let seqs: Vec<u64> = (t.next_seq..next).collect();
             s.failure_rows(&to, &failures_at(&seqs, failures))?;
             s.add_counters(&to, next, &d, true)?;
