@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]')
             [CompletionResult]::new('--key-file', '--key-file', [CompletionResultType]::ParameterName, 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]')
             [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Not deliverable before this long from now')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -1275,7 +1275,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --dir --store --url --json --key-file --lines --delay --help"
+            opts="-h --dir --store --url --json --key-file --lines --delay --ttl --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1298,6 +1298,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

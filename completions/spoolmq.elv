@@ -58,6 +58,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --url 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq''s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]'
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]'
             cand --delay 'Not deliverable before this long from now'
+            cand --ttl 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)'
             cand --json 'Print JSON, one object per line'
             cand --lines 'Each line of stdin (newline stripped) is one message'
             cand -h 'Print help'

@@ -62,6 +62,7 @@ sqlite\t''"
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A PostgreSQL database shared by workers on many hosts (postgres://USER@HOST/DB, postgresql://..., or key=value; libpq\'s PG* variables and ~/.pgpass fill in the rest). Keep the password out of it: others can read a command line (use PGPASSWORD or ~/.pgpass). Wins over --dir [env: SPOOLMQ_URL]' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l ttl -d 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'

@@ -1,7 +1,8 @@
-//! The model test: seeded random sequences of push, pop, ack, nack (some
-//! recording a failure), extend, retry, purge (of dead letters, some only
-//! those dead for a while), `retry --to` a second queue (all dead letters,
-//! or one named), peek, inspect, clock jumps, reopens and power cuts, run against the
+//! The model test: seeded random sequences of push (some with a delay, some
+//! with a TTL), pop, ack, nack (some recording a failure), extend, retry,
+//! purge (of dead letters, some only those dead for a while), `retry --to` a
+//! second queue (all dead letters, or one named), peek, inspect, clock
+//! jumps, reopens and power cuts, run against the
 //! engine (on [`SimFs`]) and against [`Model`], a list of messages with
 //! states; every answer and every counter must agree.
 //!
@@ -18,6 +19,7 @@ use crate::base::notice::{Kept, Notices};
 use crate::base::simfs::{SimFs, XorShift};
 use crate::model::backoff::Retry;
 use crate::model::failure::{Failure, How};
+use crate::model::ttl;
 use crate::queue::Queue;
 use crate::store::fs::{FsStore, TEST_COMPACT_MIN, TEST_SEGMENT_LIMIT};
 use std::fmt::Write as _;
@@ -32,6 +34,8 @@ enum Op {
         n: usize,
         delay: u64,
         size: usize,
+        /// `--ttl` in ms (whole seconds; 0: none).
+        ttl: u64,
     },
     Pop {
         count: usize,
@@ -82,6 +86,11 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                     0
                 },
                 size: r.below(3) as usize,
+                ttl: if r.below(3) == 0 {
+                    1000 * (1 + r.below(3))
+                } else {
+                    0
+                },
             },
             3..=4 => Op::Pop {
                 count: 1 + r.below(3) as usize,
@@ -131,6 +140,9 @@ enum MState {
     },
     /// Since when (a nack's time, or the end of the lease that ran out).
     Dead(u64),
+    /// Its TTL passed: since when (the TTL's end, the end of a lease that
+    /// outlived it, or the nack after it).
+    Expired(u64),
     Gone,
 }
 
@@ -142,6 +154,9 @@ struct MMsg {
     attempts: u32,
     /// The last failure recorded: its reason and the attempt it ended.
     failure: Option<(String, u32)>,
+    /// Its TTL (ms, 0: none) and when it ends.
+    ttl: u64,
+    expires: u64,
 }
 
 /// A queue in memory, with the contract's rules and nothing else.
@@ -152,21 +167,27 @@ struct Model {
     acked: u64,
     purged: u64,
     /// Queue `r`, where `retry --to` moves dead letters: each body with its
-    /// last failure, in the order they arrived (all ready, never popped).
-    moved: Vec<(Vec<u8>, Option<MFailure>)>,
+    /// last failure and when its TTL ends there (0: none), in the order they
+    /// arrived (all ready, never popped).
+    moved: Vec<(Vec<u8>, Option<MFailure>, u64)>,
 }
 
 /// A failure as the model keeps it ([`as_model`]).
 type MFailure = (String, u32);
 
 impl Model {
-    /// The state as of `now`: a lapsed last attempt is a dead letter, a due
-    /// delay or a lapsed lease is ready.
+    /// The state as of `now`: a message whose TTL passed with no live
+    /// lease is expired, a lapsed last attempt is a dead letter, a due delay
+    /// or a lapsed lease is ready.
     fn eff(m: &MMsg, now: u64) -> MState {
+        let ttl_over = m.expires > 0 && m.expires <= now;
         match &m.state {
+            MState::Ready | MState::Delayed(_) if ttl_over => MState::Expired(m.expires),
             MState::Delayed(t) if *t <= now => MState::Ready,
             MState::Leased { until, max, .. } if *until <= now => {
-                if m.attempts >= *max {
+                if ttl_over {
+                    MState::Expired(m.expires.max(*until))
+                } else if m.attempts >= *max {
                     MState::Dead(*until)
                 } else {
                     MState::Ready
@@ -176,19 +197,27 @@ impl Model {
         }
     }
 
-    fn stats(&self, now: u64) -> (u64, u64, u64, u64, u64) {
-        let (mut r, mut l, mut d, mut dead, mut bytes) = (0, 0, 0, 0, 0);
+    /// (ready, leased, delayed, dead, expired, bytes) as `stats` counts
+    /// them: a ready message whose TTL passed counts as ready until a pop
+    /// meets it (stats reads no ready message to find it), the rest as of now.
+    fn stats(&self, now: u64) -> (u64, u64, u64, u64, u64, u64) {
+        let (mut r, mut l, mut d, mut dead, mut exp, mut bytes) = (0, 0, 0, 0, 0, 0);
         for m in &self.msgs {
             match Model::eff(m, now) {
+                MState::Expired(_) if m.state == MState::Ready => r += 1,
                 MState::Ready => r += 1,
                 MState::Delayed(_) => d += 1,
                 MState::Leased { .. } => l += 1,
                 MState::Dead(_) => dead += 1,
+                MState::Expired(_) => {
+                    dead += 1;
+                    exp += 1;
+                }
                 MState::Gone => continue,
             }
             bytes += m.body.len() as u64;
         }
-        (r, l, d, dead, bytes)
+        (r, l, d, dead, exp, bytes)
     }
 
     fn live_receipt(&self, r: &str, now: u64) -> Option<usize> {
@@ -252,16 +281,22 @@ impl World {
         n: usize,
         delay: u64,
         size: usize,
+        ttl: u64,
     ) -> Result<(), String> {
         let now = self.now;
         let bodies: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
             .collect();
         let mut it = bodies.iter().map(Vec::as_slice);
-        let ids = self
+        let how = crate::queue::Pushing {
+            delay: Duration::from_millis(delay),
+            ttl_ms: ttl,
+        };
+        let (cipher, seqs) = self
             .q()
-            .push(&mut it, Duration::from_millis(delay), now)
+            .push_seqs(&mut it, how, now)
             .map_err(|x| e(ctx, x))?;
+        let ids: Vec<String> = seqs.into_iter().map(|s| cipher.format(s)).collect();
         for (id, body) in ids.into_iter().zip(bodies) {
             self.model.pushed += 1;
             self.model.msgs.push(MMsg {
@@ -274,6 +309,8 @@ impl World {
                 },
                 attempts: 0,
                 failure: None,
+                ttl,
+                expires: ttl::expiry(now, ttl),
             });
         }
         Ok(())
@@ -289,6 +326,11 @@ impl World {
         for m in self.model.msgs.iter_mut() {
             if expect.len() == count {
                 break;
+            }
+            // Met on the way: a lapsed last attempt is marked dead, a
+            // message whose TTL passed expired (and stays so).
+            if let s @ (MState::Expired(_) | MState::Dead(_)) = Model::eff(m, now) {
+                m.state = s;
             }
             if Model::eff(m, now) == MState::Ready {
                 let receipt = got
@@ -383,6 +425,8 @@ impl World {
                     }
                     m.state = if m.attempts >= max {
                         MState::Dead(now)
+                    } else if m.expires > 0 && m.expires <= now {
+                        MState::Expired(now)
                     } else if delay > 0 {
                         MState::Delayed(now + delay)
                     } else {
@@ -404,9 +448,11 @@ impl World {
         let moved = self.q().retry(&[], now).map_err(|x| e(ctx, x))?.moved;
         let mut n = 0;
         for m in self.model.msgs.iter_mut() {
-            if matches!(Model::eff(m, now), MState::Dead(_)) {
+            if matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
                 m.state = MState::Ready;
                 m.attempts = 0;
+                // Its TTL counted again from the retry.
+                m.expires = ttl::expiry(now, m.ttl);
                 n += 1;
             }
         }
@@ -428,9 +474,10 @@ impl World {
         let mut n = 0;
         for m in self.model.msgs.iter_mut() {
             let chosen = named.is_empty() || named.contains(&m.id);
-            if chosen && matches!(Model::eff(m, now), MState::Dead(_)) {
+            if chosen && matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
                 m.state = MState::Gone;
-                self.model.moved.push((m.body.clone(), m.failure.clone()));
+                let expires = ttl::expiry(now, m.ttl);
+                (self.model.moved).push((m.body.clone(), m.failure.clone(), expires));
                 n += 1;
             }
         }
@@ -466,8 +513,16 @@ impl World {
             crate::store::Step::Continue
         })
         .map_err(|x| e(ctx, x))?;
+        // Never popped there: ready, or (its TTL passed) a dead letter.
         let want: Vec<_> = (self.model.moved.iter())
-            .map(|(b, f)| (b.clone(), "ready".to_string(), 0, f.clone()))
+            .map(|(b, f, expires)| {
+                let state = if *expires > 0 && *expires <= now {
+                    "dead"
+                } else {
+                    "ready"
+                };
+                (b.clone(), state.to_string(), 0, f.clone())
+            })
             .collect();
         if got != want {
             return Err(format!("{ctx}: queue r holds {got:?}, model {want:?}"));
@@ -490,7 +545,7 @@ impl World {
         for m in self.model.msgs.iter_mut() {
             let s = Model::eff(m, now);
             let take = if dead {
-                matches!(s, MState::Dead(t) if older_than.is_none_or(|o| t + o <= now))
+                matches!(s, MState::Dead(t) | MState::Expired(t) if older_than.is_none_or(|o| t + o <= now))
             } else {
                 matches!(s, MState::Ready | MState::Delayed(_))
             };
@@ -546,21 +601,40 @@ impl World {
             self.model.msgs[pick % self.model.msgs.len()].clone()
         };
         let got = self.q().inspect(&m.id, now).map_err(|x| e(ctx, x))?;
-        let (want_state, dead_at) = match Model::eff(&m, now) {
+        let s = Model::eff(&m, now);
+        let (want_state, dead_at) = match s {
             MState::Ready => (Some("ready"), None),
             MState::Delayed(_) => (Some("delayed"), None),
             MState::Leased { .. } => (Some("leased"), None),
-            MState::Dead(t) => (Some("dead"), Some(t)),
+            MState::Dead(t) | MState::Expired(t) => (Some("dead"), Some(t)),
             MState::Gone => (None, None),
         };
+        let expired = matches!(s, MState::Expired(_));
         let got = got.map(|i| {
             let f = i.last_failure.map(as_model);
-            (i.state, i.attempts, i.dead_at_ms, f)
+            (
+                i.state,
+                i.attempts,
+                i.dead_at_ms,
+                f,
+                i.expired,
+                i.expires_at_ms,
+            )
         });
-        let want = want_state.map(|s| (s.to_string(), m.attempts, dead_at, m.failure.clone()));
+        let expires = (m.expires > 0).then_some(m.expires);
+        let want = want_state.map(|s| {
+            (
+                s.to_string(),
+                m.attempts,
+                dead_at,
+                m.failure.clone(),
+                expired,
+                expires,
+            )
+        });
         if got != want {
             return Err(format!(
-                "{ctx}: inspect {} gave (state, attempts, dead since, failure) {got:?}, model {want:?}",
+                "{ctx}: inspect {} gave (state, attempts, dead since, failure, expired, expires) {got:?}, model {want:?}",
                 m.id
             ));
         }
@@ -627,23 +701,18 @@ impl World {
     fn check_stats(&mut self, ctx: &str) -> Result<(), String> {
         let now = self.now;
         let s = self.q().stats(now).map_err(|x| e(ctx, x))?;
-        let (r, l, d, dead, bytes) = self.model.stats(self.now);
+        let (r, l, d, dead, exp, bytes) = self.model.stats(self.now);
         let got = (
-            s.ready, s.leased, s.delayed, s.dead, s.bytes, s.pushed, s.acked, s.purged,
+            (s.ready, s.leased, s.delayed, s.dead, s.expired, s.bytes),
+            (s.pushed, s.acked, s.purged),
         );
         let want = (
-            r,
-            l,
-            d,
-            dead,
-            bytes,
-            self.model.pushed,
-            self.model.acked,
-            self.model.purged,
+            (r, l, d, dead, exp, bytes),
+            (self.model.pushed, self.model.acked, self.model.purged),
         );
         if got != want {
             return Err(format!(
-                "{ctx}: stats (ready, leased, delayed, dead, bytes, pushed, acked, purged) {got:?}, model {want:?}"
+                "{ctx}: stats ((ready, leased, delayed, dead, expired, bytes), (pushed, acked, purged)) {got:?}, model {want:?}"
             ));
         }
         Ok(())
@@ -665,7 +734,12 @@ fn run(ops: &[Op]) -> Result<usize, String> {
     for (step, op) in ops.iter().enumerate() {
         let ctx = &format!("step {step} ({op:?})");
         match op.clone() {
-            Op::Push { n, delay, size } => w.push(ctx, step, n, delay, size)?,
+            Op::Push {
+                n,
+                delay,
+                size,
+                ttl,
+            } => w.push(ctx, step, n, delay, size, ttl)?,
             Op::Pop { count, lease, max } => w.pop(ctx, count, lease, max)?,
             Op::Settle { .. } => w.settle(ctx, step, op)?,
             Op::Inspect { pick } => w.inspect(ctx, pick)?,

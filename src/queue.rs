@@ -21,6 +21,7 @@ use crate::model::backoff::{self, Retry};
 use crate::model::crypt::{self, Key, Sealer};
 use crate::model::failure::Failure;
 use crate::model::ids::Ids;
+use crate::model::ttl;
 use crate::store::{
     Change, Counters, Incoming, MOVE_BATCH, MOVE_BATCH_BYTES, Meta, NewMessage, ReceiptTag, Scan,
     State, Step, Store,
@@ -94,6 +95,10 @@ pub struct Inspected {
     pub len: u32,
     /// Dead: when it became a dead letter, if known ([`dead_since`]).
     pub dead_at_ms: Option<u64>,
+    /// When its TTL ends (or, expired, ended); `None`: it has none.
+    pub expires_at_ms: Option<u64>,
+    /// A dead letter because its TTL passed.
+    pub expired: bool,
     pub last_failure: Option<Failure>,
 }
 
@@ -140,9 +145,31 @@ pub struct Exported {
     pub ready_at_ms: Option<u64>,
     /// For a dead letter: when it became one, if known ([`dead_since`]).
     pub dead_at_ms: Option<u64>,
+    /// Its `--ttl` (ms) and when that ends (or ended); `None`: it has none.
+    pub ttl: Option<(u64, u64)>,
+    /// A dead letter because its TTL passed.
+    pub expired: bool,
     pub body: Vec<u8>,
     /// Its last failure, if it had one.
     pub last_failure: Option<Failure>,
+}
+
+/// How `push` stores its messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pushing {
+    /// Not deliverable before then (zero: at once).
+    pub delay: Duration,
+    /// `--ttl`, as [`ttl::ttl_ms`] keeps it (0: none).
+    pub ttl_ms: u64,
+}
+
+/// The times a message is pushed with.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    pushed_at_ms: u64,
+    not_before_ms: u64,
+    ttl_ms: u64,
+    expires_at_ms: u64,
 }
 
 /// A queue's figures, as `stats` reports them.
@@ -152,7 +179,10 @@ pub struct Stats {
     pub ready: u64,
     pub leased: u64,
     pub delayed: u64,
+    /// Dead letters, failed or expired.
     pub dead: u64,
+    /// Of the dead letters, those whose TTL passed.
+    pub expired: u64,
     pub pushed: u64,
     pub acked: u64,
     pub purged: u64,
@@ -169,20 +199,27 @@ enum Standing {
     /// May be delivered now.
     Deliverable,
     /// A lease ran out on its last allowed attempt: it is a dead letter.
+    Lapsed,
+    /// Its TTL passed and no lease is live: it is a dead letter, expired
+    /// (a lease still live when the TTL passes may yet ack it).
     Expired,
     /// Leased or delayed, not yet due.
     Waiting,
-    /// Dead, acked, purged or corrupt.
+    /// Dead (failed or expired), acked, purged or corrupt.
     Done,
 }
 
 fn standing(m: &Meta, now: u64) -> Standing {
+    let ttl_over = m.expires_at_ms > 0 && m.expires_at_ms <= now;
     match m.state {
+        State::Ready | State::Delayed if ttl_over => Standing::Expired,
         State::Ready => Standing::Deliverable,
         State::Delayed if m.until_ms <= now => Standing::Deliverable,
         State::Leased if m.until_ms <= now => {
-            if m.max_attempts > 0 && m.attempts >= m.max_attempts {
+            if ttl_over {
                 Standing::Expired
+            } else if m.max_attempts > 0 && m.attempts >= m.max_attempts {
+                Standing::Lapsed
             } else {
                 Standing::Deliverable
             }
@@ -192,17 +229,50 @@ fn standing(m: &Meta, now: u64) -> Standing {
     }
 }
 
-/// When a dead letter (or a lease that ran out on its last attempt) became
-/// one: a dead letter keeps that time in `until_ms` (a nack's time, or the
-/// end of the lease that ran out). `None` for any other state, and for a
-/// dead letter whose time is not known (0: made by a release before dead
-/// letters kept it, or rebuilt by `fsck --repair`).
+/// When a message whose TTL passed expired: when the TTL ended, or the
+/// lease that outlived it.
+fn expired_at(m: &Meta) -> u64 {
+    match m.state {
+        State::Leased => m.expires_at_ms.max(m.until_ms),
+        _ => m.expires_at_ms,
+    }
+}
+
+/// The dead letter `m` (standing [`Standing::Lapsed`] or
+/// [`Standing::Expired`]) becomes when a command meets it: dead since its
+/// lease ran out, or expired since [`expired_at`].
+fn made_dead(m: &Meta, s: Standing) -> Meta {
+    if s == Standing::Expired {
+        Meta {
+            until_ms: expired_at(m),
+            ..m.moved(State::Expired)
+        }
+    } else {
+        Meta {
+            until_ms: m.until_ms,
+            ..m.moved(State::Dead)
+        }
+    }
+}
+
+/// When a dead letter (or a lease that ran out on its last attempt, or a
+/// message whose TTL passed) became one: a dead letter keeps that time in
+/// `until_ms` (a nack's time, the end of the lease that ran out, or when
+/// it expired). `None` for any other state, and for a dead letter whose
+/// time is not known (0: made by a release before dead letters kept it,
+/// or rebuilt by `fsck --repair`).
 fn dead_since(m: &Meta, now: u64) -> Option<u64> {
     match standing(m, now) {
-        Standing::Expired => Some(m.until_ms),
-        Standing::Done if m.state == State::Dead && m.until_ms > 0 => Some(m.until_ms),
+        Standing::Lapsed => Some(m.until_ms),
+        Standing::Expired => Some(expired_at(m)),
+        Standing::Done if m.state.is_dead() && m.until_ms > 0 => Some(m.until_ms),
         _ => None,
     }
+}
+
+/// Whether `m` is, at `now`, a dead letter because its TTL passed.
+fn is_expired(m: &Meta, now: u64) -> bool {
+    m.state == State::Expired || standing(m, now) == Standing::Expired
 }
 
 /// Bodies sealed for seqs from `first` on were stored as `seqs`: an error
@@ -218,10 +288,10 @@ fn sealed_for(queue: &str, seqs: &[u64], first: u64) -> Result<()> {
     }
 }
 
-/// Whether `retry` may take `m`: a dead letter, or a lease that ran out on
-/// its last attempt.
+/// Whether `retry` may take `m`: a dead letter, a lease that ran out on
+/// its last attempt, or a message whose TTL passed.
 fn is_dead(m: &Meta, now: u64) -> bool {
-    m.state == State::Dead || standing(m, now) == Standing::Expired
+    m.state.is_dead() || matches!(standing(m, now), Standing::Lapsed | Standing::Expired)
 }
 
 /// The state a user is shown for a live message at `now`: a lease that
@@ -230,7 +300,7 @@ fn is_dead(m: &Meta, now: u64) -> bool {
 fn shown_state(m: &Meta, now: u64) -> &'static str {
     match standing(m, now) {
         Standing::Deliverable => "ready",
-        Standing::Expired => "dead",
+        Standing::Lapsed | Standing::Expired => "dead",
         Standing::Waiting if m.state == State::Delayed => "delayed",
         Standing::Waiting => "leased",
         Standing::Done => "dead",
@@ -354,32 +424,40 @@ impl Queue {
         delay: Duration,
         now: u64,
     ) -> Result<Vec<String>> {
-        let (ids, seqs) = self.push_seqs(bodies, delay, now)?;
+        let (ids, seqs) = self.push_seqs(bodies, Pushing { delay, ttl_ms: 0 }, now)?;
         Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
     }
 
-    /// [`Queue::push`], giving back the seqs and the cipher that makes their
-    /// ids, for a caller that formats a million ids straight into its output.
+    /// [`Queue::push`] with a TTL too, giving back the seqs and the cipher
+    /// that makes their ids, for a caller that formats a million ids straight
+    /// into its output.
     pub fn push_seqs(
         &mut self,
         bodies: &mut dyn Iterator<Item = &[u8]>,
-        delay: Duration,
+        how: Pushing,
         now: u64,
     ) -> Result<(Ids, Vec<u64>)> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        let not_before = if delay.is_zero() { 0 } else { now + ms(delay) };
-        let seqs = q.push_sealed(&mut bodies.map(|b| (b, now, not_before)))?;
+        let not_before = if how.delay.is_zero() {
+            0
+        } else {
+            now + ms(how.delay)
+        };
+        let times = Times {
+            pushed_at_ms: now,
+            not_before_ms: not_before,
+            ttl_ms: how.ttl_ms,
+            expires_at_ms: ttl::expiry(now, how.ttl_ms),
+        };
+        let seqs = q.push_sealed(&mut bodies.map(|b| (b, times)))?;
         Ok((q.ids(), seqs))
     }
 
-    /// Pushes `(body, pushed_at_ms, not_before_ms)` items, each body sealed
-    /// with the key if the queue is encrypted (see [`crate::model::crypt`]): the
-    /// queue's first push records whether it is; later ones must agree.
-    fn push_sealed(
-        &mut self,
-        items: &mut dyn Iterator<Item = (&[u8], u64, u64)>,
-    ) -> Result<Vec<u64>> {
+    /// Pushes `(body, times)` items, each body sealed with the key if the
+    /// queue is encrypted (see [`crate::model::crypt`]): the queue's first
+    /// push records whether it is; later ones must agree.
+    fn push_sealed(&mut self, items: &mut dyn Iterator<Item = (&[u8], Times)>) -> Result<Vec<u64>> {
         self.store.prepare_push()?;
         let mut sealer = Sealer::new(&self.name, self.key.as_ref());
         if self.store.counters().pushed == 0 {
@@ -390,7 +468,7 @@ impl Queue {
         let (salt, first) = (self.store.salt(), self.store.next_seq());
         let encrypted = self.key.is_some();
         let mut seq = first;
-        let mut msgs = items.map(|(body, pushed_at_ms, not_before_ms)| {
+        let mut msgs = items.map(|(body, t)| {
             if encrypted && body.len() as u64 > crate::store::MAX_BODY - crypt::OVERHEAD as u64 {
                 return Err(Error::usage(format!(
                     "message body of {} bytes is larger than the limit of {} bytes for an encrypted queue",
@@ -402,8 +480,10 @@ impl Queue {
             seq += 1;
             Ok(NewMessage {
                 body,
-                pushed_at_ms,
-                not_before_ms,
+                pushed_at_ms: t.pushed_at_ms,
+                not_before_ms: t.not_before_ms,
+                ttl_ms: t.ttl_ms,
+                expires_at_ms: t.expires_at_ms,
             })
         });
         let seqs = self.store.push(&mut msgs)?;
@@ -491,15 +571,11 @@ impl Queue {
                         return Step::Stop;
                     }
                 }
-                Standing::Expired => {
+                s @ (Standing::Lapsed | Standing::Expired) => {
                     seen.insert(m.seq);
-                    // Dead since its lease ran out (`dead_since`).
                     changes.push(Change {
                         old: m.state,
-                        new: Meta {
-                            until_ms: m.until_ms,
-                            ..m.moved(State::Dead)
-                        },
+                        new: made_dead(m, s),
                     });
                 }
                 Standing::Waiting | Standing::Done => {}
@@ -685,6 +761,8 @@ impl Queue {
             lease_until_ms: (state == "leased").then_some(m.until_ms),
             len: m.len,
             dead_at_ms: dead_since(&m, now),
+            expires_at_ms: (m.expires_at_ms > 0).then_some(m.expires_at_ms),
+            expired: is_expired(&m, now),
             last_failure,
         }))
     }
@@ -774,6 +852,12 @@ impl Queue {
                     until_ms: now,
                     ..m.moved(State::Dead)
                 }
+            } else if m.expires_at_ms > 0 && m.expires_at_ms <= now {
+                // Its TTL passed during the attempt: not delivered again.
+                Meta {
+                    until_ms: now,
+                    ..m.moved(State::Expired)
+                }
             } else if delay.is_zero() {
                 m.moved(State::Ready)
             } else {
@@ -814,17 +898,19 @@ impl Queue {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
         let (dead, missing) = q.dead_letters(ids, now)?;
-        let changes: Vec<Change> = dead
-            .iter()
-            .map(|m| Change {
+        let mut changes = Vec::with_capacity(dead.len());
+        for m in &dead {
+            let (_, expires_at_ms) = q.ttl_again(m, now)?;
+            changes.push(Change {
                 old: m.state,
                 new: Meta {
                     attempts: 0,
                     max_attempts: 0,
+                    expires_at_ms,
                     ..m.moved(State::Ready)
                 },
-            })
-            .collect();
+            });
+        }
         q.store.commit(&changes)?;
         Ok(Retried {
             moved: changes.len() as u64,
@@ -832,23 +918,37 @@ impl Queue {
         })
     }
 
+    /// The TTL of `m` (ms) and its expiry counted again from `now`, for a
+    /// `retry` that brings it back: (0, 0) for a message without one.
+    fn ttl_again(&mut self, m: &Meta, now: u64) -> Result<(u64, u64)> {
+        if m.expires_at_ms == 0 {
+            return Ok((0, 0));
+        }
+        let ttl_ms = self.store.ttl_ms(m)?;
+        Ok((ttl_ms, ttl::expiry(now, ttl_ms)))
+    }
+
     /// The dead letters `retry` takes, oldest first: all (leases that ran out
-    /// on their last attempt included), or those `ids` name; and the ids
-    /// named that are not dead letters of this queue.
+    /// on their last attempt, and messages whose TTL passed, included), or
+    /// those `ids` name; and the ids named that are not dead letters of
+    /// this queue.
     fn dead_letters(&mut self, ids: &[String], now: u64) -> Result<(Vec<Meta>, Vec<String>)> {
         let mut dead = Vec::new();
         let mut missing = Vec::new();
         if ids.is_empty() {
             self.store.scan(Scan::Live, &mut |m| {
-                if m.state == State::Dead {
+                if m.state.is_dead() {
                     dead.push(*m);
                 }
                 Step::Continue
             })?;
-            // Leases that ran out on their last attempt are dead letters too.
+            // Leases that ran out on their last attempt, and messages whose
+            // TTL passed, are dead letters too. (A scan of the pending ones
+            // of its own: on the fs store it moves the pending cursor past
+            // finished messages, which a rebuild of lost slots relies on.)
             let mut lapsed = Vec::new();
             self.store.scan(Scan::Pending, &mut |m| {
-                if standing(m, now) == Standing::Expired {
+                if matches!(standing(m, now), Standing::Lapsed | Standing::Expired) {
                     lapsed.push(*m);
                 }
                 Step::Continue
@@ -934,11 +1034,14 @@ impl Queue {
                 };
                 let seq = target.next_seq + msgs.len() as u64;
                 let body = sealer.seal(target.salt, seq, &body)?.into_owned();
+                let (ttl_ms, expires_at_ms) = q.ttl_again(&m, now)?;
                 msgs.push(Incoming {
                     msg: NewMessage {
                         body: body.into(),
                         pushed_at_ms: m.pushed_at_ms,
                         not_before_ms: 0,
+                        ttl_ms,
+                        expires_at_ms,
                     },
                     failure: q.store.failure(m.seq)?,
                 });
@@ -969,8 +1072,10 @@ impl Queue {
             let take = if dead {
                 is_dead(m, now) && cutoff.is_none_or(|c| dead_since(m, now).is_some_and(|t| t <= c))
             } else {
-                matches!(m.state, State::Ready | State::Delayed)
-                    || standing(m, now) == Standing::Deliverable
+                // Ready and delayed ones; one whose TTL passed is a dead letter.
+                let s = standing(m, now);
+                (matches!(m.state, State::Ready | State::Delayed) && s != Standing::Expired)
+                    || s == Standing::Deliverable
             };
             if take {
                 changes.push(Change {
@@ -1003,6 +1108,11 @@ impl Queue {
             };
             let state = shown_state(&m, now);
             let last_failure = q.store.failure(m.seq)?;
+            let ttl = if m.expires_at_ms > 0 {
+                Some((q.store.ttl_ms(&m)?, m.expires_at_ms))
+            } else {
+                None
+            };
             let step = emit(Exported {
                 id: q.ids().format(m.seq),
                 state: state.to_string(),
@@ -1010,6 +1120,8 @@ impl Queue {
                 pushed_at_ms: m.pushed_at_ms,
                 ready_at_ms: (state == "delayed").then_some(m.until_ms),
                 dead_at_ms: dead_since(&m, now),
+                ttl,
+                expired: is_expired(&m, now),
                 body,
                 last_failure,
             });
@@ -1023,21 +1135,32 @@ impl Queue {
 
     /// Pushes exported messages back, in order, in one push (one fsync):
     /// delayed ones keep their time, dead ones come back dead with their
-    /// attempts, the rest ready (a lease does not survive an export); each
-    /// keeps its last failure. Returns the new ids.
+    /// attempts (expired ones expired), the rest ready (a lease does not
+    /// survive an export); each keeps its last failure and its TTL, which
+    /// ends when it did. Returns the new ids.
     pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        let plan: Vec<(String, u32, u64)> = msgs
+        let plan: Vec<(String, u32, u64, bool)> = msgs
             .iter()
-            .map(|m| (m.state.clone(), m.attempts, m.dead_at_ms.unwrap_or(0)))
+            .map(|m| {
+                let dead_at = m.dead_at_ms.unwrap_or(0);
+                (m.state.clone(), m.attempts, dead_at, m.expired)
+            })
             .collect();
         let mut news = msgs.iter().map(|m| {
             let not_before = m
                 .ready_at_ms
                 .filter(|&t| t > now && m.state == "delayed")
                 .unwrap_or(0);
-            (&m.body[..], m.pushed_at_ms, not_before)
+            let (ttl_ms, expires_at_ms) = m.ttl.unwrap_or((0, 0));
+            let times = Times {
+                pushed_at_ms: m.pushed_at_ms,
+                not_before_ms: not_before,
+                ttl_ms,
+                expires_at_ms,
+            };
+            (&m.body[..], times)
         });
         let seqs = q.push_sealed(&mut news)?;
         let failures: Vec<(u64, Failure)> = seqs
@@ -1047,7 +1170,7 @@ impl Queue {
             .collect();
         q.store.record_failures(&failures)?;
         let mut changes = Vec::new();
-        for (seq, (state, attempts, dead_at)) in seqs.iter().zip(&plan) {
+        for (seq, (state, attempts, dead_at, expired)) in seqs.iter().zip(&plan) {
             if state == "dead"
                 && let Some(m) = q.store.get(*seq)?
             {
@@ -1057,7 +1180,11 @@ impl Queue {
                         attempts: *attempts,
                         // Unknown (an export made before it was kept) stays unknown.
                         until_ms: *dead_at,
-                        ..m.moved(State::Dead)
+                        ..m.moved(if *expired {
+                            State::Expired
+                        } else {
+                            State::Dead
+                        })
                     },
                 });
             }
@@ -1079,7 +1206,8 @@ impl Queue {
             ready: c.ready,
             leased: c.leased,
             delayed: c.delayed,
-            dead: c.dead,
+            dead: c.dead + c.expired,
+            expired: c.expired,
             pushed: c.pushed,
             acked: c.acked,
             purged: c.purged,
@@ -1102,9 +1230,20 @@ impl Queue {
                     s.leased -= 1;
                     s.ready += 1;
                 }
-                (State::Leased, Standing::Expired) => {
+                (State::Leased, Standing::Lapsed) => {
                     s.leased -= 1;
                     s.dead += 1;
+                }
+                // Ready ones past their TTL are counted when a pop meets
+                // them: finding them all would read every ready message.
+                (State::Leased | State::Delayed, Standing::Expired) => {
+                    if m.state == State::Leased {
+                        s.leased -= 1;
+                    } else {
+                        s.delayed -= 1;
+                    }
+                    s.dead += 1;
+                    s.expired += 1;
                 }
                 (State::Delayed, Standing::Deliverable) => {
                     s.delayed -= 1;
@@ -1154,6 +1293,7 @@ mod tests {
             receipt: [0; 12],
             len: 0,
             loc: Default::default(),
+            expires_at_ms: 0,
         }
     }
 
@@ -1181,9 +1321,37 @@ mod tests {
         );
         assert_eq!(
             standing(&meta(State::Leased, 5, 5, 10), 10),
-            Standing::Expired
+            Standing::Lapsed
         );
         assert_eq!(standing(&meta(State::Dead, 5, 5, 0), 10), Standing::Done);
         assert_eq!(standing(&meta(State::Acked, 1, 5, 0), 10), Standing::Done);
+    }
+
+    #[test]
+    fn a_ttl_ends_delivery_but_not_a_live_lease() {
+        let ttl = |m: Meta, at: u64| Meta {
+            expires_at_ms: at,
+            ..m
+        };
+        let ready = ttl(meta(State::Ready, 0, 0, 0), 10);
+        assert_eq!(standing(&ready, 9), Standing::Deliverable);
+        assert_eq!(standing(&ready, 10), Standing::Expired);
+        // A delay that would end after the TTL: expired once the TTL ends.
+        let delayed = ttl(meta(State::Delayed, 1, 0, 50), 10);
+        assert_eq!(standing(&delayed, 9), Standing::Waiting);
+        assert_eq!(standing(&delayed, 10), Standing::Expired);
+        // A live lease may still be acked; when it runs out, expired then.
+        let leased = ttl(meta(State::Leased, 5, 5, 20), 10);
+        assert_eq!(standing(&leased, 15), Standing::Waiting);
+        assert_eq!(standing(&leased, 20), Standing::Expired);
+        assert_eq!(expired_at(&leased), 20);
+        assert_eq!(dead_since(&leased, 25), Some(20));
+        let dead = made_dead(&leased, Standing::Expired);
+        assert_eq!(
+            (dead.state, dead.until_ms, dead.expires_at_ms),
+            (State::Expired, 20, 10)
+        );
+        assert!(is_dead(&dead, 30) && is_expired(&dead, 30));
+        assert_eq!(shown_state(&dead, 30), "dead");
     }
 }

@@ -18,7 +18,9 @@ use spoolmq::model::input;
 use spoolmq::store::fs::index::{
     self, Header, SegmentEntry, SlotDamage, WAL_ENTRY_LEN, WAL_HEAD_LEN,
 };
-use spoolmq::store::fs::record::{self, Damage, MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC};
+use spoolmq::store::fs::record::{
+    self, Damage, LONG_HEADER_LEN, LONG_RECORD_MAGIC, MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC,
+};
 use spoolmq::store::fs::segment::{self, Found};
 use spoolmq::store::{Counters, Loc, Meta, State};
 
@@ -152,34 +154,56 @@ fn next_header_slow(buf: &[u8], from: usize) -> Option<usize> {
 /// re-encode to the same bytes.
 fn check_record_at(buf: &[u8]) {
     let head = record::decode_header(buf);
+    // The header's length by its magic: short (`SPMR`) or long (`SPM2`).
+    let len = match buf.get(..4) {
+        Some(m) if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
+        Some(m) if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
+        _ => None,
+    };
+    let crc_at = len.map_or(0, |l| l - 8);
+    let crc_ok = |l: usize| crc32fast::hash(&buf[..l - 4]) == u32_at(buf, l - 4);
+    // A long header has a TTL and an expiry.
+    let one_encoding =
+        |l: usize| l == RECORD_HEADER_LEN || (u32_at(buf, 32) != 0 && u32_at(buf, 36) != 0);
     match head {
-        Err(Damage::Short) => assert!(buf.len() < RECORD_HEADER_LEN),
-        Err(Damage::BadMagic) => {
-            assert!(buf.len() >= RECORD_HEADER_LEN && buf[..4] != RECORD_MAGIC)
+        Err(Damage::Short) => {
+            assert!(buf.len() < RECORD_HEADER_LEN || len.is_some_and(|l| buf.len() < l))
         }
+        Err(Damage::BadMagic) => assert!(buf.len() >= RECORD_HEADER_LEN && len.is_none()),
         Err(Damage::BadHeaderCrc) => {
-            assert!(buf[..4] == RECORD_MAGIC);
-            assert_ne!(crc32fast::hash(&buf[..36]), u32_at(buf, 36));
+            let l = len.expect("a magic");
+            assert!(buf.len() >= l);
+            assert!(!crc_ok(l) || !one_encoding(l));
         }
         Err(Damage::TooLong) => {
-            assert!(buf[..4] == RECORD_MAGIC);
-            assert_eq!(crc32fast::hash(&buf[..36]), u32_at(buf, 36));
+            let l = len.expect("a magic");
+            assert!(crc_ok(l) && one_encoding(l));
             assert!(u64::from(u32_at(buf, 4)) > MAX_BODY);
         }
         Err(d) => panic!("decode_header cannot find {d:?}: it only reads the header"),
         Ok(h) => {
-            assert!(buf.len() >= RECORD_HEADER_LEN && buf[..4] == RECORD_MAGIC);
-            assert_eq!(crc32fast::hash(&buf[..36]), u32_at(buf, 36));
+            let l = len.expect("a magic");
+            assert!(buf.len() >= l && crc_ok(l) && one_encoding(l));
             assert!(u64::from(h.body_len) <= MAX_BODY);
             assert_eq!(h.body_len, u32_at(buf, 4));
             assert_eq!(h.seq, u64_at(buf, 8));
             assert_eq!(h.pushed_at_ms, u64_at(buf, 16));
             assert_eq!(h.not_before_ms, u64_at(buf, 24));
-            assert_eq!(h.body_crc, u32_at(buf, 32));
-            assert_eq!(
-                h.record_len(),
-                RECORD_HEADER_LEN as u64 + u64::from(h.body_len)
-            );
+            assert_eq!(h.body_crc, u32_at(buf, crc_at));
+            let ttl = if l == LONG_HEADER_LEN {
+                u64::from(u32_at(buf, 32)) * 1000
+            } else {
+                0
+            };
+            assert_eq!(h.ttl_ms, ttl);
+            let expires = if l == LONG_HEADER_LEN {
+                u64::from(u32_at(buf, 36)) * 1000
+            } else {
+                0
+            };
+            assert_eq!(h.expires_at_ms, expires);
+            assert_eq!(h.head_len(), l);
+            assert_eq!(h.record_len(), l as u64 + u64::from(h.body_len));
         }
     }
     let whole = record::decode(buf);
@@ -188,13 +212,13 @@ fn check_record_at(buf: &[u8]) {
         (Ok(h), Err(Damage::Short)) => {
             assert!((buf.len() as u64) < h.record_len());
             assert_eq!(
-                record::check_body(&h, &buf[RECORD_HEADER_LEN..]),
+                record::check_body(&h, &buf[h.head_len()..]),
                 Err(Damage::Short)
             );
         }
         (Ok(h), Err(Damage::BadBodyCrc)) => {
             assert!(buf.len() as u64 >= h.record_len());
-            let body = &buf[RECORD_HEADER_LEN..h.record_len() as usize];
+            let body = &buf[h.head_len()..h.record_len() as usize];
             assert_ne!(crc32fast::hash(body), h.body_crc);
         }
         (Ok(_), Err(d)) => panic!("decode found {d:?} in a header decode_header accepted"),
@@ -202,7 +226,14 @@ fn check_record_at(buf: &[u8]) {
             assert_eq!(h, h2);
             assert_eq!(body.len(), h.body_len as usize);
             let mut again = Vec::new();
-            record::encode(h.seq, h.pushed_at_ms, h.not_before_ms, body, &mut again);
+            let f = record::Fields {
+                seq: h.seq,
+                pushed_at_ms: h.pushed_at_ms,
+                not_before_ms: h.not_before_ms,
+                ttl_ms: h.ttl_ms,
+                expires_at_ms: h.expires_at_ms,
+            };
+            record::encode_fields(f, body, &mut again);
             assert_eq!(again.len() as u64, h.record_len());
             assert_eq!(
                 &again[..],
@@ -327,7 +358,16 @@ fn build_records(rest: &[u8]) -> Vec<u8> {
                 let not_before = u64::from(c.u8());
                 let n = usize::from(c.u8());
                 let body = c.bytes(n).to_vec();
-                record::encode(seq, 1_700_000_000_000, not_before, &body, &mut b);
+                // Long records (with a TTL) as well as short ones.
+                let ttl_ms = u64::from(c.u8() % 3) * 1000 * u64::from(c.u8());
+                let f = record::Fields {
+                    seq,
+                    pushed_at_ms: 1_700_000_000_000,
+                    not_before_ms: not_before,
+                    ttl_ms,
+                    expires_at_ms: u64::from(c.u32()) * 1000,
+                };
+                record::encode_fields(f, &body, &mut b);
             }
             _ => {
                 // A header whose CRC checks out, claiming `body_len`, with no body.
@@ -518,11 +558,11 @@ fn fix_wal_crcs(rest: &[u8]) -> Vec<u8> {
 }
 
 fn state(c: &mut Cursor) -> State {
-    State::from_u8(c.u8() % 7 + 1).unwrap()
+    State::from_u8(c.u8() % 8 + 1).unwrap()
 }
 
 fn meta(c: &mut Cursor) -> Meta {
-    Meta {
+    let mut m = Meta {
         seq: c.u64(),
         state: state(c),
         attempts: c.u32(),
@@ -534,8 +574,18 @@ fn meta(c: &mut Cursor) -> Meta {
         loc: Loc {
             segment: c.u64(),
             offset: c.u32(),
+            long: false,
         },
+        expires_at_ms: 0,
+    };
+    // The long layout: a segment less than 2^32 seqs back, an expiry in
+    // whole seconds.
+    if c.u8() % 2 == 1 {
+        m.loc.long = true;
+        m.loc.segment = m.seq.saturating_sub(u64::from(c.u32()));
+        m.expires_at_ms = u64::from(c.u32()) * 1000;
     }
+    m
 }
 
 fn build_slot(rest: &[u8]) -> Vec<u8> {
@@ -572,6 +622,8 @@ fn build_header(rest: &[u8]) -> Vec<u8> {
             purged: c.u64(),
             corrupt: c.u64(),
             bytes: c.u64(),
+            // Both versions: 0 writes version 1.
+            expired: if c.u8().is_multiple_of(2) { 0 } else { c.u64() },
         },
         punched: c.u64(),
         salt: c.u64(),

@@ -473,7 +473,14 @@ fn cmd_push(
     json: bool,
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
-    let delay = a.delay.unwrap_or(Duration::ZERO);
+    let how = crate::queue::Pushing {
+        delay: a.delay.unwrap_or(Duration::ZERO),
+        ttl_ms: a
+            .ttl
+            .map(crate::model::ttl::ttl_ms)
+            .transpose()?
+            .unwrap_or(0),
+    };
     // Prints the ids of the messages `seqs` and flushes them, so that
     // a slow producer's batches show their ids as each is stored.
     let mut print = |ids: &Ids, seqs: &[u64]| -> Result<()> {
@@ -503,7 +510,7 @@ fn cmd_push(
             bar.inc(seqs.len() as u64);
             print(ids, seqs)
         };
-        ingest::push_lines(spool, &a.queue, stdin, delay, &mut print_and_count)?;
+        ingest::push_lines(spool, &a.queue, stdin, how, &mut print_and_count)?;
         bar.finish_and_clear();
     } else {
         // Read stdin before taking the lock: a slow producer must not block consumers.
@@ -517,7 +524,7 @@ fn cmd_push(
         let mut q = spool
             .open_queue(&a.queue, true)?
             .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-        let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), delay, now_ms());
+        let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), how, now_ms());
         drop(q);
         let (ids, seqs) = r?;
         print(&ids, &seqs)?;

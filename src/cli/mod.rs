@@ -72,7 +72,8 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  spoolmq push jobs 'resize img1.png' 'resize img2.png'\n  \
                             find . -name '*.log' | spoolmq push logs --lines\n  \
-                            spoolmq push reminders --delay 1h < note.txt"
+                            spoolmq push reminders --delay 1h < note.txt\n  \
+                            spoolmq push alerts --ttl 10m 'disk almost full'"
     )]
     Push(Lazy<PushArgs>),
     /// Lease ready messages, oldest first
@@ -316,6 +317,10 @@ pub struct PushArgs {
     /// Not deliverable before this long from now
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub delay: Option<Duration>,
+    /// Time to live: not acked by then, the message is not delivered again
+    /// but kept as a dead letter marked expired (whole seconds, rounded up)
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -395,6 +395,12 @@ pub fn inspected_json(m: &Inspected) -> String {
     if let Some(t) = m.dead_at_ms {
         o.insert("dead_at_ms".into(), json!(t));
     }
+    if let Some(t) = m.expires_at_ms {
+        o.insert("expires_at_ms".into(), json!(t));
+    }
+    if m.expired {
+        o.insert("expired".into(), json!(true));
+    }
     o.insert("bytes".into(), json!(m.len));
     o.insert(
         "last_failure".into(),
@@ -432,10 +438,19 @@ pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
         );
     }
     if let Some(t) = m.dead_at_ms {
+        let why = if m.expired { ", expired" } else { "" };
         line(
             "dead since:",
-            format!("{t} ({} ago)", human_age(now_ms.saturating_sub(t))),
+            format!("{t} ({} ago{why})", human_age(now_ms.saturating_sub(t))),
         );
+    }
+    if let Some(t) = m.expires_at_ms.filter(|_| !m.expired) {
+        let when = if t > now_ms {
+            format!("in {}", human_age(t - now_ms))
+        } else {
+            format!("{} ago", human_age(now_ms - t))
+        };
+        line("expires:", format!("{t} ({when})"));
     }
     line("bytes:", m.len.to_string());
     match &m.last_failure {
@@ -474,6 +489,13 @@ pub fn write_exported_json<W: Write + ?Sized>(
     }
     if let Some(t) = m.dead_at_ms {
         members.push(("dead_at_ms", json!(t)));
+    }
+    if let Some((ttl, expires)) = m.ttl {
+        members.push(("ttl_ms", json!(ttl)));
+        members.push(("expires_at_ms", json!(expires)));
+    }
+    if m.expired {
+        members.push(("expired", json!(true)));
     }
     if let Some(f) = &m.last_failure {
         members.push(("last_failure", failure_value(f)));
@@ -538,6 +560,28 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
     }
     // Exports made before dead letters kept their time have none: unknown.
     let dead_at_ms = whole("dead_at_ms", latest, time_rule)?.filter(|_| state == "dead");
+    // A TTL in whole seconds (rounded up, as `push --ttl`); it ends at
+    // `expires_at_ms`, or counted from the push if that is missing.
+    let ttl_rule = "a TTL of whole milliseconds from 1 to 4294967295000";
+    let ttl = match whole("ttl_ms", crate::model::ttl::MAX_TTL_MS, ttl_rule)? {
+        None | Some(0) => None,
+        Some(t) => {
+            let t = t.div_ceil(1000) * 1000;
+            let rule = "whole milliseconds since 1970, before 2106";
+            let expires = whole("expires_at_ms", crate::model::ttl::MAX_EXPIRY_MS, rule)?
+                .map_or_else(
+                    || crate::model::ttl::expiry(pushed_at_ms, t),
+                    |e| e.div_ceil(1000) * 1000,
+                );
+            Some((t, expires.max(1000)))
+        }
+    };
+    let expired = match v.get("expired") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if state == "dead" => true,
+        Some(Value::Bool(true)) => return Err("expired: only a dead letter is expired".into()),
+        Some(x) => return Err(format!("expired: {x} is not true or false")),
+    };
     // Exports made before failures were kept have no such field.
     let last_failure = match v.get("last_failure") {
         None | Some(Value::Null) => None,
@@ -554,6 +598,8 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         pushed_at_ms,
         ready_at_ms,
         dead_at_ms,
+        ttl,
+        expired,
         body,
         last_failure,
     })
@@ -581,6 +627,7 @@ pub fn stats_value(s: &Stats) -> Value {
         "leased": s.leased,
         "delayed": s.delayed,
         "dead": s.dead,
+        "expired": s.expired,
         "pushed": s.pushed,
         "acked": s.acked,
         "purged": s.purged,
@@ -615,7 +662,7 @@ pub fn stats_tsv(s: &Stats) -> String {
 /// textfile collector): one family per figure, one sample per queue.
 pub fn stats_prometheus(rows: &[Stats]) -> String {
     type Get = fn(&Stats) -> f64;
-    let families: [(&str, &str, &str, Get); 10] = [
+    let families: [(&str, &str, &str, Get); 11] = [
         (
             "spoolmq_ready",
             "gauge",
@@ -635,6 +682,12 @@ pub fn stats_prometheus(rows: &[Stats]) -> String {
             |s| s.delayed as f64,
         ),
         ("spoolmq_dead", "gauge", "Dead letters.", |s| s.dead as f64),
+        (
+            "spoolmq_expired",
+            "gauge",
+            "Dead letters whose TTL passed (counted in spoolmq_dead too).",
+            |s| s.expired as f64,
+        ),
         (
             "spoolmq_pushed_total",
             "counter",
@@ -710,8 +763,8 @@ pub fn human_age(ms: u64) -> String {
 /// A readable table of queue figures.
 pub fn stats_table(rows: &[Stats]) -> String {
     let header = [
-        "QUEUE", "READY", "LEASED", "DELAYED", "DEAD", "PUSHED", "ACKED", "BYTES", "SEGMENTS",
-        "OLDEST",
+        "QUEUE", "READY", "LEASED", "DELAYED", "DEAD", "EXPIRED", "PUSHED", "ACKED", "BYTES",
+        "SEGMENTS", "OLDEST",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for s in rows {
@@ -721,6 +774,7 @@ pub fn stats_table(rows: &[Stats]) -> String {
             s.leased.to_string(),
             s.delayed.to_string(),
             s.dead.to_string(),
+            s.expired.to_string(),
             s.pushed.to_string(),
             s.acked.to_string(),
             human_bytes(s.bytes),
@@ -885,6 +939,8 @@ mod tests {
             pushed_at_ms: 5,
             dead_at_ms: None,
             ready_at_ms: Some(9),
+            ttl: None,
+            expired: false,
             body: b"\xff\x00".to_vec(),
             last_failure: None,
         };

@@ -16,7 +16,7 @@
 
 use crate::base::error::{Error, Result};
 use crate::model::ids::Ids;
-use crate::queue::now_ms;
+use crate::queue::{Pushing, now_ms};
 use crate::spool::Spool;
 use std::io::Read;
 use std::path::Path;
@@ -148,7 +148,7 @@ pub fn push_lines(
     spool: &Spool,
     queue: &str,
     input: impl Read + Send + 'static,
-    delay: Duration,
+    how: Pushing,
     on_ids: &mut dyn FnMut(&Ids, &[u64]) -> Result<()>,
 ) -> Result<u64> {
     keep_freed_memory();
@@ -160,7 +160,7 @@ pub fn push_lines(
     let total = std::thread::scope(|scope| -> Result<u64> {
         let (done_tx, done_rx) = mpsc::sync_channel::<Pushed>(2);
         let stop = &stop;
-        let pusher = scope.spawn(move || push_batches(spool, queue, &rx, delay, &done_tx, stop));
+        let pusher = scope.spawn(move || push_batches(spool, queue, &rx, how, &done_tx, stop));
         let mut total = 0u64;
         for Pushed(ids, seqs) in done_rx {
             total += seqs.len() as u64;
@@ -202,7 +202,7 @@ fn push_batches(
     spool: &Spool,
     queue: &str,
     rx: &mpsc::Receiver<Result<Chunk>>,
-    delay: Duration,
+    how: Pushing,
     done: &mpsc::SyncSender<Pushed>,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -235,7 +235,7 @@ fn push_batches(
         let mut bodies = batch
             .iter()
             .flat_map(|c| c.lines.iter().map(|&(start, end)| &c.data[start..end]));
-        let pushed = q.push_seqs(&mut bodies, delay, now_ms());
+        let pushed = q.push_seqs(&mut bodies, how, now_ms());
         drop(q);
         let (ids, seqs) = pushed?;
         // The caller has stopped listening: it has its reason to give.

@@ -63,14 +63,20 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
         })?;
         let (salt, next_seq, counters) = (src.salt(), src.next_seq(), src.counters());
         let key_id = src.key_id();
-        let mut body = |m: &Meta| -> Result<Vec<u8>> {
-            src.body(m).map_err(|e| match e {
+        let mut body = |m: &Meta| -> Result<crate::store::BodyAndTtl> {
+            let body = src.body(m).map_err(|e| match e {
                 Error::Corrupt { path, detail } => Error::Runtime(format!(
                     "{}: {detail}: run `spoolmq fsck --repair {name}` first; nothing was changed",
                     path.display()
                 )),
                 e => e,
-            })
+            })?;
+            let ttl = if m.expires_at_ms > 0 {
+                src.ttl_ms(m)?
+            } else {
+                0
+            };
+            Ok((body, ttl))
         };
         let mut dst = to.open_store(&name, true, false)?.ok_or_else(|| {
             Error::Runtime(format!("{}: cannot create queue {name}", to.root.display()))

@@ -282,9 +282,12 @@ impl Spool {
                 self.kind.name()
             )))
         };
-        let record = read_record(&self.root)?;
+        let (record, older) = read_record_and_age(&self.root)?;
         match (&record, decide(&self.root, &record)?) {
             (_, Some(k)) if k != self.kind => other(k),
+            // Made by an earlier release: what is pushed now may be in a
+            // format only this one reads (RECORD_VERSION).
+            (Record::Store(k), _) if older => replace_kind(&self.root, *k),
             (Record::Store(_), _) => Ok(()),
             (Record::Missing, _) => write_kind(&self.root, self.kind),
             // Nothing stored yet: the damaged record holds nothing to keep.
@@ -655,8 +658,11 @@ impl Spool {
 
 /// The first field of a store record in the versioned form.
 const RECORD_MAGIC: &str = "spoolmq-store";
-/// The version of the store record this build writes.
-pub const RECORD_VERSION: u32 = 1;
+/// The version of the store record this build writes. Version 2 says the
+/// spool may hold what only this release reads (long records and version 2
+/// index headers of the fs store, sqlite schema 5): a release that knows
+/// only version 1 refuses the spool instead of taking them for damage.
+pub const RECORD_VERSION: u32 = 2;
 /// The longest `.store` read: anything longer is damaged.
 const RECORD_MAX: usize = 256;
 
@@ -760,6 +766,12 @@ pub fn decode_record(bytes: &[u8], path: &Path) -> Result<Record> {
 /// planted FIFO), and only a regular file is read, at most
 /// [`RECORD_MAX`] + 1 bytes of it.
 pub fn read_record(root: &Path) -> Result<Record> {
+    Ok(read_record_and_age(root)?.0)
+}
+
+/// [`read_record`], and whether the record is older than this build's
+/// (version 1, or unversioned): the first write brings it up to date.
+fn read_record_and_age(root: &Path) -> Result<(Record, bool)> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let path = root.join(STORE_FILE);
@@ -769,20 +781,22 @@ pub fn read_record(root: &Path) -> Result<Record> {
         .open(&path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::Missing),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Record::Missing, false)),
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Err(not_a_dir(root)),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Error::symlink(&path)),
         Err(e) => return Err(Error::io("open", &path, e)),
     };
     let meta = f.metadata().ctx("stat", &path)?;
     if !meta.is_file() {
-        return Ok(Record::Damaged("not a regular file".into()));
+        return Ok((Record::Damaged("not a regular file".into()), false));
     }
     let mut bytes = Vec::new();
     f.take(RECORD_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .ctx("read", &path)?;
-    decode_record(&bytes, &path)
+    let record = decode_record(&bytes, &path)?;
+    let older = matches!(record, Record::Store(k) if bytes != encode_record(k).as_bytes());
+    Ok((record, older))
 }
 
 /// What of each store is in the spool at `root`.
@@ -1377,8 +1391,14 @@ mod tests {
         }
         assert_eq!(
             encode_record(StoreKind::Fs),
-            "spoolmq-store 1 fs 4dc8d481\n",
+            "spoolmq-store 2 fs 5f7d7b6f\n",
             "the documented example"
+        );
+        // Version 1, written by the releases before, still reads.
+        let v1 = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
+        assert_eq!(
+            decode_record(v1("spoolmq-store 1 fs").as_bytes(), p).unwrap(),
+            Record::Store(StoreKind::Fs)
         );
     }
 
@@ -1393,7 +1413,7 @@ mod tests {
         }
         let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
         for newer in [
-            "spoolmq-store 2 fs",
+            "spoolmq-store 3 fs",
             "spoolmq-store 1 zfs",
             "spoolmq-store 9 fs more fields",
         ] {

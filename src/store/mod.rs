@@ -34,6 +34,9 @@ pub enum State {
     Purged = 6,
     /// Its record is damaged: reported once and never served.
     Corrupt = 7,
+    /// A dead letter because its `--ttl` passed before it was acked: kept,
+    /// never delivered again until `retry` (which counts the TTL again).
+    Expired = 8,
 }
 
 impl State {
@@ -46,6 +49,7 @@ impl State {
             5 => State::Acked,
             6 => State::Purged,
             7 => State::Corrupt,
+            8 => State::Expired,
             _ => return None,
         })
     }
@@ -54,8 +58,14 @@ impl State {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            State::Ready | State::Delayed | State::Leased | State::Dead
+            State::Ready | State::Delayed | State::Leased | State::Dead | State::Expired
         )
+    }
+
+    /// Whether the message is a dead letter (failed, or past its TTL):
+    /// kept until `retry` or `purge --dead`.
+    pub fn is_dead(self) -> bool {
+        matches!(self, State::Dead | State::Expired)
     }
 
     /// Whether the message may yet be delivered (without a `retry`).
@@ -72,6 +82,7 @@ impl State {
             State::Acked => "acked",
             State::Purged => "purged",
             State::Corrupt => "corrupt",
+            State::Expired => "expired",
         }
     }
 }
@@ -103,6 +114,9 @@ pub struct Meta {
     pub len: u32,
     /// Where the store keeps the body; the queue logic only copies it along.
     pub loc: Loc,
+    /// When its `--ttl` ends (a whole second, in ms since the epoch; 0: it
+    /// has none). Expired: when it expired.
+    pub expires_at_ms: u64,
 }
 
 impl Meta {
@@ -124,6 +138,9 @@ impl Meta {
 pub struct Loc {
     pub segment: u64,
     pub offset: u32,
+    /// The record has the long header (a TTL), so the slot has the long
+    /// layout (`crate::store::fs::record`, `crate::store::fs::index`).
+    pub long: bool,
 }
 
 /// One state change, as committed.
@@ -140,6 +157,11 @@ pub struct NewMessage<'a> {
     pub pushed_at_ms: u64,
     /// 0 for ready at once.
     pub not_before_ms: u64,
+    /// Its `--ttl` in ms, a whole number of seconds (0: none).
+    pub ttl_ms: u64,
+    /// When the TTL ends: [`crate::model::ttl::expiry`] of the push (or the
+    /// retry that brought it back), 0 with no TTL.
+    pub expires_at_ms: u64,
 }
 
 impl NewMessage<'_> {
@@ -161,6 +183,7 @@ impl NewMessage<'_> {
             receipt: [0; 12],
             len: self.body.len() as u32,
             loc,
+            expires_at_ms: self.expires_at_ms,
         }
     }
 
@@ -190,6 +213,8 @@ pub struct Counters {
     pub corrupt: u64,
     /// Body bytes of live messages.
     pub bytes: u64,
+    /// Dead letters that expired ([`State::Expired`]); not in `dead`.
+    pub expired: u64,
 }
 
 impl Counters {
@@ -202,6 +227,7 @@ impl Counters {
             State::Acked => &mut self.acked,
             State::Purged => &mut self.purged,
             State::Corrupt => &mut self.corrupt,
+            State::Expired => &mut self.expired,
         }
     }
 
@@ -317,6 +343,10 @@ pub fn failures_at(seqs: &[u64], failures: Vec<(usize, Failure)>) -> Vec<(u64, F
         .collect()
 }
 
+/// A message's body as the store keeps it and its `--ttl` in ms (0: none):
+/// what [`Store::restore`] asks for each message.
+pub type BodyAndTtl = (Vec<u8>, u64);
+
 /// Storage for one queue, held under the queue's lock.
 pub trait Store {
     /// Appends messages in order and makes them durable. Returns their seqs.
@@ -370,15 +400,15 @@ pub trait Store {
     /// Takes over another store's queue as it is, for `migrate`: `metas` (in
     /// seq order, bodies fetched by `body`) keep their seq, and so their id
     /// (made from the salt and seq), state, attempts, receipt and deadline; the queue gets
-    /// `salt`, `next_seq` and `counters`. Only into a new queue; durable on
-    /// return.
+    /// `salt`, `next_seq` and `counters`. `body` gives each message's body
+    /// and TTL (ms). Only into a new queue; durable on return.
     fn restore(
         &mut self,
         salt: u64,
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+        body: &mut dyn FnMut(&Meta) -> Result<BodyAndTtl>,
     ) -> Result<()>;
 
     /// Keeps `failure` as the last failure of each message `seq` named
@@ -391,6 +421,10 @@ pub trait Store {
 
     /// The last failure kept for message `seq`, if any.
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>>;
+
+    /// The `--ttl` message `m` was pushed with, in ms (0: none), for `retry`
+    /// to count it again. Read only for a message with a TTL.
+    fn ttl_ms(&mut self, m: &Meta) -> Result<u64>;
 
     /// Lets go of what reads since the last commit locked (PostgreSQL: the
     /// rows a scan read `FOR UPDATE`), before a long operation that locks

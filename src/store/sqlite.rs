@@ -12,10 +12,12 @@
 //!                     waiters' inotify (SQLite's files change on reads too)
 //!
 //! queues    name TEXT PRIMARY KEY, salt, next_seq,
-//!           ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
+//!           ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
+//!           expired
 //! messages  queue, seq (PRIMARY KEY (queue, seq)), state, attempts,
 //!           max_attempts, pushed_at, until_ms, receipt BLOB(12), len,
-//!           crc (CRC32 of the body), body_id (the body's row in `bodies`)
+//!           crc (CRC32 of the body), body_id (the body's row in `bodies`),
+//!           expires_at (ms, 0: no TTL), ttl_ms (the `--ttl`, 0: none)
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
 //! bodies    id INTEGER PRIMARY KEY, body BLOB: one row per message, written
 //!           by push and deleted with the message, never updated
@@ -24,7 +26,9 @@
 //!           code, text TEXT, stderr BLOB: the last failure of a message
 //!           (crate::model::failure; kind, code, text as How::parts),
 //!           replaced by each failure and deleted with the message
-//! PRAGMA user_version = schema version: 4. Version 3 had no `failures`;
+//! PRAGMA user_version = schema version: 5. Version 4 had no `expired`,
+//!           `expires_at` and `ttl_ms` (added with their defaults, 0, by
+//!           ALTER TABLE, which rewrites no row); version 3 had no `failures`;
 //!           version 2 kept the body in the message's row (column `body`,
 //!           where `body_id` is now), version 1 also had no `keys`.
 //! ```
@@ -82,8 +86,8 @@ pub const DB_FILE: &str = ".spool.db";
 /// Written (one byte, never synced) after each commit that may make a
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
-/// The schema this build writes (it reads 1 to 4).
-const SCHEMA_VERSION: i64 = 4;
+/// The schema this build writes (it reads 1 to 5).
+const SCHEMA_VERSION: i64 = 5;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -122,7 +126,7 @@ macro_rules! failures_table {
     };
 }
 
-/// A new database, at [`SCHEMA_VERSION`].
+/// A new database, at schema 4 ([`SCHEMA_5`] follows it).
 const SCHEMA: &str = concat!(
     "
 CREATE TABLE queues (
@@ -145,6 +149,14 @@ CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);
 
 /// From schema 3 to 4: the last failure of each message.
 const SCHEMA_4: &str = failures_table!();
+
+/// From schema 4 to 5 (and the last step of a new database): expiry. Each
+/// column comes with its default, so no row is rewritten.
+const SCHEMA_5: &str = "
+ALTER TABLE messages ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+";
 
 /// From schema 1 to 2: the key ids of encrypted queues.
 const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
@@ -193,6 +205,19 @@ impl Layout {
         self.version >= 2
     }
 
+    /// Whether messages have `expires_at` and `ttl_ms`, and queues
+    /// `expired` (schema 5 on).
+    fn has_expiry(self) -> bool {
+        self.version >= 5
+    }
+
+    /// The columns [`meta_of`] reads: [`META_COLUMNS`] and the expiry (0
+    /// before schema 5).
+    fn meta_columns(self) -> String {
+        let expires = if self.has_expiry() { "expires_at" } else { "0" };
+        format!("{META_COLUMNS}, {expires}")
+    }
+
     /// The row of message (?1, ?2) and its body's place: (the row of the
     /// body's table, crc, whether the body is a blob, its length).
     fn body_place(self) -> &'static str {
@@ -218,16 +243,23 @@ impl Layout {
     fn rows_with_bodies(self) -> String {
         if self.version >= 3 {
             format!(
-                "SELECT {META_COLUMNS}, b.body, crc FROM messages LEFT JOIN bodies b ON b.id = body_id
-                 WHERE queue = ?1 ORDER BY seq"
+                "SELECT {}, b.body, crc FROM messages LEFT JOIN bodies b ON b.id = body_id
+                 WHERE queue = ?1 ORDER BY seq",
+                self.meta_columns()
             )
         } else {
-            format!("SELECT {META_COLUMNS}, body, crc FROM messages WHERE queue = ?1 ORDER BY seq")
+            format!(
+                "SELECT {}, body, crc FROM messages WHERE queue = ?1 ORDER BY seq",
+                self.meta_columns()
+            )
         }
     }
 }
 
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
+/// How many columns [`Layout::meta_columns`] names: where the columns after
+/// them start.
+const META_LEN: usize = 9;
 
 /// The database file of the spool at `root`.
 pub fn db_path(root: &Path) -> PathBuf {
@@ -396,6 +428,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         .sql("read the schema version", path)?;
     if again == 0 {
         tx.execute_batch(SCHEMA).sql("create the schema", path)?;
+        tx.execute_batch(SCHEMA_5).sql("create the schema", path)?;
     } else {
         if again < 2 {
             tx.execute_batch(SCHEMA_2).sql("update the schema", path)?;
@@ -409,6 +442,9 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if again < 4 {
             tx.execute_batch(SCHEMA_4).sql("update the schema", path)?;
+        }
+        if again < 5 {
+            tx.execute_batch(SCHEMA_5).sql("update the schema", path)?;
         }
     }
     if again < SCHEMA_VERSION {
@@ -704,6 +740,7 @@ fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Meta, u8)> {
         receipt: tag,
         len: r.get(7)?,
         loc: Loc::default(),
+        expires_at_ms: r.get::<_, i64>(8)? as u64,
     };
     // A row that does not decode is reported as corrupt by the caller.
     let bad = u8::from(State::from_u8(state).is_none() || !ok);
@@ -784,10 +821,13 @@ impl QueueRow {
         name: &str,
         create: bool,
     ) -> Result<Option<QueueRow>> {
+        let expired = if layout.has_expiry() { "expired" } else { "0" };
         let row = conn
             .query_row(
-                "SELECT salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes
-                 FROM queues WHERE name = ?1",
+                &format!(
+                    "SELECT salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
+                     {expired} FROM queues WHERE name = ?1"
+                ),
                 [name],
                 |r| {
                     let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
@@ -804,6 +844,7 @@ impl QueueRow {
                             purged: g(8)?,
                             corrupt: g(9)?,
                             bytes: g(10)?,
+                            expired: g(11)?,
                         },
                     ))
                 },
@@ -850,12 +891,13 @@ impl QueueRow {
     fn save(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
         let c = &self.counters;
         tx.execute(
-            "INSERT INTO queues (name, salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO queues (name, salt, next_seq, ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes, expired)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (name) DO UPDATE SET salt = excluded.salt, next_seq = excluded.next_seq,
                ready = excluded.ready, delayed = excluded.delayed, leased = excluded.leased,
                dead = excluded.dead, pushed = excluded.pushed, acked = excluded.acked,
-               purged = excluded.purged, corrupt = excluded.corrupt, bytes = excluded.bytes",
+               purged = excluded.purged, corrupt = excluded.corrupt, bytes = excluded.bytes,
+               expired = excluded.expired",
             params![
                 self.queue,
                 self.salt as i64,
@@ -868,7 +910,8 @@ impl QueueRow {
                 c.acked as i64,
                 c.purged as i64,
                 c.corrupt as i64,
-                c.bytes as i64
+                c.bytes as i64,
+                c.expired as i64
             ],
         )
         .sql("write the queue's counters", &self.path)?;
@@ -890,13 +933,15 @@ fn insert(
     q: &QueueRow,
     m: &Meta,
     body: &[u8],
+    ttl_ms: u64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO bodies (body) VALUES (?1)")?
         .execute([body])?;
     let body_id = tx.last_insert_rowid();
     tx.prepare_cached(
-        "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, crc, body_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, crc, body_id,
+           expires_at, ttl_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         q.queue,
@@ -909,7 +954,9 @@ fn insert(
         &m.receipt[..],
         m.len,
         crc32fast::hash(body),
-        body_id
+        body_id,
+        m.expires_at_ms as i64,
+        ttl_ms as i64
     ])?;
     Ok(())
 }
@@ -942,7 +989,7 @@ impl QueueRow {
             msg.check_size()?;
             let seq = self.next_seq;
             let m = msg.meta(seq, Loc::default());
-            insert(tx, self, &m, &msg.body).sql("push", &self.path)?;
+            insert(tx, self, &m, &msg.body, msg.ttl_ms).sql("push", &self.path)?;
             self.counters.add(m.state, m.len);
             self.next_seq += 1;
             seqs.push(seq);
@@ -953,7 +1000,8 @@ impl QueueRow {
     fn commit(&mut self, tx: &rusqlite::Transaction<'_>, changes: &[Change]) -> Result<()> {
         let mut update = tx
             .prepare_cached(
-                "UPDATE messages SET state = ?3, attempts = ?4, max_attempts = ?5, until_ms = ?6, receipt = ?7
+                "UPDATE messages SET state = ?3, attempts = ?4, max_attempts = ?5, until_ms = ?6, receipt = ?7,
+                   expires_at = ?8
                  WHERE queue = ?1 AND seq = ?2",
             )
             .sql("commit", &self.path)?;
@@ -967,7 +1015,8 @@ impl QueueRow {
                     m.attempts,
                     m.max_attempts,
                     m.until_ms as i64,
-                    &m.receipt[..]
+                    &m.receipt[..],
+                    m.expires_at_ms as i64
                 ])
             } else {
                 delete(tx, &self.queue, m.seq)
@@ -1036,7 +1085,7 @@ impl Store for SqliteStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
     ) -> Result<()> {
         if self.q.counters.pushed != 0 {
             return Err(Error::Runtime(format!(
@@ -1047,12 +1096,12 @@ impl Store for SqliteStore {
         }
         self.write("restore messages", |q, tx| {
             for m in metas {
-                let b = body(m)?;
+                let (b, ttl) = body(m)?;
                 let m = Meta {
                     len: b.len() as u32,
                     ..*m
                 };
-                insert(tx, q, &m, &b).sql("restore messages", &q.path)?;
+                insert(tx, q, &m, &b, ttl).sql("restore messages", &q.path)?;
             }
             q.salt = salt;
             q.next_seq = next_seq;
@@ -1066,13 +1115,15 @@ impl Store for SqliteStore {
     }
 
     fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+        let cols = self.layout.meta_columns();
         let sql = match from {
             Scan::Pending => format!(
-                "SELECT {META_COLUMNS} FROM messages INDEXED BY pending
+                "SELECT {cols} FROM messages INDEXED BY pending
                  WHERE queue = ?1 AND state IN (1, 2, 3) ORDER BY seq"
             ),
+            // Live: pending and dead letters, failed (4) or expired (8).
             Scan::Live => format!(
-                "SELECT {META_COLUMNS} FROM messages WHERE queue = ?1 AND state IN (1, 2, 3, 4) ORDER BY seq"
+                "SELECT {cols} FROM messages WHERE queue = ?1 AND state IN (1, 2, 3, 4, 8) ORDER BY seq"
             ),
         };
         let mut bad = Vec::new();
@@ -1097,7 +1148,10 @@ impl Store for SqliteStore {
     }
 
     fn get(&mut self, seq: u64) -> Result<Option<Meta>> {
-        let sql = format!("SELECT {META_COLUMNS} FROM messages WHERE queue = ?1 AND seq = ?2");
+        let sql = format!(
+            "SELECT {} FROM messages WHERE queue = ?1 AND seq = ?2",
+            self.layout.meta_columns()
+        );
         let got = self
             .conn
             .prepare_cached(&sql)
@@ -1197,6 +1251,21 @@ impl Store for SqliteStore {
             return Ok(());
         }
         self.write("record a failure", |q, tx| q.record_failures(tx, items))
+    }
+
+    fn ttl_ms(&mut self, m: &Meta) -> Result<u64> {
+        if !self.layout.has_expiry() {
+            return Ok(0);
+        }
+        let ttl = self
+            .conn
+            .prepare_cached("SELECT ttl_ms FROM messages WHERE queue = ?1 AND seq = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, m.seq as i64], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .sql("read a message's TTL", &self.q.path)?;
+        Ok(ttl.unwrap_or(0) as u64)
     }
 
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
@@ -1299,13 +1368,14 @@ impl Store for SqliteStore {
     }
 }
 
-/// The length of a row's body and whether its CRC32 matches (columns 8, 9
-/// of [`Layout::rows_with_bodies`]); a missing body is length -1.
+/// The length of a row's body and whether its CRC32 matches (the columns
+/// after the [`META_LEN`] of [`Layout::rows_with_bodies`]); a missing body
+/// is length -1.
 fn body_check(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, bool)> {
-    let Some(body) = row.get_ref(8)?.as_blob_or_null()? else {
+    let Some(body) = row.get_ref(META_LEN)?.as_blob_or_null()? else {
         return Ok((-1, false));
     };
-    let crc: u32 = row.get(9)?;
+    let crc: u32 = row.get(META_LEN + 1)?;
     Ok((body.len() as i64, crc32fast::hash(body) == crc))
 }
 
@@ -1364,13 +1434,20 @@ pub fn check(root: &Path, name: &str) -> Result<crate::store::QueueReport> {
         seen.add(m.state, m.len);
     }
     let c = q.counters;
-    let want = (c.ready, c.delayed, c.leased, c.dead, c.bytes);
-    let got = (seen.ready, seen.delayed, seen.leased, seen.dead, seen.bytes);
+    let want = (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes);
+    let got = (
+        seen.ready,
+        seen.delayed,
+        seen.leased,
+        seen.dead,
+        seen.expired,
+        seen.bytes,
+    );
     if want != got {
         r.problems.push(problem(
             None,
             format!(
-                "counters (ready, delayed, leased, dead, bytes) say {want:?} but the rows hold {got:?}"
+                "counters (ready, delayed, leased, dead, expired, bytes) say {want:?} but the rows hold {got:?}"
             ),
         ));
     }
@@ -1420,8 +1497,14 @@ pub fn repair(root: &Path, name: &str) -> Result<Vec<String>> {
         }
         let c = &mut q.counters;
         c.corrupt += bad.len() as u64;
-        (c.ready, c.delayed, c.leased, c.dead, c.bytes) =
-            (live.ready, live.delayed, live.leased, live.dead, live.bytes);
+        (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes) = (
+            live.ready,
+            live.delayed,
+            live.leased,
+            live.dead,
+            live.expired,
+            live.bytes,
+        );
         q.next_seq = q.next_seq.max(top);
         Ok(())
     })?;

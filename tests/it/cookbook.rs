@@ -126,6 +126,7 @@ fn every_recipe_in_the_readme_has_a_test() {
             "cron",
             "dead-letters",
             "exec-loop",
+            "expiry",
             "fan-out",
             "long-exec",
             "long-script",
@@ -231,6 +232,37 @@ fn the_retention_recipe_purges_only_dead_letters_older_than_two_weeks() {
     let out = k.cook_with("retention", &[("SPOOLMQ_TEST_CLOCK_SKEW_MS", &skew)]);
     assert_eq!(out, "1\n");
     assert_counts(&k.stats("thumbs"), &[("dead", 0), ("ready", 1)]);
+}
+
+/// The expiry recipe pages what it can; an alert the pager could not take
+/// within its 10 minutes (the clock moved 11 minutes on through the test
+/// builds' skew; PostgreSQL keeps its own clock, so there only the first run
+/// is checked) is counted as expired and never paged late.
+#[test]
+fn the_expiry_recipe_never_pages_an_alert_late() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.script("check-disks", "echo \"/srv at $(cat level)%\"");
+    k.file("level", "91");
+    // The pager is down on the first run.
+    k.script("page", "[ -e pager-up ] || exit 1; cat >> log; echo >> log");
+    assert_eq!(k.cook("expiry"), "0 alerts expired unsent\n");
+    assert_counts(&k.stats("alerts"), &[("delayed", 1), ("acked", 0)]);
+    if STORE == "postgres" {
+        return;
+    }
+    k.file("pager-up", "");
+    k.file("level", "97");
+    let skew = (11 * 60_000u64).to_string();
+    let out = k.cook_with("expiry", &[("SPOOLMQ_TEST_CLOCK_SKEW_MS", &skew)]);
+    assert_eq!(out, "1 alerts expired unsent\n");
+    assert_eq!(k.log(), ["/srv at 97%"], "the stale alert was not paged");
+    assert_counts(
+        &k.stats("alerts"),
+        &[("acked", 1), ("dead", 1), ("expired", 1)],
+    );
 }
 
 #[test]

@@ -124,13 +124,28 @@ fn verify(s: &Spool, k: &Known, maybe: &[&str], gone: &[&str]) {
 
 #[test]
 fn a_push_that_dies_after_its_append_or_its_fsync_is_all_or_nothing() {
-    for point in ["push.after-append", "push.after-sync", "header.torn"] {
-        let s = Spool::new();
-        let k = seeded(&s);
-        crash_at(&s, point, &["push", "q", "new-1", "new-2"], b"");
-        verify(&s, &k, &["new-1", "new-2"], &[]);
-        // Both or neither.
-        s.push("q", &["after"]);
+    // Short records, and long ones (a TTL, kept through the recovery).
+    for ttl in [&[][..], &["--ttl", "1d"]] {
+        for point in ["push.after-append", "push.after-sync", "header.torn"] {
+            let s = Spool::new();
+            let k = seeded(&s);
+            let mut args = vec!["push", "q", "new-1", "new-2"];
+            args.extend_from_slice(ttl);
+            crash_at(&s, point, &args, b"");
+            verify(&s, &k, &["new-1", "new-2"], &[]);
+            // Both or neither.
+            s.push("q", &["after"]);
+            let out = s.run(&["export", "q"]);
+            for m in out.ok().json() {
+                if body(&m).starts_with("new-") {
+                    assert_eq!(
+                        m["ttl_ms"].as_u64().is_some(),
+                        !ttl.is_empty(),
+                        "{point}: {m}"
+                    );
+                }
+            }
+        }
     }
 }
 

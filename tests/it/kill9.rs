@@ -49,9 +49,14 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
     while (kills < 220 || pushed.len() < 100) && started.elapsed() < Duration::from_secs(50) {
         // A round: several processes at once on the same queue.
         let mut round: Vec<(Job, Bg)> = Vec::new();
-        for _ in 0..2 {
+        for i in 0..2 {
             let bodies = fresh_bodies(&mut rng, &mut n, 4);
             let mut args = vec!["push", "q"];
+            // One push of each round with a TTL (long records), long
+            // enough that nothing expires while the test runs.
+            if i == 1 {
+                args.extend(["--ttl", "1d"]);
+            }
             args.extend(bodies.iter().map(String::as_str));
             round.push((Job::Push(bodies.clone()), s.spawn(&args)));
         }

@@ -94,6 +94,7 @@ suite!(migrate: fs = env_fs, sqlite = env_sqlite);
 suite!(push_pop: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(restart: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(redrive: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
+suite!(ttl: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(secrets: fs = env_fs, postgres = env_pg);
 suite!(security: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(stats_list_peek_purge: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
@@ -115,6 +116,8 @@ mod races;
 mod segments;
 // The sqlite store's database.
 mod sqlite_store;
+// A spool of the previous release, opened and written by this one.
+mod upgrade;
 // The import rule of docs/ARCHITECTURE.md.
 mod layers;
 // The PostgreSQL store: many workers, leases on the server's clock, a

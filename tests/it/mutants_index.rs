@@ -18,7 +18,9 @@ fn slot(max_attempts: u32) -> Meta {
         loc: Loc {
             segment: 1,
             offset: 16,
+            long: false,
         },
+        expires_at_ms: 0,
     }
 }
 

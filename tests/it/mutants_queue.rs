@@ -488,6 +488,9 @@ impl spoolmq::store::Store for Counting {
     fn body(&mut self, meta: &spoolmq::store::Meta) -> spoolmq::Result<Vec<u8>> {
         self.inner.body(meta)
     }
+    fn ttl_ms(&mut self, meta: &spoolmq::store::Meta) -> spoolmq::Result<u64> {
+        self.inner.ttl_ms(meta)
+    }
     fn commit(&mut self, changes: &[spoolmq::store::Change]) -> spoolmq::Result<()> {
         self.inner.commit(changes)
     }
@@ -512,7 +515,7 @@ impl spoolmq::store::Store for Counting {
         next_seq: u64,
         counters: spoolmq::store::Counters,
         metas: &[spoolmq::store::Meta],
-        body: &mut dyn FnMut(&spoolmq::store::Meta) -> spoolmq::Result<Vec<u8>>,
+        body: &mut dyn FnMut(&spoolmq::store::Meta) -> spoolmq::Result<spoolmq::store::BodyAndTtl>,
     ) -> spoolmq::Result<()> {
         self.inner.restore(salt, next_seq, counters, metas, body)
     }
@@ -670,6 +673,8 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         pushed_at_ms: T0 - 10_000,
         ready_at_ms,
         dead_at_ms: None,
+        ttl: None,
+        expired: false,
         body: body.as_bytes().to_vec(),
         last_failure: None,
     }

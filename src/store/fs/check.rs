@@ -262,6 +262,7 @@ fn check_counters(
         ("delayed", c.delayed, counted.delayed),
         ("leased", c.leased, counted.leased),
         ("dead", c.dead, counted.dead),
+        ("expired", c.expired, counted.expired),
         ("bytes", c.bytes, counted.bytes),
     ];
     for (what, stored, seen) in pairs {
@@ -274,14 +275,14 @@ fn check_counters(
         }
     }
     // Every message ever pushed is in exactly one state.
-    let sum = c.ready + c.delayed + c.leased + c.dead + c.acked + c.purged + c.corrupt;
+    let sum = c.ready + c.delayed + c.leased + c.dead + c.expired + c.acked + c.purged + c.corrupt;
     if sum != c.pushed {
         r.problems.push(problem(
             &dir.join("index"),
             None,
             format!(
-                "counters do not add up: ready {} + delayed {} + leased {} + dead {} + acked {} + purged {} + corrupt {} = {sum}, but pushed is {}",
-                c.ready, c.delayed, c.leased, c.dead, c.acked, c.purged, c.corrupt, c.pushed
+                "counters do not add up: ready {} + delayed {} + leased {} + dead {} + expired {} + acked {} + purged {} + corrupt {} = {sum}, but pushed is {}",
+                c.ready, c.delayed, c.leased, c.dead, c.expired, c.acked, c.purged, c.corrupt, c.pushed
             ),
         ));
     }

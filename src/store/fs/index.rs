@@ -9,6 +9,18 @@
 //! | state| 0   | max_att | attempts| seq | segment | offset| len  | pushed_at | until  | receipt | crc |
 //! | u8   | u8  | u16     | u32     | u64 | u64     | u32   | u32  | u64 ms    | u64 ms | 12 B    | u32 |
 //! ```
+//! A message whose record is long (it has a TTL, `crate::store::fs::record`)
+//! has a slot of the long layout, marked by `layout` 1 where the short one
+//! has 0; its segment is kept as the distance back from its seq (a segment
+//! spans less than 2^32 seqs), which leaves room for its expiry in whole
+//! seconds (0: none; when it expired, for an expired dead letter):
+//!
+//! ```text
+//! +0     +1     +2        +4        +8    +16       +20       +24     +28    +32        +40      +48       +60
+//! | state| 1    | max_att | attempts| seq | seq-seg | expires | offset| len  | pushed_at | until  | receipt | crc |
+//! | u8   | u8   | u16     | u32     | u64 | u32     | u32 s   | u32   | u32  | u64 ms    | u64 ms | 12 B    | u32 |
+//! ```
+//!
 //! `state` 0 means "never written" (a hole in the file reads as zeros); the
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
 //! segment file, `offset` where the record starts in it. `until` is the
@@ -41,8 +53,15 @@
 //! | SPMQIDX1| version| length| generation| lsn | wal_len| boot_id| next_seq| active| act_len  | scan_lo |
 //! | magic   | u32    | u32   | u64       | u64 | u64    | 16 B   | u64     | u64   | u64      | u64     |
 //! +88: counters, 9 x u64: ready delayed leased dead pushed acked purged corrupt bytes
-//! +160 | punched u64 | salt u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
+//! +160 | punched u64 | salt u64 | expired u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
 //! ```
+//! That is version 2, which added the `expired` counter (dead letters past
+//! their TTL). Version 1 has no `expired` (`nsegs` at +176); it is read as
+//! 0. A header is written as version 1 while `expired` is 0, so that a
+//! queue that never had a message expire stays readable by the releases
+//! before (the slots and the WAL are the same in both); only a queue that
+//! did needs this one, and its spool's `.store` then says so
+//! (`crate::spool::RECORD_VERSION`).
 //! `length` is the encoded length including the CRC. `lsn` is the last WAL
 //! record applied, `wal_len` the WAL length that covers it. `active` is the
 //! base of the segment being appended to and `act_len` its committed length.
@@ -79,12 +98,14 @@ pub(super) fn slot_at(offset: u64) -> u64 {
 }
 
 pub(super) const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
-pub(super) const INDEX_VERSION: u32 = 1;
+pub(super) const INDEX_VERSION: u32 = 2;
 /// Size of one header region in the `index` file.
 pub const REGION_LEN: usize = 64 * 1024;
 /// Regions in the `index` file: live A, live B, checkpoint A, checkpoint B.
 pub(super) const REGIONS: usize = 4;
-const HEADER_FIXED: usize = 180;
+const HEADER_FIXED: usize = 188;
+/// The fixed part of a version 1 header (no `expired` counter).
+const HEADER_FIXED_V1: usize = 180;
 /// Most segments one header can list.
 pub const MAX_SEGMENTS: usize = (REGION_LEN - HEADER_FIXED - 4) / 16;
 pub const WAL_HEAD_LEN: usize = 8;
@@ -120,7 +141,16 @@ pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
     b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
     b[4..8].copy_from_slice(&m.attempts.to_le_bytes());
     b[8..16].copy_from_slice(&m.seq.to_le_bytes());
-    b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
+    if m.loc.long {
+        b[1] = 1;
+        let back = m.seq.saturating_sub(m.loc.segment).min(u64::from(u32::MAX)) as u32;
+        b[16..20].copy_from_slice(&back.to_le_bytes());
+        let expires = (m.expires_at_ms / 1000).min(u64::from(u32::MAX)) as u32;
+        b[20..24].copy_from_slice(&expires.to_le_bytes());
+    } else {
+        debug_assert_eq!(m.expires_at_ms, 0, "an expiry needs the long layout");
+        b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
+    }
     b[24..28].copy_from_slice(&m.loc.offset.to_le_bytes());
     b[28..32].copy_from_slice(&m.len.to_le_bytes());
     b[32..40].copy_from_slice(&m.pushed_at_ms.to_le_bytes());
@@ -148,16 +178,25 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
         if b[..SLOT_LEN].iter().all(|&x| x == 0) {
             return Err(SlotDamage::Empty);
         }
-        // The reserved byte must be 0, so that a slot decodes only from the
+        // The layout byte is 0 or 1, so that a slot decodes only from the
         // one encoding (found by fuzzing).
-        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || b[1] != 0 {
+        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || b[1] > 1 {
             return Err(SlotDamage::Bad);
         }
         let state = State::from_u8(b[0]).ok_or(SlotDamage::Bad)?;
         let mut receipt: ReceiptTag = [0; 12];
         receipt.copy_from_slice(&b[48..60]);
+        let seq = u64_at(b, 8);
+        let long = b[1] == 1;
+        let (segment, expires_at_ms) = if long {
+            let back = u64::from(u32_at(b, 16));
+            let segment = seq.checked_sub(back).ok_or(SlotDamage::Bad)?;
+            (segment, u64::from(u32_at(b, 20)) * 1000)
+        } else {
+            (u64_at(b, 16), 0)
+        };
         Ok(Meta {
-            seq: u64_at(b, 8),
+            seq,
             state,
             attempts: u32_at(b, 4),
             max_attempts: u32::from(u16_at(b, 2)),
@@ -166,9 +205,11 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
             receipt,
             len: u32_at(b, 28),
             loc: Loc {
-                segment: u64_at(b, 16),
+                segment,
                 offset: u32_at(b, 24),
+                long,
             },
+            expires_at_ms,
         })
     }
 }
@@ -258,10 +299,15 @@ impl Header {
         if self.segments.len() > MAX_SEGMENTS {
             return None;
         }
-        let len = HEADER_FIXED + self.segments.len() * 16 + 4;
+        let (version, fixed) = if self.counters.expired > 0 {
+            (INDEX_VERSION, HEADER_FIXED)
+        } else {
+            (1, HEADER_FIXED_V1)
+        };
+        let len = fixed + self.segments.len() * 16 + 4;
         let mut b = Vec::with_capacity(len);
         b.extend_from_slice(&INDEX_MAGIC);
-        b.extend_from_slice(&INDEX_VERSION.to_le_bytes());
+        b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&(len as u32).to_le_bytes());
         for v in [self.generation, self.lsn, self.wal_len] {
             b.extend_from_slice(&v.to_le_bytes());
@@ -287,8 +333,11 @@ impl Header {
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
+        if version == INDEX_VERSION {
+            b.extend_from_slice(&c.expired.to_le_bytes());
+        }
         b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
-        debug_assert_eq!(b.len(), HEADER_FIXED);
+        debug_assert_eq!(b.len(), fixed);
         for s in &self.segments {
             b.extend_from_slice(&s.base.to_le_bytes());
             b.extend_from_slice(&s.live.to_le_bytes());
@@ -300,21 +349,23 @@ impl Header {
 
     /// Decodes a header region; `None` if it is not a valid header.
     pub fn decode(b: &[u8]) -> Option<Header> {
-        if b.len() < HEADER_FIXED + 4 || b[0..8] != INDEX_MAGIC {
+        if b.len() < HEADER_FIXED_V1 + 4 || b[0..8] != INDEX_MAGIC {
             return None;
         }
-        if u32_at(b, 8) != INDEX_VERSION {
-            return None;
-        }
+        let fixed = match u32_at(b, 8) {
+            1 => HEADER_FIXED_V1,
+            INDEX_VERSION => HEADER_FIXED,
+            _ => return None,
+        };
         let len = u32_at(b, 12) as usize;
-        if !(HEADER_FIXED + 4..=b.len().min(REGION_LEN)).contains(&len) {
+        if !(fixed + 4..=b.len().min(REGION_LEN)).contains(&len) {
             return None;
         }
         if crc32fast::hash(&b[..len - 4]) != u32_at(b, len - 4) {
             return None;
         }
-        let nsegs = u32_at(b, 176) as usize;
-        if HEADER_FIXED + nsegs * 16 + 4 != len {
+        let nsegs = u32_at(b, fixed - 4) as usize;
+        if fixed + nsegs * 16 + 4 != len {
             return None;
         }
         let mut boot_id = [0u8; 16];
@@ -322,7 +373,7 @@ impl Header {
         let v = |i: usize| u64_at(b, 56 + i * 8);
         let segments = (0..nsegs)
             .map(|i| {
-                let at = HEADER_FIXED + i * 16;
+                let at = fixed + i * 16;
                 SegmentEntry {
                     base: u64_at(b, at),
                     live: u64_at(b, at + 8),
@@ -348,6 +399,7 @@ impl Header {
                 purged: v(10),
                 corrupt: v(11),
                 bytes: v(12),
+                expired: if fixed == HEADER_FIXED { v(15) } else { 0 },
             },
             punched: v(13),
             salt: v(14),
@@ -451,7 +503,21 @@ mod tests {
             loc: Loc {
                 segment: 1,
                 offset: 16,
+                long: false,
             },
+            expires_at_ms: 0,
+        }
+    }
+
+    fn long_slot(seq: u64, state: State) -> Slot {
+        Meta {
+            loc: Loc {
+                segment: seq - 3,
+                offset: 16,
+                long: true,
+            },
+            expires_at_ms: 1_700_000_600_000,
+            ..slot(seq, state)
         }
     }
 
@@ -471,18 +537,39 @@ mod tests {
         assert_eq!(&b[48..60], &[7; 12]);
         assert_eq!(u32_at(&b, 60), crc32fast::hash(&b[..60]));
         assert_eq!(decode_slot(&b), Ok(s));
+        assert_eq!(b[1], 0);
+        // The long layout: the segment as the distance back, then the expiry.
+        let l = long_slot(42, State::Leased);
+        let b = encode_slot(&l);
+        assert_eq!(b[1], 1);
+        assert_eq!(u64_at(&b, 8), 42);
+        assert_eq!(u32_at(&b, 16), 3);
+        assert_eq!(u32_at(&b, 20), 1_700_000_600);
+        assert_eq!(u32_at(&b, 24), 16);
+        assert_eq!(u64_at(&b, 32), 1_700_000_000_123);
+        assert_eq!(decode_slot(&b), Ok(l));
+        // A distance back past seq 0 is damage, not a wrap.
+        let mut bad = b;
+        bad[16..20].copy_from_slice(&43u32.to_le_bytes());
+        let crc = crc32fast::hash(&bad[..60]);
+        bad[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_slot(&bad), Err(SlotDamage::Bad));
     }
 
     #[test]
     fn damaged_and_empty_slots_are_told_apart() {
         assert_eq!(decode_slot(&[0; 64]), Err(SlotDamage::Empty));
-        let good = encode_slot(&slot(1, State::Ready));
-        for i in 0..64 {
-            let mut bad = good;
-            bad[i] ^= 0x10;
-            assert_eq!(decode_slot(&bad), Err(SlotDamage::Bad), "byte {i}");
+        for good in [
+            encode_slot(&slot(1, State::Ready)),
+            encode_slot(&long_slot(5, State::Expired)),
+        ] {
+            for i in 0..64 {
+                let mut bad = good;
+                bad[i] ^= 0x10;
+                assert_eq!(decode_slot(&bad), Err(SlotDamage::Bad), "byte {i}");
+            }
+            assert_eq!(decode_slot(&good[..10]), Err(SlotDamage::Bad));
         }
-        assert_eq!(decode_slot(&good[..10]), Err(SlotDamage::Bad));
     }
 
     fn header() -> Header {
@@ -505,6 +592,7 @@ mod tests {
                 purged: 7,
                 corrupt: 8,
                 bytes: 9,
+                expired: 12,
             },
             punched: 10,
             salt: 11,
@@ -533,10 +621,42 @@ mod tests {
         assert_eq!(u64_at(&b, 152), 9); // bytes
         assert_eq!(u64_at(&b, 160), 10); // punched
         assert_eq!(u64_at(&b, 168), 11); // salt
-        assert_eq!(u32_at(&b, 176), 2);
-        assert_eq!(u64_at(&b, 180), 1);
-        assert_eq!(u64_at(&b, 196), 50);
-        assert_eq!(Header::decode(&b), Some(h));
+        assert_eq!(u64_at(&b, 176), 12); // expired
+        assert_eq!(u32_at(&b, 184), 2);
+        assert_eq!(u64_at(&b, 188), 1);
+        assert_eq!(u64_at(&b, 204), 50);
+        assert_eq!(u32_at(&b, 8), 2);
+        assert_eq!(Header::decode(&b), Some(h.clone()));
+        // With nothing expired it is version 1, as the releases before
+        // wrote it: no `expired`, `nsegs` at +176.
+        let mut want = h;
+        want.counters.expired = 0;
+        let v1 = want.encode().unwrap();
+        assert_eq!(u32_at(&v1, 8), 1);
+        assert_eq!(v1.len(), b.len() - 8);
+        assert_eq!(
+            &v1[..176],
+            &{
+                let mut p = b[..176].to_vec();
+                p[8..16].copy_from_slice(&v1[8..16]);
+                p
+            }[..]
+        );
+        assert_eq!(u32_at(&v1, 176), 2);
+        assert_eq!(u64_at(&v1, 180), 1);
+        assert_eq!(Header::decode(&v1), Some(want));
+    }
+
+    #[test]
+    fn a_header_with_no_segments_decodes_from_its_own_bytes_in_both_versions() {
+        for expired in [0, 5] {
+            let mut h = header();
+            h.segments.clear();
+            h.counters.expired = expired;
+            let b = h.encode().unwrap();
+            assert_eq!(b.len(), if expired == 0 { 184 } else { 192 });
+            assert_eq!(Header::decode(&b), Some(h));
+        }
     }
 
     #[test]

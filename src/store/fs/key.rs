@@ -104,7 +104,8 @@ pub(crate) fn bodies_opening_with(
             let Found::Good { offset, header } = f else {
                 continue;
             };
-            let Ok((_, body)) = segment::read_record(&*file, &path, offset, header.body_len)?
+            let Ok((_, body)) =
+                segment::read_record(&*file, &path, offset, header.body_len, header.long())?
             else {
                 continue;
             };

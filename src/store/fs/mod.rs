@@ -299,7 +299,7 @@ impl Store for FsStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
     ) -> Result<()> {
         self.restore_messages(salt, next_seq, counters, metas, body)
     }
@@ -318,6 +318,13 @@ impl Store for FsStore {
 
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
         self.read_body(meta)
+    }
+
+    fn ttl_ms(&mut self, meta: &Meta) -> Result<u64> {
+        if !meta.loc.long {
+            return Ok(0);
+        }
+        Ok(self.read_message(meta)?.0.ttl_ms)
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {
@@ -482,6 +489,8 @@ mod testing {
             body: Cow::Borrowed(body.as_bytes()),
             pushed_at_ms: 1000,
             not_before_ms: 0,
+            ttl_ms: 0,
+            expires_at_ms: 0,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::base::error::{Error, Result};
 use crate::base::io::FileIo;
 use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{SLOT_LEN, SlotDamage, decode_slot_of};
+use crate::store::fs::record::RecordHeader;
 use crate::store::fs::segment::{self};
 use crate::store::{Meta, Scan, Step};
 
@@ -108,6 +109,11 @@ impl FsStore {
 
     /// [`crate::store::Store::body`].
     pub(super) fn read_body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
+        Ok(self.read_message(meta)?.1)
+    }
+
+    /// The record of a message: its header and body, checked.
+    pub(super) fn read_message(&mut self, meta: &Meta) -> Result<(RecordHeader, Vec<u8>)> {
         let path = segment::path(&self.dir, meta.loc.segment);
         let file = match self.segment_file(meta.loc.segment) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -115,8 +121,9 @@ impl FsStore {
             }
             r => r?,
         };
-        match segment::read_record(file, &path, u64::from(meta.loc.offset), meta.len)? {
-            Ok((h, body)) if h.seq == meta.seq => Ok(body),
+        let offset = u64::from(meta.loc.offset);
+        match segment::read_record(file, &path, offset, meta.len, meta.loc.long)? {
+            Ok((h, body)) if h.seq == meta.seq => Ok((h, body)),
             Ok(_) => Err(Error::corrupt(
                 &path,
                 format!(

@@ -105,18 +105,7 @@ pub(super) fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
     let (exact, hint) = files.known_states(lo, end, old.as_ref())?;
     let by_seq: HashMap<u64, (Loc, record::RecordHeader)> = records
         .iter()
-        .map(|(base, offset, h)| {
-            (
-                h.seq,
-                (
-                    Loc {
-                        segment: *base,
-                        offset: *offset as u32,
-                    },
-                    *h,
-                ),
-            )
-        })
+        .map(|(base, offset, h)| (h.seq, (h.loc(*base, *offset), *h)))
         .collect();
     let r = resolve(
         lo,

@@ -14,8 +14,20 @@
 //! +0      +4         +8     +16           +24            +32        +36        +40
 //! | SPMR  | body_len | seq  | pushed_at   | not_before   | body_crc | head_crc | body ...
 //! | magic | u32      | u64  | u64 ms UNIX | u64 ms UNIX  | u32      | u32      | body_len bytes
+//!
+//! long record (48-byte header + body): a message pushed with a TTL
+//! +0      +4         +8     +16         +24          +32     +36       +40        +44        +48
+//! | SPM2  | body_len | seq  | pushed_at | not_before | ttl_s | expires | body_crc | head_crc | body ...
+//! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32      | u32      |
 //! ```
 //!
+//! * A record without a TTL is written short, as every release before the
+//!   long one wrote all records, so a bulk push costs what it did. The long
+//!   header (format 2) adds the TTL and when it ends (for a message moved
+//!   by `retry --to`, counted from the move, not from `pushed_at`), both in
+//!   whole seconds and never 0; its `head_crc` covers bytes `0..44`. The
+//!   slot keeps the expiry a later `retry` in place gives; the record's is
+//!   what a slot rebuilt from it gets.
 //! * The file header's `crc` is the CRC32 of its bytes `0..12`; the `1` of
 //!   the magic is the format version.
 //! * `head_crc` is the CRC32 of bytes `0..36` of the header. A valid head means
@@ -37,8 +49,14 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"SPQ1";
 pub const SEGMENT_HEADER_LEN: u64 = 16;
 /// Magic bytes at the start of every record.
 pub const RECORD_MAGIC: [u8; 4] = *b"SPMR";
-/// Length of a record header.
+/// Magic bytes at the start of a long record (one with a TTL).
+pub const LONG_RECORD_MAGIC: [u8; 4] = *b"SPM2";
+/// Length of a record header (the short one).
 pub const RECORD_HEADER_LEN: usize = 40;
+/// Length of a long record's header: the most bytes a header takes.
+pub const LONG_HEADER_LEN: usize = 48;
+/// What both magics start with: where a search for the next record looks.
+pub const MAGIC_PREFIX: [u8; 3] = *b"SPM";
 /// The largest body accepted (1 GiB), the message model's limit.
 pub use crate::store::MAX_BODY;
 
@@ -50,12 +68,44 @@ pub struct RecordHeader {
     pub pushed_at_ms: u64,
     pub not_before_ms: u64,
     pub body_crc: u32,
+    /// The TTL it was pushed with, in ms (whole seconds; 0: none, a short record).
+    pub ttl_ms: u64,
+    /// When that TTL ends, as pushed (ms, whole seconds; 0 with no TTL).
+    pub expires_at_ms: u64,
 }
 
 impl RecordHeader {
     /// Length of the whole record (header and body) on disk.
     pub fn record_len(&self) -> u64 {
-        RECORD_HEADER_LEN as u64 + u64::from(self.body_len)
+        self.head_len() as u64 + u64::from(self.body_len)
+    }
+
+    /// Whether it has the long header.
+    pub fn long(&self) -> bool {
+        self.ttl_ms > 0
+    }
+
+    /// Length of its header: where its body starts.
+    pub fn head_len(&self) -> usize {
+        head_len(self.long())
+    }
+
+    /// Where it is, as a slot keeps it: at `offset` of segment `segment`.
+    pub fn loc(&self, segment: u64, offset: u64) -> crate::store::Loc {
+        crate::store::Loc {
+            segment,
+            offset: offset as u32,
+            long: self.long(),
+        }
+    }
+}
+
+/// Length of a record header, long or short.
+pub fn head_len(long: bool) -> usize {
+    if long {
+        LONG_HEADER_LEN
+    } else {
+        RECORD_HEADER_LEN
     }
 }
 
@@ -120,32 +170,69 @@ pub fn check_segment_header(buf: &[u8]) -> Result<u64, String> {
     Ok(u64_at(buf, 4))
 }
 
+/// The fields of a record other than its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fields {
+    pub seq: u64,
+    pub pushed_at_ms: u64,
+    pub not_before_ms: u64,
+    /// Whole seconds, in ms (0: none, a short record).
+    pub ttl_ms: u64,
+    /// When the TTL ends, a whole second in ms (with a TTL, never 0).
+    pub expires_at_ms: u64,
+}
+
 /// Appends one encoded record to `out`.
-pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out: &mut Vec<u8>) {
+pub fn encode_fields(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
-    encode_without_crcs(seq, pushed_at_ms, not_before_ms, body, out);
+    encode_without_crcs(f, body, out);
     fill_crcs(&mut out[start..]);
+}
+
+/// Appends one encoded record without a TTL (a short record) to `out`.
+pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out: &mut Vec<u8>) {
+    let f = Fields {
+        seq,
+        pushed_at_ms,
+        not_before_ms,
+        ttl_ms: 0,
+        expires_at_ms: 0,
+    };
+    encode_fields(f, body, out);
 }
 
 /// Appends a record whose `body_crc` and `head_crc` are still zero: such a
 /// record is not valid until [`fill_crcs`] has run over it. A bulk push
 /// encodes on one thread and has the CRCs filled on the thread that writes
 /// the chunk (crate::base::io::Appender), since they were its largest cost.
-pub(super) fn encode_without_crcs(
-    seq: u64,
-    pushed_at_ms: u64,
-    not_before_ms: u64,
-    body: &[u8],
-    out: &mut Vec<u8>,
-) {
+pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     debug_assert!(body.len() as u64 <= MAX_BODY);
-    out.extend_from_slice(&RECORD_MAGIC);
+    let ttl_s = f.ttl_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
+    out.extend_from_slice(if ttl_s > 0 {
+        &LONG_RECORD_MAGIC
+    } else {
+        &RECORD_MAGIC
+    });
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&pushed_at_ms.to_le_bytes());
-    out.extend_from_slice(&not_before_ms.to_le_bytes());
+    out.extend_from_slice(&f.seq.to_le_bytes());
+    out.extend_from_slice(&f.pushed_at_ms.to_le_bytes());
+    out.extend_from_slice(&f.not_before_ms.to_le_bytes());
+    if ttl_s > 0 {
+        let expires = (f.expires_at_ms / 1000).clamp(1, u64::from(u32::MAX)) as u32;
+        out.extend_from_slice(&ttl_s.to_le_bytes());
+        out.extend_from_slice(&expires.to_le_bytes());
+    }
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(body);
+}
+
+/// The header length a record starting with `magic` has, if it is one.
+fn head_len_of(magic: &[u8]) -> Option<usize> {
+    match magic {
+        m if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
+        m if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
+        _ => None,
+    }
 }
 
 /// Computes and writes the two CRCs of every record in `buf`, which holds
@@ -153,16 +240,20 @@ pub(super) fn encode_without_crcs(
 /// at anything that is not such a record (which the encoder never leaves).
 pub(super) fn fill_crcs(buf: &mut [u8]) {
     let mut at = 0;
-    while buf.len() - at >= RECORD_HEADER_LEN && buf[at..at + 4] == RECORD_MAGIC {
+    while let Some(head) = buf.get(at..at + 4).and_then(head_len_of) {
+        if buf.len() - at < head {
+            return;
+        }
         let body_len = u32_at(buf, at + 4) as usize;
-        let body_at = at + RECORD_HEADER_LEN;
+        let body_at = at + head;
         let Some(body) = buf.get(body_at..body_at.saturating_add(body_len)) else {
             return;
         };
         let body_crc = crc32fast::hash(body);
-        buf[at + 32..at + 36].copy_from_slice(&body_crc.to_le_bytes());
-        let head_crc = crc32fast::hash(&buf[at..at + 36]);
-        buf[at + 36..at + 40].copy_from_slice(&head_crc.to_le_bytes());
+        let crc_at = at + head - 8;
+        buf[crc_at..crc_at + 4].copy_from_slice(&body_crc.to_le_bytes());
+        let head_crc = crc32fast::hash(&buf[at..crc_at + 4]);
+        buf[crc_at + 4..crc_at + 8].copy_from_slice(&head_crc.to_le_bytes());
         at = body_at + body_len;
     }
 }
@@ -186,18 +277,31 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
     if buf.len() < RECORD_HEADER_LEN {
         return Err(Damage::Short);
     }
-    if buf[0..4] != RECORD_MAGIC {
-        return Err(Damage::BadMagic);
+    let head = head_len_of(&buf[0..4]).ok_or(Damage::BadMagic)?;
+    if buf.len() < head {
+        return Err(Damage::Short);
     }
-    if crc32fast::hash(&buf[0..36]) != u32_at(buf, 36) {
+    let crc_at = head - 8;
+    if crc32fast::hash(&buf[0..crc_at + 4]) != u32_at(buf, crc_at + 4) {
         return Err(Damage::BadHeaderCrc);
     }
+    let (ttl_s, expires_s) = if head == LONG_HEADER_LEN {
+        // One encoding only: a long header has a TTL and an expiry.
+        if u32_at(buf, 32) == 0 || u32_at(buf, 36) == 0 {
+            return Err(Damage::BadHeaderCrc);
+        }
+        (u32_at(buf, 32), u32_at(buf, 36))
+    } else {
+        (0, 0)
+    };
     let header = RecordHeader {
         body_len: u32_at(buf, 4),
         seq: u64_at(buf, 8),
         pushed_at_ms: u64_at(buf, 16),
         not_before_ms: u64_at(buf, 24),
-        body_crc: u32_at(buf, 32),
+        body_crc: u32_at(buf, crc_at),
+        ttl_ms: u64::from(ttl_s) * 1000,
+        expires_at_ms: u64::from(expires_s) * 1000,
     };
     if u64::from(header.body_len) > MAX_BODY {
         return Err(Damage::TooLong);
@@ -219,18 +323,18 @@ pub fn check_body(header: &RecordHeader, body: &[u8]) -> Result<(), Damage> {
 /// Decodes a whole record from the start of `buf`: its header and its body.
 pub fn decode(buf: &[u8]) -> Result<(RecordHeader, &[u8]), Damage> {
     let header = decode_header(buf)?;
-    let body = &buf[RECORD_HEADER_LEN..];
+    let body = &buf[header.head_len()..];
     check_body(&header, body)?;
     Ok((header, &body[..header.body_len as usize]))
 }
 
 /// The offset (relative to `buf`) of the next plausible record header at or
-/// after `from`: `SPMR` followed by a header whose CRC checks out.
+/// after `from`: `SPMR` or `SPM2` followed by a header whose CRC checks out.
 pub fn find_next(buf: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     while at.saturating_add(RECORD_HEADER_LEN) <= buf.len() {
         let rest = &buf[at..];
-        let rel = rest.windows(4).position(|w| w == RECORD_MAGIC)?;
+        let rel = rest.windows(4).position(|w| head_len_of(w).is_some())?;
         let pos = at + rel;
         if decode_header(&buf[pos..]).is_ok() {
             return Some(pos);
@@ -267,8 +371,16 @@ mod tests {
         let mut want = Vec::new();
         let mut got = Vec::new();
         for (seq, body) in [(1, &b"a"[..]), (2, b""), (3, &[7u8; 300][..])] {
-            encode(seq, 10, 20, body, &mut want);
-            encode_without_crcs(seq, 10, 20, body, &mut got);
+            let ttl_ms = seq * 1000 % 2000;
+            let f = Fields {
+                seq,
+                pushed_at_ms: 10,
+                not_before_ms: 20,
+                ttl_ms,
+                expires_at_ms: ttl_ms * 7,
+            };
+            encode_fields(f, body, &mut want);
+            encode_without_crcs(f, body, &mut got);
         }
         assert!(
             decode(&got).is_err(),

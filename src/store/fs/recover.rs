@@ -326,6 +326,7 @@ impl FsStore {
                     receipt: [0; 12],
                     len: 0,
                     loc: Loc::default(),
+                    expires_at_ms: 0,
                 },
                 base,
             )?;
@@ -352,10 +353,8 @@ impl FsStore {
                 until_ms: header.not_before_ms,
                 receipt: [0; 12],
                 len: header.body_len,
-                loc: Loc {
-                    segment: base,
-                    offset: offset as u32,
-                },
+                loc: header.loc(base, offset),
+                expires_at_ms: header.expires_at_ms,
             },
             base,
         )

@@ -158,7 +158,7 @@ pub(super) fn resolve(
 struct Tally {
     /// Messages with an exact state, per live state (ready, delayed,
     /// leased, dead).
-    known: [u64; 4],
+    known: [u64; 5],
     /// Messages with no exact state, with or without a record.
     unknown_all: u64,
     /// Of those, the ones with a good record below the old `scan_lo`...
@@ -168,7 +168,13 @@ struct Tally {
 }
 
 /// The live states, in the order of [`Tally::known`].
-const LIVE: [State; 4] = [State::Ready, State::Delayed, State::Leased, State::Dead];
+const LIVE: [State; 5] = [
+    State::Ready,
+    State::Delayed,
+    State::Leased,
+    State::Dead,
+    State::Expired,
+];
 
 /// Counts the messages from `lo` up to `counted_below` (the old header's
 /// `next_seq`): how many are known in each live state, and how many have no
@@ -219,7 +225,7 @@ enum Fate {
 /// the old `scan_lo` and from it, from the old header's counters `c` (see
 /// [`resolve`]).
 fn fates(c: &Counters, t: &Tally) -> (Fate, Fate) {
-    let need: Vec<u64> = [c.ready, c.delayed, c.leased, c.dead]
+    let need: Vec<u64> = [c.ready, c.delayed, c.leased, c.dead, c.expired]
         .iter()
         .zip(t.known)
         .map(|(have, k)| have.saturating_sub(k))
@@ -236,7 +242,8 @@ fn fates(c: &Counters, t: &Tally) -> (Fate, Fate) {
         (Fate::Finished, Fate::Finished)
     } else {
         // Below scan_lo a message is dead or finished.
-        let need_dead = need[3];
+        // Dead letters, failed or expired.
+        let need_dead = need[3] + need[4];
         let (lo_fate, fin_lo_min) = if need_dead == 0 {
             (Fate::Finished, n_lo)
         } else {
@@ -301,6 +308,7 @@ fn decide(
         receipt: [0; 12],
         len: 0,
         loc: Loc::default(),
+        expires_at_ms: 0,
     };
     match (exact, rec) {
         (Some(m), _) if !relocate || (is_final(m.state) && m.state != State::Corrupt) => {
@@ -341,6 +349,7 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
         receipt: [0; 12],
         len: r.body_len,
         loc,
+        expires_at_ms: r.expires_at_ms,
     };
     match fate {
         Fate::Live => match hint {
@@ -454,6 +463,7 @@ mod tests {
     const NOW: Loc = Loc {
         segment: 7,
         offset: 500,
+        long: false,
     };
 
     fn rec(seq: u64, not_before_ms: u64) -> Option<(Loc, RecordHeader)> {
@@ -465,6 +475,8 @@ mod tests {
                 pushed_at_ms: 1000,
                 not_before_ms,
                 body_crc: 0,
+                ttl_ms: 0,
+                expires_at_ms: 0,
             },
         ))
     }
@@ -483,7 +495,9 @@ mod tests {
             loc: Loc {
                 segment: 1,
                 offset: 16,
+                long: false,
             },
+            expires_at_ms: 0,
         }
     }
 
@@ -617,7 +631,7 @@ mod tests {
 
     fn tally_of(n_lo: u64, n_hi: u64, unknown_all: u64) -> Tally {
         Tally {
-            known: [0; 4],
+            known: [0; 5],
             unknown_all,
             n_lo,
             n_hi,

@@ -20,7 +20,7 @@ impl FsStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
     ) -> Result<()> {
         if self.h.counters.pushed != 0 || !self.h.segments.is_empty() {
             return Err(Error::Runtime(format!(
@@ -36,21 +36,24 @@ impl FsStore {
         let mut seq = first;
         while seq < next_seq {
             // A batch of up to 8 MiB of bodies per push (one fsync each).
-            let mut batch: Vec<(Option<&Meta>, Vec<u8>)> = Vec::new();
+            let mut batch: Vec<(Option<&Meta>, Vec<u8>, u64)> = Vec::new();
             let mut bytes = 0;
             while seq < next_seq && bytes < 8 << 20 {
                 match want.next_if(|m| m.seq == seq) {
                     Some(m) => {
-                        let b = body(m)?;
+                        let (b, ttl) = body(m)?;
                         bytes += b.len();
-                        batch.push((Some(m), b));
+                        batch.push((Some(m), b, ttl));
                     }
-                    None => batch.push((None, Vec::new())),
+                    None => batch.push((None, Vec::new(), 0)),
                 }
                 seq += 1;
             }
-            let mut news = batch.iter().map(|(m, b)| {
+            let mut news = batch.iter().map(|(m, b, ttl)| {
                 Ok(NewMessage {
+                    ttl_ms: *ttl,
+                    // The expiry the source kept (its state is committed below).
+                    expires_at_ms: m.map_or(0, |m| m.expires_at_ms),
                     body: Cow::Borrowed(&b[..]),
                     pushed_at_ms: m.map_or(0, |m| m.pushed_at_ms),
                     not_before_ms: match m {

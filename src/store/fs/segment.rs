@@ -19,7 +19,9 @@
 
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::{FileIo, Fs, Open};
-use crate::store::fs::record::{self, Damage, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN};
+use crate::store::fs::record::{
+    self, Damage, LONG_HEADER_LEN, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,36 +81,39 @@ pub fn create(fs: &dyn Fs, dir: &Path, base: u64, salt: u64) -> Result<Arc<dyn F
     Ok(f)
 }
 
-/// Reads the record at `offset` of `file` and checks it. The outer error is
+/// Reads the record at `offset` of `file` and checks it: one with a body of
+/// `expect_len` bytes and, if `long`, the long header. The outer error is
 /// an I/O failure; the inner one says how the record is damaged.
 pub fn read_record(
     file: &dyn FileIo,
     path: &Path,
     offset: u64,
     expect_len: u32,
+    long: bool,
 ) -> Result<Result<(RecordHeader, Vec<u8>), Damage>> {
     if u64::from(expect_len) > record::MAX_BODY {
         return Ok(Err(Damage::TooLong));
     }
+    let head = record::head_len(long);
     // Nothing is allocated for bytes the file does not hold.
     let file_len = file.len().ctx("stat", path)?;
-    if offset.saturating_add(RECORD_HEADER_LEN as u64 + u64::from(expect_len)) > file_len {
+    if offset.saturating_add(head as u64 + u64::from(expect_len)) > file_len {
         return Ok(Err(Damage::Short));
     }
-    let mut buf = vec![0u8; RECORD_HEADER_LEN + expect_len as usize];
+    let mut buf = vec![0u8; head + expect_len as usize];
     let n = read_at_most(file, path, &mut buf, offset)?;
     buf.truncate(n);
     let header = match record::decode_header(&buf) {
         Ok(h) => h,
         Err(d) => return Ok(Err(d)),
     };
-    if header.body_len != expect_len {
+    if header.body_len != expect_len || header.long() != long {
         return Ok(Err(Damage::BadHeaderCrc));
     }
-    if let Err(d) = record::check_body(&header, &buf[RECORD_HEADER_LEN..]) {
+    if let Err(d) = record::check_body(&header, &buf[head..]) {
         return Ok(Err(d));
     }
-    buf.drain(..RECORD_HEADER_LEN);
+    buf.drain(..head);
     Ok(Ok((header, buf)))
 }
 
@@ -210,15 +215,15 @@ pub(super) fn scan_file(
 fn scan_with(read: ReadAt, from: u64, to: u64) -> Result<(Vec<Found>, u64)> {
     let mut found = Vec::new();
     let mut window = Vec::new();
-    let mut head = [0u8; RECORD_HEADER_LEN];
+    let mut head = [0u8; LONG_HEADER_LEN];
     let mut at = from;
     let mut end = from;
     while at < to {
-        let want = (to - at).min(RECORD_HEADER_LEN as u64) as usize;
+        let want = (to - at).min(LONG_HEADER_LEN as u64) as usize;
         let n = read(&mut head[..want], at)?;
         match record::decode_header(&head[..n]) {
             Ok(h) if to - at >= h.record_len() => {
-                let body_at = at + RECORD_HEADER_LEN as u64;
+                let body_at = at + h.head_len() as u64;
                 if body_matches(read, &mut window, body_at, &h)? {
                     found.push(Found::Good {
                         offset: at,
@@ -270,10 +275,11 @@ fn body_matches(read: ReadAt, window: &mut Vec<u8>, at: u64, h: &RecordHeader) -
 }
 
 /// The offset of the next plausible record header (as [`record::find_next`]
-/// finds it) at or after `from` whose 40 bytes lie before `to`, reading
-/// windows that grow from 4 KiB to [`WINDOW`] and overlap by a header's length.
+/// finds it) at or after `from` whose header lies before `to`, reading
+/// windows that grow from 4 KiB to [`WINDOW`] and overlap by the longest
+/// header's length.
 fn find_next_with(read: ReadAt, window: &mut Vec<u8>, from: u64, to: u64) -> Result<Option<u64>> {
-    let overlap = RECORD_HEADER_LEN - 1;
+    let overlap = LONG_HEADER_LEN - 1;
     let mut size = 4096;
     let mut pos = from;
     while pos.saturating_add(RECORD_HEADER_LEN as u64) <= to {
@@ -281,7 +287,7 @@ fn find_next_with(read: ReadAt, window: &mut Vec<u8>, from: u64, to: u64) -> Res
         window.resize(span, 0);
         let n = read(&mut window[..span], pos)?;
         let buf = &window[..n];
-        for rel in memchr::memmem::find_iter(buf, &record::RECORD_MAGIC) {
+        for rel in memchr::memmem::find_iter(buf, &record::MAGIC_PREFIX) {
             if rel + RECORD_HEADER_LEN > n {
                 break;
             }
@@ -522,7 +528,7 @@ mod tests {
             match record::decode_header(&buf[at..]) {
                 Ok(h) if (buf.len() - at) as u64 >= h.record_len() => {
                     let offset = base_offset + at as u64;
-                    let body = &buf[at + RECORD_HEADER_LEN..at + h.record_len() as usize];
+                    let body = &buf[at + h.head_len()..at + h.record_len() as usize];
                     if record::check_body(&h, body).is_ok() {
                         found.push(Found::Good { offset, header: h });
                     } else {

@@ -23,7 +23,7 @@ use crate::base::failpoint;
 use crate::base::io::{self, FileIo};
 use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{self, SegmentEntry};
-use crate::store::fs::record::{self, RECORD_HEADER_LEN};
+use crate::store::fs::record;
 use crate::store::fs::segment::{self, sync_dir};
 use crate::store::{Loc, NewMessage, State};
 use std::path::Path;
@@ -98,7 +98,7 @@ impl FsStore {
         for msg in msgs {
             let msg = msg?;
             msg.check_size()?;
-            let rec_len = RECORD_HEADER_LEN as u64 + msg.body.len() as u64;
+            let rec_len = record::head_len(msg.ttl_ms > 0) as u64 + msg.body.len() as u64;
             if b.len + rec_len > segment_limit() && b.len > segment::FIRST_RECORD {
                 self.roll(&mut b, created)?;
             }
@@ -291,17 +291,19 @@ impl Batch {
             Loc {
                 segment: self.base,
                 offset: self.len as u32,
+                long: msg.ttl_ms > 0,
             },
         );
         let state = m.state;
         // The CRCs are filled in just before each write.
-        record::encode_without_crcs(
-            m.seq,
-            msg.pushed_at_ms,
-            msg.not_before_ms,
-            &msg.body,
-            &mut self.buf,
-        );
+        let fields = record::Fields {
+            seq: m.seq,
+            pushed_at_ms: msg.pushed_at_ms,
+            not_before_ms: msg.not_before_ms,
+            ttl_ms: msg.ttl_ms,
+            expires_at_ms: msg.expires_at_ms,
+        };
+        record::encode_without_crcs(fields, &msg.body, &mut self.buf);
         self.slots
             .extend_from_slice(&index::encode_slot_without_crc(&m));
         self.counted.push((state, m.len, self.base));

@@ -2,13 +2,15 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (3)
+//! spoolmq_meta      version int                      schema version (4)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
-//!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2)
+//!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2),
+//!                   expired bigint (added in version 4)
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
-//!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body)
+//!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body),
+//!                   expires_at bigint (ms, 0: no TTL), ttl_ms bigint (added in version 4)
 //!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
 //! spoolmq_failures  queue text, seq bigint (PRIMARY KEY (queue, seq)), at_ms bigint,
@@ -71,7 +73,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 4;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -142,6 +144,14 @@ const BODY_SETTLED: &str = "SELECT a.attstorage = 'e' OR NOT pg_has_role(c.relow
 /// From schema 1 to 2.
 const SCHEMA_2: &str = "ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS key_id bytea;";
 
+/// From schema 3 to 4: expiry. Columns with a constant default: no row is
+/// rewritten (PostgreSQL 11 on).
+const SCHEMA_4: &str = "
+ALTER TABLE spoolmq_messages ADD COLUMN IF NOT EXISTS expires_at bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS ttl_ms bigint NOT NULL DEFAULT 0;
+ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS expired bigint NOT NULL DEFAULT 0;
+";
+
 /// From schema 2 to 3: the last failure of each message.
 const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
     queue text NOT NULL,
@@ -155,8 +165,12 @@ const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
     PRIMARY KEY (queue, seq)
 );";
 
-const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
-const COUNTER_COLUMNS: &str = "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes";
+const META_COLUMNS: &str =
+    "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, expires_at";
+/// How many columns [`META_COLUMNS`] names: where the columns after them start.
+const META_LEN: usize = 9;
+const COUNTER_COLUMNS: &str =
+    "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes, expired";
 
 /// Whether `url` names a PostgreSQL server: a `postgres://` or
 /// `postgresql://` URL, or a `key=value` connection string.
@@ -294,12 +308,18 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         // older one is brought up to date with.
         tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_3).pg(place, "create the schema")?;
+        tx.batch_execute(SCHEMA_4).pg(place, "create the schema")?;
     } else {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
         }
         if !has(&mut tx, "spoolmq_failures", "seq")? {
             tx.batch_execute(SCHEMA_3).pg(place, "update the schema")?;
+        }
+        if !has(&mut tx, "spoolmq_queues", "expired")?
+            || !has(&mut tx, "spoolmq_messages", "ttl_ms")?
+        {
+            tx.batch_execute(SCHEMA_4).pg(place, "update the schema")?;
         }
         let settled: Option<bool> = tx
             .query_opt(BODY_SETTLED, &[])
@@ -395,6 +415,7 @@ fn counters_of(r: &postgres::Row, at: usize) -> Counters {
         purged: g(6),
         corrupt: g(7),
         bytes: g(8),
+        expired: g(9),
     }
 }
 
@@ -417,13 +438,14 @@ fn meta_of(r: &postgres::Row) -> (Meta, bool) {
         receipt: tag,
         len: r.get::<_, i32>(7) as u32,
         loc: Loc::default(),
+        expires_at_ms: r.get::<_, i64>(8) as u64,
     };
     (m, ok)
 }
 
 /// Signed changes to the counters, for an `UPDATE ... SET x = x + d`.
 #[derive(Default)]
-struct Deltas([i64; 9]);
+struct Deltas([i64; 10]);
 
 impl Deltas {
     fn index(s: State) -> usize {
@@ -435,6 +457,7 @@ impl Deltas {
             State::Acked => 5,
             State::Purged => 6,
             State::Corrupt => 7,
+            State::Expired => 9,
         }
     }
     fn add(&mut self, s: State, len: u32) {
@@ -599,7 +622,7 @@ impl PgStore {
             msg.check_size()?;
             let m = msg.meta(next, Loc::default());
             next += 1;
-            Ok((m, msg.body))
+            Ok((m, msg.body, msg.ttl_ms))
         });
         let d = self.copy_rows(name, &mut rows)?;
         drop(rows);
@@ -623,7 +646,7 @@ impl PgStore {
         d: &Deltas,
         wake: bool,
     ) -> Result<Counters> {
-        let [r, de, l, dd, p, a, pu, c, b] = d.0;
+        let [r, de, l, dd, p, a, pu, c, b, e] = d.0;
         let row = self
             .client
             .query_one(
@@ -631,7 +654,8 @@ impl PgStore {
                     "UPDATE spoolmq_queues SET next_seq = greatest(next_seq, $2),
                        ready = ready + $3, delayed = delayed + $4, leased = leased + $5,
                        dead = dead + $6, pushed = pushed + $7, acked = acked + $8,
-                       purged = purged + $9, corrupt = corrupt + $10, bytes = bytes + $11
+                       purged = purged + $9, corrupt = corrupt + $10, bytes = bytes + $11,
+                       expired = expired + $12
                      WHERE name = $1 RETURNING {COUNTER_COLUMNS}"
                 ),
                 &[
@@ -646,6 +670,7 @@ impl PgStore {
                     &pu,
                     &c,
                     &b,
+                    &e,
                 ],
             )
             .pg(&self.place, "update the queue's counters")?;
@@ -666,7 +691,7 @@ impl PgStore {
             let n = if m.state.is_live() {
                 self.client.execute(
                     "UPDATE spoolmq_messages SET state = $3, attempts = $4, max_attempts = $5,
-                       until_ms = $6, receipt = $7 WHERE queue = $1 AND seq = $2",
+                       until_ms = $6, receipt = $7, expires_at = $8 WHERE queue = $1 AND seq = $2",
                     &[
                         &self.queue,
                         &(m.seq as i64),
@@ -675,6 +700,7 @@ impl PgStore {
                         &(m.max_attempts as i32),
                         &(m.until_ms as i64),
                         &&m.receipt[..],
+                        &(m.expires_at_ms as i64),
                     ],
                 )
             } else {
@@ -729,13 +755,14 @@ impl PgStore {
     fn copy_rows(
         &mut self,
         queue: &str,
-        rows: &mut dyn Iterator<Item = Result<(Meta, Cow<'_, [u8]>)>>,
+        rows: &mut dyn Iterator<Item = Result<(Meta, Cow<'_, [u8]>, u64)>>,
     ) -> Result<Deltas> {
         let place = self.place.clone();
         let sink = self
             .client
             .copy_in(
-                "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc) FROM STDIN BINARY",
+                "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc,
+                   expires_at, ttl_ms) FROM STDIN BINARY",
             )
             .pg(&place, "push")?;
         let types = [
@@ -750,13 +777,15 @@ impl PgStore {
             Type::INT4,
             Type::BYTEA,
             Type::INT8,
+            Type::INT8,
+            Type::INT8,
         ];
         let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut d = Deltas::default();
         for row in rows {
-            let (m, body) = row?;
+            let (m, body, ttl_ms) = row?;
             let body: &[u8] = &body;
-            let values: [&(dyn ToSql + Sync); 11] = [
+            let values: [&(dyn ToSql + Sync); 13] = [
                 &queue,
                 &(m.seq as i64),
                 &(m.state as u8 as i16),
@@ -768,6 +797,8 @@ impl PgStore {
                 &(body.len() as i32),
                 &body,
                 &i64::from(crc32fast::hash(body)),
+                &(m.expires_at_ms as i64),
+                &(ttl_ms as i64),
             ];
             w.write(&values).pg(&place, "push")?;
             d.add(m.state, body.len() as u32);
@@ -793,7 +824,7 @@ impl Store for PgStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<Vec<u8>>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
     ) -> Result<()> {
         self.write("restore messages", |s| {
             let n = s
@@ -820,7 +851,7 @@ impl Store for PgStore {
                 let mut rows = chunk
                     .iter()
                     .zip(&bodies)
-                    .map(|(m, b)| Ok((*m, Cow::Borrowed(b.as_slice()))));
+                    .map(|(m, (b, ttl))| Ok((*m, Cow::Borrowed(b.as_slice()), *ttl)));
                 s.copy_rows(&s.queue.clone(), &mut rows)?;
             }
             let c = counters;
@@ -834,6 +865,7 @@ impl Store for PgStore {
                 c.purged as i64,
                 c.corrupt as i64,
                 c.bytes as i64,
+                c.expired as i64,
             ]);
             s.salt = salt;
             s.next_seq = next_seq;
@@ -865,7 +897,8 @@ impl Store for PgStore {
         // a page at a time, waiting for holders.
         let (states, lock) = match from {
             Scan::Pending => ("1, 2, 3", ""),
-            Scan::Live => ("1, 2, 3, 4", "FOR UPDATE"),
+            // Live: pending and dead letters, failed (4) or expired (8).
+            Scan::Live => ("1, 2, 3, 4, 8", "FOR UPDATE"),
         };
         let page_sql = format!(
             "SELECT {META_COLUMNS} FROM spoolmq_messages
@@ -1053,6 +1086,17 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn ttl_ms(&mut self, m: &Meta) -> Result<u64> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT ttl_ms FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                &[&self.queue, &(m.seq as i64)],
+            )
+            .pg(&self.place, "read a message's TTL")?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
         let row = self
             .client
@@ -1175,11 +1219,18 @@ pub fn check(url: &str, name: &str) -> Result<crate::store::QueueReport> {
         )));
     }
     let c = store.counters;
-    let want = (c.ready, c.delayed, c.leased, c.dead, c.bytes);
-    let got = (seen.ready, seen.delayed, seen.leased, seen.dead, seen.bytes);
+    let want = (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes);
+    let got = (
+        seen.ready,
+        seen.delayed,
+        seen.leased,
+        seen.dead,
+        seen.expired,
+        seen.bytes,
+    );
     if want != got {
         r.problems.push(problem(format!(
-            "counters (ready, delayed, leased, dead, bytes) say {want:?} but the rows hold {got:?}"
+            "counters (ready, delayed, leased, dead, expired, bytes) say {want:?} but the rows hold {got:?}"
         )));
     }
     Ok(r)
@@ -1212,7 +1263,7 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
         s.client
             .execute(
                 "UPDATE spoolmq_queues SET ready = $2, delayed = $3, leased = $4, dead = $5,
-                   bytes = $6, corrupt = corrupt + $7 WHERE name = $1",
+                   bytes = $6, corrupt = corrupt + $7, expired = $8 WHERE name = $1",
                 &[
                     &s.queue,
                     &(live.ready as i64),
@@ -1221,6 +1272,7 @@ pub fn repair(url: &str, name: &str) -> Result<Vec<String>> {
                     &(live.dead as i64),
                     &(live.bytes as i64),
                     &(bad.len() as i64),
+                    &(live.expired as i64),
                 ],
             )
             .pg(&s.place, "repair")?;
@@ -1247,9 +1299,9 @@ impl PgStore {
         let mut seen = Counters::default();
         for row in &rows {
             let (m, ok) = meta_of(row);
-            let len: i32 = row.get(8);
-            let crc: i64 = row.get(9);
-            let body: &[u8] = row.get(10);
+            let len: i32 = row.get(META_LEN);
+            let crc: i64 = row.get(META_LEN + 1);
+            let body: &[u8] = row.get(META_LEN + 2);
             let sound = ok
                 && m.state.is_live()
                 && len as u32 == m.len

@@ -1,0 +1,174 @@
+//! A spool of each local store made by the previous release (commit 42ec2a7,
+//! `tests/fixtures/release-42ec2a7.tar.gz`: queue `work` with 3 ready
+//! messages, 1 leased for ten years, 1 dead letter with its failure, 1
+//! delayed ten years and 1 acked; the fs one with its last changes still in
+//! the WAL) opens in this release and keeps every message, id, receipt and
+//! state. Commands that only read change nothing; the first push rewrites
+//! `.store` as version 2 (sqlite: schema 5), and then a message with a TTL
+//! (a long record) is kept beside the old ones.
+
+use crate::env_fs as common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+struct Old {
+    tmp: tempfile::TempDir,
+    store: &'static str,
+}
+
+impl Old {
+    fn open(store: &'static str) -> Old {
+        Old {
+            tmp: fixture("release-42ec2a7.tar.gz"),
+            store,
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join(self.store)
+    }
+
+    /// `spoolmq ARGS` on the spool, with the store its `.store` records.
+    fn run(&self, args: &[&str]) -> Out {
+        let mut cmd = spoolmq(&self.dir());
+        cmd.env_remove("SPOOLMQ_STORE").args(args);
+        run(&mut cmd)
+    }
+
+    /// A file the previous release wrote beside the spools.
+    fn recorded(&self, what: &str, ext: &str) -> String {
+        let name = format!("{what}-{}{ext}", self.store);
+        std::fs::read_to_string(self.tmp.path().join(name)).unwrap()
+    }
+
+    fn export(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["export", "work"]);
+        out.ok();
+        out.json()
+    }
+}
+
+/// Every file of the spool, with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v = Vec::new();
+    for e in walkdir(dir) {
+        v.push((e.clone(), std::fs::read(&e).unwrap()));
+    }
+    v.sort();
+    v
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
+    for store in ["fs", "sqlite"] {
+        let old = Old::open(store);
+        let recorded: Vec<serde_json::Value> = old
+            .recorded("export", ".jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recorded.len(), 6, "{store}: the fixture's messages");
+        // Commands that only read see it as the previous release did, and
+        // change no byte (an older spoolmq can still open it).
+        let before = files(&old.dir());
+        assert_eq!(old.export(), recorded, "{store}: export");
+        let st = old.run(&["stats", "work", "--json"]);
+        assert_counts(
+            &st.ok().json()[0],
+            &[
+                ("ready", 3),
+                ("leased", 1),
+                ("delayed", 1),
+                ("dead", 1),
+                ("expired", 0),
+                ("pushed", 7),
+                ("acked", 1),
+            ],
+        );
+        old.run(&["peek", "work", "--dead"]).ok();
+        let dead = recorded.iter().find(|m| m["state"] == "dead").unwrap();
+        let v = old.run(&["inspect", "work", dead["id"].as_str().unwrap(), "--json"]);
+        assert_eq!(v.ok().json()[0]["last_failure"]["text"], "boom", "{store}");
+        let fsck = old.run(&["fsck"]);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{store}: {}{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+        assert!(
+            files(&old.dir()) == before,
+            "{store}: reading changed the spool"
+        );
+
+        // The receipt the previous release handed out still acks its message.
+        let receipt = old.recorded("leased-receipt", "");
+        old.run(&["ack", "work", receipt.trim()]).ok();
+        // A push of this release: the record says so, and a TTL is kept.
+        let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
+        assert!(
+            record.starts_with("spoolmq-store 1 "),
+            "{store}: {record:?}"
+        );
+        let out = old.run(&["push", "work", "--ttl", "1h", "new"]);
+        let new_id = out.ok().lines().remove(0);
+        let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
+        assert!(
+            record.starts_with(&format!("spoolmq-store 2 {store} ")),
+            "{store}: {record:?}"
+        );
+        if store == "sqlite" {
+            let conn = rusqlite::Connection::open(old.dir().join(".spool.db")).unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 5, "the first write brought the schema up to date");
+        }
+        // Every old message is as it was (but the acked one), and the new
+        // one has its TTL.
+        let after = old.export();
+        let want: Vec<&serde_json::Value> =
+            recorded.iter().filter(|m| m["state"] != "leased").collect();
+        assert_eq!(after.len(), want.len() + 1, "{store}: {after:?}");
+        for (a, w) in after.iter().zip(&want) {
+            assert_eq!(&a, w, "{store}");
+        }
+        let last = after.last().unwrap();
+        assert_eq!(last["id"].as_str(), Some(new_id.as_str()));
+        assert_eq!(last["ttl_ms"], 3_600_000, "{store}: {last}");
+        // The old messages deliver as before, the new one after them.
+        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "1\n");
+        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
+        let got: Vec<String> = out
+            .ok()
+            .json()
+            .iter()
+            .map(|m| body(m).to_string())
+            .collect();
+        assert_eq!(got, ["dead", "r1", "r2", "r3", "new"], "{store}");
+        let fsck = old.run(&["fsck"]);
+        assert_eq!(
+            fsck.code,
+            0,
+            "{store}: {}{}",
+            fsck.stdout_str(),
+            fsck.stderr
+        );
+    }
+}
