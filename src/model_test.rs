@@ -423,10 +423,10 @@ impl World {
                     if reason {
                         m.failure = Some((format!("failed at step {step}"), m.attempts));
                     }
-                    m.state = if m.attempts >= max {
-                        MState::Dead(now)
-                    } else if m.expires > 0 && m.expires <= now {
+                    m.state = if m.expires > 0 && m.expires <= now {
                         MState::Expired(now)
+                    } else if m.attempts >= max {
+                        MState::Dead(now)
                     } else if delay > 0 {
                         MState::Delayed(now + delay)
                     } else {

@@ -58,6 +58,12 @@ fn new_tag() -> Result<ReceiptTag> {
     Ok(tag)
 }
 
+/// The most dead letters one `pop` marks as it meets them (leases that ran
+/// out on their last attempt, messages whose TTL passed): 10,000 changes are
+/// one WAL record of about 650 KB on the fs store, under the 1 MiB that
+/// starts a checkpoint.
+const MAX_MADE_DEAD: usize = 10_000;
+
 /// One leased message, as `pop` returns it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -573,10 +579,16 @@ impl Queue {
                 }
                 s @ (Standing::Lapsed | Standing::Expired) => {
                     seen.insert(m.seq);
-                    changes.push(Change {
-                        old: m.state,
-                        new: made_dead(m, s),
-                    });
+                    // Marked dead as met, up to a bound: a million messages
+                    // whose TTL passed unseen must not make one pop hold (and
+                    // commit) a million changes. The rest are skipped all the
+                    // same, and marked by the pops that follow.
+                    if changes.len() < MAX_MADE_DEAD {
+                        changes.push(Change {
+                            old: m.state,
+                            new: made_dead(m, s),
+                        });
+                    }
                 }
                 Standing::Waiting | Standing::Done => {}
             }
@@ -846,17 +858,18 @@ impl Queue {
         q.settle(receipts, now, failure, |m| {
             let delay = retry.delay(m.attempts, backoff::unit(seed, m.seq));
             // 0 means no limit, as for a lease that runs out (`standing`).
-            if max_attempts > 0 && m.attempts >= max_attempts {
+            if m.expires_at_ms > 0 && m.expires_at_ms <= now {
+                // Its TTL passed during the attempt: not delivered again
+                // (first, as when a lease runs out: `standing`).
+                Meta {
+                    until_ms: now,
+                    ..m.moved(State::Expired)
+                }
+            } else if max_attempts > 0 && m.attempts >= max_attempts {
                 // Dead since now (`dead_since`).
                 Meta {
                     until_ms: now,
                     ..m.moved(State::Dead)
-                }
-            } else if m.expires_at_ms > 0 && m.expires_at_ms <= now {
-                // Its TTL passed during the attempt: not delivered again.
-                Meta {
-                    until_ms: now,
-                    ..m.moved(State::Expired)
                 }
             } else if delay.is_zero() {
                 m.moved(State::Ready)
@@ -919,12 +932,17 @@ impl Queue {
     }
 
     /// The TTL of `m` (ms) and its expiry counted again from `now`, for a
-    /// `retry` that brings it back: (0, 0) for a message without one.
+    /// `retry` that brings it back: (0, 0) for a message without one. A
+    /// record too damaged to say comes back without one: the next `pop`
+    /// finds the damage and sets it aside, as for any damaged record.
     fn ttl_again(&mut self, m: &Meta, now: u64) -> Result<(u64, u64)> {
         if m.expires_at_ms == 0 {
             return Ok((0, 0));
         }
-        let ttl_ms = self.store.ttl_ms(m)?;
+        let ttl_ms = match self.store.ttl_ms(m) {
+            Err(Error::Corrupt { .. }) => 0,
+            r => r?,
+        };
         Ok((ttl_ms, ttl::expiry(now, ttl_ms)))
     }
 

@@ -183,7 +183,12 @@ impl NewMessage<'_> {
             receipt: [0; 12],
             len: self.body.len() as u32,
             loc,
-            expires_at_ms: self.expires_at_ms,
+            // An expiry comes with a TTL only (retry counts it again from that).
+            expires_at_ms: if self.ttl_ms > 0 {
+                self.expires_at_ms
+            } else {
+                0
+            },
         }
     }
 

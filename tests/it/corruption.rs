@@ -2282,6 +2282,38 @@ fn slots_lost_after_a_checkpoint_keep_acked_messages_acked_when_the_counters_tel
     s.run(&["fsck"]).ok();
 }
 
+/// Expired dead letters (a TTL passed), then a checkpoint, then the slots lost: their states
+/// are lost with the slots, and the rebuild takes each expiry from its record, so they are
+/// expired again at the next pop; nothing is taken for acked and the counters add up.
+#[test]
+fn slots_lost_after_a_checkpoint_keep_each_expiry_from_its_record() {
+    let s = Spool::new();
+    s.run(&["push", Q, "--ttl", "1s", "e1", "e2"]).ok();
+    s.push(Q, &["live"]);
+    sleep_ms(2_100);
+    assert_eq!(body(&s.pop_one(Q, &["--lease", "1h"])), "live");
+    simulate_reboot(&s.queue_dir(Q).join("index"));
+    // A command that writes and changes nothing: it recovers and checkpoints.
+    s.run(&["purge", Q]).ok();
+    assert_eq!(
+        fs::metadata(s.queue_dir(Q).join("wal")).unwrap().len(),
+        0,
+        "the checkpoint emptied the WAL"
+    );
+    fs::remove_file(s.queue_dir(Q).join("slots")).unwrap();
+    s.push(Q, &["after"]);
+    assert_counters_add_up(&s, "after the rebuild");
+    // The lease is lost with the slots (ready again, as any lease a rebuild cannot see).
+    let out = s.run(&["pop", Q, "--json", "--count", "10"]);
+    assert_eq!(bodies(&out.ok().json()), ["live", "after"]);
+    assert_counts(
+        &s.stats(Q),
+        &[("leased", 2), ("dead", 2), ("expired", 2), ("acked", 0)],
+    );
+    assert_counters_add_up(&s, "after the pop");
+    s.run(&["fsck"]).ok();
+}
+
 /// The limit: acks out of order, then a checkpoint, then the slots lost. The counters say two
 /// of five messages were acked but not which: none of the five is delivered (they are kept as
 /// dead letters, reported), so no acked message is; `retry` is the operator's call.

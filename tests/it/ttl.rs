@@ -221,3 +221,43 @@ fn a_ttl_must_be_one_the_stores_can_keep() {
         assert!(inspect(&s, "lines", &id)["expires_at_ms"].as_u64().is_some());
     }
 }
+
+#[test]
+fn a_pop_marks_at_most_10000_expired_messages_and_the_next_pops_the_rest() {
+    let s = Spool::new();
+    let lines: String = (0..12_000).map(|i| format!("m{i}\n")).collect();
+    let out = s.run_stdin(&["push", "jobs", "--lines", "--ttl", "1s"], lines.as_bytes());
+    let last = out.ok().lines().pop().unwrap();
+    s.push("jobs", &["fresh"]);
+    wait_past(inspect(&s, "jobs", &last)["expires_at_ms"].as_u64().unwrap());
+    // The first pop skips all 12,000 and delivers the one without a TTL,
+    // marking 10,000 of them; the next marks the rest.
+    assert_eq!(body(&s.pop_one("jobs", &[])), "fresh");
+    assert_counts(&s.stats("jobs"), &[("ready", 2_000), ("expired", 10_000)]);
+    s.pop_nothing("jobs", &[]);
+    let st = s.stats("jobs");
+    assert_counts(&st, &[("ready", 0), ("dead", 12_000), ("expired", 12_000)]);
+    assert_counters_add_up(&st);
+}
+
+/// The fs store: `retry` reads only the record's header for the TTL, so an
+/// expired message whose body is damaged is retried with the others (and
+/// set aside by the pop that meets the damage), never failing the retry.
+#[test]
+fn retry_of_an_expired_message_with_a_damaged_body_retries_the_rest() {
+    if STORE != "fs" {
+        return;
+    }
+    let s = Spool::new();
+    push_expired(&s, "jobs", &["intact", "spoiled"]);
+    s.pop_nothing("jobs", &[]);
+    let seg = s.segment_files("jobs").remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"spoiled").unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    assert_eq!(s.run(&["retry", "jobs"]).ok().stdout_str(), "2\n");
+    let out = s.run(&["pop", "jobs", "--count", "10", "--json"]);
+    assert_eq!(bodies(&out.ok().json()), ["intact"]);
+    assert!(out.stderr.contains("checksum"), "{}", out.stderr);
+}

@@ -141,14 +141,19 @@ pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
     b[2..4].copy_from_slice(&(m.max_attempts.min(u32::from(u16::MAX)) as u16).to_le_bytes());
     b[4..8].copy_from_slice(&m.attempts.to_le_bytes());
     b[8..16].copy_from_slice(&m.seq.to_le_bytes());
-    if m.loc.long {
+    // A distance that does not fit (no push makes one: a segment spans
+    // less than 2^32 seqs) keeps the short layout and its true segment; the
+    // record is then read as damaged rather than looked for elsewhere.
+    let back = m
+        .seq
+        .checked_sub(m.loc.segment)
+        .and_then(|d| u32::try_from(d).ok());
+    if let (true, Some(back)) = (m.loc.long, back) {
         b[1] = 1;
-        let back = m.seq.saturating_sub(m.loc.segment).min(u64::from(u32::MAX)) as u32;
         b[16..20].copy_from_slice(&back.to_le_bytes());
         let expires = (m.expires_at_ms / 1000).min(u64::from(u32::MAX)) as u32;
         b[20..24].copy_from_slice(&expires.to_le_bytes());
     } else {
-        debug_assert_eq!(m.expires_at_ms, 0, "an expiry needs the long layout");
         b[16..24].copy_from_slice(&m.loc.segment.to_le_bytes());
     }
     b[24..28].copy_from_slice(&m.loc.offset.to_le_bytes());

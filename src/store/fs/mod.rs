@@ -324,7 +324,7 @@ impl Store for FsStore {
         if !meta.loc.long {
             return Ok(0);
         }
-        Ok(self.read_message(meta)?.0.ttl_ms)
+        Ok(self.read_header(meta)?.ttl_ms)
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {

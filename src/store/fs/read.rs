@@ -12,7 +12,7 @@ use crate::base::error::{Error, Result};
 use crate::base::io::FileIo;
 use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{SLOT_LEN, SlotDamage, decode_slot_of};
-use crate::store::fs::record::RecordHeader;
+use crate::store::fs::record::{self, RecordHeader};
 use crate::store::fs::segment::{self};
 use crate::store::{Meta, Scan, Step};
 
@@ -112,15 +112,42 @@ impl FsStore {
         Ok(self.read_message(meta)?.1)
     }
 
+    /// The header of a message's record alone (its CRC checked, not the
+    /// body's): what [`crate::store::Store::ttl_ms`] needs.
+    pub(super) fn read_header(&mut self, meta: &Meta) -> Result<RecordHeader> {
+        let (path, offset) = (segment::path(&self.dir, meta.loc.segment), meta.loc.offset);
+        let file = self.segment_of(meta)?;
+        let mut buf = [0u8; record::LONG_HEADER_LEN];
+        let head = &mut buf[..record::head_len(meta.loc.long)];
+        let n = segment::read_at_most(file, &path, head, u64::from(offset))?;
+        match record::decode_header(&head[..n]) {
+            Ok(h) if h.seq == meta.seq && h.long() == meta.loc.long => Ok(h),
+            Ok(_) => Err(Error::corrupt(
+                &path,
+                format!("offset {offset}: record belongs to another message"),
+            )),
+            Err(d) => Err(Error::corrupt(
+                &path,
+                format!("offset {offset}: {}", d.describe()),
+            )),
+        }
+    }
+
+    /// The segment file that holds `meta`'s record; a missing one is damage.
+    fn segment_of(&mut self, meta: &Meta) -> Result<&dyn FileIo> {
+        let path = segment::path(&self.dir, meta.loc.segment);
+        match self.segment_file(meta.loc.segment) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::corrupt(&path, "segment file missing"))
+            }
+            r => r,
+        }
+    }
+
     /// The record of a message: its header and body, checked.
     pub(super) fn read_message(&mut self, meta: &Meta) -> Result<(RecordHeader, Vec<u8>)> {
         let path = segment::path(&self.dir, meta.loc.segment);
-        let file = match self.segment_file(meta.loc.segment) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::corrupt(&path, "segment file missing"));
-            }
-            r => r?,
-        };
+        let file = self.segment_of(meta)?;
         let offset = u64::from(meta.loc.offset);
         match segment::read_record(file, &path, offset, meta.len, meta.loc.long)? {
             Ok((h, body)) if h.seq == meta.seq => Ok((h, body)),

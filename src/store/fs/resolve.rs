@@ -437,7 +437,8 @@ impl Outcomes {
 /// the `lost` messages, and `acked` the rest.
 fn add_up(counters: &mut Counters, old: &Counters, end: u64, lost: u64) {
     // Live states are counted; the totals come from the header and add up.
-    let live_total = counters.ready + counters.delayed + counters.leased + counters.dead;
+    let live_total =
+        counters.ready + counters.delayed + counters.leased + counters.dead + counters.expired;
     // Seqs are given out from 1: every one below `end` was pushed.
     let pushed = old.pushed.max(end.saturating_sub(1)).max(live_total);
     let finished = pushed - live_total;
@@ -502,6 +503,22 @@ mod tests {
     }
 
     const LIVE_STATES: [State; 4] = [Ready, Delayed, Leased, Dead];
+
+    /// Expired dead letters are live: counted, never taken for acked.
+    #[test]
+    fn the_counters_add_up_with_expired_dead_letters_among_the_live() {
+        let mut c = Counters {
+            ready: 1,
+            expired: 2,
+            ..Counters::default()
+        };
+        let old = Counters {
+            pushed: 3,
+            ..Counters::default()
+        };
+        add_up(&mut c, &old, 4, 0);
+        assert_eq!((c.pushed, c.acked, c.purged, c.corrupt), (3, 0, 0, 0), "{c:?}");
+    }
 
     /// "a good record and a good slot: the slot's state is kept (its
     /// location updated to where the record now is)"

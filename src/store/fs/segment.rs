@@ -165,9 +165,10 @@ const WINDOW: usize = 1 << 20;
 
 /// The largest a segment file can be: a push rolls to a new segment before
 /// it passes [`crate::store::fs::SEGMENT_LIMIT`] (64 MiB), unless a single
-/// record is larger, and a record holds at most [`record::MAX_BODY`]. Bytes
-/// past this offset (a sparse file of 200 GB) are damage, never read.
-pub(super) const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + RECORD_HEADER_LEN as u64 + record::MAX_BODY;
+/// record is larger, and a record holds at most [`record::MAX_BODY`] after
+/// the longest header. Bytes past this offset (a sparse file of 200 GB) are
+/// damage, never read.
+pub(super) const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + LONG_HEADER_LEN as u64 + record::MAX_BODY;
 
 /// Reads bytes at an offset until the buffer is full or the source ends;
 /// returns how many.
@@ -460,6 +461,14 @@ pub fn check(fs: &dyn Fs, path: &Path) -> Result<Checked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_segment_holds_one_long_record_of_the_largest_body() {
+        assert_eq!(
+            MAX_SEGMENT_LEN,
+            FIRST_RECORD + record::LONG_HEADER_LEN as u64 + record::MAX_BODY
+        );
+    }
 
     #[test]
     fn a_record_is_in_sequence_at_or_past_its_base_and_past_the_last_kept() {

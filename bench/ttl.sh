@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bench/ttl.sh: what `push --ttl` costs. In one run, on one disk: the bulk
+# push of N lines without and with --ttl (alternating, median of REPS), the
+# bytes each leaves on disk, and pop+ack cycles on a queue N deep of
+# messages with a TTL against one N deep without.
+#
+#   bench/ttl.sh [--lines N] [--reps R] [--cycles C] [--bin PATH] [--store fs|sqlite]
+set -euo pipefail
+export LC_ALL=C
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LINES=1000000 REPS=5 CYCLES=200 BIN="$REPO/target/release/spoolmq" STORE=fs
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --lines) LINES=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --cycles) CYCLES=$2; shift ;;
+    --bin) BIN=$2; shift ;;
+    --store) STORE=$2; shift ;;
+    -h|--help) sed -n 2,7p "$0"; exit 0 ;;
+    *) echo "ttl.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -x $BIN ]] || (cd "$REPO" && cargo build --release -q)
+SCRATCH=$(mktemp -d "${TMPDIR:-$REPO/target}/ttl-bench.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+INPUT=$SCRATCH/lines
+awk -v n="$LINES" 'BEGIN { for (i = 0; i < n; i++) printf "%099d\n", i }' >"$INPUT"
+
+now() { echo "${EPOCHREALTIME/./}"; }   # microseconds
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# Bulk push: plain and --ttl in turn, each into a fresh queue of a fresh spool.
+plain=() ttl=()
+for r in $(seq 1 "$REPS"); do
+  for kind in plain ttl; do
+    spool=$SCRATCH/$kind$r
+    flags=(); [[ $kind == ttl ]] && flags=(--ttl 1h)
+    t0=$(now)
+    "$BIN" --dir "$spool" --store "$STORE" push q --lines "${flags[@]}" <"$INPUT" >/dev/null
+    t1=$(now)
+    if [[ $kind == plain ]]; then plain+=($((t1 - t0))); else ttl+=($((t1 - t0))); fi
+    [[ $r -lt $REPS ]] && rm -rf "$spool"
+  done
+done
+mp=$(printf '%s\n' "${plain[@]}" | median)
+mt=$(printf '%s\n' "${ttl[@]}" | median)
+dp=$(du -sb "$SCRATCH/plain$REPS" | cut -f1)
+dt=$(du -sb "$SCRATCH/ttl$REPS" | cut -f1)
+
+# pop+ack at depth N: a cycle is one pop and one ack, alternating queues.
+cycle() {
+  local spool=$1 t0 t1 r
+  t0=$(now)
+  r=$("$BIN" --dir "$spool" pop q --json | sed 's/.*"receipt":"\([0-9a-f]*\)".*/\1/')
+  "$BIN" --dir "$spool" ack q "$r"
+  t1=$(now)
+  echo $((t1 - t0))
+}
+cp_=() ct=()
+for _ in $(seq 1 "$CYCLES"); do
+  cp_+=("$(cycle "$SCRATCH/plain$REPS")")
+  ct+=("$(cycle "$SCRATCH/ttl$REPS")")
+done
+pp=$(printf '%s\n' "${cp_[@]}" | median)
+pt=$(printf '%s\n' "${ct[@]}" | median)
+
+printf 'store %s, %d lines of 100 bytes, median of %d pushes, %d pop+ack cycles; %s\n' \
+  "$STORE" "$LINES" "$REPS" "$CYCLES" "$("$BIN" --version)"
+printf '%-34s %12s %12s %8s\n' "" "plain" "--ttl 1h" "ratio"
+awk -v a="$mp" -v b="$mt" 'BEGIN { printf "%-34s %10.3f s %10.3f s %7.2fx\n", "bulk push", a / 1e6, b / 1e6, b / a }'
+awk -v a="$dp" -v b="$dt" -v n="$LINES" 'BEGIN { printf "%-34s %9.1f MB %9.1f MB %7.2fx\n", "on disk", a / 1e6, b / 1e6, b / a;
+  printf "%-34s %10.1f B %10.1f B\n", "  per message", a / n, b / n }'
+awk -v a="$pp" -v b="$pt" -v n="$LINES" 'BEGIN { printf "%-34s %9.2f ms %9.2f ms %7.2fx\n", "pop+ack cycle at depth " n, a / 1e3, b / 1e3, b / a }'
