@@ -14,6 +14,10 @@
 //!   receipt is stale (exit 4) and nothing changes for it.
 //! * `nack` of a message whose attempts reached `--max-attempts` makes a dead
 //!   letter; `retry` makes dead letters ready again with no attempts.
+//! * A message whose TTL (`push --ttl`, [`crate::model::ttl`]) passed with no
+//!   live lease is a dead letter, expired (`State::Expired`): never delivered
+//!   again until `retry`, which counts the TTL again. A live lease may still
+//!   ack; a nack after the TTL, or the lease running out, makes it expired.
 
 use crate::base::error::{Error, Result};
 use crate::base::notice::Notices;

@@ -236,6 +236,18 @@ impl Counters {
         }
     }
 
+    /// What a check of a database store says when its stored counters
+    /// disagree with what its rows hold (`None`: they agree).
+    pub fn rows_disagree(&self, rows: &Counters) -> Option<String> {
+        let live = |c: &Counters| (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes);
+        let (want, got) = (live(self), live(rows));
+        (want != got).then(|| {
+            format!(
+                "counters (ready, delayed, leased, dead, expired, bytes) say {want:?} but the rows hold {got:?}"
+            )
+        })
+    }
+
     /// A message of `len` bytes enters the queue in state `s`.
     pub fn add(&mut self, s: State, len: u32) {
         self.pushed += 1;

@@ -1433,23 +1433,8 @@ pub fn check(root: &Path, name: &str) -> Result<crate::store::QueueReport> {
         }
         seen.add(m.state, m.len);
     }
-    let c = q.counters;
-    let want = (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes);
-    let got = (
-        seen.ready,
-        seen.delayed,
-        seen.leased,
-        seen.dead,
-        seen.expired,
-        seen.bytes,
-    );
-    if want != got {
-        r.problems.push(problem(
-            None,
-            format!(
-                "counters (ready, delayed, leased, dead, expired, bytes) say {want:?} but the rows hold {got:?}"
-            ),
-        ));
+    if let Some(what) = q.counters.rows_disagree(&seen) {
+        r.problems.push(problem(None, what));
     }
     Ok(r)
 }

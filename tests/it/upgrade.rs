@@ -43,6 +43,13 @@ impl Old {
         std::fs::read_to_string(self.tmp.path().join(name)).unwrap()
     }
 
+    #[track_caller]
+    fn fsck_is_clean(&self) {
+        let fsck = self.run(&["fsck"]);
+        let (out, err) = (fsck.stdout_str(), &fsck.stderr);
+        assert_eq!(fsck.code, 0, "{}: {out}{err}", self.store);
+    }
+
     fn export(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["export", "work"]);
         out.ok();
@@ -104,14 +111,7 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
         let dead = recorded.iter().find(|m| m["state"] == "dead").unwrap();
         let v = old.run(&["inspect", "work", dead["id"].as_str().unwrap(), "--json"]);
         assert_eq!(v.ok().json()[0]["last_failure"]["text"], "boom", "{store}");
-        let fsck = old.run(&["fsck"]);
-        assert_eq!(
-            fsck.code,
-            0,
-            "{store}: {}{}",
-            fsck.stdout_str(),
-            fsck.stderr
-        );
+        old.fsck_is_clean();
         assert!(
             files(&old.dir()) == before,
             "{store}: reading changed the spool"
@@ -162,13 +162,6 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
             .map(|m| body(m).to_string())
             .collect();
         assert_eq!(got, ["dead", "r1", "r2", "r3", "new"], "{store}");
-        let fsck = old.run(&["fsck"]);
-        assert_eq!(
-            fsck.code,
-            0,
-            "{store}: {}{}",
-            fsck.stdout_str(),
-            fsck.stderr
-        );
+        old.fsck_is_clean();
     }
 }

@@ -517,7 +517,11 @@ mod tests {
             ..Counters::default()
         };
         add_up(&mut c, &old, 4, 0);
-        assert_eq!((c.pushed, c.acked, c.purged, c.corrupt), (3, 0, 0, 0), "{c:?}");
+        assert_eq!(
+            (c.pushed, c.acked, c.purged, c.corrupt),
+            (3, 0, 0, 0),
+            "{c:?}"
+        );
     }
 
     /// "a good record and a good slot: the slot's state is kept (its

@@ -1218,20 +1218,8 @@ pub fn check(url: &str, name: &str) -> Result<crate::store::QueueReport> {
             crate::model::ids::format_id(*seq, store.salt)
         )));
     }
-    let c = store.counters;
-    let want = (c.ready, c.delayed, c.leased, c.dead, c.expired, c.bytes);
-    let got = (
-        seen.ready,
-        seen.delayed,
-        seen.leased,
-        seen.dead,
-        seen.expired,
-        seen.bytes,
-    );
-    if want != got {
-        r.problems.push(problem(format!(
-            "counters (ready, delayed, leased, dead, expired, bytes) say {want:?} but the rows hold {got:?}"
-        )));
+    if let Some(what) = store.counters.rows_disagree(&seen) {
+        r.problems.push(problem(what));
     }
     Ok(r)
 }
