@@ -12,7 +12,8 @@ fn other() -> &'static str {
 }
 
 /// A spool with queues holding ready, delayed, leased, retried and dead
-/// messages. Returns the receipts of the leased ones.
+/// messages, and messages with a TTL (one expired, one leased, one ready).
+/// Returns the receipts of the leased ones of `jobs`.
 fn populated() -> (Spool, Vec<String>) {
     let s = Spool::new();
     s.push("jobs", &["r1", "r2", "l1", "l2", "n1"]);
@@ -23,6 +24,15 @@ fn populated() -> (Spool, Vec<String>) {
     s.nack("jobs", &[receipt(&l[0])], &["--delay", "30m"]);
     s.make_dead("mail", &["dead1", "dead2"]);
     s.push("mail", &["m1"]);
+    s.run(&["push", "ttl", "--ttl", "1s", "gone"]).ok();
+    s.run(&["push", "ttl", "--ttl", "1h", "t1", "t2"]).ok();
+    // Ten seconds on (the test builds' clock skew): the pop meets `gone`,
+    // expired, and leases t1.
+    let pop = run(s
+        .cmd()
+        .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
+        .args(["pop", "ttl"]));
+    assert!(pop.ok().stdout_str().contains("t1"), "{}", pop.stdout_str());
     let receipts = leased.iter().map(|m| receipt(m).to_string()).collect();
     (s, receipts)
 }
@@ -75,7 +85,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let before = snapshot(&s);
     let out = migrate(&s, other());
     assert!(
-        out.stdout_str().contains("migrated 2 queues"),
+        out.stdout_str().contains("migrated 3 queues"),
         "{}",
         out.stdout_str()
     );

@@ -145,11 +145,26 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     fs(&["push", "jobs", "a", "b", "c", "d"]).ok();
     let leased = fs(&["pop", "jobs", "--json", "--lease", "1h"]).json();
     fs(&["push", "jobs", "--delay", "1h", "later"]).ok();
+    // With a TTL: one expired (ten seconds on, by the test builds' clock
+    // skew, a pop meets it), one still to run.
+    fs(&["push", "jobs", "--ttl", "1s", "gone"]).ok();
+    fs(&["push", "jobs", "--ttl", "1h", "timed"]).ok();
+    let skewed = run(bare_spoolmq()
+        .env("SPOOLMQ_STORE", "fs")
+        .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
+        .arg("--dir")
+        .arg(&dir)
+        .args(["pop", "jobs", "--json", "--count", "10"]));
+    assert_eq!(bodies(&skewed.ok().json()), ["b", "c", "d", "timed"]);
     let export = |out: Out| {
         out.ok();
         out.stdout_str()
     };
     let before = export(fs(&["export", "jobs"]));
+    assert!(
+        before.contains("\"expired\":true") && before.contains("\"ttl_ms\":3600000"),
+        "{before}"
+    );
     // Into the database (a fresh schema).
     let s = Spool::new();
     let url = s.url().unwrap().to_string();
