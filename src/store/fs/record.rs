@@ -425,6 +425,52 @@ mod tests {
     }
 
     #[test]
+    fn a_long_record_has_its_fields_at_the_documented_offsets() {
+        let f = Fields {
+            seq: 0x0102,
+            pushed_at_ms: 0x0304,
+            not_before_ms: 0x0506,
+            ttl_ms: 7_000,
+            expires_at_ms: 1_700_000_009_000,
+        };
+        let mut buf = Vec::new();
+        encode_fields(f, b"xyz", &mut buf);
+        assert_eq!(&buf[0..4], b"SPM2");
+        assert_eq!(u32_at(&buf, 4), 3);
+        assert_eq!(u64_at(&buf, 8), 0x0102);
+        assert_eq!(u64_at(&buf, 16), 0x0304);
+        assert_eq!(u64_at(&buf, 24), 0x0506);
+        assert_eq!(u32_at(&buf, 32), 7);
+        assert_eq!(u32_at(&buf, 36), 1_700_000_009);
+        assert_eq!(u32_at(&buf, 40), crc32fast::hash(b"xyz"));
+        assert_eq!(u32_at(&buf, 44), crc32fast::hash(&buf[0..44]));
+        assert_eq!(&buf[48..], b"xyz");
+        let (h, body) = decode(&buf).unwrap();
+        assert_eq!(
+            (h.ttl_ms, h.expires_at_ms, h.head_len()),
+            (7_000, 1_700_000_009_000, 48)
+        );
+        assert_eq!((body, h.record_len()), (&b"xyz"[..], 51));
+        for i in 0..buf.len() {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x01;
+            assert!(decode(&bad).is_err(), "flip at byte {i} went unnoticed");
+        }
+        // A long header without a TTL or without an expiry is not one.
+        for at in [32, 36] {
+            let mut bad = buf.clone();
+            bad[at..at + 4].copy_from_slice(&[0; 4]);
+            let crc = crc32fast::hash(&bad[0..44]);
+            bad[44..48].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(
+                decode_header(&bad),
+                Err(Damage::BadHeaderCrc),
+                "zero at {at}"
+            );
+        }
+    }
+
+    #[test]
     fn every_flipped_byte_is_detected() {
         let good = one(7, b"some body bytes");
         for i in 0..good.len() {
