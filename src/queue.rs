@@ -219,8 +219,13 @@ enum Standing {
     Done,
 }
 
+/// Whether the TTL of `m` (if it has one) has passed at `now`.
+fn ttl_over(m: &Meta, now: u64) -> bool {
+    m.expires_at_ms > 0 && m.expires_at_ms <= now
+}
+
 fn standing(m: &Meta, now: u64) -> Standing {
-    let ttl_over = m.expires_at_ms > 0 && m.expires_at_ms <= now;
+    let ttl_over = ttl_over(m, now);
     match m.state {
         State::Ready | State::Delayed if ttl_over => Standing::Expired,
         State::Ready => Standing::Deliverable,
@@ -862,7 +867,7 @@ impl Queue {
         q.settle(receipts, now, failure, |m| {
             let delay = retry.delay(m.attempts, backoff::unit(seed, m.seq));
             // 0 means no limit, as for a lease that runs out (`standing`).
-            if m.expires_at_ms > 0 && m.expires_at_ms <= now {
+            if ttl_over(m, now) {
                 // Its TTL passed during the attempt: not delivered again
                 // (first, as when a lease runs out: `standing`).
                 Meta {

@@ -566,13 +566,11 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
     let ttl = match whole("ttl_ms", crate::model::ttl::MAX_TTL_MS, ttl_rule)? {
         None | Some(0) => None,
         Some(t) => {
-            let t = t.div_ceil(1000) * 1000;
+            use crate::model::ttl;
+            let t = ttl::whole_second(t);
             let rule = "whole milliseconds since 1970, before 2106";
-            let expires = whole("expires_at_ms", crate::model::ttl::MAX_EXPIRY_MS, rule)?
-                .map_or_else(
-                    || crate::model::ttl::expiry(pushed_at_ms, t),
-                    |e| e.div_ceil(1000) * 1000,
-                );
+            let expires = whole("expires_at_ms", ttl::MAX_EXPIRY_MS, rule)?
+                .map_or_else(|| ttl::expiry(pushed_at_ms, t), ttl::whole_second);
             Some((t, expires.max(1000)))
         }
     };

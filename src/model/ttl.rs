@@ -16,22 +16,28 @@ pub const MAX_TTL_MS: u64 = u32::MAX as u64 * 1000;
 /// 2106): later ones are kept as this.
 pub const MAX_EXPIRY_MS: u64 = u32::MAX as u64 * 1000;
 
+/// `ms` rounded up to a whole second (in ms): how every TTL and expiry is
+/// kept.
+pub fn whole_second(ms: u64) -> u64 {
+    ms.div_ceil(1000).saturating_mul(1000)
+}
+
 /// A `--ttl` as a store keeps it: rounded up to whole seconds (ms). A usage
 /// error for zero or more than [`MAX_TTL_MS`].
 pub fn ttl_ms(d: Duration) -> Result<u64> {
-    let ms = d.as_millis();
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
         return Err(Error::usage("--ttl must be at least 1s"));
     }
-    let secs = ms.div_ceil(1000);
-    if secs * 1000 > u128::from(MAX_TTL_MS) {
+    let kept = whole_second(ms);
+    if kept > MAX_TTL_MS {
         return Err(Error::usage(format!(
             "--ttl of {}s is longer than the longest kept, {}s",
-            secs,
+            kept / 1000,
             MAX_TTL_MS / 1000
         )));
     }
-    Ok(secs as u64 * 1000)
+    Ok(kept)
 }
 
 /// When a TTL of `ttl_ms` counted from `from_ms` ends: 0 for no TTL, else
@@ -40,11 +46,7 @@ pub fn expiry(from_ms: u64, ttl_ms: u64) -> u64 {
     if ttl_ms == 0 {
         return 0;
     }
-    from_ms
-        .saturating_add(ttl_ms)
-        .div_ceil(1000)
-        .saturating_mul(1000)
-        .min(MAX_EXPIRY_MS)
+    whole_second(from_ms.saturating_add(ttl_ms)).min(MAX_EXPIRY_MS)
 }
 
 #[cfg(test)]

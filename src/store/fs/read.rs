@@ -16,6 +16,28 @@ use crate::store::fs::record::{self, RecordHeader};
 use crate::store::fs::segment::{self};
 use crate::store::{Meta, Scan, Step};
 
+/// What was read of `meta`'s record in `path`, as the message's: a record
+/// of another seq, or a damaged one, is an [`Error::Corrupt`] naming the
+/// file and offset.
+fn of_message<T>(
+    path: &std::path::Path,
+    meta: &Meta,
+    got: std::result::Result<(RecordHeader, T), record::Damage>,
+) -> Result<(RecordHeader, T)> {
+    let offset = meta.loc.offset;
+    match got {
+        Ok((h, t)) if h.seq == meta.seq => Ok((h, t)),
+        Ok(_) => Err(Error::corrupt(
+            path,
+            format!("offset {offset}: record belongs to another message"),
+        )),
+        Err(d) => Err(Error::corrupt(
+            path,
+            format!("offset {offset}: {}", d.describe()),
+        )),
+    }
+}
+
 impl FsStore {
     /// [`crate::store::Store::scan`].
     pub(super) fn scan_slots(
@@ -115,22 +137,20 @@ impl FsStore {
     /// The header of a message's record alone (its CRC checked, not the
     /// body's): what [`crate::store::Store::ttl_ms`] needs.
     pub(super) fn read_header(&mut self, meta: &Meta) -> Result<RecordHeader> {
-        let (path, offset) = (segment::path(&self.dir, meta.loc.segment), meta.loc.offset);
+        let path = segment::path(&self.dir, meta.loc.segment);
         let file = self.segment_of(meta)?;
         let mut buf = [0u8; record::LONG_HEADER_LEN];
         let head = &mut buf[..record::head_len(meta.loc.long)];
-        let n = segment::read_at_most(file, &path, head, u64::from(offset))?;
-        match record::decode_header(&head[..n]) {
-            Ok(h) if h.seq == meta.seq && h.long() == meta.loc.long => Ok(h),
-            Ok(_) => Err(Error::corrupt(
-                &path,
-                format!("offset {offset}: record belongs to another message"),
-            )),
-            Err(d) => Err(Error::corrupt(
-                &path,
-                format!("offset {offset}: {}", d.describe()),
-            )),
-        }
+        let n = segment::read_at_most(file, &path, head, u64::from(meta.loc.offset))?;
+        // As `segment::read_record` says of a header of the other length.
+        let got = record::decode_header(&head[..n]).and_then(|h| {
+            if h.long() == meta.loc.long {
+                Ok((h, ()))
+            } else {
+                Err(record::Damage::BadHeaderCrc)
+            }
+        });
+        Ok(of_message(&path, meta, got)?.0)
     }
 
     /// The segment file that holds `meta`'s record; a missing one is damage.
@@ -149,20 +169,8 @@ impl FsStore {
         let path = segment::path(&self.dir, meta.loc.segment);
         let file = self.segment_of(meta)?;
         let offset = u64::from(meta.loc.offset);
-        match segment::read_record(file, &path, offset, meta.len, meta.loc.long)? {
-            Ok((h, body)) if h.seq == meta.seq => Ok((h, body)),
-            Ok(_) => Err(Error::corrupt(
-                &path,
-                format!(
-                    "offset {}: record belongs to another message",
-                    meta.loc.offset
-                ),
-            )),
-            Err(d) => Err(Error::corrupt(
-                &path,
-                format!("offset {}: {}", meta.loc.offset, d.describe()),
-            )),
-        }
+        let got = segment::read_record(file, &path, offset, meta.len, meta.loc.long)?;
+        of_message(&path, meta, got)
     }
 
     pub(super) fn segment_file(&mut self, base: u64) -> Result<&dyn FileIo> {
