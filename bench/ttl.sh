@@ -24,24 +24,17 @@ done
 [[ -x $BIN ]] || (cd "$REPO" && cargo build --release -q)
 SCRATCH=$(mktemp -d "${TMPDIR:-$REPO/target}/ttl-bench.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 INPUT=$SCRATCH/lines
-awk -v n="$LINES" 'BEGIN { for (i = 0; i < n; i++) printf "%099d\n", i }' >"$INPUT"
-
-now() { echo "${EPOCHREALTIME/./}"; }   # microseconds
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+lines "$INPUT" "$LINES"
 
 # Bulk push: plain and --ttl in turn, each into a fresh queue of a fresh spool.
 plain=() ttl=()
 for r in $(seq 1 "$REPS"); do
-  for kind in plain ttl; do
-    spool=$SCRATCH/$kind$r
-    flags=(); [[ $kind == ttl ]] && flags=(--ttl 1h)
-    t0=$(now)
-    "$BIN" --dir "$spool" --store "$STORE" push q --lines "${flags[@]}" <"$INPUT" >/dev/null
-    t1=$(now)
-    if [[ $kind == plain ]]; then plain+=($((t1 - t0))); else ttl+=($((t1 - t0))); fi
-    [[ $r -lt $REPS ]] && rm -rf "$spool"
-  done
+  plain+=("$(bulk_push "$SCRATCH/plain$r" "$INPUT")")
+  ttl+=("$(bulk_push "$SCRATCH/ttl$r" "$INPUT" --ttl 1h)")
+  [[ $r -lt $REPS ]] && rm -rf "$SCRATCH/plain$r" "$SCRATCH/ttl$r"
 done
 mp=$(printf '%s\n' "${plain[@]}" | median)
 mt=$(printf '%s\n' "${ttl[@]}" | median)
@@ -49,14 +42,6 @@ dp=$(du -sb "$SCRATCH/plain$REPS" | cut -f1)
 dt=$(du -sb "$SCRATCH/ttl$REPS" | cut -f1)
 
 # pop+ack at depth N: a cycle is one pop and one ack, alternating queues.
-cycle() {
-  local spool=$1 t0 t1 r
-  t0=$(now)
-  r=$("$BIN" --dir "$spool" pop q --json | sed 's/.*"receipt":"\([0-9a-f]*\)".*/\1/')
-  "$BIN" --dir "$spool" ack q "$r"
-  t1=$(now)
-  echo $((t1 - t0))
-}
 cp_=() ct=()
 for _ in $(seq 1 "$CYCLES"); do
   cp_+=("$(cycle "$SCRATCH/plain$REPS")")

@@ -59,8 +59,11 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --key-file 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]'
             cand --delay 'Not deliverable before this long from now'
             cand --ttl 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)'
+            cand --key 'A unique key (up to 256 bytes): while a message with this key is ready, delayed or leased, a push with it stores nothing and prints that message''s id (exit 0; stderr says so, --json adds "duplicate": true)'
+            cand --unique-for 'Hold the key for DUR after its message is acked too (whole seconds, rounded up), so work done a moment ago is not queued again'
             cand --json 'Print JSON, one object per line'
             cand --lines 'Each line of stdin (newline stripped) is one message'
+            cand --key-from-line 'With --lines: each line is also its own unique key'
             cand -h 'Print help'
             cand --help 'Print help'
         }

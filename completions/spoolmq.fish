@@ -63,8 +63,11 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l url -d 'A Postg
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-file -d 'A key file made by `spoolmq keygen`: bodies pushed are encrypted with it, and bodies popped, peeked or exported decrypted (and those `retry --to` moves sealed again) [env: SPOOLMQ_KEY_FILE]' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l delay -d 'Not deliverable before this long from now' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l ttl -d 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key -d 'A unique key (up to 256 bytes): while a message with this key is ready, delayed or leased, a push with it stores nothing and prints that message\'s id (exit 0; stderr says so, --json adds "duplicate": true)' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l unique-for -d 'Hold the key for DUR after its message is acked too (whole seconds, rounded up), so work done a moment ago is not queued again' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-from-line -d 'With --lines: each line is also its own unique key'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -s h -l help -d 'Print help'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l dir -d 'The spool directory' -r -F
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand pop" -l store -d 'The store of a new spool: fs (segment files) or sqlite (one database file); an existing spool keeps the store it was created with [env: SPOOLMQ_STORE]' -r -f -a "fs\t''

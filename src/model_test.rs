@@ -1,5 +1,5 @@
 //! The model test: seeded random sequences of push (some with a delay, some
-//! with a TTL), pop, ack, nack (some recording a failure), extend, retry,
+//! with a TTL, some with a unique key and window), pop, ack, nack (some recording a failure), extend, retry,
 //! purge (of dead letters, some only those dead for a while), `retry --to` a
 //! second queue (all dead letters, or one named), peek, inspect, clock
 //! jumps, reopens and power cuts, run against the
@@ -36,6 +36,9 @@ enum Op {
         size: usize,
         /// `--ttl` in ms (whole seconds; 0: none).
         ttl: u64,
+        /// `--key k<N>` (every message of the push has it, so only the
+        /// first can be stored) and `--unique-for` in ms (whole seconds).
+        key: Option<(u8, u64)>,
     },
     Pop {
         count: usize,
@@ -91,6 +94,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                 } else {
                     0
                 },
+                key: (r.below(3) == 0).then(|| (r.below(4) as u8, 1000 * r.below(3))),
             },
             3..=4 => Op::Pop {
                 count: 1 + r.below(3) as usize,
@@ -159,6 +163,16 @@ struct MMsg {
     expires: u64,
 }
 
+/// A unique key's hold in the model: the message that took it (its index),
+/// its window (ms) and when the key is free once that message is done (0:
+/// not done yet).
+#[derive(Clone, Copy, Debug)]
+struct MHold {
+    idx: usize,
+    window: u64,
+    free_at: u64,
+}
+
 /// A queue in memory, with the contract's rules and nothing else.
 #[derive(Default)]
 struct Model {
@@ -170,6 +184,8 @@ struct Model {
     /// last failure and when its TTL ends there (0: none), in the order they
     /// arrived (all ready, never popped).
     moved: Vec<(Vec<u8>, Option<MFailure>, u64)>,
+    /// Unique keys: key -> its hold.
+    holds: std::collections::HashMap<u8, MHold>,
 }
 
 /// A failure as the model keeps it ([`as_model`]).
@@ -218,6 +234,37 @@ impl Model {
             bytes += m.body.len() as u64;
         }
         (r, l, d, dead, exp, bytes)
+    }
+
+    /// The index of the message holding `key` at `now`: one that is
+    /// pending (as of now: a lapsed last lease or a passed TTL is a dead
+    /// letter), or acked with its window not over.
+    fn holder(&self, key: u8, now: u64) -> Option<usize> {
+        let h = self.holds.get(&key)?;
+        let pending = || {
+            matches!(
+                Model::eff(&self.msgs[h.idx], now),
+                MState::Ready | MState::Delayed(_) | MState::Leased { .. }
+            )
+        };
+        let held = if h.free_at == 0 {
+            pending()
+        } else {
+            now < h.free_at
+        };
+        held.then_some(h.idx)
+    }
+
+    /// Message `i` is done (acked at `acked`, or else): a hold it has lets
+    /// go of its key, at once or after its window.
+    fn release(&mut self, i: usize, acked: Option<u64>) {
+        if let Some(h) = self
+            .holds
+            .values_mut()
+            .find(|h| h.idx == i && h.free_at == 0)
+        {
+            h.free_at = crate::model::unique::free_at(acked, h.window);
+        }
     }
 
     fn live_receipt(&self, r: &str, now: u64) -> Option<usize> {
@@ -274,30 +321,68 @@ impl World {
         self.q.as_mut().expect("the queue is open between steps")
     }
 
-    fn push(
-        &mut self,
-        ctx: &str,
-        step: usize,
-        n: usize,
-        delay: u64,
-        size: usize,
-        ttl: u64,
-    ) -> Result<(), String> {
+    fn push(&mut self, ctx: &str, step: usize, op: &Op) -> Result<(), String> {
+        let &Op::Push {
+            n,
+            delay,
+            size,
+            ttl,
+            key,
+        } = op
+        else {
+            return Ok(());
+        };
         let now = self.now;
         let bodies: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
             .collect();
         let mut it = bodies.iter().map(Vec::as_slice);
+        let keys = match key {
+            Some((k, _)) => {
+                crate::queue::Keys::One(crate::model::unique::UniqueKey::of(&[b'k', k]))
+            }
+            None => crate::queue::Keys::None,
+        };
         let how = crate::queue::Pushing {
             delay: Duration::from_millis(delay),
             ttl_ms: ttl,
+            keys,
+            unique_for_ms: key.map_or(0, |(_, w)| w),
         };
-        let (cipher, seqs) = self
+        let (cipher, placed) = self
             .q()
             .push_seqs(&mut it, how, now)
             .map_err(|x| e(ctx, x))?;
-        let ids: Vec<String> = seqs.into_iter().map(|s| cipher.format(s)).collect();
-        for (id, body) in ids.into_iter().zip(bodies) {
+        let ids: Vec<String> = placed.seqs.iter().map(|&s| cipher.format(s)).collect();
+        for (i, (id, body)) in ids.into_iter().zip(bodies).enumerate() {
+            if let Some((k, window)) = key {
+                // Held (by an earlier message, or by the first of this
+                // push): nothing stored, the holder's id printed.
+                if let Some(h) = self.model.holder(k, now) {
+                    let want = &self.model.msgs[h].id;
+                    if &id != want || !placed.duplicates.contains(&i) {
+                        return Err(format!(
+                            "{ctx}: message {i} of key k{k} should be a duplicate of {want}, got {id} (duplicates {:?})",
+                            placed.duplicates
+                        ));
+                    }
+                    continue;
+                }
+                let idx = self.model.msgs.len();
+                self.model.holds.insert(
+                    k,
+                    MHold {
+                        idx,
+                        window,
+                        free_at: 0,
+                    },
+                );
+            }
+            if placed.duplicates.contains(&i) {
+                return Err(format!(
+                    "{ctx}: message {i} stored as a duplicate, model: stored"
+                ));
+            }
             self.model.pushed += 1;
             self.model.msgs.push(MMsg {
                 id,
@@ -439,6 +524,9 @@ impl World {
                     }
                 }
             }
+            if which == 0 {
+                self.model.release(i, Some(now));
+            }
         }
         Ok(())
     }
@@ -447,14 +535,20 @@ impl World {
         let now = self.now;
         let moved = self.q().retry(&[], now).map_err(|x| e(ctx, x))?.moved;
         let mut n = 0;
-        for m in self.model.msgs.iter_mut() {
+        let mut retried = Vec::new();
+        for (i, m) in self.model.msgs.iter_mut().enumerate() {
             if matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
+                // Brought back without its key.
+                retried.push(i);
                 m.state = MState::Ready;
                 m.attempts = 0;
                 // Its TTL counted again from the retry.
                 m.expires = ttl::expiry(now, m.ttl);
                 n += 1;
             }
+        }
+        for i in retried {
+            self.model.release(i, None);
         }
         if moved != n {
             return Err(format!("{ctx}: retry moved {moved}, model {n}"));
@@ -734,12 +828,7 @@ fn run(ops: &[Op]) -> Result<usize, String> {
     for (step, op) in ops.iter().enumerate() {
         let ctx = &format!("step {step} ({op:?})");
         match op.clone() {
-            Op::Push {
-                n,
-                delay,
-                size,
-                ttl,
-            } => w.push(ctx, step, n, delay, size, ttl)?,
+            Op::Push { .. } => w.push(ctx, step, op)?,
             Op::Pop { count, lease, max } => w.pop(ctx, count, lease, max)?,
             Op::Settle { .. } => w.settle(ctx, step, op)?,
             Op::Inspect { pick } => w.inspect(ctx, pick)?,

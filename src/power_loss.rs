@@ -115,10 +115,11 @@ impl Ctx {
         let how = crate::queue::Pushing {
             delay: Duration::ZERO,
             ttl_ms,
+            ..Default::default()
         };
         let q = self.q.as_mut().expect("the queue is open");
-        let (cipher, seqs) = q.push_seqs(&mut it, how, self.seen.now)?;
-        let ids = seqs.into_iter().map(|s| cipher.format(s));
+        let (cipher, placed) = q.push_seqs(&mut it, how, self.seen.now)?;
+        let ids = placed.seqs.into_iter().map(|s| cipher.format(s));
         self.seen.maybe_pushed.clear();
         self.seen.pushed.extend(ids.zip(raw));
         Ok(())

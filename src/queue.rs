@@ -26,11 +26,12 @@ use crate::model::crypt::{self, Key, Sealer};
 use crate::model::failure::Failure;
 use crate::model::ids::Ids;
 use crate::model::ttl;
+use crate::model::unique::{self, UniqueKey};
 use crate::store::{
     Change, Counters, Incoming, MOVE_BATCH, MOVE_BATCH_BYTES, Meta, NewMessage, ReceiptTag, Scan,
     State, Step, Store,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the UNIX epoch: the one clock every command reads.
@@ -109,6 +110,8 @@ pub struct Inspected {
     pub expires_at_ms: Option<u64>,
     /// A dead letter because its TTL passed.
     pub expired: bool,
+    /// Its unique key (the hash stores keep) and window (ms).
+    pub unique: Option<(UniqueKey, u64)>,
     pub last_failure: Option<Failure>,
 }
 
@@ -157,6 +160,9 @@ pub struct Exported {
     pub dead_at_ms: Option<u64>,
     /// Its `--ttl` (ms) and when that ends (or ended); `None`: it has none.
     pub ttl: Option<(u64, u64)>,
+    /// Its unique key and window (ms); `import` pushes it with them, so a
+    /// key the target queue holds is not stored twice.
+    pub unique: Option<(UniqueKey, u64)>,
     /// A dead letter because its TTL passed.
     pub expired: bool,
     pub body: Vec<u8>,
@@ -171,7 +177,46 @@ pub struct Pushing {
     pub delay: Duration,
     /// `--ttl`, as [`ttl::ttl_ms`] keeps it (0: none).
     pub ttl_ms: u64,
+    /// Where each message's unique key comes from.
+    pub keys: Keys,
+    /// `--unique-for`, as [`unique::unique_for_ms`] keeps it (0: none).
+    pub unique_for_ms: u64,
 }
+
+/// Where the unique keys of a push come from (`--key`, `--key-from-line`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keys {
+    /// No keys.
+    #[default]
+    None,
+    /// Every message has this key (so only the first can be stored).
+    One(UniqueKey),
+    /// Each message's body (a line) is its key.
+    FromBody,
+}
+
+/// Where the messages of a push went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placed {
+    /// One seq per message, in order: the message's own, or for one not
+    /// stored because its key was held, the seq of the message holding it.
+    pub seqs: Vec<u64>,
+    /// Positions in `seqs` of the messages not stored (duplicates), in order.
+    pub duplicates: Vec<usize>,
+}
+
+/// What `import` did: an id per message (for one not stored because the
+/// queue held its key, the id of the message holding it) and which were
+/// not stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub ids: Vec<String>,
+    pub duplicates: Vec<usize>,
+}
+
+/// One message for [`Queue::push_sealed`]: its body, times and unique key
+/// and window.
+type Item<'a> = (&'a [u8], Times, Option<(UniqueKey, u64)>);
 
 /// The times a message is pushed with.
 #[derive(Debug, Clone, Copy)]
@@ -439,19 +484,23 @@ impl Queue {
         delay: Duration,
         now: u64,
     ) -> Result<Vec<String>> {
-        let (ids, seqs) = self.push_seqs(bodies, Pushing { delay, ttl_ms: 0 }, now)?;
-        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
+        let how = Pushing {
+            delay,
+            ..Pushing::default()
+        };
+        let (ids, placed) = self.push_seqs(bodies, how, now)?;
+        Ok(placed.seqs.into_iter().map(|s| ids.format(s)).collect())
     }
 
-    /// [`Queue::push`] with a TTL too, giving back the seqs and the cipher
-    /// that makes their ids, for a caller that formats a million ids straight
-    /// into its output.
+    /// [`Queue::push`] with a TTL and unique keys too, giving back where
+    /// each message went and the cipher that makes ids, for a caller that
+    /// formats a million ids straight into its output.
     pub fn push_seqs(
         &mut self,
         bodies: &mut dyn Iterator<Item = &[u8]>,
         how: Pushing,
         now: u64,
-    ) -> Result<(Ids, Vec<u64>)> {
+    ) -> Result<(Ids, Placed)> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
         let not_before = if how.delay.is_zero() {
@@ -465,25 +514,113 @@ impl Queue {
             ttl_ms: how.ttl_ms,
             expires_at_ms: ttl::expiry(now, how.ttl_ms),
         };
-        let seqs = q.push_sealed(&mut bodies.map(|b| (b, times)))?;
-        Ok((q.ids(), seqs))
+        let keyed = how.keys != Keys::None;
+        let window = how.unique_for_ms;
+        let mut failed = None;
+        let mut items = bodies.map_while(|b| {
+            let key = match how.keys {
+                Keys::None => None,
+                Keys::One(k) => Some(k),
+                Keys::FromBody => match unique::key(b, "--key-from-line") {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        failed = Some(e);
+                        return None;
+                    }
+                },
+            };
+            Some((b, times, key.map(|k| (k, window))))
+        });
+        let items: &mut dyn Iterator<Item = Item<'_>> = &mut items;
+        if keyed {
+            // Every key is checked before anything is stored.
+            let all: Vec<Item<'_>> = items.collect();
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            let placed = q.push_sealed(&mut all.into_iter(), true, now)?;
+            return Ok((q.ids(), placed));
+        }
+        let placed = q.push_sealed(items, false, now)?;
+        Ok((q.ids(), placed))
+    }
+
+    /// The seq of the message that holds `key` at `now`, if one does (the
+    /// rules are in [`crate::model::unique`]): a pending message that took
+    /// it (one whose lease ran out on its last attempt, or whose TTL
+    /// passed, is a dead letter already), or an acked one in its window.
+    fn key_holder(&mut self, key: &UniqueKey, now: u64) -> Result<Option<u64>> {
+        let Some(h) = self.store.hold(key)? else {
+            return Ok(None);
+        };
+        let held = if h.free_at_ms == 0 {
+            self.store.get(h.seq)?.is_some_and(|m| {
+                m.pushed_at_ms == h.pushed_at_ms && m.state.is_pending() && !is_dead(&m, now)
+            })
+        } else {
+            now < h.free_at_ms
+        };
+        Ok(held.then_some(h.seq))
     }
 
     /// Pushes `(body, times)` items, each body sealed with the key if the
     /// queue is encrypted (see [`crate::model::crypt`]): the queue's first
     /// push records whether it is; later ones must agree.
-    fn push_sealed(&mut self, items: &mut dyn Iterator<Item = (&[u8], Times)>) -> Result<Vec<u64>> {
+    ///
+    /// With `keyed`, messages whose key is held (by a message of the queue
+    /// or one earlier in `items`) are not stored: the check and the push
+    /// are under one lock (the queue's; PostgreSQL: its row's, taken by
+    /// `prepare_push`), so two pushes never both take a key.
+    fn push_sealed(
+        &mut self,
+        items: &mut dyn Iterator<Item = Item<'_>>,
+        keyed: bool,
+        now: u64,
+    ) -> Result<Placed> {
         self.store.prepare_push()?;
-        let mut sealer = Sealer::new(&self.name, self.key.as_ref());
+        let (name, key) = (self.name.clone(), self.key.clone());
+        let mut sealer = Sealer::new(&name, key.as_ref());
         if self.store.counters().pushed == 0 {
             self.store.set_key_id(sealer.key_id())?;
         } else {
             sealer.agree(self.store.key_id())?;
         }
         let (salt, first) = (self.store.salt(), self.store.next_seq());
+        // Where each keyed message goes: `Some(holder)` for a duplicate.
+        let mut plan: Vec<Option<u64>> = Vec::new();
+        let mut kept: std::vec::IntoIter<Item<'_>>;
+        let items: &mut dyn Iterator<Item = Item<'_>> = if keyed {
+            let all: Vec<Item<'_>> = items.collect();
+            let mut taken: HashMap<UniqueKey, u64> = HashMap::new();
+            let mut next = first;
+            for (_, _, unique) in &all {
+                let holder = match unique {
+                    None => None,
+                    Some((k, _)) => match taken.get(k) {
+                        Some(&s) => Some(s),
+                        None => self.key_holder(k, now)?,
+                    },
+                };
+                if holder.is_none() {
+                    if let Some((k, _)) = unique {
+                        taken.insert(*k, next);
+                    }
+                    next += 1;
+                }
+                plan.push(holder);
+            }
+            let free = all.into_iter().zip(&plan);
+            kept = free
+                .filter_map(|(item, holder)| holder.is_none().then_some(item))
+                .collect::<Vec<_>>()
+                .into_iter();
+            &mut kept
+        } else {
+            items
+        };
         let encrypted = self.key.is_some();
         let mut seq = first;
-        let mut msgs = items.map(|(body, t)| {
+        let mut msgs = items.map(|(body, t, unique)| {
             if encrypted && body.len() as u64 > crate::store::MAX_BODY - crypt::OVERHEAD as u64 {
                 return Err(Error::usage(format!(
                     "message body of {} bytes is larger than the limit of {} bytes for an encrypted queue",
@@ -499,13 +636,32 @@ impl Queue {
                 not_before_ms: t.not_before_ms,
                 ttl_ms: t.ttl_ms,
                 expires_at_ms: t.expires_at_ms,
+                unique,
             })
         });
-        let seqs = self.store.push(&mut msgs)?;
+        let stored = self.store.push(&mut msgs)?;
+        drop(msgs);
         if encrypted {
-            sealed_for(&self.name, &seqs, first)?;
+            sealed_for(&self.name, &stored, first)?;
         }
-        Ok(seqs)
+        if plan.is_empty() {
+            return Ok(Placed {
+                seqs: stored,
+                duplicates: Vec::new(),
+            });
+        }
+        let mut placed = Placed::default();
+        let mut mine = stored.into_iter();
+        for (i, holder) in plan.into_iter().enumerate() {
+            match holder {
+                Some(s) => {
+                    placed.duplicates.push(i);
+                    placed.seqs.push(s);
+                }
+                None => placed.seqs.extend(mine.next()),
+            }
+        }
+        Ok(placed)
     }
 
     /// For `fsck`: opens every body still held in an encrypted queue with the
@@ -773,7 +929,9 @@ impl Queue {
         };
         let state = shown_state(&m, now);
         let last_failure = q.store.failure(seq)?;
+        let unique = if m.keyed { q.store.unique(&m)? } else { None };
         Ok(Some(Inspected {
+            unique,
             id: q.ids().format(seq),
             state: state.to_string(),
             attempts: m.attempts,
@@ -840,7 +998,11 @@ impl Queue {
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        q.settle(receipts, now, None, |m| m.moved(State::Acked))
+        // A keyed message keeps when it was acked: its key's window starts then.
+        q.settle(receipts, now, None, |m| Meta {
+            until_ms: if m.keyed { now } else { 0 },
+            ..m.moved(State::Acked)
+        })
     }
 
     /// Gives leased messages back, each after the delay `retry` gives for
@@ -919,7 +1081,18 @@ impl Queue {
     pub fn retry(&mut self, ids: &[String], now: u64) -> Result<Retried> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        let (dead, missing) = q.dead_letters(ids, now)?;
+        let (mut dead, missing) = q.dead_letters(ids, now)?;
+        // A keyed one that is a dead letter only by the clock (its last
+        // lease ran out, its TTL passed) is made one first, so that it
+        // lets go of its key as every dead letter does: `retry` brings a
+        // message back without its key (crate::model::unique).
+        let mut made = Vec::new();
+        for m in dead.iter_mut().filter(|m| m.keyed && m.state.is_pending()) {
+            let new = made_dead(m, standing(m, now));
+            made.push(Change { old: m.state, new });
+            *m = new;
+        }
+        q.store.commit(&made)?;
         let mut changes = Vec::with_capacity(dead.len());
         for m in &dead {
             let (_, expires_at_ms) = q.ttl_again(m, now)?;
@@ -1069,6 +1242,8 @@ impl Queue {
                         not_before_ms: 0,
                         ttl_ms,
                         expires_at_ms,
+                        // A key belongs to its queue: it does not move.
+                        unique: None,
                     },
                     failure: q.store.failure(m.seq)?,
                 });
@@ -1149,6 +1324,7 @@ impl Queue {
                 dead_at_ms: dead_since(&m, now),
                 ttl,
                 expired: is_expired(&m, now),
+                unique: if m.keyed { q.store.unique(&m)? } else { None },
                 body,
                 last_failure,
             });
@@ -1165,7 +1341,7 @@ impl Queue {
     /// attempts (expired ones expired), the rest ready (a lease does not
     /// survive an export); each keeps its last failure and its TTL, which
     /// ends when it did. Returns the new ids.
-    pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Vec<String>> {
+    pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Imported> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
         let plan: Vec<(String, u32, u64, bool)> = msgs
@@ -1187,18 +1363,33 @@ impl Queue {
                 ttl_ms,
                 expires_at_ms,
             };
-            (&m.body[..], times)
+            (&m.body[..], times, m.unique)
         });
-        let seqs = q.push_sealed(&mut news)?;
-        let failures: Vec<(u64, Failure)> = seqs
+        let keyed = msgs.iter().any(|m| m.unique.is_some());
+        let placed = q.push_sealed(&mut news, keyed, now)?;
+        // Those whose key the queue held were not stored: nothing more of them.
+        let stored: Vec<Option<u64>> = {
+            let mut dup = placed.duplicates.iter().peekable();
+            (0..placed.seqs.len())
+                .map(|i| match dup.peek() {
+                    Some(&&d) if d == i => {
+                        dup.next();
+                        None
+                    }
+                    _ => Some(placed.seqs[i]),
+                })
+                .collect()
+        };
+        let failures: Vec<(u64, Failure)> = stored
             .iter()
             .zip(&msgs)
-            .filter_map(|(seq, m)| Some((*seq, m.last_failure.clone()?)))
+            .filter_map(|(seq, m)| Some(((*seq)?, m.last_failure.clone()?)))
             .collect();
         q.store.record_failures(&failures)?;
         let mut changes = Vec::new();
-        for (seq, (state, attempts, dead_at, expired)) in seqs.iter().zip(&plan) {
+        for (seq, (state, attempts, dead_at, expired)) in stored.iter().zip(&plan) {
             if state == "dead"
+                && let Some(seq) = seq
                 && let Some(m) = q.store.get(*seq)?
             {
                 changes.push(Change {
@@ -1218,7 +1409,10 @@ impl Queue {
         }
         q.store.commit(&changes)?;
         let ids = q.ids();
-        Ok(seqs.into_iter().map(|s| ids.format(s)).collect())
+        Ok(Imported {
+            ids: placed.seqs.into_iter().map(|s| ids.format(s)).collect(),
+            duplicates: placed.duplicates,
+        })
     }
 
     /// The queue's figures at time `now`. Counters come from the index;
@@ -1321,6 +1515,7 @@ mod tests {
             len: 0,
             loc: Default::default(),
             expires_at_ms: 0,
+            keyed: false,
         }
     }
 

@@ -232,6 +232,7 @@ fn check_record_at(buf: &[u8]) {
                 not_before_ms: h.not_before_ms,
                 ttl_ms: h.ttl_ms,
                 expires_at_ms: h.expires_at_ms,
+                unique: h.unique,
             };
             record::encode_fields(f, body, &mut again);
             assert_eq!(again.len() as u64, h.record_len());
@@ -358,14 +359,23 @@ fn build_records(rest: &[u8]) -> Vec<u8> {
                 let not_before = u64::from(c.u8());
                 let n = usize::from(c.u8());
                 let body = c.bytes(n).to_vec();
-                // Long records (with a TTL) as well as short ones.
+                // Long records (with a TTL) and keyed ones as well as short ones.
                 let ttl_ms = u64::from(c.u8() % 3) * 1000 * u64::from(c.u8());
+                let unique = c.u8().is_multiple_of(3).then(|| {
+                    let key = spoolmq::model::unique::UniqueKey(c.le());
+                    (key, u64::from(c.u16()) * 1000)
+                });
                 let f = record::Fields {
                     seq,
                     pushed_at_ms: 1_700_000_000_000,
                     not_before_ms: not_before,
                     ttl_ms,
-                    expires_at_ms: u64::from(c.u32()) * 1000,
+                    expires_at_ms: if ttl_ms > 0 {
+                        u64::from(c.u32()) * 1000
+                    } else {
+                        0
+                    },
+                    unique,
                 };
                 record::encode_fields(f, &body, &mut b);
             }
@@ -577,6 +587,7 @@ fn meta(c: &mut Cursor) -> Meta {
             long: false,
         },
         expires_at_ms: 0,
+        keyed: false,
     };
     // The long layout: a segment less than 2^32 seqs back, an expiry in
     // whole seconds.
@@ -584,6 +595,8 @@ fn meta(c: &mut Cursor) -> Meta {
         m.loc.long = true;
         m.loc.segment = m.seq.saturating_sub(u64::from(c.u32()));
         m.expires_at_ms = u64::from(c.u32()) * 1000;
+        // A keyed record's slot (layout 3).
+        m.keyed = c.u8() % 2 == 1;
     }
     m
 }

@@ -12,7 +12,7 @@ use crate::model::ids::Ids;
 use crate::model::input;
 use crate::ops::exec::{self, ExecRequest, PopRequest};
 use crate::ops::{fsck, ingest};
-use crate::queue::{Queue, now_ms};
+use crate::queue::{Placed, Queue, now_ms};
 use crate::spool::StoreKind;
 use crate::store::Step;
 use crate::{Spool, spool};
@@ -473,6 +473,22 @@ fn cmd_push(
     json: bool,
     out: &mut impl Write,
 ) -> std::result::Result<(), Failure> {
+    use crate::model::unique;
+    use crate::queue::Keys;
+    let keys = match (&a.key, a.key_from_line) {
+        (Some(k), _) => {
+            use std::os::unix::ffi::OsStrExt;
+            Keys::One(unique::key(k.as_bytes(), "--key")?)
+        }
+        (None, true) => Keys::FromBody,
+        (None, false) => Keys::None,
+    };
+    if a.key_from_line && !a.lines {
+        return Err(Error::usage("--key-from-line needs --lines").into());
+    }
+    if a.unique_for.is_some() && keys == Keys::None {
+        return Err(Error::usage("--unique-for needs --key or --key-from-line").into());
+    }
     let how = crate::queue::Pushing {
         delay: a.delay.unwrap_or(Duration::ZERO),
         ttl_ms: a
@@ -480,16 +496,42 @@ fn cmd_push(
             .map(crate::model::ttl::ttl_ms)
             .transpose()?
             .unwrap_or(0),
+        keys,
+        unique_for_ms: a
+            .unique_for
+            .map(unique::unique_for_ms)
+            .transpose()?
+            .unwrap_or(0),
     };
-    // Prints the ids of the messages `seqs` and flushes them, so that
-    // a slow producer's batches show their ids as each is stored.
-    let mut print = |ids: &Ids, seqs: &[u64]| -> Result<()> {
-        let written = seqs
+    // Messages not stored because their key was held: how many, out of
+    // how many, and the first one's id (its holder's), for stderr.
+    let mut held: (u64, u64, Option<String>) = (0, 0, None);
+    // Prints the ids of the messages placed and flushes them, so that a
+    // slow producer's batches show their ids as each is stored. A
+    // duplicate's id is its key's holder's, marked in JSON (else counted
+    // for one line on stderr at the end).
+    let mut print = |ids: &Ids, placed: &Placed| -> Result<()> {
+        held.0 += placed.duplicates.len() as u64;
+        held.1 += placed.seqs.len() as u64;
+        if let (None, Some(&i)) = (&held.2, placed.duplicates.first()) {
+            held.2 = Some(ids.format(placed.seqs[i]));
+        }
+        let mut dups = placed.duplicates.iter().peekable();
+        let written = placed
+            .seqs
             .iter()
-            .try_for_each(|&seq| {
+            .enumerate()
+            .try_for_each(|(i, &seq)| {
                 let id = ids.format_into(seq);
+                let dup = dups.next_if_eq(&&i).is_some();
                 if json {
-                    writeln!(out, "{}", output::id_json(&String::from_utf8_lossy(&id)))
+                    let id = String::from_utf8_lossy(&id);
+                    let line = if dup {
+                        output::duplicate_json(&id)
+                    } else {
+                        output::id_json(&id)
+                    };
+                    writeln!(out, "{line}")
                 } else {
                     out.write_all(&id).and_then(|_| out.write_all(b"\n"))
                 }
@@ -506,9 +548,9 @@ fn cmd_push(
         let stdin = std::io::stdin();
         // A progress line on stderr, only for a person watching.
         let bar = progress("pushed {pos} messages {spinner}");
-        let mut print_and_count = |ids: &Ids, seqs: &[u64]| -> Result<()> {
-            bar.inc(seqs.len() as u64);
-            print(ids, seqs)
+        let mut print_and_count = |ids: &Ids, placed: &Placed| -> Result<()> {
+            bar.inc(placed.seqs.len() as u64);
+            print(ids, placed)
         };
         ingest::push_lines(spool, &a.queue, stdin, how, &mut print_and_count)?;
         bar.finish_and_clear();
@@ -526,8 +568,20 @@ fn cmd_push(
             .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
         let r = q.push_seqs(&mut bodies.iter().map(Vec::as_slice), how, now_ms());
         drop(q);
-        let (ids, seqs) = r?;
-        print(&ids, &seqs)?;
+        let (ids, placed) = r?;
+        print(&ids, &placed)?;
+    }
+    match held {
+        _ if json => {}
+        (1, 1, Some(id)) => warn(format!(
+            "{}: its key is held by {id}: nothing stored (its id is printed)",
+            a.queue
+        )),
+        (n, total, Some(id)) if n > 0 => warn(format!(
+            "{}: {n} of {total} messages not stored: their key is held (the holders' ids are printed in their place; the first is {id})",
+            a.queue
+        )),
+        _ => {}
     }
     Ok(())
 }
@@ -904,11 +958,26 @@ fn cmd_import(
     let mut q = spool
         .open_queue(&a.queue, true)?
         .ok_or_else(|| Error::NoSuchQueue(a.queue.clone()))?;
-    let ids = q.import(msgs, now_ms())?;
+    let done = q.import(msgs, now_ms())?;
+    drop(q);
+    let n = (done.ids.len() - done.duplicates.len()) as u64;
+    if !done.duplicates.is_empty() {
+        warn(format!(
+            "{}: {} message{} not imported: the queue holds {} key already",
+            a.queue,
+            done.duplicates.len(),
+            if done.duplicates.len() == 1 { "" } else { "s" },
+            if done.duplicates.len() == 1 {
+                "its"
+            } else {
+                "their"
+            },
+        ));
+    }
     if json {
-        writeln!(out, "{}", output::count_json("imported", ids.len() as u64))?;
+        writeln!(out, "{}", output::count_json("imported", n))?;
     } else {
-        writeln!(out, "{}", ids.len())?;
+        writeln!(out, "{n}")?;
     }
     Ok(())
 }

@@ -73,7 +73,9 @@ pub enum Command {
         after_help = "Examples:\n  spoolmq push jobs 'resize img1.png' 'resize img2.png'\n  \
                             find . -name '*.log' | spoolmq push logs --lines\n  \
                             spoolmq push reminders --delay 1h < note.txt\n  \
-                            spoolmq push alerts --ttl 10m 'disk almost full'"
+                            spoolmq push alerts --ttl 10m 'disk almost full'\n  \
+                            spoolmq push reports --key report-2026-12-01 'build report 2026-12-01'\n  \
+                            ls /srv/inbox | spoolmq push files --lines --key-from-line --unique-for 1h"
     )]
     Push(Lazy<PushArgs>),
     /// Lease ready messages, oldest first
@@ -321,6 +323,19 @@ pub struct PushArgs {
     /// but kept as a dead letter marked expired (whole seconds, rounded up)
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub ttl: Option<Duration>,
+    /// A unique key (up to 256 bytes): while a message with this key is
+    /// ready, delayed or leased, a push with it stores nothing and prints
+    /// that message's id (exit 0; stderr says so, --json adds
+    /// "duplicate": true)
+    #[arg(long, value_name = "KEY", conflicts_with = "key_from_line")]
+    pub key: Option<OsString>,
+    /// With --lines: each line is also its own unique key
+    #[arg(long)]
+    pub key_from_line: bool,
+    /// Hold the key for DUR after its message is acked too (whole seconds,
+    /// rounded up), so work done a moment ago is not queued again
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub unique_for: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

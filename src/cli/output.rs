@@ -401,6 +401,10 @@ pub fn inspected_json(m: &Inspected) -> String {
     if m.expired {
         o.insert("expired".into(), json!(true));
     }
+    if let Some((key, window)) = m.unique {
+        o.insert("key_hash".into(), json!(key.hex()));
+        o.insert("unique_for_ms".into(), json!(window));
+    }
     o.insert("bytes".into(), json!(m.len));
     o.insert(
         "last_failure".into(),
@@ -452,6 +456,14 @@ pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
         };
         line("expires:", format!("{t} ({when})"));
     }
+    if let Some((key, window)) = m.unique {
+        let held = if window > 0 {
+            format!(", held {} after its ack", human_age(window))
+        } else {
+            String::new()
+        };
+        line("key hash:", format!("{}{held}", key.hex()));
+    }
     line("bytes:", m.len.to_string());
     match &m.last_failure {
         None => line("last failure:", "none".into()),
@@ -496,6 +508,10 @@ pub fn write_exported_json<W: Write + ?Sized>(
     }
     if m.expired {
         members.push(("expired", json!(true)));
+    }
+    if let Some((key, window)) = m.unique {
+        members.push(("key_hash", json!(key.hex())));
+        members.push(("unique_for_ms", json!(window)));
     }
     if let Some(f) = &m.last_failure {
         members.push(("last_failure", failure_value(f)));
@@ -580,6 +596,20 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         Some(Value::Bool(true)) => return Err("expired: only a dead letter is expired".into()),
         Some(x) => return Err(format!("expired: {x} is not true or false")),
     };
+    // A unique key, as its hash (what every store keeps), and its window.
+    let unique = match v.get("key_hash") {
+        None | Some(Value::Null) => None,
+        Some(h) => {
+            let key = h
+                .as_str()
+                .and_then(crate::model::unique::UniqueKey::from_hex)
+                .ok_or_else(|| format!("key_hash: {h} is not 32 hex digits"))?;
+            let max = crate::model::unique::MAX_UNIQUE_FOR_MS;
+            let rule = "whole milliseconds up to 4294967295000";
+            let window = whole("unique_for_ms", max, rule)?.unwrap_or(0);
+            Some((key, crate::model::ttl::whole_second(window)))
+        }
+    };
     // Exports made before failures were kept have no such field.
     let last_failure = match v.get("last_failure") {
         None | Some(Value::Null) => None,
@@ -598,6 +628,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         dead_at_ms,
         ttl,
         expired,
+        unique,
         body,
         last_failure,
     })
@@ -605,6 +636,11 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
 
 pub fn id_json(id: &str) -> String {
     json!({ "id": id }).to_string()
+}
+
+/// `push --json` of a message not stored: its key's holder's id.
+pub fn duplicate_json(id: &str) -> String {
+    json!({ "id": id, "duplicate": true }).to_string()
 }
 
 pub fn queue_json(name: &str) -> String {
@@ -939,6 +975,7 @@ mod tests {
             ready_at_ms: Some(9),
             ttl: None,
             expired: false,
+            unique: None,
             body: b"\xff\x00".to_vec(),
             last_failure: None,
         };

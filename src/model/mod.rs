@@ -9,3 +9,4 @@ pub mod failure;
 pub mod ids;
 pub mod input;
 pub mod ttl;
+pub mod unique;

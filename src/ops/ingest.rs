@@ -16,7 +16,7 @@
 
 use crate::base::error::{Error, Result};
 use crate::model::ids::Ids;
-use crate::queue::{Pushing, now_ms};
+use crate::queue::{Placed, Pushing, now_ms};
 use crate::spool::Spool;
 use std::io::Read;
 use std::path::Path;
@@ -133,12 +133,12 @@ fn without_cr(data: &[u8], start: usize, end: usize) -> (usize, usize) {
 }
 
 /// What the pushing thread of [`push_lines`] hands back, in order: a
-/// durable batch, its seqs, and the cipher that makes their ids. (The
+/// durable batch, where each message went, and the cipher that makes their ids. (The
 /// queue's notices go straight to the spool's sink.)
-struct Pushed(Ids, Vec<u64>);
+struct Pushed(Ids, Placed);
 
 /// Pushes each line of `input` (newline, and a `\r` before it, stripped) as
-/// one message. `on_ids` gets each batch once it is durable, as seqs and
+/// one message. `on_ids` gets each batch once it is durable, as where each message went and
 /// the cipher that turns them into ids ([`Ids::format_into`]).
 ///
 /// Three threads share the work: one reads and splits the input, one pushes
@@ -149,7 +149,7 @@ pub fn push_lines(
     queue: &str,
     input: impl Read + Send + 'static,
     how: Pushing,
-    on_ids: &mut dyn FnMut(&Ids, &[u64]) -> Result<()>,
+    on_ids: &mut dyn FnMut(&Ids, &Placed) -> Result<()>,
 ) -> Result<u64> {
     keep_freed_memory();
     let (tx, rx) = mpsc::sync_channel::<Result<Chunk>>(CHANNEL_CHUNKS);
@@ -162,9 +162,9 @@ pub fn push_lines(
         let stop = &stop;
         let pusher = scope.spawn(move || push_batches(spool, queue, &rx, how, &done_tx, stop));
         let mut total = 0u64;
-        for Pushed(ids, seqs) in done_rx {
-            total += seqs.len() as u64;
-            if let Err(e) = on_ids(&ids, &seqs) {
+        for Pushed(ids, placed) in done_rx {
+            total += placed.seqs.len() as u64;
+            if let Err(e) = on_ids(&ids, &placed) {
                 stop.store(true, Ordering::Relaxed);
                 return Err(e);
             }

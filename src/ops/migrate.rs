@@ -63,7 +63,10 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
         })?;
         let (salt, next_seq, counters) = (src.salt(), src.next_seq(), src.counters());
         let key_id = src.key_id();
-        let mut body = |m: &Meta| -> Result<crate::store::BodyAndTtl> {
+        // Every hold, those of acked messages still in their window too.
+        let mut holds = Vec::new();
+        src.holds(&mut |k, h| holds.push((*k, *h)))?;
+        let mut body = |m: &Meta| -> Result<crate::store::Restored> {
             let body = src.body(m).map_err(|e| match e {
                 Error::Corrupt { path, detail } => Error::Runtime(format!(
                     "{}: {detail}: run `spoolmq fsck --repair {name}` first; nothing was changed",
@@ -76,7 +79,12 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
             } else {
                 0
             };
-            Ok((body, ttl))
+            let unique = if m.keyed { src.unique(m)? } else { None };
+            Ok(crate::store::Restored {
+                body,
+                ttl_ms: ttl,
+                unique,
+            })
         };
         let mut dst = to.open_store(&name, true, false)?.ok_or_else(|| {
             Error::Runtime(format!("{}: cannot create queue {name}", to.root.display()))
@@ -84,7 +92,7 @@ fn copy_spool(from: &Spool, to: &Spool, report: &mut Report) -> Result<()> {
         // Bodies are copied as stored: an encrypted queue stays encrypted
         // with the same key, and needs no key to be moved.
         dst.set_key_id(key_id)?;
-        dst.restore(salt, next_seq, counters, &metas, &mut body)?;
+        dst.restore(salt, next_seq, counters, &metas, &mut body, &holds)?;
         // Each message's last failure, then committed (PostgreSQL keeps
         // them in the transaction until a commit).
         let mut failures = Vec::new();

@@ -659,10 +659,13 @@ impl Spool {
 /// The first field of a store record in the versioned form.
 const RECORD_MAGIC: &str = "spoolmq-store";
 /// The version of the store record this build writes. Version 2 says the
-/// spool may hold what only this release reads (long records and version 2
-/// index headers of the fs store, sqlite schema 5): a release that knows
-/// only version 1 refuses the spool instead of taking them for damage.
-pub const RECORD_VERSION: u32 = 2;
+/// spool may hold what only releases from the one with `--ttl` read (long
+/// records and version 2 index headers of the fs store, sqlite schema 5);
+/// version 3, what only releases from the one with unique keys read
+/// (keyed records, slots of layout 3 and the holds file of the fs store,
+/// sqlite schema 6): a release that knows an older version refuses the
+/// spool instead of taking them for damage.
+pub const RECORD_VERSION: u32 = 3;
 /// The longest `.store` read: anything longer is damaged.
 const RECORD_MAX: usize = 256;
 

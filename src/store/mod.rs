@@ -19,6 +19,7 @@ pub(crate) mod sqlite;
 use crate::base::error::Result;
 use crate::model::crypt::KeyId;
 use crate::model::failure::Failure;
+pub use crate::model::unique::{Hold, UniqueKey};
 use std::borrow::Cow;
 use std::path::PathBuf;
 
@@ -117,6 +118,10 @@ pub struct Meta {
     /// When its `--ttl` ends (a whole second, in ms since the epoch; 0: it
     /// has none). Expired: when it expired.
     pub expires_at_ms: u64,
+    /// It was pushed with a unique key (`push --key`): the store keeps the
+    /// key and its window with it ([`Store::unique`]). Acked: `until_ms`
+    /// is when it was acked, which starts its window.
+    pub keyed: bool,
 }
 
 impl Meta {
@@ -162,6 +167,11 @@ pub struct NewMessage<'a> {
     /// When the TTL ends: [`crate::model::ttl::expiry`] of the push (or the
     /// retry that brought it back), 0 with no TTL.
     pub expires_at_ms: u64,
+    /// Its unique key and `--unique-for` window (ms), if it has one: the
+    /// store keeps both with the message and makes it the key's
+    /// [`Hold`], replacing the key's hold of an earlier message (the queue
+    /// pushes a keyed message only once the key is free).
+    pub unique: Option<(UniqueKey, u64)>,
 }
 
 impl NewMessage<'_> {
@@ -189,6 +199,7 @@ impl NewMessage<'_> {
             } else {
                 0
             },
+            keyed: self.unique.is_some(),
         }
     }
 
@@ -360,9 +371,29 @@ pub fn failures_at(seqs: &[u64], failures: Vec<(usize, Failure)>) -> Vec<(u64, F
         .collect()
 }
 
-/// A message's body as the store keeps it and its `--ttl` in ms (0: none):
-/// what [`Store::restore`] asks for each message.
-pub type BodyAndTtl = (Vec<u8>, u64);
+/// What [`Store::restore`] asks for each message: its body as the store
+/// keeps it, its `--ttl` in ms (0: none) and its unique key and window.
+pub struct Restored {
+    pub body: Vec<u8>,
+    pub ttl_ms: u64,
+    pub unique: Option<(UniqueKey, u64)>,
+}
+
+/// Whether a change lets go of a key's hold: a keyed message that was
+/// pending is done (acked, dead, expired, purged, corrupt). A store then
+/// sets the hold's `free_at_ms` to [`crate::model::unique::free_at`] (of the ack time for an
+/// ack), if the hold is still this message's and still live (`free_at_ms`
+/// 0): a message brought back by `retry` holds no key.
+pub fn releases(c: &Change) -> bool {
+    c.new.keyed && c.old.is_pending() && !c.new.state.is_pending()
+}
+
+/// The `free_at_ms` a change that [`releases`] a hold of window
+/// `window_ms` gives it.
+pub fn released_at(c: &Change, window_ms: u64) -> u64 {
+    let acked = (c.new.state == State::Acked).then_some(c.new.until_ms);
+    crate::model::unique::free_at(acked, window_ms)
+}
 
 /// Storage for one queue, held under the queue's lock.
 pub trait Store {
@@ -417,15 +448,18 @@ pub trait Store {
     /// Takes over another store's queue as it is, for `migrate`: `metas` (in
     /// seq order, bodies fetched by `body`) keep their seq, and so their id
     /// (made from the salt and seq), state, attempts, receipt and deadline; the queue gets
-    /// `salt`, `next_seq` and `counters`. `body` gives each message's body
-    /// and TTL (ms). Only into a new queue; durable on return.
+    /// `salt`, `next_seq` and `counters`. `body` gives each message's body,
+    /// TTL (ms) and unique key; the queue's key holds are `holds`
+    /// (those of acked messages whose window is not over included). Only
+    /// into a new queue; durable on return.
     fn restore(
         &mut self,
         salt: u64,
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<BodyAndTtl>,
+        body: &mut dyn FnMut(&Meta) -> Result<Restored>,
+        holds: &[(UniqueKey, Hold)],
     ) -> Result<()>;
 
     /// Keeps `failure` as the last failure of each message `seq` named
@@ -442,6 +476,18 @@ pub trait Store {
     /// The `--ttl` message `m` was pushed with, in ms (0: none), for `retry`
     /// to count it again. Read only for a message with a TTL.
     fn ttl_ms(&mut self, m: &Meta) -> Result<u64>;
+
+    /// The hold of unique key `key`, if the store has one (a hold whose
+    /// key is long free may have been dropped). Read under the lock that
+    /// the next `push` holds, so the check and the insert are one step.
+    fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>>;
+
+    /// The unique key and window (ms) message `m` was pushed with. Read
+    /// only for a keyed message.
+    fn unique(&mut self, m: &Meta) -> Result<Option<(UniqueKey, u64)>>;
+
+    /// Visits every hold the store keeps, for `migrate`.
+    fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()>;
 
     /// Lets go of what reads since the last commit locked (PostgreSQL: the
     /// rows a scan read `FOR UPDATE`), before a long operation that locks

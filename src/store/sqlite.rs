@@ -26,7 +26,15 @@
 //!           code, text TEXT, stderr BLOB: the last failure of a message
 //!           (crate::model::failure; kind, code, text as How::parts),
 //!           replaced by each failure and deleted with the message
-//! PRAGMA user_version = schema version: 5. Version 4 had no `expired`,
+//! holds     queue, key BLOB(16) (PRIMARY KEY (queue, key)), seq, pushed_at,
+//!           unique_for (ms), free_at (ms; 0 while the message is pending):
+//!           the hold of each unique key (crate::model::unique), made by the
+//!           push of its message, given its `free_at` when the message is
+//!           done, deleted by a later keyed push once `free_at` has passed
+//!           (index holds_free ON (queue, free_at) WHERE free_at > 0)
+//! PRAGMA user_version = schema version: 6. Version 5 had no `holds`, nor
+//!           `messages.unique_key` (BLOB(16), NULL: none) and
+//!           `messages.unique_for` (added by ALTER TABLE). Version 4 had no `expired`,
 //!           `expires_at` and `ttl_ms` (added with their defaults, 0, by
 //!           ALTER TABLE, which rewrites no row); version 3 had no `failures`;
 //!           version 2 kept the body in the message's row (column `body`,
@@ -74,8 +82,8 @@ use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
 use crate::store::fs::segment::sync_dir;
 use crate::store::{
-    Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
-    failures_at, no_target, split_incoming,
+    Change, Counters, Hold, Incoming, Loc, Meta, NewMessage, Restored, Scan, State, Step, Store,
+    Target, UniqueKey, failures_at, no_target, split_incoming,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -86,8 +94,8 @@ pub const DB_FILE: &str = ".spool.db";
 /// Written (one byte, never synced) after each commit that may make a
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
-/// The schema this build writes (it reads 1 to 5).
-const SCHEMA_VERSION: i64 = 5;
+/// The schema this build writes (it reads 1 to 6).
+const SCHEMA_VERSION: i64 = 6;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -158,6 +166,23 @@ ALTER TABLE messages ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE queues ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// From schema 5 to 6 (and the last step of a new database): unique keys.
+/// The new columns come with their defaults (NULL, 0): no row is rewritten.
+const SCHEMA_6: &str = "
+ALTER TABLE messages ADD COLUMN unique_key BLOB;
+ALTER TABLE messages ADD COLUMN unique_for INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE holds (
+    queue TEXT NOT NULL,
+    key BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    pushed_at INTEGER NOT NULL,
+    unique_for INTEGER NOT NULL,
+    free_at INTEGER NOT NULL,
+    PRIMARY KEY (queue, key)
+) WITHOUT ROWID;
+CREATE INDEX holds_free ON holds (queue, free_at) WHERE free_at > 0;
+";
+
 /// From schema 1 to 2: the key ids of encrypted queues.
 const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
 
@@ -211,11 +236,22 @@ impl Layout {
         self.version >= 5
     }
 
-    /// The columns [`meta_of`] reads: [`META_COLUMNS`] and the expiry (0
-    /// before schema 5).
+    /// Whether messages have `unique_key` and `unique_for`, and `holds`
+    /// exists (schema 6 on).
+    fn has_unique(self) -> bool {
+        self.version >= 6
+    }
+
+    /// The columns [`meta_of`] reads: [`META_COLUMNS`], the expiry (0
+    /// before schema 5) and whether it is keyed (0 before schema 6).
     fn meta_columns(self) -> String {
         let expires = if self.has_expiry() { "expires_at" } else { "0" };
-        format!("{META_COLUMNS}, {expires}")
+        let keyed = if self.has_unique() {
+            "unique_key IS NOT NULL"
+        } else {
+            "0"
+        };
+        format!("{META_COLUMNS}, {expires}, {keyed}")
     }
 
     /// The row of message (?1, ?2) and its body's place: (the row of the
@@ -259,7 +295,7 @@ impl Layout {
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 /// How many columns [`Layout::meta_columns`] names: where the columns after
 /// them start.
-const META_LEN: usize = 9;
+const META_LEN: usize = 10;
 
 /// The database file of the spool at `root`.
 pub fn db_path(root: &Path) -> PathBuf {
@@ -429,6 +465,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
     if again == 0 {
         tx.execute_batch(SCHEMA).sql("create the schema", path)?;
         tx.execute_batch(SCHEMA_5).sql("create the schema", path)?;
+        tx.execute_batch(SCHEMA_6).sql("create the schema", path)?;
     } else {
         if again < 2 {
             tx.execute_batch(SCHEMA_2).sql("update the schema", path)?;
@@ -445,6 +482,9 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if again < 5 {
             tx.execute_batch(SCHEMA_5).sql("update the schema", path)?;
+        }
+        if again < 6 {
+            tx.execute_batch(SCHEMA_6).sql("update the schema", path)?;
         }
     }
     if again < SCHEMA_VERSION {
@@ -485,7 +525,9 @@ fn harden(conn: &Connection, path: &Path) -> Result<()> {
 
 /// The objects the schema defines (type, name); SQLite's own (`sqlite_*`,
 /// such as the indexes of primary keys) come on top.
-const KNOWN_OBJECTS: [(&str, &str); 6] = [
+const KNOWN_OBJECTS: [(&str, &str); 8] = [
+    ("table", "holds"),
+    ("index", "holds_free"),
     ("table", "queues"),
     ("table", "failures"),
     ("table", "messages"),
@@ -691,6 +733,8 @@ pub fn remove_queue(root: &Path, name: &str) -> Result<()> {
         .sql("remove a queue", &path)?;
     tx.execute("DELETE FROM failures WHERE queue = ?1", [name])
         .sql("remove a queue", &path)?;
+    tx.execute("DELETE FROM holds WHERE queue = ?1", [name])
+        .sql("remove a queue", &path)?;
     tx.execute("DELETE FROM queues WHERE name = ?1", [name])
         .sql("remove a queue", &path)?;
     tx.commit().sql("remove a queue", &path)
@@ -741,6 +785,7 @@ fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Meta, u8)> {
         len: r.get(7)?,
         loc: Loc::default(),
         expires_at_ms: r.get::<_, i64>(8)? as u64,
+        keyed: r.get(9)?,
     };
     // A row that does not decode is reported as corrupt by the caller.
     let bad = u8::from(State::from_u8(state).is_none() || !ok);
@@ -934,14 +979,15 @@ fn insert(
     m: &Meta,
     body: &[u8],
     ttl_ms: u64,
+    unique: Option<(UniqueKey, u64)>,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO bodies (body) VALUES (?1)")?
         .execute([body])?;
     let body_id = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, crc, body_id,
-           expires_at, ttl_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+           expires_at, ttl_ms, unique_key, unique_for)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         q.queue,
@@ -956,8 +1002,58 @@ fn insert(
         crc32fast::hash(body),
         body_id,
         m.expires_at_ms as i64,
-        ttl_ms as i64
+        ttl_ms as i64,
+        unique.map(|(k, _)| k.0),
+        unique.map_or(0, |(_, w)| w as i64)
     ])?;
+    Ok(())
+}
+
+/// Makes `hold` the hold of `key` in `queue`, replacing any.
+fn put_hold(
+    tx: &rusqlite::Transaction<'_>,
+    queue: &str,
+    key: &UniqueKey,
+    hold: &Hold,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO holds (queue, key, seq, pushed_at, unique_for, free_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        queue,
+        &key.0[..],
+        hold.seq as i64,
+        hold.pushed_at_ms as i64,
+        hold.unique_for_ms as i64,
+        hold.free_at_ms as i64
+    ])?;
+    Ok(())
+}
+
+/// Lets go of the hold of the keyed message of change `c`, if it is
+/// still that message's and live ([`crate::store::releases`]): before its
+/// row is deleted, which holds its key.
+fn release(tx: &rusqlite::Transaction<'_>, queue: &str, c: &Change) -> rusqlite::Result<()> {
+    let row: Option<(Vec<u8>, i64)> = tx
+        .prepare_cached(
+            "SELECT unique_key, unique_for FROM messages WHERE queue = ?1 AND seq = ?2",
+        )?
+        .query_row(params![queue, c.new.seq as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((key, window)) = row {
+        tx.prepare_cached(
+            "UPDATE holds SET free_at = ?4 WHERE queue = ?1 AND key = ?2 AND seq = ?3 AND free_at = 0",
+        )?
+        .execute(params![
+            queue,
+            key,
+            c.new.seq as i64,
+            crate::store::released_at(c, window as u64) as i64
+        ])?;
+    }
     Ok(())
 }
 
@@ -984,12 +1080,32 @@ impl QueueRow {
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
     ) -> Result<Vec<u64>> {
         let mut seqs = Vec::new();
+        let mut swept = false;
         for msg in msgs {
             let msg = msg?;
             msg.check_size()?;
             let seq = self.next_seq;
             let m = msg.meta(seq, Loc::default());
-            insert(tx, self, &m, &msg.body, msg.ttl_ms).sql("push", &self.path)?;
+            insert(tx, self, &m, &msg.body, msg.ttl_ms, msg.unique).sql("push", &self.path)?;
+            if let Some((key, window)) = msg.unique {
+                if !swept {
+                    // Holds whose key is free for good go, so the table
+                    // holds no more than the keys still held.
+                    tx.prepare_cached(
+                        "DELETE FROM holds WHERE queue = ?1 AND free_at > 0 AND free_at <= ?2",
+                    )
+                    .and_then(|mut d| d.execute(params![self.queue, m.pushed_at_ms as i64]))
+                    .sql("push", &self.path)?;
+                    swept = true;
+                }
+                let hold = Hold {
+                    seq,
+                    pushed_at_ms: m.pushed_at_ms,
+                    unique_for_ms: window,
+                    free_at_ms: 0,
+                };
+                put_hold(tx, &self.queue, &key, &hold).sql("push", &self.path)?;
+            }
             self.counters.add(m.state, m.len);
             self.next_seq += 1;
             seqs.push(seq);
@@ -1007,6 +1123,9 @@ impl QueueRow {
             .sql("commit", &self.path)?;
         for c in changes {
             let m = &c.new;
+            if crate::store::releases(c) {
+                release(tx, &self.queue, c).sql("commit", &self.path)?;
+            }
             let n = if m.state.is_live() {
                 update.execute(params![
                     self.queue,
@@ -1085,7 +1204,8 @@ impl Store for SqliteStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
+        body: &mut dyn FnMut(&Meta) -> Result<Restored>,
+        holds: &[(UniqueKey, Hold)],
     ) -> Result<()> {
         if self.q.counters.pushed != 0 {
             return Err(Error::Runtime(format!(
@@ -1096,12 +1216,15 @@ impl Store for SqliteStore {
         }
         self.write("restore messages", |q, tx| {
             for m in metas {
-                let (b, ttl) = body(m)?;
+                let r = body(m)?;
                 let m = Meta {
-                    len: b.len() as u32,
+                    len: r.body.len() as u32,
                     ..*m
                 };
-                insert(tx, q, &m, &b, ttl).sql("restore messages", &q.path)?;
+                insert(tx, q, &m, &r.body, r.ttl_ms, r.unique).sql("restore messages", &q.path)?;
+            }
+            for (key, hold) in holds {
+                put_hold(tx, &q.queue, key, hold).sql("restore messages", &q.path)?;
             }
             q.salt = salt;
             q.next_seq = next_seq;
@@ -1266,6 +1389,83 @@ impl Store for SqliteStore {
             })
             .sql("read a message's TTL", &self.q.path)?;
         Ok(ttl.unwrap_or(0) as u64)
+    }
+
+    fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>> {
+        if !self.layout.has_unique() {
+            return Ok(None);
+        }
+        self.conn
+            .prepare_cached(
+                "SELECT seq, pushed_at, unique_for, free_at FROM holds WHERE queue = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, &key.0[..]], |r| {
+                    let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+                    Ok(Hold {
+                        seq: g(0)?,
+                        pushed_at_ms: g(1)?,
+                        unique_for_ms: g(2)?,
+                        free_at_ms: g(3)?,
+                    })
+                })
+                .optional()
+            })
+            .sql("read a key's hold", &self.q.path)
+    }
+
+    fn unique(&mut self, m: &Meta) -> Result<Option<(UniqueKey, u64)>> {
+        if !self.layout.has_unique() {
+            return Ok(None);
+        }
+        let row: Option<(Option<Vec<u8>>, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT unique_key, unique_for FROM messages WHERE queue = ?1 AND seq = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.q.queue, m.seq as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .sql("read a message's key", &self.q.path)?;
+        Ok(row.and_then(|(k, w)| {
+            let k: [u8; 16] = k?.try_into().ok()?;
+            Some((UniqueKey(k), w as u64))
+        }))
+    }
+
+    fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()> {
+        if !self.layout.has_unique() {
+            return Ok(());
+        }
+        let path = self.q.path.clone();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT key, seq, pushed_at, unique_for, free_at FROM holds WHERE queue = ?1 ORDER BY key",
+            )
+            .sql("read the holds", &path)?;
+        let mut rows = st.query([&self.q.queue]).sql("read the holds", &path)?;
+        while let Some(r) = rows.next().sql("read the holds", &path)? {
+            let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
+            let key: Vec<u8> = r.get(0).sql("read the holds", &path)?;
+            let Ok(key) = <[u8; 16]>::try_from(key.as_slice()) else {
+                continue;
+            };
+            let hold = (|| {
+                Ok::<_, rusqlite::Error>(Hold {
+                    seq: g(1)?,
+                    pushed_at_ms: g(2)?,
+                    unique_for_ms: g(3)?,
+                    free_at_ms: g(4)?,
+                })
+            })()
+            .sql("read the holds", &path)?;
+            visit(&UniqueKey(key), &hold);
+        }
+        Ok(())
     }
 
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {

@@ -95,6 +95,7 @@ suite!(push_pop: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(restart: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(redrive: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(ttl: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
+suite!(unique: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(secrets: fs = env_fs, postgres = env_pg);
 suite!(security: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(stats_list_peek_purge: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);

@@ -21,6 +21,7 @@ fn slot(max_attempts: u32) -> Meta {
             long: false,
         },
         expires_at_ms: 0,
+        keyed: false,
     }
 }
 

@@ -515,9 +515,29 @@ impl spoolmq::store::Store for Counting {
         next_seq: u64,
         counters: spoolmq::store::Counters,
         metas: &[spoolmq::store::Meta],
-        body: &mut dyn FnMut(&spoolmq::store::Meta) -> spoolmq::Result<spoolmq::store::BodyAndTtl>,
+        body: &mut dyn FnMut(&spoolmq::store::Meta) -> spoolmq::Result<spoolmq::store::Restored>,
+        holds: &[(spoolmq::store::UniqueKey, spoolmq::store::Hold)],
     ) -> spoolmq::Result<()> {
-        self.inner.restore(salt, next_seq, counters, metas, body)
+        self.inner
+            .restore(salt, next_seq, counters, metas, body, holds)
+    }
+    fn hold(
+        &mut self,
+        key: &spoolmq::store::UniqueKey,
+    ) -> spoolmq::Result<Option<spoolmq::store::Hold>> {
+        self.inner.hold(key)
+    }
+    fn unique(
+        &mut self,
+        m: &spoolmq::store::Meta,
+    ) -> spoolmq::Result<Option<(spoolmq::store::UniqueKey, u64)>> {
+        self.inner.unique(m)
+    }
+    fn holds(
+        &mut self,
+        visit: &mut dyn FnMut(&spoolmq::store::UniqueKey, &spoolmq::store::Hold),
+    ) -> spoolmq::Result<()> {
+        self.inner.holds(visit)
     }
     fn segments(&self) -> u64 {
         self.inner.segments()
@@ -675,6 +695,7 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         dead_at_ms: None,
         ttl: None,
         expired: false,
+        unique: None,
         body: body.as_bytes().to_vec(),
         last_failure: None,
     }
@@ -699,7 +720,8 @@ fn import_keeps_future_delays_and_dead_letters_with_their_attempts_and_makes_the
             ],
             now,
         )
-        .unwrap();
+        .unwrap()
+        .ids;
     assert_eq!(ids.len(), 6);
     let s = q.stats(now).unwrap();
     assert_eq!((s.delayed, s.ready, s.dead, s.leased), (1, 4, 1, 0));

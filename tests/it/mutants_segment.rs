@@ -56,7 +56,14 @@ fn reading_a_record_of_more_than_1_gib_is_refused_before_any_read() {
     for claim in [MAX_BODY as u32 + 1, u32::MAX] {
         let p = segment_claiming(&tmp, claim);
         let f = segment::open_rw(&*fs, &p).unwrap();
-        let r = segment::read_record(&*f, &p, segment::FIRST_RECORD, claim, false).unwrap();
+        let r = segment::read_record(
+            &*f,
+            &p,
+            segment::FIRST_RECORD,
+            claim,
+            spoolmq::store::fs::record::Kind::Short,
+        )
+        .unwrap();
         assert_eq!(r.err(), Some(Damage::TooLong), "{claim}");
     }
 }
@@ -70,7 +77,14 @@ fn a_record_of_exactly_1_gib_is_read_and_a_missing_body_is_a_torn_write() {
     let f = segment::open_rw(&*fs, &p).unwrap();
     // The buffer is allocated (1 GiB, untouched past the file's 56 bytes) and
     // the header is read: the body is missing, not too long.
-    let r = segment::read_record(&*f, &p, segment::FIRST_RECORD, claim, false).unwrap();
+    let r = segment::read_record(
+        &*f,
+        &p,
+        segment::FIRST_RECORD,
+        claim,
+        spoolmq::store::fs::record::Kind::Short,
+    )
+    .unwrap();
     assert_eq!(r.err(), Some(Damage::Short));
 }
 

@@ -228,7 +228,7 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     .unwrap();
     let key = keygen_into(&s.scratch().join("k"));
     keyed(&s, &key, &["push", "secret", "x"]).ok();
-    assert_eq!(schema_version(&mut c, schema), 4);
+    assert_eq!(schema_version(&mut c, schema), 5);
     assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
     s.run(&["pop", "secret"]).fails(1);
 }
@@ -338,7 +338,7 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     s.push_stdin("q", fresh.as_bytes());
     assert_eq!(storage(&mut c), "e");
     assert_eq!(compressed(&mut c), [false, true, false]);
-    assert_eq!(schema_version(&mut c, &schema), 4);
+    assert_eq!(schema_version(&mut c, &schema), 5);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
     assert_eq!(

@@ -130,7 +130,7 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
         let new_id = out.ok().lines().remove(0);
         let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
         assert!(
-            record.starts_with(&format!("spoolmq-store 2 {store} ")),
+            record.starts_with(&format!("spoolmq-store 3 {store} ")),
             "{store}: {record:?}"
         );
         if store == "sqlite" {
@@ -138,7 +138,7 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
             let v: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap();
-            assert_eq!(v, 5, "the first write brought the schema up to date");
+            assert_eq!(v, 6, "the first write brought the schema up to date");
         }
         // Every old message is as it was (but the acked one), and the new
         // one has its TTL.

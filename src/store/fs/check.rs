@@ -66,6 +66,10 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     for (offset, what) in super::failures::check(&**fs, dir)? {
         r.problems.push(problem(&failures, Some(offset), what));
     }
+    let holds = dir.join(super::holds::FILE);
+    for (offset, what) in super::holds::check(&**fs, dir)? {
+        r.problems.push(problem(&holds, Some(offset), what));
+    }
     Ok(r)
 }
 

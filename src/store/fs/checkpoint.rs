@@ -73,6 +73,7 @@ impl FsStore {
         self.h.generation += 1;
         self.write_stamp()?;
         self.slots.sync_data().ctx("sync", &self.slots_path())?;
+        self.sync_holds()?;
         if let Some(f) = self.files.get(&self.h.active) {
             f.sync_data()
                 .ctx("sync", &segment::path(&self.dir, self.h.active))?;

@@ -97,6 +97,10 @@ impl FsStore {
     /// Applies one committed change to the slots and the header.
     pub(super) fn apply(&mut self, old: State, new: &Meta) -> Result<()> {
         self.write_slot(new)?;
+        let change = crate::store::Change { old, new: *new };
+        if crate::store::releases(&change) {
+            self.release_hold(&change)?;
+        }
         self.h.counters.apply(old, new.state, new.len);
         if old.is_live() != new.state.is_live()
             && let Some(s) = self

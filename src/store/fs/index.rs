@@ -21,6 +21,9 @@
 //! | u8   | u8   | u16     | u32     | u64 | u32     | u32 s   | u32   | u32  | u64 ms    | u64 ms | 12 B    | u32 |
 //! ```
 //!
+//! A message with a unique key has the long layout with `layout` 3 (bits
+//! 0 and 1: long, keyed): its record has the keyed header.
+//!
 //! `state` 0 means "never written" (a hole in the file reads as zeros); the
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
 //! segment file, `offset` where the record starts in it. `until` is the
@@ -83,6 +86,10 @@ use crate::store::fs::record::{u32_at, u64_at};
 use crate::store::{Counters, Loc, Meta, ReceiptTag, State};
 
 pub const SLOT_LEN: usize = 64;
+/// The layout byte of a long slot (a TTL, no key).
+const LAYOUT_LONG: u8 = 1;
+/// The layout byte of a long slot whose record is keyed (`SPM3`).
+const LAYOUT_KEYED: u8 = 3;
 
 /// Where the slot of message `seq` starts in `slots`: `seq * 64` (slot 0,
 /// at offset 0, is the stamp). Every read and write of a slot, and every
@@ -149,7 +156,7 @@ pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
         .checked_sub(m.loc.segment)
         .and_then(|d| u32::try_from(d).ok());
     if let (true, Some(back)) = (m.loc.long, back) {
-        b[1] = 1;
+        b[1] = if m.keyed { LAYOUT_KEYED } else { LAYOUT_LONG };
         b[16..20].copy_from_slice(&back.to_le_bytes());
         let expires = (m.expires_at_ms / 1000).min(u64::from(u32::MAX)) as u32;
         b[20..24].copy_from_slice(&expires.to_le_bytes());
@@ -183,16 +190,17 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
         if b[..SLOT_LEN].iter().all(|&x| x == 0) {
             return Err(SlotDamage::Empty);
         }
-        // The layout byte is 0 or 1, so that a slot decodes only from the
-        // one encoding (found by fuzzing).
-        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || b[1] > 1 {
+        // The layout byte is 0, 1 or 3, so that a slot decodes only from
+        // the one encoding (found by fuzzing).
+        let layout_known = matches!(b[1], 0 | LAYOUT_LONG | LAYOUT_KEYED);
+        if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || !layout_known {
             return Err(SlotDamage::Bad);
         }
         let state = State::from_u8(b[0]).ok_or(SlotDamage::Bad)?;
         let mut receipt: ReceiptTag = [0; 12];
         receipt.copy_from_slice(&b[48..60]);
         let seq = u64_at(b, 8);
-        let long = b[1] == 1;
+        let long = b[1] != 0;
         let (segment, expires_at_ms) = if long {
             let back = u64::from(u32_at(b, 16));
             let segment = seq.checked_sub(back).ok_or(SlotDamage::Bad)?;
@@ -215,6 +223,7 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
                 long,
             },
             expires_at_ms,
+            keyed: b[1] == LAYOUT_KEYED,
         })
     }
 }
@@ -511,6 +520,7 @@ mod tests {
                 long: false,
             },
             expires_at_ms: 0,
+            keyed: false,
         }
     }
 

@@ -105,7 +105,7 @@ pub(crate) fn bodies_opening_with(
                 continue;
             };
             let Ok((_, body)) =
-                segment::read_record(&*file, &path, offset, header.body_len, header.long())?
+                segment::read_record(&*file, &path, offset, header.body_len, header.kind())?
             else {
                 continue;
             };

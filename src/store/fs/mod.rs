@@ -13,6 +13,7 @@
 //! QUEUE/key       only in an encrypted queue: the id of its key (crate::model::crypt)
 //! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
 //! QUEUE/failures  once a message failed: the last failure of each message (failures.rs)
+//! QUEUE/holds     once a keyed message was pushed: the hold of each unique key (holds.rs)
 //! ```
 //!
 //! `key` is written once and never changes: its layout and write order
@@ -42,7 +43,8 @@
 //!    (`O_EXCL`, header, fsync, fsync the directory);
 //! 2. append the records; write their slots (past `next_seq`, so no reader
 //!    trusts them yet);
-//! 3. `fdatasync` the segment(s);
+//! 3. `fdatasync` the segment(s); write the holds of keyed messages
+//!    ([`holds`]: not synced, redone by adoption);
 //! 4. write the live header: new `next_seq`, counters, committed length.
 //!
 //! A crash before 4 leaves records past the committed length: the next
@@ -56,7 +58,8 @@
 //!    that can redo it is durable, or a torn slot write in a machine crash
 //!    could not be repaired (the power-loss tests found this for `pop`,
 //!    which once skipped the sync);
-//! 3. write the slots in place;
+//! 3. write the slots in place (and the holds of keyed messages that are
+//!    done, [`holds`]: redone by WAL replay);
 //! 4. write the live header (counters, lsn, WAL length).
 //!
 //! A crash after 1 and before 4 is repaired by replaying the WAL records past
@@ -65,7 +68,7 @@
 //!
 //! **checkpoint** (when the WAL passes 1 MiB, a segment rolls, or a segment
 //! has nothing live left):
-//! 1. `fdatasync` the slots;
+//! 1. `fdatasync` the slots (and the holds file);
 //! 2. write the checkpoint header into the older checkpoint region, `fdatasync`;
 //! 3. truncate the WAL to 0, `fdatasync`;
 //! 4. unlink segments with nothing live (and strays), fsync the directory;
@@ -126,6 +129,7 @@
 //! | `restore.rs` | `migrate` into a new queue |
 //! | `key.rs` | the key id file |
 //! | `failures.rs` | the failures file: its format, reading, appending, compacting |
+//! | `holds.rs` | the holds file: the unique keys' hash table, its format and writes |
 //! | `moves.rs` | `retry --to`: moving messages into another queue, its journal `SPOOL/.moving` |
 //! | `check.rs` | `fsck` (reads only) |
 //! | `record.rs`, `segment.rs`, `index.rs` | the formats |
@@ -134,6 +138,7 @@ pub(crate) mod check;
 mod checkpoint;
 mod commit;
 mod failures;
+mod holds;
 #[cfg(test)]
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 pub mod index;
@@ -161,7 +166,9 @@ use crate::base::io::{FileIo, Fs, Open};
 use crate::model::crypt::KeyId;
 use crate::model::failure::Failure;
 use crate::store::fs::index::Header;
-use crate::store::{Change, Counters, Incoming, Meta, NewMessage, Scan, Step, Store, Target};
+use crate::store::{
+    Change, Counters, Hold, Incoming, Meta, NewMessage, Scan, Step, Store, Target, UniqueKey,
+};
 use key::write_key_id;
 use reserve::RESERVE;
 use std::collections::HashMap;
@@ -244,6 +251,8 @@ pub struct FsStore {
     reserve_short: bool,
     /// The failures file ([`failures`]), read on first use.
     failures: Option<failures::FailLog>,
+    /// The holds file ([`holds`]), opened on first use.
+    hold_table: Option<holds::HoldTable>,
     /// The target of a move ([`moves`]), open and locked.
     target: Option<Box<FsStore>>,
     // Held last: dropped after everything above is written.
@@ -299,9 +308,15 @@ impl Store for FsStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::Restored>,
+        holds: &[(UniqueKey, Hold)],
     ) -> Result<()> {
-        self.restore_messages(salt, next_seq, counters, metas, body)
+        self.restore_messages(salt, next_seq, counters, metas, body)?;
+        if !holds.is_empty() {
+            self.set_holds(holds)?;
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>) -> Result<Vec<u64>> {
@@ -325,6 +340,21 @@ impl Store for FsStore {
             return Ok(0);
         }
         Ok(self.read_header(meta)?.ttl_ms)
+    }
+
+    fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>> {
+        self.find_hold(key)
+    }
+
+    fn unique(&mut self, meta: &Meta) -> Result<Option<(UniqueKey, u64)>> {
+        if !meta.keyed {
+            return Ok(None);
+        }
+        Ok(self.read_header(meta)?.unique)
+    }
+
+    fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()> {
+        self.every_hold(visit)
     }
 
     fn commit(&mut self, changes: &[Change]) -> Result<()> {
@@ -365,6 +395,7 @@ impl Store for FsStore {
             self.wal_path(),
             self.dir.join(RESERVE),
             self.dir.join(failures::FILE),
+            self.dir.join(holds::FILE),
         ];
         paths.extend(
             self.h
@@ -491,6 +522,7 @@ mod testing {
             not_before_ms: 0,
             ttl_ms: 0,
             expires_at_ms: 0,
+            unique: None,
         })
     }
 

@@ -133,6 +133,7 @@ impl FsStore {
             wal_committed: 0,
             reserve_short: false,
             failures: None,
+            hold_table: None,
             target: None,
             _lock: lock,
         };

@@ -139,12 +139,13 @@ impl FsStore {
     pub(super) fn read_header(&mut self, meta: &Meta) -> Result<RecordHeader> {
         let path = segment::path(&self.dir, meta.loc.segment);
         let file = self.segment_of(meta)?;
-        let mut buf = [0u8; record::LONG_HEADER_LEN];
-        let head = &mut buf[..record::head_len(meta.loc.long)];
+        let mut buf = [0u8; record::MAX_HEADER_LEN];
+        let kind = record::Kind::of_meta(meta);
+        let head = &mut buf[..kind.head_len()];
         let n = segment::read_at_most(file, &path, head, u64::from(meta.loc.offset))?;
         // As `segment::read_record` says of a header of the other length.
         let got = record::decode_header(&head[..n]).and_then(|h| {
-            if h.long() == meta.loc.long {
+            if h.kind() == kind {
                 Ok((h, ()))
             } else {
                 Err(record::Damage::BadHeaderCrc)
@@ -169,7 +170,7 @@ impl FsStore {
         let path = segment::path(&self.dir, meta.loc.segment);
         let file = self.segment_of(meta)?;
         let offset = u64::from(meta.loc.offset);
-        let got = segment::read_record(file, &path, offset, meta.len, meta.loc.long)?;
+        let got = segment::read_record(file, &path, offset, meta.len, record::Kind::of_meta(meta))?;
         of_message(&path, meta, got)
     }
 

@@ -18,6 +18,8 @@
 //! QUEUE/index       one header, generation above any old one, in all four regions
 //! QUEUE/failures    only if damaged: rewritten with the frames still readable
 //!                   (tmp, fsync, rename, dir fsync: `failures.rs`)
+//! QUEUE/holds       only if damaged: made again from the slots and the
+//!                   entries still readable (tmp, fsync, rename, dir fsync: `holds.rs`)
 //! ```
 
 use super::recover::read_header;
@@ -68,11 +70,18 @@ pub(crate) fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
             "index unreadable ({e}); rebuilding it from the segments"
         )),
     }
-    let _lock = fs
-        .lock(&dir.join("lock"), true)
-        .ctx("lock", &dir.join("lock"))?;
-    notes.extend(rebuild_locked(&*fs, dir)?);
-    notes.extend(super::failures::repair(&*fs, dir)?);
+    {
+        let _lock = fs
+            .lock(&dir.join("lock"), true)
+            .ctx("lock", &dir.join("lock"))?;
+        notes.extend(rebuild_locked(&*fs, dir)?);
+        notes.extend(super::failures::repair(&*fs, dir)?);
+    }
+    // The holds last, from the slots as rebuilt.
+    if let Some(mut s) = FsStore::open_with(Arc::clone(&fs), dir, false)? {
+        notes.extend(s.repair_holds()?);
+        notes.extend(s.take_notices());
+    }
     Ok(notes)
 }
 

@@ -19,7 +19,7 @@ use crate::base::error::{Error, IoContext, Result};
 use crate::base::failpoint;
 use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{SLOT_LEN, encode_slot};
-use crate::store::fs::record::{self, LONG_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::store::fs::record::{self, MAX_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::store::fs::segment::{self};
 use crate::store::{Loc, Meta, Step};
 use std::collections::HashMap;
@@ -149,7 +149,7 @@ impl FsStore {
             let mut win_at = 0u64;
             let mut at = segment::FIRST_RECORD;
             while at + RECORD_HEADER_LEN as u64 <= len {
-                if at < win_at || at + LONG_HEADER_LEN as u64 > win_at + win.len() as u64 {
+                if at < win_at || at + MAX_HEADER_LEN as u64 > win_at + win.len() as u64 {
                     win.resize((len - at).min(WAL_CHUNK as u64) as usize, 0);
                     let n = segment::read_at_most(&*file, &path, &mut win, at)?;
                     win.truncate(n);
@@ -171,8 +171,8 @@ impl FsStore {
                         None if win_at + win.len() as u64 >= len => break,
                         // A header may straddle the window's end: look again from just before it.
                         None => {
-                            at = (win_at + win.len() as u64 - LONG_HEADER_LEN as u64 + 1)
-                                .max(at + 1);
+                            at =
+                                (win_at + win.len() as u64 - MAX_HEADER_LEN as u64 + 1).max(at + 1);
                             win.clear();
                         }
                     },

@@ -19,7 +19,18 @@
 //! +0      +4         +8     +16         +24          +32     +36       +40        +44        +48
 //! | SPM2  | body_len | seq  | pushed_at | not_before | ttl_s | expires | body_crc | head_crc | body ...
 //! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32      | u32      |
+//!
+//! keyed record (72-byte header + body): a message pushed with a unique key
+//! +0      +4         +8     +16         +24          +32     +36       +40          +44  +48      +64        +68        +72
+//! | SPM3  | body_len | seq  | pushed_at | not_before | ttl_s | expires | unique_for_s | 0  | key    | body_crc | head_crc | body ...
+//! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32          | u32| 16 B   | u32      | u32      |
 //! ```
+//!
+//! * A keyed record (format 3) holds the key's hash
+//!   (`crate::model::unique::UniqueKey`) and its `--unique-for` window in
+//!   whole seconds; its TTL fields are 0 when it has no TTL (both, or
+//!   neither); `head_crc` covers bytes `0..68`. Only keyed messages get
+//!   it, so records without a key are what they were.
 //!
 //! * A record without a TTL is written short, as every release before the
 //!   long one wrote all records, so a bulk push costs what it did. The long
@@ -51,12 +62,63 @@ pub const SEGMENT_HEADER_LEN: u64 = 16;
 pub const RECORD_MAGIC: [u8; 4] = *b"SPMR";
 /// Magic bytes at the start of a long record (one with a TTL).
 pub const LONG_RECORD_MAGIC: [u8; 4] = *b"SPM2";
+/// Magic bytes at the start of a keyed record (one with a unique key).
+pub const KEYED_RECORD_MAGIC: [u8; 4] = *b"SPM3";
 /// Length of a record header (the short one).
 pub const RECORD_HEADER_LEN: usize = 40;
-/// Length of a long record's header: the most bytes a header takes.
+/// Length of a long record's header.
 pub const LONG_HEADER_LEN: usize = 48;
+/// Length of a keyed record's header: the most bytes a header takes.
+pub const KEYED_HEADER_LEN: usize = 72;
+/// The most bytes a record header takes.
+pub const MAX_HEADER_LEN: usize = KEYED_HEADER_LEN;
+
+/// Which header a record has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No TTL, no key: `SPMR`.
+    Short,
+    /// A TTL: `SPM2`.
+    Long,
+    /// A unique key (and maybe a TTL): `SPM3`.
+    Keyed,
+}
+
+impl Kind {
+    /// The kind of a record with a TTL of `ttl_ms` (0: none) and `keyed` or not.
+    pub fn of(ttl_ms: u64, keyed: bool) -> Kind {
+        if keyed {
+            Kind::Keyed
+        } else if ttl_ms > 0 {
+            Kind::Long
+        } else {
+            Kind::Short
+        }
+    }
+
+    /// The kind of the record of a message, as its slot says.
+    pub fn of_meta(m: &crate::store::Meta) -> Kind {
+        if m.keyed {
+            Kind::Keyed
+        } else if m.loc.long {
+            Kind::Long
+        } else {
+            Kind::Short
+        }
+    }
+
+    /// Its header's length: where the body starts.
+    pub fn head_len(self) -> usize {
+        match self {
+            Kind::Short => RECORD_HEADER_LEN,
+            Kind::Long => LONG_HEADER_LEN,
+            Kind::Keyed => KEYED_HEADER_LEN,
+        }
+    }
+}
 /// What both magics start with: where a search for the next record looks.
 pub const MAGIC_PREFIX: [u8; 3] = *b"SPM";
+use crate::model::unique::UniqueKey;
 /// The largest body accepted (1 GiB), the message model's limit.
 pub use crate::store::MAX_BODY;
 
@@ -72,6 +134,8 @@ pub struct RecordHeader {
     pub ttl_ms: u64,
     /// When that TTL ends, as pushed (ms, whole seconds; 0 with no TTL).
     pub expires_at_ms: u64,
+    /// Its unique key and window (ms, whole seconds): a keyed record.
+    pub unique: Option<(UniqueKey, u64)>,
 }
 
 impl RecordHeader {
@@ -80,14 +144,19 @@ impl RecordHeader {
         self.head_len() as u64 + u64::from(self.body_len)
     }
 
-    /// Whether it has the long header.
+    /// Whether its slot has the long layout (it has a TTL or a key).
     pub fn long(&self) -> bool {
-        self.ttl_ms > 0
+        self.kind() != Kind::Short
+    }
+
+    /// Which header it has.
+    pub fn kind(&self) -> Kind {
+        Kind::of(self.ttl_ms, self.unique.is_some())
     }
 
     /// Length of its header: where its body starts.
     pub fn head_len(&self) -> usize {
-        head_len(self.long())
+        self.kind().head_len()
     }
 
     /// Where it is, as a slot keeps it: at `offset` of segment `segment`.
@@ -97,15 +166,6 @@ impl RecordHeader {
             offset: offset as u32,
             long: self.long(),
         }
-    }
-}
-
-/// Length of a record header, long or short.
-pub fn head_len(long: bool) -> usize {
-    if long {
-        LONG_HEADER_LEN
-    } else {
-        RECORD_HEADER_LEN
     }
 }
 
@@ -180,6 +240,8 @@ pub struct Fields {
     pub ttl_ms: u64,
     /// When the TTL ends, a whole second in ms (with a TTL, never 0).
     pub expires_at_ms: u64,
+    /// The unique key and window (ms, whole seconds): a keyed record.
+    pub unique: Option<(UniqueKey, u64)>,
 }
 
 /// Appends one encoded record to `out`.
@@ -197,6 +259,7 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
         not_before_ms,
         ttl_ms: 0,
         expires_at_ms: 0,
+        unique: None,
     };
     encode_fields(f, body, out);
 }
@@ -208,19 +271,29 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
 pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     debug_assert!(body.len() as u64 <= MAX_BODY);
     let ttl_s = f.ttl_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
-    out.extend_from_slice(if ttl_s > 0 {
-        &LONG_RECORD_MAGIC
-    } else {
-        &RECORD_MAGIC
+    out.extend_from_slice(match (&f.unique, ttl_s) {
+        (Some(_), _) => &KEYED_RECORD_MAGIC,
+        (None, 0) => &RECORD_MAGIC,
+        (None, _) => &LONG_RECORD_MAGIC,
     });
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&f.seq.to_le_bytes());
     out.extend_from_slice(&f.pushed_at_ms.to_le_bytes());
     out.extend_from_slice(&f.not_before_ms.to_le_bytes());
-    if ttl_s > 0 {
-        let expires = (f.expires_at_ms / 1000).clamp(1, u64::from(u32::MAX)) as u32;
+    let expires = if ttl_s > 0 {
+        (f.expires_at_ms / 1000).clamp(1, u64::from(u32::MAX)) as u32
+    } else {
+        0
+    };
+    if ttl_s > 0 || f.unique.is_some() {
         out.extend_from_slice(&ttl_s.to_le_bytes());
         out.extend_from_slice(&expires.to_le_bytes());
+    }
+    if let Some((key, window_ms)) = f.unique {
+        let window_s = window_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
+        out.extend_from_slice(&window_s.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&key.0);
     }
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(body);
@@ -231,6 +304,7 @@ fn head_len_of(magic: &[u8]) -> Option<usize> {
     match magic {
         m if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         m if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
+        m if m == KEYED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
         _ => None,
     }
 }
@@ -285,15 +359,25 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
     if crc32fast::hash(&buf[0..crc_at + 4]) != u32_at(buf, crc_at + 4) {
         return Err(Damage::BadHeaderCrc);
     }
-    let (ttl_s, expires_s) = if head == LONG_HEADER_LEN {
-        // One encoding only: a long header has a TTL and an expiry.
-        if u32_at(buf, 32) == 0 || u32_at(buf, 36) == 0 {
+    let (ttl_s, expires_s) = if head == RECORD_HEADER_LEN {
+        (0, 0)
+    } else {
+        let (ttl_s, expires_s) = (u32_at(buf, 32), u32_at(buf, 36));
+        // One encoding only: a long header has a TTL and an expiry, a
+        // keyed one both or neither, and zeros where it keeps nothing.
+        let odd = (ttl_s == 0) != (expires_s == 0)
+            || (head == LONG_HEADER_LEN && ttl_s == 0)
+            || (head == KEYED_HEADER_LEN && u32_at(buf, 44) != 0);
+        if odd {
             return Err(Damage::BadHeaderCrc);
         }
-        (u32_at(buf, 32), u32_at(buf, 36))
-    } else {
-        (0, 0)
+        (ttl_s, expires_s)
     };
+    let unique = (head == KEYED_HEADER_LEN).then(|| {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&buf[48..64]);
+        (UniqueKey(key), u64::from(u32_at(buf, 40)) * 1000)
+    });
     let header = RecordHeader {
         body_len: u32_at(buf, 4),
         seq: u64_at(buf, 8),
@@ -302,6 +386,7 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
         body_crc: u32_at(buf, crc_at),
         ttl_ms: u64::from(ttl_s) * 1000,
         expires_at_ms: u64::from(expires_s) * 1000,
+        unique,
     };
     if u64::from(header.body_len) > MAX_BODY {
         return Err(Damage::TooLong);
@@ -329,7 +414,7 @@ pub fn decode(buf: &[u8]) -> Result<(RecordHeader, &[u8]), Damage> {
 }
 
 /// The offset (relative to `buf`) of the next plausible record header at or
-/// after `from`: `SPMR` or `SPM2` followed by a header whose CRC checks out.
+/// after `from`: `SPMR`, `SPM2` or `SPM3` followed by a header whose CRC checks out.
 pub fn find_next(buf: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     while at.saturating_add(RECORD_HEADER_LEN) <= buf.len() {
@@ -378,6 +463,7 @@ mod tests {
                 not_before_ms: 20,
                 ttl_ms,
                 expires_at_ms: ttl_ms * 7,
+                unique: (seq == 2).then_some((UniqueKey::of(b"k"), 60_000)),
             };
             encode_fields(f, body, &mut want);
             encode_without_crcs(f, body, &mut got);
@@ -432,6 +518,7 @@ mod tests {
             not_before_ms: 0x0506,
             ttl_ms: 7_000,
             expires_at_ms: 1_700_000_009_000,
+            unique: None,
         };
         let mut buf = Vec::new();
         encode_fields(f, b"xyz", &mut buf);
@@ -467,6 +554,59 @@ mod tests {
                 Err(Damage::BadHeaderCrc),
                 "zero at {at}"
             );
+        }
+    }
+
+    #[test]
+    fn a_keyed_record_has_its_fields_at_the_documented_offsets() {
+        let key = UniqueKey([0xab; 16]);
+        for ttl_ms in [0, 7_000] {
+            let f = Fields {
+                seq: 0x0102,
+                pushed_at_ms: 0x0304,
+                not_before_ms: 0x0506,
+                ttl_ms,
+                expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
+                unique: Some((key, 3_600_000)),
+            };
+            let mut buf = Vec::new();
+            encode_fields(f, b"xyz", &mut buf);
+            assert_eq!(&buf[0..4], b"SPM3");
+            assert_eq!(u32_at(&buf, 4), 3);
+            assert_eq!(u64_at(&buf, 8), 0x0102);
+            assert_eq!(u64_at(&buf, 16), 0x0304);
+            assert_eq!(u64_at(&buf, 24), 0x0506);
+            assert_eq!(u32_at(&buf, 32), (ttl_ms / 1000) as u32);
+            let expires = if ttl_ms > 0 { 1_700_000_009 } else { 0 };
+            assert_eq!(u32_at(&buf, 36), expires);
+            assert_eq!(u32_at(&buf, 40), 3600);
+            assert_eq!(u32_at(&buf, 44), 0);
+            assert_eq!(&buf[48..64], &[0xab; 16]);
+            assert_eq!(u32_at(&buf, 64), crc32fast::hash(b"xyz"));
+            assert_eq!(u32_at(&buf, 68), crc32fast::hash(&buf[0..68]));
+            assert_eq!(&buf[72..], b"xyz");
+            let (h, body) = decode(&buf).unwrap();
+            assert_eq!(h.unique, Some((key, 3_600_000)));
+            assert_eq!(
+                (h.ttl_ms, h.head_len(), h.kind()),
+                (ttl_ms, 72, Kind::Keyed)
+            );
+            assert_eq!((body, h.record_len()), (&b"xyz"[..], 75));
+            for i in 0..buf.len() {
+                let mut bad = buf.clone();
+                bad[i] ^= 0x01;
+                assert!(decode(&bad).is_err(), "flip at byte {i} went unnoticed");
+            }
+            // A TTL without an expiry (or the reverse), or a nonzero
+            // reserved word, is not a keyed header.
+            for at in [32, 36, 44] {
+                let mut bad = buf.clone();
+                let v = if u32_at(&bad, at) == 0 { 5u32 } else { 0 };
+                bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                let crc = crc32fast::hash(&bad[0..68]);
+                bad[68..72].copy_from_slice(&crc.to_le_bytes());
+                assert_eq!(decode_header(&bad), Err(Damage::BadHeaderCrc), "at {at}");
+            }
         }
     }
 

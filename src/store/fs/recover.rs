@@ -327,6 +327,7 @@ impl FsStore {
                     len: 0,
                     loc: Loc::default(),
                     expires_at_ms: 0,
+                    keyed: false,
                 },
                 base,
             )?;
@@ -355,9 +356,16 @@ impl FsStore {
                 len: header.body_len,
                 loc: header.loc(base, offset),
                 expires_at_ms: header.expires_at_ms,
+                keyed: header.unique.is_some(),
             },
             base,
-        )
+        )?;
+        // A keyed message found here takes its key again (its push may
+        // have ended before it wrote the hold): as the push did, in seq order.
+        if let (Some((key, window)), true) = (header.unique, state.is_pending()) {
+            self.put_hold(&key, header.seq, header.pushed_at_ms, window)?;
+        }
+        Ok(())
     }
 
     /// Cuts what lies past `end`, the last whole record adopted, in a

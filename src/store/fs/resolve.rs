@@ -309,6 +309,7 @@ fn decide(
         len: 0,
         loc: Loc::default(),
         expires_at_ms: 0,
+        keyed: false,
     };
     match (exact, rec) {
         (Some(m), _) if !relocate || (is_final(m.state) && m.state != State::Corrupt) => {
@@ -318,6 +319,7 @@ fn decide(
             Meta {
                 loc,
                 len: r.body_len,
+                keyed: r.unique.is_some(),
                 ..m
             },
             Outcome::Known,
@@ -350,12 +352,14 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
         len: r.body_len,
         loc,
         expires_at_ms: r.expires_at_ms,
+        keyed: r.unique.is_some(),
     };
     match fate {
         Fate::Live => match hint {
             Some(h) if h.state.is_live() => Meta {
                 loc,
                 len: r.body_len,
+                keyed: base.keyed,
                 ..h
             },
             _ if r.not_before_ms > 0 => Meta {
@@ -478,6 +482,7 @@ mod tests {
                 body_crc: 0,
                 ttl_ms: 0,
                 expires_at_ms: 0,
+                unique: None,
             },
         ))
     }
@@ -499,6 +504,7 @@ mod tests {
                 long: false,
             },
             expires_at_ms: 0,
+            keyed: false,
         }
     }
 

@@ -20,7 +20,7 @@ impl FsStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
+        body: &mut dyn FnMut(&Meta) -> Result<crate::store::Restored>,
     ) -> Result<()> {
         if self.h.counters.pushed != 0 || !self.h.segments.is_empty() {
             return Err(Error::Runtime(format!(
@@ -36,25 +36,33 @@ impl FsStore {
         let mut seq = first;
         while seq < next_seq {
             // A batch of up to 8 MiB of bodies per push (one fsync each).
-            let mut batch: Vec<(Option<&Meta>, Vec<u8>, u64)> = Vec::new();
+            let mut batch: Vec<(Option<&Meta>, crate::store::Restored)> = Vec::new();
             let mut bytes = 0;
             while seq < next_seq && bytes < 8 << 20 {
                 match want.next_if(|m| m.seq == seq) {
                     Some(m) => {
-                        let (b, ttl) = body(m)?;
-                        bytes += b.len();
-                        batch.push((Some(m), b, ttl));
+                        let r = body(m)?;
+                        bytes += r.body.len();
+                        batch.push((Some(m), r));
                     }
-                    None => batch.push((None, Vec::new(), 0)),
+                    None => batch.push((
+                        None,
+                        crate::store::Restored {
+                            body: Vec::new(),
+                            ttl_ms: 0,
+                            unique: None,
+                        },
+                    )),
                 }
                 seq += 1;
             }
-            let mut news = batch.iter().map(|(m, b, ttl)| {
+            let mut news = batch.iter().map(|(m, r)| {
                 Ok(NewMessage {
-                    ttl_ms: *ttl,
+                    ttl_ms: r.ttl_ms,
+                    unique: r.unique,
                     // The expiry the source kept (its state is committed below).
                     expires_at_ms: m.map_or(0, |m| m.expires_at_ms),
-                    body: Cow::Borrowed(&b[..]),
+                    body: Cow::Borrowed(&r.body[..]),
                     pushed_at_ms: m.map_or(0, |m| m.pushed_at_ms),
                     not_before_ms: match m {
                         Some(m) if m.state == State::Delayed => m.until_ms.max(1),

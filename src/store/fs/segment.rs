@@ -20,7 +20,7 @@
 use crate::base::error::{Error, IoContext, Result};
 use crate::base::io::{FileIo, Fs, Open};
 use crate::store::fs::record::{
-    self, Damage, LONG_HEADER_LEN, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN,
+    self, Damage, MAX_HEADER_LEN, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,19 +82,19 @@ pub fn create(fs: &dyn Fs, dir: &Path, base: u64, salt: u64) -> Result<Arc<dyn F
 }
 
 /// Reads the record at `offset` of `file` and checks it: one with a body of
-/// `expect_len` bytes and, if `long`, the long header. The outer error is
+/// `expect_len` bytes and a header of `kind`. The outer error is
 /// an I/O failure; the inner one says how the record is damaged.
 pub fn read_record(
     file: &dyn FileIo,
     path: &Path,
     offset: u64,
     expect_len: u32,
-    long: bool,
+    kind: record::Kind,
 ) -> Result<Result<(RecordHeader, Vec<u8>), Damage>> {
     if u64::from(expect_len) > record::MAX_BODY {
         return Ok(Err(Damage::TooLong));
     }
-    let head = record::head_len(long);
+    let head = kind.head_len();
     // Nothing is allocated for bytes the file does not hold.
     let file_len = file.len().ctx("stat", path)?;
     if offset.saturating_add(head as u64 + u64::from(expect_len)) > file_len {
@@ -107,7 +107,7 @@ pub fn read_record(
         Ok(h) => h,
         Err(d) => return Ok(Err(d)),
     };
-    if header.body_len != expect_len || header.long() != long {
+    if header.body_len != expect_len || header.kind() != kind {
         return Ok(Err(Damage::BadHeaderCrc));
     }
     if let Err(d) = record::check_body(&header, &buf[head..]) {
@@ -168,7 +168,7 @@ const WINDOW: usize = 1 << 20;
 /// record is larger, and a record holds at most [`record::MAX_BODY`] after
 /// the longest header. Bytes past this offset (a sparse file of 200 GB) are
 /// damage, never read.
-pub(super) const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + LONG_HEADER_LEN as u64 + record::MAX_BODY;
+pub(super) const MAX_SEGMENT_LEN: u64 = FIRST_RECORD + MAX_HEADER_LEN as u64 + record::MAX_BODY;
 
 /// Reads bytes at an offset until the buffer is full or the source ends;
 /// returns how many.
@@ -216,11 +216,11 @@ pub(super) fn scan_file(
 fn scan_with(read: ReadAt, from: u64, to: u64) -> Result<(Vec<Found>, u64)> {
     let mut found = Vec::new();
     let mut window = Vec::new();
-    let mut head = [0u8; LONG_HEADER_LEN];
+    let mut head = [0u8; MAX_HEADER_LEN];
     let mut at = from;
     let mut end = from;
     while at < to {
-        let want = (to - at).min(LONG_HEADER_LEN as u64) as usize;
+        let want = (to - at).min(MAX_HEADER_LEN as u64) as usize;
         let n = read(&mut head[..want], at)?;
         match record::decode_header(&head[..n]) {
             Ok(h) if to - at >= h.record_len() => {
@@ -280,7 +280,7 @@ fn body_matches(read: ReadAt, window: &mut Vec<u8>, at: u64, h: &RecordHeader) -
 /// windows that grow from 4 KiB to [`WINDOW`] and overlap by the longest
 /// header's length.
 fn find_next_with(read: ReadAt, window: &mut Vec<u8>, from: u64, to: u64) -> Result<Option<u64>> {
-    let overlap = LONG_HEADER_LEN - 1;
+    let overlap = MAX_HEADER_LEN - 1;
     let mut size = 4096;
     let mut pos = from;
     while pos.saturating_add(RECORD_HEADER_LEN as u64) <= to {
@@ -466,7 +466,7 @@ mod tests {
     fn the_largest_segment_holds_one_long_record_of_the_largest_body() {
         assert_eq!(
             MAX_SEGMENT_LEN,
-            FIRST_RECORD + record::LONG_HEADER_LEN as u64 + record::MAX_BODY
+            FIRST_RECORD + record::MAX_HEADER_LEN as u64 + record::MAX_BODY
         );
     }
 

@@ -25,7 +25,7 @@ use crate::store::fs::index::slot_offset;
 use crate::store::fs::index::{self, SegmentEntry};
 use crate::store::fs::record;
 use crate::store::fs::segment::{self, sync_dir};
-use crate::store::{Loc, NewMessage, State};
+use crate::store::{Hold, Loc, NewMessage, State, UniqueKey};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,6 +35,9 @@ use std::sync::Arc;
 /// a 1,000,000-line push a median of 0.22 s against 0.27 s with 4 MiB.
 const PUSH_CHUNK: usize = 2 * 1024 * 1024;
 
+/// The holds a push's keyed messages take, in seq order.
+type Keyed = Vec<(UniqueKey, Hold)>;
+
 impl FsStore {
     /// [`crate::store::Store::push`]: steps 1-4 (see the module doc), undone if any fails.
     pub(super) fn push_or_undo(
@@ -43,11 +46,16 @@ impl FsStore {
     ) -> Result<Vec<u64>> {
         let saved = self.h.clone();
         let mut created: Vec<u64> = Vec::new();
+        let mut undo = super::holds::Undo::default();
         // Publishing is writing the live header; until it is written the push
-        // can be undone.
+        // can be undone. The keys' holds are written just before it.
         let published = self
             .push_inner(msgs, &mut created)
-            .and_then(|(ids, rolled)| self.write_live().map(|_| (ids, rolled)));
+            .and_then(|(ids, rolled, keyed)| {
+                self.take_keys(&keyed, &mut undo)?;
+                failpoint::hit("push.after-holds");
+                self.write_live().map(|_| (ids, rolled))
+            });
         match published {
             Ok((ids, rolled)) => {
                 // Done and visible: a checkpoint that fails now is only postponed.
@@ -61,7 +69,9 @@ impl FsStore {
             }
             Err(e) => {
                 // Nothing was made visible: leave the queue exactly as before by
-                // cutting what was appended and removing segments this push created.
+                // putting back the holds it wrote, cutting what was appended and
+                // removing segments this push created.
+                self.undo_keys(undo);
                 if !saved.segments.is_empty() {
                     let p = segment::path(&self.dir, saved.active);
                     if let Ok(f) = segment::open_rw(&*self.fs, &p) {
@@ -86,19 +96,31 @@ impl FsStore {
         }
     }
 
-    /// Steps 1-4 of a push (see the module doc). Returns the new seqs and
-    /// whether a segment was rolled; `created` lists segments it created.
+    /// Steps 1-3 of a push (see the module doc). Returns the new seqs,
+    /// whether a segment was rolled and the holds of the keyed messages;
+    /// `created` lists segments it created.
     fn push_inner(
         &mut self,
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
         created: &mut Vec<u64>,
-    ) -> Result<(Vec<u64>, bool)> {
+    ) -> Result<(Vec<u64>, bool, Keyed)> {
         let mut b = self.begin_push(created)?;
         let slots_path: Arc<Path> = self.slots_path().into();
+        let mut keyed = Vec::new();
         for msg in msgs {
             let msg = msg?;
             msg.check_size()?;
-            let rec_len = record::head_len(msg.ttl_ms > 0) as u64 + msg.body.len() as u64;
+            if let Some((key, window)) = msg.unique {
+                let hold = Hold {
+                    seq: b.next,
+                    pushed_at_ms: msg.pushed_at_ms,
+                    unique_for_ms: window,
+                    free_at_ms: 0,
+                };
+                keyed.push((key, hold));
+            }
+            let rec_len = record::Kind::of(msg.ttl_ms, msg.unique.is_some()).head_len() as u64
+                + msg.body.len() as u64;
             if b.len + rec_len > segment_limit() && b.len > segment::FIRST_RECORD {
                 self.roll(&mut b, created)?;
             }
@@ -107,7 +129,8 @@ impl FsStore {
                 self.write_chunk(&mut b, &slots_path)?;
             }
         }
-        self.finish_push(b)
+        let (seqs, rolled) = self.finish_push(b)?;
+        Ok((seqs, rolled, keyed))
     }
 
     /// The segment a push starts in: the active one, or (for a queue with
@@ -291,7 +314,7 @@ impl Batch {
             Loc {
                 segment: self.base,
                 offset: self.len as u32,
-                long: msg.ttl_ms > 0,
+                long: msg.ttl_ms > 0 || msg.unique.is_some(),
             },
         );
         let state = m.state;
@@ -302,6 +325,7 @@ impl Batch {
             not_before_ms: msg.not_before_ms,
             ttl_ms: msg.ttl_ms,
             expires_at_ms: msg.expires_at_ms,
+            unique: msg.unique,
         };
         record::encode_without_crcs(fields, &msg.body, &mut self.buf);
         self.slots

@@ -2,7 +2,7 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (4)
+//! spoolmq_meta      version int                      schema version (5)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
 //!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2),
@@ -10,13 +10,21 @@
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body),
-//!                   expires_at bigint (ms, 0: no TTL), ttl_ms bigint (added in version 4)
+//!                   expires_at bigint (ms, 0: no TTL), ttl_ms bigint (added in version 4),
+//!                   unique_key bytea (16 bytes, NULL: none), unique_for bigint (ms)
+//!                   (added in version 5)
 //!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
 //! spoolmq_failures  queue text, seq bigint (PRIMARY KEY (queue, seq)), at_ms bigint,
 //!                   attempt int, kind smallint, code bigint, text text, stderr bytea:
 //!                   the last failure of a message (crate::model::failure, How::parts),
 //!                   replaced by each failure, deleted with the message (added in version 3)
+//! spoolmq_holds     queue text, key bytea (PRIMARY KEY (queue, key)), seq bigint,
+//!                   pushed_at bigint, unique_for bigint, free_at bigint (0 while
+//!                   pending): the hold of each unique key (crate::model::unique),
+//!                   deleted by a later keyed push once free_at has passed
+//!                   (index spoolmq_holds_free ON (queue, free_at) WHERE free_at > 0;
+//!                   added in version 5)
 //! NOTIFY spoolmq, QUEUE   after each commit that may make a message deliverable
 //! ```
 //!
@@ -64,16 +72,20 @@ use crate::base::error::{Error, Result};
 use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
 use crate::store::{
-    Change, Counters, Incoming, Loc, Meta, NewMessage, Scan, State, Step, Store, Target,
-    failures_at, no_target, split_incoming,
+    Change, Counters, Hold, Incoming, Loc, Meta, NewMessage, Restored, Scan, State, Step, Store,
+    Target, UniqueKey, failures_at, no_target, split_incoming,
 };
+
+/// A message row as [`PgStore::copy_rows`] writes it: its meta, body, TTL
+/// (ms) and unique key and window.
+type PgRow<'a> = (Meta, Cow<'a, [u8]>, u64, Option<(UniqueKey, u64)>);
 use postgres::Client;
 use postgres::types::{ToSql, Type};
 use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 4;
+const SCHEMA_VERSION: i32 = 5;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -152,6 +164,23 @@ ALTER TABLE spoolmq_messages ADD COLUMN IF NOT EXISTS expires_at bigint NOT NULL
 ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS expired bigint NOT NULL DEFAULT 0;
 ";
 
+/// From schema 4 to 5: unique keys. The columns have constant defaults
+/// (NULL, 0): no row is rewritten.
+const SCHEMA_5: &str = "
+ALTER TABLE spoolmq_messages ADD COLUMN IF NOT EXISTS unique_key bytea,
+    ADD COLUMN IF NOT EXISTS unique_for bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS spoolmq_holds (
+    queue text NOT NULL,
+    key bytea NOT NULL,
+    seq bigint NOT NULL,
+    pushed_at bigint NOT NULL,
+    unique_for bigint NOT NULL,
+    free_at bigint NOT NULL,
+    PRIMARY KEY (queue, key)
+);
+CREATE INDEX IF NOT EXISTS spoolmq_holds_free ON spoolmq_holds (queue, free_at) WHERE free_at > 0;
+";
+
 /// From schema 2 to 3: the last failure of each message.
 const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
     queue text NOT NULL,
@@ -166,9 +195,10 @@ const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
 );";
 
 const META_COLUMNS: &str =
-    "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, expires_at";
+    "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, expires_at,
+    unique_key IS NOT NULL";
 /// How many columns [`META_COLUMNS`] names: where the columns after them start.
-const META_LEN: usize = 9;
+const META_LEN: usize = 10;
 const COUNTER_COLUMNS: &str =
     "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes, expired";
 
@@ -309,6 +339,7 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         tx.batch_execute(SCHEMA).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_3).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_4).pg(place, "create the schema")?;
+        tx.batch_execute(SCHEMA_5).pg(place, "create the schema")?;
     } else {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
@@ -320,6 +351,11 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
             || !has(&mut tx, "spoolmq_messages", "ttl_ms")?
         {
             tx.batch_execute(SCHEMA_4).pg(place, "update the schema")?;
+        }
+        if !has(&mut tx, "spoolmq_holds", "free_at")?
+            || !has(&mut tx, "spoolmq_messages", "unique_for")?
+        {
+            tx.batch_execute(SCHEMA_5).pg(place, "update the schema")?;
         }
         let settled: Option<bool> = tx
             .query_opt(BODY_SETTLED, &[])
@@ -360,6 +396,8 @@ pub fn remove_queue(url: &str, name: &str) -> Result<()> {
     tx.execute("DELETE FROM spoolmq_messages WHERE queue = $1", &[&name])
         .pg(&place, "remove a queue")?;
     tx.execute("DELETE FROM spoolmq_failures WHERE queue = $1", &[&name])
+        .pg(&place, "remove a queue")?;
+    tx.execute("DELETE FROM spoolmq_holds WHERE queue = $1", &[&name])
         .pg(&place, "remove a queue")?;
     tx.execute("DELETE FROM spoolmq_queues WHERE name = $1", &[&name])
         .pg(&place, "remove a queue")?;
@@ -419,6 +457,17 @@ fn counters_of(r: &postgres::Row, at: usize) -> Counters {
     }
 }
 
+/// The hold in columns `at..at + 4` (seq, pushed_at, unique_for, free_at).
+fn hold_of(r: &postgres::Row, at: usize) -> Hold {
+    let g = |i: usize| r.get::<_, i64>(at + i) as u64;
+    Hold {
+        seq: g(0),
+        pushed_at_ms: g(1),
+        unique_for_ms: g(2),
+        free_at_ms: g(3),
+    }
+}
+
 /// A message row as [`Meta`]; `None` if its state or receipt does not decode.
 fn meta_of(r: &postgres::Row) -> (Meta, bool) {
     let state: i16 = r.get(1);
@@ -439,6 +488,7 @@ fn meta_of(r: &postgres::Row) -> (Meta, bool) {
         len: r.get::<_, i32>(7) as u32,
         loc: Loc::default(),
         expires_at_ms: r.get::<_, i64>(8) as u64,
+        keyed: r.get(9),
     };
     (m, ok)
 }
@@ -617,16 +667,71 @@ impl PgStore {
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
     ) -> Result<(u64, Deltas)> {
         let mut next = first;
+        let mut holds = Vec::new();
         let mut rows = msgs.map(|msg| {
             let msg = msg?;
             msg.check_size()?;
             let m = msg.meta(next, Loc::default());
+            if let Some((key, window)) = msg.unique {
+                let hold = Hold {
+                    seq: next,
+                    pushed_at_ms: m.pushed_at_ms,
+                    unique_for_ms: window,
+                    free_at_ms: 0,
+                };
+                holds.push((key, hold));
+            }
             next += 1;
-            Ok((m, msg.body, msg.ttl_ms))
+            Ok((m, msg.body, msg.ttl_ms, msg.unique))
         });
         let d = self.copy_rows(name, &mut rows)?;
         drop(rows);
+        if let Some((_, first)) = holds.first() {
+            // Holds whose key is free for good go, so the table holds no
+            // more than the keys still held.
+            self.client
+                .execute(
+                    "DELETE FROM spoolmq_holds WHERE queue = $1 AND free_at > 0 AND free_at <= $2",
+                    &[&name, &(first.pushed_at_ms as i64)],
+                )
+                .pg(&self.place, "push")?;
+        }
+        self.put_holds(name, &holds)?;
         Ok((next, d))
+    }
+
+    /// Makes each `(key, hold)` the hold of its key in queue `name`,
+    /// replacing any, in the open transaction.
+    fn put_holds(&mut self, name: &str, holds: &[(UniqueKey, Hold)]) -> Result<()> {
+        if holds.is_empty() {
+            return Ok(());
+        }
+        let st = self
+            .client
+            .prepare(
+                "INSERT INTO spoolmq_holds (queue, key, seq, pushed_at, unique_for, free_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (queue, key) DO UPDATE SET seq = excluded.seq,
+                   pushed_at = excluded.pushed_at, unique_for = excluded.unique_for,
+                   free_at = excluded.free_at",
+            )
+            .pg(&self.place, "keep a key's hold")?;
+        for (key, h) in holds {
+            self.client
+                .execute(
+                    &st,
+                    &[
+                        &name,
+                        &&key.0[..],
+                        &(h.seq as i64),
+                        &(h.pushed_at_ms as i64),
+                        &(h.unique_for_ms as i64),
+                        &(h.free_at_ms as i64),
+                    ],
+                )
+                .pg(&self.place, "keep a key's hold")?;
+        }
+        Ok(())
     }
 
     /// Adds `d` to the queue's counters (and sets its next seq), takes the
@@ -688,6 +793,27 @@ impl PgStore {
         let mut wake = false;
         for c in changes {
             let m = &c.new;
+            if crate::store::releases(c) {
+                // Before the row that holds its key may be deleted.
+                let row = self
+                    .client
+                    .query_opt(
+                        "SELECT unique_key, unique_for FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                        &[&self.queue, &(m.seq as i64)],
+                    )
+                    .pg(&self.place, "commit")?;
+                if let Some(r) = row {
+                    let key: Option<Vec<u8>> = r.get(0);
+                    let free_at = crate::store::released_at(c, r.get::<_, i64>(1) as u64);
+                    self.client
+                        .execute(
+                            "UPDATE spoolmq_holds SET free_at = $4
+                             WHERE queue = $1 AND key = $2 AND seq = $3 AND free_at = 0",
+                            &[&self.queue, &key, &(m.seq as i64), &(free_at as i64)],
+                        )
+                        .pg(&self.place, "commit")?;
+                }
+            }
             let n = if m.state.is_live() {
                 self.client.execute(
                     "UPDATE spoolmq_messages SET state = $3, attempts = $4, max_attempts = $5,
@@ -755,14 +881,14 @@ impl PgStore {
     fn copy_rows(
         &mut self,
         queue: &str,
-        rows: &mut dyn Iterator<Item = Result<(Meta, Cow<'_, [u8]>, u64)>>,
+        rows: &mut dyn Iterator<Item = Result<PgRow<'_>>>,
     ) -> Result<Deltas> {
         let place = self.place.clone();
         let sink = self
             .client
             .copy_in(
                 "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc,
-                   expires_at, ttl_ms) FROM STDIN BINARY",
+                   expires_at, ttl_ms, unique_key, unique_for) FROM STDIN BINARY",
             )
             .pg(&place, "push")?;
         let types = [
@@ -779,13 +905,16 @@ impl PgStore {
             Type::INT8,
             Type::INT8,
             Type::INT8,
+            Type::BYTEA,
+            Type::INT8,
         ];
         let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut d = Deltas::default();
         for row in rows {
-            let (m, body, ttl_ms) = row?;
+            let (m, body, ttl_ms, unique) = row?;
             let body: &[u8] = &body;
-            let values: [&(dyn ToSql + Sync); 13] = [
+            let key = unique.map(|(k, _)| k.0.to_vec());
+            let values: [&(dyn ToSql + Sync); 15] = [
                 &queue,
                 &(m.seq as i64),
                 &(m.state as u8 as i16),
@@ -799,6 +928,8 @@ impl PgStore {
                 &i64::from(crc32fast::hash(body)),
                 &(m.expires_at_ms as i64),
                 &(ttl_ms as i64),
+                &key,
+                &(unique.map_or(0, |(_, w)| w as i64)),
             ];
             w.write(&values).pg(&place, "push")?;
             d.add(m.state, body.len() as u32);
@@ -824,7 +955,8 @@ impl Store for PgStore {
         next_seq: u64,
         counters: Counters,
         metas: &[Meta],
-        body: &mut dyn FnMut(&Meta) -> Result<crate::store::BodyAndTtl>,
+        body: &mut dyn FnMut(&Meta) -> Result<Restored>,
+        holds: &[(UniqueKey, Hold)],
     ) -> Result<()> {
         self.write("restore messages", |s| {
             let n = s
@@ -851,9 +983,10 @@ impl Store for PgStore {
                 let mut rows = chunk
                     .iter()
                     .zip(&bodies)
-                    .map(|(m, (b, ttl))| Ok((*m, Cow::Borrowed(b.as_slice()), *ttl)));
+                    .map(|(m, r)| Ok((*m, Cow::Borrowed(r.body.as_slice()), r.ttl_ms, r.unique)));
                 s.copy_rows(&s.queue.clone(), &mut rows)?;
             }
+            s.put_holds(&s.queue.clone(), holds)?;
             let c = counters;
             let d = Deltas([
                 c.ready as i64,
@@ -1095,6 +1228,49 @@ impl Store for PgStore {
             )
             .pg(&self.place, "read a message's TTL")?;
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT seq, pushed_at, unique_for, free_at FROM spoolmq_holds WHERE queue = $1 AND key = $2",
+                &[&self.queue, &&key.0[..]],
+            )
+            .pg(&self.place, "read a key's hold")?;
+        Ok(row.map(|r| hold_of(&r, 0)))
+    }
+
+    fn unique(&mut self, m: &Meta) -> Result<Option<(UniqueKey, u64)>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT unique_key, unique_for FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
+                &[&self.queue, &(m.seq as i64)],
+            )
+            .pg(&self.place, "read a message's key")?;
+        Ok(row.and_then(|r| {
+            let k: Option<Vec<u8>> = r.get(0);
+            let k: [u8; 16] = k?.try_into().ok()?;
+            Some((UniqueKey(k), r.get::<_, i64>(1) as u64))
+        }))
+    }
+
+    fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, pushed_at, unique_for, free_at, key FROM spoolmq_holds WHERE queue = $1 ORDER BY key",
+                &[&self.queue],
+            )
+            .pg(&self.place, "read the holds")?;
+        for r in rows {
+            let k: Vec<u8> = r.get(4);
+            if let Ok(k) = <[u8; 16]>::try_from(k.as_slice()) {
+                visit(&UniqueKey(k), &hold_of(&r, 0));
+            }
+        }
+        Ok(())
     }
 
     fn failure(&mut self, seq: u64) -> Result<Option<Failure>> {
