@@ -63,6 +63,11 @@ struct Seen {
     failures: BTreeMap<String, String>,
     /// id -> the reason a nack in flight at the cut was recording.
     maybe_failures: BTreeMap<String, String>,
+    /// Unique key -> the id of the message a push that returned Ok said
+    /// holds it, and whether it has a window (held after its ack).
+    keys: BTreeMap<Vec<u8>, (String, bool)>,
+    /// Keys a push in flight at the cut may have taken.
+    maybe_keys: BTreeSet<Vec<u8>>,
     now: u64,
 }
 
@@ -122,6 +127,38 @@ impl Ctx {
         let ids = placed.seqs.into_iter().map(|s| cipher.format(s));
         self.seen.maybe_pushed.clear();
         self.seen.pushed.extend(ids.zip(raw));
+        Ok(())
+    }
+
+    /// A push with unique keys: `key` for every body (only the first can
+    /// be stored), or each body its own key (`None`); `window` is
+    /// `--unique-for` in ms. What each key's holder is, as told.
+    fn push_keyed(&mut self, bodies: &[&str], key: Option<&str>, window: u64) -> Step {
+        let raw: Vec<Vec<u8>> = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
+        let key_of = |b: &[u8]| key.map_or(b.to_vec(), |k| k.as_bytes().to_vec());
+        self.seen.maybe_pushed = raw.iter().cloned().collect();
+        self.seen.maybe_keys = raw.iter().map(|b| key_of(b)).collect();
+        let mut it = raw.iter().map(Vec::as_slice);
+        let keys = match key {
+            Some(k) => crate::queue::Keys::One(crate::model::unique::UniqueKey::of(k.as_bytes())),
+            None => crate::queue::Keys::FromBody,
+        };
+        let how = crate::queue::Pushing {
+            keys,
+            unique_for_ms: window,
+            ..Default::default()
+        };
+        let q = self.q.as_mut().expect("the queue is open");
+        let (cipher, placed) = q.push_seqs(&mut it, how, self.seen.now)?;
+        self.seen.maybe_pushed.clear();
+        self.seen.maybe_keys.clear();
+        for (i, (seq, body)) in placed.seqs.iter().zip(raw).enumerate() {
+            let id = cipher.format(*seq);
+            if !placed.duplicates.contains(&i) {
+                self.seen.keys.insert(key_of(&body), (id.clone(), window > 0));
+                self.seen.pushed.insert(id, body);
+            }
+        }
         Ok(())
     }
 
@@ -324,6 +361,33 @@ fn expiry(c: &mut Ctx) -> Step {
     c.nack(0)?; // t2, past its TTL: expired
     c.push_ttl(&["t4"], 60_000)?;
     c.push(&["last"])
+}
+
+/// Keyed pushes (keyed records, layout-3 slots, the holds file made and
+/// written) beside plain ones: a duplicate within a push and across
+/// pushes, acks with and without a window, a key taken again once free,
+/// enough keys that the holds table grows, and a checkpoint. The check
+/// pushes every key again: one whose holder was not acked, or was acked
+/// with a window, must still be held by it.
+fn keys(c: &mut Ctx) -> Step {
+    c.push_keyed(&["report-1"], Some("r1"), 0)?;
+    c.push_keyed(&["a", "b", "a"], None, 0)?;
+    c.push(&["plain"])?;
+    c.pop(2, 60_000, 5)?;
+    c.ack()?; // report-1, no window: r1 free
+    c.push_keyed(&["report-1 again"], Some("r1"), 30 * 86_400_000)?;
+    c.push_keyed(&["a"], None, 0)?; // a duplicate: a is leased
+    c.ack()?; // a
+    c.pop(1, 60_000, 5)?;
+    c.ack()?; // b
+    c.pop(1, 60_000, 5)?;
+    c.ack()?; // plain
+    c.pop(1, 60_000, 5)?;
+    c.ack()?; // report-1 again, its key held for 30 days
+    let many: Vec<String> = (0..300).map(|i| format!("file-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    c.push_keyed(&many, None, 0)?;
+    c.push_keyed(&["report-1, a third time"], Some("r1"), 0)
 }
 
 /// Small segments: pushes roll over, acks empty segments, which are reclaimed.
@@ -545,6 +609,8 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
             v.push(format!("{what}: {id} ({body:?}) was never pushed whole"));
         }
     }
+    // Last: it pushes.
+    v.extend(check_keys(&mut q, seen, now, what));
     v
 }
 
@@ -579,6 +645,44 @@ fn check_failures(q: &mut Queue, seen: &Seen, now: u64, what: &str) -> Vec<Strin
             ));
         } else if got.is_none() && want.is_some() {
             v.push(format!("{what}: {id} lost its last failure {want:?}"));
+        }
+    }
+    v
+}
+
+/// Every key a push reported taken is still held by that message, unless
+/// the message was acked without a window (then it is free); keys a push
+/// or an ack in flight may have changed are not checked. The check pushes
+/// each key once more (a duplicate stores nothing).
+fn check_keys(q: &mut Queue, seen: &Seen, now: u64, what: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for (key, (id, window)) in &seen.keys {
+        if seen.maybe_keys.contains(key) || seen.maybe_gone.contains(id) {
+            continue;
+        }
+        let held = !seen.gone.contains(id) || *window;
+        let how = crate::queue::Pushing {
+            keys: crate::queue::Keys::One(crate::model::unique::UniqueKey::of(key)),
+            ..Default::default()
+        };
+        let mut body = std::iter::once(&b"checking"[..]);
+        match q.push_seqs(&mut body, how, now) {
+            Ok((cipher, placed)) => {
+                let got = cipher.format(placed.seqs[0]);
+                let dup = !placed.duplicates.is_empty();
+                if held && (!dup || &got != id) {
+                    v.push(format!(
+                        "{what}: key {:?} was held by {id}, a push of it stored {got}",
+                        String::from_utf8_lossy(key)
+                    ));
+                } else if !held && dup {
+                    v.push(format!(
+                        "{what}: key {:?} was let go by {id} (acked), a push of it is a duplicate of {got}",
+                        String::from_utf8_lossy(key)
+                    ));
+                }
+            }
+            Err(e) => v.push(format!("{what}: push of a key failed: {e}")),
         }
     }
     v
@@ -679,6 +783,17 @@ fn power_loss_during_everyday_operations_loses_nothing_reported_done() {
 #[test]
 fn power_loss_with_ttls_and_expiry_loses_nothing_reported_done() {
     assert_clean("expiry", expiry);
+}
+
+#[test]
+fn power_loss_with_unique_keys_loses_no_key_reported_held() {
+    // Small segments and a small holds table: pushes roll over (each a
+    // checkpoint), and the table grows.
+    TEST_SEGMENT_LIMIT.with(|l| l.set(4096));
+    crate::store::fs::TEST_MIN_BITS.with(|b| b.set(5));
+    assert_clean("keys", keys);
+    crate::store::fs::TEST_MIN_BITS.with(|b| b.set(10));
+    TEST_SEGMENT_LIMIT.with(|l| l.set(fsstore::SEGMENT_LIMIT));
 }
 
 #[test]

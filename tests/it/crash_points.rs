@@ -149,6 +149,54 @@ fn a_push_that_dies_after_its_append_or_its_fsync_is_all_or_nothing() {
     }
 }
 
+/// A keyed push that dies at any step, before or after its holds are
+/// written: its messages are all there with their keys held, or none is
+/// and the keys are free; the keys pushed before it are held either way.
+#[test]
+fn a_keyed_push_that_dies_anywhere_holds_its_keys_only_if_it_stored_them() {
+    for point in [
+        "push.after-append",
+        "push.after-sync",
+        "push.after-holds",
+        "header.torn",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        let before = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"old-1\nold-2\n");
+        let old = before.ok().lines();
+        crash_at(&s, point, &["push", "q", "--lines", "--key-from-line"], b"new-1\nnew-2\nnew-1\n");
+        // The earlier keys are still held by their messages.
+        let again = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"old-1\nold-2\n");
+        assert_eq!(again.ok().lines(), old, "{point}");
+        // The crashed push's keys: held by its messages if they are there.
+        let out = s.run(&["export", "q"]);
+        let stored: Vec<String> = out
+            .ok()
+            .json()
+            .iter()
+            .filter(|m| body(m).starts_with("new-"))
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(stored.is_empty() || stored.len() == 2, "{point}: {stored:?}");
+        let third = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"new-1\nnew-2\n");
+        let ids = third.ok().lines();
+        if stored.is_empty() {
+            assert_eq!(num(&s.stats("q"), "pushed"), 12, "{point}: stored now");
+        } else {
+            assert_eq!(ids, stored, "{point}: held by the messages stored");
+        }
+        verify(
+            &s,
+            &Known {
+                ready: k.ready.iter().cloned().chain(["old-1".into(), "old-2".into()]).collect(),
+                ..k
+            },
+            &["new-1", "new-2"],
+            &[],
+        );
+    }
+}
+
 #[test]
 fn a_push_of_lines_that_dies_midway_serves_no_half_line() {
     let s = Spool::new();

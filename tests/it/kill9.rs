@@ -2,7 +2,7 @@
 // that failures are recorded) and `fsck --repair` killed with SIGKILL at random moments, at least 200 times: every push that exited 0 is still delivered or acked, no acked message is delivered again, the counters agree, and fsck finds a sound spool. A bulk `push --lines` killed while it writes keeps every id it printed.
 
 use common::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Kills `bg` if it is still running (4 times in 5), else waits for it.
@@ -29,6 +29,7 @@ fn fresh_bodies(rng: &mut Rng, n: &mut u32, most: u64) -> Vec<String> {
 
 enum Job {
     Push(Vec<String>),
+    PushKeyed(String),
     Pop,
     Ack(Vec<String>),
     Other(Vec<String>),
@@ -45,20 +46,31 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
     let mut acked: BTreeSet<String> = BTreeSet::new(); // our ack exited 0
     let mut maybe_acked: BTreeSet<String> = BTreeSet::new(); // our ack was killed
     let mut to_ack: Vec<(Vec<String>, Vec<String>)> = Vec::new(); // (receipts, bodies)
+    let mut keyed: BTreeMap<String, String> = BTreeMap::new(); // body (its own key) -> id
     let mut n = 0u32;
     while (kills < 220 || pushed.len() < 100) && started.elapsed() < Duration::from_secs(50) {
         // A round: several processes at once on the same queue.
         let mut round: Vec<(Job, Bg)> = Vec::new();
-        for i in 0..2 {
-            let bodies = fresh_bodies(&mut rng, &mut n, 4);
+        for i in 0..3 {
+            let mut bodies = fresh_bodies(&mut rng, &mut n, 4);
             let mut args = vec!["push", "q"];
             // One push of each round with a TTL (long records), long
-            // enough that nothing expires while the test runs.
+            // enough that nothing expires while the test runs; one with a
+            // unique key, the body itself (keyed records, the holds file).
             if i == 1 {
                 args.extend(["--ttl", "1d"]);
             }
+            if i == 2 {
+                bodies.truncate(1);
+                args.extend(["--key", bodies[0].as_str()]);
+            }
             args.extend(bodies.iter().map(String::as_str));
-            round.push((Job::Push(bodies.clone()), s.spawn(&args)));
+            let job = if i == 2 {
+                Job::PushKeyed(bodies[0].clone())
+            } else {
+                Job::Push(bodies.clone())
+            };
+            round.push((job, s.spawn(&args)));
         }
         round.push((
             Job::Pop,
@@ -93,6 +105,10 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
                     out.ok();
                     pushed.extend(bodies);
                 }
+                (Job::PushKeyed(body), Some(out)) => {
+                    keyed.insert(body.clone(), out.ok().lines().remove(0));
+                    pushed.insert(body);
+                }
                 (Job::Pop, Some(out)) if out.code != 3 => {
                     out.ok();
                     let msgs = out.json();
@@ -123,6 +139,25 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
     // Let every lease run out, then take everything that is left.
     sleep_ms(3100);
     s.run(&["fsck"]).ok();
+    // A key whose message is still waiting (not a dead letter, which lets
+    // go of its key) is held by it: a push of it stores nothing and prints
+    // that id.
+    let waiting: BTreeSet<String> = s
+        .run(&["export", "q"])
+        .ok()
+        .json()
+        .iter()
+        .filter(|m| m["state"] != "dead")
+        .map(|m| body(m).to_string())
+        .collect();
+    let mut held = 0;
+    for (body, id) in &keyed {
+        if waiting.contains(body) {
+            let out = s.run(&["push", "q", "--key", body, "again"]);
+            assert_eq!(out.ok().lines(), [id.clone()], "the key {body} is held by {id}");
+            held += 1;
+        }
+    }
     s.run(&["retry", "q"]).ok();
     let left: Vec<String> = s
         .pop_json("q", &["--count", "100000", "--lease", "1h"])
@@ -184,8 +219,9 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         "{st}"
     );
     eprintln!(
-        "kill -9: {kills} kills, {} pushes confirmed, {} acks confirmed, {} left, {} with a failure recorded, 0 lost, {:.1}s",
+        "kill -9: {kills} kills, {} pushes confirmed ({} keyed, {held} keys still held), {} acks confirmed, {} left, {} with a failure recorded, 0 lost, {:.1}s",
         pushed.len(),
+        keyed.len(),
         acked.len(),
         left.len(),
         failed.len(),

@@ -33,8 +33,29 @@ fn populated() -> (Spool, Vec<String>) {
         .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
         .args(["pop", "ttl"]));
     assert!(pop.ok().stdout_str().contains("t1"), "{}", pop.stdout_str());
+    // Unique keys: one held by a waiting message, one by an acked message
+    // in its window, one free again (acked without a window).
+    s.run(&["push", "keys", "--key", "waiting", "w"]).ok();
+    s.run(&["push", "keys", "--key", "window", "--unique-for", "1h", "k"]).ok();
+    s.run(&["push", "keys", "--key", "free", "f"]).ok();
+    let done = s.pop_json("keys", &["--count", "2"]);
+    assert_eq!(bodies(&done), ["w", "k"]);
+    s.ack("keys", &[receipt(&done[1])]);
+    let f = s.pop_json("keys", &["--count", "1"]);
+    s.ack("keys", &[receipt(&f[0])]);
     let receipts = leased.iter().map(|m| receipt(m).to_string()).collect();
     (s, receipts)
+}
+
+/// Whether each of `populated`'s keys is held, through `cmd`: a push of
+/// each (waiting, window, free) stores nothing (prints the holder's id) or
+/// a new message. Pushes (and keeps) the free key's message.
+fn keys_held(cmd: &dyn Fn(&[&str]) -> Out) -> [bool; 3] {
+    ["waiting", "window", "free"].map(|k| {
+        let out = cmd(&["push", "keys", "--key", k, "again", "--json"]);
+        out.ok();
+        out.json()[0]["duplicate"] == true
+    })
 }
 
 /// What a user can see of every queue: stats (without the store's own
@@ -85,7 +106,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let before = snapshot(&s);
     let out = migrate(&s, other());
     assert!(
-        out.stdout_str().contains("migrated 3 queues"),
+        out.stdout_str().contains("migrated 4 queues"),
         "{}",
         out.stdout_str()
     );
@@ -128,11 +149,15 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let bodies: Vec<&str> = got.iter().map(|m| m["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["dead1", "dead2", "m1"]);
     cmd(&["fsck"]).ok();
+    // Every key's hold came along, the window of the acked one too.
+    assert_eq!(keys_held(&cmd), [true, true, false]);
     // And back again.
     let before = snapshot_with(&cmd);
     migrate(&s, STORE);
     assert_eq!(recorded(&s), format!("{STORE}\n"));
     assert_eq!(snapshot(&s), before);
+    let here = |args: &[&str]| s.run(args);
+    assert_eq!(keys_held(&here), [true, true, true]);
     s.run(&["fsck"]).ok();
 }
 

@@ -149,6 +149,8 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     // skew, a pop meets it), one still to run.
     fs(&["push", "jobs", "--ttl", "1s", "gone"]).ok();
     fs(&["push", "jobs", "--ttl", "1h", "timed"]).ok();
+    // A unique key held by a waiting message.
+    fs(&["push", "keyed", "--key", "k", "held"]).ok();
     let skewed = run(bare_spoolmq()
         .env("SPOOLMQ_STORE", "fs")
         .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
@@ -170,6 +172,8 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     let url = s.url().unwrap().to_string();
     fs(&["migrate", "--to", "postgres", "--into", &url]).ok();
     assert_eq!(export(s.run(&["export", "jobs"])), before);
+    let dup = s.run(&["push", "keyed", "--key", "k", "again", "--json"]);
+    assert_eq!(dup.ok().json()[0]["duplicate"], true, "the key's hold came along");
     // The lease taken before the migration still acks there.
     let receipt = leased[0]["receipt"].as_str().unwrap();
     s.ack("jobs", &[receipt]);

@@ -64,6 +64,25 @@ pub(super) const HEADER_LEN: u64 = 32;
 pub(super) const ENTRY_LEN: usize = 48;
 /// A new table has 2^10 entries (48 KiB).
 const MIN_BITS: u32 = 10;
+/// The smallest table a header may name (the tests make tables this small).
+const FLOOR_BITS: u32 = 4;
+
+#[cfg(test)]
+thread_local! {
+    /// The power-loss test makes small tables, so that they grow.
+    pub(crate) static TEST_MIN_BITS: std::cell::Cell<u32> = const { std::cell::Cell::new(MIN_BITS) };
+}
+
+fn min_bits() -> u32 {
+    #[cfg(test)]
+    {
+        TEST_MIN_BITS.with(|b| b.get())
+    }
+    #[cfg(not(test))]
+    {
+        MIN_BITS
+    }
+}
 /// The largest table: 2^32 entries.
 const MAX_BITS: u32 = 32;
 /// A search that passes more entries than this makes the next write grow
@@ -89,7 +108,7 @@ fn decode_header(b: &[u8]) -> Option<u32> {
     let bits = u32_at(b, 12);
     let ok = crc32fast::hash(&b[..28]) == u32_at(b, 28)
         && b[16..28].iter().all(|&x| x == 0)
-        && (MIN_BITS..=MAX_BITS).contains(&bits);
+        && (FLOOR_BITS..=MAX_BITS).contains(&bits);
     ok.then_some(bits)
 }
 
@@ -319,10 +338,10 @@ impl HoldTable {
 
 /// The `bits` of a table for `n` holds: at most a quarter full.
 fn bits_for(n: usize) -> u32 {
-    let want = (n as u64).saturating_mul(4).max(1 << MIN_BITS);
+    let want = (n as u64).saturating_mul(4).max(1 << min_bits());
     want.next_power_of_two()
         .trailing_zeros()
-        .clamp(MIN_BITS, MAX_BITS)
+        .clamp(min_bits(), MAX_BITS)
 }
 
 /// What a push wrote to the holds file, to put back if it fails.

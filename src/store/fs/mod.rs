@@ -141,6 +141,8 @@ mod failures;
 mod holds;
 #[cfg(test)]
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
+#[cfg(test)]
+pub(crate) use holds::TEST_MIN_BITS;
 pub mod index;
 mod key;
 pub mod moves;
