@@ -155,7 +155,9 @@ impl Ctx {
         for (i, (seq, body)) in placed.seqs.iter().zip(raw).enumerate() {
             let id = cipher.format(*seq);
             if !placed.duplicates.contains(&i) {
-                self.seen.keys.insert(key_of(&body), (id.clone(), window > 0));
+                self.seen
+                    .keys
+                    .insert(key_of(&body), (id.clone(), window > 0));
                 self.seen.pushed.insert(id, body);
             }
         }

@@ -1436,6 +1436,94 @@ fn damage_to_the_failures_file_loses_no_message() {
     });
 }
 
+// ---------------------------------------------------------------- holds
+
+/// Damage to the holds file (the unique keys' table: flipped bytes, cut short, garbage
+/// appended or in its place, removed) never panics and loses no message; `fsck` names the
+/// file when it finds damage, and after `fsck --repair` (or, for a lost file, the next keyed
+/// push, which makes it again from the slots) every key whose message waits is held again.
+#[test]
+fn damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_again() {
+    let template = Spool::new();
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    let input = keys.join("\n") + "\n";
+    let out = template.run_stdin(&["push", Q, "--lines", "--key-from-line"], input.as_bytes());
+    let ids = out.ok().lines();
+    // Ten done: five acked, five dead letters (their keys free); thirty wait.
+    let popped = template.pop_json(Q, &["--count", "10", "--max-attempts", "1"]);
+    template.ack(Q, &popped[..5].iter().map(receipt).collect::<Vec<_>>());
+    template.nack(
+        Q,
+        &popped[5..].iter().map(receipt).collect::<Vec<_>>(),
+        &["--max-attempts", "1"],
+    );
+    let waiting: Vec<(String, String)> = keys[10..]
+        .iter()
+        .cloned()
+        .zip(ids[10..].iter().cloned())
+        .collect();
+    let path = |s: &Spool| s.queue_dir(Q).join("holds");
+    let len = fs::metadata(path(&template)).unwrap().len();
+    let mut rng = Rng::new(4242);
+    rounds(12, |round| {
+        let s = Spool::new();
+        copy_tree(&template.dir, &s.dir);
+        let p = path(&s);
+        let what = match round % 6 {
+            0 | 1 => {
+                // An entry's bytes (the header is round 5's).
+                let at = 32 + rng.below(len - 32);
+                flip(&p, &[at], &mut rng);
+                format!("byte {at} flipped")
+            }
+            2 => {
+                let at = rng.below(len);
+                truncate(&p, at);
+                format!("cut at {at}")
+            }
+            3 => {
+                append(&p, &rng.bytes(200));
+                "garbage appended".into()
+            }
+            4 => {
+                fs::write(&p, rng.bytes(3000)).unwrap();
+                "garbage in its place".into()
+            }
+            _ => {
+                fs::remove_file(&p).unwrap();
+                "removed".into()
+            }
+        };
+        let ctx = format!("holds {what}");
+        let out = sm(&s, &["export", Q]);
+        out.ok();
+        assert_eq!(out.json().len(), 35, "{ctx}: every message is there");
+        let fsck = sm(&s, &["fsck"]);
+        assert!([0, 1].contains(&fsck.code), "{ctx}: {}", fsck.stderr);
+        if fsck.code == 1 {
+            assert!(
+                fsck.stdout_str().contains("holds"),
+                "{ctx}: {}",
+                fsck.stdout_str()
+            );
+        }
+        sm(&s, &["fsck", "--repair"]).ok();
+        sm(&s, &["fsck"]).ok();
+        for (key, id) in &waiting {
+            let out = sm(&s, &["push", Q, "--key", key, "again"]);
+            assert_eq!(
+                out.ok().lines(),
+                [id.clone()],
+                "{ctx}: {key} is held by {id}"
+            );
+        }
+        // The keys of done messages are free.
+        let out = sm(&s, &["push", Q, "--key", &keys[0], "again"]);
+        assert_ne!(out.ok().lines(), [ids[0].clone()], "{ctx}");
+        assert_counters_add_up(&s, &ctx);
+    });
+}
+
 // ---------------------------------------------------------------- lock
 
 #[test]
@@ -1546,6 +1634,10 @@ impl RootFixture {
         );
         go(&["push", "d", "d1"], false);
         go(&["purge", "d"], false);
+        go(
+            &["push", "e", "--key", "e1", "--unique-for", "1h", "e1"],
+            false,
+        );
         let mut f = RootFixture {
             template,
             key,
@@ -1995,6 +2087,10 @@ const COVERED: &[(&str, fn())] = &[
     ),
     ("Q/reserve", damage_to_the_reserve_file_is_transparent),
     ("Q/failures", damage_to_the_failures_file_loses_no_message),
+    (
+        "Q/holds",
+        damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_again,
+    ),
 ];
 
 /// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
@@ -2055,6 +2151,7 @@ fn every_file_a_full_workload_leaves_has_a_corruption_case() {
         "Q/reserve",
         "Q/lock",
         "Q/failures",
+        "Q/holds",
     ] {
         assert!(
             seen.contains(kind),

@@ -162,11 +162,22 @@ fn a_keyed_push_that_dies_anywhere_holds_its_keys_only_if_it_stored_them() {
     ] {
         let s = Spool::new();
         let k = seeded(&s);
-        let before = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"old-1\nold-2\n");
+        let before = s.run_stdin(
+            &["push", "q", "--lines", "--key-from-line"],
+            b"old-1\nold-2\n",
+        );
         let old = before.ok().lines();
-        crash_at(&s, point, &["push", "q", "--lines", "--key-from-line"], b"new-1\nnew-2\nnew-1\n");
+        crash_at(
+            &s,
+            point,
+            &["push", "q", "--lines", "--key-from-line"],
+            b"new-1\nnew-2\nnew-1\n",
+        );
         // The earlier keys are still held by their messages.
-        let again = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"old-1\nold-2\n");
+        let again = s.run_stdin(
+            &["push", "q", "--lines", "--key-from-line"],
+            b"old-1\nold-2\n",
+        );
         assert_eq!(again.ok().lines(), old, "{point}");
         // The crashed push's keys: held by its messages if they are there.
         let out = s.run(&["export", "q"]);
@@ -177,8 +188,14 @@ fn a_keyed_push_that_dies_anywhere_holds_its_keys_only_if_it_stored_them() {
             .filter(|m| body(m).starts_with("new-"))
             .map(|m| m["id"].as_str().unwrap().to_string())
             .collect();
-        assert!(stored.is_empty() || stored.len() == 2, "{point}: {stored:?}");
-        let third = s.run_stdin(&["push", "q", "--lines", "--key-from-line"], b"new-1\nnew-2\n");
+        assert!(
+            stored.is_empty() || stored.len() == 2,
+            "{point}: {stored:?}"
+        );
+        let third = s.run_stdin(
+            &["push", "q", "--lines", "--key-from-line"],
+            b"new-1\nnew-2\n",
+        );
         let ids = third.ok().lines();
         if stored.is_empty() {
             assert_eq!(num(&s.stats("q"), "pushed"), 12, "{point}: stored now");
@@ -188,7 +205,12 @@ fn a_keyed_push_that_dies_anywhere_holds_its_keys_only_if_it_stored_them() {
         verify(
             &s,
             &Known {
-                ready: k.ready.iter().cloned().chain(["old-1".into(), "old-2".into()]).collect(),
+                ready: k
+                    .ready
+                    .iter()
+                    .cloned()
+                    .chain(["old-1".into(), "old-2".into()])
+                    .collect(),
                 ..k
             },
             &["new-1", "new-2"],

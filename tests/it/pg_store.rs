@@ -173,7 +173,11 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     fs(&["migrate", "--to", "postgres", "--into", &url]).ok();
     assert_eq!(export(s.run(&["export", "jobs"])), before);
     let dup = s.run(&["push", "keyed", "--key", "k", "again", "--json"]);
-    assert_eq!(dup.ok().json()[0]["duplicate"], true, "the key's hold came along");
+    assert_eq!(
+        dup.ok().json()[0]["duplicate"],
+        true,
+        "the key's hold came along"
+    );
     // The lease taken before the migration still acks there.
     let receipt = leased[0]["receipt"].as_str().unwrap();
     s.ack("jobs", &[receipt]);

@@ -4,8 +4,26 @@
 //! delayed ten years and 1 acked; the fs one with its last changes still in
 //! the WAL) opens in this release and keeps every message, id, receipt and
 //! state. Commands that only read change nothing; the first push rewrites
-//! `.store` as version 2 (sqlite: schema 5), and then a message with a TTL
-//! (a long record) is kept beside the old ones.
+//! `.store` (as version 3 now; sqlite: schema 6), and then a message with
+//! a TTL (a long record) is kept beside the old ones.
+//!
+//! And a spool of each local store made by the release before unique keys
+//! (commit ad21395, `tests/fixtures/release-ad21395.tar.gz`, `.store`
+//! version 2, sqlite schema 5: queue `work` with 3 ready messages, one
+//! with a TTL of ten years, 1 leased for ten years, 1 failed dead letter,
+//! 1 expired dead letter, 1 delayed ten years and 1 acked; the fs one with
+//! its last changes in the WAL) opens the same way, and the first keyed
+//! push of this release makes it version 3 (sqlite: schema 6).
+//!
+//! How the second fixture was made, with that commit's binary, for each
+//! STORE (fs, sqlite), `SPOOLMQ_STORE=STORE` and `--dir STORE`:
+//! `push work leased acked failing`; `push work --ttl 1s expires`;
+//! `push work r1 r2`; `push work --ttl 3650d r-ttl`;
+//! `push work --delay 3650d delayed`; `pop work --count 3 --lease 3650d
+//! --max-attempts 1`, then ack `acked` and `nack --reason boom
+//! --max-attempts 1` `failing`; two seconds on, `pop work` (which marks
+//! `expires` expired and leases r1) and a nack of r1; then `export work`,
+//! `stats work --json` and the leased receipt into the files beside.
 
 use crate::env_fs as common;
 
@@ -20,10 +38,21 @@ struct Old {
 
 impl Old {
     fn open(store: &'static str) -> Old {
+        Old::of("release-42ec2a7.tar.gz", store)
+    }
+
+    fn of(fixture_name: &str, store: &'static str) -> Old {
         Old {
-            tmp: fixture("release-42ec2a7.tar.gz"),
+            tmp: fixture(fixture_name),
             store,
         }
+    }
+
+    fn recorded_export(&self) -> Vec<serde_json::Value> {
+        self.recorded("export", ".jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     fn dir(&self) -> PathBuf {
@@ -162,6 +191,95 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
             .map(|m| body(m).to_string())
             .collect();
         assert_eq!(got, ["dead", "r1", "r2", "r3", "new"], "{store}");
+        old.fsck_is_clean();
+    }
+}
+
+#[test]
+fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys() {
+    for store in ["fs", "sqlite"] {
+        let old = Old::of("release-ad21395.tar.gz", store);
+        let recorded = old.recorded_export();
+        assert_eq!(recorded.len(), 7, "{store}: the fixture's messages");
+        let before = files(&old.dir());
+        assert_eq!(old.export(), recorded, "{store}: export");
+        let st = old.run(&["stats", "work", "--json"]);
+        assert_counts(
+            &st.ok().json()[0],
+            &[
+                ("ready", 3),
+                ("leased", 1),
+                ("delayed", 1),
+                ("dead", 2),
+                ("expired", 1),
+                ("pushed", 8),
+                ("acked", 1),
+            ],
+        );
+        let expired = recorded.iter().find(|m| m["expired"] == true).unwrap();
+        let v = old.run(&["inspect", "work", expired["id"].as_str().unwrap(), "--json"]);
+        assert_eq!(v.ok().json()[0]["expired"], true, "{store}");
+        old.fsck_is_clean();
+        assert!(
+            files(&old.dir()) == before,
+            "{store}: reading changed the spool"
+        );
+        // The receipt that release handed out still acks its message.
+        let receipt = old.recorded("leased-receipt", "");
+        old.run(&["ack", "work", receipt.trim()]).ok();
+        assert!(
+            std::fs::read_to_string(old.dir().join(".store"))
+                .unwrap()
+                .starts_with(&format!("spoolmq-store 2 {store} ")),
+            "{store}: an ack writes no new format"
+        );
+        // A keyed push of this release: the record says so, the key holds.
+        let out = old.run(&["push", "work", "--key", "k", "new"]);
+        let new_id = out.ok().lines().remove(0);
+        let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
+        assert!(
+            record.starts_with(&format!("spoolmq-store 3 {store} ")),
+            "{store}: {record:?}"
+        );
+        if store == "sqlite" {
+            let conn = rusqlite::Connection::open(old.dir().join(".spool.db")).unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 6, "the first write brought the schema up to date");
+        }
+        let dup = old.run(&["push", "work", "--key", "k", "again"]);
+        assert_eq!(
+            dup.ok().lines(),
+            [new_id.clone()],
+            "{store}: the key is held"
+        );
+        // Every old message is as it was (but the acked one), the new one last.
+        let after = old.export();
+        let want: Vec<&serde_json::Value> =
+            recorded.iter().filter(|m| m["state"] != "leased").collect();
+        assert_eq!(after.len(), want.len() + 1, "{store}: {after:?}");
+        for (a, w) in after.iter().zip(&want) {
+            assert_eq!(&a, w, "{store}");
+        }
+        let last = after.last().unwrap();
+        assert_eq!(last["id"].as_str(), Some(new_id.as_str()));
+        assert!(last["key_hash"].is_string(), "{store}: {last}");
+        // Both dead letters come back; everything delivers in order, the
+        // TTL of ten years kept.
+        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "2\n");
+        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
+        let got: Vec<String> = out
+            .ok()
+            .json()
+            .iter()
+            .map(|m| body(m).to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["failing", "expires", "r1", "r2", "r-ttl", "new"],
+            "{store}"
+        );
         old.fsck_is_clean();
     }
 }

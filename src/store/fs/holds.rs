@@ -204,11 +204,8 @@ impl HoldTable {
     fn read(&self, i: u64) -> Result<Entry> {
         let mut b = [0u8; ENTRY_LEN];
         let n = segment::read_at_most(&*self.file, &self.path, &mut b, Self::offset(i))?;
-        Ok(if n == 0 {
-            Entry::Empty
-        } else {
-            decode_entry(&b[..n])
-        })
+        // A file is made as long as its table: one cut short lost entries.
+        Ok(decode_entry(&b[..n]))
     }
 
     fn write(&self, i: u64, key: &UniqueKey, h: &Hold) -> Result<()> {
@@ -262,7 +259,7 @@ impl HoldTable {
             for j in 0..n {
                 let at = j as usize * ENTRY_LEN;
                 let e = if at >= got {
-                    Entry::Empty
+                    Entry::Damaged
                 } else {
                     decode_entry(&buf[at..(at + ENTRY_LEN).min(got)])
                 };
@@ -620,8 +617,16 @@ pub(super) fn check(fs: &dyn crate::base::io::Fs, dir: &Path) -> Result<Vec<(u64
         Err(e) => return Err(e),
     };
     let mut bad = Vec::new();
+    let want = HoldTable::offset(t.mask() + 1);
+    let len = t.file.len().ctx("stat", &t.path)?;
+    if len != want {
+        bad.push((
+            len.min(want),
+            format!("the file is {len} bytes, its table {want}: its keys may be queued twice until `fsck --repair`"),
+        ));
+    }
     t.entries(&mut |i, e| {
-        if e == Entry::Damaged {
+        if e == Entry::Damaged && HoldTable::offset(i) < len {
             bad.push((
                 HoldTable::offset(i),
                 "damaged key hold (that key may be queued twice until `fsck --repair`)".into(),
