@@ -1513,7 +1513,7 @@ fn damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_
             let out = sm(&s, &["push", Q, "--key", key, "again"]);
             assert_eq!(
                 out.ok().lines(),
-                [id.clone()],
+                std::slice::from_ref(id),
                 "{ctx}: {key} is held by {id}"
             );
         }

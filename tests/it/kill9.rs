@@ -154,7 +154,7 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
     for (body, id) in &keyed {
         if waiting.contains(body) {
             let out = s.run(&["push", "q", "--key", body, "again"]);
-            assert_eq!(out.ok().lines(), [id.clone()], "the key {body} is held by {id}");
+            assert_eq!(out.ok().lines(), std::slice::from_ref(id), "the key {body} is held by {id}");
             held += 1;
         }
     }

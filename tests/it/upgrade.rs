@@ -251,7 +251,7 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
         let dup = old.run(&["push", "work", "--key", "k", "again"]);
         assert_eq!(
             dup.ok().lines(),
-            [new_id.clone()],
+            std::slice::from_ref(&new_id),
             "{store}: the key is held"
         );
         // Every old message is as it was (but the acked one), the new one last.
