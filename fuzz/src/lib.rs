@@ -394,6 +394,58 @@ fn build_records(rest: &[u8]) -> Vec<u8> {
     b
 }
 
+// ------------------------------------------------------------------ holds
+
+/// Target `holds_decode`: `holds::{decode_header, decode_entry}` and their
+/// round trips. The first byte picks: even, a header; odd, an entry; and
+/// (its bit 1) whether the CRC is fixed first, so that the fields behind it
+/// are reached.
+pub fn holds_decode(data: &[u8]) {
+    use spoolmq::store::fs::holds::{self, Entry};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let fix = mode & 2 != 0;
+    if mode % 2 == 0 {
+        let mut b = rest.to_vec();
+        if fix && b.len() >= 32 {
+            let crc = crc32fast::hash(&b[..28]);
+            put_u32(&mut b, 28, crc);
+        }
+        if let Some(bits) = holds::decode_header(&b) {
+            assert_eq!(
+                &holds::header(bits)[..],
+                &b[..32],
+                "a header re-encodes differently"
+            );
+        }
+        return;
+    }
+    let mut b = rest.to_vec();
+    if fix && b.len() >= holds::ENTRY_LEN {
+        let crc = crc32fast::hash(&b[..44]);
+        put_u32(&mut b, 44, crc);
+    }
+    match holds::decode_entry(&b) {
+        Entry::Empty => {
+            assert!(b.len() >= holds::ENTRY_LEN && b[..holds::ENTRY_LEN].iter().all(|&x| x == 0))
+        }
+        Entry::Damaged => assert!(
+            b.len() < holds::ENTRY_LEN
+                || crc32fast::hash(&b[..44]) != u32_at(&b, 44)
+                || u32_at(&b, 40) != 0,
+            "decode_entry rejected a whole entry"
+        ),
+        Entry::Full(k, h) => {
+            assert_eq!(
+                &holds::encode_entry(&k, &h)[..],
+                &b[..holds::ENTRY_LEN],
+                "an entry re-encodes differently: {h:?}"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------------ index
 
 /// Target `index_decode`: `index::{decode_slot, Header::decode, decode_wal}`

@@ -1394,15 +1394,17 @@ mod tests {
         }
         assert_eq!(
             encode_record(StoreKind::Fs),
-            "spoolmq-store 2 fs 5f7d7b6f\n",
+            "spoolmq-store 3 fs e7c11c0a\n",
             "the documented example"
         );
-        // Version 1, written by the releases before, still reads.
-        let v1 = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
-        assert_eq!(
-            decode_record(v1("spoolmq-store 1 fs").as_bytes(), p).unwrap(),
-            Record::Store(StoreKind::Fs)
-        );
+        // Versions 1 and 2, written by the releases before, still read.
+        let older = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
+        for body in ["spoolmq-store 1 fs", "spoolmq-store 2 fs"] {
+            assert_eq!(
+                decode_record(older(body).as_bytes(), p).unwrap(),
+                Record::Store(StoreKind::Fs)
+            );
+        }
     }
 
     #[test]
@@ -1416,7 +1418,7 @@ mod tests {
         }
         let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
         for newer in [
-            "spoolmq-store 3 fs",
+            "spoolmq-store 4 fs",
             "spoolmq-store 1 zfs",
             "spoolmq-store 9 fs more fields",
         ] {

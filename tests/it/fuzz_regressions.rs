@@ -30,7 +30,7 @@ fn every_saved_input_passes_its_target() {
         .collect();
     names.sort();
     let mut failed = Vec::new();
-    let mut per_target = [0usize; 4];
+    let mut per_target = [0usize; 5];
     for name in &names {
         let data = input(name);
         let (i, target): (usize, fn(&[u8])) = match name.split('-').next().unwrap() {
@@ -38,6 +38,7 @@ fn every_saved_input_passes_its_target() {
             "index_decode" => (1, fuzz_checks::index_decode),
             "duration_parse" => (2, fuzz_checks::duration_parse),
             "journal_decode" => (3, fuzz_checks::journal_decode),
+            "holds_decode" => (4, fuzz_checks::holds_decode),
             other => panic!("{name}: no fuzz target named {other:?}"),
         };
         per_target[i] += 1;
@@ -87,6 +88,14 @@ fn the_hand_made_inputs_reach_what_they_are_named_for() {
 
     let s = input("index_decode-slot-state-zero-good-crc.bin");
     assert_eq!(index::decode_slot(&s[1..]), Err(SlotDamage::Bad));
+
+    use spoolmq::store::fs::holds::{self, Entry};
+    let e = input("holds_decode-entry-whole.bin");
+    assert!(matches!(holds::decode_entry(&e[1..]), Entry::Full(_, h) if h.seq == 258));
+    let e = input("holds_decode-entry-reserved-word.bin");
+    assert_eq!(holds::decode_entry(&e[1..]), Entry::Damaged);
+    let h = input("holds_decode-header-whole.bin");
+    assert_eq!(holds::decode_header(&h[1..]), Some(12));
 
     assert!(spoolmq::model::input::duration("3153600000000ms").is_ok());
     assert!(spoolmq::model::input::duration("3153600000001ms").is_err());

@@ -55,13 +55,13 @@ use crate::store::{Meta, State, Step};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub(super) const FILE: &str = "holds";
+pub const FILE: &str = "holds";
 const TMP: &str = "holds.tmp";
 const MAGIC: &[u8; 8] = b"SPMQHOLD";
 /// The format version in the header.
-pub(super) const VERSION: u32 = 1;
-pub(super) const HEADER_LEN: u64 = 32;
-pub(super) const ENTRY_LEN: usize = 48;
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: u64 = 32;
+pub const ENTRY_LEN: usize = 48;
 /// A new table has 2^10 entries (48 KiB).
 const MIN_BITS: u32 = 10;
 /// The smallest table a header may name (the tests make tables this small).
@@ -90,7 +90,7 @@ const MAX_BITS: u32 = 32;
 /// entries taken after a growth, a search passes about 1.2 on average.
 const MAX_PROBE: u64 = 64;
 
-fn header(bits: u32) -> [u8; HEADER_LEN as usize] {
+pub fn header(bits: u32) -> [u8; HEADER_LEN as usize] {
     let mut b = [0u8; HEADER_LEN as usize];
     b[..8].copy_from_slice(MAGIC);
     b[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -101,7 +101,7 @@ fn header(bits: u32) -> [u8; HEADER_LEN as usize] {
 }
 
 /// The table size a header says (its `bits`), if the header checks out.
-fn decode_header(b: &[u8]) -> Option<u32> {
+pub fn decode_header(b: &[u8]) -> Option<u32> {
     if b.len() < HEADER_LEN as usize || &b[..8] != MAGIC || u32_at(b, 8) != VERSION {
         return None;
     }
@@ -113,7 +113,7 @@ fn decode_header(b: &[u8]) -> Option<u32> {
 }
 
 /// One entry holding `hold` for `key`.
-pub(super) fn encode_entry(key: &UniqueKey, h: &Hold) -> [u8; ENTRY_LEN] {
+pub fn encode_entry(key: &UniqueKey, h: &Hold) -> [u8; ENTRY_LEN] {
     let secs = |ms: u64| ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
     let mut b = [0u8; ENTRY_LEN];
     b[..16].copy_from_slice(&key.0);
@@ -128,13 +128,13 @@ pub(super) fn encode_entry(key: &UniqueKey, h: &Hold) -> [u8; ENTRY_LEN] {
 
 /// What one entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Entry {
+pub enum Entry {
     Empty,
     Damaged,
     Full(UniqueKey, Hold),
 }
 
-pub(super) fn decode_entry(b: &[u8]) -> Entry {
+pub fn decode_entry(b: &[u8]) -> Entry {
     if b.len() < ENTRY_LEN {
         return Entry::Damaged;
     }

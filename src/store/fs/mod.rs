@@ -138,7 +138,7 @@ pub(crate) mod check;
 mod checkpoint;
 mod commit;
 mod failures;
-mod holds;
+pub mod holds;
 #[cfg(test)]
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 #[cfg(test)]
