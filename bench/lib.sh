@@ -1,5 +1,28 @@
-# bench/lib.sh: what bench/ttl.sh and bench/unique.sh share. Sourced, with
-# BIN, STORE and SCRATCH set.
+# bench/lib.sh: what bench/ttl.sh and bench/unique.sh share. Sourced by a
+# script with its arguments: `source bench/lib.sh NAME "$@"` reads
+# --lines N --reps R --cycles C --bin PATH --store fs|sqlite (-h prints
+# the script's header), builds the binary if missing, and makes SCRATCH,
+# removed at exit. Then the functions below.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LINES=1000000 REPS=5 CYCLES=200 BIN="$REPO/target/release/spoolmq" STORE=fs
+BENCH=$1
+shift
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --lines) LINES=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --cycles) CYCLES=$2; shift ;;
+    --bin) BIN=$2; shift ;;
+    --store) STORE=$2; shift ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "$BENCH: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -x $BIN ]] || (cd "$REPO" && cargo build --release -q)
+SCRATCH=$(mktemp -d "${TMPDIR:-$REPO/target}/$BENCH-bench.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

@@ -7,25 +7,8 @@
 #   bench/ttl.sh [--lines N] [--reps R] [--cycles C] [--bin PATH] [--store fs|sqlite]
 set -euo pipefail
 export LC_ALL=C
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LINES=1000000 REPS=5 CYCLES=200 BIN="$REPO/target/release/spoolmq" STORE=fs
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --lines) LINES=$2; shift ;;
-    --reps) REPS=$2; shift ;;
-    --cycles) CYCLES=$2; shift ;;
-    --bin) BIN=$2; shift ;;
-    --store) STORE=$2; shift ;;
-    -h|--help) sed -n 2,7p "$0"; exit 0 ;;
-    *) echo "ttl.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-[[ -x $BIN ]] || (cd "$REPO" && cargo build --release -q)
-SCRATCH=$(mktemp -d "${TMPDIR:-$REPO/target}/ttl-bench.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" ttl "$@"
 INPUT=$SCRATCH/lines
 lines "$INPUT" "$LINES"
 

@@ -9,25 +9,8 @@
 #   bench/unique.sh [--lines N] [--reps R] [--cycles C] [--bin PATH] [--store fs|sqlite]
 set -euo pipefail
 export LC_ALL=C
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LINES=1000000 REPS=5 CYCLES=200 BIN="$REPO/target/release/spoolmq" STORE=fs
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --lines) LINES=$2; shift ;;
-    --reps) REPS=$2; shift ;;
-    --cycles) CYCLES=$2; shift ;;
-    --bin) BIN=$2; shift ;;
-    --store) STORE=$2; shift ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
-    *) echo "unique.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-[[ -x $BIN ]] || (cd "$REPO" && cargo build --release -q)
-SCRATCH=$(mktemp -d "${TMPDIR:-$REPO/target}/unique-bench.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" unique "$@"
 INPUT=$SCRATCH/lines
 lines "$INPUT" "$LINES"
 SMALL=$SCRATCH/small

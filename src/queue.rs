@@ -545,6 +545,23 @@ impl Queue {
         Ok((q.ids(), placed))
     }
 
+    /// The unique key and window of `m` if it holds its key (a message
+    /// brought back by `retry`, or a dead letter, holds none): what
+    /// `export` writes, so that `import` takes only keys that were held.
+    fn held_key(&mut self, m: &Meta) -> Result<Option<(UniqueKey, u64)>> {
+        if !m.keyed || !m.state.is_pending() {
+            return Ok(None);
+        }
+        let Some((key, window)) = self.store.unique(m)? else {
+            return Ok(None);
+        };
+        let holds = self
+            .store
+            .hold(&key)?
+            .is_some_and(|h| h.seq == m.seq && h.free_at_ms == 0);
+        Ok(holds.then_some((key, window)))
+    }
+
     /// The seq of the message that holds `key` at `now`, if one does (the
     /// rules are in [`crate::model::unique`]): a pending message that took
     /// it (one whose lease ran out on its last attempt, or whose TTL
@@ -553,13 +570,22 @@ impl Queue {
         let Some(h) = self.store.hold(key)? else {
             return Ok(None);
         };
-        let held = if h.free_at_ms == 0 {
+        let mut held = if h.free_at_ms == 0 {
             self.store.get(h.seq)?.is_some_and(|m| {
                 m.pushed_at_ms == h.pushed_at_ms && m.state.is_pending() && !is_dead(&m, now)
             })
         } else {
             now < h.free_at_ms
         };
+        if !held && h.free_at_ms == 0 {
+            // Its message done since the hold was read (an ack committed
+            // by another host in between, on PostgreSQL): its window, if
+            // any, as the hold now says.
+            held = self
+                .store
+                .hold(key)?
+                .is_some_and(|h2| h2.seq == h.seq && now < h2.free_at_ms);
+        }
         Ok(held.then_some(h.seq))
     }
 
@@ -1324,7 +1350,7 @@ impl Queue {
                 dead_at_ms: dead_since(&m, now),
                 ttl,
                 expired: is_expired(&m, now),
-                unique: if m.keyed { q.store.unique(&m)? } else { None },
+                unique: q.held_key(&m)?,
                 body,
                 last_failure,
             });
@@ -1363,9 +1389,11 @@ impl Queue {
                 ttl_ms,
                 expires_at_ms,
             };
-            (&m.body[..], times, m.unique)
+            // A dead letter holds no key.
+            let unique = m.unique.filter(|_| m.state != "dead");
+            (&m.body[..], times, unique)
         });
-        let keyed = msgs.iter().any(|m| m.unique.is_some());
+        let keyed = msgs.iter().any(|m| m.unique.is_some() && m.state != "dead");
         let placed = q.push_sealed(&mut news, keyed, now)?;
         // Those whose key the queue held were not stored: nothing more of them.
         let stored: Vec<Option<u64>> = {

@@ -4,16 +4,10 @@
 // the retry. The same on every store; kept by export/import (here) and
 // migrate (migrate.rs).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// `inspect QUEUE ID --json`.
 #[track_caller]

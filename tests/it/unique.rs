@@ -6,16 +6,10 @@
 // pushing the same keys at once store each key once. Kept by
 // export/import (here) and migrate (migrate.rs).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// `push Q ARGS...`: its ids, and its stderr lines.
 #[track_caller]
@@ -257,6 +251,35 @@ fn inspect_export_and_import_keep_a_key_and_its_window() {
     let out = s.run_stdin(&["import", "dst"], bad);
     out.fails(1);
     assert!(out.error_line().contains("key_hash"), "{}", out.error_line());
+}
+
+#[test]
+fn an_export_with_a_dead_letter_and_a_waiting_message_of_one_key_imports_both() {
+    let s = Spool::new();
+    s.run(&["push", "src", "--key", "k", "failed"]).ok();
+    let m = s.pop_one("src", &["--max-attempts", "1"]);
+    s.nack("src", &[receipt(&m)], &["--max-attempts", "1"]);
+    let (waiting, _) = push_with(&s, "src", &["--key", "k", "queued again"]);
+    assert_ne!(id(&m), waiting[0]);
+    let export = s.run(&["export", "src"]);
+    export.ok();
+    let lines = export.json();
+    assert_eq!(lines[0].get("key_hash"), None, "a dead letter holds no key");
+    assert!(lines[1]["key_hash"].is_string());
+    let out = s.run_stdin(&["import", "dst"], &export.stdout);
+    assert_eq!(out.ok().stdout_str(), "2\n", "{}", out.stderr);
+    assert_counts(&s.stats("dst"), &[("dead", 1), ("ready", 1)]);
+    // The waiting one holds the key in the new queue.
+    let (dup, _) = push_with(&s, "dst", &["--key", "k", "x"]);
+    let ready = s.pop_one("dst", &[]);
+    assert_eq!((body(&ready), id(&ready)), ("queued again", dup[0].as_str()));
+    if STORE == "fs" {
+        // A queue with no keyed message has no holds file: a plain push
+        // writes what it did before keys.
+        s.push("plain", &["a", "b"]);
+        s.pop_one("plain", &[]);
+        assert!(!s.queue_dir("plain").join("holds").exists());
+    }
 }
 
 #[test]

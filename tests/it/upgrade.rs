@@ -48,6 +48,45 @@ impl Old {
         }
     }
 
+    /// `.store` and the sqlite schema are this release's (the first push did it).
+    #[track_caller]
+    fn is_this_releases(&self) {
+        let store = self.store;
+        let record = std::fs::read_to_string(self.dir().join(".store")).unwrap();
+        assert!(
+            record.starts_with(&format!("spoolmq-store 3 {store} ")),
+            "{store}: {record:?}"
+        );
+        if store == "sqlite" {
+            let conn = rusqlite::Connection::open(self.dir().join(".spool.db")).unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 6, "the first write brought the schema up to date");
+        }
+    }
+
+    /// Every message of `recorded` is exported as it was but the leased one
+    /// (acked since), and one new message last, `new_id`: returned.
+    #[track_caller]
+    fn kept_all_but_the_leased(
+        &self,
+        recorded: &[serde_json::Value],
+        new_id: &str,
+    ) -> serde_json::Value {
+        let store = self.store;
+        let after = self.export();
+        let want: Vec<&serde_json::Value> =
+            recorded.iter().filter(|m| m["state"] != "leased").collect();
+        assert_eq!(after.len(), want.len() + 1, "{store}: {after:?}");
+        for (a, w) in after.iter().zip(&want) {
+            assert_eq!(&a, w, "{store}");
+        }
+        let last = after.last().unwrap().clone();
+        assert_eq!(last["id"].as_str(), Some(new_id));
+        last
+    }
+
     fn recorded_export(&self) -> Vec<serde_json::Value> {
         self.recorded("export", ".jsonl")
             .lines()
@@ -157,29 +196,10 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
         );
         let out = old.run(&["push", "work", "--ttl", "1h", "new"]);
         let new_id = out.ok().lines().remove(0);
-        let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
-        assert!(
-            record.starts_with(&format!("spoolmq-store 3 {store} ")),
-            "{store}: {record:?}"
-        );
-        if store == "sqlite" {
-            let conn = rusqlite::Connection::open(old.dir().join(".spool.db")).unwrap();
-            let v: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(v, 6, "the first write brought the schema up to date");
-        }
+        old.is_this_releases();
         // Every old message is as it was (but the acked one), and the new
         // one has its TTL.
-        let after = old.export();
-        let want: Vec<&serde_json::Value> =
-            recorded.iter().filter(|m| m["state"] != "leased").collect();
-        assert_eq!(after.len(), want.len() + 1, "{store}: {after:?}");
-        for (a, w) in after.iter().zip(&want) {
-            assert_eq!(&a, w, "{store}");
-        }
-        let last = after.last().unwrap();
-        assert_eq!(last["id"].as_str(), Some(new_id.as_str()));
+        let last = old.kept_all_but_the_leased(&recorded, &new_id);
         assert_eq!(last["ttl_ms"], 3_600_000, "{store}: {last}");
         // The old messages deliver as before, the new one after them.
         assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "1\n");
@@ -236,18 +256,7 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
         // A keyed push of this release: the record says so, the key holds.
         let out = old.run(&["push", "work", "--key", "k", "new"]);
         let new_id = out.ok().lines().remove(0);
-        let record = std::fs::read_to_string(old.dir().join(".store")).unwrap();
-        assert!(
-            record.starts_with(&format!("spoolmq-store 3 {store} ")),
-            "{store}: {record:?}"
-        );
-        if store == "sqlite" {
-            let conn = rusqlite::Connection::open(old.dir().join(".spool.db")).unwrap();
-            let v: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(v, 6, "the first write brought the schema up to date");
-        }
+        old.is_this_releases();
         let dup = old.run(&["push", "work", "--key", "k", "again"]);
         assert_eq!(
             dup.ok().lines(),
@@ -255,15 +264,7 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
             "{store}: the key is held"
         );
         // Every old message is as it was (but the acked one), the new one last.
-        let after = old.export();
-        let want: Vec<&serde_json::Value> =
-            recorded.iter().filter(|m| m["state"] != "leased").collect();
-        assert_eq!(after.len(), want.len() + 1, "{store}: {after:?}");
-        for (a, w) in after.iter().zip(&want) {
-            assert_eq!(&a, w, "{store}");
-        }
-        let last = after.last().unwrap();
-        assert_eq!(last["id"].as_str(), Some(new_id.as_str()));
+        let last = old.kept_all_but_the_leased(&recorded, &new_id);
         assert!(last["key_hash"].is_string(), "{store}: {last}");
         // Both dead letters come back; everything delivers in order, the
         // TTL of ten years kept.

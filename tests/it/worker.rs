@@ -4,16 +4,9 @@
 // 143/130), `--jobs` runs commands at once, `--max-messages`/`--max-time` bound a run.
 
 use std::fs;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn scratch(s: &Spool) -> String {
     s.scratch().to_str().expect("utf-8 temp path").to_string()

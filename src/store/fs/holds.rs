@@ -89,7 +89,7 @@ const MAX_BITS: u32 = 32;
 /// the table (or clear it of free keys). With at most half of the entries
 /// taken after a growth, a search passes about 1.5 on average (2.5 for a
 /// key not there).
-const MAX_PROBE: u64 = 64;
+const MAX_PROBE: u64 = 32;
 
 pub fn header(bits: u32) -> [u8; HEADER_LEN as usize] {
     let mut b = [0u8; HEADER_LEN as usize];
@@ -272,7 +272,7 @@ impl HoldTable {
         let (Some(c), false) = (&self.cache, self.dirty.is_empty()) else {
             return Ok(());
         };
-        let pages: Vec<u64> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let pages: Vec<u64> = self.dirty.iter().copied().collect();
         let mut i = 0;
         while i < pages.len() {
             let mut j = i + 1;
@@ -288,6 +288,7 @@ impl HoldTable {
             }
             i = j;
         }
+        self.dirty.clear();
         Ok(())
     }
 
@@ -585,6 +586,10 @@ impl FsStore {
     /// seq order, after their records are synced and before the live
     /// header. What it wrote goes in `undo`.
     pub(super) fn take_keys(&mut self, keyed: &[(UniqueKey, Hold)], undo: &mut Undo) -> Result<()> {
+        // A push without keys neither makes nor opens the file.
+        if keyed.is_empty() {
+            return Ok(());
+        }
         // Room first for a push of many keys, in one rewrite rather than
         // one per doubling.
         let cap = self.holds_table().map(|t| t.mask() + 1).unwrap_or(u64::MAX);
@@ -704,9 +709,12 @@ impl FsStore {
             }
         })?;
         let mut bits = bits_for(live.len() + more);
-        if bits <= t.bits && (live.len() + more) as u64 * 2 > (1u64 << t.bits) {
-            bits = (t.bits + 1).min(MAX_BITS);
+        // Crowded with keys still held (not free ones, which go): a larger
+        // table, or the next search would be as long.
+        if t.crowded && (live.len() + more) as u64 * 4 > (1u64 << t.bits) {
+            bits = bits.max(t.bits + 1).min(MAX_BITS);
         }
+        self.hold_table = None;
         let t = HoldTable::create(&*self.fs, &self.dir, bits, &live)?;
         self.hold_table = Some(t);
         Ok(())

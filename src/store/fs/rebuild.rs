@@ -64,7 +64,12 @@ pub(crate) fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     // Let ordinary recovery replay what it can first.
     match FsStore::open_with(Arc::clone(&fs), dir, false) {
-        Ok(Some(mut s)) => notes.extend(s.take_notices()),
+        Ok(Some(mut s)) => {
+            notes.extend(s.take_notices());
+            // What its recovery wrote to the holds file is redone by
+            // nothing once the rebuild empties the WAL: synced first.
+            s.sync_holds()?;
+        }
         Ok(None) => {}
         Err(e) => notes.push(format!(
             "index unreadable ({e}); rebuilding it from the segments"
