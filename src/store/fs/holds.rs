@@ -89,7 +89,7 @@ const MAX_BITS: u32 = 32;
 /// the table (or clear it of free keys). With at most half of the entries
 /// taken after a growth, a search passes about 1.5 on average (2.5 for a
 /// key not there).
-const MAX_PROBE: u64 = 32;
+const MAX_PROBE: u64 = 64;
 
 pub fn header(bits: u32) -> [u8; HEADER_LEN as usize] {
     let mut b = [0u8; HEADER_LEN as usize];
