@@ -1366,7 +1366,9 @@ impl Queue {
     /// delayed ones keep their time, dead ones come back dead with their
     /// attempts (expired ones expired), the rest ready (a lease does not
     /// survive an export); each keeps its last failure and its TTL, which
-    /// ends when it did. Returns the new ids.
+    /// ends when it did, and a waiting one its unique key (one the queue
+    /// holds already is not stored). Returns the new ids (a duplicate's is
+    /// its holder's) and which were not stored.
     pub fn import(&mut self, msgs: Vec<Exported>, now: u64) -> Result<Imported> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;

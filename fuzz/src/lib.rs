@@ -19,7 +19,8 @@ use spoolmq::store::fs::index::{
     self, Header, SegmentEntry, SlotDamage, WAL_ENTRY_LEN, WAL_HEAD_LEN,
 };
 use spoolmq::store::fs::record::{
-    self, Damage, LONG_HEADER_LEN, LONG_RECORD_MAGIC, MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC,
+    self, Damage, KEYED_HEADER_LEN, KEYED_RECORD_MAGIC, LONG_HEADER_LEN, LONG_RECORD_MAGIC,
+    MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC,
 };
 use spoolmq::store::fs::segment::{self, Found};
 use spoolmq::store::{Counters, Loc, Meta, State};
@@ -154,17 +155,23 @@ fn next_header_slow(buf: &[u8], from: usize) -> Option<usize> {
 /// re-encode to the same bytes.
 fn check_record_at(buf: &[u8]) {
     let head = record::decode_header(buf);
-    // The header's length by its magic: short (`SPMR`) or long (`SPM2`).
+    // The header's length by its magic: short (`SPMR`), long (`SPM2`) or
+    // keyed (`SPM3`).
     let len = match buf.get(..4) {
         Some(m) if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         Some(m) if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
+        Some(m) if m == KEYED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
         _ => None,
     };
     let crc_at = len.map_or(0, |l| l - 8);
     let crc_ok = |l: usize| crc32fast::hash(&buf[..l - 4]) == u32_at(buf, l - 4);
-    // A long header has a TTL and an expiry.
-    let one_encoding =
-        |l: usize| l == RECORD_HEADER_LEN || (u32_at(buf, 32) != 0 && u32_at(buf, 36) != 0);
+    // A long header has a TTL and an expiry; a keyed one both or neither,
+    // and zeros in its reserved word.
+    let one_encoding = |l: usize| match l {
+        RECORD_HEADER_LEN => true,
+        LONG_HEADER_LEN => u32_at(buf, 32) != 0 && u32_at(buf, 36) != 0,
+        _ => (u32_at(buf, 32) == 0) == (u32_at(buf, 36) == 0) && u32_at(buf, 44) == 0,
+    };
     match head {
         Err(Damage::Short) => {
             assert!(buf.len() < RECORD_HEADER_LEN || len.is_some_and(|l| buf.len() < l))
@@ -190,18 +197,24 @@ fn check_record_at(buf: &[u8]) {
             assert_eq!(h.pushed_at_ms, u64_at(buf, 16));
             assert_eq!(h.not_before_ms, u64_at(buf, 24));
             assert_eq!(h.body_crc, u32_at(buf, crc_at));
-            let ttl = if l == LONG_HEADER_LEN {
+            let ttl = if l != RECORD_HEADER_LEN {
                 u64::from(u32_at(buf, 32)) * 1000
             } else {
                 0
             };
             assert_eq!(h.ttl_ms, ttl);
-            let expires = if l == LONG_HEADER_LEN {
+            let expires = if l != RECORD_HEADER_LEN {
                 u64::from(u32_at(buf, 36)) * 1000
             } else {
                 0
             };
             assert_eq!(h.expires_at_ms, expires);
+            let unique = (l == KEYED_HEADER_LEN).then(|| {
+                let key: [u8; 16] = buf[48..64].try_into().unwrap();
+                let window = u64::from(u32_at(buf, 40)) * 1000;
+                (spoolmq::model::unique::UniqueKey(key), window)
+            });
+            assert_eq!(h.unique, unique);
             assert_eq!(h.head_len(), l);
             assert_eq!(h.record_len(), l as u64 + u64::from(h.body_len));
         }

@@ -300,7 +300,7 @@ impl HoldTable {
             probes: 0,
         };
         for n in 0..=self.mask() {
-            let i = (home + n) & self.mask();
+            let i = home.wrapping_add(n) & self.mask();
             found.probes = n + 1;
             let e = self.read(i)?;
             match e {
