@@ -283,6 +283,33 @@ fn an_export_with_a_dead_letter_and_a_waiting_message_of_one_key_imports_both() 
 }
 
 #[test]
+fn in_an_encrypted_queue_duplicates_amid_a_push_leave_every_body_sealed_for_its_id() {
+    // Bodies are sealed for their id: a duplicate in the middle of a push
+    // must not shift the ids the ones after it are sealed for.
+    let s = Spool::new();
+    let key = keygen_into(&s.scratch().join("k.key"));
+    let out = s.run_stdin(
+        &[
+            "--key-file",
+            key.to_str().unwrap(),
+            "push",
+            "q",
+            "--lines",
+            "--key-from-line",
+        ],
+        b"a\na\nb\nb\nc\n",
+    );
+    let ids = out.ok().lines();
+    assert_eq!((ids[1] == ids[0], ids[3] == ids[2]), (true, true));
+    let out = keyed(&s, &key, &["pop", "q", "--count", "10", "--json"]);
+    let msgs = out.json();
+    assert_eq!(bodies(&msgs), ["a", "b", "c"]);
+    let got: Vec<&str> = msgs.iter().map(id).collect();
+    assert_eq!(got, [ids[0].as_str(), ids[2].as_str(), ids[4].as_str()]);
+    keyed(&s, &key, &["fsck"]).ok();
+}
+
+#[test]
 fn the_keys_of_done_messages_leave_so_the_store_stays_small() {
     // Five rounds of 300 keys, each round acked: 1,500 keys taken in all,
     // never more than 300 held at once.
