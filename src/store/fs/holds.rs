@@ -1,6 +1,6 @@
 //! The holds file `QUEUE/holds`: the hold of each unique key
 //! ([`crate::model::unique`]), an open-addressing hash table on disk, so
-//! that a push finds whether a key is held in a read or two, whatever the
+//! that a push finds whether a key is held in a few reads, whatever the
 //! number of keys. Made by the first command that needs it (a keyed push);
 //! a queue without one has no keyed messages, or lost the file (it is then
 //! made again from the slots and records).
@@ -38,6 +38,12 @@
 //! * growing (a search ran past [`MAX_PROBE`]): the entries still held are
 //!   written to `holds.tmp` in a table of the size they need, synced,
 //!   renamed over the file and the directory synced.
+//!
+//! A handle that has read [`CACHE_AFTER`] entries (a bulk push) reads the
+//! table whole and writes to that copy; each change of the holds (a push's
+//! keys, a release, an undo, a repair) ends by writing the pages it
+//! touched, so the order above is kept: nothing that depends on an entry
+//! is written before the entry is in the file.
 //!
 //! A missing file, or one whose header is damaged, is made again from the
 //! slots: the keys of pending messages, and of acked ones whose slot is
