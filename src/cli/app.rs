@@ -552,8 +552,14 @@ fn cmd_push(
             bar.inc(placed.seqs.len() as u64);
             print(ids, placed)
         };
-        ingest::push_lines(spool, &a.queue, stdin, how, &mut print_and_count)?;
+        let pushed = ingest::push_lines(spool, &a.queue, stdin, how, &mut print_and_count);
         bar.finish_and_clear();
+        if let Err(e) = pushed {
+            // The batches before the failure are stored: their duplicates
+            // are said too.
+            say_held(&a.queue, json, &held);
+            return Err(e.into());
+        }
     } else {
         // Read stdin before taking the lock: a slow producer must not block consumers.
         let bodies: Vec<Vec<u8>> = if a.bodies.is_empty() {
@@ -571,19 +577,24 @@ fn cmd_push(
         let (ids, placed) = r?;
         print(&ids, &placed)?;
     }
+    say_held(&a.queue, json, &held);
+    Ok(())
+}
+
+/// The one stderr line of a push about the messages it did not store
+/// (`held`: how many, out of how many, the first holder's id); none with
+/// `--json`, whose lines say it.
+fn say_held(queue: &str, json: bool, held: &(u64, u64, Option<String>)) {
     match held {
         _ if json => {}
         (1, 1, Some(id)) => warn(format!(
-            "{}: its key is held by {id}: nothing stored (its id is printed)",
-            a.queue
+            "{queue}: its key is held by {id}: nothing stored (its id is printed)"
         )),
-        (n, total, Some(id)) if n > 0 => warn(format!(
-            "{}: {n} of {total} messages not stored: their key is held (the holders' ids are printed in their place; the first is {id})",
-            a.queue
+        (n, total, Some(id)) if *n > 0 => warn(format!(
+            "{queue}: {n} of {total} messages not stored: their key is held (the holders' ids are printed in their place; the first is {id})"
         )),
         _ => {}
     }
-    Ok(())
 }
 
 /// `spoolmq pop`.

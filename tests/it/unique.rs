@@ -172,6 +172,35 @@ fn key_from_line_makes_each_line_its_own_key_within_and_across_pushes() {
 }
 
 #[test]
+fn a_bad_key_after_a_batch_with_duplicates_still_says_what_was_not_stored() {
+    // The first lines are pushed (the input pauses), then a line too long
+    // to be a key ends the push: exit 2, and stderr says both.
+    let s = Spool::new();
+    let mut cmd = s.std_cmd();
+    cmd.args(["push", "q", "--lines", "--key-from-line"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(b"a\na\nb\n").unwrap();
+    stdin.flush().unwrap();
+    sleep_ms(500);
+    stdin
+        .write_all(format!("{}\n", "x".repeat(300)).as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("1 of 3 messages not stored"), "{err}");
+    assert!(err.contains("longer than the limit of 256 bytes"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_counts(&s.stats("q"), &[("pushed", 2)]);
+}
+
+#[test]
 fn eight_producers_pushing_the_same_keys_at_once_store_each_key_once() {
     let s = Spool::new();
     let keys: Vec<String> = (0..150).map(|i| format!("file-{i:03}")).collect();
