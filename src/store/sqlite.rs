@@ -1035,26 +1035,48 @@ fn put_hold(
 /// still that message's and live ([`crate::store::releases`]): before its
 /// row is deleted, which holds its key.
 fn release(tx: &rusqlite::Transaction<'_>, queue: &str, c: &Change) -> rusqlite::Result<()> {
-    let row: Option<(Vec<u8>, i64)> = tx
-        .prepare_cached(
-            "SELECT unique_key, unique_for FROM messages WHERE queue = ?1 AND seq = ?2",
-        )?
-        .query_row(params![queue, c.new.seq as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if let Some((key, window)) = row {
+    if let Some((key, window)) = unique_of(tx, queue, c.new.seq)? {
         tx.prepare_cached(
             "UPDATE holds SET free_at = ?4 WHERE queue = ?1 AND key = ?2 AND seq = ?3 AND free_at = 0",
         )?
         .execute(params![
             queue,
-            key,
+            &key.0[..],
             c.new.seq as i64,
-            crate::store::released_at(c, window as u64) as i64
+            crate::store::released_at(c, window) as i64
         ])?;
     }
     Ok(())
+}
+
+/// The unique key and window (ms) message `seq` of `queue` was pushed
+/// with, if it has one (a schema-6 database).
+fn unique_of(
+    conn: &Connection,
+    queue: &str,
+    seq: u64,
+) -> rusqlite::Result<Option<(UniqueKey, u64)>> {
+    let row: Option<(Option<Vec<u8>>, i64)> = conn
+        .prepare_cached(
+            "SELECT unique_key, unique_for FROM messages WHERE queue = ?1 AND seq = ?2",
+        )?
+        .query_row(params![queue, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(k, w)| {
+        let k: [u8; 16] = k?.try_into().ok()?;
+        Some((UniqueKey(k), w as u64))
+    }))
+}
+
+/// The hold in columns `at..at + 4` (seq, pushed_at, unique_for, free_at).
+fn hold_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Hold> {
+    let g = |i: usize| r.get::<_, i64>(at + i).map(|v| v as u64);
+    Ok(Hold {
+        seq: g(0)?,
+        pushed_at_ms: g(1)?,
+        unique_for_ms: g(2)?,
+        free_at_ms: g(3)?,
+    })
 }
 
 /// Deletes message `seq` of `queue`, its body and its last failure; the
@@ -1400,16 +1422,8 @@ impl Store for SqliteStore {
                 "SELECT seq, pushed_at, unique_for, free_at FROM holds WHERE queue = ?1 AND key = ?2",
             )
             .and_then(|mut s| {
-                s.query_row(params![self.q.queue, &key.0[..]], |r| {
-                    let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-                    Ok(Hold {
-                        seq: g(0)?,
-                        pushed_at_ms: g(1)?,
-                        unique_for_ms: g(2)?,
-                        free_at_ms: g(3)?,
-                    })
-                })
-                .optional()
+                s.query_row(params![self.q.queue, &key.0[..]], |r| hold_of(r, 0))
+                    .optional()
             })
             .sql("read a key's hold", &self.q.path)
     }
@@ -1418,22 +1432,7 @@ impl Store for SqliteStore {
         if !self.layout.has_unique() {
             return Ok(None);
         }
-        let row: Option<(Option<Vec<u8>>, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT unique_key, unique_for FROM messages WHERE queue = ?1 AND seq = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![self.q.queue, m.seq as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .sql("read a message's key", &self.q.path)?;
-        Ok(row.and_then(|(k, w)| {
-            let k: [u8; 16] = k?.try_into().ok()?;
-            Some((UniqueKey(k), w as u64))
-        }))
+        unique_of(&self.conn, &self.q.queue, m.seq).sql("read a message's key", &self.q.path)
     }
 
     fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()> {
@@ -1444,25 +1443,16 @@ impl Store for SqliteStore {
         let mut st = self
             .conn
             .prepare(
-                "SELECT key, seq, pushed_at, unique_for, free_at FROM holds WHERE queue = ?1 ORDER BY key",
+                "SELECT seq, pushed_at, unique_for, free_at, key FROM holds WHERE queue = ?1 ORDER BY key",
             )
             .sql("read the holds", &path)?;
         let mut rows = st.query([&self.q.queue]).sql("read the holds", &path)?;
         while let Some(r) = rows.next().sql("read the holds", &path)? {
-            let g = |i: usize| r.get::<_, i64>(i).map(|v| v as u64);
-            let key: Vec<u8> = r.get(0).sql("read the holds", &path)?;
+            let key: Vec<u8> = r.get(4).sql("read the holds", &path)?;
             let Ok(key) = <[u8; 16]>::try_from(key.as_slice()) else {
                 continue;
             };
-            let hold = (|| {
-                Ok::<_, rusqlite::Error>(Hold {
-                    seq: g(1)?,
-                    pushed_at_ms: g(2)?,
-                    unique_for_ms: g(3)?,
-                    free_at_ms: g(4)?,
-                })
-            })()
-            .sql("read the holds", &path)?;
+            let hold = hold_of(r, 0).sql("read the holds", &path)?;
             visit(&UniqueKey(key), &hold);
         }
         Ok(())

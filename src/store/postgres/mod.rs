@@ -793,26 +793,18 @@ impl PgStore {
         let mut wake = false;
         for c in changes {
             let m = &c.new;
-            if crate::store::releases(c) {
-                // Before the row that holds its key may be deleted.
-                let row = self
-                    .client
-                    .query_opt(
-                        "SELECT unique_key, unique_for FROM spoolmq_messages WHERE queue = $1 AND seq = $2",
-                        &[&self.queue, &(m.seq as i64)],
+            // Before the row that holds its key may be deleted.
+            if crate::store::releases(c)
+                && let Some((key, window)) = Store::unique(self, m)?
+            {
+                let free_at = crate::store::released_at(c, window);
+                self.client
+                    .execute(
+                        "UPDATE spoolmq_holds SET free_at = $4
+                         WHERE queue = $1 AND key = $2 AND seq = $3 AND free_at = 0",
+                        &[&self.queue, &&key.0[..], &(m.seq as i64), &(free_at as i64)],
                     )
                     .pg(&self.place, "commit")?;
-                if let Some(r) = row {
-                    let key: Option<Vec<u8>> = r.get(0);
-                    let free_at = crate::store::released_at(c, r.get::<_, i64>(1) as u64);
-                    self.client
-                        .execute(
-                            "UPDATE spoolmq_holds SET free_at = $4
-                             WHERE queue = $1 AND key = $2 AND seq = $3 AND free_at = 0",
-                            &[&self.queue, &key, &(m.seq as i64), &(free_at as i64)],
-                        )
-                        .pg(&self.place, "commit")?;
-                }
             }
             let n = if m.state.is_live() {
                 self.client.execute(
