@@ -205,6 +205,18 @@ pub struct Placed {
     pub duplicates: Vec<usize>,
 }
 
+impl Placed {
+    /// Each message's seq, in order, and whether it is a duplicate (its
+    /// holder's seq, nothing stored).
+    pub fn each(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
+        let mut dups = self.duplicates.iter().peekable();
+        self.seqs
+            .iter()
+            .enumerate()
+            .map(move |(i, &seq)| (seq, dups.next_if_eq(&&i).is_some()))
+    }
+}
+
 /// What `import` did: an id per message (for one not stored because the
 /// queue held its key, the id of the message holding it) and which were
 /// not stored.
@@ -1398,18 +1410,7 @@ impl Queue {
         let keyed = msgs.iter().any(|m| m.unique.is_some() && m.state != "dead");
         let placed = q.push_sealed(&mut news, keyed, now)?;
         // Those whose key the queue held were not stored: nothing more of them.
-        let stored: Vec<Option<u64>> = {
-            let mut dup = placed.duplicates.iter().peekable();
-            (0..placed.seqs.len())
-                .map(|i| match dup.peek() {
-                    Some(&&d) if d == i => {
-                        dup.next();
-                        None
-                    }
-                    _ => Some(placed.seqs[i]),
-                })
-                .collect()
-        };
+        let stored: Vec<Option<u64>> = placed.each().map(|(s, dup)| (!dup).then_some(s)).collect();
         let failures: Vec<(u64, Failure)> = stored
             .iter()
             .zip(&msgs)

@@ -516,14 +516,10 @@ fn cmd_push(
         if let (None, Some(&i)) = (&held.2, placed.duplicates.first()) {
             held.2 = Some(ids.format(placed.seqs[i]));
         }
-        let mut dups = placed.duplicates.iter().peekable();
         let written = placed
-            .seqs
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, &seq)| {
+            .each()
+            .try_for_each(|(seq, dup)| {
                 let id = ids.format_into(seq);
-                let dup = dups.next_if_eq(&&i).is_some();
                 if json {
                     let id = String::from_utf8_lossy(&id);
                     let line = if dup {
