@@ -44,6 +44,7 @@ bulk_push() {
 }
 
 # cycle SPOOL: one pop and one ack of queue q; prints the microseconds.
+# (A second argument, from `medians`, is not used.)
 cycle() {
   local spool=$1 t0 t1 r
   t0=$(now)
@@ -51,4 +52,31 @@ cycle() {
   "$BIN" --dir "$spool" ack q "$r"
   t1=$(now)
   echo $((t1 - t0))
+}
+
+# bulk_pair NAME FLAGS...: REPS bulk pushes of INPUT, plain and with FLAGS
+# in turn, each into a fresh spool (the last of each kept:
+# $SCRATCH/plain$REPS and $SCRATCH/NAME$REPS). Prints the median
+# microseconds of each, then the bytes each kept spool takes.
+bulk_pair() {
+  local name=$1 r plain=() with=()
+  shift
+  for r in $(seq 1 "$REPS"); do
+    plain+=("$(bulk_push "$SCRATCH/plain$r" "$INPUT")")
+    with+=("$(bulk_push "$SCRATCH/$name$r" "$INPUT" "$@")")
+    if [[ $r -lt $REPS ]]; then rm -rf "$SCRATCH/plain$r" "$SCRATCH/$name$r"; fi
+  done
+  echo "$(printf '%s\n' "${plain[@]}" | median) $(printf '%s\n' "${with[@]}" | median)" \
+    "$(du -sb "$SCRATCH/plain$REPS" | cut -f1) $(du -sb "$SCRATCH/$name$REPS" | cut -f1)"
+}
+
+# medians FN A B: `FN A i` and `FN B i` in turn for i = 1..CYCLES (each
+# prints microseconds); prints the median of each.
+medians() {
+  local fn=$1 a=$2 b=$3 i ta=() tb=()
+  for i in $(seq 1 "$CYCLES"); do
+    ta+=("$("$fn" "$a" "$i")")
+    tb+=("$("$fn" "$b" "$i")")
+  done
+  echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
 }

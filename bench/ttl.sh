@@ -13,25 +13,12 @@ INPUT=$SCRATCH/lines
 lines "$INPUT" "$LINES"
 
 # Bulk push: plain and --ttl in turn, each into a fresh queue of a fresh spool.
-plain=() ttl=()
-for r in $(seq 1 "$REPS"); do
-  plain+=("$(bulk_push "$SCRATCH/plain$r" "$INPUT")")
-  ttl+=("$(bulk_push "$SCRATCH/ttl$r" "$INPUT" --ttl 1h)")
-  [[ $r -lt $REPS ]] && rm -rf "$SCRATCH/plain$r" "$SCRATCH/ttl$r"
-done
-mp=$(printf '%s\n' "${plain[@]}" | median)
-mt=$(printf '%s\n' "${ttl[@]}" | median)
-dp=$(du -sb "$SCRATCH/plain$REPS" | cut -f1)
-dt=$(du -sb "$SCRATCH/ttl$REPS" | cut -f1)
+r=$(bulk_pair ttl --ttl 1h)
+read -r mp mt dp dt <<<"$r"
 
 # pop+ack at depth N: a cycle is one pop and one ack, alternating queues.
-cp_=() ct=()
-for _ in $(seq 1 "$CYCLES"); do
-  cp_+=("$(cycle "$SCRATCH/plain$REPS")")
-  ct+=("$(cycle "$SCRATCH/ttl$REPS")")
-done
-pp=$(printf '%s\n' "${cp_[@]}" | median)
-pt=$(printf '%s\n' "${ct[@]}" | median)
+r=$(medians cycle "$SCRATCH/plain$REPS" "$SCRATCH/ttl$REPS")
+read -r pp pt <<<"$r"
 
 printf 'store %s, %d lines of 100 bytes, median of %d pushes, %d pop+ack cycles; %s\n' \
   "$STORE" "$LINES" "$REPS" "$CYCLES" "$("$BIN" --version)"

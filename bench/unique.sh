@@ -17,16 +17,8 @@ SMALL=$SCRATCH/small
 lines "$SMALL" 1000
 
 # Bulk push: plain and keyed in turn, each into a fresh queue of a fresh spool.
-plain=() keyed=()
-for r in $(seq 1 "$REPS"); do
-  plain+=("$(bulk_push "$SCRATCH/plain$r" "$INPUT")")
-  keyed+=("$(bulk_push "$SCRATCH/keyed$r" "$INPUT" --key-from-line)")
-  [[ $r -lt $REPS ]] && rm -rf "$SCRATCH/plain$r" "$SCRATCH/keyed$r"
-done
-mp=$(printf '%s\n' "${plain[@]}" | median)
-mk=$(printf '%s\n' "${keyed[@]}" | median)
-dp=$(du -sb "$SCRATCH/plain$REPS" | cut -f1)
-dk=$(du -sb "$SCRATCH/keyed$REPS" | cut -f1)
+r=$(bulk_pair keyed --key-from-line)
+read -r mp mk dp dk <<<"$r"
 DEEP=$SCRATCH/keyed$REPS
 
 # The same lines again: every key held, nothing stored.
@@ -43,22 +35,12 @@ one() {
   t1=$(now)
   echo $((t1 - t0))
 }
-sd=() ss=()
-for i in $(seq 1 "$CYCLES"); do
-  sd+=("$(one "$DEEP" "$i")")
-  ss+=("$(one "$SCRATCH/shallow" "$i")")
-done
-md=$(printf '%s\n' "${sd[@]}" | median)
-ms=$(printf '%s\n' "${ss[@]}" | median)
+r=$(medians one "$DEEP" "$SCRATCH/shallow")
+read -r md ms <<<"$r"
 
 # pop+ack at depth N: plain against keyed, alternating.
-cp_=() ck=()
-for _ in $(seq 1 "$CYCLES"); do
-  cp_+=("$(cycle "$SCRATCH/plain$REPS")")
-  ck+=("$(cycle "$DEEP")")
-done
-pp=$(printf '%s\n' "${cp_[@]}" | median)
-pk=$(printf '%s\n' "${ck[@]}" | median)
+r=$(medians cycle "$SCRATCH/plain$REPS" "$DEEP")
+read -r pp pk <<<"$r"
 
 printf 'store %s, %d lines of 100 bytes, median of %d pushes, %d single pushes and pop+ack cycles; %s\n' \
   "$STORE" "$LINES" "$REPS" "$CYCLES" "$("$BIN" --version)"

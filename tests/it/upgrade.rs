@@ -152,11 +152,7 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
     for store in ["fs", "sqlite"] {
         let old = Old::open(store);
-        let recorded: Vec<serde_json::Value> = old
-            .recorded("export", ".jsonl")
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let recorded = old.recorded_export();
         assert_eq!(recorded.len(), 6, "{store}: the fixture's messages");
         // Commands that only read see it as the previous release did, and
         // change no byte (an older spoolmq can still open it).
