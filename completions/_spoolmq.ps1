@@ -65,6 +65,7 @@ Register-ArgumentCompleter -Native -CommandName 'spoolmq' -ScriptBlock {
             [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Time to live: not acked by then, the message is not delivered again but kept as a dead letter marked expired (whole seconds, rounded up)')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'A unique key (up to 256 bytes): while a message with this key is ready, delayed or leased, a push with it stores nothing and prints that message''s id (exit 0; stderr says so, --json adds "duplicate": true)')
             [CompletionResult]::new('--unique-for', '--unique-for', [CompletionResultType]::ParameterName, 'Hold the key for DUR after its message is acked too (whole seconds, rounded up), so work done a moment ago is not queued again')
+            [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, '0 to 9, 9 the most urgent: pop serves the highest priority ready message first, oldest first within one; a plain push is 0')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON, one object per line')
             [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'Each line of stdin (newline stripped) is one message')
             [CompletionResult]::new('--key-from-line', '--key-from-line', [CompletionResultType]::ParameterName, 'With --lines: each line is also its own unique key')

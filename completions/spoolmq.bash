@@ -1275,7 +1275,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --dir --store --url --json --key-file --lines --delay --ttl --key --key-from-line --unique-for --help"
+            opts="-h --dir --store --url --json --key-file --lines --delay --ttl --key --key-from-line --unique-for --priority --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1310,6 +1310,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --unique-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --priority)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,5 +1,5 @@
 //! The model test: seeded random sequences of push (some with a delay, some
-//! with a TTL, some with a unique key and window), pop, ack, nack (some recording a failure), extend, retry,
+//! with a TTL, some with a unique key and window, some with a priority), pop, ack, nack (some recording a failure), extend, retry,
 //! purge (of dead letters, some only those dead for a while), `retry --to` a
 //! second queue (all dead letters, or one named), peek, inspect, clock
 //! jumps, reopens and power cuts, run against the
@@ -39,6 +39,8 @@ enum Op {
         /// `--key k<N>` (every message of the push has it, so only the
         /// first can be stored) and `--unique-for` in ms (whole seconds).
         key: Option<(u8, u64)>,
+        /// `--priority` (0: none).
+        priority: u8,
     },
     Pop {
         count: usize,
@@ -95,6 +97,11 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                     0
                 },
                 key: (r.below(3) == 0).then(|| (r.below(4) as u8, 1000 * r.below(3))),
+                priority: if r.below(3) == 0 {
+                    1 + r.below(9) as u8
+                } else {
+                    0
+                },
             },
             3..=4 => Op::Pop {
                 count: 1 + r.below(3) as usize,
@@ -161,6 +168,7 @@ struct MMsg {
     /// Its TTL (ms, 0: none) and when it ends.
     ttl: u64,
     expires: u64,
+    priority: u8,
 }
 
 /// A unique key's hold in the model: the message that took it (its index),
@@ -182,8 +190,8 @@ struct Model {
     purged: u64,
     /// Queue `r`, where `retry --to` moves dead letters: each body with its
     /// last failure and when its TTL ends there (0: none), in the order they
-    /// arrived (all ready, never popped).
-    moved: Vec<(Vec<u8>, Option<MFailure>, u64)>,
+    /// arrived (all ready, never popped), and its priority.
+    moved: Vec<(Vec<u8>, Option<MFailure>, u64, u8)>,
     /// Unique keys: key -> its hold.
     holds: std::collections::HashMap<u8, MHold>,
 }
@@ -192,6 +200,14 @@ struct Model {
 type MFailure = (String, u32);
 
 impl Model {
+    /// The messages in the order `pop` serves them: the highest priority
+    /// first, in push order within one.
+    fn delivery_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.msgs.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(self.msgs[i].priority), i));
+        order
+    }
+
     /// The state as of `now`: a message whose TTL passed with no live
     /// lease is expired, a lapsed last attempt is a dead letter, a due delay
     /// or a lapsed lease is ready.
@@ -328,6 +344,7 @@ impl World {
             size,
             ttl,
             key,
+            priority,
         } = op
         else {
             return Ok(());
@@ -348,6 +365,7 @@ impl World {
             ttl_ms: ttl,
             keys,
             unique_for_ms: key.map_or(0, |(_, w)| w),
+            priority,
         };
         let (cipher, placed) = self
             .q()
@@ -396,6 +414,7 @@ impl World {
                 failure: None,
                 ttl,
                 expires: ttl::expiry(now, ttl),
+                priority,
             });
         }
         Ok(())
@@ -408,7 +427,8 @@ impl World {
             .pop(count, Duration::from_millis(lease), max, now)
             .map_err(|x| e(ctx, x))?;
         let mut expect = Vec::new();
-        for m in self.model.msgs.iter_mut() {
+        for i in self.model.delivery_order() {
+            let m = &mut self.model.msgs[i];
             if expect.len() == count {
                 break;
             }
@@ -571,7 +591,7 @@ impl World {
             if chosen && matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
                 m.state = MState::Gone;
                 let expires = ttl::expiry(now, m.ttl);
-                (self.model.moved).push((m.body.clone(), m.failure.clone(), expires));
+                (self.model.moved).push((m.body.clone(), m.failure.clone(), expires, m.priority));
                 n += 1;
             }
         }
@@ -603,19 +623,20 @@ impl World {
         let mut r = Queue::with_store("r", Box::new(store), Notices::to(|_| {}));
         let mut got = Vec::new();
         r.export(now, &mut |m| {
-            got.push((m.body, m.state, m.attempts, m.last_failure.map(as_model)));
+            let failure = m.last_failure.map(as_model);
+            got.push((m.body, m.state, m.attempts, failure, m.priority));
             crate::store::Step::Continue
         })
         .map_err(|x| e(ctx, x))?;
         // Never popped there: ready, or (its TTL passed) a dead letter.
         let want: Vec<_> = (self.model.moved.iter())
-            .map(|(b, f, expires)| {
+            .map(|(b, f, expires, priority)| {
                 let state = if *expires > 0 && *expires <= now {
                     "dead"
                 } else {
                     "ready"
                 };
-                (b.clone(), state.to_string(), 0, f.clone())
+                (b.clone(), state.to_string(), 0, f.clone(), *priority)
             })
             .collect();
         if got != want {
@@ -664,10 +685,9 @@ impl World {
             .into_iter()
             .map(|p| p.id)
             .collect();
-        let expect: Vec<String> = self
-            .model
-            .msgs
-            .iter()
+        let order = self.model.delivery_order();
+        let expect: Vec<String> = (order.iter())
+            .map(|&i| &self.model.msgs[i])
             .filter(|m| Model::eff(m, now) == MState::Ready)
             .take(count)
             .map(|m| m.id.clone())

@@ -112,6 +112,8 @@ pub struct Inspected {
     pub expired: bool,
     /// Its unique key (the hash stores keep) and window (ms).
     pub unique: Option<(UniqueKey, u64)>,
+    /// Its `--priority` (0: a plain push).
+    pub priority: u8,
     pub last_failure: Option<Failure>,
 }
 
@@ -165,6 +167,8 @@ pub struct Exported {
     pub unique: Option<(UniqueKey, u64)>,
     /// A dead letter because its TTL passed.
     pub expired: bool,
+    /// Its `--priority` (0: a plain push).
+    pub priority: u8,
     pub body: Vec<u8>,
     /// Its last failure, if it had one.
     pub last_failure: Option<Failure>,
@@ -181,6 +185,9 @@ pub struct Pushing {
     pub keys: Keys,
     /// `--unique-for`, as [`unique::unique_for_ms`] keeps it (0: none).
     pub unique_for_ms: u64,
+    /// `--priority`: 0 (the default, the lowest) to
+    /// [`crate::store::MAX_PRIORITY`] (the most urgent).
+    pub priority: u8,
 }
 
 /// Where the unique keys of a push come from (`--key`, `--key-from-line`).
@@ -237,6 +244,8 @@ struct Times {
     not_before_ms: u64,
     ttl_ms: u64,
     expires_at_ms: u64,
+    /// Its `--priority` (0 to [`crate::store::MAX_PRIORITY`]).
+    priority: u8,
 }
 
 /// A queue's figures, as `stats` reports them.
@@ -525,6 +534,7 @@ impl Queue {
             not_before_ms: not_before,
             ttl_ms: how.ttl_ms,
             expires_at_ms: ttl::expiry(now, how.ttl_ms),
+            priority: how.priority,
         };
         let keyed = how.keys != Keys::None;
         let window = how.unique_for_ms;
@@ -675,6 +685,7 @@ impl Queue {
                 ttl_ms: t.ttl_ms,
                 expires_at_ms: t.expires_at_ms,
                 unique,
+                priority: t.priority,
             })
         });
         let stored = self.store.push(&mut msgs)?;
@@ -756,7 +767,8 @@ impl Queue {
         Sealer::new(&self.name, self.key.as_ref()).agree(self.store.key_id())
     }
 
-    /// Finds up to `count` deliverable messages not in `seen`, oldest first;
+    /// Finds up to `count` deliverable messages not in `seen`, the highest
+    /// priority first and oldest first within one ([`Scan::Delivery`]);
     /// lapsed last attempts found on the way become dead letters in `changes`.
     /// Every message returned or changed is added to `seen`, so that calling
     /// again finds the next ones and changes nothing twice.
@@ -768,7 +780,7 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
-        self.store.scan(Scan::Pending, &mut |m| {
+        self.store.scan(Scan::Delivery, &mut |m| {
             if seen.contains(&m.seq) {
                 return Step::Continue;
             }
@@ -980,6 +992,7 @@ impl Queue {
             dead_at_ms: dead_since(&m, now),
             expires_at_ms: (m.expires_at_ms > 0).then_some(m.expires_at_ms),
             expired: is_expired(&m, now),
+            priority: m.priority,
             last_failure,
         }))
     }
@@ -1282,6 +1295,7 @@ impl Queue {
                         expires_at_ms,
                         // A key belongs to its queue: it does not move.
                         unique: None,
+                        priority: m.priority,
                     },
                     failure: q.store.failure(m.seq)?,
                 });
@@ -1363,6 +1377,7 @@ impl Queue {
                 ttl,
                 expired: is_expired(&m, now),
                 unique: q.held_key(&m)?,
+                priority: m.priority,
                 body,
                 last_failure,
             });
@@ -1402,6 +1417,7 @@ impl Queue {
                 not_before_ms: not_before,
                 ttl_ms,
                 expires_at_ms,
+                priority: m.priority,
             };
             // A dead letter holds no key.
             let unique = m.unique.filter(|_| m.state != "dead");
@@ -1547,6 +1563,7 @@ mod tests {
             loc: Default::default(),
             expires_at_ms: 0,
             keyed: false,
+            priority: 0,
         }
     }
 

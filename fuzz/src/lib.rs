@@ -20,7 +20,7 @@ use spoolmq::store::fs::index::{
 };
 use spoolmq::store::fs::record::{
     self, Damage, KEYED_HEADER_LEN, KEYED_RECORD_MAGIC, LONG_HEADER_LEN, LONG_RECORD_MAGIC,
-    MAX_BODY, RECORD_HEADER_LEN, RECORD_MAGIC,
+    MAX_BODY, RANKED_RECORD_MAGIC, RECORD_HEADER_LEN, RECORD_MAGIC,
 };
 use spoolmq::store::fs::segment::{self, Found};
 use spoolmq::store::{Counters, Loc, Meta, State};
@@ -160,16 +160,25 @@ fn check_record_at(buf: &[u8]) {
     let len = match buf.get(..4) {
         Some(m) if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         Some(m) if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
-        Some(m) if m == KEYED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
+        Some(m) if m == KEYED_RECORD_MAGIC || m == RANKED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
         _ => None,
     };
+    let ranked = buf.get(..4) == Some(&RANKED_RECORD_MAGIC[..]);
     let crc_at = len.map_or(0, |l| l - 8);
     let crc_ok = |l: usize| crc32fast::hash(&buf[..l - 4]) == u32_at(buf, l - 4);
     // A long header has a TTL and an expiry; a keyed one both or neither,
-    // and zeros in its reserved word.
+    // and zeros in its reserved word; a ranked one a priority of 1 to 9 and
+    // flag bit 0 alone there, and without that flag no window and no key.
     let one_encoding = |l: usize| match l {
         RECORD_HEADER_LEN => true,
         LONG_HEADER_LEN => u32_at(buf, 32) != 0 && u32_at(buf, 36) != 0,
+        _ if ranked => {
+            (u32_at(buf, 32) == 0) == (u32_at(buf, 36) == 0)
+                && (1..=9).contains(&buf[44])
+                && buf[45] <= 1
+                && buf[46..48] == [0, 0]
+                && (buf[45] == 1 || (u32_at(buf, 40) == 0 && buf[48..64] == [0; 16]))
+        }
         _ => (u32_at(buf, 32) == 0) == (u32_at(buf, 36) == 0) && u32_at(buf, 44) == 0,
     };
     match head {
@@ -209,7 +218,9 @@ fn check_record_at(buf: &[u8]) {
                 0
             };
             assert_eq!(h.expires_at_ms, expires);
-            let unique = (l == KEYED_HEADER_LEN).then(|| {
+            let keyed = l == KEYED_HEADER_LEN && (!ranked || buf[45] == 1);
+            assert_eq!(h.priority, if ranked { buf[44] } else { 0 });
+            let unique = keyed.then(|| {
                 let key: [u8; 16] = buf[48..64].try_into().unwrap();
                 let window = u64::from(u32_at(buf, 40)) * 1000;
                 (spoolmq::model::unique::UniqueKey(key), window)
@@ -246,6 +257,7 @@ fn check_record_at(buf: &[u8]) {
                 ttl_ms: h.ttl_ms,
                 expires_at_ms: h.expires_at_ms,
                 unique: h.unique,
+                priority: h.priority,
             };
             record::encode_fields(f, body, &mut again);
             assert_eq!(again.len() as u64, h.record_len());
@@ -389,6 +401,12 @@ fn build_records(rest: &[u8]) -> Vec<u8> {
                         0
                     },
                     unique,
+                    // Ranked records (a priority) a third of the time.
+                    priority: if c.u8().is_multiple_of(3) {
+                        1 + c.u8() % 9
+                    } else {
+                        0
+                    },
                 };
                 record::encode_fields(f, &body, &mut b);
             }
@@ -653,6 +671,7 @@ fn meta(c: &mut Cursor) -> Meta {
         },
         expires_at_ms: 0,
         keyed: false,
+        priority: 0,
     };
     // The long layout: a segment less than 2^32 seqs back, an expiry in
     // whole seconds.
@@ -660,8 +679,10 @@ fn meta(c: &mut Cursor) -> Meta {
         m.loc.long = true;
         m.loc.segment = m.seq.saturating_sub(u64::from(c.u32()));
         m.expires_at_ms = u64::from(c.u32()) * 1000;
-        // A keyed record's slot (layout 3).
+        // A keyed record's slot (layout 3), and a ranked one's (a
+        // priority in the layout's high bits).
         m.keyed = c.u8() % 2 == 1;
+        m.priority = c.u8() % 10;
     }
     m
 }
@@ -716,10 +737,32 @@ fn build_header(rest: &[u8]) -> Vec<u8> {
                 })
                 .collect()
         },
+        // Version 3 (lanes) a third of the time.
+        lanes: if c.u8().is_multiple_of(3) {
+            std::array::from_fn(|_| index::Lane {
+                len: c.u64(),
+                cursor: c.u64(),
+            })
+        } else {
+            Default::default()
+        },
+        lanes_epoch: c.u64(),
+    };
+    // Only a header with a lane keeps the epoch.
+    let h = if h.lanes.iter().all(|l| l.len == 0) {
+        Header {
+            lanes: Default::default(),
+            lanes_epoch: 0,
+            ..h
+        }
+    } else {
+        h
     };
     let Some(mut b) = h.encode() else {
+        let lanes = h.lanes.iter().any(|l| l.len > 0);
         assert!(
-            h.segments.len() > index::MAX_SEGMENTS,
+            h.segments.len() > index::MAX_SEGMENTS
+                || (lanes && h.segments.len() > index::MAX_SEGMENTS_WITH_LANES),
             "a header that fits did not encode"
         );
         return Vec::new();

@@ -502,6 +502,7 @@ fn cmd_push(
             .map(unique::unique_for_ms)
             .transpose()?
             .unwrap_or(0),
+        priority: a.priority.unwrap_or(0),
     };
     // Messages not stored because their key was held: how many, out of
     // how many, and the first one's id (its holder's), for stderr.

@@ -17,6 +17,10 @@ fn queue_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+fn priority(s: &str) -> Result<u8, String> {
+    input::priority(s).map_err(|e| e.to_string())
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     input::duration(s).map_err(|e| e.to_string())
 }
@@ -75,7 +79,8 @@ pub enum Command {
                             spoolmq push reminders --delay 1h < note.txt\n  \
                             spoolmq push alerts --ttl 10m 'disk almost full'\n  \
                             spoolmq push reports --key report-2026-12-01 'build report 2026-12-01'\n  \
-                            ls /srv/inbox | spoolmq push files --lines --key-from-line --unique-for 1h"
+                            ls /srv/inbox | spoolmq push files --lines --key-from-line --unique-for 1h\n  \
+                            spoolmq push jobs --priority 9 'restore the production database'"
     )]
     Push(Lazy<PushArgs>),
     /// Lease ready messages, oldest first
@@ -336,6 +341,10 @@ pub struct PushArgs {
     /// rounded up), so work done a moment ago is not queued again
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub unique_for: Option<Duration>,
+    /// 0 to 9, 9 the most urgent: pop serves the highest priority ready
+    /// message first, oldest first within one; a plain push is 0
+    #[arg(long, value_name = "N", value_parser = priority)]
+    pub priority: Option<u8>,
 }
 
 #[derive(Debug, Args)]

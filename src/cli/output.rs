@@ -405,6 +405,7 @@ pub fn inspected_json(m: &Inspected) -> String {
         o.insert("key_hash".into(), json!(key.hex()));
         o.insert("unique_for_ms".into(), json!(window));
     }
+    o.insert("priority".into(), json!(m.priority));
     o.insert("bytes".into(), json!(m.len));
     o.insert(
         "last_failure".into(),
@@ -464,6 +465,7 @@ pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
         };
         line("key hash:", format!("{}{held}", key.hex()));
     }
+    line("priority:", m.priority.to_string());
     line("bytes:", m.len.to_string());
     match &m.last_failure {
         None => line("last failure:", "none".into()),
@@ -512,6 +514,9 @@ pub fn write_exported_json<W: Write + ?Sized>(
     if let Some((key, window)) = m.unique {
         members.push(("key_hash", json!(key.hex())));
         members.push(("unique_for_ms", json!(window)));
+    }
+    if m.priority > 0 {
+        members.push(("priority", json!(m.priority)));
     }
     if let Some(f) = &m.last_failure {
         members.push(("last_failure", failure_value(f)));
@@ -610,6 +615,9 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
             Some((key, crate::model::ttl::whole_second(window)))
         }
     };
+    // Exports made before priorities, and plain messages, have none: 0.
+    let max = u64::from(crate::store::MAX_PRIORITY);
+    let priority = whole("priority", max, "a whole number from 0 to 9")?.unwrap_or(0) as u8;
     // Exports made before failures were kept have no such field.
     let last_failure = match v.get("last_failure") {
         None | Some(Value::Null) => None,
@@ -629,6 +637,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         ttl,
         expired,
         unique,
+        priority,
         body,
         last_failure,
     })
@@ -974,6 +983,7 @@ mod tests {
             dead_at_ms: None,
             ready_at_ms: Some(9),
             ttl: None,
+            priority: 3,
             expired: false,
             unique: None,
             body: b"\xff\x00".to_vec(),
@@ -981,7 +991,7 @@ mod tests {
         };
         assert_eq!(
             exported_json(&m),
-            r#"{"id":"x","state":"delayed","attempt":2,"pushed_at_ms":5,"ready_at_ms":9,"body_base64":"/wA="}"#
+            r#"{"id":"x","state":"delayed","attempt":2,"pushed_at_ms":5,"ready_at_ms":9,"priority":3,"body_base64":"/wA="}"#
         );
         assert_eq!(parse_exported(&exported_json(&m), 1000).unwrap(), m);
         let p = Peeked {

@@ -34,6 +34,21 @@ pub fn queue_name(name: &str) -> Result<&str> {
 /// never overflow u64 milliseconds; `import` holds its times to it too.
 pub const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
 
+/// The highest `--priority` (the most urgent); 0, the default, is the
+/// lowest, so a plain push never goes ahead of one given a priority.
+pub const MAX_PRIORITY: u8 = 9;
+
+/// Parses a `--priority`: a whole number from 0 (the default, the lowest)
+/// to [`MAX_PRIORITY`] (the most urgent).
+pub fn priority(text: &str) -> Result<u8> {
+    match text.parse::<u8>() {
+        Ok(p) if p <= MAX_PRIORITY => Ok(p),
+        _ => Err(Error::usage(format!(
+            "invalid priority {text:?}: use a whole number from 0 (the default, the lowest) to 9 (the most urgent)"
+        ))),
+    }
+}
+
 /// Parses `30`, `30s`, `500ms`, `5m`, `2h`, `1d` (a bare number is seconds).
 pub fn duration(text: &str) -> Result<Duration> {
     let bad = || {

@@ -663,9 +663,12 @@ const RECORD_MAGIC: &str = "spoolmq-store";
 /// records and version 2 index headers of the fs store, sqlite schema 5);
 /// version 3, what only releases from the one with unique keys read
 /// (keyed records, slots of layout 3 and the holds file of the fs store,
-/// sqlite schema 6): a release that knows an older version refuses the
-/// spool instead of taking them for damage.
-pub const RECORD_VERSION: u32 = 3;
+/// sqlite schema 6); version 4, what only releases from the one with
+/// priorities read (ranked records, slots with a priority, version 3 index
+/// headers and the lane files of the fs store, sqlite schema 7): a release
+/// that knows an older version refuses the spool instead of taking them
+/// for damage.
+pub const RECORD_VERSION: u32 = 4;
 /// The longest `.store` read: anything longer is damaged.
 const RECORD_MAX: usize = 256;
 

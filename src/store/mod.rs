@@ -122,7 +122,12 @@ pub struct Meta {
     /// key and its window with it ([`Store::unique`]). Acked: `until_ms`
     /// is when it was acked, which starts its window.
     pub keyed: bool,
+    /// Its `push --priority`, 0 to [`MAX_PRIORITY`] (0 for a plain push):
+    /// [`Scan::Delivery`] visits higher ones first.
+    pub priority: u8,
 }
+
+pub use crate::model::input::MAX_PRIORITY;
 
 impl Meta {
     /// The message moved to `state`, its delivery fields (deadline,
@@ -172,6 +177,8 @@ pub struct NewMessage<'a> {
     /// [`Hold`], replacing the key's hold of an earlier message (the queue
     /// pushes a keyed message only once the key is free).
     pub unique: Option<(UniqueKey, u64)>,
+    /// Its `--priority`, 0 to [`MAX_PRIORITY`].
+    pub priority: u8,
 }
 
 impl NewMessage<'_> {
@@ -200,6 +207,7 @@ impl NewMessage<'_> {
                 0
             },
             keyed: self.unique.is_some(),
+            priority: self.priority,
         }
     }
 
@@ -307,6 +315,11 @@ pub enum Scan {
     Pending,
     /// The oldest message that still holds a body (dead letters included).
     Live,
+    /// The pending messages in the order `pop` serves them: the highest
+    /// priority first, oldest first within one. A store reaches the first
+    /// message of each priority without reading those of the others (a
+    /// lane per priority), so a pop stays O(1) in the messages waiting.
+    Delivery,
 }
 
 /// The most messages `retry --to` moves in one step ([`Store::move_out`]).

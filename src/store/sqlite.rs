@@ -17,8 +17,10 @@
 //! messages  queue, seq (PRIMARY KEY (queue, seq)), state, attempts,
 //!           max_attempts, pushed_at, until_ms, receipt BLOB(12), len,
 //!           crc (CRC32 of the body), body_id (the body's row in `bodies`),
-//!           expires_at (ms, 0: no TTL), ttl_ms (the `--ttl`, 0: none)
+//!           expires_at (ms, 0: no TTL), ttl_ms (the `--ttl`, 0: none),
+//!           unique_key, unique_for, priority (0-9, 0: a plain push)
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
+//!           index lanes ON (queue, priority DESC, seq) WHERE pending AND priority > 0
 //! bodies    id INTEGER PRIMARY KEY, body BLOB: one row per message, written
 //!           by push and deleted with the message, never updated
 //! keys      queue TEXT PRIMARY KEY, key_id BLOB(16): encrypted queues (crate::model::crypt)
@@ -32,7 +34,9 @@
 //!           push of its message, given its `free_at` when the message is
 //!           done, deleted by a later keyed push once `free_at` has passed
 //!           (index holds_free ON (queue, free_at) WHERE free_at > 0)
-//! PRAGMA user_version = schema version: 6. Version 5 had no `holds`, nor
+//! PRAGMA user_version = schema version: 7. Version 6 had no
+//!           `messages.priority` (added by ALTER TABLE, default 0) and no
+//!           index `lanes`. Version 5 had no `holds`, nor
 //!           `messages.unique_key` (BLOB(16), NULL: none) and
 //!           `messages.unique_for` (added by ALTER TABLE). Version 4 had no `expired`,
 //!           `expires_at` and `ttl_ms` (added with their defaults, 0, by
@@ -94,8 +98,8 @@ pub const DB_FILE: &str = ".spool.db";
 /// Written (one byte, never synced) after each commit that may make a
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
-/// The schema this build writes (it reads 1 to 6).
-const SCHEMA_VERSION: i64 = 6;
+/// The schema this build writes (it reads 1 to 7).
+const SCHEMA_VERSION: i64 = 7;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -183,6 +187,16 @@ CREATE TABLE holds (
 CREATE INDEX holds_free ON holds (queue, free_at) WHERE free_at > 0;
 ";
 
+/// From schema 6 to 7 (and the last step of a new database): priorities.
+/// The column's default (0, a plain push) rewrites no row. `lanes` holds
+/// only pending messages pushed with a priority, the most urgent first,
+/// so a pop reaches the first of them at once and a plain push pays
+/// nothing for it; plain ones are served from `pending`, after them.
+const SCHEMA_7: &str = "
+ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX lanes ON messages (queue, priority DESC, seq) WHERE state IN (1, 2, 3) AND priority > 0;
+";
+
 /// From schema 1 to 2: the key ids of encrypted queues.
 const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
 
@@ -242,8 +256,15 @@ impl Layout {
         self.version >= 6
     }
 
+    /// Whether messages have `priority`, and the `lanes` index exists
+    /// (schema 7 on).
+    fn has_priority(self) -> bool {
+        self.version >= 7
+    }
+
     /// The columns [`meta_of`] reads: [`META_COLUMNS`], the expiry (0
-    /// before schema 5) and whether it is keyed (0 before schema 6).
+    /// before schema 5), whether it is keyed (0 before schema 6) and its
+    /// priority (0 before schema 7).
     fn meta_columns(self) -> String {
         let expires = if self.has_expiry() { "expires_at" } else { "0" };
         let keyed = if self.has_unique() {
@@ -251,7 +272,37 @@ impl Layout {
         } else {
             "0"
         };
-        format!("{META_COLUMNS}, {expires}, {keyed}")
+        let priority = if self.has_priority() { "priority" } else { "0" };
+        format!("{META_COLUMNS}, {expires}, {keyed}, {priority}")
+    }
+
+    /// The scans of [`Store::scan`] for `from`, run one after the other:
+    /// a delivery scan reads the `lanes` (priorities 9 to 1), then the
+    /// plain messages from `pending`.
+    fn scans(self, from: Scan) -> Vec<String> {
+        let cols = self.meta_columns();
+        let pending = |also: &str| {
+            format!(
+                "SELECT {cols} FROM messages INDEXED BY pending
+                 WHERE queue = ?1 AND state IN (1, 2, 3){also} ORDER BY seq"
+            )
+        };
+        match from {
+            Scan::Pending => vec![pending("")],
+            Scan::Delivery if self.has_priority() => vec![
+                format!(
+                    "SELECT {cols} FROM messages INDEXED BY lanes
+                     WHERE queue = ?1 AND state IN (1, 2, 3) AND priority > 0
+                     ORDER BY priority DESC, seq"
+                ),
+                pending(" AND priority = 0"),
+            ],
+            Scan::Delivery => vec![pending("")],
+            // Live: pending and dead letters, failed (4) or expired (8).
+            Scan::Live => vec![format!(
+                "SELECT {cols} FROM messages WHERE queue = ?1 AND state IN (1, 2, 3, 4, 8) ORDER BY seq"
+            )],
+        }
     }
 
     /// The row of message (?1, ?2) and its body's place: (the row of the
@@ -295,7 +346,7 @@ impl Layout {
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 /// How many columns [`Layout::meta_columns`] names: where the columns after
 /// them start.
-const META_LEN: usize = 10;
+const META_LEN: usize = 11;
 
 /// The database file of the spool at `root`.
 pub fn db_path(root: &Path) -> PathBuf {
@@ -466,6 +517,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.execute_batch(SCHEMA).sql("create the schema", path)?;
         tx.execute_batch(SCHEMA_5).sql("create the schema", path)?;
         tx.execute_batch(SCHEMA_6).sql("create the schema", path)?;
+        tx.execute_batch(SCHEMA_7).sql("create the schema", path)?;
     } else {
         if again < 2 {
             tx.execute_batch(SCHEMA_2).sql("update the schema", path)?;
@@ -485,6 +537,9 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if again < 6 {
             tx.execute_batch(SCHEMA_6).sql("update the schema", path)?;
+        }
+        if again < 7 {
+            tx.execute_batch(SCHEMA_7).sql("update the schema", path)?;
         }
     }
     if again < SCHEMA_VERSION {
@@ -525,8 +580,9 @@ fn harden(conn: &Connection, path: &Path) -> Result<()> {
 
 /// The objects the schema defines (type, name); SQLite's own (`sqlite_*`,
 /// such as the indexes of primary keys) come on top.
-const KNOWN_OBJECTS: [(&str, &str); 8] = [
+const KNOWN_OBJECTS: [(&str, &str); 9] = [
     ("table", "holds"),
+    ("index", "lanes"),
     ("index", "holds_free"),
     ("table", "queues"),
     ("table", "failures"),
@@ -786,6 +842,7 @@ fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Meta, u8)> {
         loc: Loc::default(),
         expires_at_ms: r.get::<_, i64>(8)? as u64,
         keyed: r.get(9)?,
+        priority: r.get(10)?,
     };
     // A row that does not decode is reported as corrupt by the caller.
     let bad = u8::from(State::from_u8(state).is_none() || !ok);
@@ -986,8 +1043,8 @@ fn insert(
     let body_id = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, crc, body_id,
-           expires_at, ttl_ms, unique_key, unique_for)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+           expires_at, ttl_ms, unique_key, unique_for, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         q.queue,
@@ -1004,7 +1061,8 @@ fn insert(
         m.expires_at_ms as i64,
         ttl_ms as i64,
         unique.map(|(k, _)| k.0),
-        unique.map_or(0, |(_, w)| w as i64)
+        unique.map_or(0, |(_, w)| w as i64),
+        m.priority
     ])?;
     Ok(())
 }
@@ -1260,19 +1318,8 @@ impl Store for SqliteStore {
     }
 
     fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
-        let cols = self.layout.meta_columns();
-        let sql = match from {
-            Scan::Pending => format!(
-                "SELECT {cols} FROM messages INDEXED BY pending
-                 WHERE queue = ?1 AND state IN (1, 2, 3) ORDER BY seq"
-            ),
-            // Live: pending and dead letters, failed (4) or expired (8).
-            Scan::Live => format!(
-                "SELECT {cols} FROM messages WHERE queue = ?1 AND state IN (1, 2, 3, 4, 8) ORDER BY seq"
-            ),
-        };
         let mut bad = Vec::new();
-        {
+        'scans: for sql in self.layout.scans(from) {
             let mut stmt = self.conn.prepare_cached(&sql).sql("scan", &self.q.path)?;
             let mut rows = stmt.query([&self.q.queue]).sql("scan", &self.q.path)?;
             while let Some(r) = rows.next().sql("scan", &self.q.path)? {
@@ -1282,7 +1329,7 @@ impl Store for SqliteStore {
                     continue;
                 }
                 if visit(&m) == Step::Stop {
-                    break;
+                    break 'scans;
                 }
             }
         }

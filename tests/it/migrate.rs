@@ -91,10 +91,10 @@ fn recorded(s: &Spool) -> String {
     store_in(&s.dir.join(".store"))
 }
 
-/// The store named by the record at `path` (`spoolmq-store 3 STORE CRC`), with a newline.
+/// The store named by the record at `path` (`spoolmq-store 4 STORE CRC`), with a newline.
 fn store_in(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    match text.strip_prefix("spoolmq-store 3 ") {
+    match text.strip_prefix("spoolmq-store 4 ") {
         Some(rest) => format!("{}\n", rest.split(' ').next().unwrap()),
         None => text,
     }

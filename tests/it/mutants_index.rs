@@ -22,6 +22,7 @@ fn slot(max_attempts: u32) -> Meta {
         },
         expires_at_ms: 0,
         keyed: false,
+        priority: 0,
     }
 }
 
@@ -64,6 +65,8 @@ fn header(segments: usize) -> Header {
                 live: i,
             })
             .collect(),
+        lanes: Default::default(),
+        lanes_epoch: 0,
     }
 }
 
@@ -83,14 +86,34 @@ fn a_header_with_no_segments_decodes_from_exactly_its_own_bytes() {
 fn a_header_listing_as_many_segments_as_fit_in_a_64_kib_region_round_trips() {
     assert_eq!(index::REGION_LEN, 64 * 1024);
     assert_eq!(index::MAX_SEGMENTS, (64 * 1024 - 184) / 16);
-    for n in [1, 100, 1000, index::MAX_SEGMENTS] {
-        let h = header(n);
-        let b = h.encode().expect("fits in a region");
-        assert_eq!(b.len(), 184 + 16 * n);
-        assert!(b.len() <= 64 * 1024);
-        let mut region = b.clone();
-        region.resize(index::REGION_LEN, 0);
-        assert_eq!(Header::decode(&region), Some(h), "{n} segments");
+    assert_eq!(index::MAX_SEGMENTS_WITH_LANES, (64 * 1024 - 344) / 16);
+    for n in [
+        1,
+        100,
+        1000,
+        index::MAX_SEGMENTS_WITH_LANES,
+        index::MAX_SEGMENTS,
+    ] {
+        for lanes in [false, true] {
+            if lanes && n > index::MAX_SEGMENTS_WITH_LANES {
+                let mut h = header(n);
+                h.lanes[0].len = 1;
+                assert!(h.encode().is_none(), "{n} segments and lanes");
+                continue;
+            }
+            let mut h = header(n);
+            if lanes {
+                h.lanes[4] = index::Lane { len: 3, cursor: 1 };
+                h.lanes_epoch = 5;
+            }
+            let b = h.encode().expect("fits in a region");
+            let fixed = if lanes { 344 } else { 184 };
+            assert_eq!(b.len(), fixed + 16 * n);
+            assert!(b.len() <= 64 * 1024);
+            let mut region = b.clone();
+            region.resize(index::REGION_LEN, 0);
+            assert_eq!(Header::decode(&region), Some(h), "{n} segments");
+        }
     }
     assert!(header(index::MAX_SEGMENTS + 1).encode().is_none());
 }

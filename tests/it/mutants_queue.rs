@@ -696,6 +696,7 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         ttl: None,
         expired: false,
         unique: None,
+        priority: 0,
         body: body.as_bytes().to_vec(),
         last_failure: None,
     }

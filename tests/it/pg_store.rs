@@ -231,12 +231,17 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     let mut c = postgres::Client::connect(&pg_base_url(), postgres::NoTls).unwrap();
     c.batch_execute(&format!(
         "ALTER TABLE {schema}.spoolmq_queues DROP COLUMN key_id;
+         DROP INDEX {schema}.spoolmq_lanes;
+         ALTER TABLE {schema}.spoolmq_messages DROP COLUMN priority;
          DELETE FROM {schema}.spoolmq_meta WHERE version > 1;"
     ))
     .unwrap();
     let key = keygen_into(&s.scratch().join("k"));
     keyed(&s, &key, &["push", "secret", "x"]).ok();
-    assert_eq!(schema_version(&mut c, schema), 5);
+    assert_eq!(schema_version(&mut c, schema), 6);
+    // Priorities work on the database brought up to date.
+    s.run(&["push", "q", "--priority", "9", "urgent"]).ok();
+    assert_eq!(body(&s.pop_one("q", &[])), "urgent");
     assert_eq!(body(&s.pop_one("q", &[])), "from schema 1");
     s.run(&["pop", "secret"]).fails(1);
 }
@@ -346,7 +351,7 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     s.push_stdin("q", fresh.as_bytes());
     assert_eq!(storage(&mut c), "e");
     assert_eq!(compressed(&mut c), [false, true, false]);
-    assert_eq!(schema_version(&mut c, &schema), 5);
+    assert_eq!(schema_version(&mut c, &schema), 6);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
     assert_eq!(

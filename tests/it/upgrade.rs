@@ -54,7 +54,7 @@ impl Old {
         let store = self.store;
         let record = std::fs::read_to_string(self.dir().join(".store")).unwrap();
         assert!(
-            record.starts_with(&format!("spoolmq-store 3 {store} ")),
+            record.starts_with(&format!("spoolmq-store 4 {store} ")),
             "{store}: {record:?}"
         );
         if store == "sqlite" {
@@ -62,7 +62,7 @@ impl Old {
             let v: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap();
-            assert_eq!(v, 6, "the first write brought the schema up to date");
+            assert_eq!(v, 7, "the first write brought the schema up to date");
         }
     }
 

@@ -1,7 +1,8 @@
 //! `fsck` of one queue of the fs store: every record of every segment (its
 //! CRCs, its place against the index), every slot (against its record and
 //! the counters), the WAL (damage before the committed length), the
-//! header's counters against the slots, and the failures file's frames. It only reads: problems are
+//! header's counters against the slots, the failures file's frames, the
+//! holds file and the lanes. It only reads: problems are
 //! reported with their file and offset, and repairs are
 //! [`crate::store::fs::rebuild()`]'s. `ops::fsck` runs it for each queue.
 //!
@@ -69,6 +70,9 @@ pub fn check(fs: &Arc<dyn Fs>, name: &str, dir: &Path) -> Result<QueueReport> {
     let holds = dir.join(super::holds::FILE);
     for (offset, what) in super::holds::check(&**fs, dir)? {
         r.problems.push(problem(&holds, Some(offset), what));
+    }
+    for (path, offset, what) in super::lanes::check(&store)? {
+        r.problems.push(problem(&path, Some(offset), what));
     }
     Ok(r)
 }

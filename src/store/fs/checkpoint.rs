@@ -74,6 +74,7 @@ impl FsStore {
         self.write_stamp()?;
         self.slots.sync_data().ctx("sync", &self.slots_path())?;
         self.sync_holds()?;
+        self.sync_lanes()?;
         if let Some(f) = self.files.get(&self.h.active) {
             f.sync_data()
                 .ctx("sync", &segment::path(&self.dir, self.h.active))?;

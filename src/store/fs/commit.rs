@@ -60,7 +60,7 @@ impl FsStore {
                 if i == entries.len() / 2 {
                     failpoint::hit("commit.mid-slots");
                 }
-                self.apply(*old, m)?;
+                self.apply(*old, m, false)?;
             }
             self.h.lsn = lsn;
             self.h.wal_len += rec.len() as u64;
@@ -94,12 +94,13 @@ impl FsStore {
         written
     }
 
-    /// Applies one committed change to the slots and the header.
-    pub(super) fn apply(&mut self, old: State, new: &Meta) -> Result<()> {
+    /// Applies one committed change to the slots and the header
+    /// (`replaying`: a WAL record, by recovery).
+    pub(super) fn apply(&mut self, old: State, new: &Meta, replaying: bool) -> Result<()> {
         self.write_slot(new)?;
         let change = crate::store::Change { old, new: *new };
         if crate::store::releases(&change) {
-            self.release_hold(&change)?;
+            self.release_hold(&change, replaying)?;
         }
         self.h.counters.apply(old, new.state, new.len);
         if old.is_live() != new.state.is_live()
@@ -117,6 +118,9 @@ impl FsStore {
         }
         if new.state.is_pending() && new.seq < self.h.scan_lo {
             self.h.scan_lo = new.seq;
+        }
+        if new.priority > 0 && new.state.is_pending() && !old.is_pending() {
+            self.reopen_lane(new.priority, new.seq)?;
         }
         Ok(())
     }

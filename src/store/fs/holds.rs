@@ -669,7 +669,11 @@ impl FsStore {
     /// ([`crate::store::releases`]); called for each change applied, by a
     /// commit and by WAL replay. Nothing if there is no holds file (one
     /// made later is made from the states as they are then).
-    pub(super) fn release_hold(&mut self, change: &crate::store::Change) -> Result<()> {
+    pub(super) fn release_hold(
+        &mut self,
+        change: &crate::store::Change,
+        replaying: bool,
+    ) -> Result<()> {
         if self.holds_if_any()?.is_none() {
             return Ok(());
         }
@@ -687,12 +691,26 @@ impl FsStore {
             return Ok(());
         };
         let found = t.search(&key, 0)?;
-        if let Some((i, h)) = found.at
-            && h.seq == m.seq
-            && h.free_at_ms == 0
-        {
-            let h = Hold { free_at_ms, ..h };
-            t.write(i, &key, &h)?;
+        match (found.at, found.free) {
+            (Some((i, h)), _) if h.seq == m.seq && h.free_at_ms == 0 => {
+                let h = Hold { free_at_ms, ..h };
+                t.write(i, &key, &h)?;
+            }
+            // Replayed from the WAL after a machine crash, with no entry
+            // for the key: the release's own write was torn (an entry
+            // spans sectors) after the entry it changed was synced. The
+            // message held the key (a later holder would have an entry),
+            // so its window is written whole again.
+            (None, Some(i)) if replaying => {
+                let h = Hold {
+                    seq: m.seq,
+                    pushed_at_ms: m.pushed_at_ms,
+                    unique_for_ms: window,
+                    free_at_ms,
+                };
+                t.write(i, &key, &h)?;
+            }
+            _ => {}
         }
         self.flush_holds()
     }

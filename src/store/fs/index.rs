@@ -22,7 +22,10 @@
 //! ```
 //!
 //! A message with a unique key has the long layout with `layout` 3 (bits
-//! 0 and 1: long, keyed): its record has the keyed header.
+//! 0 and 1: long, keyed): its record has the keyed header. A message
+//! pushed with a priority (1 to 9) has the long layout with its priority
+//! in the high four bits of `layout` (`0x11`, `0x13`, ... `0x93`): its
+//! record has the ranked header (`SPM4`).
 //!
 //! `state` 0 means "never written" (a hole in the file reads as zeros); the
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
@@ -58,8 +61,13 @@
 //! +88: counters, 9 x u64: ready delayed leased dead pushed acked purged corrupt bytes
 //! +160 | punched u64 | salt u64 | expired u64 | nsegs u32 | nsegs x (base u64, live u64) | crc u32 over everything before it
 //! ```
-//! That is version 2, which added the `expired` counter (dead letters past
-//! their TTL). Version 1 has no `expired` (`nsegs` at +176); it is read as
+//! Version 3 adds, after `expired`, the lanes of priorities 1 to 9
+//! (`crate::store::fs::lanes`): `lanes_epoch` u64 at +184 (what the lane
+//! files must carry to be read), then 9 x (len u64, cursor u64) from +192:
+//! how many entries each lane file holds, and the first that may be
+//! pending; `nsegs` is then at +336. It is written only while a lane holds an entry, so a queue that
+//! never had a priority keeps the version it had. Version 2 added the
+//! `expired` counter (dead letters past their TTL). Version 1 has no `expired` (`nsegs` at +176); it is read as
 //! 0. A header is written as version 1 while `expired` is 0, so that a
 //! queue that never had a message expire stays readable by the releases
 //! before (the slots and the WAL are the same in both); only a queue that
@@ -90,6 +98,8 @@ pub const SLOT_LEN: usize = 64;
 const LAYOUT_LONG: u8 = 1;
 /// The layout byte of a long slot whose record is keyed (`SPM3`).
 const LAYOUT_KEYED: u8 = 3;
+/// Where a slot's layout byte keeps the message's priority (its high bits).
+const LAYOUT_PRIORITY_SHIFT: u8 = 4;
 
 /// Where the slot of message `seq` starts in `slots`: `seq * 64` (slot 0,
 /// at offset 0, is the stamp). Every read and write of a slot, and every
@@ -106,6 +116,8 @@ pub(super) fn slot_at(offset: u64) -> u64 {
 
 pub(super) const INDEX_MAGIC: [u8; 8] = *b"SPMQIDX1";
 pub(super) const INDEX_VERSION: u32 = 2;
+/// The version of a header with lanes.
+pub(super) const INDEX_VERSION_LANES: u32 = 3;
 /// Size of one header region in the `index` file.
 pub const REGION_LEN: usize = 64 * 1024;
 /// Regions in the `index` file: live A, live B, checkpoint A, checkpoint B.
@@ -113,8 +125,15 @@ pub(super) const REGIONS: usize = 4;
 const HEADER_FIXED: usize = 188;
 /// The fixed part of a version 1 header (no `expired` counter).
 const HEADER_FIXED_V1: usize = 180;
-/// Most segments one header can list.
+/// The fixed part of a version 3 header (the lanes).
+const HEADER_FIXED_V3: usize = HEADER_FIXED + 8 + LANES * 16;
+/// Lanes a header keeps: priorities 1 to 9 (0 is the slots' own order).
+pub const LANES: usize = crate::store::MAX_PRIORITY as usize;
+/// Most segments one header can list (a version 3 header, with lanes,
+/// [`MAX_SEGMENTS_WITH_LANES`]).
 pub const MAX_SEGMENTS: usize = (REGION_LEN - HEADER_FIXED - 4) / 16;
+/// Most segments a version 3 header can list.
+pub const MAX_SEGMENTS_WITH_LANES: usize = (REGION_LEN - HEADER_FIXED_V3 - 4) / 16;
 pub const WAL_HEAD_LEN: usize = 8;
 pub const WAL_ENTRY_LEN: usize = 1 + SLOT_LEN;
 
@@ -156,7 +175,8 @@ pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
         .checked_sub(m.loc.segment)
         .and_then(|d| u32::try_from(d).ok());
     if let (true, Some(back)) = (m.loc.long, back) {
-        b[1] = if m.keyed { LAYOUT_KEYED } else { LAYOUT_LONG };
+        let layout = if m.keyed { LAYOUT_KEYED } else { LAYOUT_LONG };
+        b[1] = layout | (m.priority.min(crate::store::MAX_PRIORITY) << LAYOUT_PRIORITY_SHIFT);
         b[16..20].copy_from_slice(&back.to_le_bytes());
         let expires = (m.expires_at_ms / 1000).min(u64::from(u32::MAX)) as u32;
         b[20..24].copy_from_slice(&expires.to_le_bytes());
@@ -190,9 +210,12 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
         if b[..SLOT_LEN].iter().all(|&x| x == 0) {
             return Err(SlotDamage::Empty);
         }
-        // The layout byte is 0, 1 or 3, so that a slot decodes only from
-        // the one encoding (found by fuzzing).
-        let layout_known = matches!(b[1], 0 | LAYOUT_LONG | LAYOUT_KEYED);
+        // The layout byte is 0, 1 or 3 and, for 1 and 3, a priority of 0
+        // to 9, so that a slot decodes only from the one encoding (found
+        // by fuzzing).
+        let (layout, priority) = (b[1] & 0x0f, b[1] >> LAYOUT_PRIORITY_SHIFT);
+        let layout_known = matches!(layout, 0 | LAYOUT_LONG | LAYOUT_KEYED)
+            && (priority == 0 || (layout != 0 && priority <= crate::store::MAX_PRIORITY));
         if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || !layout_known {
             return Err(SlotDamage::Bad);
         }
@@ -223,7 +246,8 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
                 long,
             },
             expires_at_ms,
-            keyed: b[1] == LAYOUT_KEYED,
+            keyed: layout == LAYOUT_KEYED,
+            priority,
         })
     }
 }
@@ -305,6 +329,18 @@ pub struct Header {
     /// of different queues do not collide.
     pub salt: u64,
     pub segments: Vec<SegmentEntry>,
+    /// The lane of each priority 1 to 9 (index 0 is priority 1).
+    pub lanes: [Lane; LANES],
+    /// The epoch the lane files carry: new each time they are made again.
+    pub lanes_epoch: u64,
+}
+
+/// A lane in the header: its file holds `len` seqs, and those before
+/// `cursor` are known not to be pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Lane {
+    pub len: u64,
+    pub cursor: u64,
 }
 
 impl Header {
@@ -313,12 +349,17 @@ impl Header {
         if self.segments.len() > MAX_SEGMENTS {
             return None;
         }
-        let (version, fixed) = if self.counters.expired > 0 {
+        let (version, fixed) = if self.lanes.iter().any(|l| l.len > 0) {
+            (INDEX_VERSION_LANES, HEADER_FIXED_V3)
+        } else if self.counters.expired > 0 {
             (INDEX_VERSION, HEADER_FIXED)
         } else {
             (1, HEADER_FIXED_V1)
         };
         let len = fixed + self.segments.len() * 16 + 4;
+        if len > REGION_LEN {
+            return None;
+        }
         let mut b = Vec::with_capacity(len);
         b.extend_from_slice(&INDEX_MAGIC);
         b.extend_from_slice(&version.to_le_bytes());
@@ -347,8 +388,15 @@ impl Header {
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        if version == INDEX_VERSION {
+        if version >= INDEX_VERSION {
             b.extend_from_slice(&c.expired.to_le_bytes());
+        }
+        if version == INDEX_VERSION_LANES {
+            b.extend_from_slice(&self.lanes_epoch.to_le_bytes());
+            for l in &self.lanes {
+                b.extend_from_slice(&l.len.to_le_bytes());
+                b.extend_from_slice(&l.cursor.to_le_bytes());
+            }
         }
         b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
         debug_assert_eq!(b.len(), fixed);
@@ -369,6 +417,7 @@ impl Header {
         let fixed = match u32_at(b, 8) {
             1 => HEADER_FIXED_V1,
             INDEX_VERSION => HEADER_FIXED,
+            INDEX_VERSION_LANES => HEADER_FIXED_V3,
             _ => return None,
         };
         let len = u32_at(b, 12) as usize;
@@ -413,11 +462,22 @@ impl Header {
                 purged: v(10),
                 corrupt: v(11),
                 bytes: v(12),
-                expired: if fixed == HEADER_FIXED { v(15) } else { 0 },
+                expired: if fixed >= HEADER_FIXED { v(15) } else { 0 },
             },
             punched: v(13),
             salt: v(14),
             segments,
+            lanes: std::array::from_fn(|i| {
+                if fixed == HEADER_FIXED_V3 {
+                    Lane {
+                        len: v(17 + 2 * i),
+                        cursor: v(18 + 2 * i),
+                    }
+                } else {
+                    Lane::default()
+                }
+            }),
+            lanes_epoch: if fixed == HEADER_FIXED_V3 { v(16) } else { 0 },
         })
     }
 }
@@ -521,6 +581,7 @@ mod tests {
             },
             expires_at_ms: 0,
             keyed: false,
+            priority: 0,
         }
     }
 
@@ -563,6 +624,25 @@ mod tests {
         assert_eq!(u32_at(&b, 24), 16);
         assert_eq!(u64_at(&b, 32), 1_700_000_000_123);
         assert_eq!(decode_slot(&b), Ok(l));
+        // A priority in the layout byte's high bits, keyed or not.
+        for (keyed, layout) in [(false, 0x71), (true, 0x73)] {
+            let r = Meta {
+                priority: 7,
+                keyed,
+                ..l
+            };
+            let rb = encode_slot(&r);
+            assert_eq!(rb[1], layout);
+            assert_eq!(decode_slot(&rb), Ok(r));
+        }
+        // Priorities over 9, or on the short layout, are damage.
+        for layout in [0xa1, 0xf3, 0x10] {
+            let mut bad = b;
+            bad[1] = layout;
+            let crc = crc32fast::hash(&bad[..60]);
+            bad[60..64].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode_slot(&bad), Err(SlotDamage::Bad), "{layout:#x}");
+        }
         // A distance back past seq 0 is damage, not a wrap.
         let mut bad = b;
         bad[16..20].copy_from_slice(&43u32.to_le_bytes());
@@ -615,6 +695,8 @@ mod tests {
                 SegmentEntry { base: 1, live: 2 },
                 SegmentEntry { base: 50, live: 40 },
             ],
+            lanes: Default::default(),
+            lanes_epoch: 0,
         }
     }
 
@@ -659,7 +741,23 @@ mod tests {
         );
         assert_eq!(u32_at(&v1, 176), 2);
         assert_eq!(u64_at(&v1, 180), 1);
-        assert_eq!(Header::decode(&v1), Some(want));
+        assert_eq!(Header::decode(&v1), Some(want.clone()));
+        // With a lane it is version 3: the lanes after `expired`, `nsegs`
+        // at +328.
+        let mut ranked = want;
+        ranked.lanes[8] = Lane { len: 5, cursor: 2 };
+        ranked.lanes[0] = Lane { len: 1, cursor: 0 };
+        ranked.lanes_epoch = 77;
+        let v3 = ranked.encode().unwrap();
+        assert_eq!(u32_at(&v3, 8), 3);
+        assert_eq!(u64_at(&v3, 176), 0); // expired
+        assert_eq!(u64_at(&v3, 184), 77); // lanes_epoch
+        assert_eq!((u64_at(&v3, 192), u64_at(&v3, 200)), (1, 0)); // priority 1
+        assert_eq!((u64_at(&v3, 320), u64_at(&v3, 328)), (5, 2)); // priority 9
+        assert_eq!(u32_at(&v3, 336), 2);
+        assert_eq!(u64_at(&v3, 340), 1);
+        assert_eq!(v3.len(), b.len() + 152);
+        assert_eq!(Header::decode(&v3), Some(ranked));
     }
 
     #[test]

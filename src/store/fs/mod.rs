@@ -14,6 +14,7 @@
 //! QUEUE/reserve   RESERVE_LEN bytes kept allocated for draining a full disk
 //! QUEUE/failures  once a message failed: the last failure of each message (failures.rs)
 //! QUEUE/holds     once a keyed message was pushed: the hold of each unique key (holds.rs)
+//! QUEUE/lane-P    once a message was pushed with priority P (1-9): their seqs in order (lanes.rs)
 //! ```
 //!
 //! `key` is written once and never changes: its layout and write order
@@ -44,7 +45,8 @@
 //! 2. append the records; write their slots (past `next_seq`, so no reader
 //!    trusts them yet);
 //! 3. `fdatasync` the segment(s); write the holds of keyed messages
-//!    ([`holds`]: not synced, redone by adoption);
+//!    ([`holds`]: not synced, redone by adoption) and the lane entries of
+//!    prioritised ones ([`lanes`]: likewise);
 //! 4. write the live header: new `next_seq`, counters, committed length.
 //!
 //! A crash before 4 leaves records past the committed length: the next
@@ -68,7 +70,7 @@
 //!
 //! **checkpoint** (when the WAL passes 1 MiB, a segment rolls, or a segment
 //! has nothing live left):
-//! 1. `fdatasync` the slots (and the holds file);
+//! 1. `fdatasync` the slots (and the holds and lane files);
 //! 2. write the checkpoint header into the older checkpoint region, `fdatasync`;
 //! 3. truncate the WAL to 0, `fdatasync`;
 //! 4. unlink segments with nothing live (and strays), fsync the directory;
@@ -130,6 +132,7 @@
 //! | `key.rs` | the key id file |
 //! | `failures.rs` | the failures file: its format, reading, appending, compacting |
 //! | `holds.rs` | the holds file: the unique keys' hash table, its format and writes |
+//! | `lanes.rs` | the lane files: the seqs of each priority, so a pop reaches the most urgent at once |
 //! | `moves.rs` | `retry --to`: moving messages into another queue, its journal `SPOOL/.moving` |
 //! | `check.rs` | `fsck` (reads only) |
 //! | `record.rs`, `segment.rs`, `index.rs` | the formats |
@@ -139,6 +142,7 @@ mod checkpoint;
 mod commit;
 mod failures;
 pub mod holds;
+mod lanes;
 #[cfg(test)]
 pub(crate) use failures::{COMPACT_MIN as FAILURES_COMPACT_MIN, TEST_COMPACT_MIN};
 #[cfg(test)]
@@ -255,6 +259,8 @@ pub struct FsStore {
     failures: Option<failures::FailLog>,
     /// The holds file ([`holds`]), opened on first use.
     hold_table: Option<holds::HoldTable>,
+    /// The lane files ([`lanes`]), opened on first use.
+    lanes: lanes::LaneFiles,
     /// The target of a move ([`moves`]), open and locked.
     target: Option<Box<FsStore>>,
     // Held last: dropped after everything above is written.
@@ -525,6 +531,7 @@ mod testing {
             ttl_ms: 0,
             expires_at_ms: 0,
             unique: None,
+            priority: 0,
         })
     }
 

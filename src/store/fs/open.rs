@@ -134,6 +134,7 @@ impl FsStore {
             reserve_short: false,
             failures: None,
             hold_table: None,
+            lanes: Default::default(),
             target: None,
             _lock: lock,
         };

@@ -45,13 +45,23 @@ impl FsStore {
         from: Scan,
         visit: &mut dyn FnMut(&Meta) -> Step,
     ) -> Result<()> {
+        // A delivery scan reads the lanes first ([`super::lanes`]), then
+        // the slots for the rest: the plain messages, and any prioritised
+        // one its lane did not hold.
+        let mut in_lanes = std::collections::HashSet::new();
+        if from == Scan::Delivery {
+            match self.scan_lanes(visit)? {
+                Some(seen) => in_lanes = seen,
+                None => return Ok(()),
+            }
+        }
         let start = match from {
-            Scan::Pending => self.h.scan_lo,
+            Scan::Pending | Scan::Delivery => self.h.scan_lo,
             Scan::Live => self.h.segments.first().map_or(self.h.next_seq, |s| s.base),
         };
         // The pending cursor moves past finished messages at its front.
         let mut cursor = self.h.scan_lo;
-        let mut contiguous = matches!(from, Scan::Pending);
+        let mut contiguous = matches!(from, Scan::Pending | Scan::Delivery);
         let mut damaged = Vec::new();
         let mut start = start;
         loop {
@@ -62,9 +72,13 @@ impl FsStore {
             self.all_slots(start, &mut |s, slot| match slot {
                 Ok(m) => {
                     let wanted = match from {
-                        Scan::Pending => m.state.is_pending(),
+                        Scan::Pending | Scan::Delivery => m.state.is_pending(),
                         Scan::Live => m.state.is_live(),
                     };
+                    if wanted && in_lanes.contains(&m.seq) {
+                        contiguous = false;
+                        return Step::Continue;
+                    }
                     if !wanted {
                         if contiguous && s == cursor {
                             cursor = s + 1;
@@ -187,7 +201,7 @@ impl FsStore {
     }
 
     /// Reads the slot of `seq`.
-    fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
+    pub(super) fn read_slot(&self, seq: u64) -> Result<std::result::Result<Meta, SlotDamage>> {
         let mut b = [0u8; SLOT_LEN];
         let n = segment::read_at_most(&*self.slots, &self.slots_path(), &mut b, slot_offset(seq))?;
         if n < SLOT_LEN {

@@ -82,9 +82,10 @@ pub(crate) fn rebuild(fs: Arc<dyn Fs>, dir: &Path) -> Result<Vec<String>> {
         notes.extend(rebuild_locked(&*fs, dir)?);
         notes.extend(super::failures::repair(&*fs, dir)?);
     }
-    // The holds last, from the slots as rebuilt.
+    // The holds and lanes last, from the slots as rebuilt.
     if let Some(mut s) = FsStore::open_with(Arc::clone(&fs), dir, false)? {
         notes.extend(s.repair_holds()?);
+        s.repair_lanes()?;
         notes.extend(s.take_notices());
     }
     Ok(notes)
@@ -155,6 +156,9 @@ pub(super) fn rebuild_locked(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>> {
                 live: live.get(base).copied().unwrap_or(0),
             })
             .collect(),
+        // Made again from the slots once they are whole (`repair_lanes`).
+        lanes: Default::default(),
+        lanes_epoch: 0,
     };
     files.empty_wal_and_write_index(dir, &h)?;
     sync_dir(fs, dir)?;

@@ -101,6 +101,10 @@ impl FsStore {
             s.live = r.live.get(&s.base).copied().unwrap_or(0);
         }
         self.h.scan_lo = r.scan_lo;
+        // A message may be pending again anywhere in its lane.
+        for l in self.h.lanes.iter_mut() {
+            l.cursor = 0;
+        }
         self.checkpoint()?;
         self.suspect = None;
         let mut line = format!(

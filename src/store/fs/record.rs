@@ -24,7 +24,17 @@
 //! +0      +4         +8     +16         +24          +32     +36       +40          +44  +48      +64        +68        +72
 //! | SPM3  | body_len | seq  | pushed_at | not_before | ttl_s | expires | unique_for_s | 0  | key    | body_crc | head_crc | body ...
 //! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32          | u32| 16 B   | u32      | u32      |
+//!
+//! ranked record (72-byte header + body): a message pushed with a priority
+//! +0      +4         +8     +16         +24          +32     +36       +40          +44      +45   +46 +48      +64        +68        +72
+//! | SPM4  | body_len | seq  | pushed_at | not_before | ttl_s | expires | unique_for_s | priority| flags| 0 | key    | body_crc | head_crc | body ...
+//! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32          | u8 1-9  | u8   | u16| 16 B  | u32      | u32      |
 //! ```
+//!
+//! * A ranked record (format 4) is the keyed layout with the message's
+//!   `--priority` (1 to 9) at +44 and, at +45, flag bit 0: it has a unique
+//!   key (else the key and its window are zeros). Only messages pushed
+//!   with a priority above 0 get it, so every other record is what it was.
 //!
 //! * A keyed record (format 3) holds the key's hash
 //!   (`crate::model::unique::UniqueKey`) and its `--unique-for` window in
@@ -64,6 +74,10 @@ pub const RECORD_MAGIC: [u8; 4] = *b"SPMR";
 pub const LONG_RECORD_MAGIC: [u8; 4] = *b"SPM2";
 /// Magic bytes at the start of a keyed record (one with a unique key).
 pub const KEYED_RECORD_MAGIC: [u8; 4] = *b"SPM3";
+/// Magic bytes at the start of a ranked record (one with a priority).
+pub const RANKED_RECORD_MAGIC: [u8; 4] = *b"SPM4";
+/// The flag bit at +45 of a ranked record: it has a unique key.
+const RANKED_KEYED: u8 = 1;
 /// Length of a record header (the short one).
 pub const RECORD_HEADER_LEN: usize = 40;
 /// Length of a long record's header.
@@ -82,12 +96,17 @@ pub enum Kind {
     Long,
     /// A unique key (and maybe a TTL): `SPM3`.
     Keyed,
+    /// A priority above 0 (and maybe a key and a TTL): `SPM4`.
+    Ranked,
 }
 
 impl Kind {
-    /// The kind of a record with a TTL of `ttl_ms` (0: none) and `keyed` or not.
-    pub fn of(ttl_ms: u64, keyed: bool) -> Kind {
-        if keyed {
+    /// The kind of a record with a TTL of `ttl_ms` (0: none), `keyed` or
+    /// not, and of `priority`.
+    pub fn of(ttl_ms: u64, keyed: bool, priority: u8) -> Kind {
+        if priority > 0 {
+            Kind::Ranked
+        } else if keyed {
             Kind::Keyed
         } else if ttl_ms > 0 {
             Kind::Long
@@ -98,7 +117,9 @@ impl Kind {
 
     /// The kind of the record of a message, as its slot says.
     pub fn of_meta(m: &crate::store::Meta) -> Kind {
-        if m.keyed {
+        if m.priority > 0 {
+            Kind::Ranked
+        } else if m.keyed {
             Kind::Keyed
         } else if m.loc.long {
             Kind::Long
@@ -112,7 +133,7 @@ impl Kind {
         match self {
             Kind::Short => RECORD_HEADER_LEN,
             Kind::Long => LONG_HEADER_LEN,
-            Kind::Keyed => KEYED_HEADER_LEN,
+            Kind::Keyed | Kind::Ranked => KEYED_HEADER_LEN,
         }
     }
 }
@@ -136,6 +157,8 @@ pub struct RecordHeader {
     pub expires_at_ms: u64,
     /// Its unique key and window (ms, whole seconds): a keyed record.
     pub unique: Option<(UniqueKey, u64)>,
+    /// Its priority (0: not a ranked record).
+    pub priority: u8,
 }
 
 impl RecordHeader {
@@ -151,7 +174,7 @@ impl RecordHeader {
 
     /// Which header it has.
     pub fn kind(&self) -> Kind {
-        Kind::of(self.ttl_ms, self.unique.is_some())
+        Kind::of(self.ttl_ms, self.unique.is_some(), self.priority)
     }
 
     /// Length of its header: where its body starts.
@@ -242,6 +265,8 @@ pub struct Fields {
     pub expires_at_ms: u64,
     /// The unique key and window (ms, whole seconds): a keyed record.
     pub unique: Option<(UniqueKey, u64)>,
+    /// 1 to 9: a ranked record; 0: none.
+    pub priority: u8,
 }
 
 /// Appends one encoded record to `out`.
@@ -260,6 +285,7 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
         ttl_ms: 0,
         expires_at_ms: 0,
         unique: None,
+        priority: 0,
     };
     encode_fields(f, body, out);
 }
@@ -271,10 +297,12 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
 pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     debug_assert!(body.len() as u64 <= MAX_BODY);
     let ttl_s = f.ttl_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
-    out.extend_from_slice(match (&f.unique, ttl_s) {
-        (Some(_), _) => &KEYED_RECORD_MAGIC,
-        (None, 0) => &RECORD_MAGIC,
-        (None, _) => &LONG_RECORD_MAGIC,
+    let kind = Kind::of(u64::from(ttl_s), f.unique.is_some(), f.priority);
+    out.extend_from_slice(match kind {
+        Kind::Ranked => &RANKED_RECORD_MAGIC,
+        Kind::Keyed => &KEYED_RECORD_MAGIC,
+        Kind::Short => &RECORD_MAGIC,
+        Kind::Long => &LONG_RECORD_MAGIC,
     });
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&f.seq.to_le_bytes());
@@ -285,14 +313,21 @@ pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     } else {
         0
     };
-    if ttl_s > 0 || f.unique.is_some() {
+    if kind != Kind::Short {
         out.extend_from_slice(&ttl_s.to_le_bytes());
         out.extend_from_slice(&expires.to_le_bytes());
     }
-    if let Some((key, window_ms)) = f.unique {
+    if matches!(kind, Kind::Keyed | Kind::Ranked) {
+        let (key, window_ms) = f.unique.unwrap_or((UniqueKey([0; 16]), 0));
         let window_s = window_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
         out.extend_from_slice(&window_s.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
+        let flags = if f.unique.is_some() { RANKED_KEYED } else { 0 };
+        let (rank, flags) = if kind == Kind::Ranked {
+            (f.priority.min(crate::store::MAX_PRIORITY), flags)
+        } else {
+            (0, 0)
+        };
+        out.extend_from_slice(&[rank, flags, 0, 0]);
         out.extend_from_slice(&key.0);
     }
     out.extend_from_slice(&[0; 8]);
@@ -304,7 +339,7 @@ fn head_len_of(magic: &[u8]) -> Option<usize> {
     match magic {
         m if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         m if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
-        m if m == KEYED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
+        m if m == KEYED_RECORD_MAGIC || m == RANKED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
         _ => None,
     }
 }
@@ -359,21 +394,34 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
     if crc32fast::hash(&buf[0..crc_at + 4]) != u32_at(buf, crc_at + 4) {
         return Err(Damage::BadHeaderCrc);
     }
+    let ranked = buf[0..4] == RANKED_RECORD_MAGIC;
+    let (priority, keyed) = if ranked {
+        (buf[44], buf[45] == RANKED_KEYED)
+    } else {
+        (0, head == KEYED_HEADER_LEN)
+    };
     let (ttl_s, expires_s) = if head == RECORD_HEADER_LEN {
         (0, 0)
     } else {
         let (ttl_s, expires_s) = (u32_at(buf, 32), u32_at(buf, 36));
         // One encoding only: a long header has a TTL and an expiry, a
-        // keyed one both or neither, and zeros where it keeps nothing.
+        // keyed one both or neither, and zeros where it keeps nothing; a
+        // ranked one a priority of 1 to 9, a known flag, and without a
+        // key a zero window and key.
         let odd = (ttl_s == 0) != (expires_s == 0)
             || (head == LONG_HEADER_LEN && ttl_s == 0)
-            || (head == KEYED_HEADER_LEN && u32_at(buf, 44) != 0);
+            || (head == KEYED_HEADER_LEN && !ranked && u32_at(buf, 44) != 0)
+            || (ranked
+                && (!(1..=crate::store::MAX_PRIORITY).contains(&priority)
+                    || buf[45] & !RANKED_KEYED != 0
+                    || buf[46..48] != [0, 0]
+                    || (!keyed && (u32_at(buf, 40) != 0 || buf[48..64] != [0; 16]))));
         if odd {
             return Err(Damage::BadHeaderCrc);
         }
         (ttl_s, expires_s)
     };
-    let unique = (head == KEYED_HEADER_LEN).then(|| {
+    let unique = keyed.then(|| {
         let mut key = [0u8; 16];
         key.copy_from_slice(&buf[48..64]);
         (UniqueKey(key), u64::from(u32_at(buf, 40)) * 1000)
@@ -387,6 +435,7 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
         ttl_ms: u64::from(ttl_s) * 1000,
         expires_at_ms: u64::from(expires_s) * 1000,
         unique,
+        priority,
     };
     if u64::from(header.body_len) > MAX_BODY {
         return Err(Damage::TooLong);
@@ -464,6 +513,7 @@ mod tests {
                 ttl_ms,
                 expires_at_ms: ttl_ms * 7,
                 unique: (seq == 2).then_some((UniqueKey::of(b"k"), 60_000)),
+                priority: (seq == 3) as u8 * 7,
             };
             encode_fields(f, body, &mut want);
             encode_without_crcs(f, body, &mut got);
@@ -519,6 +569,7 @@ mod tests {
             ttl_ms: 7_000,
             expires_at_ms: 1_700_000_009_000,
             unique: None,
+            priority: 0,
         };
         let mut buf = Vec::new();
         encode_fields(f, b"xyz", &mut buf);
@@ -558,6 +609,62 @@ mod tests {
     }
 
     #[test]
+    fn a_ranked_record_has_its_fields_at_the_documented_offsets() {
+        let key = UniqueKey([0xcd; 16]);
+        for (ttl_ms, unique) in [(0, None), (7_000, Some((key, 60_000)))] {
+            let f = Fields {
+                seq: 0x0102,
+                pushed_at_ms: 0x0304,
+                not_before_ms: 0x0506,
+                ttl_ms,
+                expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
+                unique,
+                priority: 9,
+            };
+            let mut buf = Vec::new();
+            encode_fields(f, b"xyz", &mut buf);
+            assert_eq!(&buf[0..4], b"SPM4");
+            assert_eq!(u64_at(&buf, 8), 0x0102);
+            assert_eq!(u32_at(&buf, 32), (ttl_ms / 1000) as u32);
+            assert_eq!(u32_at(&buf, 40), if unique.is_some() { 60 } else { 0 });
+            assert_eq!(buf[44], 9);
+            assert_eq!(buf[45], u8::from(unique.is_some()));
+            assert_eq!(&buf[46..48], &[0, 0]);
+            let k = if unique.is_some() {
+                [0xcd; 16]
+            } else {
+                [0; 16]
+            };
+            assert_eq!(&buf[48..64], &k);
+            assert_eq!(u32_at(&buf, 64), crc32fast::hash(b"xyz"));
+            assert_eq!(u32_at(&buf, 68), crc32fast::hash(&buf[0..68]));
+            assert_eq!(&buf[72..], b"xyz");
+            let (h, body) = decode(&buf).unwrap();
+            assert_eq!((h.priority, h.unique, h.kind()), (9, unique, Kind::Ranked));
+            assert_eq!((body, h.record_len()), (&b"xyz"[..], 75));
+            for i in 0..buf.len() {
+                let mut bad = buf.clone();
+                bad[i] ^= 0x01;
+                assert!(decode(&bad).is_err(), "flip at byte {i} went unnoticed");
+            }
+            // A priority of 0 or over 9, an unknown flag, or a key without
+            // its flag is not a ranked header.
+            for (at, v) in [(44, 0u8), (44, 10), (45, 2), (46, 1), (50, 1)] {
+                let mut bad = buf.clone();
+                bad[at] = v;
+                let crc = crc32fast::hash(&bad[0..68]);
+                bad[68..72].copy_from_slice(&crc.to_le_bytes());
+                let want = if at == 50 && unique.is_some() {
+                    Ok(())
+                } else {
+                    Err(Damage::BadHeaderCrc)
+                };
+                assert_eq!(decode_header(&bad).map(|_| ()), want, "{v} at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn a_keyed_record_has_its_fields_at_the_documented_offsets() {
         let key = UniqueKey([0xab; 16]);
         for ttl_ms in [0, 7_000] {
@@ -568,6 +675,7 @@ mod tests {
                 ttl_ms,
                 expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
                 unique: Some((key, 3_600_000)),
+                priority: 0,
             };
             let mut buf = Vec::new();
             encode_fields(f, b"xyz", &mut buf);

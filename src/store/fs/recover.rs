@@ -328,6 +328,7 @@ impl FsStore {
                     loc: Loc::default(),
                     expires_at_ms: 0,
                     keyed: false,
+                    priority: 0,
                 },
                 base,
             )?;
@@ -357,6 +358,7 @@ impl FsStore {
                 loc: header.loc(base, offset),
                 expires_at_ms: header.expires_at_ms,
                 keyed: header.unique.is_some(),
+                priority: header.priority,
             },
             base,
         )?;
@@ -364,6 +366,10 @@ impl FsStore {
         // have ended before it wrote the hold): as the push did, in seq order.
         if let (Some((key, window)), true) = (header.unique, state.is_pending()) {
             self.put_hold(&key, header.seq, header.pushed_at_ms, window)?;
+        }
+        // And one with a priority its place in its lane.
+        if header.priority > 0 && state.is_live() {
+            self.adopt_lane(header.priority, header.seq)?;
         }
         Ok(())
     }
@@ -433,7 +439,7 @@ impl FsStore {
                         ));
                         continue;
                     }
-                    self.apply(*old, slot)?;
+                    self.apply(*old, slot, true)?;
                 }
             }
             Ok(())

@@ -310,6 +310,7 @@ fn decide(
         loc: Loc::default(),
         expires_at_ms: 0,
         keyed: false,
+        priority: 0,
     };
     match (exact, rec) {
         (Some(m), _) if !relocate || (is_final(m.state) && m.state != State::Corrupt) => {
@@ -320,6 +321,7 @@ fn decide(
                 loc,
                 len: r.body_len,
                 keyed: r.unique.is_some(),
+                priority: r.priority,
                 ..m
             },
             Outcome::Known,
@@ -353,6 +355,7 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
         loc,
         expires_at_ms: r.expires_at_ms,
         keyed: r.unique.is_some(),
+        priority: r.priority,
     };
     match fate {
         Fate::Live => match hint {
@@ -360,6 +363,7 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
                 loc,
                 len: r.body_len,
                 keyed: base.keyed,
+                priority: base.priority,
                 ..h
             },
             _ if r.not_before_ms > 0 => Meta {
@@ -483,6 +487,7 @@ mod tests {
                 ttl_ms: 0,
                 expires_at_ms: 0,
                 unique: None,
+                priority: 0,
             },
         ))
     }
@@ -504,6 +509,7 @@ mod tests {
                 long: false,
             },
             expires_at_ms: 0,
+            priority: 0,
             keyed: false,
         }
     }

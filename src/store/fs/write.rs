@@ -38,6 +38,14 @@ const PUSH_CHUNK: usize = 2 * 1024 * 1024;
 /// The holds a push's keyed messages take, in seq order.
 type Keyed = Vec<(UniqueKey, Hold)>;
 
+/// What a push writes after its records are synced: the holds of its keyed
+/// messages and the priority and seq of its prioritised ones, in seq order.
+#[derive(Default)]
+struct After {
+    keyed: Keyed,
+    ranked: Vec<(u8, u64)>,
+}
+
 impl FsStore {
     /// [`crate::store::Store::push`]: steps 1-4 (see the module doc), undone if any fails.
     pub(super) fn push_or_undo(
@@ -51,9 +59,10 @@ impl FsStore {
         // can be undone. The keys' holds are written just before it.
         let published = self
             .push_inner(msgs, &mut created)
-            .and_then(|(ids, rolled, keyed)| {
-                self.take_keys(&keyed, &mut undo)?;
+            .and_then(|(ids, rolled, after)| {
+                self.take_keys(&after.keyed, &mut undo)?;
                 failpoint::hit("push.after-holds");
+                self.put_lanes(&after.ranked)?;
                 self.write_live().map(|_| (ids, rolled))
             });
         match published {
@@ -103,13 +112,16 @@ impl FsStore {
         &mut self,
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
         created: &mut Vec<u64>,
-    ) -> Result<(Vec<u64>, bool, Keyed)> {
+    ) -> Result<(Vec<u64>, bool, After)> {
         let mut b = self.begin_push(created)?;
         let slots_path: Arc<Path> = self.slots_path().into();
-        let mut keyed = Vec::new();
+        let mut after = After::default();
         for msg in msgs {
             let msg = msg?;
             msg.check_size()?;
+            if msg.priority > 0 {
+                after.ranked.push((msg.priority, b.next));
+            }
             if let Some((key, window)) = msg.unique {
                 let hold = Hold {
                     seq: b.next,
@@ -117,9 +129,10 @@ impl FsStore {
                     unique_for_ms: window,
                     free_at_ms: 0,
                 };
-                keyed.push((key, hold));
+                after.keyed.push((key, hold));
             }
-            let rec_len = record::Kind::of(msg.ttl_ms, msg.unique.is_some()).head_len() as u64
+            let rec_len = record::Kind::of(msg.ttl_ms, msg.unique.is_some(), msg.priority)
+                .head_len() as u64
                 + msg.body.len() as u64;
             if b.len + rec_len > segment_limit() && b.len > segment::FIRST_RECORD {
                 self.roll(&mut b, created)?;
@@ -130,7 +143,7 @@ impl FsStore {
             }
         }
         let (seqs, rolled) = self.finish_push(b)?;
-        Ok((seqs, rolled, keyed))
+        Ok((seqs, rolled, after))
     }
 
     /// The segment a push starts in: the active one, or (for a queue with
@@ -314,7 +327,7 @@ impl Batch {
             Loc {
                 segment: self.base,
                 offset: self.len as u32,
-                long: msg.ttl_ms > 0 || msg.unique.is_some(),
+                long: msg.ttl_ms > 0 || msg.unique.is_some() || msg.priority > 0,
             },
         );
         let state = m.state;
@@ -326,6 +339,7 @@ impl Batch {
             ttl_ms: msg.ttl_ms,
             expires_at_ms: msg.expires_at_ms,
             unique: msg.unique,
+            priority: msg.priority,
         };
         record::encode_without_crcs(fields, &msg.body, &mut self.buf);
         self.slots

@@ -2,7 +2,7 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (5)
+//! spoolmq_meta      version int                      schema version (6)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
 //!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2),
@@ -12,9 +12,12 @@
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body),
 //!                   expires_at bigint (ms, 0: no TTL), ttl_ms bigint (added in version 4),
 //!                   unique_key bytea (16 bytes, NULL: none), unique_for bigint (ms)
-//!                   (added in version 5)
+//!                   (added in version 5), priority smallint (0-9, 0: a plain
+//!                   push; added in version 6)
 //!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
+//!                   index spoolmq_lanes ON (queue, priority DESC, seq)
+//!                   WHERE state IN (1, 2, 3) AND priority > 0 (added in version 6)
 //! spoolmq_failures  queue text, seq bigint (PRIMARY KEY (queue, seq)), at_ms bigint,
 //!                   attempt int, kind smallint, code bigint, text text, stderr bytea:
 //!                   the last failure of a message (crate::model::failure, How::parts),
@@ -85,7 +88,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 5;
+const SCHEMA_VERSION: i32 = 6;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -181,6 +184,16 @@ CREATE TABLE IF NOT EXISTS spoolmq_holds (
 CREATE INDEX IF NOT EXISTS spoolmq_holds_free ON spoolmq_holds (queue, free_at) WHERE free_at > 0;
 ";
 
+/// From schema 5 to 6: priorities. The column's constant default (0, a
+/// plain push) rewrites no row; the partial index holds only pending
+/// messages pushed with a priority, so a plain push pays nothing for it
+/// and a pop reaches the most urgent at once.
+const SCHEMA_6: &str = "
+ALTER TABLE spoolmq_messages ADD COLUMN IF NOT EXISTS priority smallint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS spoolmq_lanes ON spoolmq_messages (queue, priority DESC, seq)
+    WHERE state IN (1, 2, 3) AND priority > 0;
+";
+
 /// From schema 2 to 3: the last failure of each message.
 const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
     queue text NOT NULL,
@@ -196,9 +209,9 @@ const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
 
 const META_COLUMNS: &str =
     "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, expires_at,
-    unique_key IS NOT NULL";
+    unique_key IS NOT NULL, priority";
 /// How many columns [`META_COLUMNS`] names: where the columns after them start.
-const META_LEN: usize = 10;
+const META_LEN: usize = 11;
 const COUNTER_COLUMNS: &str =
     "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes, expired";
 
@@ -340,6 +353,7 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         tx.batch_execute(SCHEMA_3).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_4).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_5).pg(place, "create the schema")?;
+        tx.batch_execute(SCHEMA_6).pg(place, "create the schema")?;
     } else {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
@@ -356,6 +370,9 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
             || !has(&mut tx, "spoolmq_messages", "unique_for")?
         {
             tx.batch_execute(SCHEMA_5).pg(place, "update the schema")?;
+        }
+        if !has(&mut tx, "spoolmq_messages", "priority")? {
+            tx.batch_execute(SCHEMA_6).pg(place, "update the schema")?;
         }
         let settled: Option<bool> = tx
             .query_opt(BODY_SETTLED, &[])
@@ -489,6 +506,9 @@ fn meta_of(r: &postgres::Row) -> (Meta, bool) {
         loc: Loc::default(),
         expires_at_ms: r.get::<_, i64>(8) as u64,
         keyed: r.get(9),
+        priority: r
+            .get::<_, i16>(10)
+            .clamp(0, i16::from(crate::store::MAX_PRIORITY)) as u8,
     };
     (m, ok)
 }
@@ -880,7 +900,7 @@ impl PgStore {
             .client
             .copy_in(
                 "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc,
-                   expires_at, ttl_ms, unique_key, unique_for) FROM STDIN BINARY",
+                   expires_at, ttl_ms, unique_key, unique_for, priority) FROM STDIN BINARY",
             )
             .pg(&place, "push")?;
         let types = [
@@ -899,6 +919,7 @@ impl PgStore {
             Type::INT8,
             Type::BYTEA,
             Type::INT8,
+            Type::INT2,
         ];
         let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut d = Deltas::default();
@@ -906,7 +927,7 @@ impl PgStore {
             let (m, body, ttl_ms, unique) = row?;
             let body: &[u8] = &body;
             let key = unique.map(|(k, _)| k.0.to_vec());
-            let values: [&(dyn ToSql + Sync); 15] = [
+            let values: [&(dyn ToSql + Sync); 16] = [
                 &queue,
                 &(m.seq as i64),
                 &(m.state as u8 as i16),
@@ -922,6 +943,7 @@ impl PgStore {
                 &(ttl_ms as i64),
                 &key,
                 &(unique.map_or(0, |(_, w)| w as i64)),
+                &i16::from(m.priority),
             ];
             w.write(&values).pg(&place, "push")?;
             d.add(m.state, body.len() as u32);
@@ -1014,35 +1036,54 @@ impl Store for PgStore {
     }
 
     fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
-        // Pending (what pop may take): pages are read without locks, then each
-        // row is locked on its own just before it is visited, skipping rows
-        // another worker holds; so a pop locks only what it looks at, and
-        // workers never wait on each other nor find nothing while another
-        // holds more than it takes. Live (export, purge): every row, locked
-        // a page at a time, waiting for holders.
+        // Pending and delivery (what pop may take): pages are read without
+        // locks, then each row is locked on its own just before it is
+        // visited, skipping rows another worker holds; so a pop locks only
+        // what it looks at, and workers never wait on each other nor find
+        // nothing while another holds more than it takes. Live (export,
+        // purge): every row, locked a page at a time, waiting for holders.
+        // A delivery scan reads the lanes (`spoolmq_lanes`: priorities 9 to
+        // 1, oldest first in each) and then the plain messages in seq order.
         let (states, lock) = match from {
-            Scan::Pending => ("1, 2, 3", ""),
+            Scan::Pending | Scan::Delivery => ("1, 2, 3", ""),
             // Live: pending and dead letters, failed (4) or expired (8).
             Scan::Live => ("1, 2, 3, 4, 8", "FOR UPDATE"),
         };
-        let page_sql = format!(
-            "SELECT {META_COLUMNS} FROM spoolmq_messages
-             WHERE queue = $1 AND state IN ({states}) AND seq > $2 ORDER BY seq LIMIT $3 {lock}"
-        );
         let row_sql = format!(
             "SELECT {META_COLUMNS} FROM spoolmq_messages
              WHERE queue = $1 AND seq = $2 AND state IN ({states}) FOR UPDATE SKIP LOCKED"
         );
-        let mut after = 0i64;
+        // Pages of the lanes, after ($2 priority, $3 seq) in their order.
+        let lanes_sql = format!(
+            "SELECT {META_COLUMNS} FROM spoolmq_messages
+             WHERE queue = $1 AND state IN (1, 2, 3) AND priority > 0
+               AND (priority < $2 OR (priority = $2 AND seq > $3))
+             ORDER BY priority DESC, seq LIMIT $4"
+        );
+        let also = if from == Scan::Delivery {
+            "AND priority = 0"
+        } else {
+            ""
+        };
+        let page_sql = format!(
+            "SELECT {META_COLUMNS} FROM spoolmq_messages
+             WHERE queue = $1 AND state IN ({states}) {also} AND seq > $2 ORDER BY seq LIMIT $3 {lock}"
+        );
+        let mut in_lanes = from == Scan::Delivery;
+        let (mut after, mut lane) = (0i64, i16::from(crate::store::MAX_PRIORITY) + 1);
         loop {
-            let rows = self
-                .client
-                .query(&page_sql, &[&self.queue, &after, &PAGE])
-                .pg(&self.place, "scan")?;
+            let rows = if in_lanes {
+                self.client
+                    .query(&lanes_sql, &[&self.queue, &lane, &after, &PAGE])
+            } else {
+                self.client.query(&page_sql, &[&self.queue, &after, &PAGE])
+            }
+            .pg(&self.place, "scan")?;
             for r in &rows {
                 let (mut m, mut ok) = meta_of(r);
                 after = m.seq as i64;
-                if from == Scan::Pending {
+                lane = i16::from(m.priority);
+                if from != Scan::Live {
                     let locked = self
                         .client
                         .query_opt(&row_sql, &[&self.queue, &after])
@@ -1064,7 +1105,11 @@ impl Store for PgStore {
                 }
             }
             if (rows.len() as i64) < PAGE {
-                return Ok(());
+                if !in_lanes {
+                    return Ok(());
+                }
+                in_lanes = false;
+                after = 0;
             }
         }
     }
