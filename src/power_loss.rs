@@ -68,6 +68,8 @@ struct Seen {
     keys: BTreeMap<Vec<u8>, (String, bool)>,
     /// Keys a push in flight at the cut may have taken.
     maybe_keys: BTreeSet<Vec<u8>>,
+    /// Body -> the `--priority` it was pushed with (those above 0).
+    priorities: BTreeMap<Vec<u8>, u8>,
     now: u64,
 }
 
@@ -114,12 +116,25 @@ impl Ctx {
 
     /// A push with `--ttl` (long records), `ttl_ms` 0 for none.
     fn push_ttl(&mut self, bodies: &[&str], ttl_ms: u64) -> Step {
+        self.push_with(bodies, ttl_ms, 0)
+    }
+
+    /// A push with `--priority` (ranked records, lane entries).
+    fn push_ranked(&mut self, bodies: &[&str], priority: u8) -> Step {
+        for b in bodies {
+            self.seen.priorities.insert(b.as_bytes().to_vec(), priority);
+        }
+        self.push_with(bodies, 0, priority)
+    }
+
+    fn push_with(&mut self, bodies: &[&str], ttl_ms: u64, priority: u8) -> Step {
         let raw: Vec<Vec<u8>> = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
         self.seen.maybe_pushed = raw.iter().cloned().collect();
         let mut it = raw.iter().map(Vec::as_slice);
         let how = crate::queue::Pushing {
             delay: Duration::ZERO,
             ttl_ms,
+            priority,
             ..Default::default()
         };
         let q = self.q.as_mut().expect("the queue is open");
@@ -392,6 +407,32 @@ fn keys(c: &mut Ctx) -> Step {
     c.push_keyed(&["report-1, a third time"], Some("r1"), 0)
 }
 
+/// Pushes with priorities (ranked records, slots with a priority, lane
+/// files made and appended to, version 3 headers) beside plain ones, in
+/// small segments so that pushes roll over (each a checkpoint) and
+/// emptied segments are reclaimed: pops across the lanes, an ack, a nack,
+/// a lease run out into a dead letter and its retry (a lane's cursor moved
+/// back through the WAL). The check pops everything at once: the most
+/// urgent first.
+fn priorities(c: &mut Ctx) -> Step {
+    let body = |p: u8, i: usize| format!("p{p}-{i:02}-{}", "x".repeat(40));
+    c.push(&["plain-1", "plain-2"])?;
+    let b: Vec<String> = (0..3).map(|i| body(5, i)).collect();
+    c.push_ranked(&b.iter().map(String::as_str).collect::<Vec<_>>(), 5)?;
+    c.push_ranked(&[&body(9, 0)], 9)?;
+    c.pop(2, 60_000, 5)?; // p9, then the first p5
+    c.ack()?;
+    c.nack(0)?;
+    c.pop(1, 100, 1)?; // a p5 again, on its last attempt
+    c.advance(5_000);
+    c.push_ranked(&[&body(1, 0), &body(1, 1)], 1)?;
+    c.pop(1, 60_000, 5)?; // the lapsed one is made dead on the way
+    c.retry()?;
+    c.ack()?;
+    c.push_ranked(&[&body(9, 1)], 9)?;
+    c.push(&["plain-3"])
+}
+
 /// Small segments: pushes roll over, acks empty segments, which are reclaimed.
 fn roll_and_reclaim(c: &mut Ctx) -> Step {
     let body = |i: usize| format!("{i:03}-{}", "x".repeat(90));
@@ -581,13 +622,22 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         Ok(q) => q,
         Err(e) => return vec![format!("{what}: reopen failed: {e}")],
     };
-    let delivered: BTreeMap<String, Vec<u8>> = match q
+    let drained = match q
         .retry(&[], now)
         .and_then(|_| q.pop(100_000, Duration::from_secs(60), 5, now))
     {
-        Ok(d) => d.into_iter().map(|d| (d.id, d.body)).collect(),
+        Ok(d) => d,
         Err(e) => return vec![format!("{what}: drain failed: {e}")],
     };
+    // The most urgent first (a body pushed in flight may have any).
+    let ranks: Vec<u8> = (drained.iter())
+        .filter(|d| !seen.maybe_pushed.contains(&d.body))
+        .map(|d| seen.priorities.get(&d.body).copied().unwrap_or(0))
+        .collect();
+    if ranks.windows(2).any(|w| w[0] < w[1]) {
+        v.push(format!("{what}: served out of priority order: {ranks:?}"));
+    }
+    let delivered: BTreeMap<String, Vec<u8>> = drained.into_iter().map(|d| (d.id, d.body)).collect();
     for (id, body) in &seen.pushed {
         let gone = seen.gone.contains(id);
         let maybe_gone = seen.maybe_gone.contains(id);
@@ -785,6 +835,13 @@ fn power_loss_during_everyday_operations_loses_nothing_reported_done() {
 #[test]
 fn power_loss_with_ttls_and_expiry_loses_nothing_reported_done() {
     assert_clean("expiry", expiry);
+}
+
+#[test]
+fn power_loss_with_priorities_loses_nothing_and_keeps_the_order() {
+    TEST_SEGMENT_LIMIT.with(|l| l.set(300));
+    assert_clean("priorities", priorities);
+    TEST_SEGMENT_LIMIT.with(|l| l.set(fsstore::SEGMENT_LIMIT));
 }
 
 #[test]
