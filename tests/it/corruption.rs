@@ -1524,6 +1524,83 @@ fn damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_
     });
 }
 
+/// A lane file (`QUEUE/lane-P`) damaged in any way: every message is still
+/// served, the next command that writes makes the lanes again (the most
+/// urgent first again), and fsck finds nothing after it. Round 0 leaves the
+/// file alone: the order a pop gives is then the one to keep.
+#[test]
+fn damage_to_a_lane_file_loses_no_message_and_the_order_comes_back() {
+    let template = Spool::new();
+    let plain: Vec<String> = (0..20).map(|i| format!("plain-{i}")).collect();
+    let lines = |v: &[String]| v.join("\n") + "\n";
+    template
+        .run_stdin(&["push", Q, "--lines"], lines(&plain).as_bytes())
+        .ok();
+    let p3: Vec<String> = (0..10).map(|i| format!("p3-{i}")).collect();
+    let p9: Vec<String> = (0..10).map(|i| format!("p9-{i}")).collect();
+    for (p, v) in [("3", &p3), ("9", &p9)] {
+        template
+            .run_stdin(
+                &["push", Q, "--lines", "--priority", p],
+                lines(v).as_bytes(),
+            )
+            .ok();
+    }
+    // Three of priority 9 done: its cursor is past them.
+    let done = template.pop_json(Q, &["--count", "3"]);
+    template.ack(Q, &done.iter().map(receipt).collect::<Vec<_>>());
+    let want: Vec<String> = (p9[3..].iter()).chain(&p3).chain(&plain).cloned().collect();
+    let mut rng = Rng::new(99);
+    rounds(14, |round| {
+        let s = Spool::new();
+        copy_tree(&template.dir, &s.dir);
+        let lane = if round % 2 == 0 { "lane-9" } else { "lane-3" };
+        let p = s.queue_dir(Q).join(lane);
+        let len = fs::metadata(&p).unwrap().len();
+        let what = match round % 7 {
+            0 => "left alone".to_string(),
+            1 | 2 => {
+                let at = rng.below(len);
+                flip(&p, &[at], &mut rng);
+                format!("byte {at} flipped")
+            }
+            3 => {
+                let at = rng.below(len);
+                truncate(&p, at);
+                format!("cut at {at}")
+            }
+            4 => {
+                append(&p, &rng.bytes(100));
+                "garbage appended".into()
+            }
+            5 => {
+                fs::write(&p, rng.bytes(200)).unwrap();
+                "garbage in its place".into()
+            }
+            _ => {
+                fs::remove_file(&p).unwrap();
+                "removed".into()
+            }
+        };
+        let ctx = format!("{lane} {what}");
+        let out = sm(&s, &["export", Q]);
+        assert_eq!(out.ok().json().len(), 37, "{ctx}: every message is there");
+        let fsck = sm(&s, &["fsck"]);
+        assert!([0, 1].contains(&fsck.code), "{ctx}: {}", fsck.stderr);
+        if fsck.code == 1 {
+            assert!(
+                fsck.stdout_str().contains(lane),
+                "{ctx}: {}",
+                fsck.stdout_str()
+            );
+        }
+        let got = sm(&s, &["pop", Q, "--count", "100", "--json"]);
+        assert_eq!(bodies(&got.ok().json()), want, "{ctx}");
+        sm(&s, &["fsck"]).ok();
+        assert_counters_add_up(&s, &ctx);
+    });
+}
+
 // ---------------------------------------------------------------- lock
 
 #[test]
@@ -2091,6 +2168,10 @@ const COVERED: &[(&str, fn())] = &[
         "Q/holds",
         damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_again,
     ),
+    (
+        "Q/lane-*",
+        damage_to_a_lane_file_loses_no_message_and_the_order_comes_back,
+    ),
 ];
 
 /// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
@@ -2103,6 +2184,7 @@ fn kind_of(rel: &Path) -> String {
     match parts.as_slice() {
         [name] => name.clone(),
         [_, name] if name.ends_with(".seg") => "Q/*.seg".into(),
+        [_, name] if name.starts_with("lane-") => "Q/lane-*".into(),
         [_, name] => format!("Q/{name}"),
         _ => format!("Q/{}", parts[1..].join("/")),
     }

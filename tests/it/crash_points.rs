@@ -219,6 +219,51 @@ fn a_keyed_push_that_dies_anywhere_holds_its_keys_only_if_it_stored_them() {
     }
 }
 
+/// A push with a priority that dies at any step, before or after its lane
+/// entries are written: its messages are all there, the most urgent first,
+/// or none is; what was pushed before is all there either way.
+#[test]
+fn a_prioritised_push_that_dies_anywhere_is_served_first_or_not_at_all() {
+    for point in [
+        "push.after-append",
+        "push.after-sync",
+        "push.after-lanes",
+        "header.torn",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        s.run(&["push", "q", "--priority", "4", "old-4"]).ok();
+        crash_at(
+            &s,
+            point,
+            &["push", "q", "--lines", "--priority", "8"],
+            b"new-1\nnew-2\n",
+        );
+        // The first pop after the crash: the crashed push's messages (if
+        // stored, both), then the earlier priority, then the plain ones.
+        let first = s.pop_json("q", &["--count", "3", "--lease", "1h"]);
+        let got = bodies(&first);
+        let stored = got.first().is_some_and(|b| b.starts_with("new-"));
+        let want: &[&str] = if stored {
+            &["new-1", "new-2", "old-4"]
+        } else {
+            &["old-4", "r1", "r2"]
+        };
+        assert_eq!(got, want, "{point}");
+        let rs: Vec<&str> = first.iter().map(receipt).collect();
+        s.nack("q", &rs, &[]);
+        verify(
+            &s,
+            &Known {
+                ready: k.ready.iter().cloned().chain(["old-4".into()]).collect(),
+                ..k
+            },
+            &["new-1", "new-2"],
+            &[],
+        );
+    }
+}
+
 #[test]
 fn a_push_of_lines_that_dies_midway_serves_no_half_line() {
     let s = Spool::new();

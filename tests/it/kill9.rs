@@ -47,6 +47,7 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
     let mut maybe_acked: BTreeSet<String> = BTreeSet::new(); // our ack was killed
     let mut to_ack: Vec<(Vec<String>, Vec<String>)> = Vec::new(); // (receipts, bodies)
     let mut keyed: BTreeMap<String, String> = BTreeMap::new(); // body (its own key) -> id
+    let mut ranked: BTreeMap<String, u8> = BTreeMap::new(); // body -> its --priority
     let mut n = 0u32;
     while (kills < 220 || pushed.len() < 100) && started.elapsed() < Duration::from_secs(50) {
         // A round: several processes at once on the same queue.
@@ -59,6 +60,15 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
             // unique key, the body itself (keyed records, the holds file).
             if i == 1 {
                 args.extend(["--ttl", "1d"]);
+            }
+            // And one with a priority (ranked records, the lane files).
+            if i == 0 {
+                const P: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+                let p = rng.below(10) as usize;
+                args.extend(["--priority", P[p]]);
+                for b in &bodies {
+                    ranked.insert(b.clone(), p as u8);
+                }
             }
             if i == 2 {
                 bodies.truncate(1);
@@ -169,6 +179,12 @@ fn nothing_reported_done_is_lost_when_processes_are_killed_at_random() {
         left.len(),
         left_set.len(),
         "a message was delivered twice in one pop"
+    );
+    // The most urgent first.
+    let ranks: Vec<u8> = left.iter().map(|b| ranked.get(b).copied().unwrap_or(0)).collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] >= w[1]),
+        "served out of priority order: {ranks:?}"
     );
     let by_exec: BTreeSet<String> = std::fs::read_to_string(&log)
         .unwrap_or_default()

@@ -43,8 +43,24 @@ fn populated() -> (Spool, Vec<String>) {
     s.ack("keys", &[receipt(&done[1])]);
     let f = s.pop_json("keys", &["--count", "1"]);
     s.ack("keys", &[receipt(&f[0])]);
+    // Priorities: plain and prioritised messages, the most urgent leased.
+    s.push("ranked", &["plain"]);
+    s.run(&["push", "ranked", "--priority", "3", "p3a", "p3b"]).ok();
+    s.run(&["push", "ranked", "--priority", "9", "p9a", "p9b"]).ok();
+    assert_eq!(body(&s.pop_one("ranked", &["--lease", "1h"])), "p9a");
     let receipts = leased.iter().map(|m| receipt(m).to_string()).collect();
     (s, receipts)
+}
+
+/// What pops of `populated`'s queue `ranked` take (its lease of `p9a`
+/// still holds): the most urgent first.
+fn ranked_order(cmd: &dyn Fn(&[&str]) -> Out) {
+    let got = cmd(&["pop", "ranked", "--count", "10", "--json"]).json();
+    assert_eq!(bodies(&got), ["p9b", "p3a", "p3b", "plain"]);
+    let rs: Vec<&str> = got.iter().map(receipt).collect();
+    let mut args = vec!["nack", "ranked"];
+    args.extend(&rs);
+    cmd(&args).ok();
 }
 
 /// Whether each of `populated`'s keys is held, through `cmd`: a push of
@@ -106,7 +122,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let before = snapshot(&s);
     let out = migrate(&s, other());
     assert!(
-        out.stdout_str().contains("migrated 4 queues"),
+        out.stdout_str().contains("migrated 5 queues"),
         "{}",
         out.stdout_str()
     );
@@ -151,6 +167,8 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     cmd(&["fsck"]).ok();
     // Every key's hold came along, the window of the acked one too.
     assert_eq!(keys_held(&cmd), [true, true, false]);
+    // Priorities came along: the most urgent first.
+    ranked_order(&cmd);
     // And back again.
     let before = snapshot_with(&cmd);
     migrate(&s, STORE);
@@ -158,6 +176,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     assert_eq!(snapshot(&s), before);
     let here = |args: &[&str]| s.run(args);
     assert_eq!(keys_held(&here), [true, true, true]);
+    ranked_order(&here);
     s.run(&["fsck"]).ok();
 }
 

@@ -151,6 +151,9 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     fs(&["push", "jobs", "--ttl", "1h", "timed"]).ok();
     // A unique key held by a waiting message.
     fs(&["push", "keyed", "--key", "k", "held"]).ok();
+    // Priorities.
+    fs(&["push", "ranked", "plain"]).ok();
+    fs(&["push", "ranked", "--priority", "7", "p7"]).ok();
     let skewed = run(bare_spoolmq()
         .env("SPOOLMQ_STORE", "fs")
         .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
@@ -177,6 +180,12 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
         dup.ok().json()[0]["duplicate"],
         true,
         "the key's hold came along"
+    );
+    let ranked = s.run(&["peek", "ranked", "--count", "2", "--json"]);
+    assert_eq!(
+        bodies(&ranked.ok().json()),
+        ["p7", "plain"],
+        "priorities came along"
     );
     // The lease taken before the migration still acks there.
     let receipt = leased[0]["receipt"].as_str().unwrap();

@@ -63,6 +63,7 @@ impl FsStore {
                 self.take_keys(&after.keyed, &mut undo)?;
                 failpoint::hit("push.after-holds");
                 self.put_lanes(&after.ranked)?;
+                failpoint::hit("push.after-lanes");
                 self.write_live().map(|_| (ids, rolled))
             });
         match published {
