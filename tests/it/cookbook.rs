@@ -136,6 +136,7 @@ fn every_recipe_in_the_readme_has_a_test() {
             "long-exec",
             "long-script",
             "monitoring",
+            "priority",
             "redrive",
             "retention",
             "shell-loop",
@@ -207,6 +208,20 @@ fn xargs_fan_out_processes_every_message_once() {
 
 /// The redrive recipe moves the dead letters into the slow queue, whose worker does them,
 /// and leaves the fast queue with its live work only.
+#[test]
+fn the_priority_recipe_builds_the_hotfix_before_the_backlog() {
+    let k = Kitchen::new();
+    k.script("build", "cat >> log; echo >> log");
+    for repo in ["alpha", "beta", "gamma"] {
+        k.file(&format!("repos/{repo}"), "");
+    }
+    k.cook("priority");
+    // In the order built (`log` sorts).
+    let built = std::fs::read_to_string(k.work.join("log")).unwrap();
+    assert_eq!(built, "hotfix-repo\nalpha\nbeta\ngamma\n");
+    assert_counts(&k.stats("builds"), &[("ready", 0), ("acked", 4)]);
+}
+
 #[test]
 fn the_redrive_recipe_hands_dead_letters_to_the_slow_worker() {
     let k = Kitchen::new();

@@ -25,6 +25,18 @@
 //! `expires` expired and leases r1) and a nack of r1; then `export work`,
 //! `stats work --json` and the leased receipt into the files beside.
 
+//! And a spool of each local store made by the release before priorities
+//! (commit a896c22, `tests/fixtures/release-a896c22.tar.gz`, `.store`
+//! version 3, sqlite schema 6: queue `work` as the second fixture's, plus
+//! a message waiting with a unique key and an acked one whose key is held
+//! for ten years), made the same way and then: `push work --key k-held
+//! keyed`; `push work --key k-window --unique-for 3650d windowed`, and
+//! after the expiring pop, `pop work --count 10 --lease 1h` (r1, r2,
+//! r-ttl, keyed, windowed), an ack of `windowed` and a nack of the rest.
+//! It opens the same way, both keys stay held, and the first push with a
+//! priority of this release makes it version 4 (sqlite: schema 7) and is
+//! served first.
+
 use crate::env_fs as common;
 
 use std::path::{Path, PathBuf};
@@ -275,6 +287,69 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
         assert_eq!(
             got,
             ["failing", "expires", "r1", "r2", "r-ttl", "new"],
+            "{store}"
+        );
+        old.fsck_is_clean();
+    }
+}
+
+#[test]
+fn a_spool_of_the_release_before_priorities_keeps_every_message_and_key_and_takes_priorities() {
+    for store in ["fs", "sqlite"] {
+        let old = Old::of("release-a896c22.tar.gz", store);
+        let recorded = old.recorded_export();
+        assert_eq!(recorded.len(), 8, "{store}: the fixture's messages");
+        let before = files(&old.dir());
+        assert_eq!(old.export(), recorded, "{store}: export");
+        let st = old.run(&["stats", "work", "--json"]);
+        assert_counts(
+            &st.ok().json()[0],
+            &[
+                ("ready", 4),
+                ("leased", 1),
+                ("delayed", 1),
+                ("dead", 2),
+                ("expired", 1),
+                ("pushed", 10),
+                ("acked", 2),
+            ],
+        );
+        old.fsck_is_clean();
+        assert!(
+            files(&old.dir()) == before,
+            "{store}: reading changed the spool"
+        );
+        // The receipt that release handed out still acks its message.
+        let receipt = old.recorded("leased-receipt", "");
+        old.run(&["ack", "work", receipt.trim()]).ok();
+        // Both keys are held: by the waiting message, and in the acked
+        // one's window.
+        let keyed = recorded.iter().find(|m| m["body"] == "keyed").unwrap();
+        for key in ["k-held", "k-window"] {
+            let out = old.run(&["push", "work", "--key", key, "again", "--json"]);
+            assert_eq!(out.ok().json()[0]["duplicate"], true, "{store}: {key}");
+        }
+        let out = old.run(&["push", "work", "--key", "k-held", "again"]);
+        assert_eq!(out.ok().lines(), [keyed["id"].as_str().unwrap()], "{store}");
+        // A push with a priority of this release: the record says so.
+        let out = old.run(&["push", "work", "--priority", "9", "urgent"]);
+        let new_id = out.ok().lines().remove(0);
+        old.is_this_releases();
+        let last = old.kept_all_but_the_leased(&recorded, &new_id);
+        assert_eq!(last["priority"], 9, "{store}: {last}");
+        // Dead letters come back; the urgent one is served first, the old
+        // ones after it in their order.
+        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "2\n");
+        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
+        let got: Vec<String> = out
+            .ok()
+            .json()
+            .iter()
+            .map(|m| body(m).to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["urgent", "failing", "expires", "r1", "r2", "r-ttl", "keyed"],
             "{store}"
         );
         old.fsck_is_clean();
