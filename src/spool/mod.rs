@@ -1397,12 +1397,16 @@ mod tests {
         }
         assert_eq!(
             encode_record(StoreKind::Fs),
-            "spoolmq-store 3 fs e7c11c0a\n",
+            "spoolmq-store 4 fs 7a1624b3\n",
             "the documented example"
         );
-        // Versions 1 and 2, written by the releases before, still read.
+        // Versions 1 to 3, written by the releases before, still read.
         let older = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
-        for body in ["spoolmq-store 1 fs", "spoolmq-store 2 fs"] {
+        for body in [
+            "spoolmq-store 1 fs",
+            "spoolmq-store 2 fs",
+            "spoolmq-store 3 fs",
+        ] {
             assert_eq!(
                 decode_record(older(body).as_bytes(), p).unwrap(),
                 Record::Store(StoreKind::Fs)
@@ -1421,7 +1425,7 @@ mod tests {
         }
         let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
         for newer in [
-            "spoolmq-store 4 fs",
+            "spoolmq-store 5 fs",
             "spoolmq-store 1 zfs",
             "spoolmq-store 9 fs more fields",
         ] {

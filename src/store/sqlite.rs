@@ -20,7 +20,8 @@
 //!           expires_at (ms, 0: no TTL), ttl_ms (the `--ttl`, 0: none),
 //!           unique_key, unique_for, priority (0-9, 0: a plain push)
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
-//! lanes     queue, priority, seq (PRIMARY KEY, WITHOUT ROWID): each pending
+//! lanes     queue, priority, seq (PRIMARY KEY (queue, priority DESC, seq),
+//!           WITHOUT ROWID, read in that order with no sort): each pending
 //!           message whose priority is above 0, inserted by its push (or the
 //!           retry that makes it pending again), deleted when it is done
 //! bodies    id INTEGER PRIMARY KEY, body BLOB: one row per message, written
@@ -203,7 +204,7 @@ CREATE TABLE lanes (
     queue TEXT NOT NULL,
     priority INTEGER NOT NULL,
     seq INTEGER NOT NULL,
-    PRIMARY KEY (queue, priority, seq)
+    PRIMARY KEY (queue, priority DESC, seq)
 ) WITHOUT ROWID;
 ";
 
@@ -304,7 +305,7 @@ impl Layout {
                 let cols = format!("m.{cols}").replace(", priority", ", m.priority");
                 vec![
                     format!(
-                        "SELECT {cols} FROM lanes l JOIN messages m ON m.queue = l.queue AND m.seq = l.seq
+                        "SELECT {cols} FROM lanes l CROSS JOIN messages m ON m.queue = l.queue AND m.seq = l.seq
                          WHERE l.queue = ?1 AND m.state IN (1, 2, 3)
                          ORDER BY l.priority DESC, l.seq"
                     ),
