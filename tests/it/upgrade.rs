@@ -99,6 +99,45 @@ impl Old {
         last
     }
 
+    /// Commands that only read see the `n` messages the fixture recorded,
+    /// the counters `counts` and a clean fsck, and change no byte. Returns
+    /// the recorded export.
+    #[track_caller]
+    fn reads_as_it_was(&self, n: usize, counts: &[(&str, u64)]) -> Vec<serde_json::Value> {
+        let store = self.store;
+        let recorded = self.recorded_export();
+        assert_eq!(recorded.len(), n, "{store}: the fixture's messages");
+        let before = files(&self.dir());
+        assert_eq!(self.export(), recorded, "{store}: export");
+        let st = self.run(&["stats", "work", "--json"]);
+        assert_counts(&st.ok().json()[0], counts);
+        self.fsck_is_clean();
+        assert!(
+            files(&self.dir()) == before,
+            "{store}: reading changed the spool"
+        );
+        recorded
+    }
+
+    /// `retry work` (which must bring back `dead` dead letters), then one
+    /// pop of up to 10: the bodies popped.
+    #[track_caller]
+    fn retried_then_popped(&self, dead: usize) -> Vec<String> {
+        let retried = self.run(&["retry", "work"]);
+        assert_eq!(
+            retried.ok().stdout_str(),
+            format!("{dead}\n"),
+            "{}",
+            self.store
+        );
+        let out = self.run(&["pop", "work", "--count", "10", "--json"]);
+        out.ok()
+            .json()
+            .iter()
+            .map(|m| body(m).to_string())
+            .collect()
+    }
+
     fn recorded_export(&self) -> Vec<serde_json::Value> {
         self.recorded("export", ".jsonl")
             .lines()
@@ -210,14 +249,7 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
         let last = old.kept_all_but_the_leased(&recorded, &new_id);
         assert_eq!(last["ttl_ms"], 3_600_000, "{store}: {last}");
         // The old messages deliver as before, the new one after them.
-        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "1\n");
-        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
-        let got: Vec<String> = out
-            .ok()
-            .json()
-            .iter()
-            .map(|m| body(m).to_string())
-            .collect();
+        let got = old.retried_then_popped(1);
         assert_eq!(got, ["dead", "r1", "r2", "r3", "new"], "{store}");
         old.fsck_is_clean();
     }
@@ -227,13 +259,8 @@ fn a_spool_of_the_previous_release_keeps_every_message_id_receipt_and_state() {
 fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys() {
     for store in ["fs", "sqlite"] {
         let old = Old::of("release-ad21395.tar.gz", store);
-        let recorded = old.recorded_export();
-        assert_eq!(recorded.len(), 7, "{store}: the fixture's messages");
-        let before = files(&old.dir());
-        assert_eq!(old.export(), recorded, "{store}: export");
-        let st = old.run(&["stats", "work", "--json"]);
-        assert_counts(
-            &st.ok().json()[0],
+        let recorded = old.reads_as_it_was(
+            7,
             &[
                 ("ready", 3),
                 ("leased", 1),
@@ -247,11 +274,6 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
         let expired = recorded.iter().find(|m| m["expired"] == true).unwrap();
         let v = old.run(&["inspect", "work", expired["id"].as_str().unwrap(), "--json"]);
         assert_eq!(v.ok().json()[0]["expired"], true, "{store}");
-        old.fsck_is_clean();
-        assert!(
-            files(&old.dir()) == before,
-            "{store}: reading changed the spool"
-        );
         // The receipt that release handed out still acks its message.
         let receipt = old.recorded("leased-receipt", "");
         old.run(&["ack", "work", receipt.trim()]).ok();
@@ -276,14 +298,7 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
         assert!(last["key_hash"].is_string(), "{store}: {last}");
         // Both dead letters come back; everything delivers in order, the
         // TTL of ten years kept.
-        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "2\n");
-        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
-        let got: Vec<String> = out
-            .ok()
-            .json()
-            .iter()
-            .map(|m| body(m).to_string())
-            .collect();
+        let got = old.retried_then_popped(2);
         assert_eq!(
             got,
             ["failing", "expires", "r1", "r2", "r-ttl", "new"],
@@ -297,13 +312,8 @@ fn a_spool_of_the_release_before_unique_keys_keeps_every_message_and_takes_keys(
 fn a_spool_of_the_release_before_priorities_keeps_every_message_and_key_and_takes_priorities() {
     for store in ["fs", "sqlite"] {
         let old = Old::of("release-a896c22.tar.gz", store);
-        let recorded = old.recorded_export();
-        assert_eq!(recorded.len(), 8, "{store}: the fixture's messages");
-        let before = files(&old.dir());
-        assert_eq!(old.export(), recorded, "{store}: export");
-        let st = old.run(&["stats", "work", "--json"]);
-        assert_counts(
-            &st.ok().json()[0],
+        let recorded = old.reads_as_it_was(
+            8,
             &[
                 ("ready", 4),
                 ("leased", 1),
@@ -313,11 +323,6 @@ fn a_spool_of_the_release_before_priorities_keeps_every_message_and_key_and_take
                 ("pushed", 10),
                 ("acked", 2),
             ],
-        );
-        old.fsck_is_clean();
-        assert!(
-            files(&old.dir()) == before,
-            "{store}: reading changed the spool"
         );
         // The receipt that release handed out still acks its message.
         let receipt = old.recorded("leased-receipt", "");
@@ -339,14 +344,7 @@ fn a_spool_of_the_release_before_priorities_keeps_every_message_and_key_and_take
         assert_eq!(last["priority"], 9, "{store}: {last}");
         // Dead letters come back; the urgent one is served first, the old
         // ones after it in their order.
-        assert_eq!(old.run(&["retry", "work"]).ok().stdout_str(), "2\n");
-        let out = old.run(&["pop", "work", "--count", "10", "--json"]);
-        let got: Vec<String> = out
-            .ok()
-            .json()
-            .iter()
-            .map(|m| body(m).to_string())
-            .collect();
+        let got = old.retried_then_popped(2);
         assert_eq!(
             got,
             ["urgent", "failing", "expires", "r1", "r2", "r-ttl", "keyed"],

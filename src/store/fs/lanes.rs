@@ -38,7 +38,7 @@ use crate::base::io::{FileIo, Open};
 use crate::store::fs::index::{LANES, Lane};
 use crate::store::fs::record::u64_at;
 use crate::store::fs::segment::{self, sync_dir};
-use crate::store::{Meta, Step};
+use crate::store::{Meta, State, Step};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -260,17 +260,8 @@ impl FsStore {
             self.lanes.untrusted = true;
             return Ok(());
         }
-        let mut by_lane: Vec<Vec<u64>> = vec![Vec::new(); LANES];
         let from = self.h.segments.first().map_or(self.h.next_seq, |s| s.base);
-        self.all_slots(from, &mut |_, slot| {
-            if let Ok(m) = slot
-                && m.priority > 0
-                && m.state.is_live()
-            {
-                by_lane[usize::from(m.priority) - 1].push(m.seq);
-            }
-            Step::Continue
-        })?;
+        let by_lane = self.slots_by_lane(from, State::is_live)?;
         let had = self.h.lanes.iter().any(|l| l.len > 0);
         if !had && by_lane.iter().all(Vec::is_empty) {
             // No priority anywhere: nothing to make, nothing to say.
@@ -306,6 +297,22 @@ impl FsStore {
             "{why}; made the lanes of priorities 1-9 again from the index slots"
         ));
         Ok(())
+    }
+
+    /// The seqs of the messages of each priority 1 to 9 from `from` on
+    /// whose state is `wanted`, in seq order, as the slots say.
+    fn slots_by_lane(&self, from: u64, wanted: fn(State) -> bool) -> Result<Vec<Vec<u64>>> {
+        let mut by_lane: Vec<Vec<u64>> = vec![Vec::new(); LANES];
+        self.all_slots(from, &mut |_, slot| {
+            if let Ok(m) = slot
+                && m.priority > 0
+                && wanted(m.state)
+            {
+                by_lane[usize::from(m.priority) - 1].push(m.seq);
+            }
+            Step::Continue
+        })?;
+        Ok(by_lane)
     }
 
     /// `fsck --repair`, after the slots are rebuilt (with a header that
@@ -477,16 +484,10 @@ impl FsStore {
 pub(super) fn check(store: &FsStore) -> Result<Vec<(PathBuf, u64, String)>> {
     let h = store.header();
     let mut problems = Vec::new();
-    let mut pending: Vec<HashSet<u64>> = vec![HashSet::new(); LANES];
-    store.all_slots(h.scan_lo, &mut |_, slot| {
-        if let Ok(m) = slot
-            && m.priority > 0
-            && m.state.is_pending()
-        {
-            pending[usize::from(m.priority) - 1].insert(m.seq);
-        }
-        Step::Continue
-    })?;
+    let pending: Vec<HashSet<u64>> = (store.slots_by_lane(h.scan_lo, State::is_pending)?)
+        .into_iter()
+        .map(|seqs| seqs.into_iter().collect())
+        .collect();
     for p in 1..=crate::store::MAX_PRIORITY {
         let i = usize::from(p) - 1;
         let lane = h.lanes[i];

@@ -608,19 +608,25 @@ mod tests {
         }
     }
 
+    /// The fields the offset tests encode: a TTL of `ttl_ms` (or none),
+    /// `unique` and `priority`.
+    fn wide(ttl_ms: u64, unique: Option<(UniqueKey, u64)>, priority: u8) -> Fields {
+        Fields {
+            seq: 0x0102,
+            pushed_at_ms: 0x0304,
+            not_before_ms: 0x0506,
+            ttl_ms,
+            expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
+            unique,
+            priority,
+        }
+    }
+
     #[test]
     fn a_ranked_record_has_its_fields_at_the_documented_offsets() {
         let key = UniqueKey([0xcd; 16]);
         for (ttl_ms, unique) in [(0, None), (7_000, Some((key, 60_000)))] {
-            let f = Fields {
-                seq: 0x0102,
-                pushed_at_ms: 0x0304,
-                not_before_ms: 0x0506,
-                ttl_ms,
-                expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
-                unique,
-                priority: 9,
-            };
+            let f = wide(ttl_ms, unique, 9);
             let mut buf = Vec::new();
             encode_fields(f, b"xyz", &mut buf);
             assert_eq!(&buf[0..4], b"SPM4");
@@ -668,15 +674,7 @@ mod tests {
     fn a_keyed_record_has_its_fields_at_the_documented_offsets() {
         let key = UniqueKey([0xab; 16]);
         for ttl_ms in [0, 7_000] {
-            let f = Fields {
-                seq: 0x0102,
-                pushed_at_ms: 0x0304,
-                not_before_ms: 0x0506,
-                ttl_ms,
-                expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
-                unique: Some((key, 3_600_000)),
-                priority: 0,
-            };
+            let f = wide(ttl_ms, Some((key, 3_600_000)), 0);
             let mut buf = Vec::new();
             encode_fields(f, b"xyz", &mut buf);
             assert_eq!(&buf[0..4], b"SPM3");
