@@ -77,6 +77,15 @@ pub(super) struct LaneFiles {
 /// Why a lane cannot be read as the header says.
 struct Damaged(String);
 
+/// What [`FsStore::append_lane`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    Appended,
+    /// Made every lane again instead (or, on a handle that may not write,
+    /// marked them untrusted).
+    Remade,
+}
+
 impl FsStore {
     fn lane_path(&self, p: u8) -> PathBuf {
         self.dir.join(format!("lane-{p}"))
@@ -155,14 +164,22 @@ impl FsStore {
             if seqs.is_empty() {
                 continue;
             }
-            self.append_lane(p, &seqs)?;
+            if self.append_lane(p, &seqs)? == Appended::Remade {
+                break;
+            }
         }
         Ok(())
     }
 
-    fn append_lane(&mut self, p: u8, seqs: &[u64]) -> Result<()> {
+    /// Appends `seqs` to lane `p`, or, if that lane does not match the
+    /// header, makes every lane again from the slots instead: those of the
+    /// messages being pushed (or adopted) are written by then, so the lanes
+    /// made again hold them already.
+    fn append_lane(&mut self, p: u8, seqs: &[u64]) -> Result<Appended> {
         if let Err(Damaged(why)) = self.check_lane(p)? {
+            // A handle that may not write leaves the file as it found it.
             self.remake_lanes(&why)?;
+            return Ok(Appended::Remade);
         }
         let i = usize::from(p) - 1;
         if self.h.lanes_epoch == 0 {
@@ -187,7 +204,7 @@ impl FsStore {
         f.write_all_at(&buf, at).ctx("write", &path)?;
         self.lanes.checked[i] = true;
         self.h.lanes[i].len += seqs.len() as u64;
-        Ok(())
+        Ok(Appended::Appended)
     }
 
     /// A message of priority `p` pushed as `seq`, found by recovery past
@@ -197,7 +214,13 @@ impl FsStore {
         if lane.len > 0 && self.lane_entry(p, lane.len - 1)? >= Some(seq) {
             return Ok(());
         }
-        self.append_lane(p, &[seq])
+        self.append_lane(p, &[seq]).map(|_| ())
+    }
+
+    /// Forgets what this handle learnt of the lane files (a push undone
+    /// puts the header back as it was).
+    pub(super) fn forget_lanes(&mut self) {
+        self.lanes = LaneFiles::default();
     }
 
     /// Entry `k` of lane `p` (`None` past the file's end).
@@ -211,8 +234,9 @@ impl FsStore {
     }
 
     /// A message of priority `p` made pending again (`retry`): its lane's
-    /// cursor moves back to it (found by bisection; to the lane's start if
-    /// it is not found, which is never wrong, only slower).
+    /// cursor moves back to it (found by bisection among the entries before
+    /// the cursor; one at or after the cursor needs no move; to the lane's
+    /// start if an entry cannot be read, which is never wrong, only slower).
     pub(super) fn reopen_lane(&mut self, p: u8, seq: u64) -> Result<()> {
         let lane = self.lane_of(p);
         let (mut lo, mut hi) = (0, lane.cursor.min(lane.len));
@@ -222,14 +246,15 @@ impl FsStore {
                 Some(s) if s < seq => lo = mid + 1,
                 Some(_) => hi = mid,
                 None => {
-                    lo = 0;
-                    break;
+                    self.h.lanes[usize::from(p) - 1].cursor = 0;
+                    return Ok(());
                 }
             }
         }
-        let found = self.lane_entry(p, lo)? == Some(seq);
+        // `lo` is the first entry before the cursor not below `seq`: the
+        // message's own, or the cursor itself if it is not among them.
         let i = usize::from(p) - 1;
-        self.h.lanes[i].cursor = if found { lo } else { 0 }.min(lane.cursor);
+        self.h.lanes[i].cursor = lo.min(lane.cursor);
         Ok(())
     }
 
@@ -501,14 +526,15 @@ pub(super) fn check(store: &FsStore) -> Result<Vec<(PathBuf, u64, String)>> {
                     for (j, &seq) in entries.iter().enumerate() {
                         let k = lane.cursor + j as u64;
                         let at = entry_offset(k);
-                        let wrong = match store.read_slot(seq)? {
-                            _ if seq <= prev || seq >= h.next_seq => {
-                                Some(format!("entry {seq} is out of order"))
+                        let wrong = if seq <= prev || seq >= h.next_seq {
+                            Some(format!("entry {seq} is out of order"))
+                        } else {
+                            match store.read_slot(seq)? {
+                                Ok(m) if m.priority != p => {
+                                    Some(format!("message {seq} is not of priority {p}"))
+                                }
+                                _ => None,
                             }
-                            Ok(m) if m.priority != p => {
-                                Some(format!("message {seq} is not of priority {p}"))
-                            }
-                            _ => None,
                         };
                         prev = seq;
                         if let Some(what) = wrong {

@@ -86,7 +86,8 @@ impl FsStore {
         let boot = fs.boot_id();
         let marker = dir.join(REPAIRING);
         let mut finished_repair = Vec::new();
-        if fs.exists(&marker).ctx("open", &marker)? {
+        let repaired = fs.exists(&marker).ctx("open", &marker)?;
+        if repaired {
             finished_repair.push(format!(
                 "{}: a repair was interrupted; finishing it",
                 marker.display()
@@ -161,6 +162,10 @@ impl FsStore {
                 store.checkpoint()?;
             }
             store.missing = missing;
+        }
+        if repaired && store.writable {
+            // The repair's header has no lanes: made again from its slots.
+            store.repair_lanes()?;
         }
         if store.writable {
             store.ensure_reserve();

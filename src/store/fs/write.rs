@@ -82,6 +82,7 @@ impl FsStore {
                 // putting back the holds it wrote, cutting what was appended and
                 // removing segments this push created.
                 self.undo_keys(undo);
+                self.forget_lanes();
                 if !saved.segments.is_empty() {
                     let p = segment::path(&self.dir, saved.active);
                     if let Ok(f) = segment::open_rw(&*self.fs, &p) {

@@ -1060,8 +1060,10 @@ impl Store for PgStore {
                AND (priority < $2 OR (priority = $2 AND seq > $3))
              ORDER BY priority DESC, seq LIMIT $4"
         );
+        // (`<= 0`: a row given a negative priority by hand is served as a
+        // plain one rather than never.)
         let also = if from == Scan::Delivery {
-            "AND priority = 0"
+            "AND priority <= 0"
         } else {
             ""
         };
@@ -1082,7 +1084,9 @@ impl Store for PgStore {
             for r in &rows {
                 let (mut m, mut ok) = meta_of(r);
                 after = m.seq as i64;
-                lane = i16::from(m.priority);
+                // The row's own value (not clamped as `meta_of` does), so
+                // the next page starts right after it.
+                lane = r.get(10);
                 if from != Scan::Live {
                     let locked = self
                         .client
