@@ -129,22 +129,9 @@ impl FsStore {
         let Some(f) = self.lane_io(p, false)? else {
             return Ok(Err(Damaged(format!("{}: missing", path.display()))));
         };
-        let mut head = [0u8; LANE_HEAD as usize];
-        let n = segment::read_at_most(&*f, &path, &mut head, 0)?;
-        let size = f.len().ctx("stat", &path)?;
-        if n < head.len() || head != lane_head(p, self.h.lanes_epoch) {
-            return Ok(Err(Damaged(format!(
-                "{}: offset 0: not the lane file this index names",
-                path.display()
-            ))));
-        }
-        if size < entry_offset(lane.len) {
-            return Ok(Err(Damaged(format!(
-                "{}: offset {size}: cut short ({} entries of {})",
-                path.display(),
-                (size.saturating_sub(LANE_HEAD)) / 8,
-                lane.len
-            ))));
+        if let Some((offset, what)) = mismatch(&*f, &path, p, self.h.lanes_epoch, lane)? {
+            let at = path.display();
+            return Ok(Err(Damaged(format!("{at}: offset {offset}: {what}"))));
         }
         self.lanes.checked[i] = true;
         Ok(Ok(()))
@@ -500,6 +487,30 @@ impl FsStore {
     }
 }
 
+/// Where and why lane file `f` of priority `p` is not the one a header
+/// with `epoch` and `lane` names: its head must carry the epoch, and the
+/// file hold `lane.len` entries. `None`: it is.
+fn mismatch(
+    f: &dyn FileIo,
+    path: &std::path::Path,
+    p: u8,
+    epoch: u64,
+    lane: Lane,
+) -> Result<Option<(u64, String)>> {
+    let mut head = [0u8; LANE_HEAD as usize];
+    let n = segment::read_at_most(f, path, &mut head, 0)?;
+    if n < head.len() || head != lane_head(p, epoch) {
+        return Ok(Some((0, "not the lane file this index names".into())));
+    }
+    let size = f.len().ctx("stat", path)?;
+    if size < entry_offset(lane.len) {
+        let held = size.saturating_sub(LANE_HEAD) / 8;
+        let what = format!("cut short ({held} entries of {})", lane.len);
+        return Ok(Some((size, what)));
+    }
+    Ok(None)
+}
+
 /// `fsck`: what is wrong with the lanes of `store` (file, offset, what),
 /// read without changing anything: each lane file must carry the header's
 /// epoch and hold its `len` entries, in order, each of a message of its
@@ -578,17 +589,8 @@ fn lane_entries(
         }
         Err(e) => return Err(Error::io("open", path, e)),
     };
-    let mut head = [0u8; LANE_HEAD as usize];
-    let n = segment::read_at_most(&*f, path, &mut head, 0)?;
-    if n < head.len() || head != lane_head(p, store.header().lanes_epoch) {
-        return Ok(Err((0, "not the lane file this index names".into())));
-    }
-    let size = f.len().ctx("stat", path)?;
-    if size < entry_offset(lane.len) {
-        return Ok(Err((
-            size,
-            format!("cut short: {} entries expected", lane.len),
-        )));
+    if let Some(fault) = mismatch(&*f, path, p, store.header().lanes_epoch, lane)? {
+        return Ok(Err(fault));
     }
     let mut entries = Vec::new();
     let mut buf = vec![0u8; LANE_CHUNK * 8];
