@@ -1,4 +1,4 @@
-# bench/lib.sh: what bench/ttl.sh and bench/unique.sh share. Sourced by a
+# bench/lib.sh: what bench/ttl.sh, unique.sh, priority.sh and groups.sh share. Sourced by a
 # script with its arguments: `source bench/lib.sh NAME "$@"` reads
 # --lines N --reps R --cycles C --bin PATH --store fs|sqlite (-h prints
 # the script's header), builds the binary if missing, and makes SCRATCH,

@@ -1275,7 +1275,7 @@ _spoolmq() {
             return 0
             ;;
         spoolmq__subcmd__push)
-            opts="-h --dir --store --url --json --key-file --lines --delay --ttl --key --key-from-line --unique-for --priority --help"
+            opts="-h --dir --store --url --json --key-file --lines --delay --ttl --key --key-from-line --unique-for --priority --group --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1314,6 +1314,10 @@ _spoolmq() {
                     return 0
                     ;;
                 --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

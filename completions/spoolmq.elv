@@ -62,6 +62,7 @@ set edit:completion:arg-completer[spoolmq] = {|@words|
             cand --key 'A unique key (up to 256 bytes): while a message with this key is ready, delayed or leased, a push with it stores nothing and prints that message''s id (exit 0; stderr says so, --json adds "duplicate": true)'
             cand --unique-for 'Hold the key for DUR after its message is acked too (whole seconds, rounded up), so work done a moment ago is not queued again'
             cand --priority '0 to 9, 9 the most urgent: pop serves the highest priority ready message first, oldest first within one; a plain push is 0'
+            cand --group 'An ordered group (up to 256 bytes): its messages are delivered one at a time, in push order; the next is not ready while an earlier one is leased or waiting for a retry (a dead letter lets it go)'
             cand --json 'Print JSON, one object per line'
             cand --lines 'Each line of stdin (newline stripped) is one message'
             cand --key-from-line 'With --lines: each line is also its own unique key'

@@ -66,6 +66,7 @@ complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l ttl -d 'Time to
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key -d 'A unique key (up to 256 bytes): while a message with this key is ready, delayed or leased, a push with it stores nothing and prints that message\'s id (exit 0; stderr says so, --json adds "duplicate": true)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l unique-for -d 'Hold the key for DUR after its message is acked too (whole seconds, rounded up), so work done a moment ago is not queued again' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l priority -d '0 to 9, 9 the most urgent: pop serves the highest priority ready message first, oldest first within one; a plain push is 0' -r
+complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l group -d 'An ordered group (up to 256 bytes): its messages are delivered one at a time, in push order; the next is not ready while an earlier one is leased or waiting for a retry (a dead letter lets it go)' -r
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l json -d 'Print JSON, one object per line'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l lines -d 'Each line of stdin (newline stripped) is one message'
 complete -c spoolmq -n "__fish_spoolmq_using_subcommand push" -l key-from-line -d 'With --lines: each line is also its own unique key'

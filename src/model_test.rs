@@ -1,5 +1,6 @@
 //! The model test: seeded random sequences of push (some with a delay, some
-//! with a TTL, some with a unique key and window, some with a priority), pop, ack, nack (some recording a failure), extend, retry,
+//! with a TTL, some with a unique key and window, some with a priority,
+//! some in one of three ordered groups), pop, ack, nack (some recording a failure), extend, retry,
 //! purge (of dead letters, some only those dead for a while), `retry --to` a
 //! second queue (all dead letters, or one named), peek, inspect, clock
 //! jumps, reopens and power cuts, run against the
@@ -41,6 +42,8 @@ enum Op {
         key: Option<(u8, u64)>,
         /// `--priority` (0: none).
         priority: u8,
+        /// `--group g<N>` (then no priority).
+        group: Option<u8>,
     },
     Pop {
         count: usize,
@@ -102,6 +105,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                 } else {
                     0
                 },
+                group: (r.below(3) == 0).then(|| r.below(3) as u8),
             },
             3..=4 => Op::Pop {
                 count: 1 + r.below(3) as usize,
@@ -169,6 +173,7 @@ struct MMsg {
     ttl: u64,
     expires: u64,
     priority: u8,
+    group: Option<u8>,
 }
 
 /// A unique key's hold in the model: the message that took it (its index),
@@ -191,13 +196,17 @@ struct Model {
     /// Queue `r`, where `retry --to` moves dead letters: each body with its
     /// last failure and when its TTL ends there (0: none), in the order they
     /// arrived (all ready, never popped), and its priority.
-    moved: Vec<(Vec<u8>, Option<MFailure>, u64, u8)>,
+    moved: Vec<Moved>,
     /// Unique keys: key -> its hold.
     holds: std::collections::HashMap<u8, MHold>,
 }
 
 /// A failure as the model keeps it ([`as_model`]).
 type MFailure = (String, u32);
+
+/// A message `retry --to` moved: its body, last failure, when its TTL
+/// ends there, its priority and its group.
+type Moved = (Vec<u8>, Option<MFailure>, u64, u8, Option<u8>);
 
 impl Model {
     /// The messages in the order `pop` serves them: the highest priority
@@ -206,6 +215,72 @@ impl Model {
         let mut order: Vec<usize> = (0..self.msgs.len()).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(self.msgs[i].priority), i));
         order
+    }
+
+    /// What a pop (or, with `mark` false, a peek) of up to `count` at
+    /// `now` takes, in order, in delivery order: a message met on the way
+    /// whose last lease ran out or whose TTL passed is a dead letter (made
+    /// one with `mark`) and lets go of its group; of each group only the
+    /// first pending message met may go, if it is ready.
+    fn deliverable(&mut self, count: usize, now: u64, mark: bool) -> Vec<usize> {
+        let mut met = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for i in self.delivery_order() {
+            if out.len() == count {
+                break;
+            }
+            let m = &mut self.msgs[i];
+            let pending = matches!(
+                m.state,
+                MState::Ready | MState::Delayed(_) | MState::Leased { .. }
+            );
+            if !pending {
+                continue;
+            }
+            let s = Model::eff(m, now);
+            if matches!(s, MState::Expired(_) | MState::Dead(_)) {
+                if mark {
+                    m.state = s;
+                }
+                continue;
+            }
+            if m.group.is_some_and(|g| !met.insert(g)) {
+                continue;
+            }
+            if s == MState::Ready {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// Groups whose oldest pending message is leased or delayed while
+    /// another waits behind it, at `now`.
+    fn blocked(&self, now: u64) -> u64 {
+        let mut heads: std::collections::HashMap<u8, (bool, bool)> = Default::default();
+        for m in &self.msgs {
+            let (Some(g), true) = (
+                m.group,
+                matches!(
+                    m.state,
+                    MState::Ready | MState::Delayed(_) | MState::Leased { .. }
+                ),
+            ) else {
+                continue;
+            };
+            let free = !matches!(
+                Model::eff(m, now),
+                MState::Leased { .. } | MState::Delayed(_)
+            );
+            heads
+                .entry(g)
+                .and_modify(|(_, behind)| *behind = true)
+                .or_insert((free, false));
+        }
+        heads
+            .values()
+            .filter(|(free, behind)| !free && *behind)
+            .count() as u64
     }
 
     /// The state as of `now`: a message whose TTL passed with no live
@@ -345,10 +420,12 @@ impl World {
             ttl,
             key,
             priority,
+            group,
         } = op
         else {
             return Ok(());
         };
+        let priority = if group.is_some() { 0 } else { priority };
         let now = self.now;
         let bodies: Vec<Vec<u8>> = (0..n)
             .map(|i| format!("m{step}-{i}").repeat(size).into_bytes())
@@ -366,6 +443,7 @@ impl World {
             keys,
             unique_for_ms: key.map_or(0, |(_, w)| w),
             priority,
+            group: group.map(|g| crate::model::group::GroupKey::of(&[b'g', g])),
         };
         let (cipher, placed) = self
             .q()
@@ -415,6 +493,7 @@ impl World {
                 ttl,
                 expires: ttl::expiry(now, ttl),
                 priority,
+                group,
             });
         }
         Ok(())
@@ -427,29 +506,21 @@ impl World {
             .pop(count, Duration::from_millis(lease), max, now)
             .map_err(|x| e(ctx, x))?;
         let mut expect = Vec::new();
-        for i in self.model.delivery_order() {
+        // Met on the way: a lapsed last attempt is marked dead, a message
+        // whose TTL passed expired (and stays so).
+        for i in self.model.deliverable(count, now, true) {
             let m = &mut self.model.msgs[i];
-            if expect.len() == count {
-                break;
-            }
-            // Met on the way: a lapsed last attempt is marked dead, a
-            // message whose TTL passed expired (and stays so).
-            if let s @ (MState::Expired(_) | MState::Dead(_)) = Model::eff(m, now) {
-                m.state = s;
-            }
-            if Model::eff(m, now) == MState::Ready {
-                let receipt = got
-                    .get(expect.len())
-                    .map(|d| d.receipt.clone())
-                    .unwrap_or_default();
-                expect.push(m.id.clone());
-                m.attempts += 1;
-                m.state = MState::Leased {
-                    until: now + lease,
-                    max,
-                    receipt,
-                };
-            }
+            let receipt = got
+                .get(expect.len())
+                .map(|d| d.receipt.clone())
+                .unwrap_or_default();
+            expect.push(m.id.clone());
+            m.attempts += 1;
+            m.state = MState::Leased {
+                until: now + lease,
+                max,
+                receipt,
+            };
         }
         let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
         if ids != expect {
@@ -556,11 +627,22 @@ impl World {
         let moved = self.q().retry(&[], now).map_err(|x| e(ctx, x))?.moved;
         let mut n = 0;
         let mut retried = Vec::new();
+        // One in a group waits for the end of its group's live leases.
+        let mut leased: std::collections::HashMap<u8, u64> = Default::default();
+        for m in &self.model.msgs {
+            if let (Some(g), MState::Leased { until, .. }) = (m.group, Model::eff(m, now)) {
+                let u = leased.entry(g).or_default();
+                *u = (*u).max(until);
+            }
+        }
         for (i, m) in self.model.msgs.iter_mut().enumerate() {
             if matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
                 // Brought back without its key.
                 retried.push(i);
-                m.state = MState::Ready;
+                m.state = match m.group.and_then(|g| leased.get(&g)) {
+                    Some(&until) => MState::Delayed(until),
+                    None => MState::Ready,
+                };
                 m.attempts = 0;
                 // Its TTL counted again from the retry.
                 m.expires = ttl::expiry(now, m.ttl);
@@ -591,7 +673,13 @@ impl World {
             if chosen && matches!(Model::eff(m, now), MState::Dead(_) | MState::Expired(_)) {
                 m.state = MState::Gone;
                 let expires = ttl::expiry(now, m.ttl);
-                (self.model.moved).push((m.body.clone(), m.failure.clone(), expires, m.priority));
+                (self.model.moved).push((
+                    m.body.clone(),
+                    m.failure.clone(),
+                    expires,
+                    m.priority,
+                    m.group,
+                ));
                 n += 1;
             }
         }
@@ -624,19 +712,21 @@ impl World {
         let mut got = Vec::new();
         r.export(now, &mut |m| {
             let failure = m.last_failure.map(as_model);
-            got.push((m.body, m.state, m.attempts, failure, m.priority));
+            let group = m.group;
+            got.push((m.body, m.state, m.attempts, failure, m.priority, group));
             crate::store::Step::Continue
         })
         .map_err(|x| e(ctx, x))?;
         // Never popped there: ready, or (its TTL passed) a dead letter.
         let want: Vec<_> = (self.model.moved.iter())
-            .map(|(b, f, expires, priority)| {
+            .map(|(b, f, expires, priority, group)| {
                 let state = if *expires > 0 && *expires <= now {
                     "dead"
                 } else {
                     "ready"
                 };
-                (b.clone(), state.to_string(), 0, f.clone(), *priority)
+                let group = group.map(|g| crate::model::group::GroupKey::of(&[b'g', g]));
+                (b.clone(), state.to_string(), 0, f.clone(), *priority, group)
             })
             .collect();
         if got != want {
@@ -685,12 +775,8 @@ impl World {
             .into_iter()
             .map(|p| p.id)
             .collect();
-        let order = self.model.delivery_order();
-        let expect: Vec<String> = (order.iter())
-            .map(|&i| &self.model.msgs[i])
-            .filter(|m| Model::eff(m, now) == MState::Ready)
-            .take(count)
-            .map(|m| m.id.clone())
+        let expect: Vec<String> = (self.model.deliverable(count, now, false).into_iter())
+            .map(|i| self.model.msgs[i].id.clone())
             .collect();
         if got != expect {
             return Err(format!("{ctx}: peeked {got:?}, model {expect:?}"));
@@ -818,15 +904,20 @@ impl World {
         let (r, l, d, dead, exp, bytes) = self.model.stats(self.now);
         let got = (
             (s.ready, s.leased, s.delayed, s.dead, s.expired, s.bytes),
-            (s.pushed, s.acked, s.purged),
+            (s.pushed, s.acked, s.purged, s.groups_blocked),
         );
         let want = (
             (r, l, d, dead, exp, bytes),
-            (self.model.pushed, self.model.acked, self.model.purged),
+            (
+                self.model.pushed,
+                self.model.acked,
+                self.model.purged,
+                self.model.blocked(now),
+            ),
         );
         if got != want {
             return Err(format!(
-                "{ctx}: stats ((ready, leased, delayed, dead, expired, bytes), (pushed, acked, purged)) {got:?}, model {want:?}"
+                "{ctx}: stats ((ready, leased, delayed, dead, expired, bytes), (pushed, acked, purged, groups blocked)) {got:?}, model {want:?}"
             ));
         }
         Ok(())

@@ -70,6 +70,8 @@ struct Seen {
     maybe_keys: BTreeSet<Vec<u8>>,
     /// Body -> the `--priority` it was pushed with (those above 0).
     priorities: BTreeMap<Vec<u8>, u8>,
+    /// Body -> the `--group` it was pushed in and its place in the group.
+    groups: BTreeMap<Vec<u8>, (u8, usize)>,
     now: u64,
 }
 
@@ -127,7 +129,27 @@ impl Ctx {
         self.push_with(bodies, 0, priority)
     }
 
+    /// A push in group `g` (grouped records, the groups cache).
+    fn push_grouped(&mut self, bodies: &[&str], g: u8) -> Step {
+        let had = self.seen.groups.values().filter(|(h, _)| *h == g).count();
+        for (i, b) in bodies.iter().enumerate() {
+            self.seen.groups.insert(b.as_bytes().to_vec(), (g, had + i));
+        }
+        let group = Some(crate::model::group::GroupKey::of(&[b'g', g]));
+        self.push_how(bodies, 0, 0, group)
+    }
+
     fn push_with(&mut self, bodies: &[&str], ttl_ms: u64, priority: u8) -> Step {
+        self.push_how(bodies, ttl_ms, priority, None)
+    }
+
+    fn push_how(
+        &mut self,
+        bodies: &[&str],
+        ttl_ms: u64,
+        priority: u8,
+        group: Option<crate::model::group::GroupKey>,
+    ) -> Step {
         let raw: Vec<Vec<u8>> = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
         self.seen.maybe_pushed = raw.iter().cloned().collect();
         let mut it = raw.iter().map(Vec::as_slice);
@@ -135,6 +157,7 @@ impl Ctx {
             delay: Duration::ZERO,
             ttl_ms,
             priority,
+            group,
             ..Default::default()
         };
         let q = self.q.as_mut().expect("the queue is open");
@@ -433,6 +456,33 @@ fn priorities(c: &mut Ctx) -> Step {
     c.push(&["plain-3"])
 }
 
+/// Pushes in ordered groups (grouped records, slots with the group bit,
+/// the groups cache written and read) beside plain ones, in small segments
+/// so that pushes roll over (each a checkpoint): a group's head leased, a
+/// nack with a delay holding its group, a head failed into a dead letter
+/// (its group goes on) and retried while the next is leased. The check
+/// drains the queue pop by pop: never two of a group in one pop, each
+/// group in push order.
+fn groups(c: &mut Ctx) -> Step {
+    let body = |g: u8, i: usize| format!("g{g}-{i:02}-{}", "x".repeat(40));
+    let of = |g: u8, r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| body(g, i)).collect() };
+    let a = of(0, 0..3);
+    c.push_grouped(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0)?;
+    c.push(&["plain-1"])?;
+    let b = of(1, 0..2);
+    c.push_grouped(&b.iter().map(String::as_str).collect::<Vec<_>>(), 1)?;
+    c.pop(3, 60_000, 5)?; // g0's head, plain-1, g1's head
+    c.ack()?;
+    c.ack()?;
+    c.nack(60_000)?; // g1's head waits a minute, and its group with it
+    c.pop(1, 100, 1)?; // g0's second, on its last attempt
+    c.advance(5_000);
+    c.pop(1, 60_000, 5)?; // the lapsed one is made dead on the way; g0's third
+    c.retry()?; // back first in g0, waiting for the third's lease
+    c.push_grouped(&[&body(0, 3)], 0)?;
+    c.push(&["plain-2"])
+}
+
 /// Small segments: pushes roll over, acks empty segments, which are reclaimed.
 fn roll_and_reclaim(c: &mut Ctx) -> Step {
     let body = |i: usize| format!("{i:03}-{}", "x".repeat(90));
@@ -622,10 +672,7 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
         Ok(q) => q,
         Err(e) => return vec![format!("{what}: reopen failed: {e}")],
     };
-    let drained = match q
-        .retry(&[], now)
-        .and_then(|_| q.pop(100_000, Duration::from_secs(60), 5, now))
-    {
+    let drained = match drain(&mut q, seen, now, what, &mut v) {
         Ok(d) => d,
         Err(e) => return vec![format!("{what}: drain failed: {e}")],
     };
@@ -665,6 +712,50 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
     // Last: it pushes.
     v.extend(check_keys(&mut q, seen, now, what));
     v
+}
+
+/// `retry`, then everything served, in one pop; in a workload with groups,
+/// pop by pop (each acked, an hour apart, so waits end) until none is left:
+/// no pop takes two of one group, and each group comes in push order.
+fn drain(
+    q: &mut Queue,
+    seen: &Seen,
+    now: u64,
+    what: &str,
+    v: &mut Vec<String>,
+) -> crate::base::error::Result<Vec<crate::queue::Delivery>> {
+    q.retry(&[], now)?;
+    let mut all = q.pop(100_000, Duration::from_secs(60), 5, now)?;
+    if seen.groups.is_empty() {
+        return Ok(all);
+    }
+    let mut last: BTreeMap<u8, usize> = BTreeMap::new();
+    let mut batch: Vec<crate::queue::Delivery> = std::mem::take(&mut all);
+    let mut at = now;
+    for _ in 0..100 {
+        if batch.is_empty() {
+            break;
+        }
+        let mut in_pop = BTreeSet::new();
+        for d in &batch {
+            let Some(&(g, i)) = seen.groups.get(&d.body) else {
+                continue;
+            };
+            if !in_pop.insert(g) {
+                v.push(format!("{what}: one pop served two of group {g}"));
+            }
+            if last.get(&g).is_some_and(|&l| l > i) {
+                v.push(format!("{what}: group {g} served {i} after {}", last[&g]));
+            }
+            last.insert(g, i);
+        }
+        let receipts: Vec<String> = batch.iter().map(|d| d.receipt.clone()).collect();
+        q.ack(&receipts, at)?;
+        all.append(&mut batch);
+        at += 3_600_000;
+        batch = q.pop(100_000, Duration::from_secs(60), 5, at)?;
+    }
+    Ok(all)
 }
 
 /// Every failure a nack reported recorded is the message's last failure
@@ -842,6 +933,13 @@ fn power_loss_with_ttls_and_expiry_loses_nothing_reported_done() {
 fn power_loss_with_priorities_loses_nothing_and_keeps_the_order() {
     TEST_SEGMENT_LIMIT.with(|l| l.set(300));
     assert_clean("priorities", priorities);
+    TEST_SEGMENT_LIMIT.with(|l| l.set(fsstore::SEGMENT_LIMIT));
+}
+
+#[test]
+fn power_loss_with_groups_loses_nothing_and_keeps_each_group_in_order() {
+    TEST_SEGMENT_LIMIT.with(|l| l.set(300));
+    assert_clean("groups", groups);
     TEST_SEGMENT_LIMIT.with(|l| l.set(fsstore::SEGMENT_LIMIT));
 }
 

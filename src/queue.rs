@@ -24,6 +24,7 @@ use crate::base::notice::Notices;
 use crate::model::backoff::{self, Retry};
 use crate::model::crypt::{self, Key, Sealer};
 use crate::model::failure::Failure;
+use crate::model::group::{self, GroupKey};
 use crate::model::ids::Ids;
 use crate::model::ttl;
 use crate::model::unique::{self, UniqueKey};
@@ -114,6 +115,8 @@ pub struct Inspected {
     pub unique: Option<(UniqueKey, u64)>,
     /// Its `--priority` (0: a plain push).
     pub priority: u8,
+    /// Its `--group`, as stores keep it.
+    pub group: Option<GroupKey>,
     pub last_failure: Option<Failure>,
 }
 
@@ -169,6 +172,8 @@ pub struct Exported {
     pub expired: bool,
     /// Its `--priority` (0: a plain push).
     pub priority: u8,
+    /// Its `--group`; `import` pushes it in the same group.
+    pub group: Option<GroupKey>,
     pub body: Vec<u8>,
     /// Its last failure, if it had one.
     pub last_failure: Option<Failure>,
@@ -188,6 +193,9 @@ pub struct Pushing {
     /// `--priority`: 0 (the default, the lowest) to
     /// [`crate::store::MAX_PRIORITY`] (the most urgent).
     pub priority: u8,
+    /// `--group`: every message of the push in this group (its priority
+    /// is then 0).
+    pub group: Option<GroupKey>,
 }
 
 /// Where the unique keys of a push come from (`--key`, `--key-from-line`).
@@ -246,6 +254,8 @@ struct Times {
     expires_at_ms: u64,
     /// Its `--priority` (0 to [`crate::store::MAX_PRIORITY`]).
     priority: u8,
+    /// Its `--group`.
+    group: Option<GroupKey>,
 }
 
 /// A queue's figures, as `stats` reports them.
@@ -267,6 +277,9 @@ pub struct Stats {
     pub segments: u64,
     pub disk_bytes: u64,
     pub oldest_ready_age_ms: u64,
+    /// Groups whose oldest message is leased or delayed while more of the
+    /// group wait behind it ([`group::Blocked`]).
+    pub groups_blocked: u64,
 }
 
 /// How a message stands at time `now`.
@@ -535,6 +548,7 @@ impl Queue {
             ttl_ms: how.ttl_ms,
             expires_at_ms: ttl::expiry(now, how.ttl_ms),
             priority: how.priority,
+            group: how.group,
         };
         let keyed = how.keys != Keys::None;
         let window = how.unique_for_ms;
@@ -686,6 +700,7 @@ impl Queue {
                 expires_at_ms: t.expires_at_ms,
                 unique,
                 priority: t.priority,
+                group: t.group,
             })
         });
         let stored = self.store.push(&mut msgs)?;
@@ -771,41 +786,52 @@ impl Queue {
     /// priority first and oldest first within one ([`Scan::Delivery`]);
     /// lapsed last attempts found on the way become dead letters in `changes`.
     /// Every message returned or changed is added to `seen`, so that calling
-    /// again finds the next ones and changes nothing twice.
+    /// again finds the next ones and changes nothing twice. Of a group only
+    /// its oldest pending message may be delivered ([`group::Order`], which
+    /// `order` keeps across the calls of one command, so a group's next
+    /// message is not taken once its head was met).
     fn deliverable(
         &mut self,
         count: usize,
         now: u64,
         seen: &mut HashSet<u64>,
+        order: &mut group::Order,
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
         self.store.scan(Scan::Delivery, &mut |m| {
             if seen.contains(&m.seq) {
+                // Delivered by this command (its group is taken) or marked
+                // dead by it.
+                order.turn(m.group);
                 return Step::Continue;
             }
-            match standing(m, now) {
-                Standing::Deliverable => {
-                    seen.insert(m.seq);
-                    found.push(*m);
-                    if found.len() >= count {
-                        return Step::Stop;
-                    }
+            let s = standing(m, now);
+            if matches!(s, Standing::Lapsed | Standing::Expired) {
+                seen.insert(m.seq);
+                // Marked dead as met, up to a bound: a million messages
+                // whose TTL passed unseen must not make one pop hold (and
+                // commit) a million changes. The rest are skipped all the
+                // same, and marked by the pops that follow. One marked lets
+                // go of its group (the next may go in this same pop); one
+                // not marked yet still holds it.
+                if changes.len() < MAX_MADE_DEAD {
+                    changes.push(Change {
+                        old: m.state,
+                        new: made_dead(m, s),
+                    });
+                    return Step::Continue;
                 }
-                s @ (Standing::Lapsed | Standing::Expired) => {
-                    seen.insert(m.seq);
-                    // Marked dead as met, up to a bound: a million messages
-                    // whose TTL passed unseen must not make one pop hold (and
-                    // commit) a million changes. The rest are skipped all the
-                    // same, and marked by the pops that follow.
-                    if changes.len() < MAX_MADE_DEAD {
-                        changes.push(Change {
-                            old: m.state,
-                            new: made_dead(m, s),
-                        });
-                    }
+            }
+            if order.turn(m.group) == group::Turn::Behind {
+                return Step::Continue;
+            }
+            if s == Standing::Deliverable {
+                seen.insert(m.seq);
+                found.push(*m);
+                if found.len() >= count {
+                    return Step::Stop;
                 }
-                Standing::Waiting | Standing::Done => {}
             }
             Step::Continue
         })?;
@@ -881,9 +907,11 @@ impl Queue {
         let now = q.clock(now)?;
         let mut changes = Vec::new();
         let mut seen = HashSet::new();
+        let mut order = group::Order::default();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = q.deliverable(count - out.len(), now, &mut seen, &mut changes)?;
+            let found =
+                q.deliverable(count - out.len(), now, &mut seen, &mut order, &mut changes)?;
             if found.is_empty() {
                 break;
             }
@@ -917,9 +945,11 @@ impl Queue {
         let now = q.clock(now)?;
         let mut ignored = Vec::new();
         let mut seen = HashSet::new();
+        let mut order = group::Order::default();
         let mut out = Vec::new();
         while out.len() < count {
-            let found = q.deliverable(count - out.len(), now, &mut seen, &mut ignored)?;
+            let found =
+                q.deliverable(count - out.len(), now, &mut seen, &mut order, &mut ignored)?;
             if found.is_empty() {
                 break;
             }
@@ -993,6 +1023,7 @@ impl Queue {
             expires_at_ms: (m.expires_at_ms > 0).then_some(m.expires_at_ms),
             expired: is_expired(&m, now),
             priority: m.priority,
+            group: m.group,
             last_failure,
         }))
     }
@@ -1144,16 +1175,37 @@ impl Queue {
             *m = new;
         }
         q.store.commit(&made)?;
+        // One in a group comes back as its group's oldest message, so it
+        // is next; while a later one of its group is leased, it waits for
+        // that lease's end (as a retry delay), so a group never has two in
+        // flight.
+        let mut leased: HashMap<GroupKey, u64> = HashMap::new();
+        if dead.iter().any(|m| m.group.is_some()) {
+            q.store.scan(Scan::Pending, &mut |m| {
+                if let (Some(g), State::Leased, true) = (m.group, m.state, m.until_ms > now) {
+                    let until = leased.entry(g).or_default();
+                    *until = (*until).max(m.until_ms);
+                }
+                Step::Continue
+            })?;
+        }
         let mut changes = Vec::with_capacity(dead.len());
         for m in &dead {
             let (_, expires_at_ms) = q.ttl_again(m, now)?;
+            let back = match m.group.and_then(|g| leased.get(&g)) {
+                Some(&until) => Meta {
+                    until_ms: until,
+                    ..m.moved(State::Delayed)
+                },
+                None => m.moved(State::Ready),
+            };
             changes.push(Change {
                 old: m.state,
                 new: Meta {
                     attempts: 0,
                     max_attempts: 0,
                     expires_at_ms,
-                    ..m.moved(State::Ready)
+                    ..back
                 },
             });
         }
@@ -1296,6 +1348,7 @@ impl Queue {
                         // A key belongs to its queue: it does not move.
                         unique: None,
                         priority: m.priority,
+                        group: m.group,
                     },
                     failure: q.store.failure(m.seq)?,
                 });
@@ -1378,6 +1431,7 @@ impl Queue {
                 expired: is_expired(&m, now),
                 unique: q.held_key(&m)?,
                 priority: m.priority,
+                group: m.group,
                 body,
                 last_failure,
             });
@@ -1418,6 +1472,7 @@ impl Queue {
                 ttl_ms,
                 expires_at_ms,
                 priority: m.priority,
+                group: m.group,
             };
             // A dead letter holds no key.
             let unique = m.unique.filter(|_| m.state != "dead");
@@ -1484,7 +1539,13 @@ impl Queue {
             segments: q.store.segments(),
             disk_bytes: q.store.disk_bytes()?,
             oldest_ready_age_ms: 0,
+            groups_blocked: 0,
         };
+        // A queue that has had groups is read whole, to find each group's
+        // head: O(pending), where one without reads only what the timed
+        // messages' count needs.
+        let grouped = q.store.grouped()?;
+        let mut heads = group::Blocked::default();
         let timed = c.leased + c.delayed;
         let mut seen_timed = 0;
         let mut oldest: Option<u64> = None;
@@ -1522,13 +1583,17 @@ impl Queue {
             if oldest.is_none() && standing(m, now) == Standing::Deliverable {
                 oldest = Some(m.pushed_at_ms);
             }
-            if seen_timed >= timed && (oldest.is_some() || c.ready == 0) {
+            if let Some(g) = m.group {
+                heads.add(g, standing(m, now) != Standing::Waiting);
+            }
+            if seen_timed >= timed && (oldest.is_some() || c.ready == 0) && !grouped {
                 Step::Stop
             } else {
                 Step::Continue
             }
         })?;
         s.oldest_ready_age_ms = oldest.map_or(0, |t| now.saturating_sub(t));
+        s.groups_blocked = heads.count();
         Ok(s)
     }
 }
@@ -1564,6 +1629,7 @@ mod tests {
             expires_at_ms: 0,
             keyed: false,
             priority: 0,
+            group: None,
         }
     }
 

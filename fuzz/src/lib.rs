@@ -19,8 +19,9 @@ use spoolmq::store::fs::index::{
     self, Header, SegmentEntry, SlotDamage, WAL_ENTRY_LEN, WAL_HEAD_LEN,
 };
 use spoolmq::store::fs::record::{
-    self, Damage, KEYED_HEADER_LEN, KEYED_RECORD_MAGIC, LONG_HEADER_LEN, LONG_RECORD_MAGIC,
-    MAX_BODY, RANKED_RECORD_MAGIC, RECORD_HEADER_LEN, RECORD_MAGIC,
+    self, Damage, GROUPED_HEADER_LEN, GROUPED_RECORD_MAGIC, KEYED_HEADER_LEN, KEYED_RECORD_MAGIC,
+    LONG_HEADER_LEN, LONG_RECORD_MAGIC, MAX_BODY, RANKED_RECORD_MAGIC, RECORD_HEADER_LEN,
+    RECORD_MAGIC,
 };
 use spoolmq::store::fs::segment::{self, Found};
 use spoolmq::store::{Counters, Loc, Meta, State};
@@ -161,16 +162,29 @@ fn check_record_at(buf: &[u8]) {
         Some(m) if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         Some(m) if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
         Some(m) if m == KEYED_RECORD_MAGIC || m == RANKED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
+        Some(m) if m == GROUPED_RECORD_MAGIC => Some(GROUPED_HEADER_LEN),
         _ => None,
     };
     let ranked = buf.get(..4) == Some(&RANKED_RECORD_MAGIC[..]);
+    let grouped = buf.get(..4) == Some(&GROUPED_RECORD_MAGIC[..]);
     let crc_at = len.map_or(0, |l| l - 8);
     let crc_ok = |l: usize| crc32fast::hash(&buf[..l - 4]) == u32_at(buf, l - 4);
     // A long header has a TTL and an expiry; a keyed one both or neither,
     // and zeros in its reserved word; a ranked one a priority of 1 to 9 and
-    // flag bit 0 alone there, and without that flag no window and no key.
+    // flag bit 0 alone there, and without that flag no window and no key;
+    // a grouped one the same with priority 0 and a group neither 0 nor
+    // all ones at +64.
     let one_encoding = |l: usize| match l {
         RECORD_HEADER_LEN => true,
+        _ if grouped => {
+            (u32_at(buf, 32) == 0) == (u32_at(buf, 36) == 0)
+                && buf[44] == 0
+                && buf[45] <= 1
+                && buf[46..48] == [0, 0]
+                && (buf[45] == 1 || (u32_at(buf, 40) == 0 && buf[48..64] == [0; 16]))
+                && u64_at(buf, 64) != 0
+                && u64_at(buf, 64) != u64::MAX
+        }
         LONG_HEADER_LEN => u32_at(buf, 32) != 0 && u32_at(buf, 36) != 0,
         _ if ranked => {
             (u32_at(buf, 32) == 0) == (u32_at(buf, 36) == 0)
@@ -218,8 +232,11 @@ fn check_record_at(buf: &[u8]) {
                 0
             };
             assert_eq!(h.expires_at_ms, expires);
-            let keyed = l == KEYED_HEADER_LEN && (!ranked || buf[45] == 1);
+            let keyed =
+                (l == KEYED_HEADER_LEN && (!ranked || buf[45] == 1)) || (grouped && buf[45] == 1);
             assert_eq!(h.priority, if ranked { buf[44] } else { 0 });
+            let group = grouped.then(|| spoolmq::store::GroupKey(u64_at(buf, 64)));
+            assert_eq!(h.group, group);
             let unique = keyed.then(|| {
                 let key: [u8; 16] = buf[48..64].try_into().unwrap();
                 let window = u64::from(u32_at(buf, 40)) * 1000;
@@ -258,6 +275,7 @@ fn check_record_at(buf: &[u8]) {
                 expires_at_ms: h.expires_at_ms,
                 unique: h.unique,
                 priority: h.priority,
+                group: h.group,
             };
             record::encode_fields(f, body, &mut again);
             assert_eq!(again.len() as u64, h.record_len());
@@ -407,6 +425,17 @@ fn build_records(rest: &[u8]) -> Vec<u8> {
                     } else {
                         0
                     },
+                    group: None,
+                };
+                // And grouped ones (no priority) a quarter of the time.
+                let f = if c.u8().is_multiple_of(4) {
+                    record::Fields {
+                        priority: 0,
+                        group: Some(spoolmq::model::group::GroupKey::of(&c.u8().to_le_bytes())),
+                        ..f
+                    }
+                } else {
+                    f
                 };
                 record::encode_fields(f, &body, &mut b);
             }
@@ -672,6 +701,7 @@ fn meta(c: &mut Cursor) -> Meta {
         expires_at_ms: 0,
         keyed: false,
         priority: 0,
+        group: None,
     };
     // The long layout: a segment less than 2^32 seqs back, an expiry in
     // whole seconds.
@@ -683,6 +713,11 @@ fn meta(c: &mut Cursor) -> Meta {
         // priority in the layout's high bits).
         m.keyed = c.u8() % 2 == 1;
         m.priority = c.u8() % 10;
+        // A grouped record's slot (layout bit 2, priority 0): it decodes to
+        // "in a group, not read yet".
+        if m.priority == 0 && c.u8().is_multiple_of(3) {
+            m.group = Some(spoolmq::store::GroupKey(u64::MAX));
+        }
     }
     m
 }

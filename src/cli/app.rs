@@ -503,6 +503,14 @@ fn cmd_push(
             .transpose()?
             .unwrap_or(0),
         priority: a.priority.unwrap_or(0),
+        group: a
+            .group
+            .as_ref()
+            .map(|g| {
+                use std::os::unix::ffi::OsStrExt;
+                crate::model::group::group(g.as_bytes())
+            })
+            .transpose()?,
     };
     // Messages not stored because their key was held: how many, out of
     // how many, and the first one's id (its holder's), for stderr.

@@ -80,7 +80,8 @@ pub enum Command {
                             spoolmq push alerts --ttl 10m 'disk almost full'\n  \
                             spoolmq push reports --key report-2026-12-01 'build report 2026-12-01'\n  \
                             ls /srv/inbox | spoolmq push files --lines --key-from-line --unique-for 1h\n  \
-                            spoolmq push jobs --priority 9 'restore the production database'"
+                            spoolmq push jobs --priority 9 'restore the production database'\n  \
+                            spoolmq push orders --group customer-42 'charge order 1001'"
     )]
     Push(Lazy<PushArgs>),
     /// Lease ready messages, oldest first
@@ -343,8 +344,13 @@ pub struct PushArgs {
     pub unique_for: Option<Duration>,
     /// 0 to 9, 9 the most urgent: pop serves the highest priority ready
     /// message first, oldest first within one; a plain push is 0
-    #[arg(long, value_name = "N", value_parser = priority)]
+    #[arg(long, value_name = "N", value_parser = priority, conflicts_with = "group")]
     pub priority: Option<u8>,
+    /// An ordered group (up to 256 bytes): its messages are delivered one
+    /// at a time, in push order; the next is not ready while an earlier
+    /// one is leased or waiting for a retry (a dead letter lets it go)
+    #[arg(long, value_name = "G")]
+    pub group: Option<OsString>,
 }
 
 #[derive(Debug, Args)]

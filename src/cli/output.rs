@@ -406,6 +406,9 @@ pub fn inspected_json(m: &Inspected) -> String {
         o.insert("unique_for_ms".into(), json!(window));
     }
     o.insert("priority".into(), json!(m.priority));
+    if let Some(g) = m.group {
+        o.insert("group_hash".into(), json!(g.hex()));
+    }
     o.insert("bytes".into(), json!(m.len));
     o.insert(
         "last_failure".into(),
@@ -466,6 +469,9 @@ pub fn inspected_plain(m: &Inspected, now_ms: u64) -> String {
         line("key hash:", format!("{}{held}", key.hex()));
     }
     line("priority:", m.priority.to_string());
+    if let Some(g) = m.group {
+        line("group hash:", g.hex());
+    }
     line("bytes:", m.len.to_string());
     match &m.last_failure {
         None => line("last failure:", "none".into()),
@@ -517,6 +523,9 @@ pub fn write_exported_json<W: Write + ?Sized>(
     }
     if m.priority > 0 {
         members.push(("priority", json!(m.priority)));
+    }
+    if let Some(g) = m.group {
+        members.push(("group_hash", json!(g.hex())));
     }
     if let Some(f) = &m.last_failure {
         members.push(("last_failure", failure_value(f)));
@@ -618,6 +627,19 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
     // Exports made before priorities, and plain messages, have none: 0.
     let max = u64::from(crate::store::MAX_PRIORITY);
     let priority = whole("priority", max, "a whole number from 0 to 9")?.unwrap_or(0) as u8;
+    // A group, as its key (what every store keeps); a grouped message has
+    // no priority.
+    let group = match v.get("group_hash") {
+        None | Some(Value::Null) => None,
+        Some(h) => Some(
+            h.as_str()
+                .and_then(crate::model::group::GroupKey::from_hex)
+                .ok_or_else(|| format!("group_hash: {h} is not 16 hex digits naming a group"))?,
+        ),
+    };
+    if group.is_some() && priority > 0 {
+        return Err("a message in a group has no priority".into());
+    }
     // Exports made before failures were kept have no such field.
     let last_failure = match v.get("last_failure") {
         None | Some(Value::Null) => None,
@@ -638,6 +660,7 @@ pub fn parse_exported(line: &str, now_ms: u64) -> Result<crate::queue::Exported,
         expired,
         unique,
         priority,
+        group,
         body,
         last_failure,
     })
@@ -679,6 +702,7 @@ pub fn stats_value(s: &Stats) -> Value {
         "segments": s.segments,
         "disk_bytes": s.disk_bytes,
         "oldest_ready_age_ms": s.oldest_ready_age_ms,
+        "groups_blocked": s.groups_blocked,
     })
 }
 
@@ -705,7 +729,7 @@ pub fn stats_tsv(s: &Stats) -> String {
 /// textfile collector): one family per figure, one sample per queue.
 pub fn stats_prometheus(rows: &[Stats]) -> String {
     type Get = fn(&Stats) -> f64;
-    let families: [(&str, &str, &str, Get); 11] = [
+    let families: [(&str, &str, &str, Get); 12] = [
         (
             "spoolmq_ready",
             "gauge",
@@ -764,6 +788,12 @@ pub fn stats_prometheus(rows: &[Stats]) -> String {
             "Age of the oldest ready message.",
             |s| s.oldest_ready_age_ms as f64 / 1000.0,
         ),
+        (
+            "spoolmq_groups_blocked",
+            "gauge",
+            "Ordered groups whose oldest message is leased or delayed while more wait behind it.",
+            |s| s.groups_blocked as f64,
+        ),
     ];
     let mut out = String::new();
     for (name, kind, help, get) in families {
@@ -807,7 +837,7 @@ pub fn human_age(ms: u64) -> String {
 pub fn stats_table(rows: &[Stats]) -> String {
     let header = [
         "QUEUE", "READY", "LEASED", "DELAYED", "DEAD", "EXPIRED", "PUSHED", "ACKED", "BYTES",
-        "SEGMENTS", "OLDEST",
+        "SEGMENTS", "OLDEST", "BLOCKED",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for s in rows {
@@ -827,6 +857,7 @@ pub fn stats_table(rows: &[Stats]) -> String {
             } else {
                 human_age(s.oldest_ready_age_ms)
             },
+            s.groups_blocked.to_string(),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -984,6 +1015,7 @@ mod tests {
             ready_at_ms: Some(9),
             ttl: None,
             priority: 3,
+            group: None,
             expired: false,
             unique: None,
             body: b"\xff\x00".to_vec(),

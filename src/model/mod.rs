@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod crypt;
 pub mod failure;
+pub mod group;
 pub mod ids;
 pub mod input;
 pub mod ttl;

@@ -665,10 +665,12 @@ const RECORD_MAGIC: &str = "spoolmq-store";
 /// (keyed records, slots of layout 3 and the holds file of the fs store,
 /// sqlite schema 6); version 4, what only releases from the one with
 /// priorities read (ranked records, slots with a priority, version 3 index
-/// headers and the lane files of the fs store, sqlite schema 7): a release
-/// that knows an older version refuses the spool instead of taking them
-/// for damage.
-pub const RECORD_VERSION: u32 = 4;
+/// headers and the lane files of the fs store, sqlite schema 7); version
+/// 5, what only releases from the one with ordered groups read (grouped
+/// records, slots with the group bit and the groups cache of the fs store,
+/// sqlite schema 8): a release that knows an older version refuses the
+/// spool instead of taking them for damage.
+pub const RECORD_VERSION: u32 = 5;
 /// The longest `.store` read: anything longer is damaged.
 const RECORD_MAX: usize = 256;
 
@@ -1397,15 +1399,16 @@ mod tests {
         }
         assert_eq!(
             encode_record(StoreKind::Fs),
-            "spoolmq-store 4 fs 7a1624b3\n",
+            "spoolmq-store 5 fs c2aa43d6\n",
             "the documented example"
         );
-        // Versions 1 to 3, written by the releases before, still read.
+        // Versions 1 to 4, written by the releases before, still read.
         let older = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
         for body in [
             "spoolmq-store 1 fs",
             "spoolmq-store 2 fs",
             "spoolmq-store 3 fs",
+            "spoolmq-store 4 fs",
         ] {
             assert_eq!(
                 decode_record(older(body).as_bytes(), p).unwrap(),
@@ -1425,7 +1428,7 @@ mod tests {
         }
         let sealed = |body: &str| format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()));
         for newer in [
-            "spoolmq-store 5 fs",
+            "spoolmq-store 6 fs",
             "spoolmq-store 1 zfs",
             "spoolmq-store 9 fs more fields",
         ] {

@@ -125,8 +125,12 @@ pub struct Meta {
     /// Its `push --priority`, 0 to [`MAX_PRIORITY`] (0 for a plain push):
     /// [`Scan::Delivery`] visits higher ones first.
     pub priority: u8,
+    /// Its `push --group` ([`crate::model::group`]); a grouped message has
+    /// priority 0, so every scan meets a group's messages in push order.
+    pub group: Option<GroupKey>,
 }
 
+pub use crate::model::group::GroupKey;
 pub use crate::model::input::MAX_PRIORITY;
 
 impl Meta {
@@ -179,6 +183,8 @@ pub struct NewMessage<'a> {
     pub unique: Option<(UniqueKey, u64)>,
     /// Its `--priority`, 0 to [`MAX_PRIORITY`].
     pub priority: u8,
+    /// Its `--group` (then its priority is 0).
+    pub group: Option<GroupKey>,
 }
 
 impl NewMessage<'_> {
@@ -208,6 +214,7 @@ impl NewMessage<'_> {
             },
             keyed: self.unique.is_some(),
             priority: self.priority,
+            group: self.group,
         }
     }
 
@@ -494,6 +501,11 @@ pub trait Store {
     /// key is long free may have been dropped). Read under the lock that
     /// the next `push` holds, so the check and the insert are one step.
     fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>>;
+
+    /// Whether the queue may hold messages in a group (`push --group`):
+    /// `stats` then reads every pending message to count blocked groups.
+    /// Cheap; `true` once a grouped message was pushed is never wrong.
+    fn grouped(&mut self) -> Result<bool>;
 
     /// The unique key and window (ms) message `m` was pushed with. Read
     /// only for a keyed message.

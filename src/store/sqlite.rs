@@ -13,12 +13,14 @@
 //!
 //! queues    name TEXT PRIMARY KEY, salt, next_seq,
 //!           ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
-//!           expired
+//!           expired, grouped (1 once a message was pushed in a group)
 //! messages  queue, seq (PRIMARY KEY (queue, seq)), state, attempts,
 //!           max_attempts, pushed_at, until_ms, receipt BLOB(12), len,
 //!           crc (CRC32 of the body), body_id (the body's row in `bodies`),
 //!           expires_at (ms, 0: no TTL), ttl_ms (the `--ttl`, 0: none),
-//!           unique_key, unique_for, priority (0-9, 0: a plain push)
+//!           unique_key, unique_for, priority (0-9, 0: a plain push),
+//!           grp (the `--group`'s key, crate::model::group, as a signed
+//!           64-bit integer; NULL: none)
 //!           index pending ON (queue, seq) WHERE state IN (ready, delayed, leased)
 //! lanes     queue, priority, seq (PRIMARY KEY (queue, priority DESC, seq),
 //!           WITHOUT ROWID, read in that order with no sort): each pending
@@ -37,7 +39,9 @@
 //!           push of its message, given its `free_at` when the message is
 //!           done, deleted by a later keyed push once `free_at` has passed
 //!           (index holds_free ON (queue, free_at) WHERE free_at > 0)
-//! PRAGMA user_version = schema version: 7. Version 6 had no
+//! PRAGMA user_version = schema version: 8. Version 7 had no
+//!           `messages.grp` nor `queues.grouped` (added by ALTER TABLE,
+//!           NULL and 0). Version 6 had no
 //!           `messages.priority` (added by ALTER TABLE, default 0) and no
 //!           `lanes`. Version 5 had no `holds`, nor
 //!           `messages.unique_key` (BLOB(16), NULL: none) and
@@ -89,8 +93,8 @@ use crate::model::crypt::KeyId;
 use crate::model::failure::{Failure, How};
 use crate::store::fs::segment::sync_dir;
 use crate::store::{
-    Change, Counters, Hold, Incoming, Loc, Meta, NewMessage, Restored, Scan, State, Step, Store,
-    Target, UniqueKey, failures_at, no_target, split_incoming,
+    Change, Counters, GroupKey, Hold, Incoming, Loc, Meta, NewMessage, Restored, Scan, State, Step,
+    Store, Target, UniqueKey, failures_at, no_target, split_incoming,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -102,7 +106,7 @@ pub const DB_FILE: &str = ".spool.db";
 /// message deliverable, to wake `pop --wait` through inotify.
 pub const BELL_FILE: &str = ".spool.bell";
 /// The schema this build writes (it reads 1 to 7).
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// How long a command waits for another writer before failing.
 const BUSY: Duration = Duration::from_secs(120);
 
@@ -208,6 +212,16 @@ CREATE TABLE lanes (
 ) WITHOUT ROWID;
 ";
 
+/// From schema 7 to 8 (and the last step of a new database): ordered
+/// groups. Both columns' defaults rewrite no row, and no index is added: a
+/// group's messages are met in push order by the delivery scan of
+/// `pending` that plain ones already have, and `queues.grouped` tells
+/// `stats` whether to look for groups at all.
+const SCHEMA_8: &str = "
+ALTER TABLE messages ADD COLUMN grp INTEGER;
+ALTER TABLE queues ADD COLUMN grouped INTEGER NOT NULL DEFAULT 0;
+";
+
 /// From schema 1 to 2: the key ids of encrypted queues.
 const SCHEMA_2: &str = "CREATE TABLE keys (queue TEXT PRIMARY KEY NOT NULL, key_id BLOB NOT NULL);";
 
@@ -273,9 +287,14 @@ impl Layout {
         self.version >= 7
     }
 
+    /// Whether messages have `grp` and queues `grouped` (schema 8 on).
+    fn has_groups(self) -> bool {
+        self.version >= 8
+    }
+
     /// The columns [`meta_of`] reads: [`META_COLUMNS`], the expiry (0
-    /// before schema 5), whether it is keyed (0 before schema 6) and its
-    /// priority (0 before schema 7).
+    /// before schema 5), whether it is keyed (0 before schema 6), its
+    /// priority (0 before schema 7) and its group (NULL before schema 8).
     fn meta_columns(self) -> String {
         let expires = if self.has_expiry() { "expires_at" } else { "0" };
         let keyed = if self.has_unique() {
@@ -284,7 +303,8 @@ impl Layout {
             "0"
         };
         let priority = if self.has_priority() { "priority" } else { "0" };
-        format!("{META_COLUMNS}, {expires}, {keyed}, {priority}")
+        let group = if self.has_groups() { "grp" } else { "NULL" };
+        format!("{META_COLUMNS}, {expires}, {keyed}, {priority}, {group}")
     }
 
     /// The scans of [`Store::scan`] for `from`, run one after the other:
@@ -363,7 +383,7 @@ impl Layout {
 const META_COLUMNS: &str = "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len";
 /// How many columns [`Layout::meta_columns`] names: where the columns after
 /// them start.
-const META_LEN: usize = 11;
+const META_LEN: usize = 12;
 
 /// The database file of the spool at `root`.
 pub fn db_path(root: &Path) -> PathBuf {
@@ -535,6 +555,7 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.execute_batch(SCHEMA_5).sql("create the schema", path)?;
         tx.execute_batch(SCHEMA_6).sql("create the schema", path)?;
         tx.execute_batch(SCHEMA_7).sql("create the schema", path)?;
+        tx.execute_batch(SCHEMA_8).sql("create the schema", path)?;
     } else {
         if again < 2 {
             tx.execute_batch(SCHEMA_2).sql("update the schema", path)?;
@@ -557,6 +578,9 @@ fn upgrade(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if again < 7 {
             tx.execute_batch(SCHEMA_7).sql("update the schema", path)?;
+        }
+        if again < 8 {
+            tx.execute_batch(SCHEMA_8).sql("update the schema", path)?;
         }
     }
     if again < SCHEMA_VERSION {
@@ -862,6 +886,9 @@ fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Meta, u8)> {
         expires_at_ms: r.get::<_, i64>(8)? as u64,
         keyed: r.get(9)?,
         priority: r.get(10)?,
+        group: r
+            .get::<_, Option<i64>>(11)?
+            .and_then(|g| GroupKey::from_stored(g as u64)),
     };
     // A row that does not decode is reported as corrupt by the caller.
     let bad = u8::from(State::from_u8(state).is_none() || !ok);
@@ -1062,8 +1089,8 @@ fn insert(
     let body_id = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, crc, body_id,
-           expires_at, ttl_ms, unique_key, unique_for, priority)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+           expires_at, ttl_ms, unique_key, unique_for, priority, grp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         q.queue,
@@ -1081,11 +1108,20 @@ fn insert(
         ttl_ms as i64,
         unique.map(|(k, _)| k.0),
         unique.map_or(0, |(_, w)| w as i64),
-        m.priority
+        m.priority,
+        m.group.map(|g| g.0 as i64)
     ])?;
     if m.state.is_pending() {
         lane(tx, &q.queue, m, true)?;
     }
+    Ok(())
+}
+
+/// Notes in `queues.grouped` that `queue` has had a message in a group
+/// (once per push that has one).
+fn mark_grouped(tx: &rusqlite::Transaction<'_>, queue: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE queues SET grouped = 1 WHERE name = ?1 AND grouped = 0")?
+        .execute([queue])?;
     Ok(())
 }
 
@@ -1198,13 +1234,17 @@ impl QueueRow {
         msgs: &mut dyn Iterator<Item = Result<NewMessage<'_>>>,
     ) -> Result<Vec<u64>> {
         let mut seqs = Vec::new();
-        let mut swept = false;
+        let (mut swept, mut grouped) = (false, false);
         for msg in msgs {
             let msg = msg?;
             msg.check_size()?;
             let seq = self.next_seq;
             let m = msg.meta(seq, Loc::default());
             insert(tx, self, &m, &msg.body, msg.ttl_ms, msg.unique).sql("push", &self.path)?;
+            if m.group.is_some() && !grouped {
+                mark_grouped(tx, &self.queue).sql("push", &self.path)?;
+                grouped = true;
+            }
             if let Some((key, window)) = msg.unique {
                 if !swept {
                     // Holds whose key is free for good go, so the table
@@ -1336,6 +1376,9 @@ impl Store for SqliteStore {
             )));
         }
         self.write("restore messages", |q, tx| {
+            if metas.iter().any(|m| m.group.is_some()) {
+                mark_grouped(tx, &q.queue).sql("restore messages", &q.path)?;
+            }
             for m in metas {
                 let r = body(m)?;
                 let m = Meta {
@@ -1529,6 +1572,20 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         unique_of(&self.conn, &self.q.queue, m.seq).sql("read a message's key", &self.q.path)
+    }
+
+    fn grouped(&mut self) -> Result<bool> {
+        if !self.layout.has_groups() {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached("SELECT grouped FROM queues WHERE name = ?1")
+            .and_then(|mut s| {
+                s.query_row([&self.q.queue], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|g| g.unwrap_or(0) != 0)
+            .sql("read the queue", &self.q.path)
     }
 
     fn holds(&mut self, visit: &mut dyn FnMut(&UniqueKey, &Hold)) -> Result<()> {

@@ -133,6 +133,7 @@ fn every_recipe_in_the_readme_has_a_test() {
             "exec-loop",
             "expiry",
             "fan-out",
+            "groups",
             "long-exec",
             "long-script",
             "monitoring",
@@ -220,6 +221,24 @@ fn the_priority_recipe_builds_the_hotfix_before_the_backlog() {
     let built = std::fs::read_to_string(k.work.join("log")).unwrap();
     assert_eq!(built, "hotfix-repo\nalpha\nbeta\ngamma\n");
     assert_counts(&k.stats("builds"), &[("ready", 0), ("acked", 4)]);
+}
+
+#[test]
+fn the_groups_recipe_runs_one_customers_events_in_order_and_customers_side_by_side() {
+    let k = Kitchen::new();
+    // Each event logs its start and end, a moment apart.
+    k.script(
+        "apply-event",
+        "e=$(cat); echo \"start $e\" >> log; sleep 0.3; echo \"end $e\" >> log",
+    );
+    k.cook("groups");
+    let log = std::fs::read_to_string(k.work.join("log")).unwrap();
+    let at = |line: &str| log.lines().position(|l| l == line).unwrap();
+    // customer-42's second event starts only once its first is done ...
+    assert!(at("end create 1001") < at("start pay 1001"), "{log}");
+    // ... while customer-7's ran beside the first.
+    assert!(at("start create 2001") < at("end create 1001"), "{log}");
+    assert_counts(&k.stats("orders"), &[("ready", 0), ("acked", 3)]);
 }
 
 #[test]

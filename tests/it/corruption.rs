@@ -1972,7 +1972,7 @@ fn spool_root_files_may_be_damaged(store: &'static str) {
         if reported {
             let record = fs::read_to_string(s.dir.join(".store")).unwrap();
             assert!(
-                record.starts_with(&format!("spoolmq-store 4 {store} ")),
+                record.starts_with(&format!("spoolmq-store 5 {store} ")),
                 "{ctx}: the repair recorded the store: {record:?}"
             );
             assert_eq!(

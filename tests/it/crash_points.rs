@@ -766,3 +766,57 @@ fn a_planted_non_file_journal_is_reported_and_removed_by_fsck_repair() {
     s.run(&["fsck"]).ok();
     assert_eq!(body(&s.pop_one("jobs", &[])), "a");
 }
+
+/// A push in an ordered group killed at any point of the push path, the
+/// groups cache's write included: its messages are all there, after the
+/// group's earlier one and one at a time, or none is.
+#[test]
+fn a_grouped_push_that_dies_anywhere_keeps_its_group_in_order_or_is_not_there() {
+    for point in [
+        "push.after-append",
+        "push.after-sync",
+        "push.after-groups",
+        "header.torn",
+    ] {
+        let s = Spool::new();
+        let k = seeded(&s);
+        s.run(&["push", "q", "--group", "g", "old-g"]).ok();
+        crash_at(
+            &s,
+            point,
+            &["push", "q", "--lines", "--group", "g"],
+            b"new-1\nnew-2\n",
+        );
+        // The group, pop by pop (the rest nacked back): one at a time.
+        let mut group = Vec::new();
+        for _ in 0..5 {
+            let out = s.run(&["pop", "q", "--count", "10", "--lease", "1h", "--json"]);
+            if out.code == 3 {
+                break;
+            }
+            let got = out.ok().json();
+            let mut mine = Vec::new();
+            for m in &got {
+                if ["old-g", "new-1", "new-2"].contains(&body(m)) {
+                    mine.push(body(m).to_string());
+                    s.ack("q", &[receipt(m)]);
+                } else {
+                    s.nack("q", &[receipt(m)], &[]);
+                }
+            }
+            assert!(
+                mine.len() <= 1,
+                "{point}: two of the group in one pop: {mine:?}"
+            );
+            group.extend(mine);
+        }
+        let stored = group.len() > 1;
+        let want: &[&str] = if stored {
+            &["old-g", "new-1", "new-2"]
+        } else {
+            &["old-g"]
+        };
+        assert_eq!(group, want, "{point}");
+        verify(&s, &k, &[], &[]);
+    }
+}

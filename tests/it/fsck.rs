@@ -366,7 +366,7 @@ fn a_damaged_store_record_says_damaged_and_only_a_well_formed_newer_one_says_new
         let good = fs::read(&path).unwrap();
         assert_eq!(
             good,
-            record(&format!("spoolmq-store 4 {store}")).into_bytes()
+            record(&format!("spoolmq-store 5 {store}")).into_bytes()
         );
         let mut random = good.clone();
         random.extend((0..37u8).map(|i| i.wrapping_mul(151).wrapping_add(0x80)));
@@ -415,7 +415,7 @@ fn a_damaged_store_record_says_damaged_and_only_a_well_formed_newer_one_says_new
             "{store}: the repair rewrote the record"
         );
         for (what, text) in [
-            ("version 5", record(&format!("spoolmq-store 5 {store}"))),
+            ("version 6", record(&format!("spoolmq-store 6 {store}"))),
             ("an unknown store", record("spoolmq-store 1 zfs")),
         ] {
             fs::write(&path, text).unwrap();
@@ -459,7 +459,7 @@ fn a_sqlite_spool_that_lost_its_store_record_stays_a_sqlite_spool() {
     assert!(
         fs::read_to_string(s.dir.join(".store"))
             .unwrap()
-            .starts_with("spoolmq-store 4 sqlite ")
+            .starts_with("spoolmq-store 5 sqlite ")
     );
     let msgs = plain(&s, &["pop", "q", "--json", "--count", "10"]);
     msgs.ok();
@@ -550,7 +550,7 @@ fn spools_with_the_unversioned_store_record_of_0_1_0_still_open() {
         run(cmd.env("SPOOLMQ_STORE", other).args(["list"])).fails(2);
         let now = fs::read_to_string(dir.join(".store")).unwrap();
         assert!(
-            now.starts_with(&format!("spoolmq-store 4 {store} ")),
+            now.starts_with(&format!("spoolmq-store 5 {store} ")),
             "{now:?}"
         );
     }

@@ -92,6 +92,7 @@ suite!(human_output: fs = env_fs, sqlite = env_sqlite);
 suite!(kill9: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(migrate: fs = env_fs, sqlite = env_sqlite);
 suite!(priority: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
+suite!(groups: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(push_pop: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(restart: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);
 suite!(redrive: fs = env_fs, sqlite = env_sqlite, postgres = env_pg);

@@ -48,6 +48,10 @@ fn populated() -> (Spool, Vec<String>) {
     s.run(&["push", "ranked", "--priority", "3", "p3a", "p3b"]).ok();
     s.run(&["push", "ranked", "--priority", "9", "p9a", "p9b"]).ok();
     assert_eq!(body(&s.pop_one("ranked", &["--lease", "1h"])), "p9a");
+    // Ordered groups: group a's head leased, b's ready.
+    s.run(&["push", "grouped", "--group", "a", "a1", "a2"]).ok();
+    s.run(&["push", "grouped", "--group", "b", "b1", "b2"]).ok();
+    assert_eq!(body(&s.pop_one("grouped", &["--lease", "1h"])), "a1");
     let receipts = leased.iter().map(|m| receipt(m).to_string()).collect();
     (s, receipts)
 }
@@ -61,6 +65,16 @@ fn ranked_order(cmd: &dyn Fn(&[&str]) -> Out) {
     let mut args = vec!["nack", "ranked"];
     args.extend(&rs);
     cmd(&args).ok();
+}
+
+/// What pops of `populated`'s queue `grouped` take (its lease of `a1`
+/// still holds): only group b's head; then, b1 acked, the next of b.
+fn grouped_order(cmd: &dyn Fn(&[&str]) -> Out) {
+    let got = cmd(&["pop", "grouped", "--count", "10", "--json"]).json();
+    assert_eq!(bodies(&got), ["b1"]);
+    cmd(&["nack", "grouped", receipt(&got[0])]).ok();
+    let v = cmd(&["stats", "grouped", "--json"]).json();
+    assert_eq!(v[0]["groups_blocked"], 1, "{v:?}");
 }
 
 /// Whether each of `populated`'s keys is held, through `cmd`: a push of
@@ -107,10 +121,10 @@ fn recorded(s: &Spool) -> String {
     store_in(&s.dir.join(".store"))
 }
 
-/// The store named by the record at `path` (`spoolmq-store 4 STORE CRC`), with a newline.
+/// The store named by the record at `path` (`spoolmq-store 5 STORE CRC`), with a newline.
 fn store_in(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    match text.strip_prefix("spoolmq-store 4 ") {
+    match text.strip_prefix("spoolmq-store 5 ") {
         Some(rest) => format!("{}\n", rest.split(' ').next().unwrap()),
         None => text,
     }
@@ -122,7 +136,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let before = snapshot(&s);
     let out = migrate(&s, other());
     assert!(
-        out.stdout_str().contains("migrated 5 queues"),
+        out.stdout_str().contains("migrated 6 queues"),
         "{}",
         out.stdout_str()
     );
@@ -169,6 +183,8 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     assert_eq!(keys_held(&cmd), [true, true, false]);
     // Priorities came along: the most urgent first.
     ranked_order(&cmd);
+    // And the groups.
+    grouped_order(&cmd);
     // And back again.
     let before = snapshot_with(&cmd);
     migrate(&s, STORE);
@@ -177,6 +193,7 @@ fn a_round_trip_keeps_every_message_its_state_and_its_receipt() {
     let here = |args: &[&str]| s.run(args);
     assert_eq!(keys_held(&here), [true, true, true]);
     ranked_order(&here);
+    grouped_order(&here);
     s.run(&["fsck"]).ok();
 }
 

@@ -23,6 +23,7 @@ fn slot(max_attempts: u32) -> Meta {
         expires_at_ms: 0,
         keyed: false,
         priority: 0,
+        group: None,
     }
 }
 

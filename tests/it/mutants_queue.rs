@@ -527,6 +527,9 @@ impl spoolmq::store::Store for Counting {
     ) -> spoolmq::Result<Option<spoolmq::store::Hold>> {
         self.inner.hold(key)
     }
+    fn grouped(&mut self) -> spoolmq::Result<bool> {
+        self.inner.grouped()
+    }
     fn unique(
         &mut self,
         m: &spoolmq::store::Meta,
@@ -697,6 +700,7 @@ fn exported(state: &str, attempts: u32, ready_at_ms: Option<u64>, body: &str) ->
         expired: false,
         unique: None,
         priority: 0,
+        group: None,
         body: body.as_bytes().to_vec(),
         last_failure: None,
     }

@@ -154,6 +154,10 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
     // Priorities.
     fs(&["push", "ranked", "plain"]).ok();
     fs(&["push", "ranked", "--priority", "7", "p7"]).ok();
+    // An ordered group, its head leased.
+    fs(&["push", "grouped", "--group", "g", "g1", "g2"]).ok();
+    fs(&["push", "grouped", "other"]).ok();
+    fs(&["pop", "grouped", "--lease", "1h"]).ok();
     let skewed = run(bare_spoolmq()
         .env("SPOOLMQ_STORE", "fs")
         .env("SPOOLMQ_TEST_CLOCK_SKEW_MS", "10000")
@@ -186,6 +190,12 @@ fn a_spool_migrates_into_postgres_and_back_keeping_everything() {
         bodies(&ranked.ok().json()),
         ["p7", "plain"],
         "priorities came along"
+    );
+    let grouped = s.run(&["peek", "grouped", "--count", "3", "--json"]);
+    assert_eq!(
+        bodies(&grouped.ok().json()),
+        ["other"],
+        "the group came along, its head still leased"
     );
     // The lease taken before the migration still acks there.
     let receipt = leased[0]["receipt"].as_str().unwrap();
@@ -247,7 +257,7 @@ fn a_schema_1_database_is_brought_up_to_date_and_keeps_its_messages() {
     .unwrap();
     let key = keygen_into(&s.scratch().join("k"));
     keyed(&s, &key, &["push", "secret", "x"]).ok();
-    assert_eq!(schema_version(&mut c, schema), 6);
+    assert_eq!(schema_version(&mut c, schema), 7);
     // Priorities work on the database brought up to date.
     s.run(&["push", "q", "--priority", "9", "urgent"]).ok();
     assert_eq!(body(&s.pop_one("q", &[])), "urgent");
@@ -360,7 +370,7 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
     s.push_stdin("q", fresh.as_bytes());
     assert_eq!(storage(&mut c), "e");
     assert_eq!(compressed(&mut c), [false, true, false]);
-    assert_eq!(schema_version(&mut c, &schema), 6);
+    assert_eq!(schema_version(&mut c, &schema), 7);
     let peeked = s.run(&["peek", "q", "--count", "3", "--json"]);
     peeked.ok();
     assert_eq!(

@@ -24,7 +24,7 @@ fn the_spool_records_its_store_and_refuses_another() {
     let s = Spool::new();
     s.push("q", &["a"]);
     let record = std::fs::read_to_string(s.dir.join(".store")).unwrap();
-    assert!(record.starts_with("spoolmq-store 4 sqlite "), "{record:?}");
+    assert!(record.starts_with("spoolmq-store 5 sqlite "), "{record:?}");
     let mode = std::fs::metadata(db(&s)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the database is private to its owner");
     // Later commands need no flag; naming the other store is a usage error.
@@ -264,7 +264,7 @@ fn a_database_of_schema_2_is_read_as_it_is_and_upgraded_by_the_first_write() {
     // The first write upgrades: the receipt of the leased message still acks it.
     let receipt = recorded("leased-receipt");
     go(&["ack", "work", receipt.trim()]).ok();
-    assert_eq!(user_version(&db), 7);
+    assert_eq!(user_version(&db), 8);
     let out = go(&["export", "work"]);
     out.ok();
     let want: String = recorded("export-work.jsonl")
@@ -323,7 +323,7 @@ fn a_database_of_schema_1_is_brought_up_to_date_and_keeps_its_messages() {
         "x",
     ]))
     .ok();
-    assert_eq!(user_version(&db), 7);
+    assert_eq!(user_version(&db), 8);
     let msgs = go(&["pop", "work", "--json", "--count", "2"]);
     msgs.ok();
     assert_eq!(bodies(&msgs.json()), ["five", "six"]);
@@ -422,7 +422,7 @@ fn a_database_of_schema_3_keeps_every_message_and_then_records_failures() {
         "after the upgrade",
     ])
     .ok();
-    assert_eq!(user_version(&db), 7);
+    assert_eq!(user_version(&db), 8);
     let out = go(&["export", "work"]);
     out.ok();
     let after = out.json();

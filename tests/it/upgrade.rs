@@ -36,6 +36,16 @@
 //! It opens the same way, both keys stay held, and the first push with a
 //! priority of this release makes it version 4 (sqlite: schema 7) and is
 //! served first.
+//!
+//! And a spool of each local store made by the release before ordered
+//! groups (commit e3749d0, `tests/fixtures/release-e3749d0.tar.gz`,
+//! `.store` version 4, sqlite schema 7: queue `work` as the third
+//! fixture's, plus messages pushed with priorities 5 (acked), 2 with a key
+//! (nacked once, then acked) and 7 (waiting), the fs one with lane files),
+//! made by `tests/fixtures/make-e3749d0.sh` with that commit's binary. It
+//! opens the same way, its keys stay held and its priorities served first,
+//! and the first push in a group of this release makes it version 5
+//! (sqlite: schema 8).
 
 use crate::env_fs as common;
 
@@ -66,7 +76,7 @@ impl Old {
         let store = self.store;
         let record = std::fs::read_to_string(self.dir().join(".store")).unwrap();
         assert!(
-            record.starts_with(&format!("spoolmq-store 4 {store} ")),
+            record.starts_with(&format!("spoolmq-store 5 {store} ")),
             "{store}: {record:?}"
         );
         if store == "sqlite" {
@@ -74,7 +84,7 @@ impl Old {
             let v: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap();
-            assert_eq!(v, 7, "the first write brought the schema up to date");
+            assert_eq!(v, 8, "the first write brought the schema up to date");
         }
     }
 
@@ -348,6 +358,59 @@ fn a_spool_of_the_release_before_priorities_keeps_every_message_and_key_and_take
         assert_eq!(
             got,
             ["urgent", "failing", "expires", "r1", "r2", "r-ttl", "keyed"],
+            "{store}"
+        );
+        old.fsck_is_clean();
+    }
+}
+
+#[test]
+fn a_spool_of_the_release_before_groups_keeps_every_message_key_and_priority_and_takes_groups() {
+    for store in ["fs", "sqlite"] {
+        let old = Old::of("release-e3749d0.tar.gz", store);
+        let recorded = old.reads_as_it_was(
+            9,
+            &[
+                ("ready", 5),
+                ("leased", 1),
+                ("delayed", 1),
+                ("dead", 2),
+                ("expired", 1),
+                ("pushed", 13),
+                ("acked", 4),
+            ],
+        );
+        let receipt = old.recorded("leased-receipt", "");
+        old.run(&["ack", "work", receipt.trim()]).ok();
+        // The waiting message's key and the acked one's window are held;
+        // the key of the one acked without a window is free.
+        for (key, held) in [("k-held", true), ("k-window", true)] {
+            let out = old.run(&["push", "work", "--key", key, "again", "--json"]);
+            assert_eq!(out.ok().json()[0]["duplicate"], held, "{store}: {key}");
+        }
+        let waiting = recorded.iter().find(|m| m["body"] == "waiting-7").unwrap();
+        assert_eq!(waiting["priority"], 7, "{store}");
+        // A push in a group of this release: the record says so.
+        let out = old.run(&["push", "work", "--group", "g", "grouped"]);
+        let new_id = out.ok().lines().remove(0);
+        old.is_this_releases();
+        let last = old.kept_all_but_the_leased(&recorded, &new_id);
+        assert_eq!(last["group_hash"], "f352b8786350040e", "{store}: {last}");
+        // Dead letters come back; the priority 7 one is served first, the
+        // rest in their order, the grouped one among them.
+        let got = old.retried_then_popped(2);
+        assert_eq!(
+            got,
+            [
+                "waiting-7",
+                "failing",
+                "expires",
+                "r1",
+                "r2",
+                "r-ttl",
+                "keyed",
+                "grouped"
+            ],
             "{store}"
         );
         old.fsck_is_clean();

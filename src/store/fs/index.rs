@@ -25,7 +25,11 @@
 //! 0 and 1: long, keyed): its record has the keyed header. A message
 //! pushed with a priority (1 to 9) has the long layout with its priority
 //! in the high four bits of `layout` (`0x11`, `0x13`, ... `0x93`): its
-//! record has the ranked header (`SPM4`).
+//! record has the ranked header (`SPM4`). A message pushed in a group has
+//! the long layout with bit 2 of `layout` set (`0x05`, or `0x07` with a
+//! key; its priority is 0): its record has the grouped header (`SPM5`),
+//! and the group's key is kept beside the slots, in the `groups` cache
+//! (`crate::store::fs::groups`), not in the slot.
 //!
 //! `state` 0 means "never written" (a hole in the file reads as zeros); the
 //! CRC32 covers bytes `0..60`. `segment` is the base seq that names the
@@ -100,6 +104,14 @@ const LAYOUT_LONG: u8 = 1;
 const LAYOUT_KEYED: u8 = 3;
 /// Where a slot's layout byte keeps the message's priority (its high bits).
 const LAYOUT_PRIORITY_SHIFT: u8 = 4;
+/// The layout bit of a long slot whose message is in a group: its record
+/// is grouped (`SPM5`) and keeps the group's key, as the `groups` cache
+/// does (`crate::store::fs::groups`).
+const LAYOUT_GROUPED: u8 = 4;
+/// What a slot decodes to for a message in a group: the key is not in the
+/// slot, so the store reads it from the `groups` cache (or the record)
+/// before it hands the message out. No group name hashes to it.
+pub(super) const GROUP_UNREAD: crate::store::GroupKey = crate::store::GroupKey(u64::MAX);
 
 /// Where the slot of message `seq` starts in `slots`: `seq * 64` (slot 0,
 /// at offset 0, is the stamp). Every read and write of a slot, and every
@@ -176,6 +188,11 @@ pub(super) fn encode_slot_without_crc(m: &Slot) -> [u8; SLOT_LEN] {
         .and_then(|d| u32::try_from(d).ok());
     if let (true, Some(back)) = (m.loc.long, back) {
         let layout = if m.keyed { LAYOUT_KEYED } else { LAYOUT_LONG };
+        let layout = if m.group.is_some() {
+            layout | LAYOUT_GROUPED
+        } else {
+            layout
+        };
         b[1] = layout | (m.priority.min(crate::store::MAX_PRIORITY) << LAYOUT_PRIORITY_SHIFT);
         b[16..20].copy_from_slice(&back.to_le_bytes());
         let expires = (m.expires_at_ms / 1000).min(u64::from(u32::MAX)) as u32;
@@ -211,10 +228,13 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
             return Err(SlotDamage::Empty);
         }
         // The layout byte is 0, 1 or 3 and, for 1 and 3, a priority of 0
-        // to 9, so that a slot decodes only from the one encoding (found
-        // by fuzzing).
+        // to 9, or 5 or 7 (grouped) with priority 0, so that a slot decodes
+        // only from the one encoding (found by fuzzing).
         let (layout, priority) = (b[1] & 0x0f, b[1] >> LAYOUT_PRIORITY_SHIFT);
+        let grouped = layout & LAYOUT_GROUPED != 0;
+        let layout = layout & !LAYOUT_GROUPED;
         let layout_known = matches!(layout, 0 | LAYOUT_LONG | LAYOUT_KEYED)
+            && !(grouped && (layout == 0 || priority != 0))
             && (priority == 0 || (layout != 0 && priority <= crate::store::MAX_PRIORITY));
         if crc32fast::hash(&b[0..60]) != u32_at(b, 60) || !layout_known {
             return Err(SlotDamage::Bad);
@@ -248,6 +268,7 @@ pub fn decode_slot(b: &[u8]) -> Result<Slot, SlotDamage> {
             expires_at_ms,
             keyed: layout == LAYOUT_KEYED,
             priority,
+            group: grouped.then_some(GROUP_UNREAD),
         })
     }
 }
@@ -582,6 +603,7 @@ mod tests {
             expires_at_ms: 0,
             keyed: false,
             priority: 0,
+            group: None,
         }
     }
 

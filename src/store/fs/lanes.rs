@@ -419,7 +419,7 @@ impl FsStore {
                     ))));
                 }
                 prev = seq;
-                let m = match self.get_meta(seq)? {
+                let m = match self.get_slot(seq)? {
                     Some(m) if m.priority != p => {
                         return Ok(Err(Damaged(format!(
                             "{}: offset {at}: message {seq} is not of priority {p}",

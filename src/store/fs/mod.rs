@@ -141,6 +141,7 @@ pub(crate) mod check;
 mod checkpoint;
 mod commit;
 mod failures;
+mod groups;
 pub mod holds;
 mod lanes;
 #[cfg(test)]
@@ -261,6 +262,8 @@ pub struct FsStore {
     hold_table: Option<holds::HoldTable>,
     /// The lane files ([`lanes`]), opened on first use.
     lanes: lanes::LaneFiles,
+    /// The groups cache ([`groups`]), opened on first use.
+    group_cache: Option<Arc<dyn FileIo>>,
     /// The target of a move ([`moves`]), open and locked.
     target: Option<Box<FsStore>>,
     // Held last: dropped after everything above is written.
@@ -352,6 +355,10 @@ impl Store for FsStore {
 
     fn hold(&mut self, key: &UniqueKey) -> Result<Option<Hold>> {
         self.find_hold(key)
+    }
+
+    fn grouped(&mut self) -> Result<bool> {
+        self.had_groups()
     }
 
     fn unique(&mut self, meta: &Meta) -> Result<Option<(UniqueKey, u64)>> {
@@ -466,7 +473,7 @@ impl FsStore {
     fn record_failures_fs(&mut self, items: &[(u64, Failure)]) -> Result<()> {
         let mut keep = Vec::new();
         for (seq, f) in items {
-            if self.get_meta(*seq)?.is_some_and(|m| m.state.is_live()) {
+            if self.get_slot(*seq)?.is_some_and(|m| m.state.is_live()) {
                 keep.push((*seq, f.clone()));
             }
         }
@@ -480,7 +487,7 @@ impl FsStore {
         let seqs: Vec<u64> = self.fail_log()?.seqs().collect();
         let mut live = Vec::new();
         for seq in seqs {
-            if self.get_meta(seq)?.is_some_and(|m| m.state.is_live()) {
+            if self.get_slot(seq)?.is_some_and(|m| m.state.is_live()) {
                 live.push(seq);
             }
         }
@@ -532,6 +539,7 @@ mod testing {
             expires_at_ms: 0,
             unique: None,
             priority: 0,
+            group: None,
         })
     }
 

@@ -136,6 +136,7 @@ impl FsStore {
             failures: None,
             hold_table: None,
             lanes: Default::default(),
+            group_cache: None,
             target: None,
             _lock: lock,
         };

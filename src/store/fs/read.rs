@@ -45,6 +45,29 @@ impl FsStore {
         from: Scan,
         visit: &mut dyn FnMut(&Meta) -> Step,
     ) -> Result<()> {
+        // A message in a group is handed out with its group, read from the
+        // groups cache ([`super::groups`]) chunk by chunk beside the slots.
+        let mut groups = self.group_reader()?;
+        let mut failed = None;
+        let visit = &mut |m: &Meta| {
+            let mut m = *m;
+            match groups.fill(&mut m) {
+                Ok(()) => visit(&m),
+                Err(e) => {
+                    failed = Some(e);
+                    Step::Stop
+                }
+            }
+        };
+        let scanned = self.scan_filled(from, visit);
+        match failed {
+            Some(e) => Err(e),
+            None => scanned,
+        }
+    }
+
+    /// [`FsStore::scan_slots`], its messages' groups filled in by `visit`.
+    fn scan_filled(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
         // A delivery scan reads the lanes first ([`super::lanes`]), then
         // the slots for the rest: the plain messages, and any prioritised
         // one its lane did not hold.
@@ -123,8 +146,18 @@ impl FsStore {
         Ok(())
     }
 
-    /// [`crate::store::Store::get`].
+    /// [`crate::store::Store::get`]: the message with its group.
     pub(super) fn get_meta(&mut self, seq: u64) -> Result<Option<Meta>> {
+        let Some(mut m) = self.get_slot(seq)? else {
+            return Ok(None);
+        };
+        self.group_reader()?.fill(&mut m)?;
+        Ok(Some(m))
+    }
+
+    /// The slot of `seq`, decoded (a message in a group with its group not
+    /// yet read).
+    pub(super) fn get_slot(&mut self, seq: u64) -> Result<Option<Meta>> {
         if seq < self.h.punched || seq >= self.h.next_seq || seq == 0 {
             return Ok(None);
         }

@@ -68,6 +68,8 @@ impl FsStore {
         // Best effort: a file system without hole punching keeps the bytes.
         if to > from && self.slots.punch_hole(from, to - from).unwrap_or(false) {
             self.h.punched = slot_at(to);
+            // And the groups cache's entries of those seqs with them.
+            self.punch_groups(self.h.punched)?;
         }
         Ok(())
     }

@@ -29,7 +29,17 @@
 //! +0      +4         +8     +16         +24          +32     +36       +40          +44      +45   +46 +48      +64        +68        +72
 //! | SPM4  | body_len | seq  | pushed_at | not_before | ttl_s | expires | unique_for_s | priority| flags| 0 | key    | body_crc | head_crc | body ...
 //! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32          | u8 1-9  | u8   | u16| 16 B  | u32      | u32      |
+//!
+//! grouped record (80-byte header + body): a message pushed in a group
+//! +0      +4         +8     +16         +24          +32     +36       +40          +44 +45   +46 +48      +64    +72        +76        +80
+//! | SPM5  | body_len | seq  | pushed_at | not_before | ttl_s | expires | unique_for_s | 0 | flags| 0 | key    | group| body_crc | head_crc | body ...
+//! | magic | u32      | u64  | u64 ms    | u64 ms     | u32   | u32 s   | u32          | u8| u8   | u16| 16 B  | u64  | u32      | u32      |
 //! ```
+//!
+//! * A grouped record (format 5) is the ranked layout with priority 0 (a
+//!   grouped message has none) and the group's key
+//!   (`crate::model::group::GroupKey`, never 0) at +64; flag bit 0 at +45
+//!   says it has a unique key. Only messages pushed with `--group` get it.
 //!
 //! * A ranked record (format 4) is the keyed layout with the message's
 //!   `--priority` (1 to 9) at +44 and, at +45, flag bit 0: it has a unique
@@ -76,16 +86,20 @@ pub const LONG_RECORD_MAGIC: [u8; 4] = *b"SPM2";
 pub const KEYED_RECORD_MAGIC: [u8; 4] = *b"SPM3";
 /// Magic bytes at the start of a ranked record (one with a priority).
 pub const RANKED_RECORD_MAGIC: [u8; 4] = *b"SPM4";
-/// The flag bit at +45 of a ranked record: it has a unique key.
+/// Magic bytes at the start of a grouped record (one in a group).
+pub const GROUPED_RECORD_MAGIC: [u8; 4] = *b"SPM5";
+/// The flag bit at +45 of a ranked or grouped record: it has a unique key.
 const RANKED_KEYED: u8 = 1;
 /// Length of a record header (the short one).
 pub const RECORD_HEADER_LEN: usize = 40;
 /// Length of a long record's header.
 pub const LONG_HEADER_LEN: usize = 48;
-/// Length of a keyed record's header: the most bytes a header takes.
+/// Length of a keyed (or ranked) record's header.
 pub const KEYED_HEADER_LEN: usize = 72;
+/// Length of a grouped record's header: the most bytes a header takes.
+pub const GROUPED_HEADER_LEN: usize = 80;
 /// The most bytes a record header takes.
-pub const MAX_HEADER_LEN: usize = KEYED_HEADER_LEN;
+pub const MAX_HEADER_LEN: usize = GROUPED_HEADER_LEN;
 
 /// Which header a record has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +112,17 @@ pub enum Kind {
     Keyed,
     /// A priority above 0 (and maybe a key and a TTL): `SPM4`.
     Ranked,
+    /// A group (and maybe a key and a TTL; no priority): `SPM5`.
+    Grouped,
 }
 
 impl Kind {
     /// The kind of a record with a TTL of `ttl_ms` (0: none), `keyed` or
-    /// not, and of `priority`.
-    pub fn of(ttl_ms: u64, keyed: bool, priority: u8) -> Kind {
-        if priority > 0 {
+    /// not, of `priority`, `grouped` or not.
+    pub fn of(ttl_ms: u64, keyed: bool, priority: u8, grouped: bool) -> Kind {
+        if grouped {
+            Kind::Grouped
+        } else if priority > 0 {
             Kind::Ranked
         } else if keyed {
             Kind::Keyed
@@ -117,7 +135,9 @@ impl Kind {
 
     /// The kind of the record of a message, as its slot says.
     pub fn of_meta(m: &crate::store::Meta) -> Kind {
-        if m.priority > 0 {
+        if m.group.is_some() {
+            Kind::Grouped
+        } else if m.priority > 0 {
             Kind::Ranked
         } else if m.keyed {
             Kind::Keyed
@@ -134,6 +154,7 @@ impl Kind {
             Kind::Short => RECORD_HEADER_LEN,
             Kind::Long => LONG_HEADER_LEN,
             Kind::Keyed | Kind::Ranked => KEYED_HEADER_LEN,
+            Kind::Grouped => GROUPED_HEADER_LEN,
         }
     }
 }
@@ -159,6 +180,8 @@ pub struct RecordHeader {
     pub unique: Option<(UniqueKey, u64)>,
     /// Its priority (0: not a ranked record).
     pub priority: u8,
+    /// Its group: a grouped record.
+    pub group: Option<crate::model::group::GroupKey>,
 }
 
 impl RecordHeader {
@@ -174,7 +197,12 @@ impl RecordHeader {
 
     /// Which header it has.
     pub fn kind(&self) -> Kind {
-        Kind::of(self.ttl_ms, self.unique.is_some(), self.priority)
+        Kind::of(
+            self.ttl_ms,
+            self.unique.is_some(),
+            self.priority,
+            self.group.is_some(),
+        )
     }
 
     /// Length of its header: where its body starts.
@@ -267,6 +295,8 @@ pub struct Fields {
     pub unique: Option<(UniqueKey, u64)>,
     /// 1 to 9: a ranked record; 0: none.
     pub priority: u8,
+    /// Its group: a grouped record (its priority is then 0).
+    pub group: Option<crate::model::group::GroupKey>,
 }
 
 /// Appends one encoded record to `out`.
@@ -286,6 +316,7 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
         expires_at_ms: 0,
         unique: None,
         priority: 0,
+        group: None,
     };
     encode_fields(f, body, out);
 }
@@ -297,8 +328,14 @@ pub fn encode(seq: u64, pushed_at_ms: u64, not_before_ms: u64, body: &[u8], out:
 pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
     debug_assert!(body.len() as u64 <= MAX_BODY);
     let ttl_s = f.ttl_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
-    let kind = Kind::of(u64::from(ttl_s), f.unique.is_some(), f.priority);
+    let kind = Kind::of(
+        u64::from(ttl_s),
+        f.unique.is_some(),
+        f.priority,
+        f.group.is_some(),
+    );
     out.extend_from_slice(match kind {
+        Kind::Grouped => &GROUPED_RECORD_MAGIC,
         Kind::Ranked => &RANKED_RECORD_MAGIC,
         Kind::Keyed => &KEYED_RECORD_MAGIC,
         Kind::Short => &RECORD_MAGIC,
@@ -317,18 +354,21 @@ pub(super) fn encode_without_crcs(f: Fields, body: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(&ttl_s.to_le_bytes());
         out.extend_from_slice(&expires.to_le_bytes());
     }
-    if matches!(kind, Kind::Keyed | Kind::Ranked) {
+    if matches!(kind, Kind::Keyed | Kind::Ranked | Kind::Grouped) {
         let (key, window_ms) = f.unique.unwrap_or((UniqueKey([0; 16]), 0));
         let window_s = window_ms.div_ceil(1000).min(u64::from(u32::MAX)) as u32;
         out.extend_from_slice(&window_s.to_le_bytes());
         let flags = if f.unique.is_some() { RANKED_KEYED } else { 0 };
-        let (rank, flags) = if kind == Kind::Ranked {
-            (f.priority.min(crate::store::MAX_PRIORITY), flags)
-        } else {
-            (0, 0)
+        let (rank, flags) = match kind {
+            Kind::Ranked => (f.priority.min(crate::store::MAX_PRIORITY), flags),
+            Kind::Grouped => (0, flags),
+            _ => (0, 0),
         };
         out.extend_from_slice(&[rank, flags, 0, 0]);
         out.extend_from_slice(&key.0);
+    }
+    if let (Kind::Grouped, Some(g)) = (kind, f.group) {
+        out.extend_from_slice(&g.0.to_le_bytes());
     }
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(body);
@@ -340,6 +380,7 @@ fn head_len_of(magic: &[u8]) -> Option<usize> {
         m if m == RECORD_MAGIC => Some(RECORD_HEADER_LEN),
         m if m == LONG_RECORD_MAGIC => Some(LONG_HEADER_LEN),
         m if m == KEYED_RECORD_MAGIC || m == RANKED_RECORD_MAGIC => Some(KEYED_HEADER_LEN),
+        m if m == GROUPED_RECORD_MAGIC => Some(GROUPED_HEADER_LEN),
         _ => None,
     }
 }
@@ -394,11 +435,20 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
     if crc32fast::hash(&buf[0..crc_at + 4]) != u32_at(buf, crc_at + 4) {
         return Err(Damage::BadHeaderCrc);
     }
+    let grouped = buf[0..4] == GROUPED_RECORD_MAGIC;
     let ranked = buf[0..4] == RANKED_RECORD_MAGIC;
-    let (priority, keyed) = if ranked {
+    let (priority, keyed) = if ranked || grouped {
         (buf[44], buf[45] == RANKED_KEYED)
     } else {
         (0, head == KEYED_HEADER_LEN)
+    };
+    let group = if grouped {
+        Some(
+            crate::model::group::GroupKey::from_stored(u64_at(buf, 64))
+                .ok_or(Damage::BadHeaderCrc)?,
+        )
+    } else {
+        None
     };
     let (ttl_s, expires_s) = if head == RECORD_HEADER_LEN {
         (0, 0)
@@ -411,9 +461,10 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
         let odd = (ttl_s == 0) != (expires_s == 0)
             || (head == LONG_HEADER_LEN && ttl_s == 0)
             || (head == KEYED_HEADER_LEN && !ranked && u32_at(buf, 44) != 0)
-            || (ranked
-                && (!(1..=crate::store::MAX_PRIORITY).contains(&priority)
-                    || buf[45] & !RANKED_KEYED != 0
+            || (ranked && !(1..=crate::store::MAX_PRIORITY).contains(&priority))
+            || (grouped && priority != 0)
+            || ((ranked || grouped)
+                && (buf[45] & !RANKED_KEYED != 0
                     || buf[46..48] != [0, 0]
                     || (!keyed && (u32_at(buf, 40) != 0 || buf[48..64] != [0; 16]))));
         if odd {
@@ -436,6 +487,7 @@ pub fn decode_header(buf: &[u8]) -> Result<RecordHeader, Damage> {
         expires_at_ms: u64::from(expires_s) * 1000,
         unique,
         priority,
+        group,
     };
     if u64::from(header.body_len) > MAX_BODY {
         return Err(Damage::TooLong);
@@ -514,6 +566,7 @@ mod tests {
                 expires_at_ms: ttl_ms * 7,
                 unique: (seq == 2).then_some((UniqueKey::of(b"k"), 60_000)),
                 priority: (seq == 3) as u8 * 7,
+                group: None,
             };
             encode_fields(f, body, &mut want);
             encode_without_crcs(f, body, &mut got);
@@ -570,6 +623,7 @@ mod tests {
             expires_at_ms: 1_700_000_009_000,
             unique: None,
             priority: 0,
+            group: None,
         };
         let mut buf = Vec::new();
         encode_fields(f, b"xyz", &mut buf);
@@ -619,6 +673,7 @@ mod tests {
             expires_at_ms: if ttl_ms > 0 { 1_700_000_009_000 } else { 0 },
             unique,
             priority,
+            group: None,
         }
     }
 

@@ -329,6 +329,7 @@ impl FsStore {
                     expires_at_ms: 0,
                     keyed: false,
                     priority: 0,
+                    group: None,
                 },
                 base,
             )?;
@@ -359,6 +360,7 @@ impl FsStore {
                 expires_at_ms: header.expires_at_ms,
                 keyed: header.unique.is_some(),
                 priority: header.priority,
+                group: header.group,
             },
             base,
         )?;
@@ -370,6 +372,10 @@ impl FsStore {
         // And one with a priority its place in its lane.
         if header.priority > 0 && state.is_live() {
             self.adopt_lane(header.priority, header.seq)?;
+        }
+        // And one in a group its entry in the groups cache.
+        if let Some(g) = header.group {
+            self.put_groups(&[(header.seq, g)])?;
         }
         Ok(())
     }

@@ -311,6 +311,7 @@ fn decide(
         expires_at_ms: 0,
         keyed: false,
         priority: 0,
+        group: None,
     };
     match (exact, rec) {
         (Some(m), _) if !relocate || (is_final(m.state) && m.state != State::Corrupt) => {
@@ -322,6 +323,7 @@ fn decide(
                 len: r.body_len,
                 keyed: r.unique.is_some(),
                 priority: r.priority,
+                group: r.group,
                 ..m
             },
             Outcome::Known,
@@ -356,6 +358,7 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
         expires_at_ms: r.expires_at_ms,
         keyed: r.unique.is_some(),
         priority: r.priority,
+        group: r.group,
     };
     match fate {
         Fate::Live => match hint {
@@ -364,6 +367,7 @@ fn infer(seq: u64, hint: Option<Meta>, loc: Loc, r: &record::RecordHeader, fate:
                 len: r.body_len,
                 keyed: base.keyed,
                 priority: base.priority,
+                group: base.group,
                 ..h
             },
             _ if r.not_before_ms > 0 => Meta {
@@ -488,6 +492,7 @@ mod tests {
                 expires_at_ms: 0,
                 unique: None,
                 priority: 0,
+                group: None,
             },
         ))
     }
@@ -510,6 +515,7 @@ mod tests {
             },
             expires_at_ms: 0,
             priority: 0,
+            group: None,
             keyed: false,
         }
     }

@@ -61,6 +61,7 @@ impl FsStore {
                     ttl_ms: r.ttl_ms,
                     unique: r.unique,
                     priority: m.map_or(0, |m| m.priority),
+                    group: m.and_then(|m| m.group),
                     // The expiry the source kept (its state is committed below).
                     expires_at_ms: m.map_or(0, |m| m.expires_at_ms),
                     body: Cow::Borrowed(&r.body[..]),

@@ -44,6 +44,7 @@ type Keyed = Vec<(UniqueKey, Hold)>;
 struct After {
     keyed: Keyed,
     ranked: Vec<(u8, u64)>,
+    grouped: Vec<(u64, crate::store::GroupKey)>,
 }
 
 impl FsStore {
@@ -64,6 +65,8 @@ impl FsStore {
                 failpoint::hit("push.after-holds");
                 self.put_lanes(&after.ranked)?;
                 failpoint::hit("push.after-lanes");
+                self.put_groups(&after.grouped)?;
+                failpoint::hit("push.after-groups");
                 self.write_live().map(|_| (ids, rolled))
             });
         match published {
@@ -124,6 +127,9 @@ impl FsStore {
             if msg.priority > 0 {
                 after.ranked.push((msg.priority, b.next));
             }
+            if let Some(g) = msg.group {
+                after.grouped.push((b.next, g));
+            }
             if let Some((key, window)) = msg.unique {
                 let hold = Hold {
                     seq: b.next,
@@ -133,9 +139,13 @@ impl FsStore {
                 };
                 after.keyed.push((key, hold));
             }
-            let rec_len = record::Kind::of(msg.ttl_ms, msg.unique.is_some(), msg.priority)
-                .head_len() as u64
-                + msg.body.len() as u64;
+            let kind = record::Kind::of(
+                msg.ttl_ms,
+                msg.unique.is_some(),
+                msg.priority,
+                msg.group.is_some(),
+            );
+            let rec_len = kind.head_len() as u64 + msg.body.len() as u64;
             if b.len + rec_len > segment_limit() && b.len > segment::FIRST_RECORD {
                 self.roll(&mut b, created)?;
             }
@@ -329,7 +339,10 @@ impl Batch {
             Loc {
                 segment: self.base,
                 offset: self.len as u32,
-                long: msg.ttl_ms > 0 || msg.unique.is_some() || msg.priority > 0,
+                long: msg.ttl_ms > 0
+                    || msg.unique.is_some()
+                    || msg.priority > 0
+                    || msg.group.is_some(),
             },
         );
         let state = m.state;
@@ -342,6 +355,7 @@ impl Batch {
             expires_at_ms: msg.expires_at_ms,
             unique: msg.unique,
             priority: msg.priority,
+            group: msg.group,
         };
         record::encode_without_crcs(fields, &msg.body, &mut self.buf);
         self.slots

@@ -2,22 +2,27 @@
 //! one database, selected with `--url` (or `SPOOLMQ_URL`).
 //!
 //! ```text
-//! spoolmq_meta      version int                      schema version (6)
+//! spoolmq_meta      version int                      schema version (7)
 //! spoolmq_queues    name text PRIMARY KEY, salt, next_seq,
 //!                   ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes,
 //!                   key_id bytea (encrypted queues, crate::model::crypt; added in version 2),
-//!                   expired bigint (added in version 4)
+//!                   expired bigint (added in version 4), grouped boolean (a message
+//!                   was pushed in a group; added in version 7)
 //! spoolmq_messages  queue text, seq bigint (PRIMARY KEY (queue, seq)), state smallint,
 //!                   attempts int, max_attempts int, pushed_at bigint, until_ms bigint,
 //!                   receipt bytea(12), len int, body bytea, crc bigint (CRC32 of body),
 //!                   expires_at bigint (ms, 0: no TTL), ttl_ms bigint (added in version 4),
 //!                   unique_key bytea (16 bytes, NULL: none), unique_for bigint (ms)
 //!                   (added in version 5), priority smallint (0-9, 0: a plain
-//!                   push; added in version 6)
+//!                   push; added in version 6), grp bigint (the `--group`'s key,
+//!                   crate::model::group, as a signed integer; NULL: none;
+//!                   added in version 7)
 //!                   body: STORAGE EXTERNAL (out of line, uncompressed)
 //!                   index spoolmq_pending ON (queue, seq) WHERE state IN (1, 2, 3)
 //!                   index spoolmq_lanes ON (queue, priority DESC, seq)
 //!                   WHERE state IN (1, 2, 3) AND priority > 0 (added in version 6)
+//!                   (no index for groups: the delivery scan of spoolmq_pending
+//!                   meets a group's messages in push order)
 //! spoolmq_failures  queue text, seq bigint (PRIMARY KEY (queue, seq)), at_ms bigint,
 //!                   attempt int, kind smallint, code bigint, text text, stderr bytea:
 //!                   the last failure of a message (crate::model::failure, How::parts),
@@ -88,7 +93,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i32 = 6;
+const SCHEMA_VERSION: i32 = 7;
 /// Advisory lock key for the schema migration ("spoolmq" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_706f_6f6c_6d71;
 /// The channel `pop --wait` listens on; the payload is the queue's name.
@@ -194,6 +199,13 @@ CREATE INDEX IF NOT EXISTS spoolmq_lanes ON spoolmq_messages (queue, priority DE
     WHERE state IN (1, 2, 3) AND priority > 0;
 ";
 
+/// From schema 6 to 7: ordered groups. Both columns' defaults rewrite no
+/// row; no index (see the schema above).
+const SCHEMA_7: &str = "
+ALTER TABLE spoolmq_messages ADD COLUMN IF NOT EXISTS grp bigint;
+ALTER TABLE spoolmq_queues ADD COLUMN IF NOT EXISTS grouped boolean NOT NULL DEFAULT false;
+";
+
 /// From schema 2 to 3: the last failure of each message.
 const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
     queue text NOT NULL,
@@ -209,9 +221,9 @@ const SCHEMA_3: &str = "CREATE TABLE IF NOT EXISTS spoolmq_failures (
 
 const META_COLUMNS: &str =
     "seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, expires_at,
-    unique_key IS NOT NULL, priority";
+    unique_key IS NOT NULL, priority, grp";
 /// How many columns [`META_COLUMNS`] names: where the columns after them start.
-const META_LEN: usize = 11;
+const META_LEN: usize = 12;
 const COUNTER_COLUMNS: &str =
     "ready, delayed, leased, dead, pushed, acked, purged, corrupt, bytes, expired";
 
@@ -354,6 +366,7 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         tx.batch_execute(SCHEMA_4).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_5).pg(place, "create the schema")?;
         tx.batch_execute(SCHEMA_6).pg(place, "create the schema")?;
+        tx.batch_execute(SCHEMA_7).pg(place, "create the schema")?;
     } else {
         if !has(&mut tx, "spoolmq_queues", "key_id")? {
             tx.batch_execute(SCHEMA_2).pg(place, "update the schema")?;
@@ -373,6 +386,10 @@ fn migrate_schema_once(client: &mut Client, place: &str) -> Result<()> {
         }
         if !has(&mut tx, "spoolmq_messages", "priority")? {
             tx.batch_execute(SCHEMA_6).pg(place, "update the schema")?;
+        }
+        if !has(&mut tx, "spoolmq_messages", "grp")? || !has(&mut tx, "spoolmq_queues", "grouped")?
+        {
+            tx.batch_execute(SCHEMA_7).pg(place, "update the schema")?;
         }
         let settled: Option<bool> = tx
             .query_opt(BODY_SETTLED, &[])
@@ -509,6 +526,9 @@ fn meta_of(r: &postgres::Row) -> (Meta, bool) {
         priority: r
             .get::<_, i16>(10)
             .clamp(0, i16::from(crate::store::MAX_PRIORITY)) as u8,
+        group: r
+            .get::<_, Option<i64>>(11)
+            .and_then(|g| crate::store::GroupKey::from_stored(g as u64)),
     };
     (m, ok)
 }
@@ -900,7 +920,7 @@ impl PgStore {
             .client
             .copy_in(
                 "COPY spoolmq_messages (queue, seq, state, attempts, max_attempts, pushed_at, until_ms, receipt, len, body, crc,
-                   expires_at, ttl_ms, unique_key, unique_for, priority) FROM STDIN BINARY",
+                   expires_at, ttl_ms, unique_key, unique_for, priority, grp) FROM STDIN BINARY",
             )
             .pg(&place, "push")?;
         let types = [
@@ -920,14 +940,18 @@ impl PgStore {
             Type::BYTEA,
             Type::INT8,
             Type::INT2,
+            Type::INT8,
         ];
         let mut w = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut d = Deltas::default();
+        let mut grouped = false;
         for row in rows {
             let (m, body, ttl_ms, unique) = row?;
             let body: &[u8] = &body;
             let key = unique.map(|(k, _)| k.0.to_vec());
-            let values: [&(dyn ToSql + Sync); 16] = [
+            let group = m.group.map(|g| g.0 as i64);
+            grouped |= group.is_some();
+            let values: [&(dyn ToSql + Sync); 17] = [
                 &queue,
                 &(m.seq as i64),
                 &(m.state as u8 as i16),
@@ -944,11 +968,20 @@ impl PgStore {
                 &key,
                 &(unique.map_or(0, |(_, w)| w as i64)),
                 &i16::from(m.priority),
+                &group,
             ];
             w.write(&values).pg(&place, "push")?;
             d.add(m.state, body.len() as u32);
         }
         w.finish().pg(&place, "push")?;
+        if grouped {
+            self.client
+                .execute(
+                    "UPDATE spoolmq_queues SET grouped = true WHERE name = $1 AND NOT grouped",
+                    &[&queue],
+                )
+                .pg(&place, "push")?;
+        }
         Ok(d)
     }
 }
@@ -1073,6 +1106,10 @@ impl Store for PgStore {
         );
         let mut in_lanes = from == Scan::Delivery;
         let (mut after, mut lane) = (0i64, i16::from(crate::store::MAX_PRIORITY) + 1);
+        // Groups whose message another worker holds locked: the rest of
+        // the group is behind it (the queue's rule sees only what it is
+        // shown), so this scan shows none of them.
+        let mut held = std::collections::HashSet::new();
         loop {
             let rows = if in_lanes {
                 self.client
@@ -1087,12 +1124,18 @@ impl Store for PgStore {
                 // The row's own value (not clamped as `meta_of` does), so
                 // the next page starts right after it.
                 lane = r.get(10);
+                if m.group.is_some_and(|g| held.contains(&g)) {
+                    continue;
+                }
                 if from != Scan::Live {
                     let locked = self
                         .client
                         .query_opt(&row_sql, &[&self.queue, &after])
                         .pg(&self.place, "scan")?;
                     let Some(locked) = locked else {
+                        if let Some(g) = m.group {
+                            held.insert(g);
+                        }
                         continue;
                     };
                     (m, ok) = meta_of(&locked);
@@ -1280,6 +1323,17 @@ impl Store for PgStore {
             )
             .pg(&self.place, "read a key's hold")?;
         Ok(row.map(|r| hold_of(&r, 0)))
+    }
+
+    fn grouped(&mut self) -> Result<bool> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT grouped FROM spoolmq_queues WHERE name = $1",
+                &[&self.queue],
+            )
+            .pg(&self.place, "read the queue")?;
+        Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
     }
 
     fn unique(&mut self, m: &Meta) -> Result<Option<(UniqueKey, u64)>> {
