@@ -6,7 +6,9 @@
 # push per group: every group's head is near the front of its block), and
 # the worst case: a plain push and pop+ack behind one group of N lines
 # whose head is leased, so each pop reads past the N-1 messages waiting
-# behind it (against a plain push and pop+ack of the plain queue).
+# behind it (against a plain push and pop+ack of the plain queue); and
+# `stats` of that queue (which reads every waiting message of a queue that
+# has had groups, to count the blocked ones) against the plain queue's.
 #
 #   bench/groups.sh [--lines N] [--reps R] [--cycles C] [--bin PATH] [--store fs|sqlite]
 set -euo pipefail
@@ -47,6 +49,15 @@ r=$(medians cycle "$SCRATCH/plain$REPS" "$MIXED")
 read -r pp pm <<<"$r"
 r=$(medians2 plain_cycle "$SCRATCH/plain$REPS" plain_cycle "$BLOCKED")
 read -r bp bb <<<"$r"
+stats_time() {
+  local t0 t1
+  t0=$(now)
+  "$BIN" --dir "$1" stats q --json >/dev/null
+  t1=$(now)
+  echo $((t1 - t0))
+}
+r=$(medians stats_time "$SCRATCH/plain$REPS" "$BLOCKED")
+read -r sp sb <<<"$r"
 blocked=$("$BIN" --dir "$BLOCKED" stats q --json | sed 's/.*"groups_blocked":\([0-9]*\).*/\1/')
 [[ $blocked == 1 ]] || { echo "groups.sh: $blocked groups blocked, not 1" >&2; exit 1; }
 
@@ -58,3 +69,4 @@ awk -v a="$dp" -v b="$dg" -v n="$LINES" 'BEGIN { printf "%-46s %9.1f MB %11.1f M
   printf "%-46s %10.1f B %12.1f B\n", "  per message", a / n, b / n }'
 awk -v a="$pp" -v b="$pm" -v n="$LINES" 'BEGIN { printf "%-46s %9.2f ms %11.2f ms %7.2fx\n", "pop+ack at depth " n ", ten groups", a / 1e3, b / 1e3, b / a }'
 awk -v a="$bp" -v b="$bb" -v n="$LINES" 'BEGIN { printf "%-46s %9.2f ms %11.2f ms %7.2fx\n", "push + pop+ack behind a blocked group of " n, a / 1e3, b / 1e3, b / a }'
+awk -v a="$sp" -v b="$sb" -v n="$LINES" 'BEGIN { printf "%-46s %9.2f ms %11.2f ms %7.2fx\n", "stats at depth " n ", one group blocked", a / 1e3, b / 1e3, b / a }'

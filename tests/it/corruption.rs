@@ -1615,6 +1615,77 @@ fn damage_to_a_lane_file_loses_no_message_and_the_order_comes_back() {
     });
 }
 
+/// The groups cache (`QUEUE/groups`) damaged every way: it only saves
+/// record reads, so every message is there, each group still goes one at
+/// a time in push order, and fsck is clean.
+#[test]
+fn damage_to_the_groups_cache_loses_no_message_and_keeps_each_group_in_order() {
+    let template = Spool::new();
+    for g in ["a", "b"] {
+        let lines: String = (0..20).map(|i| format!("{g}-{i:02}\n")).collect();
+        template
+            .run_stdin(&["push", Q, "--lines", "--group", g], lines.as_bytes())
+            .ok();
+    }
+    template.run(&["push", Q, "plain"]).ok();
+    let mut rng = Rng::new(77);
+    rounds(12, |round| {
+        let s = Spool::new();
+        copy_tree(&template.dir, &s.dir);
+        let p = s.queue_dir(Q).join("groups");
+        let len = fs::metadata(&p).unwrap().len();
+        let what = match round % 6 {
+            0 => "left alone".to_string(),
+            1 | 2 => {
+                let at = rng.below(len);
+                flip(&p, &[at], &mut rng);
+                format!("byte {at} flipped")
+            }
+            3 => {
+                let at = rng.below(len);
+                truncate(&p, at);
+                format!("cut at {at}")
+            }
+            4 => {
+                fs::write(&p, rng.bytes(len as usize)).unwrap();
+                "garbage in its place".into()
+            }
+            _ => {
+                fs::remove_file(&p).unwrap();
+                "removed".into()
+            }
+        };
+        // Each pop takes the head of each group (and the plain one first
+        // time): 20 pops, each acked.
+        let mut got: BTreeMap<char, Vec<String>> = BTreeMap::new();
+        for i in 0..25 {
+            let out = sm(&s, &["pop", Q, "--count", "10", "--json"]);
+            if out.code == 3 {
+                break;
+            }
+            let ms = out.ok().json();
+            let mut groups = BTreeSet::new();
+            for m in &ms {
+                let b = body(m).to_string();
+                if b != "plain" {
+                    let g = b.chars().next().unwrap();
+                    assert!(groups.insert(g), "{what}: pop {i} took two of group {g}");
+                    got.entry(g).or_default().push(b);
+                }
+            }
+            let mut args = vec!["ack", Q];
+            args.extend(ms.iter().map(receipt));
+            sm(&s, &args).ok();
+        }
+        for g in ['a', 'b'] {
+            let want: Vec<String> = (0..20).map(|i| format!("{g}-{i:02}")).collect();
+            assert_eq!(got.get(&g), Some(&want), "{what}: group {g}");
+        }
+        sm(&s, &["fsck"]).ok();
+        assert_counters_add_up(&s, &what);
+    });
+}
+
 // ---------------------------------------------------------------- lock
 
 #[test]
@@ -1729,6 +1800,7 @@ impl RootFixture {
             &["push", "e", "--key", "e1", "--unique-for", "1h", "e1"],
             false,
         );
+        go(&["push", "g", "--group", "x", "g1", "g2"], false);
         let mut f = RootFixture {
             template,
             key,
@@ -2186,6 +2258,10 @@ const COVERED: &[(&str, fn())] = &[
         "Q/lane-*",
         damage_to_a_lane_file_loses_no_message_and_the_order_comes_back,
     ),
+    (
+        "Q/groups",
+        damage_to_the_groups_cache_loses_no_message_and_keeps_each_group_in_order,
+    ),
 ];
 
 /// The kind of file at `rel` (a path in the spool): its name at the root, `Q/NAME` in a queue
@@ -2248,6 +2324,7 @@ fn every_file_a_full_workload_leaves_has_a_corruption_case() {
         "Q/lock",
         "Q/failures",
         "Q/holds",
+        "Q/groups",
     ] {
         assert!(
             seen.contains(kind),

@@ -82,7 +82,9 @@ fn decode_entry(e: &[u8], seq: u64) -> Option<GroupKey> {
 pub(super) struct GroupReader {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
-    file: Option<Arc<dyn FileIo>>,
+    /// The cache file: `None` until first needed (a scan of a queue with
+    /// no group opens nothing), then `Some(None)` if there is none.
+    file: Option<Option<Arc<dyn FileIo>>>,
     /// Write back the entries found wrong.
     writable: bool,
     segments: HashMap<u64, Arc<dyn FileIo>>,
@@ -103,7 +105,7 @@ impl GroupReader {
         if let Some(g) = self.in_record(m)? {
             m.group = Some(g);
             if self.writable
-                && let Some(f) = &self.file
+                && let Some(Some(f)) = &self.file
             {
                 // Best effort: a cache entry that cannot be written is read
                 // from the record again next time.
@@ -115,7 +117,21 @@ impl GroupReader {
 
     /// The cache's entry of `seq`, read with its chunk.
     fn cached(&mut self, seq: u64) -> Result<Option<GroupKey>> {
-        let Some(f) = &self.file else { return Ok(None) };
+        if self.file.is_none() {
+            let path = self.dir.join("groups");
+            self.file = Some(match segment::open_file(&*self.fs, &path, Open::Existing) {
+                Ok(f) => Some(f),
+                Err(crate::base::error::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => return Err(e),
+            });
+        }
+        let Some(Some(f)) = &self.file else {
+            return Ok(None);
+        };
         let at = seq - seq % CHUNK;
         if self.chunk.is_empty() || self.chunk_at != at {
             self.chunk.resize(CHUNK as usize * ENTRY_LEN, 0);
@@ -182,17 +198,18 @@ impl FsStore {
         Ok(Some(f))
     }
 
-    /// A reader of groups for one scan or lookup.
-    pub(super) fn group_reader(&mut self) -> Result<GroupReader> {
-        Ok(GroupReader {
+    /// A reader of groups for one scan or lookup (it opens the cache only
+    /// when it meets a message in a group).
+    pub(super) fn group_reader(&self) -> GroupReader {
+        GroupReader {
             fs: Arc::clone(&self.fs),
             dir: self.dir.clone(),
-            file: self.groups_io(false)?,
+            file: self.group_cache.clone().map(Some),
             writable: self.writable,
             segments: self.files.clone(),
             chunk_at: 0,
             chunk: Vec::new(),
-        })
+        }
     }
 
     /// Whether any message of this queue was ever pushed in a group (the

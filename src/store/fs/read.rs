@@ -47,7 +47,7 @@ impl FsStore {
     ) -> Result<()> {
         // A message in a group is handed out with its group, read from the
         // groups cache ([`super::groups`]) chunk by chunk beside the slots.
-        let mut groups = self.group_reader()?;
+        let mut groups = self.group_reader();
         let mut failed = None;
         let visit = &mut |m: &Meta| {
             let mut m = *m;
@@ -151,7 +151,9 @@ impl FsStore {
         let Some(mut m) = self.get_slot(seq)? else {
             return Ok(None);
         };
-        self.group_reader()?.fill(&mut m)?;
+        if m.group.is_some() {
+            self.group_reader().fill(&mut m)?;
+        }
         Ok(Some(m))
     }
 
