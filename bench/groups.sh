@@ -33,18 +33,6 @@ done
 BLOCKED=$SCRATCH/blocked
 "$BIN" --dir "$BLOCKED" --store "$STORE" push q --lines --group g <"$INPUT" >/dev/null
 "$BIN" --dir "$BLOCKED" pop q --lease 1h >/dev/null
-plain_cycle() {
-  "$BIN" --dir "$1" push q "new $2" >/dev/null
-  cycle "$1"
-}
-medians2() {
-  local i ta=() tb=()
-  for i in $(seq 1 "$CYCLES"); do
-    ta+=("$("$1" "$2" "$i")")
-    tb+=("$("$3" "$4" "$i")")
-  done
-  echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
-}
 r=$(medians cycle "$SCRATCH/plain$REPS" "$MIXED")
 read -r pp pm <<<"$r"
 r=$(medians2 plain_cycle "$SCRATCH/plain$REPS" plain_cycle "$BLOCKED")

@@ -80,3 +80,20 @@ medians() {
   done
   echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
 }
+
+# plain_cycle SPOOL I: a plain push of "new I" into queue q, then a cycle.
+plain_cycle() {
+  "$BIN" --dir "$1" push q "new $2" >/dev/null
+  cycle "$1"
+}
+
+# medians2 FA A FB B: `FA A i` and `FB B i` in turn for i = 1..CYCLES;
+# prints the median of each.
+medians2() {
+  local i ta=() tb=()
+  for i in $(seq 1 "$CYCLES"); do
+    ta+=("$("$1" "$2" "$i")")
+    tb+=("$("$3" "$4" "$i")")
+  done
+  echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
+}

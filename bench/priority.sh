@@ -31,22 +31,9 @@ done
 # N plain lines; each cycle first pushes one message of priority 9.
 BEHIND=$SCRATCH/behind
 "$BIN" --dir "$BEHIND" --store "$STORE" push q --lines <"$INPUT" >/dev/null
-plain_cycle() {
-  "$BIN" --dir "$1" push q "new $2" >/dev/null
-  cycle "$1"
-}
 urgent_cycle() {
   "$BIN" --dir "$1" push q --priority 9 "urgent $2" >/dev/null
   cycle "$1"
-}
-# medians2 FA A FB B: `FA A i` and `FB B i` in turn; the median of each.
-medians2() {
-  local i ta=() tb=()
-  for i in $(seq 1 "$CYCLES"); do
-    ta+=("$("$1" "$2" "$i")")
-    tb+=("$("$3" "$4" "$i")")
-  done
-  echo "$(printf '%s\n' "${ta[@]}" | median) $(printf '%s\n' "${tb[@]}" | median)"
 }
 check() {
   local got

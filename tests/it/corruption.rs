@@ -1528,6 +1528,38 @@ fn damage_to_the_holds_file_loses_no_message_and_repair_holds_every_waiting_key_
 /// served, the next command that writes makes the lanes again (the most
 /// urgent first again), and fsck finds nothing after it. Round 0 leaves the
 /// file alone: the order a pop gives is then the one to keep.
+/// Damages the cache file `p` the `case`-th way of seven (0 leaves it
+/// alone; a byte flipped, twice as often; cut; garbage appended; garbage in
+/// its place; removed): what was done, for messages.
+fn damage_case(p: &Path, case: usize, rng: &mut Rng) -> String {
+    let len = fs::metadata(p).unwrap().len();
+    match case {
+        0 => "left alone".to_string(),
+        1 | 2 => {
+            let at = rng.below(len);
+            flip(p, &[at], rng);
+            format!("byte {at} flipped")
+        }
+        3 => {
+            let at = rng.below(len);
+            truncate(p, at);
+            format!("cut at {at}")
+        }
+        4 => {
+            append(p, &rng.bytes(100));
+            "garbage appended".into()
+        }
+        5 => {
+            fs::write(p, rng.bytes(200)).unwrap();
+            "garbage in its place".into()
+        }
+        _ => {
+            fs::remove_file(p).unwrap();
+            "removed".into()
+        }
+    }
+}
+
 #[test]
 fn damage_to_a_lane_file_loses_no_message_and_the_order_comes_back() {
     let template = Spool::new();
@@ -1562,32 +1594,7 @@ fn damage_to_a_lane_file_loses_no_message_and_the_order_comes_back() {
         copy_tree(&template.dir, &s.dir);
         let lane = if round % 2 == 0 { "lane-9" } else { "lane-3" };
         let p = s.queue_dir(Q).join(lane);
-        let len = fs::metadata(&p).unwrap().len();
-        let what = match round % 7 {
-            0 => "left alone".to_string(),
-            1 | 2 => {
-                let at = rng.below(len);
-                flip(&p, &[at], &mut rng);
-                format!("byte {at} flipped")
-            }
-            3 => {
-                let at = rng.below(len);
-                truncate(&p, at);
-                format!("cut at {at}")
-            }
-            4 => {
-                append(&p, &rng.bytes(100));
-                "garbage appended".into()
-            }
-            5 => {
-                fs::write(&p, rng.bytes(200)).unwrap();
-                "garbage in its place".into()
-            }
-            _ => {
-                fs::remove_file(&p).unwrap();
-                "removed".into()
-            }
-        };
+        let what = damage_case(&p, round % 7, &mut rng);
         let ctx = format!("{lane} {what}");
         // A push with a priority into the damaged lanes: made again, or
         // appended, and served in its place either way.
@@ -1629,32 +1636,11 @@ fn damage_to_the_groups_cache_loses_no_message_and_keeps_each_group_in_order() {
     }
     template.run(&["push", Q, "plain"]).ok();
     let mut rng = Rng::new(77);
-    rounds(12, |round| {
+    rounds(14, |round| {
         let s = Spool::new();
         copy_tree(&template.dir, &s.dir);
         let p = s.queue_dir(Q).join("groups");
-        let len = fs::metadata(&p).unwrap().len();
-        let what = match round % 6 {
-            0 => "left alone".to_string(),
-            1 | 2 => {
-                let at = rng.below(len);
-                flip(&p, &[at], &mut rng);
-                format!("byte {at} flipped")
-            }
-            3 => {
-                let at = rng.below(len);
-                truncate(&p, at);
-                format!("cut at {at}")
-            }
-            4 => {
-                fs::write(&p, rng.bytes(len as usize)).unwrap();
-                "garbage in its place".into()
-            }
-            _ => {
-                fs::remove_file(&p).unwrap();
-                "removed".into()
-            }
-        };
+        let what = damage_case(&p, round % 7, &mut rng);
         // Each pop takes the head of each group (and the plain one first
         // time): 20 pops, each acked.
         let mut got: BTreeMap<char, Vec<String>> = BTreeMap::new();
