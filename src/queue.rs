@@ -18,6 +18,12 @@
 //!   live lease is a dead letter, expired (`State::Expired`): never delivered
 //!   again until `retry`, which counts the TTL again. A live lease may still
 //!   ack; a nack after the TTL, or the lease running out, makes it expired.
+//! * Of an ordered group (`push --group`, [`crate::model::group`]) only the
+//!   oldest pending message may be delivered, once it is ready: the next
+//!   waits while it is leased or delayed for a retry. A dead letter lets
+//!   its group go; `retry` brings one back as its group's head, delayed
+//!   until the end of a later message's live lease, so a group never has
+//!   two messages in flight.
 
 use crate::base::error::{Error, Result};
 use crate::base::notice::Notices;
