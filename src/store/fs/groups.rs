@@ -46,6 +46,24 @@ const ENTRY_LEN: usize = 16;
 /// Entries read at a time by a scan: as many as its chunk of slots.
 const CHUNK: u64 = super::SCAN_CHUNK;
 
+/// The cache file of the queue at `dir`.
+fn path_in(dir: &std::path::Path) -> PathBuf {
+    dir.join("groups")
+}
+
+/// Opens the cache file at `path` as `how` says; `None` if it is missing.
+fn open_cache(fs: &dyn Fs, path: &std::path::Path, how: Open) -> Result<Option<Arc<dyn FileIo>>> {
+    match segment::open_file(fs, path, how) {
+        Ok(f) => Ok(Some(f)),
+        Err(crate::base::error::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Where the entry of `seq` is.
 fn entry_offset(seq: u64) -> u64 {
     seq * ENTRY_LEN as u64
@@ -118,16 +136,7 @@ impl GroupReader {
     /// The cache's entry of `seq`, read with its chunk.
     fn cached(&mut self, seq: u64) -> Result<Option<GroupKey>> {
         if self.file.is_none() {
-            let path = self.dir.join("groups");
-            self.file = Some(match segment::open_file(&*self.fs, &path, Open::Existing) {
-                Ok(f) => Some(f),
-                Err(crate::base::error::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    None
-                }
-                Err(e) => return Err(e),
-            });
+            self.file = Some(open_cache(&*self.fs, &path_in(&self.dir), Open::Existing)?);
         }
         let Some(Some(f)) = &self.file else {
             return Ok(None);
@@ -135,7 +144,7 @@ impl GroupReader {
         let at = seq - seq % CHUNK;
         if self.chunk.is_empty() || self.chunk_at != at {
             self.chunk.resize(CHUNK as usize * ENTRY_LEN, 0);
-            let path = self.dir.join("groups");
+            let path = path_in(&self.dir);
             let n = segment::read_at_most(&**f, &path, &mut self.chunk, entry_offset(at))?;
             self.chunk.truncate(n);
             self.chunk_at = at;
@@ -171,7 +180,7 @@ impl GroupReader {
 
 impl FsStore {
     fn groups_path(&self) -> PathBuf {
-        self.dir.join("groups")
+        path_in(&self.dir)
     }
 
     /// The cache file, opened on first use (made if `create`).
@@ -185,17 +194,9 @@ impl FsStore {
         } else {
             Open::Existing
         };
-        let f = match segment::open_file(&*self.fs, &path, how) {
-            Ok(f) => f,
-            Err(crate::base::error::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        self.group_cache = Some(Arc::clone(&f));
-        Ok(Some(f))
+        let f = open_cache(&*self.fs, &path, how)?;
+        self.group_cache.clone_from(&f);
+        Ok(f)
     }
 
     /// A reader of groups for one scan or lookup (it opens the cache only
