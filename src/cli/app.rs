@@ -639,7 +639,10 @@ fn cmd_pop(
 
 /// `spoolmq ack`.
 fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<(), Failure> {
-    let receipts = text(&a.receipts);
+    let receipts = receipts_of(&a.receipts)?;
+    if receipts.is_empty() {
+        return Ok(());
+    }
     let mut q = open_for_receipts(spool, &a.queue, &receipts)?;
     q.ack(&receipts, now_ms())?.into_result()?;
     Ok(())
@@ -647,7 +650,10 @@ fn cmd_ack(spool: &Spool, a: crate::cli::ReceiptsArgs) -> std::result::Result<()
 
 /// `spoolmq nack`.
 fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), Failure> {
-    let receipts = text(&a.target.receipts);
+    let receipts = receipts_of(&a.target.receipts)?;
+    if receipts.is_empty() {
+        return Ok(());
+    }
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
     let retry = match a.backoff {
         Some(base) => Retry::Backoff(Backoff {
@@ -676,7 +682,10 @@ fn cmd_nack(spool: &Spool, a: crate::cli::NackArgs) -> std::result::Result<(), F
 
 /// `spoolmq extend`.
 fn cmd_extend(spool: &Spool, a: crate::cli::ExtendArgs) -> std::result::Result<(), Failure> {
-    let receipts = text(&a.target.receipts);
+    let receipts = receipts_of(&a.target.receipts)?;
+    if receipts.is_empty() {
+        return Ok(());
+    }
     let mut q = open_for_receipts(spool, &a.target.queue, &receipts)?;
     q.extend(&receipts, a.lease, now_ms())?.into_result()?;
     Ok(())
@@ -1028,6 +1037,25 @@ fn text(args: &[std::ffi::OsString]) -> Vec<String> {
     args.iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
+}
+
+/// The receipts an `ack`, `nack` or `extend` names: its arguments, a `-`
+/// among them standing for the receipts on stdin (`ops::receipts`), read
+/// once however many times `-` is given.
+fn receipts_of(args: &[std::ffi::OsString]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stdin_read = false;
+    for a in text(args) {
+        if a != "-" {
+            out.push(a);
+        } else if !stdin_read {
+            stdin_read = true;
+            let stdin = std::io::stdin();
+            let mut lock = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
+            out.extend(crate::ops::receipts::read(&mut lock, "stdin")?);
+        }
+    }
+    Ok(out)
 }
 
 /// The figures of one queue, or of every queue.

@@ -387,7 +387,8 @@ pub struct AttemptsArgs {
 pub struct ReceiptsArgs {
     #[arg(value_parser = queue_name)]
     pub queue: String,
-    /// Receipts printed by pop
+    /// Receipts printed by pop; `-` reads them from stdin, one per line (a
+    /// receipt, a line of `pop --json`, or a plain line of `pop`)
     #[arg(required = true)]
     pub receipts: Vec<OsString>,
 }

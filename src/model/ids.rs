@@ -129,9 +129,12 @@ impl Ids {
 
     /// A receipt: the id and the random tag of one delivery (40 hex digits).
     pub fn format_receipt(&self, seq: u64, tag: &ReceiptTag) -> String {
-        let mut s = self.format(seq);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(40);
+        s.extend(self.format_into(seq).iter().map(|&b| char::from(b)));
         for b in tag {
-            s.push_str(&format!("{b:02x}"));
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
         }
         s
     }
@@ -142,9 +145,15 @@ impl Ids {
             return None;
         }
         let seq = self.parse(&r[..16])?;
+        // Every byte is a hex digit (checked above).
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => b - b'A' + 10,
+        };
         let mut tag = [0u8; 12];
-        for (i, t) in tag.iter_mut().enumerate() {
-            *t = u8::from_str_radix(&r[16 + 2 * i..18 + 2 * i], 16).ok()?;
+        for (t, pair) in tag.iter_mut().zip(r.as_bytes()[16..].chunks_exact(2)) {
+            *t = nibble(pair[0]) << 4 | nibble(pair[1]);
         }
         Some((seq, tag))
     }

@@ -201,8 +201,10 @@ pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Wr
         max_attempts: 5,
         wait: Some(Some(Duration::from_secs(60))),
     };
+    // One watch for every pop, as a worker keeps it (`ops::wake::Waiter`).
+    let mut waiter = crate::ops::wake::Waiter::default();
     for _ in 0..count {
-        let got = exec::pop(spool, queue, &req)?;
+        let got = exec::pop_until(spool, queue, &req, None, &|| false, &mut waiter)?;
         let received = now_ns();
         let Some(d) = got.into_iter().next() else {
             return Err(Error::Empty(format!(

@@ -427,9 +427,21 @@ pub trait Store {
     /// The message with this seq, if the store holds one.
     fn get(&mut self, seq: u64) -> Result<Option<Meta>>;
 
+    /// [`Store::get`] of each of `seqs`, in their order. A store may read
+    /// neighbouring messages together.
+    fn get_each(&mut self, seqs: &[u64]) -> Result<Vec<Option<Meta>>> {
+        seqs.iter().map(|&s| self.get(s)).collect()
+    }
+
     /// The body of a message. A damaged record is an `Error::Corrupt` naming
     /// the file and offset.
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>>;
+
+    /// The bodies of `metas`, in their order, each as [`Store::body`]
+    /// returns it. A store may read neighbouring records together.
+    fn bodies(&mut self, metas: &[Meta]) -> Vec<Result<Vec<u8>>> {
+        metas.iter().map(|m| self.body(m)).collect()
+    }
 
     /// Applies `changes` atomically; durable on return.
     fn commit(&mut self, changes: &[Change]) -> Result<()>;

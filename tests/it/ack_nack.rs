@@ -429,3 +429,67 @@ fn extend_with_a_stale_receipt_exits_4() {
     s.run(&["extend", "q", UNKNOWN_RECEIPT, "--lease", "1h"])
         .fails(4);
 }
+
+// Receipts on stdin (`-`): every form `pop` prints, one commit for them all.
+
+#[test]
+fn ack_dash_reads_the_json_lines_of_pop_from_stdin() {
+    let s = Spool::new();
+    let bodies: Vec<String> = (0..500).map(|i| format!("m{i}\twith a tab")).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    s.push("q", &refs);
+    // Whole lines of `pop --json`, passed on as a worker would.
+    let popped = s.run(&["pop", "q", "--count", "300", "--json"]);
+    popped.ok();
+    let out = s.run_stdin(&["ack", "q", "-"], &popped.stdout);
+    out.ok().stdout_empty();
+    assert_counts(&s.stats("q"), &[("ready", 200), ("leased", 0), ("acked", 300)]);
+    // Plain lines of `pop` and bare receipts, blank lines among them.
+    let plain = s.run(&["pop", "q", "--count", "100"]);
+    plain.ok();
+    let bare: Vec<String> = s
+        .pop_json("q", &["--count", "100"])
+        .iter()
+        .map(|m| receipt(m).to_string())
+        .collect();
+    let mut input = plain.stdout.clone();
+    input.extend_from_slice(b"\n\n");
+    input.extend_from_slice(bare.join("\n").as_bytes());
+    s.run_stdin(&["ack", "q", "-"], &input).ok().stdout_empty();
+    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 0), ("acked", 500)]);
+    // The same receipts again are stale: exit 4, one line naming ten and a count.
+    let again = s.run_stdin(&["ack", "q", "-"], &popped.stdout);
+    again.fails(4);
+    let line = again.error_line();
+    assert!(line.contains(" and 290 more "), "{line}");
+}
+
+#[test]
+fn nack_and_extend_read_receipts_from_stdin_too() {
+    let s = Spool::new();
+    s.push("q", &["a", "b", "c"]);
+    let popped = s.run(&["pop", "q", "--count", "3", "--json", "--lease", "2s"]);
+    popped.ok();
+    s.run_stdin(&["extend", "q", "-", "--lease", "1h"], &popped.stdout).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Still leased after the first lease would have run out.
+    assert_counts(&s.stats("q"), &[("ready", 0), ("leased", 3)]);
+    s.run_stdin(&["nack", "q", "-"], &popped.stdout).ok();
+    assert_counts(&s.stats("q"), &[("ready", 3), ("leased", 0)]);
+}
+
+#[test]
+fn a_line_on_stdin_that_is_not_a_receipt_is_a_usage_error_naming_it() {
+    let s = Spool::new();
+    s.push("q", &["a"]);
+    let m = s.pop_one("q", &[]);
+    let input = format!("{}\n{{\"id\":\"no receipt here\"}}\n", receipt(&m));
+    let out = s.run_stdin(&["ack", "q", "-"], input.as_bytes());
+    out.fails(2);
+    assert!(out.error_line().contains("stdin line 2: "), "{}", out.error_line());
+    // Nothing was acked: the line that named no receipt stopped it all.
+    assert_counts(&s.stats("q"), &[("leased", 1), ("acked", 0)]);
+    // An empty stdin acks nothing and is not an error.
+    s.run_stdin(&["ack", "q", "-"], b"").ok();
+    s.ack("q", &[receipt(&m)]);
+}

@@ -127,6 +127,7 @@ fn every_recipe_in_the_readme_has_a_test() {
     assert_eq!(
         names,
         [
+            "batch",
             "ci",
             "cron",
             "dead-letters",
@@ -181,6 +182,20 @@ fn the_exec_loop_acks_what_imports_and_delays_what_fails() {
         &k.stats("imports"),
         &[("acked", 1), ("delayed", 1), ("dead", 0)],
     );
+}
+
+#[test]
+fn the_batch_recipe_acks_each_batch_once_its_job_is_done() {
+    if !have_jq() {
+        return;
+    }
+    let k = Kitchen::new();
+    k.script("job.sh", "cat >> log");
+    k.cook("batch");
+    let mut expect: Vec<String> = (1..=2500).map(|i| i.to_string()).collect();
+    expect.sort();
+    assert_eq!(k.log(), expect);
+    assert_counts(&k.stats("backlog"), &[("acked", 2500), ("leased", 0), ("ready", 0)]);
 }
 
 #[test]

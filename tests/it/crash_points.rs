@@ -820,3 +820,30 @@ fn a_grouped_push_that_dies_anywhere_keeps_its_group_in_order_or_is_not_there() 
         verify(&s, &k, &[], &[]);
     }
 }
+
+#[test]
+fn an_ack_of_receipts_on_stdin_that_dies_midway_is_all_or_nothing() {
+    // One commit for every receipt on stdin: its slots are written in runs,
+    // so a crash between two runs (mid-slots) must still come out whole.
+    for (point, done) in [
+        ("wal.torn", false),
+        ("commit.after-wal", true),
+        ("commit.mid-slots", true),
+        ("header.torn", true),
+    ] {
+        let s = Spool::new();
+        let bodies: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        s.push("q", &bodies.iter().map(String::as_str).collect::<Vec<_>>());
+        let popped = s.run(&["pop", "q", "--count", "40", "--json"]);
+        popped.ok();
+        crash_at(&s, point, &["ack", "q", "-"], &popped.stdout);
+        let want = if done { (0, 40) } else { (40, 0) };
+        let st = s.stats("q");
+        assert_eq!(
+            (num(&st, "leased"), num(&st, "acked")),
+            want,
+            "{point}: {st}"
+        );
+        s.run(&["fsck"]).ok();
+    }
+}

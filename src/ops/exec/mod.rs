@@ -30,7 +30,7 @@ mod signals;
 use crate::base::error::{Error, Result};
 use crate::model::backoff::{Backoff, Retry};
 use crate::model::failure::{Failure, How};
-use crate::ops::wake::Watch;
+use crate::ops::wake::{Waiter, Watch};
 use crate::queue::{Delivery, now_ms};
 use crate::spool::{Spool, StoreKind};
 use std::ffi::OsString;
@@ -53,17 +53,19 @@ pub struct PopRequest {
 
 /// Pops, waiting as asked. An empty result means nothing came in time.
 pub fn pop(spool: &Spool, queue: &str, req: &PopRequest) -> Result<Vec<Delivery>> {
-    pop_until(spool, queue, req, None, &|| false)
+    pop_until(spool, queue, req, None, &|| false, &mut Waiter::default())
 }
 
 /// Pops, waiting as asked but no later than `cap`, and no longer once
-/// `stop()` says so (it is asked at least every poll interval).
+/// `stop()` says so (it is asked at least every poll interval). A caller
+/// that pops again and again keeps one `waiter` for all of its pops.
 pub fn pop_until(
     spool: &Spool,
     queue: &str,
     req: &PopRequest,
     cap: Option<Instant>,
     stop: &dyn Fn() -> bool,
+    waiter: &mut Waiter,
 ) -> Result<Vec<Delivery>> {
     let deadline = match req.wait {
         None => Some(Instant::now()),
@@ -71,11 +73,10 @@ pub fn pop_until(
         Some(Some(d)) => Some(cap.map_or(Instant::now() + d, |c| c.min(Instant::now() + d))),
     };
     let poll = Watch::poll_interval(spool);
-    let mut watch: Option<Watch> = None;
     loop {
         // Watch first, then look: a push between the look and the wait still wakes us.
-        if watch.as_ref().is_none_or(|w| !w.lasts()) {
-            watch = req.wait.and_then(|_| Watch::new(spool, queue));
+        if req.wait.is_some() {
+            waiter.arm(spool, queue);
         }
         if let Some(mut q) = spool.open_queue(queue, false)? {
             let got = q.pop(req.count, req.lease, req.max_attempts, now_ms())?;
@@ -96,10 +97,7 @@ pub fn pop_until(
                 left.min(poll)
             }
         };
-        match watch.as_mut() {
-            Some(w) => w.wait(pause),
-            None => std::thread::sleep(pause),
-        }
+        waiter.wait(pause);
     }
 }
 
@@ -216,6 +214,7 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
         stopping: None,
         drained: false,
         ends: req.max_time.map(|d| Instant::now() + d),
+        waiter: Waiter::default(),
     };
     w.run(&rx);
     w.ran.signal = w.ran.signal.or(signals::first());
@@ -265,6 +264,8 @@ struct Worker<'a, 'w> {
     drained: bool,
     /// `--max-time`: no message is started after this.
     ends: Option<Instant>,
+    /// The watch that wakes every `--wait` of this run (see [`Waiter`]).
+    waiter: Waiter,
 }
 
 impl Worker<'_, '_> {
@@ -316,7 +317,14 @@ impl Worker<'_, '_> {
                 wait: if idle { self.req.wait } else { None },
             };
             let stop = || signals::first().is_some();
-            match pop_until(self.spool, self.queue, &req, self.ends, &stop) {
+            match pop_until(
+                self.spool,
+                self.queue,
+                &req,
+                self.ends,
+                &stop,
+                &mut self.waiter,
+            ) {
                 Ok(got) => match got.into_iter().next() {
                     Some(d) => {
                         self.drained = false;

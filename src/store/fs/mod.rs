@@ -342,8 +342,16 @@ impl Store for FsStore {
         self.get_meta(seq)
     }
 
+    fn get_each(&mut self, seqs: &[u64]) -> Result<Vec<Option<Meta>>> {
+        self.get_metas(seqs)
+    }
+
     fn body(&mut self, meta: &Meta) -> Result<Vec<u8>> {
         self.read_body(meta)
+    }
+
+    fn bodies(&mut self, metas: &[Meta]) -> Vec<Result<Vec<u8>>> {
+        self.read_bodies(metas)
     }
 
     fn ttl_ms(&mut self, meta: &Meta) -> Result<u64> {
