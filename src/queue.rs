@@ -841,7 +841,7 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
-        self.store.scan(Scan::Delivery, &mut |m| {
+        self.store.scan_delivery(count, &mut |m| {
             if seen.contains(&m.seq) {
                 // Delivered by this command (its group is taken) or marked
                 // dead by it.

@@ -424,6 +424,15 @@ pub trait Store {
     /// (acked, purged, corrupt) where it cheaply can, until `visit` says stop.
     fn scan(&mut self, from: Scan, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()>;
 
+    /// [`Store::scan`] of [`Scan::Delivery`] by a caller that means to
+    /// take up to `want` of the messages shown: a store that locks each
+    /// row just before showing it (PostgreSQL) may lock up to that many
+    /// of the next candidates at once.
+    fn scan_delivery(&mut self, want: usize, visit: &mut dyn FnMut(&Meta) -> Step) -> Result<()> {
+        let _ = want;
+        self.scan(Scan::Delivery, visit)
+    }
+
     /// The message with this seq, if the store holds one.
     fn get(&mut self, seq: u64) -> Result<Option<Meta>>;
 

@@ -571,3 +571,32 @@ fn pop_whose_reader_left_after_one_message_keeps_that_one_leased_and_gives_back_
     assert_eq!(bodies(&rest), [big('b'), big('c')]);
     assert!(rest.iter().all(|m| attempt(m) == 1), "attempts");
 }
+
+#[test]
+fn pop_of_many_small_messages_whose_reader_leaves_gives_back_exactly_those_not_written() {
+    // Small messages are written in chunks of many: those whose last byte
+    // reached the pipe stay leased, the rest are given back, none lost.
+    let s = Spool::new();
+    let n = 20_000;
+    let lines: String = (0..n).map(|i| format!("{i:0>99}\n")).collect();
+    s.run_stdin(&["push", "q", "--lines"], lines.as_bytes()).ok();
+    let (out, got) = pop_to_a_reader_that_leaves(&s, 1000, &["q", "--count", "20000", "--json"]);
+    out.fails(1);
+    assert!(out.error_line().contains("not written"), "{}", out.stderr);
+    let stats = s.stats("q");
+    let (ready, leased) = (num(&stats, "ready"), num(&stats, "leased"));
+    assert_eq!(ready + leased, n, "{stats}");
+    // What the reader got stays leased (the pipe held some more, written
+    // whole before the reader left); the rest were given back uncounted.
+    assert!(leased >= 1000 && ready > 0, "{stats}");
+    for line in &got {
+        let m: serde_json::Value = serde_json::from_str(line).unwrap();
+        s.ack("q", &[receipt(&m)]);
+    }
+    let rest = s.pop_json("q", &["--count", "20000"]);
+    assert_eq!(rest.len() as u64, ready);
+    assert!(rest.iter().all(|m| attempt(m) == 1), "attempts");
+    // Given back from one message on: the ready ones are the last pushed.
+    let first_back = n - ready;
+    assert_eq!(body(&rest[0]), format!("{first_back:0>99}"));
+}
