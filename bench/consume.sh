@@ -10,7 +10,11 @@
 #     never waited; --max-messages ends the run) against `exec --loop`:
 #     a worker that waits keeps one watch for its life;
 #   - `spoolmq bench --count C` (one process pushing one message per
-#     commit, one popping and acking with --wait) end to end.
+#     commit, one popping and acking with --wait) end to end, against the
+#     same pop+ack loop on a filled queue that never waits (its drain row);
+#   - completed jobs/s with 1, 2, 4 and 8 `exec --loop -- true` workers on
+#     one queue: the push of W*C/4 messages and their draining, timed
+#     together (push + pop + ack, as SteadQ counts a job).
 # Row lines are `NAME VALUE UNIT` so scripts can read them.
 #
 #   bench/consume.sh [--lines N] [--reps R] [--cycles C] [--bin PATH] [--store fs|sqlite]
@@ -63,6 +67,32 @@ mwait=$(printf '%s\n' "${wait_t[@]}" | median)
 
 bench_line=$("$BIN" --dir "$SCRATCH/bench" --store "$STORE" bench --count "$CYCLES" --json)
 bench_s=$(sed 's/.*"latency_seconds":\([0-9.e+-]*\).*/\1/' <<<"$bench_line")
+drain_s=$(sed 's/.*"drain_seconds":\([0-9.e+-]*\).*/\1/' <<<"$bench_line")
+
+# Workers: W processes drain W*C/4 jobs (so each does about C/4).
+workers_rows=()
+for w in 1 2 4 8; do
+  jobs=$((w * CYCLES / 4))
+  ts=()
+  for ((r = 0; r < REPS; r++)); do
+    sp=$SCRATCH/workers-$w-$r
+    t0=$(now)
+    seq "$jobs" | "$BIN" --dir "$sp" --store "$STORE" push q --lines >/dev/null
+    pids=()
+    for ((i = 0; i < w; i++)); do
+      "$BIN" --dir "$sp" exec q --loop -- true &
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    t1=$(now)
+    acked=$("$BIN" --dir "$sp" stats q --json | sed 's/.*"acked":\([0-9]*\).*/\1/')
+    [[ $acked == "$jobs" ]] || { echo "consume.sh: $acked acked of $jobs with $w workers" >&2; exit 1; }
+    ts+=($((t1 - t0)))
+    rm -rf "$sp"
+  done
+  m=$(printf '%s\n' "${ts[@]}" | median)
+  workers_rows+=("workers_${w}_jobs_per_s $(awk -v n="$jobs" -v us="$m" 'BEGIN { printf "%.0f", n / (us / 1e6) }') jobs/s ($jobs jobs)")
+done
 
 rate() { awk -v n="$1" -v us="$2" 'BEGIN { printf "%.0f", n / (us / 1e6) }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -74,4 +104,5 @@ echo "pop_plus_ack_msg_per_s $(rate "$LINES" $((mpop + mack))) msg/s"
 echo "spawn_floor_ms_per_job $(awk -v t="$mfloor" -v n="$CYCLES" 'BEGIN { printf "%.3f", t / n / 1000 }') ms"
 echo "exec_loop_ms_per_job $(awk -v t="$mloop" -v n="$CYCLES" 'BEGIN { printf "%.3f", t / n / 1000 }') ms ($(ratio "$mloop" "$mfloor")x the floor)"
 echo "exec_loop_wait_ms_per_job $(awk -v t="$mwait" -v n="$CYCLES" 'BEGIN { printf "%.3f", t / n / 1000 }') ms ($(ratio "$mwait" "$mloop")x exec --loop)"
-echo "bench_consumer_msg_per_s $(awk -v n="$CYCLES" -v s="$bench_s" 'BEGIN { printf "%.0f", n / s }') msg/s ($CYCLES in $bench_s s)"
+echo "bench_consumer_msg_per_s $(awk -v n="$CYCLES" -v s="$bench_s" 'BEGIN { printf "%.0f", n / s }') msg/s ($CYCLES in $bench_s s; $(ratio "$bench_s" "$drain_s")x its pop+ack loop without waiting)"
+printf '%s\n' "${workers_rows[@]}"

@@ -42,6 +42,10 @@ pub struct BenchReport {
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
     pub latency_seconds: f64,
+    /// The same pops and acks, one message each, on a queue filled first:
+    /// what the latency run's consumers would take if they never waited.
+    pub drain_seconds: f64,
+    pub drain_msgs_per_sec: f64,
 }
 
 fn now_ns() -> u128 {
@@ -139,6 +143,20 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
     }
     let latency_seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
+
+    // Drain: the consumer's loop without waiting, in this process.
+    let mut q = spool.open_existing_queue(&name)?;
+    let mut left = req.count;
+    while left > 0 {
+        let n = left.min(1000);
+        let mut bodies = (0..n).map(|_| body.as_slice());
+        q.push(&mut bodies, Duration::ZERO, now_ms())?;
+        left -= n;
+    }
+    drop(q);
+    let started = Instant::now();
+    pop_acks(spool, &name, req.count, None, &mut |_| Ok(()))?;
+    let drain_seconds = started.elapsed().as_secs_f64();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
             return 0.0;
@@ -161,6 +179,8 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
         latency_ms_p99: pct(99.0),
         latency_ms_max: latencies.last().copied().unwrap_or(0.0),
         latency_seconds,
+        drain_seconds,
+        drain_msgs_per_sec: req.count as f64 / drain_seconds.max(1e-9),
     })
 }
 
@@ -195,22 +215,9 @@ pub fn produce(spool: &Spool, queue: &str, count: u64, size: usize) -> Result<()
 /// The consumer side: pops and acks `count` messages, printing each one's
 /// latency in milliseconds, one per line.
 pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Write) -> Result<()> {
-    let req = PopRequest {
-        count: 1,
-        lease: Duration::from_secs(60),
-        max_attempts: 5,
-        wait: Some(Some(Duration::from_secs(60))),
-    };
-    // One watch for every pop, as a worker keeps it (`ops::wake::Waiter`).
-    let mut waiter = crate::ops::wake::Waiter::default();
-    for _ in 0..count {
-        let got = exec::pop_until(spool, queue, &req, None, &|| false, &mut waiter)?;
+    let wait = Some(Some(Duration::from_secs(60)));
+    pop_acks(spool, queue, count, wait, &mut |d| {
         let received = now_ns();
-        let Some(d) = got.into_iter().next() else {
-            return Err(Error::Empty(format!(
-                "{queue}: no message came within a minute"
-            )));
-        };
         let sent: u128 = d
             .body
             .split(|&b| b == b' ')
@@ -218,11 +225,40 @@ pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Wr
             .and_then(|t| std::str::from_utf8(t).ok())
             .and_then(|t| t.parse().ok())
             .unwrap_or(received);
+        let ms = received.saturating_sub(sent) as f64 / 1e6;
+        writeln!(out, "{ms:.3}").map_err(|e| Error::Runtime(format!("stdout: {e}")))
+    })
+}
+
+/// Pops `count` messages one at a time (waiting as `wait` says), calls
+/// `each` on each as it comes, and acks it, the queue opened for each step
+/// as a worker opens it.
+fn pop_acks(
+    spool: &Spool,
+    queue: &str,
+    count: u64,
+    wait: Option<Option<Duration>>,
+    each: &mut dyn FnMut(&crate::queue::Delivery) -> Result<()>,
+) -> Result<()> {
+    let req = PopRequest {
+        count: 1,
+        lease: Duration::from_secs(60),
+        max_attempts: 5,
+        wait,
+    };
+    // One watch for every pop, as a worker keeps it (`ops::wake::Waiter`).
+    let mut waiter = crate::ops::wake::Waiter::default();
+    for _ in 0..count {
+        let got = exec::pop_until(spool, queue, &req, None, &|| false, &mut waiter)?;
+        let Some(d) = got.into_iter().next() else {
+            return Err(Error::Empty(format!(
+                "{queue}: no message came within a minute"
+            )));
+        };
+        each(&d)?;
         let mut q = spool.open_existing_queue(queue)?;
         q.ack(std::slice::from_ref(&d.receipt), now_ms())?
             .into_result()?;
-        let ms = received.saturating_sub(sent) as f64 / 1e6;
-        writeln!(out, "{ms:.3}").map_err(|e| Error::Runtime(format!("stdout: {e}")))?;
     }
     Ok(())
 }
@@ -232,7 +268,8 @@ pub fn table(r: &BenchReport) -> String {
     format!(
         "spoolmq bench: {} messages of {} bytes, {} per push; {} producer(s), {} consumer(s)\n\
          push throughput   {:>12.0} msg/s  {:>8.1} MB/s  ({:.2} s, {} fsyncs)\n\
-         latency push->pop p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.2} s)\n",
+         latency push->pop p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.2} s)\n\
+         pop+ack, no wait  {:>12.0} msg/s  ({:.2} s; the latency run took {:.2}x that)\n",
         r.count,
         r.size,
         r.batch,
@@ -246,6 +283,9 @@ pub fn table(r: &BenchReport) -> String {
         r.latency_ms_p90,
         r.latency_ms_p99,
         r.latency_ms_max,
-        r.latency_seconds
+        r.latency_seconds,
+        r.drain_msgs_per_sec,
+        r.drain_seconds,
+        r.latency_seconds / r.drain_seconds.max(1e-9)
     )
 }

@@ -379,3 +379,18 @@ fn a_waiting_worker_keeps_one_watch_for_its_whole_life() {
     let made = calls.lines().filter(|l| l.contains("inotify_init1(")).count();
     assert_eq!(made, 1, "inotify instances made by one worker:\n{calls}");
 }
+
+#[test]
+fn a_looping_worker_leaves_the_queue_to_each_command_it_runs() {
+    // After an ack the worker pops the next message under the same open
+    // queue; it must close it before the command runs, or a command that
+    // uses the queue (here: extending its own lease) would wait forever.
+    let s = Spool::new();
+    s.push("jobs", &["a", "b", "c", "d"]);
+    let script = r#""$1" extend "$SPOOLMQ_QUEUE" "$SPOOLMQ_RECEIPT" --lease 1h || exit 10
+"$1" push side "$SPOOLMQ_ATTEMPT" > /dev/null || exit 11"#;
+    let out = s.run(&["exec", "jobs", "--loop", "--", "sh", "-c", script, "sh", BIN]);
+    out.ok();
+    assert_counts(&s.stats("jobs"), &[("acked", 4), ("leased", 0), ("ready", 0)]);
+    assert_eq!(bodies(&s.pop_json("side", &["--count", "9"])), ["1", "1", "1", "1"]);
+}

@@ -6,9 +6,10 @@
 
 use crate::model::failure::STDERR_TAIL;
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use std::time::Duration;
 /// What to start.
 pub struct Spec<'a> {
     pub cmd: &'a [OsString],
+    /// Where `cmd[0]` was found on `PATH` ([`find_on_path`]), if it was:
+    /// started from there, with `cmd[0]` as its argv[0].
+    pub path: Option<&'a Path>,
     pub env: Vec<(&'static str, OsString)>,
     pub remove: &'a [&'static str],
     pub body: Vec<u8>,
@@ -54,7 +58,14 @@ pub fn spawn(
         .cmd
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
-    let mut command = Command::new(program);
+    let mut command = match spec.path {
+        Some(path) => {
+            let mut c = Command::new(path);
+            c.arg0(program);
+            c
+        }
+        None => Command::new(program),
+    };
     command.args(args);
     for k in spec.remove {
         command.env_remove(k);
@@ -68,10 +79,17 @@ pub fn spawn(
     let pgid = child.id() as i32;
     if let Some(mut stdin) = child.stdin.take() {
         let body = spec.body;
-        // A command that does not read its stdin is fine: EPIPE is ignored.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&body);
-        });
+        // What the pipe takes at once is written here (all of a body up to
+        // its 64 KiB, usually), so most jobs need no writer thread: the
+        // thread was a third of the clone(2)s `exec --loop` made per job.
+        // The rest goes from a thread, which blocks until the command reads
+        // it. A command that does not read its stdin is fine: EPIPE (and
+        // any other error) only ends the writing.
+        if let Some(n) = write_now(&mut stdin, &body).filter(|&n| n < body.len()) {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&body[n..]);
+            });
+        }
     }
     let tail = Tail::default();
     if let Some(stderr) = child.stderr.take() {
@@ -82,6 +100,73 @@ pub fn spawn(
     }
     std::thread::spawn(move || on_exit(child.wait()));
     Ok(Child { pgid, tail })
+}
+
+/// Where a command named without a `/` is on `$PATH`, as execvp(3) would
+/// find it: the first entry (an empty one is the working directory) that
+/// holds an executable file of that name. `exec --loop` looks once, not for
+/// each job: the search made eight execve(2)s per job of `true`, seven of
+/// them failing. `None`: the name is a path, or not found (then starting
+/// it by name fails as it would have).
+pub fn find_on_path(name: &OsStr) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if name.is_empty() || name.as_bytes().contains(&b'/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let file = dir.join(name);
+        let meta = std::fs::metadata(&file).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(file)
+    })
+}
+
+/// Writes what `pipe` takes of `body` without blocking, and leaves the pipe
+/// blocking again: how many bytes went, or `None` after an error.
+fn write_now(pipe: &mut std::process::ChildStdin, body: &[u8]) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    let set = |on: bool| {
+        // SAFETY: fcntl(2) on a descriptor this process owns (the write end
+        // of the command's stdin, which nothing else shares).
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            let flags = if on {
+                flags | libc::O_NONBLOCK
+            } else {
+                flags & !libc::O_NONBLOCK
+            };
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags) == 0
+        }
+    };
+    if !set(true) {
+        return Some(0);
+    }
+    let mut done = 0;
+    let got = loop {
+        if done == body.len() {
+            break Some(done);
+        }
+        match pipe.write(&body[done..]) {
+            Ok(0) => break None,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Some(done),
+            Err(_) => break None,
+        }
+    };
+    if got.is_some_and(|n| n < body.len()) && !set(false) {
+        // Cannot block again: the thread would spin on EAGAIN; give up the
+        // rest, as for a command that stopped reading.
+        return None;
+    }
+    got
 }
 
 /// The end of a command's stderr, shared with the thread that copies it.

@@ -215,6 +215,8 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
         drained: false,
         ends: req.max_time.map(|d| Instant::now() + d),
         waiter: Waiter::default(),
+        path: child::find_on_path(&req.cmd[0]),
+        open: None,
     };
     w.run(&rx);
     w.ran.signal = w.ran.signal.or(signals::first());
@@ -266,6 +268,10 @@ struct Worker<'a, 'w> {
     ends: Option<Instant>,
     /// The watch that wakes every `--wait` of this run (see [`Waiter`]).
     waiter: Waiter,
+    /// Where the command is on `PATH`, found once for the run.
+    path: Option<std::path::PathBuf>,
+    /// The queue, while a turn of the loop has it open ([`Worker::on_queue`]).
+    open: Option<crate::queue::Queue>,
 }
 
 impl Worker<'_, '_> {
@@ -308,7 +314,31 @@ impl Worker<'_, '_> {
     /// Pops and starts messages while a slot is free: waiting (`--wait`)
     /// only when nothing runs, else one look.
     fn start_what_we_may(&mut self) {
+        self.start_while_we_may();
+        // Closed before the worker waits or its command runs alone.
+        self.open = None;
+    }
+
+    fn start_while_we_may(&mut self) {
         while self.may_start() {
+            // A queue left open by this turn's ack is looked at first.
+            if self.open.is_some() {
+                let (lease, max) = (self.req.lease, self.req.max_attempts);
+                match self.on_queue(|q| q.pop(1, lease, max, now_ms())) {
+                    Ok(got) => {
+                        self.open = None;
+                        if let Some(d) = got.into_iter().next() {
+                            self.drained = false;
+                            self.start(d);
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        self.ran.error = Some(e);
+                        return;
+                    }
+                }
+            }
             let idle = self.jobs.is_empty();
             let req = PopRequest {
                 count: 1,
@@ -363,6 +393,7 @@ impl Worker<'_, '_> {
         env.extend(spool_env(self.spool));
         let spec = child::Spec {
             cmd: &self.req.cmd,
+            path: self.path.as_deref(),
             env,
             remove: &["SPOOLMQ_DIR", "SPOOLMQ_URL"],
             // The body itself goes to the writer, not a copy (it may be 1 GiB).
@@ -399,6 +430,22 @@ impl Worker<'_, '_> {
                 self.failed(&d.id, &d.receipt, d.attempt, how, Vec::new(), code);
             }
         }
+    }
+
+    /// Runs `op` on the queue: the one still open from the last step of
+    /// this turn of the loop, or opened for it (the queue's notices go to
+    /// the spool's sink when it is closed). It stays open, under its lock,
+    /// only until [`Worker::start_what_we_may`] is done, never while the
+    /// worker waits: so the pop after an ack needs no second open (a third
+    /// of the system calls of a job), and other workers are not held up.
+    fn on_queue<T>(&mut self, op: impl FnOnce(&mut crate::queue::Queue) -> Result<T>) -> Result<T> {
+        let mut q = match self.open.take() {
+            Some(q) => q,
+            None => self.spool.open_existing_queue(self.queue)?,
+        };
+        let r = op(&mut q);
+        self.open = Some(q);
+        r
     }
 
     fn half_lease(&self) -> Duration {
@@ -501,7 +548,7 @@ impl Worker<'_, '_> {
             return;
         }
         let lease = self.req.lease;
-        let result = on_queue(self.spool, self.queue, |q| q.extend(&due, lease, now_ms()));
+        let result = self.on_queue(|q| q.extend(&due, lease, now_ms()));
         let next = now + self.half_lease();
         for j in self.jobs.iter_mut().filter(|j| due.contains(&j.receipt)) {
             j.next_extend = next;
@@ -554,9 +601,7 @@ impl Worker<'_, '_> {
 
     fn ack(&mut self, job: &Job) {
         let receipts = [job.receipt.clone()];
-        let r = on_queue(self.spool, self.queue, |q| {
-            q.ack(&receipts, now_ms())?.into_result()
-        });
+        let r = self.on_queue(|q| q.ack(&receipts, now_ms())?.into_result());
         match r {
             Ok(_) => self.ran.acked += 1,
             Err(e) => self.settle_error(e),
@@ -591,7 +636,7 @@ impl Worker<'_, '_> {
             stderr: tail,
         };
         let receipts = [receipt.to_string()];
-        let r = on_queue(self.spool, self.queue, |q| {
+        let r = self.on_queue(|q| {
             q.nack(
                 &receipts,
                 Retry::Backoff(backoff),
@@ -609,9 +654,7 @@ impl Worker<'_, '_> {
     /// Gives a message back unattempted (ready at once).
     fn give_back(&mut self, receipt: &str) {
         let receipts = [receipt.to_string()];
-        let r = on_queue(self.spool, self.queue, |q| {
-            q.give_back(&receipts, now_ms())?.into_result()
-        });
+        let r = self.on_queue(|q| q.give_back(&receipts, now_ms())?.into_result());
         match r {
             Ok(_) => self.ran.given_back += 1,
             Err(e) => self.settle_error(e),
@@ -653,16 +696,6 @@ pub fn spool_env(spool: &Spool) -> Vec<(&'static str, OsString)> {
             vec![("SPOOLMQ_DIR", dir.into_os_string())]
         }
     }
-}
-
-/// Runs `op` on queue `queue`, opened for that one step (the queue's
-/// notices go to the spool's sink as the step returns).
-fn on_queue<T>(
-    spool: &Spool,
-    queue: &str,
-    op: impl FnOnce(&mut crate::queue::Queue) -> Result<T>,
-) -> Result<T> {
-    op(&mut spool.open_existing_queue(queue)?)
 }
 
 /// How a command that did not succeed ended, and the status a shell would
