@@ -45,6 +45,10 @@
 //! * `pop` finds messages with `SELECT ... FOR UPDATE SKIP LOCKED`: workers
 //!   on any host never wait on each other and never lease one message twice;
 //!   `ack`/`nack`/`extend` lock the row they change (`FOR UPDATE`).
+//! * Many messages are never one round trip each: a scan locks up to as
+//!   many rows as the pop wants in one statement, `get_each` and `bodies`
+//!   name up to [`GET_EACH_BATCH`] rows per query, a commit changes up to
+//!   [`CHANGE_BATCH`] rows per statement.
 //! * Time is the server's (`clock_timestamp()`, through [`Store::now`]): lease
 //!   deadlines and delays agree across hosts whatever their clocks say.
 //! * Counters live in the queue's row and change in the same transaction as
@@ -1070,10 +1074,10 @@ impl PgStore {
         visit: &mut dyn FnMut(&Meta) -> Step,
     ) -> Result<()> {
         // Pending and delivery (what pop may take): pages are read without
-        // locks, then each row is locked on its own just before it is
-        // visited, skipping rows another worker holds; so a pop locks only
-        // what it looks at, and workers never wait on each other nor find
-        // nothing while another holds more than it takes. Live (export,
+        // locks, then rows are locked just before they are visited, `want`
+        // at a time, skipping rows another worker holds; so a pop locks no
+        // more than it asked for, and workers never wait on each other nor
+        // find nothing while another holds more than it asked for. Live (export,
         // purge): every row, locked a page at a time, waiting for holders.
         // A delivery scan reads the lanes (`spoolmq_lanes`: priorities 9 to
         // 1, oldest first in each) and then the plain messages in seq order.
