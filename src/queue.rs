@@ -885,8 +885,14 @@ impl Queue {
     /// encrypted queue; `Ok(Err(why))` if it does not open.
     fn open_body(&mut self, m: &Meta) -> Result<std::result::Result<Vec<u8>, String>> {
         let stored = self.store.body(m)?;
+        Ok(self.opened(m, stored))
+    }
+
+    /// A body as the store gave it, opened with the queue's key (as it is,
+    /// if the queue has none), or why it cannot be.
+    fn opened(&self, m: &Meta, stored: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         let sealer = Sealer::new(&self.name, self.key.as_ref());
-        Ok(sealer.open(self.store.key_id(), self.store.salt(), m.seq, stored))
+        sealer.open(self.store.key_id(), self.store.salt(), m.seq, stored)
     }
 
     /// Reads the bodies of `metas`; damaged ones are reported, marked corrupt
@@ -921,10 +927,7 @@ impl Queue {
         changes: &mut Vec<Change>,
     ) -> Result<Option<Vec<u8>>> {
         {
-            let sealer = Sealer::new(&self.name, self.key.as_ref());
-            let opened =
-                stored.map(|b| sealer.open(self.store.key_id(), self.store.salt(), m.seq, b));
-            match opened {
+            match stored.map(|b| self.opened(m, b)) {
                 Ok(Ok(b)) => return Ok(Some(b)),
                 Ok(Err(why)) => {
                     let id = self.ids().format(m.seq);

@@ -444,7 +444,12 @@ impl Worker<'_, '_> {
             None => self.spool.open_existing_queue(self.queue)?,
         };
         let r = op(&mut q);
-        self.open = Some(q);
+        // After a failed step the next one opens the queue afresh, as it
+        // did when every step opened its own (a failed commit poisons the
+        // handle it was made on).
+        if r.is_ok() {
+            self.open = Some(q);
+        }
         r
     }
 
