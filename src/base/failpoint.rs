@@ -27,6 +27,8 @@
 //! | `migrate.after-copy` | the new store built in `SPOOL/.migrate/`, nothing moved |
 //! | `migrate.before-switch` | the new store moved into the spool, `.store` not yet replaced |
 //! | `migrate.after-switch` | `.store` replaced, the old store's files not yet removed |
+//! | `pg.before-commit` | not an abort: the server ends a PostgreSQL write's connection before its `COMMIT` |
+//! | `pg.after-commit` | not an abort: a PostgreSQL write committed, then the server ends the connection before the next `BEGIN` |
 
 #[cfg(feature = "failpoints")]
 mod imp {
@@ -57,6 +59,19 @@ pub fn clock_skew_ms() -> i64 {
         return v.parse().unwrap_or(0);
     }
     0
+}
+
+/// Whether the fault point `name` is armed now, for a fault other than an
+/// abort (the caller makes it: `pg.after-commit` ends its own connection).
+#[inline(always)]
+pub fn armed(name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    return imp::armed(name);
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        false
+    }
 }
 
 /// Aborts the process if the crash point `name` is armed.

@@ -398,3 +398,45 @@ fn bodies_are_stored_external_and_a_database_made_before_that_keeps_its_compress
         out.stderr
     );
 }
+
+#[test]
+fn a_write_the_server_committed_is_a_success_though_the_connection_then_drops() {
+    // The server commits, then ends the connection before the next BEGIN
+    // (`pg.after-commit`): the command was stored, and says so with exit 0.
+    // Before this was fixed, the failed BEGIN made an ack that had been
+    // taken exit 1, and a consumer that believed it lost track of it.
+    let s = Spool::new();
+    let cut = |args: &[&str]| {
+        run(s
+            .cmd()
+            .env("SPOOLMQ_FAILPOINT", "pg.after-commit")
+            .args(args))
+    };
+    let pushed = cut(&["push", "q", "job"]);
+    pushed.ok();
+    assert_eq!(pushed.lines().len(), 1);
+    let m = s.pop_one("q", &[]);
+    cut(&["ack", "q", m["receipt"].as_str().unwrap()]).ok();
+    let v = s.stats("q");
+    assert_eq!(
+        (v["pushed"].as_u64(), v["acked"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    s.pop_nothing("q", &[]);
+    // A COMMIT that gets no answer may or may not have been stored: the
+    // line says so (here the server ended the connection first, so nothing
+    // was).
+    let lost = run(s
+        .cmd()
+        .env("SPOOLMQ_FAILPOINT", "pg.before-commit")
+        .args(["push", "q", "again"]));
+    lost.fails(1);
+    assert!(
+        lost.error_line()
+            .contains("the commit's outcome is unknown: it may have been stored"),
+        "{}",
+        lost.error_line()
+    );
+    assert_eq!(s.stats("q")["pushed"], 1);
+}

@@ -276,6 +276,23 @@ fn pg_error(place: &str, what: &str, e: postgres::Error) -> Error {
     Error::Runtime(format!("{place}: {what}: {reason}"))
 }
 
+/// A failed `COMMIT`: refused by the server (nothing stored, as any other
+/// failed statement), or left without an answer because the connection
+/// broke, when the server may have committed it: said so, since a user who
+/// retries a push may then store it twice, and an ack not taken is
+/// delivered again when its lease runs out.
+fn commit_error(place: &str, what: &str, e: postgres::Error) -> Error {
+    if e.as_db_error().is_some() {
+        return pg_error(place, what, e);
+    }
+    match pg_error(place, what, e) {
+        Error::Runtime(line) => Error::Runtime(format!(
+            "{line}; the commit's outcome is unknown: it may have been stored"
+        )),
+        other => other,
+    }
+}
+
 trait PgContext<T> {
     fn pg(self, place: &str, what: &str) -> Result<T>;
 }
@@ -618,10 +635,19 @@ impl PgStore {
 
     /// Runs `f` in the open transaction, then commits and begins the next;
     /// on an error the transaction is rolled back and nothing is stored.
+    ///
+    /// A commit the server confirmed is this write's success even when the
+    /// `BEGIN` after it fails (the server went away in between): the caller
+    /// is told it is stored, and the next statement on this connection
+    /// meets the closed connection and reports it. A `COMMIT` whose answer
+    /// never came is reported as exactly that: it may have been stored.
     fn write<T>(&mut self, what: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let saved = (self.salt, self.next_seq, self.counters);
         let result = f(self).and_then(|out| {
-            self.client.batch_execute("COMMIT").pg(&self.place, what)?;
+            self.cut_if_armed("pg.before-commit");
+            self.client
+                .batch_execute("COMMIT")
+                .map_err(|e| commit_error(&self.place, what, e))?;
             Ok(out)
         });
         if result.is_err() {
@@ -629,11 +655,23 @@ impl PgStore {
             let _ = self.client.batch_execute("ROLLBACK");
         }
         self.row_locked = false;
+        if result.is_ok() {
+            self.cut_if_armed("pg.after-commit");
+        }
         // The next command's reads are again in a transaction of their own.
-        let next = self.client.batch_execute("BEGIN").pg(&self.place, "begin");
-        match (result, next) {
-            (Ok(out), Ok(())) => Ok(out),
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        // A BEGIN that fails is not this write's failure: it fails only on a
+        // connection that broke, where the next statement fails too.
+        let _ = self.client.batch_execute("BEGIN");
+        result
+    }
+
+    /// The outages `write` guards against, made on demand for the tests:
+    /// with the fault point `name` armed, the server ends this connection.
+    fn cut_if_armed(&mut self, name: &str) {
+        if crate::base::failpoint::armed(name) {
+            let _ = self
+                .client
+                .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())");
         }
     }
 
