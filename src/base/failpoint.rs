@@ -74,6 +74,35 @@ pub fn armed(name: &str) -> bool {
     }
 }
 
+/// A planted bug, for the crash lab to show it catches one (test builds
+/// only; `SPOOLMQ_TEST_PLANT=NAME`): `segment-sync` skips a push's
+/// `fdatasync` of the segment, `segment-dir-sync` the directory `fsync`
+/// after a new segment is created. Always false without the feature.
+#[inline(always)]
+pub fn planted(name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    return std::env::var("SPOOLMQ_TEST_PLANT").is_ok_and(|v| v == name);
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        false
+    }
+}
+
+/// Segments roll over past this many bytes instead of 64 MiB
+/// (`SPOOLMQ_TEST_SEGMENT_BYTES`, test builds only), so that the crash lab
+/// rolls and reclaims segments with a few hundred kilobytes. (Unit tests
+/// set the limit directly.)
+#[cfg(not(test))]
+#[inline(always)]
+pub fn segment_bytes() -> Option<u64> {
+    #[cfg(feature = "failpoints")]
+    if let Ok(v) = std::env::var("SPOOLMQ_TEST_SEGMENT_BYTES") {
+        return v.parse().ok();
+    }
+    None
+}
+
 /// Aborts the process if the crash point `name` is armed.
 #[inline(always)]
 pub fn hit(name: &str) {

@@ -56,20 +56,32 @@ fn statfs(path: &Path) -> Option<libc::statfs> {
     }
 }
 
-/// The file system type's name, and whether spoolmq's promises hold on it.
-fn fs_kind(magic: i64) -> (&'static str, bool) {
+/// What spoolmq knows of a file system type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Power loss replayed at every flush by the crash lab
+    /// (docs/CRASHLAB.md): ext4 (ordered and writeback), XFS, btrfs.
+    CrashTested,
+    /// Local and expected to keep fsync's promises, not crash-tested here.
+    Untested,
+    /// fsync or rename may not make data durable there.
+    Problem,
+}
+
+/// The file system type's name, and what is known of it.
+fn fs_kind(magic: i64) -> (&'static str, Known) {
     match magic {
-        0xEF53 => ("ext2/3/4", true),
-        0x5846_5342 => ("xfs", true),
-        0x9123_683E => ("btrfs", true),
-        0x2FC1_2FC1 => ("zfs", true),
-        0xF2F5_2010 => ("f2fs", true),
-        0x6969 => ("nfs", false),
-        0x0102_1994 => ("tmpfs", false),
-        0x794C_7630 => ("overlay", false),
-        0x6573_5546 => ("fuse", false),
-        0xFF53_4D42 => ("cifs", false),
-        _ => ("unknown", true),
+        0xEF53 => ("ext2/3/4", Known::CrashTested),
+        0x5846_5342 => ("xfs", Known::CrashTested),
+        0x9123_683E => ("btrfs", Known::CrashTested),
+        0x2FC1_2FC1 => ("zfs", Known::Untested),
+        0xF2F5_2010 => ("f2fs", Known::Untested),
+        0x6969 => ("nfs", Known::Problem),
+        0x0102_1994 => ("tmpfs", Known::Problem),
+        0x794C_7630 => ("overlay", Known::Problem),
+        0x6573_5546 => ("fuse", Known::Problem),
+        0xFF53_4D42 => ("cifs", Known::Problem),
+        _ => ("unknown", Known::Untested),
     }
 }
 
@@ -105,14 +117,28 @@ pub fn check(spool: &Spool) -> Vec<Finding> {
         Some(s) => {
             // f_type is i64 here but not on every platform.
             #[allow(clippy::unnecessary_cast)]
-            let (name, fine) = fs_kind(s.f_type as i64);
-            if fine {
-                out.push(ok("file system", format!("{name} ({})", here.display())));
+            let (name, known) = fs_kind(s.f_type as i64);
+            if known == Known::CrashTested {
+                out.push(ok(
+                    "file system",
+                    format!(
+                        "{name} ({}): crash-tested, power loss replayed at every flush (tested: ext4, xfs, btrfs)",
+                        here.display()
+                    ),
+                ));
+            } else if known == Known::Untested {
+                out.push(ok(
+                    "file system",
+                    format!(
+                        "{name} ({}): a local file system, not crash-tested by spoolmq (tested: ext4, xfs, btrfs)",
+                        here.display()
+                    ),
+                ));
             } else {
                 out.push(problem(
                     "file system",
                     format!(
-                        "{} is on {name}: fsync or rename may not make data durable there; use a local disk (ext4, xfs, btrfs)",
+                        "{} is on {name}, a known problem: fsync or rename may not make data durable there; use a local disk (ext4, xfs, btrfs are crash-tested)",
                         here.display()
                     ),
                 ));

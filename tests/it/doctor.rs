@@ -65,6 +65,7 @@ fn a_spool_on_tmpfs_is_a_problem() {
     let out = run(spoolmq(&dir.path().join("spool")).arg("doctor"));
     assert_eq!(out.code, 1, "{}", out.stdout_str());
     assert!(out.stdout_str().contains("tmpfs"), "{}", out.stdout_str());
+    assert!(out.stdout_str().contains("a known problem"), "{}", out.stdout_str());
 }
 
 #[test]

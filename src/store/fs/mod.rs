@@ -198,7 +198,8 @@ fn segment_limit() -> u64 {
     }
     #[cfg(not(test))]
     {
-        SEGMENT_LIMIT
+        static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *LIMIT.get_or_init(|| crate::base::failpoint::segment_bytes().unwrap_or(SEGMENT_LIMIT))
     }
 }
 
