@@ -209,3 +209,57 @@ pub fn check(bin: &Path, spool: &Path, j: &Journal, st: &State) -> Outcome {
         repaired,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Op;
+
+    fn op(start: usize, end: usize, id: &str, class: Class) -> Op {
+        Op {
+            what: String::new(),
+            start,
+            end,
+            effects: vec![("q".into(), id.into(), class)],
+        }
+    }
+
+    #[test]
+    fn a_state_allows_what_ended_before_it_and_maybe_what_began_before_its_last_write() {
+        let mut j = Journal::default();
+        j.bodies
+            .entry("q".into())
+            .or_default()
+            .insert("a".into(), "x".into());
+        // push a (ends at 10), pop a (15..20), ack a (25..30).
+        j.ops = vec![
+            op(0, 10, "a", Class::Ready),
+            op(15, 20, "a", Class::Leased),
+            op(25, 30, "a", Class::Absent),
+        ];
+        let at = |acked, began| {
+            let st = State {
+                name: String::new(),
+                upto: acked,
+                acked,
+                began,
+                tail: None,
+            };
+            allowed(&j, "q", &st)["a"]
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        // Before the push began: not there.
+        assert_eq!(at(0, 0), vec![Class::Absent]);
+        // The push in flight: either.
+        assert_eq!(at(5, 5), vec![Class::Absent, Class::Ready]);
+        // Pushed, nothing else begun.
+        assert_eq!(at(12, 12), vec![Class::Ready]);
+        // Torn between 12 and 27: the pop and the ack may each have happened.
+        assert_eq!(at(12, 27), vec![Class::Absent, Class::Ready, Class::Leased]);
+        // All done: acked, whatever was in flight before.
+        assert_eq!(at(30, 30), vec![Class::Absent]);
+        assert_eq!(at(20, 20), vec![Class::Leased]);
+    }
+}
