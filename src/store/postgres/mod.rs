@@ -276,13 +276,18 @@ fn pg_error(place: &str, what: &str, e: postgres::Error) -> Error {
     Error::Runtime(format!("{place}: {what}: {reason}"))
 }
 
-/// A failed `COMMIT`: refused by the server (nothing stored, as any other
-/// failed statement), or left without an answer because the connection
-/// broke, when the server may have committed it: said so, since a user who
-/// retries a push may then store it twice, and an ack not taken is
-/// delivered again when its lease runs out.
+/// A failed `COMMIT`: refused by the server with an ERROR (nothing stored,
+/// as any other failed statement), or ended with the session, when the
+/// server may have committed it first: the connection broke before the
+/// answer, or the server answered with a FATAL error (a shutdown's
+/// "terminating connection due to administrator command" can come after
+/// the commit was made; seen in `tests/it/pg_server_restart.rs`). That is
+/// said, since a user who retries a push may then store it twice, and an
+/// ack not taken is delivered again when its lease runs out.
 fn commit_error(place: &str, what: &str, e: postgres::Error) -> Error {
-    if e.as_db_error().is_some() {
+    if let Some(db) = e.as_db_error()
+        && !matches!(db.severity(), "FATAL" | "PANIC")
+    {
         return pg_error(place, what, e);
     }
     match pg_error(place, what, e) {
