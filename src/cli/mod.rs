@@ -30,6 +30,9 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[command(
     name = "spoolmq",
     version,
+    // `--version` also names the commit it was built from (build.rs); the
+    // man pages keep the plain version, so they stay the same across commits.
+    long_version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SPOOLMQ_BUILD_COMMIT"), ")"),
     about = "A durable message queue that lives in a directory",
     long_about = "A durable message queue that lives in a directory: shell scripts, cron jobs and CI \
                   pipelines hand work to each other through a spool. Exit 0 after push, ack, nack \
@@ -290,7 +293,9 @@ pub fn man_commands() -> Vec<String> {
 /// A man page, in roff: spoolmq's, or the one of command `sub`.
 pub fn man_page(sub: Option<&str>) -> Result<Vec<u8>, String> {
     use clap::CommandFactory;
-    let top = Cli::command();
+    // The pages carry the plain version, not `--version`'s commit, so that
+    // they stay the same across commits (tests/it/generated_files.rs).
+    let top = Cli::command().long_version(None);
     let cmd = match sub {
         None => top,
         Some(name) => top

@@ -1052,29 +1052,14 @@ pub enum Access {
 }
 
 fn user_name(uid: u32) -> String {
-    // SAFETY: getpwuid returns a pointer into static storage or null; the
-    // name is copied out at once, in this single-threaded start-up.
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return format!("uid {uid}");
-        }
-        let name = std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy();
-        format!("{name} (uid {uid})")
+    match crate::base::account::user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 
 fn group_name(gid: u32) -> String {
-    // SAFETY: as in user_name, for getgrgid.
-    unsafe {
-        let gr = libc::getgrgid(gid);
-        if gr.is_null() || (*gr).gr_name.is_null() {
-            return gid.to_string();
-        }
-        std::ffi::CStr::from_ptr((*gr).gr_name)
-            .to_string_lossy()
-            .into_owned()
-    }
+    crate::base::account::group_name(gid).unwrap_or_else(|| gid.to_string())
 }
 
 /// Whether this process is in group `gid` (primary or supplementary).
@@ -1178,21 +1163,27 @@ pub fn init(spool: &Spool, group: Option<&str>) -> Result<String> {
             }
         }
     };
-    let gid = {
-        let c = std::ffi::CString::new(group)
-            .map_err(|_| Error::usage(format!("--group: not a group name: {group:?}")))?;
-        // SAFETY: getgrnam takes a NUL-terminated name; the gid is read at once.
-        let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-        if !gr.is_null() {
-            // SAFETY: non-null pointer from getgrnam.
-            unsafe { (*gr).gr_gid }
-        } else if let Ok(gid) = group.parse::<u32>() {
-            gid
-        } else {
-            return Err(Error::usage(format!(
-                "--group: no such group: {group} (give a group name or a numeric gid)"
-            )));
-        }
+    if group.contains('\0') {
+        return Err(Error::usage(format!(
+            "--group: not a group name: {group:?}"
+        )));
+    }
+    let gid = match crate::base::account::group_id(group) {
+        Some(gid) => gid,
+        None => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            // The static build knows only /etc/group (base::account).
+            Err(_) if crate::base::account::FILES_ONLY => {
+                return Err(Error::usage(format!(
+                    "--group: no such group in /etc/group: {group} (this static build reads only /etc/group; give the numeric gid of a group from a directory service)"
+                )));
+            }
+            Err(_) => {
+                return Err(Error::usage(format!(
+                    "--group: no such group: {group} (give a group name or a numeric gid)"
+                )));
+            }
+        },
     };
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };

@@ -208,3 +208,23 @@ fn every_command_help_ends_with_at_least_two_examples() {
         );
     }
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = run(bare_spoolmq().arg("--version"));
+    out.ok();
+    let line = out.stdout_str();
+    let line = line.trim_end();
+    let rest = line
+        .strip_prefix(concat!("spoolmq ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let hash = rest.strip_suffix(", dirty").unwrap_or(rest);
+    assert!(
+        hash == "unknown commit" || (hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line:?}"
+    );
+    // `-V` stays the plain version (the man pages carry it too).
+    let short = run(bare_spoolmq().arg("-V"));
+    assert_eq!(short.stdout_str().trim_end(), concat!("spoolmq ", env!("CARGO_PKG_VERSION")));
+}

@@ -244,19 +244,8 @@ pub fn has_password(url: &str) -> bool {
 
 /// The login name of the effective user, libpq's default user.
 fn os_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; the
-    // name is copied out at once.
-    unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
+    // SAFETY: geteuid has no preconditions.
+    crate::base::account::user_name(unsafe { libc::geteuid() })
 }
 
 /// The options of a connection string, each given once.
