@@ -164,11 +164,13 @@ run_pair() {
       0) ;;
       *)
         bad=$((bad + 1))
+        # The first three failing states are printed and their images kept
+        # (each is a few megabytes; every one can be rebuilt from its name).
         if [ $bad -le 3 ]; then
           say "$fs $store: state $s:"
           printf '%s\n' "$out" | grep violation | head -5 >&2
+          "$LAB" image "$dir/log" "$SIZE" "$s" "$dir/$s.img" > /dev/null 2>&1
         fi
-        "$LAB" image "$dir/log" "$SIZE" "$s" "$dir/$s.img" > /dev/null 2>&1
         echo "$s" >> "$dir/failed"
         ;;
     esac
@@ -182,7 +184,7 @@ run_pair() {
   echo "$fs $store: $n states, $bad violations"
   [ $repaired -gt 0 ] && say "$fs $store: $repaired states had damage to unacknowledged work that fsck --repair mended (first: $first_repair)"
   if [ $bad -gt 0 ]; then
-    say "$fs $store: kept in $dir (the failing states' images: $dir/STATE.img); re-run one with:"
+    say "$fs $store: kept in $dir (the failing states in $dir/failed, the first images as $dir/STATE.img); re-run one with:"
     say "  scripts/crash-lab.sh replay $dir $(head -1 "$dir/failed")"
   fi
   STATES=$((STATES + n))

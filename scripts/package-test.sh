@@ -103,6 +103,31 @@ if command -v systemd-analyze >/dev/null; then
     || fail "systemd-analyze verify: $(cat /tmp/verify.out)"
   echo "package: systemd-analyze verify accepts spoolmq-worker@.service"
 fi
+# The unit's command line as systemd would run it (%i = jobs, the variables
+# from the environment file): it must take a message as SPOOLMQ_USER and
+# end on SIGTERM with 143, which the unit counts as a clean stop.
+useradd --system --user-group spoolmq
+install -d -o spoolmq -g spoolmq -m 0700 /var/spool/spoolmq
+cat > /etc/spoolmq/jobs.env <<ENV
+SPOOLMQ_COMMAND="/usr/local/bin/handle-job --verbose"
+SPOOLMQ_DIR=/var/spool/spoolmq
+SPOOLMQ_USER=spoolmq
+SPOOLMQ_GROUP=spoolmq
+ENV
+printf '#!/bin/sh\n[ "$1" = --verbose ] && echo "$(id -un): $(cat)" >> /tmp/handled\n' > /usr/local/bin/handle-job
+chmod 755 /usr/local/bin/handle-job
+touch /tmp/handled && chmod 666 /tmp/handled
+line=$(sed -n 's/^ExecStart=//p' "$unit" | sed 's/%i/jobs/g')
+(set -a; . /etc/spoolmq/jobs.env; set +a; eval "exec $line") &
+worker=$!
+setpriv --reuid=spoolmq --regid=spoolmq --init-groups env SPOOLMQ_DIR=/var/spool/spoolmq spoolmq push jobs "job one" > /dev/null \
+  || fail "a push as the worker's user"
+for _ in $(seq 1 50); do grep -q "job one" /tmp/handled && break; sleep 0.1; done
+grep -qx "spoolmq: job one" /tmp/handled || fail "the unit's command did not run the job as spoolmq: $(cat /tmp/handled)"
+kill -TERM $worker
+wait $worker; rc=$?
+[ $rc = 143 ] && grep -q '^SuccessExitStatus=143$' "$unit" || fail "the worker stopped with $rc"
+echo "package: the unit's command ran a job as spoolmq and stopped on SIGTERM with 143"
 rm -f /etc/spoolmq/jobs.env
 dpkg -r spoolmq > /dev/null 2>&1 || fail "dpkg -r"
 left=""

@@ -60,6 +60,25 @@ fn attr(ino: u64, size: u64, dir: bool) -> FileAttr {
     }
 }
 
+/// Lists the root directory of either file system: its files, from the
+/// kernel's `offset` on.
+fn list_root<'a>(
+    ino: u64,
+    offset: i64,
+    mut reply: ReplyDirectory,
+    files: impl Iterator<Item = (u64, &'a str)>,
+) {
+    if ino != ROOT {
+        return reply.error(libc::ENOTDIR);
+    }
+    for (i, (ino, name)) in files.enumerate().skip(offset.max(0) as usize) {
+        if reply.add(ino, (i + 1) as i64, FileType::RegularFile, name) {
+            break;
+        }
+    }
+    reply.ok()
+}
+
 fn options(name: &str) -> Vec<MountOption> {
     vec![MountOption::FSName(name.to_string()), MountOption::NoAtime]
 }
@@ -239,22 +258,14 @@ impl Filesystem for Recorder {
         ino: u64,
         _fh: u64,
         offset: i64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        if ino != ROOT {
-            return reply.error(libc::ENOTDIR);
-        }
-        let names = [
-            (ROOT, FileType::Directory, "."),
-            (DISK, FileType::RegularFile, "disk"),
-            (POS, FileType::RegularFile, "pos"),
-        ];
-        for (i, (ino, kind, name)) in names.iter().enumerate().skip(offset as usize) {
-            if reply.add(*ino, (i + 1) as i64, *kind, name) {
-                break;
-            }
-        }
-        reply.ok()
+        list_root(
+            ino,
+            offset,
+            reply,
+            [(DISK, "disk"), (POS, "pos")].into_iter(),
+        )
     }
 }
 
@@ -472,22 +483,15 @@ impl Filesystem for Server {
         ino: u64,
         _fh: u64,
         offset: i64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        if ino != ROOT {
-            return reply.error(libc::ENOTDIR);
-        }
-        for (i, st) in self.states.iter().enumerate().skip(offset as usize) {
-            if reply.add(
-                i as u64 + 2,
-                (i + 1) as i64,
-                FileType::RegularFile,
-                &st.name,
-            ) {
-                break;
-            }
-        }
-        reply.ok()
+        let names = self.states.iter().enumerate();
+        list_root(
+            ino,
+            offset,
+            reply,
+            names.map(|(i, st)| (i as u64 + 2, st.name.as_str())),
+        )
     }
 }
 
