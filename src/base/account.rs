@@ -7,7 +7,7 @@
 //! static binary cannot count on finding. It reads `/etc/passwd` and
 //! `/etc/group` itself instead; a name that only a directory service knows
 //! is then unknown, said so in one line by the caller, and a numeric id
-//! always works (README: Install).
+//! always works (README: Set up).
 //!
 //! Invariants: nothing here fails; an unknown id or name is `None`. Each
 //! file is read whole but at most [`MAX_FILE`] bytes of it.
@@ -81,13 +81,14 @@ pub const FILES_ONLY: bool = cfg!(target_feature = "crt-static");
 #[cfg_attr(not(target_feature = "crt-static"), allow(dead_code))]
 fn read(path: &str) -> Option<String> {
     use std::io::Read;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     std::fs::File::open(path)
         .ok()?
         .take(MAX_FILE)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .ok()?;
-    Some(text)
+    // A line that is not UTF-8 spoils only itself, not the whole file.
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The entries of a `passwd` or `group` file: (name, id). Comments, blank

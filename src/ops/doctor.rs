@@ -122,8 +122,10 @@ pub fn check(spool: &Spool) -> Vec<Finding> {
                 out.push(ok(
                     "file system",
                     format!(
-                        "{name} ({}): crash-tested, power loss replayed at every flush (tested: ext4, xfs, btrfs)",
-                        here.display()
+                        "{name} ({}): crash-tested, power loss replayed at every flush (tested: ext4, xfs, btrfs{})",
+                        here.display(),
+                        // One magic number covers ext2, ext3 and ext4.
+                        if name.starts_with("ext") { "; ext2 and ext3 are not" } else { "" }
                     ),
                 ));
             } else if known == Known::Untested {
