@@ -24,6 +24,9 @@ Usage: bench/compare.sh [--quick] [--dir DIR] [--bin PATH] [options]
   --cycles N       pop+ack cycles at each depth (200; 50)
   --reps N         repetitions of the bulk row, median reported (3; 3)
   --stats-runs N   runs of `stats --json` (21; 11)
+  --steadq PATH    also measure SteadQ's `steadq` binary in the same run (one
+                   put per process, lease+ack cycles, `work` of `true` jobs)
+                   beside the same spoolmq commands; never built here
   --json FILE      also write a JSON summary to FILE (`-`: stdout; the table
                    then goes to stderr)
   --strict         exit 1 if any target is missed
@@ -39,7 +42,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # ---------------------------------------------------------------- arguments
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0 DIR_PARENT="" BIN="" BUILD=0 KEEP=0 STRICT=0 JSON_OUT=""
-LINES="" PROCS="" CYCLES="" REPS="" STATS_RUNS="" STORE=fs
+LINES="" PROCS="" CYCLES="" REPS="" STATS_RUNS="" STORE=fs STEADQ=""
 need_arg() { [[ $# -ge 2 && -n $2 ]] || usage_error "$1 needs a value"; }
 is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]] || usage_error "$2: not a positive count: $1"; }
 while [[ $# -gt 0 ]]; do
@@ -55,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --reps) need_arg "$@"; is_count "$2" "$1"; REPS=$2; shift ;;
     --stats-runs) need_arg "$@"; is_count "$2" "$1"; STATS_RUNS=$2; shift ;;
     --json) need_arg "$@"; JSON_OUT=$2; shift ;;
+    --steadq) need_arg "$@"; [[ -x $2 ]] || usage_error "--steadq: not an executable: $2"; STEADQ=$2; shift ;;
     --strict) STRICT=1 ;;
     --keep) KEEP=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -392,6 +396,72 @@ ROW='%-3s %-40s %13s %13s %13s %20s %16s %5s\n'
   echo "     deep queue: ready=$DEEP_READY"
   echo "  load average at the end: $LOAD_END"
 } | sed 's/[[:space:]]*$//' >&3
+
+# ---------------------------------------------------------------- 6: SteadQ
+# With --steadq: the peer's CLI beside ours on the same jobs, interleaved so
+# that a change of load hits both. 6a: one message per process (put / push);
+# 6b: a lease+ack cycle of two processes at depth 10 (lease then ack / pop
+# then ack); 6c: a worker that runs `true` for each of $PROCS jobs until the
+# queue is empty (`steadq work`, which waits for more, is stopped once its
+# queue shows none ready or leased, polled every 10 ms; `spoolmq exec
+# --loop` ends by itself).
+if [[ -n $STEADQ ]]; then
+  log "SteadQ: $PROCS puts, $CYCLES lease+ack cycles, work of $PROCS jobs, each beside spoolmq"
+  SQD=$SCRATCH/steadq
+  "$STEADQ" init "$SQD" >/dev/null 2>&1 || die "steadq init failed"
+  for ((i = 0; i < SHALLOW_DEPTH; i++)); do printf '%s' "${BODIES[i]}" | "$STEADQ" put "$SQD" - >/dev/null 2>&1; done
+  printf '%s\n' "${BODIES[@]:0:SHALLOW_DEPTH}" | sq push sq-shallow --lines >/dev/null
+  declare -a Q_PUT=() Q_PUSH=() Q_CYC=() Q_SCYC=()
+  for ((i = 0; i < PROCS; i++)); do
+    b=${BODIES[i]}
+    now; t0=$NOW; printf '%s' "$b" | "$STEADQ" put "$SQD" - >/dev/null 2>&1; now; Q_PUT+=($((NOW - t0)))
+    now; t0=$NOW; sq push sq-procs "$b" >/dev/null; now; Q_PUSH+=($((NOW - t0)))
+  done
+  H=$SCRATCH/steadq.handle
+  for ((i = 0; i < CYCLES; i++)); do
+    now; t0=$NOW
+    "$STEADQ" lease "$SQD" --handle-file "$H" >/dev/null 2>&1 || die "steadq lease failed"
+    "$STEADQ" ack "$SQD" --handle-file "$H" >/dev/null 2>&1 || die "steadq ack failed"
+    now; Q_CYC+=($((NOW - t0)))
+    printf '%s' "${BODIES[i]}" | "$STEADQ" put "$SQD" - >/dev/null 2>&1   # refill, not timed
+    now; t0=$NOW
+    out=$(sq pop sq-shallow --json) || die "pop sq-shallow failed"
+    [[ $out =~ $RECEIPT_RE ]] || die "no receipt in: $out"
+    sq ack sq-shallow "${BASH_REMATCH[1]}" || die "ack failed"
+    now; Q_SCYC+=($((NOW - t0)))
+    sq push sq-shallow "${BODIES[i]}" >/dev/null   # refill, not timed
+  done
+  # 6c: fresh queues of $PROCS jobs each.
+  SQW=$SCRATCH/steadq-work
+  "$STEADQ" init "$SQW" >/dev/null 2>&1
+  for ((i = 0; i < PROCS; i++)); do printf '%s' "${BODIES[i]}" | "$STEADQ" put "$SQW" - >/dev/null 2>&1; done
+  printf '%s\n' "${BODIES[@]:0:PROCS}" | sq push sq-work --lines >/dev/null
+  sync
+  now; t0=$NOW
+  "$STEADQ" work "$SQW" -- true >/dev/null 2>&1 &
+  wpid=$!
+  while :; do
+    st=$("$STEADQ" stats "$SQW")
+    [[ $st == *"ready: 0"* && $st == *"leased: 0"* ]] && break
+    sleep 0.01
+  done
+  now; Q_WORK=$((NOW - t0))
+  kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null || true
+  now; t0=$NOW; sq exec sq-work --loop -- true || die "exec --loop failed"; now; Q_EXEC=$((NOW - t0))
+  {
+    echo
+    echo "SteadQ, same run ($("$STEADQ" --version 2>/dev/null || echo steadq), $STEADQ):"
+    printf "$ROW" '#' operation spoolmq steadq '' ratio '' ''
+    printf "$ROW" 6a "1 message per process (median)" "$(ms "$(median "${Q_PUSH[@]}")")" "$(ms "$(median "${Q_PUT[@]}")")" '' \
+      "spool/steadq $(fmt '%.2fx' "$(calc "$(median "${Q_PUSH[@]}") / $(median "${Q_PUT[@]}")")")" '' ''
+    printf "$ROW" 6b "lease+ack / pop+ack cycle (median)" "$(ms "$(median "${Q_SCYC[@]}")")" "$(ms "$(median "${Q_CYC[@]}")")" '' \
+      "spool/steadq $(fmt '%.2fx' "$(calc "$(median "${Q_SCYC[@]}") / $(median "${Q_CYC[@]}")")")" '' ''
+    printf "$ROW" 6c "worker: $(group "$PROCS") jobs of true (total)" "$(s "$Q_EXEC")" "$(s "$Q_WORK")" '' \
+      "spool/steadq $(fmt '%.2fx' "$(calc "$Q_EXEC / $Q_WORK")")" '' ''
+    echo "  6c steadq's time includes its stats polling (every 10 ms) and the poll that sees the queue empty;"
+    echo "     its worker checks on a running command every 50 ms (its work.rs), which bounds it near 20 jobs/s"
+  } | sed 's/[[:space:]]*$//' >&3
+fi
 
 # ---------------------------------------------------------------- JSON
 if [[ -n $JSON_OUT ]]; then
