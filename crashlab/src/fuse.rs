@@ -79,6 +79,15 @@ fn list_root<'a>(
     reply.ok()
 }
 
+/// The range of a discard or write-zeroes (`fallocate`'s offset and length)
+/// in a file of `size` bytes, cut at its end: `[start, end)`, or `None` when
+/// it is not whole sectors or starts past the end.
+fn sectors_of(offset: i64, length: i64, size: u64) -> Option<(u64, u64)> {
+    let off = offset.max(0) as u64;
+    let end = off.saturating_add(length.max(0) as u64).min(size);
+    (off <= end && off.is_multiple_of(SECTOR) && end.is_multiple_of(SECTOR)).then_some((off, end))
+}
+
 fn options(name: &str) -> Vec<MountOption> {
     vec![MountOption::FSName(name.to_string()), MountOption::NoAtime]
 }
@@ -238,11 +247,10 @@ impl Filesystem for Recorder {
     ) {
         // A discard or write-zeroes of the loop device (punch hole, zero
         // range): the range reads back as zeroes from here on.
-        let (off, len) = (offset.max(0) as u64, length.max(0) as u64);
-        let end = (off + len).min(self.image.len() as u64);
-        if ino != DISK || off % SECTOR != 0 || (end - off.min(end)) % SECTOR != 0 {
+        let range = sectors_of(offset, length, self.image.len() as u64);
+        let Some((off, end)) = range.filter(|_| ino == DISK) else {
             return reply.error(libc::EOPNOTSUPP);
-        }
+        };
         self.image[off as usize..end as usize].fill(0);
         self.note(Kind::Zero, off, &[], end - off);
         reply.ok()
@@ -460,14 +468,14 @@ impl Filesystem for Server {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        let (off, len) = (offset.max(0) as u64, length.max(0) as u64);
+        let range = sectors_of(offset, length, self.size);
         let Some((_, cow)) = self.open.get_mut(&ino) else {
             return reply.error(libc::EBADF);
         };
-        if off % SECTOR != 0 || len % SECTOR != 0 {
+        let Some((off, end)) = range else {
             return reply.error(libc::EOPNOTSUPP);
-        }
-        for s in off / SECTOR..(off + len).min(self.size) / SECTOR {
+        };
+        for s in off / SECTOR..end / SECTOR {
             cow.insert(s, vec![0u8; SECTOR as usize]);
         }
         reply.ok()
@@ -524,4 +532,20 @@ pub fn materialize(log: &Log, size: u64, st: &State, out: &Path) -> std::io::Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_discard_is_whole_sectors_cut_at_the_end_of_the_file() {
+        assert_eq!(sectors_of(512, 1024, 4096), Some((512, 1536)));
+        assert_eq!(sectors_of(3584, 4096, 4096), Some((3584, 4096)));
+        assert_eq!(sectors_of(100, 512, 4096), None);
+        assert_eq!(sectors_of(512, 100, 4096), None);
+        // Past the end: refused, never a slice that runs backwards.
+        assert_eq!(sectors_of(8192, 512, 4096), None);
+        assert_eq!(sectors_of(-1, i64::MAX, 4096), Some((0, 4096)));
+    }
 }

@@ -27,14 +27,7 @@ pub fn user_name(uid: u32) -> Option<String> {
     // name is copied out at once.
     unsafe {
         let pw = libc::getpwuid(uid);
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+        c_name((!pw.is_null()).then(|| (*pw).pw_name))
     }
 }
 
@@ -48,15 +41,25 @@ pub fn group_name(gid: u32) -> Option<String> {
     // SAFETY: as in user_name, for getgrgid.
     unsafe {
         let gr = libc::getgrgid(gid);
-        if gr.is_null() || (*gr).gr_name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr((*gr).gr_name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+        c_name((!gr.is_null()).then(|| (*gr).gr_name))
     }
+}
+
+/// A name the C library returned (its pointer, if it returned an entry),
+/// copied out.
+///
+/// # Safety
+/// The pointer, when not null, points to a NUL-terminated string that stays
+/// valid during the call.
+#[cfg(not(target_feature = "crt-static"))]
+unsafe fn c_name(name: Option<*mut libc::c_char>) -> Option<String> {
+    let p = name.filter(|p| !p.is_null())?;
+    // SAFETY: non-null and NUL-terminated, by the caller's promise.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The id of the group called `name`.

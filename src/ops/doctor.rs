@@ -57,7 +57,7 @@ fn statfs(path: &Path) -> Option<libc::statfs> {
 }
 
 /// What spoolmq knows of a file system type.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Known {
     /// Power loss replayed at every flush by the crash lab
     /// (docs/CRASHLAB.md): ext4 (ordered and writeback), XFS, btrfs.
@@ -118,33 +118,29 @@ pub fn check(spool: &Spool) -> Vec<Finding> {
             // f_type is i64 here but not on every platform.
             #[allow(clippy::unnecessary_cast)]
             let (name, known) = fs_kind(s.f_type as i64);
-            if known == Known::CrashTested {
-                out.push(ok(
+            let place = here.display();
+            out.push(match known {
+                Known::CrashTested => ok(
                     "file system",
                     format!(
-                        "{name} ({}): crash-tested, power loss replayed at every flush (tested: ext4, xfs, btrfs{})",
-                        here.display(),
+                        "{name} ({place}): crash-tested, power loss replayed at every flush (tested: ext4, xfs, btrfs{})",
                         // One magic number covers ext2, ext3 and ext4.
                         if name.starts_with("ext") { "; ext2 and ext3 are not" } else { "" }
                     ),
-                ));
-            } else if known == Known::Untested {
-                out.push(ok(
+                ),
+                Known::Untested => ok(
                     "file system",
                     format!(
-                        "{name} ({}): a local file system, not crash-tested by spoolmq (tested: ext4, xfs, btrfs)",
-                        here.display()
+                        "{name} ({place}): a local file system, not crash-tested by spoolmq (tested: ext4, xfs, btrfs)"
                     ),
-                ));
-            } else {
-                out.push(problem(
+                ),
+                Known::Problem => problem(
                     "file system",
                     format!(
-                        "{} is on {name}, a known problem: fsync or rename may not make data durable there; use a local disk (ext4, xfs, btrfs are crash-tested)",
-                        here.display()
+                        "{place} is on {name}, a known problem: fsync or rename may not make data durable there; use a local disk (ext4, xfs, btrfs are crash-tested)"
                     ),
-                ));
-            }
+                ),
+            });
             let free = s.f_bavail as u128 * s.f_bsize as u128;
             let total = s.f_blocks as u128 * s.f_bsize as u128;
             let mib = free / (1024 * 1024);
