@@ -1,11 +1,12 @@
 //! The model test: seeded random sequences of push (some with a delay, some
 //! with a TTL, some with a unique key and window, some with a priority,
-//! some in one of three ordered groups), pop, ack, nack (some recording a failure), extend, retry,
-//! purge (of dead letters, some only those dead for a while), `retry --to` a
-//! second queue (all dead letters, or one named), peek, inspect, clock
-//! jumps, reopens and power cuts, run against the
-//! engine (on [`SimFs`]) and against [`Model`], a list of messages with
-//! states; every answer and every counter must agree.
+//! some in one of three ordered groups), pop, ack, nack (some recording a
+//! failure), extend, ack-and-pop (one commit), retry, purge (of dead
+//! letters, some only those dead for a while), `retry --to` a second queue
+//! (all dead letters, or one named), peek, inspect, clock jumps, reopens
+//! and power cuts, run against the engine (on [`SimFs`]) and against
+//! [`Model`], a list of messages with states; every answer and every
+//! counter must agree.
 //!
 //! Every operation that returns is durable, so a power cut *between*
 //! operations must change nothing: after a cut (any subset of unsynced work
@@ -50,8 +51,9 @@ enum Op {
         lease: u64,
         max: u32,
     },
-    /// 0 ack, 1 nack, 2 extend, on the `pick`-th receipt seen so far; a
-    /// nack with `reason` records a failure.
+    /// 0 ack, 1 nack, 2 extend, 3 ack and pop (`ack_and_pop`, up to 1 +
+    /// `pick % 3` for `delay + 1` ms), on the `pick`-th receipt seen so
+    /// far; a nack with `reason` records a failure.
     Settle {
         which: u8,
         pick: usize,
@@ -113,7 +115,7 @@ fn generate(seed: u64, len: usize) -> Vec<Op> {
                 max: 1 + r.below(3) as u32,
             },
             5..=7 => Op::Settle {
-                which: r.below(3) as u8,
+                which: r.below(4) as u8,
                 pick: r.below(1000) as usize,
                 delay: if r.below(2) == 0 {
                     0
@@ -505,6 +507,20 @@ impl World {
             .q()
             .pop(count, Duration::from_millis(lease), max, now)
             .map_err(|x| e(ctx, x))?;
+        self.popped(ctx, got, count, lease, max)
+    }
+
+    /// Checks what a pop of `count` for `lease` returned against the model,
+    /// and applies it.
+    fn popped(
+        &mut self,
+        ctx: &str,
+        got: Vec<crate::queue::Delivery>,
+        count: usize,
+        lease: u64,
+        max: u32,
+    ) -> Result<(), String> {
+        let now = self.now;
         let mut expect = Vec::new();
         // Met on the way: a lapsed last attempt is marked dead, a message
         // whose TTL passed expired (and stays so).
@@ -570,8 +586,18 @@ impl World {
             how: How::Reason(format!("failed at step {step}")),
             stderr: Vec::new(),
         });
+        // 3: `ack_and_pop`, which must do what an ack and then a pop do.
+        let count = 1 + pick % 3;
+        let mut got = None;
         let s = match which {
             0 => self.q().ack(one, now),
+            3 => self
+                .q()
+                .ack_and_pop(one, count, Duration::from_millis(delay + 1), max, now)
+                .map(|(s, d)| {
+                    got = Some(d);
+                    s
+                }),
             1 => self.q().nack(
                 one,
                 Retry::After(Duration::from_millis(delay)),
@@ -591,7 +617,7 @@ impl World {
         if let Some(i) = expect {
             let m = &mut self.model.msgs[i];
             match which {
-                0 => {
+                0 | 3 => {
                     m.state = MState::Gone;
                     self.model.acked += 1;
                 }
@@ -615,11 +641,14 @@ impl World {
                     }
                 }
             }
-            if which == 0 {
+            if which == 0 || which == 3 {
                 self.model.release(i, Some(now));
             }
         }
-        Ok(())
+        match got {
+            Some(got) => self.popped(ctx, got, count, delay + 1, max),
+            None => Ok(()),
+        }
     }
 
     fn retry(&mut self, ctx: &str) -> Result<(), String> {

@@ -209,6 +209,12 @@ impl Ctx {
             max,
             self.seen.now,
         )?;
+        self.served(got);
+        Ok(())
+    }
+
+    /// Keeps the receipts of what a pop served, each body checked.
+    fn served(&mut self, got: Vec<crate::queue::Delivery>) {
         for d in got {
             assert_eq!(
                 Some(&d.body),
@@ -217,7 +223,6 @@ impl Ctx {
             );
             self.seen.receipts.push((d.id, d.receipt));
         }
-        Ok(())
     }
 
     fn take_receipt(&mut self) -> Option<(String, String)> {
@@ -242,6 +247,28 @@ impl Ctx {
         if s.done == 1 {
             self.seen.gone.insert(id);
         }
+        Ok(())
+    }
+
+    /// The oldest receipt acked and up to `count` messages leased, in one
+    /// commit ([`Queue::ack_and_pop`]).
+    fn ack_and_pop(&mut self, count: usize, lease_ms: u64, max: u32) -> Step {
+        let Some((id, r)) = self.take_receipt() else {
+            return Ok(());
+        };
+        self.seen.maybe_gone.insert(id.clone());
+        let (s, got) = self.q.as_mut().expect("the queue is open").ack_and_pop(
+            std::slice::from_ref(&r),
+            count,
+            Duration::from_millis(lease_ms),
+            max,
+            self.seen.now,
+        )?;
+        self.seen.maybe_gone.clear();
+        if s.done == 1 {
+            self.seen.gone.insert(id);
+        }
+        self.served(got);
         Ok(())
     }
 
@@ -380,6 +407,7 @@ fn everyday(c: &mut Ctx) -> Step {
     c.pop(1, 10_000, 5)?; // the lease of the 100 ms one ran out: a dead letter
     c.retry()?;
     c.ack()?;
+    c.ack_and_pop(2, 10_000, 5)?; // an ack and the next leases, one commit
     c.ack()?;
     c.purge()?;
     c.push(&["last"])
@@ -480,7 +508,19 @@ fn groups(c: &mut Ctx) -> Step {
     c.pop(1, 60_000, 5)?; // the lapsed one is made dead on the way; g0's third
     c.retry()?; // back first in g0, waiting for the third's lease
     c.push_grouped(&[&body(0, 3)], 0)?;
-    c.push(&["plain-2"])
+    c.push(&["plain-2"])?;
+    // g0's third acked and, in the same commit, plain-2 leased (the
+    // retried one waits for the minute the third's lease had, acked or not).
+    c.take_receipt(); // the lapsed one's, stale
+    c.ack_and_pop(2, 60_000, 5)?;
+    let served: Vec<&[u8]> = c
+        .seen
+        .receipts
+        .iter()
+        .map(|(id, _)| c.seen.pushed[id].as_slice())
+        .collect();
+    assert_eq!(served, [b"plain-2"], "what ack_and_pop served");
+    Ok(())
 }
 
 /// Small segments: pushes roll over, acks empty segments, which are reclaimed.

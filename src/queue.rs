@@ -377,6 +377,15 @@ fn expired_at(m: &Meta) -> u64 {
 /// The dead letter `m` (standing [`Standing::Lapsed`] or
 /// [`Standing::Expired`]) becomes when a command meets it: dead since its
 /// lease ran out, or expired since [`expired_at`].
+/// An acked message, as `ack` at `now` leaves it. A keyed message keeps
+/// when it was acked: its key's window starts then.
+fn acked(now: u64) -> impl Fn(&Meta) -> Meta {
+    move |m| Meta {
+        until_ms: if m.keyed { now } else { 0 },
+        ..m.moved(State::Acked)
+    }
+}
+
 fn made_dead(m: &Meta, s: Standing) -> Meta {
     if s == Standing::Expired {
         Meta {
@@ -831,17 +840,22 @@ impl Queue {
     /// again finds the next ones and changes nothing twice. Of a group only
     /// its oldest pending message may be delivered ([`group::Order`], which
     /// `order` keeps across the calls of one command, so a group's next
-    /// message is not taken once its head was met).
+    /// message is not taken once its head was met). Messages in `gone`
+    /// (acked by the same commit) are passed over as if already gone.
     fn deliverable(
         &mut self,
         count: usize,
         now: u64,
+        gone: &HashSet<u64>,
         seen: &mut HashSet<u64>,
         order: &mut group::Order,
         changes: &mut Vec<Change>,
     ) -> Result<Vec<Meta>> {
         let mut found = Vec::new();
         self.store.scan_delivery(count, &mut |m| {
+            if gone.contains(&m.seq) {
+                return Step::Continue;
+            }
             if seen.contains(&m.seq) {
                 // Delivered by this command (its group is taken) or marked
                 // dead by it.
@@ -962,17 +976,46 @@ impl Queue {
         max_attempts: u32,
         now: u64,
     ) -> Result<Vec<Delivery>> {
+        Ok(self.ack_and_pop(&[], count, lease, max_attempts, now)?.1)
+    }
+
+    /// Acks the leased messages `receipts` name and leases up to `count`
+    /// messages for `lease`, in one commit (one sync where there were two:
+    /// a worker's finished job and its next one). It does what [`Queue::ack`]
+    /// and then [`Queue::pop`] would: an acked message of an ordered group
+    /// lets the group's next message be delivered by the same call. Stale
+    /// receipts change nothing and are returned in the [`Settled`], as by
+    /// `ack`; nothing is stored if anything fails (a queue whose key does
+    /// not open it included).
+    pub fn ack_and_pop(
+        &mut self,
+        receipts: &[String],
+        count: usize,
+        lease: Duration,
+        max_attempts: u32,
+        now: u64,
+    ) -> Result<(Settled, Vec<Delivery>)> {
         let q = &mut self.reporting();
         q.check_key()?;
         let now = q.clock(now)?;
         let mut changes = Vec::new();
+        let settled = q.settled(receipts, now, None, &mut changes, acked(now))?;
+        // Acked by this call: met by the scan below as still leased, but
+        // no longer their group's head.
+        let gone: HashSet<u64> = changes.iter().map(|c| c.new.seq).collect();
         let mut seen = HashSet::new();
         let mut order = group::Order::default();
         let mut out = Vec::new();
         let mut tags = Tags::for_count(count);
         while out.len() < count {
-            let found =
-                q.deliverable(count - out.len(), now, &mut seen, &mut order, &mut changes)?;
+            let found = q.deliverable(
+                count - out.len(),
+                now,
+                &gone,
+                &mut seen,
+                &mut order,
+                &mut changes,
+            )?;
             if found.is_empty() {
                 break;
             }
@@ -996,7 +1039,7 @@ impl Queue {
             }
         }
         q.store.commit(&changes)?;
-        Ok(out)
+        Ok((settled, out))
     }
 
     /// Shows up to `count` deliverable messages without leasing them.
@@ -1009,8 +1052,14 @@ impl Queue {
         let mut order = group::Order::default();
         let mut out = Vec::new();
         while out.len() < count {
-            let found =
-                q.deliverable(count - out.len(), now, &mut seen, &mut order, &mut ignored)?;
+            let found = q.deliverable(
+                count - out.len(),
+                now,
+                &HashSet::new(),
+                &mut seen,
+                &mut order,
+                &mut ignored,
+            )?;
             if found.is_empty() {
                 break;
             }
@@ -1089,21 +1138,39 @@ impl Queue {
         }))
     }
 
-    /// Applies `decide` to the live delivery each receipt names; stale or
-    /// unknown receipts change nothing and are returned.
-    /// With `failure`, it is recorded as the last failure of each message
-    /// settled (durably, before the commit: if a crash falls between, the
-    /// record is still true, that attempt failed).
+    /// Applies `decide` to the live delivery each receipt names, in one
+    /// commit; stale or unknown receipts change nothing and are returned.
     fn settle(
         &mut self,
         receipts: &[String],
         now: u64,
         failure: Option<&Failure>,
-        mut decide: impl FnMut(&Meta) -> Meta,
+        decide: impl FnMut(&Meta) -> Meta,
     ) -> Result<Settled> {
         let mut changes = Vec::new();
+        let settled = self.settled(receipts, now, failure, &mut changes, decide)?;
+        self.store.commit(&changes)?;
+        Ok(settled)
+    }
+
+    /// [`Queue::settle`]'s changes, added to `changes` for the caller to
+    /// commit. With `failure`, it is recorded as the last failure of each
+    /// message settled (durably, before the commit: if a crash falls
+    /// between, the record is still true, that attempt failed).
+    fn settled(
+        &mut self,
+        receipts: &[String],
+        now: u64,
+        failure: Option<&Failure>,
+        changes: &mut Vec<Change>,
+        mut decide: impl FnMut(&Meta) -> Meta,
+    ) -> Result<Settled> {
+        let first = changes.len();
         let mut seen = HashSet::new();
         let mut settled = Settled::default();
+        if receipts.is_empty() {
+            return Ok(settled);
+        }
         let ids = self.ids();
         let parsed: Vec<Option<(u64, ReceiptTag)>> =
             receipts.iter().map(|r| ids.parse_receipt(r)).collect();
@@ -1132,13 +1199,12 @@ impl Queue {
             }
         }
         if let Some(f) = failure {
-            let kept: Vec<(u64, Failure)> = changes
+            let kept: Vec<(u64, Failure)> = changes[first..]
                 .iter()
                 .map(|c| (c.new.seq, f.kept(c.new.attempts)))
                 .collect();
             self.store.record_failures(&kept)?;
         }
-        self.store.commit(&changes)?;
         Ok(settled)
     }
 
@@ -1146,11 +1212,7 @@ impl Queue {
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Settled> {
         let q = &mut self.reporting();
         let now = q.clock(now)?;
-        // A keyed message keeps when it was acked: its key's window starts then.
-        q.settle(receipts, now, None, |m| Meta {
-            until_ms: if m.keyed { now } else { 0 },
-            ..m.moved(State::Acked)
-        })
+        q.settle(receipts, now, None, acked(now))
     }
 
     /// Gives leased messages back, each after the delay `retry` gives for

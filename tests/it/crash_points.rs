@@ -847,3 +847,31 @@ fn an_ack_of_receipts_on_stdin_that_dies_midway_is_all_or_nothing() {
         s.run(&["fsck"]).ok();
     }
 }
+
+#[test]
+fn a_worker_that_dies_in_the_commit_acking_one_job_and_leasing_the_next_is_all_or_nothing() {
+    // `exec --loop` acks a finished job in the commit that leases the next
+    // message: the second commit of the run. Cut there, both or neither.
+    for (point, acked, ready) in [
+        ("wal.torn:2", 0, 2),
+        ("commit.after-wal:2", 1, 1),
+        ("commit.mid-slots:2", 1, 1),
+        ("header.torn:2", 1, 1),
+    ] {
+        let s = Spool::new();
+        s.push("q", &["m1", "m2", "m3"]);
+        crash_at(
+            &s,
+            point,
+            &["exec", "q", "--loop", "--lease", "1h", "--", "true"],
+            b"",
+        );
+        let st = s.stats("q");
+        assert_eq!(
+            (num(&st, "acked"), num(&st, "leased"), num(&st, "ready")),
+            (acked, 1, ready),
+            "{point}: {st}"
+        );
+        s.run(&["fsck"]).ok();
+    }
+}

@@ -13,7 +13,10 @@
 //! than `--lease` is never delivered twice while its command is alive. A
 //! failed attempt (non-zero exit, a signal, `--timeout`, a command that
 //! could not start) is nacked with the `--backoff` delay and a
-//! [`Failure`] saying what happened.
+//! [`Failure`] saying what happened. A command that succeeded is acked by
+//! the commit that leases the next message ([`crate::queue::Queue::ack_and_pop`],
+//! one sync per job where there were two), in the same turn of the loop;
+//! if no message is taken next (the run ends, every slot is busy), alone.
 //!
 //! Each command runs in a process group of its own (`child.rs`). On SIGTERM
 //! or SIGINT (`signals.rs`) `exec` starts nothing more, forwards the signal
@@ -217,6 +220,7 @@ pub fn exec(spool: &Spool, queue: &str, req: &ExecRequest, warn: Warn) -> Result
         waiter: Waiter::default(),
         path: child::find_on_path(&req.cmd[0]),
         open: None,
+        to_ack: Vec::new(),
     };
     w.run(&rx);
     w.ran.signal = w.ran.signal.or(signals::first());
@@ -272,6 +276,9 @@ struct Worker<'a, 'w> {
     path: Option<std::path::PathBuf>,
     /// The queue, while a turn of the loop has it open ([`Worker::on_queue`]).
     open: Option<crate::queue::Queue>,
+    /// Receipts of commands that succeeded, acked by the next pop's commit
+    /// (or alone, if no pop follows) before this turn of the loop ends.
+    to_ack: Vec<String>,
 }
 
 impl Worker<'_, '_> {
@@ -315,28 +322,43 @@ impl Worker<'_, '_> {
     /// only when nothing runs, else one look.
     fn start_what_we_may(&mut self) {
         self.start_while_we_may();
+        if !self.to_ack.is_empty() {
+            // No pop took them (the run is ending, or every slot is busy).
+            let receipts = std::mem::take(&mut self.to_ack);
+            let r = self.on_queue(|q| q.ack(&receipts, now_ms()));
+            self.acked(r);
+        }
         // Closed before the worker waits or its command runs alone.
         self.open = None;
     }
 
     fn start_while_we_may(&mut self) {
         while self.may_start() {
-            // A queue left open by this turn's ack is looked at first.
-            if self.open.is_some() {
+            // A queue left open by this turn's last step, or a finished
+            // job to ack, is looked at first: the ack and the next lease
+            // are one commit.
+            if self.open.is_some() || !self.to_ack.is_empty() {
                 let (lease, max) = (self.req.lease, self.req.max_attempts);
-                match self.on_queue(|q| q.pop(1, lease, max, now_ms())) {
-                    Ok(got) => {
-                        self.open = None;
-                        if let Some(d) = got.into_iter().next() {
-                            self.drained = false;
-                            self.start(d);
-                            continue;
-                        }
+                let receipts = std::mem::take(&mut self.to_ack);
+                let r = self.on_queue(|q| q.ack_and_pop(&receipts, 1, lease, max, now_ms()));
+                let got = match r {
+                    Ok((settled, got)) => {
+                        self.acked(Ok(settled));
+                        got
                     }
                     Err(e) => {
-                        self.ran.error = Some(e);
+                        self.acked(Err(e));
                         return;
                     }
+                };
+                self.open = None;
+                if let Some(d) = got.into_iter().next() {
+                    self.drained = false;
+                    self.start(d);
+                    continue;
+                }
+                if self.ran.error.is_some() {
+                    return;
                 }
             }
             let idle = self.jobs.is_empty();
@@ -604,11 +626,22 @@ impl Worker<'_, '_> {
         self.failed(&job.id, &job.receipt, job.attempt, how, tail, code);
     }
 
+    /// A command succeeded: its message is acked with the next pop
+    /// ([`Worker::start_what_we_may`], in this same turn of the loop).
     fn ack(&mut self, job: &Job) {
-        let receipts = [job.receipt.clone()];
-        let r = self.on_queue(|q| q.ack(&receipts, now_ms())?.into_result());
+        self.to_ack.push(job.receipt.clone());
+    }
+
+    /// Counts what an ack did: acked, lost leases ([`Worker::settle_error`]),
+    /// or an error that ends the run.
+    fn acked(&mut self, r: Result<crate::queue::Settled>) {
         match r {
-            Ok(_) => self.ran.acked += 1,
+            Ok(settled) => {
+                self.ran.acked += settled.done as u64;
+                if let Err(e) = settled.into_result() {
+                    self.settle_error(e);
+                }
+            }
             Err(e) => self.settle_error(e),
         }
     }
