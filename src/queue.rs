@@ -374,9 +374,6 @@ fn expired_at(m: &Meta) -> u64 {
     }
 }
 
-/// The dead letter `m` (standing [`Standing::Lapsed`] or
-/// [`Standing::Expired`]) becomes when a command meets it: dead since its
-/// lease ran out, or expired since [`expired_at`].
 /// An acked message, as `ack` at `now` leaves it. A keyed message keeps
 /// when it was acked: its key's window starts then.
 fn acked(now: u64) -> impl Fn(&Meta) -> Meta {
@@ -386,6 +383,9 @@ fn acked(now: u64) -> impl Fn(&Meta) -> Meta {
     }
 }
 
+/// The dead letter `m` (standing [`Standing::Lapsed`] or
+/// [`Standing::Expired`]) becomes when a command meets it: dead since its
+/// lease ran out, or expired since [`expired_at`].
 fn made_dead(m: &Meta, s: Standing) -> Meta {
     if s == Standing::Expired {
         Meta {
