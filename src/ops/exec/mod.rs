@@ -357,9 +357,6 @@ impl Worker<'_, '_> {
                     self.start(d);
                     continue;
                 }
-                if self.ran.error.is_some() {
-                    return;
-                }
             }
             let idle = self.jobs.is_empty();
             let req = PopRequest {
