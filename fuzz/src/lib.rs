@@ -613,7 +613,7 @@ pub fn check_wal(b: &[u8]) {
     while let Some(r) = index::decode_wal(&b[pos..]) {
         assert_eq!(r.len, WAL_HEAD_LEN + 12 + r.entries.len() * WAL_ENTRY_LEN);
         assert!(pos + r.len <= b.len());
-        let again = index::encode_wal(r.lsn, &r.entries);
+        let again = index::encode_wal(r.lsn, r.entries.iter().map(|(o, m)| (*o, m)));
         let mut want = b[pos..pos + r.len].to_vec();
         if !STRICT_SLOT_RESERVED {
             // See STRICT_SLOT_RESERVED: slots in the WAL are decoded by decode_slot.
@@ -820,7 +820,7 @@ fn build_wal(rest: &[u8]) -> Vec<u8> {
         let entries: Vec<(State, Meta)> = (0..c.u8() % 6)
             .map(|_| (state(&mut c), meta(&mut c)))
             .collect();
-        let rec = index::encode_wal(lsn, &entries);
+        let rec = index::encode_wal(lsn, entries.iter().map(|(o, m)| (*o, m)));
         let r = index::decode_wal(&rec).expect("an encoded WAL record does not decode");
         assert_eq!((r.lsn, &r.entries, r.len), (lsn, &entries, rec.len()));
         b.extend_from_slice(&rec);

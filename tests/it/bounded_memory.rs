@@ -4,8 +4,9 @@
 //
 // * `pop`, `pop --json`, `peek`, `export` and `exec` of a 64 MiB body stay
 //   below 1.2 times the body plus 32 MiB (bodies of NUL bytes, the worst
-//   case for escaping: 4 bytes of plain output and 6 of JSON per byte), on
-//   every store this file runs on (`tests/it/bounded_memory.rs`).
+//   case for escaping: 4 bytes of plain output and 6 of JSON per byte; and
+//   a body with no valid UTF-8 at all, `\xff` per byte), on every store
+//   this file runs on (`tests/it/bounded_memory.rs`).
 // * `export` of twelve 16 MiB bodies stays below the same bound: it prints
 //   as it reads once it holds 64 MiB.
 // * `push` of an endless stdin stops one byte past the 1 GiB body limit;
@@ -335,6 +336,13 @@ fn pop_peek_export_and_exec_of_a_large_body_stay_near_its_size() {
         "pop --json of a binary body"
     );
     assert!(m.json_str("body_base64").starts_with("/0FBQUFB"));
+    // Plain, of a body with no valid UTF-8 at all: `\xff` per byte.
+    push_big(&s, None, "ff", b"", 0xff);
+    let m = measure(cmd(&s, None, &["peek", "ff"]), None);
+    m.code(0).near(LIMIT, &mut over);
+    let at = m.field(0).len() as u64 + m.field(1).len() as u64 + 2;
+    assert_eq!(m.stdout_len, at + 4 * BODY + 1, "peek of bytes not UTF-8");
+    assert!(m.head[at as usize..].starts_with(b"\\xff\\xff"));
 
     // An encrypted body is opened where it lies.
     let key = keygen_into(&s.scratch().join("key"));

@@ -141,7 +141,7 @@ fn a_wal_record_shorter_than_its_fixed_part_is_rejected_even_with_a_good_crc() {
 
 #[test]
 fn a_wal_record_with_no_entries_round_trips() {
-    let b = index::encode_wal(5, &[]);
+    let b = index::encode_wal(5, std::iter::empty());
     assert_eq!(b.len(), 8 + 12);
     let r = index::decode_wal(&b).expect("an empty change set decodes");
     assert_eq!((r.lsn, r.entries.len(), r.len), (5, 0, 20));

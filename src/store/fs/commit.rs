@@ -38,8 +38,7 @@ impl FsStore {
             return Ok(());
         }
         let lsn = self.h.lsn + 1;
-        let entries: Vec<(State, Meta)> = changes.iter().map(|c| (c.old, c.new)).collect();
-        let rec = index::encode_wal(lsn, &entries);
+        let rec = index::encode_wal(lsn, changes.iter().map(|c| (c.old, &c.new)));
         let path = self.wal_path();
         let mut written = self.append_wal(&rec);
         // A full disk must still drain (docs/DURABILITY.md): give back the
@@ -60,18 +59,20 @@ impl FsStore {
         failpoint::hit("commit.after-wal");
         // The change is durable: it is done, whatever happens below.
         let applied = (|| {
-            let (first, second) = entries.split_at(entries.len() / 2);
-            self.write_slots(first.iter().map(|(_, m)| m))?;
+            let slot = |(i, c): (usize, &Change)| (c.new.seq, index::wal_slot(&rec, i));
+            let half = changes.len() / 2;
+            self.write_slots(changes[..half].iter().enumerate().map(slot))?;
             failpoint::hit("commit.mid-slots");
-            self.write_slots(second.iter().map(|(_, m)| m))?;
-            for (old, m) in &entries {
-                self.account(*old, m, false)?;
+            let second = changes[half..].iter().enumerate();
+            self.write_slots(second.map(|(i, c)| slot((half + i, c))))?;
+            for c in changes {
+                self.account(c.old, &c.new, false)?;
             }
             self.h.lsn = lsn;
             self.h.wal_len += rec.len() as u64;
-            if entries
+            if changes
                 .iter()
-                .any(|(_, m)| m.seq == self.h.scan_lo && !m.state.is_pending())
+                .any(|Change { new: m, .. }| m.seq == self.h.scan_lo && !m.state.is_pending())
             {
                 self.advance_scan_lo()?;
             }
@@ -136,10 +137,11 @@ impl FsStore {
         Ok(())
     }
 
-    /// Writes the slots of `metas` in place, in their order, one `pwrite`
-    /// per run of consecutive seqs (up to [`SLOT_RUN`] bytes): a pop or ack
-    /// of 100,000 messages was 100,000 `pwrite`s of 64 bytes.
-    fn write_slots<'m>(&self, metas: impl Iterator<Item = &'m Meta>) -> Result<()> {
+    /// Writes the encoded slots of `slots` (seq, its 64 bytes) in place,
+    /// in their order, one `pwrite` per run of consecutive seqs (up to
+    /// [`SLOT_RUN`] bytes): a pop or ack of 100,000 messages was 100,000
+    /// `pwrite`s of 64 bytes.
+    fn write_slots<'b>(&self, slots: impl Iterator<Item = (u64, &'b [u8])>) -> Result<()> {
         let mut run: Vec<u8> = Vec::new();
         let mut first = 0;
         let flush = |run: &mut Vec<u8>, first: u64| {
@@ -147,15 +149,15 @@ impl FsStore {
             run.clear();
             done.ctx("write", &self.slots_path())
         };
-        for m in metas {
+        for (seq, bytes) in slots {
             let next = first + (run.len() / index::SLOT_LEN) as u64;
-            if !run.is_empty() && (m.seq != next || run.len() >= SLOT_RUN) {
+            if !run.is_empty() && (seq != next || run.len() >= SLOT_RUN) {
                 flush(&mut run, first)?;
             }
             if run.is_empty() {
-                first = m.seq;
+                first = seq;
             }
-            run.extend_from_slice(&encode_slot(m));
+            run.extend_from_slice(bytes);
         }
         if !run.is_empty() {
             flush(&mut run, first)?;

@@ -504,7 +504,10 @@ impl Header {
 }
 
 /// Encodes one WAL record for `entries` (old state, new slot).
-pub fn encode_wal(lsn: u64, entries: &[(State, Slot)]) -> Vec<u8> {
+pub fn encode_wal<'a>(
+    lsn: u64,
+    entries: impl ExactSizeIterator<Item = (State, &'a Slot)>,
+) -> Vec<u8> {
     let payload_len = 12 + entries.len() * WAL_ENTRY_LEN;
     let mut b = Vec::with_capacity(WAL_HEAD_LEN + payload_len);
     b.extend_from_slice(&(payload_len as u32).to_le_bytes());
@@ -512,12 +515,20 @@ pub fn encode_wal(lsn: u64, entries: &[(State, Slot)]) -> Vec<u8> {
     b.extend_from_slice(&lsn.to_le_bytes());
     b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for (old, slot) in entries {
-        b.push(*old as u8);
+        b.push(old as u8);
         b.extend_from_slice(&encode_slot(slot));
     }
     let crc = crc32fast::hash(&b[WAL_HEAD_LEN..]);
     b[4..8].copy_from_slice(&crc.to_le_bytes());
     b
+}
+
+/// The encoded new slot of entry `i` of a record [`encode_wal`] made: a
+/// commit writes these bytes to `slots` as they are, never encoding a
+/// slot twice.
+pub(super) fn wal_slot(rec: &[u8], i: usize) -> &[u8] {
+    let at = WAL_HEAD_LEN + 12 + i * WAL_ENTRY_LEN + 1;
+    &rec[at..at + SLOT_LEN]
 }
 
 /// Decodes one entry of a WAL record (old state, new slot): the
@@ -853,11 +864,17 @@ mod tests {
             (State::Ready, slot(1, State::Leased)),
             (State::Leased, slot(2, State::Acked)),
         ];
-        let b = encode_wal(77, &entries);
+        let b = encode_wal(77, entries.iter().map(|(old, m)| (*old, m)));
         let r = decode_wal(&b).unwrap();
         assert_eq!(r.lsn, 77);
         assert_eq!(r.entries, entries);
         assert_eq!(r.len, b.len());
+        // Pinned: 8-byte head, lsn and count, then 1 + 64 bytes per entry.
+        assert_eq!(b.len(), 8 + 12 + 2 * 65);
+        for (i, (_, m)) in entries.iter().enumerate() {
+            assert_eq!(wal_slot(&b, i), encode_slot(m));
+            assert_eq!(wal_slot(&b, i).as_ptr(), b[8 + 12 + i * 65 + 1..].as_ptr());
+        }
         for cut in 0..b.len() {
             assert_eq!(decode_wal(&b[..cut]), None);
         }
