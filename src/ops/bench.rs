@@ -6,7 +6,12 @@
 //! * latency = time a consumer popped a message - time its producer pushed it
 //!   (the producer writes its clock into the body), over `count` messages
 //!   pushed one by one by `producers` processes and popped and acked by
-//!   `consumers` processes (this binary, run with a hidden subcommand).
+//!   `consumers` processes (this binary, run with a hidden subcommand),
+//!   each acking a message in the commit that leases its next one, as
+//!   `exec --loop --wait` does; the run fails unless every message was
+//!   acked;
+//! * drain = the same count popped and acked by a plain pop+ack loop on a
+//!   filled queue, never waiting (two commits per message).
 
 use crate::base::error::{Error, Result};
 use crate::ops::exec::{self, PopRequest};
@@ -42,8 +47,9 @@ pub struct BenchReport {
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
     pub latency_seconds: f64,
-    /// The same pops and acks, one message each, on a queue filled first:
-    /// what the latency run's consumers would take if they never waited.
+    /// A pop+ack loop (a pop, then an ack: two commits per message) on a
+    /// queue filled first, never waiting: what a script draining a backlog
+    /// with `spoolmq pop` and `spoolmq ack` takes.
     pub drain_seconds: f64,
     pub drain_msgs_per_sec: f64,
 }
@@ -143,9 +149,16 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
     }
     let latency_seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
-
-    // Drain: the consumer's loop without waiting, in this process.
     let mut q = spool.open_existing_queue(&name)?;
+    let st = q.stats(now_ms())?;
+    if st.acked != req.count || st.ready + st.leased + st.delayed + st.dead > 0 {
+        return Err(Error::Runtime(format!(
+            "bench: after the latency run {} of {} messages were acked ({} ready, {} leased)",
+            st.acked, req.count, st.ready, st.leased
+        )));
+    }
+
+    // Drain: a pop+ack loop without waiting, in this process.
     let mut left = req.count;
     while left > 0 {
         let n = left.min(1000);
@@ -155,7 +168,14 @@ pub fn run(spool: &Spool, req: &BenchRequest) -> Result<BenchReport> {
     }
     drop(q);
     let started = Instant::now();
-    pop_acks(spool, &name, req.count, None, &mut |_| Ok(()))?;
+    pop_acks(
+        spool,
+        &name,
+        req.count,
+        None,
+        Settle::AckThenPop,
+        &mut |_| Ok(()),
+    )?;
     let drain_seconds = started.elapsed().as_secs_f64();
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -216,28 +236,48 @@ pub fn produce(spool: &Spool, queue: &str, count: u64, size: usize) -> Result<()
 /// latency in milliseconds, one per line.
 pub fn consume(spool: &Spool, queue: &str, count: u64, out: &mut dyn std::io::Write) -> Result<()> {
     let wait = Some(Some(Duration::from_secs(60)));
-    pop_acks(spool, queue, count, wait, &mut |d| {
-        let received = now_ns();
-        let sent: u128 = d
-            .body
-            .split(|&b| b == b' ')
-            .next()
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(received);
-        let ms = received.saturating_sub(sent) as f64 / 1e6;
-        writeln!(out, "{ms:.3}").map_err(|e| Error::Runtime(format!("stdout: {e}")))
-    })
+    pop_acks(
+        spool,
+        queue,
+        count,
+        wait,
+        Settle::InTheNextLease,
+        &mut |d| {
+            let received = now_ns();
+            let sent: u128 = d
+                .body
+                .split(|&b| b == b' ')
+                .next()
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(received);
+            let ms = received.saturating_sub(sent) as f64 / 1e6;
+            writeln!(out, "{ms:.3}").map_err(|e| Error::Runtime(format!("stdout: {e}")))
+        },
+    )
+}
+
+/// How a consumer loop settles each message it was given.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// An `ack` of its own, then a `pop`: two commits per message, what a
+    /// script running `spoolmq pop` and `spoolmq ack` does.
+    AckThenPop,
+    /// The ack in the commit that leases the next message when one is
+    /// there, alone when none is (and only then a wait): what
+    /// `exec --loop --wait` does (`Queue::ack_and_pop`).
+    InTheNextLease,
 }
 
 /// Pops `count` messages one at a time (waiting as `wait` says), calls
-/// `each` on each as it comes, and acks it, the queue opened for each step
-/// as a worker opens it.
+/// `each` on each as it comes, and acks it as `settle` says, the queue
+/// opened for each step as a worker opens it.
 fn pop_acks(
     spool: &Spool,
     queue: &str,
     count: u64,
     wait: Option<Option<Duration>>,
+    settle: Settle,
     each: &mut dyn FnMut(&crate::queue::Delivery) -> Result<()>,
 ) -> Result<()> {
     let req = PopRequest {
@@ -248,17 +288,37 @@ fn pop_acks(
     };
     // One watch for every pop, as a worker keeps it (`ops::wake::Waiter`).
     let mut waiter = crate::ops::wake::Waiter::default();
-    for _ in 0..count {
-        let got = exec::pop_until(spool, queue, &req, None, &|| false, &mut waiter)?;
+    let mut done: Option<String> = None;
+    for left in (0..count).rev() {
+        let mut got = Vec::new();
+        if let Some(receipt) = done.take() {
+            let mut q = spool.open_existing_queue(queue)?;
+            let receipts = std::slice::from_ref(&receipt);
+            if settle == Settle::InTheNextLease {
+                let (settled, next) =
+                    q.ack_and_pop(receipts, 1, req.lease, req.max_attempts, now_ms())?;
+                settled.into_result()?;
+                got = next;
+            } else {
+                q.ack(receipts, now_ms())?.into_result()?;
+            }
+        }
+        if got.is_empty() {
+            got = exec::pop_until(spool, queue, &req, None, &|| false, &mut waiter)?;
+        }
         let Some(d) = got.into_iter().next() else {
             return Err(Error::Empty(format!(
                 "{queue}: no message came within a minute"
             )));
         };
         each(&d)?;
-        let mut q = spool.open_existing_queue(queue)?;
-        q.ack(std::slice::from_ref(&d.receipt), now_ms())?
-            .into_result()?;
+        if left == 0 {
+            let mut q = spool.open_existing_queue(queue)?;
+            q.ack(std::slice::from_ref(&d.receipt), now_ms())?
+                .into_result()?;
+        } else {
+            done = Some(d.receipt);
+        }
     }
     Ok(())
 }
