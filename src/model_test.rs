@@ -538,16 +538,16 @@ impl World {
                 receipt,
             };
         }
-        let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+        let ids: Vec<String> = got.iter().map(|d| d.id().to_string()).collect();
         if ids != expect {
             return Err(format!("{ctx}: popped {ids:?}, model says {expect:?}"));
         }
         for d in &got {
-            let Some(m) = self.model.msgs.iter().find(|m| m.id == d.id) else {
-                return Err(format!("{ctx}: unknown id {}", d.id));
+            let Some(m) = self.model.msgs.iter().find(|m| m.id == d.id()) else {
+                return Err(format!("{ctx}: unknown id {}", d.id()));
             };
             if d.attempt != m.attempts || d.body != m.body {
-                return Err(format!("{ctx}: {} attempt/body differ", d.id));
+                return Err(format!("{ctx}: {} attempt/body differ", d.id()));
             }
             self.receipts.push(d.receipt.clone());
         }

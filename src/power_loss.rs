@@ -218,10 +218,10 @@ impl Ctx {
         for d in got {
             assert_eq!(
                 Some(&d.body),
-                self.seen.pushed.get(&d.id),
+                self.seen.pushed.get(d.id()),
                 "pop served a wrong body"
             );
-            self.seen.receipts.push((d.id, d.receipt));
+            self.seen.receipts.push((d.id().to_string(), d.receipt));
         }
     }
 
@@ -724,8 +724,10 @@ fn check_image(image: &SimFs, seen: &Seen, what: &str) -> Vec<String> {
     if ranks.windows(2).any(|w| w[0] < w[1]) {
         v.push(format!("{what}: served out of priority order: {ranks:?}"));
     }
-    let delivered: BTreeMap<String, Vec<u8>> =
-        drained.into_iter().map(|d| (d.id, d.body)).collect();
+    let delivered: BTreeMap<String, Vec<u8>> = drained
+        .into_iter()
+        .map(|d| (d.id().to_string(), d.body))
+        .collect();
     for (id, body) in &seen.pushed {
         let gone = seen.gone.contains(id);
         let maybe_gone = seen.maybe_gone.contains(id);

@@ -145,10 +145,19 @@ const MAX_MADE_DEAD: usize = 10_000;
 /// One leased message, as `pop` returns it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub id: String,
+    /// It opens with the message id ([`Delivery::id`]).
     pub receipt: String,
     pub attempt: u32,
     pub body: Vec<u8>,
+}
+
+impl Delivery {
+    /// The message id: the first 16 characters of the receipt (kept once,
+    /// not as a string of its own: a `pop` of 100,000 messages made
+    /// 100,000 more allocations).
+    pub fn id(&self) -> &str {
+        self.receipt.get(..16).unwrap_or(&self.receipt)
+    }
 }
 
 /// One message as `peek` shows it.
@@ -1071,10 +1080,8 @@ impl Queue {
                         ..m
                     };
                     changes.push(Change { old: m.state, new });
-                    let (id, receipt) = q.ids().format_delivery(m.seq, &tag);
                     out.push(Delivery {
-                        id,
-                        receipt,
+                        receipt: q.ids().format_receipt(m.seq, &tag),
                         attempt: new.attempts,
                         body,
                     });

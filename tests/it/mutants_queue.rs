@@ -79,7 +79,7 @@ fn each_delivery_gets_a_fresh_random_receipt_and_the_old_one_goes_stale() {
     // The lease runs out and the message is delivered again.
     let second = q.pop(1, Duration::from_secs(1), 0, T0 + 5_000).unwrap();
     assert_eq!(second.len(), 1);
-    assert_eq!(first[0].id, second[0].id);
+    assert_eq!(first[0].id(), second[0].id());
     assert_eq!(second[0].attempt, 2);
     assert_ne!(first[0].receipt, second[0].receipt);
     // The tag (after the 16-digit id) is random, not zeros.
@@ -361,7 +361,7 @@ fn retry_by_id_moves_dead_letters_and_lapsed_last_attempts_and_names_everything_
     // with no limit and a long lease.
     let d = q.pop(2, Duration::from_secs(1), 1, T0).unwrap();
     let long = q.pop(1, Duration::from_secs(600), 0, T0).unwrap();
-    assert_eq!(long[0].id, ids[2]);
+    assert_eq!(long[0].id(), ids[2]);
     q.nack(
         std::slice::from_ref(&d[0].receipt),
         Retry::After(Duration::ZERO),
@@ -400,7 +400,7 @@ fn retry_by_id_moves_dead_letters_and_lapsed_last_attempts_and_names_everything_
     assert_eq!((s.dead, s.leased, s.ready), (0, 1, 3));
     // Moved back with no attempts: the next delivery is attempt 1.
     let again = q.pop(3, Duration::from_secs(1), 1, now).unwrap();
-    let got: Vec<(&str, u32)> = again.iter().map(|d| (d.id.as_str(), d.attempt)).collect();
+    let got: Vec<(&str, u32)> = again.iter().map(|d| (d.id(), d.attempt)).collect();
     assert_eq!(
         got,
         [
@@ -650,7 +650,7 @@ fn export_names_each_message_by_its_standing_and_gives_a_time_only_to_delayed_on
     .unwrap();
     let a = push(&mut q, &["leased"], Duration::ZERO, T0);
     assert_eq!(
-        q.pop(1, Duration::from_secs(60), 5, T0).unwrap()[0].id,
+        q.pop(1, Duration::from_secs(60), 5, T0).unwrap()[0].id(),
         a[0]
     );
     let b = push(&mut q, &["ready"], Duration::ZERO, T0);

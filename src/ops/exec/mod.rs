@@ -404,7 +404,7 @@ impl Worker<'_, '_> {
         self.next_key += 1;
         let key = self.next_key;
         let mut env = vec![
-            ("SPOOLMQ_ID", OsString::from(&d.id)),
+            ("SPOOLMQ_ID", OsString::from(d.id())),
             ("SPOOLMQ_RECEIPT", OsString::from(&d.receipt)),
             ("SPOOLMQ_ATTEMPT", OsString::from(d.attempt.to_string())),
             ("SPOOLMQ_QUEUE", OsString::from(self.queue)),
@@ -426,7 +426,7 @@ impl Worker<'_, '_> {
                 let now = Instant::now();
                 self.jobs.push(Job {
                     key,
-                    id: d.id,
+                    id: d.id().to_string(),
                     receipt: d.receipt,
                     attempt: d.attempt,
                     child,
@@ -446,7 +446,7 @@ impl Worker<'_, '_> {
                     126
                 };
                 let how = How::NotStarted(e.to_string());
-                self.failed(&d.id, &d.receipt, d.attempt, how, Vec::new(), code);
+                self.failed(d.id(), &d.receipt, d.attempt, how, Vec::new(), code);
             }
         }
     }
