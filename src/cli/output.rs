@@ -189,12 +189,12 @@ fn a_word_at_a_time_finds_the_first_escaped_byte_as_a_byte_at_a_time_does() {
     }
 }
 
-/// Writes each byte of `bytes` as `esc` says,
-/// gathering the output in `buf` and writing it out every [`OUT_CHUNK`]
-/// bytes. Runs of bytes the table keeps as they are are copied whole:
-/// looking each byte's form up and copying it was a fifth of a
-/// 100,000-message `pop --json`. Bytes that are all kept, with nothing
-/// gathered before them, are written straight from `bytes`.
+/// Writes each byte of `bytes` as `esc` says, gathering the output in
+/// `buf` and writing it out every [`OUT_CHUNK`] bytes. Runs of bytes the
+/// table keeps as they are are copied whole: looking each byte's form up
+/// and copying it was a fifth of a 100,000-message `pop --json`. Bytes
+/// that are all kept, with nothing gathered before them, are written
+/// straight from `bytes`.
 fn write_table<W: Write + ?Sized, const N: usize>(
     out: &mut W,
     buf: &mut Vec<u8>,
