@@ -154,9 +154,11 @@ fn line_goes_on_past(line: &mut Line<'_>) -> bool {
     }
 }
 
-/// Whether the line has more than the `head` read of it.
-fn line_goes_on(line: &Line<'_>, head: &[u8]) -> bool {
-    head.len() == HEAD && !line.ended
+/// Whether the line has more than the `head` read of it: not when the
+/// head stopped at the line's newline or at the end of the input (a line
+/// of exactly [`HEAD`] bytes as the last, with no newline, was refused).
+fn line_goes_on(line: &mut Line<'_>, head: &[u8]) -> bool {
+    head.len() == HEAD && !line.ended && line_goes_on_past(line)
 }
 
 #[cfg(test)]
@@ -199,5 +201,22 @@ mod tests {
     fn an_empty_input_has_no_receipts() {
         assert!(of("").unwrap().is_empty());
         assert!(of("\n\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_head_is_whole_one_byte_more_is_not() {
+        let at = "r".repeat(HEAD);
+        for input in [format!("{at}\n"), at.clone(), format!("{at}\nr2")] {
+            let got = of(&input).unwrap_or_else(|e| panic!("{} bytes: {e}", input.len()));
+            assert_eq!(got[0], at, "{} bytes", input.len());
+        }
+        assert_eq!(
+            of(&format!("{at}\nr2")).unwrap(),
+            vec![at.clone(), "r2".into()]
+        );
+        for input in [format!("{at}r\n"), format!("{at}r")] {
+            let e = of(&input).unwrap_err().to_string();
+            assert!(e.contains("longer than 256 bytes"), "{e}");
+        }
     }
 }
