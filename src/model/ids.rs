@@ -135,6 +135,12 @@ impl Ids {
         ascii(&r)
     }
 
+    /// The id a receipt printed by [`Ids::format_receipt`] opens with (the
+    /// whole text if it is shorter).
+    pub fn id_of_receipt(r: &str) -> &str {
+        r.get(..16).unwrap_or(r)
+    }
+
     /// Parses a receipt printed by [`Ids::format_receipt`].
     pub fn parse_receipt(&self, r: &str) -> Option<(u64, ReceiptTag)> {
         let r: &[u8; 40] = r.as_bytes().try_into().ok()?;
@@ -229,7 +235,7 @@ mod tests {
         let r = ids.format_receipt(3, &tag);
         assert_eq!(r.len(), 40);
         // A receipt opens with the id (`Delivery::id` takes it from there).
-        assert_eq!(r[..16], ids.format(3));
+        assert_eq!(Ids::id_of_receipt(&r), ids.format(3));
         assert_eq!(ids.parse_receipt(&r), Some((3, tag)));
         assert_eq!(ids.parse_receipt(&r[..39]), None);
         assert_eq!(ids.parse_receipt(&format!("{}g", &r[..39])), None);

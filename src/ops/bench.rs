@@ -288,8 +288,9 @@ fn pop_acks(
     };
     // One watch for every pop, as a worker keeps it (`ops::wake::Waiter`).
     let mut waiter = crate::ops::wake::Waiter::default();
+    // The receipt of the message handled last, not acked yet.
     let mut done: Option<String> = None;
-    for left in (0..count).rev() {
+    for _ in 0..count {
         let mut got = Vec::new();
         if let Some(receipt) = done.take() {
             let mut q = spool.open_existing_queue(queue)?;
@@ -312,13 +313,11 @@ fn pop_acks(
             )));
         };
         each(&d)?;
-        if left == 0 {
-            let mut q = spool.open_existing_queue(queue)?;
-            q.ack(std::slice::from_ref(&d.receipt), now_ms())?
-                .into_result()?;
-        } else {
-            done = Some(d.receipt);
-        }
+        done = Some(d.receipt);
+    }
+    if let Some(receipt) = done {
+        let mut q = spool.open_existing_queue(queue)?;
+        q.ack(&[receipt], now_ms())?.into_result()?;
     }
     Ok(())
 }

@@ -241,9 +241,8 @@ enum Event {
 /// A running command and its message.
 struct Job {
     key: u64,
-    id: String,
-    receipt: String,
-    attempt: u32,
+    /// Its message's delivery (id, receipt, attempt), the body handed over.
+    leased: Delivery,
     child: child::Child,
     next_extend: Instant,
     lease_ok: bool,
@@ -426,9 +425,7 @@ impl Worker<'_, '_> {
                 let now = Instant::now();
                 self.jobs.push(Job {
                     key,
-                    id: d.id().to_string(),
-                    receipt: d.receipt,
-                    attempt: d.attempt,
+                    leased: d,
                     child,
                     next_extend: now + self.half_lease(),
                     lease_ok: true,
@@ -566,7 +563,7 @@ impl Worker<'_, '_> {
             .jobs
             .iter()
             .filter(|j| j.lease_ok && j.next_extend <= now)
-            .map(|j| j.receipt.clone())
+            .map(|j| j.leased.receipt.clone())
             .collect();
         if due.is_empty() {
             return;
@@ -574,10 +571,16 @@ impl Worker<'_, '_> {
         let lease = self.req.lease;
         let result = self.on_queue(|q| q.extend(&due, lease, now_ms()));
         let next = now + self.half_lease();
-        for j in self.jobs.iter_mut().filter(|j| due.contains(&j.receipt)) {
+        for j in self
+            .jobs
+            .iter_mut()
+            .filter(|j| due.contains(&j.leased.receipt))
+        {
             j.next_extend = next;
             let lost = match &result {
-                Ok(s) if s.stale.contains(&j.receipt) => Some("the lease ran out".to_string()),
+                Ok(s) if s.stale.contains(&j.leased.receipt) => {
+                    Some("the lease ran out".to_string())
+                }
                 Ok(_) => None,
                 Err(e) => Some(e.to_string()),
             };
@@ -585,7 +588,8 @@ impl Worker<'_, '_> {
                 j.lease_ok = false;
                 (self.warn)(format!(
                     "{}: message {}: cannot extend the lease: {why}",
-                    self.queue, j.id
+                    self.queue,
+                    j.leased.id()
                 ));
             }
         }
@@ -617,16 +621,17 @@ impl Worker<'_, '_> {
         // yet (systemd may send it to the command and to `exec` at once).
         if self.stopping.is_some() || signals::first().is_some() {
             self.ran.last_status = Some(code);
-            self.give_back(&job.receipt);
+            self.give_back(&job.leased.receipt);
             return;
         }
-        self.failed(&job.id, &job.receipt, job.attempt, how, tail, code);
+        let d = &job.leased;
+        self.failed(d.id(), &d.receipt, d.attempt, how, tail, code);
     }
 
     /// A command succeeded: its message is acked with the next pop
     /// ([`Worker::start_what_we_may`], in this same turn of the loop).
     fn ack(&mut self, job: &Job) {
-        self.to_ack.push(job.receipt.clone());
+        self.to_ack.push(job.leased.receipt.clone());
     }
 
     /// Counts what an ack did: acked, lost leases ([`Worker::settle_error`]),
